@@ -1,1 +1,19 @@
+//! RelayAPI: a relay that lets frontends call AI providers with encrypted, limited tokens.
+//!
+//! The binary (`src/main.rs`) is a thin shell over this library so that integration tests and fuzz
+//! targets can reach the pure parts (head parsing, framing, chunked decoding, tokens, the limiter).
+#![forbid(unsafe_code)]
 
+pub mod admin;
+pub mod chunked;
+pub mod clock;
+pub mod config;
+pub mod cors;
+pub mod error;
+pub mod framing;
+pub mod head;
+pub mod limiter;
+pub mod provider;
+pub mod rai;
+pub mod secret;
+pub mod token;
