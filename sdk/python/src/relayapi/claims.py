@@ -1,0 +1,238 @@
+"""Token claims: the rules of docs/token-format.md section 5, their canonical JSON, and strict parsing.
+
+Pure functions over values, no crypto and no clock. Minting and verification share one validator so the
+SDK can never mint a token that it (and, by the shared vectors, the relay) would refuse. The validator
+raises :class:`ClaimError` with a readable reason; the token layer turns that into the detail-free
+``InvalidTokenError`` when verifying, and into ``InvalidArgumentError`` when minting.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import urlsplit
+
+__all__ = ["CLAIM_ORDER", "ClaimError", "parse_claims", "serialize_claims", "validate_claims"]
+
+#: Member order of the canonical serialisation (section 5 table order).
+CLAIM_ORDER = (
+    "jti", "tid", "iat", "exp", "prv", "key", "kref", "url", "max", "ext", "rate", "conc",
+    "models", "paths", "origins", "ips", "mtok", "mtok_mode", "uid",
+)  # fmt: skip
+_REQUIRED = ("jti", "tid", "iat", "exp", "prv")
+
+#: Every integer in the claims is below 2^53 so that JavaScript minters and verifiers agree exactly.
+MAX_SAFE_INT = 2**53 - 1
+#: `rate.n` and `rate.s` upper bound: one year of seconds.
+MAX_RATE = 86400 * 365
+#: `conc` upper bound: in-flight requests of one token.
+MAX_CONCURRENT = 10_000
+#: Longest provider key accepted (bytes of printable ASCII).
+MAX_KEY_CHARS = 1024
+MAX_MODELS = 64
+MAX_MODEL_CHARS = 256
+MAX_UID_CHARS = 128
+MAX_URL_CHARS = 2048
+
+_JTI = re.compile(r"[0-9a-f]{32}")
+_TENANT = re.compile(r"[A-Za-z0-9._-]{1,64}")
+_PROVIDER = re.compile(r"[a-z0-9_-]{1,32}")
+_KREF = re.compile(r"[A-Za-z0-9._-]{1,64}")
+_PRINTABLE = re.compile(r"[\x20-\x7e]+")
+# A browser origin: scheme "://" host [":" port], nothing after it (the Origin header never has a path).
+_ORIGIN = re.compile(r"https?://(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?")
+_CIDR_PREFIX = re.compile(r"[0-9]{1,3}")
+
+
+class ClaimError(ValueError):
+    """A claim violates section 5. ``member`` names it (``"rate.n"``)."""
+
+    def __init__(self, member: str, problem: str) -> None:
+        self.member = member
+        self.problem = problem
+        super().__init__(f"{member}: {problem}")
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _int(claims: Mapping[str, Any], name: str, lo: int, hi: int) -> None:
+    v = claims[name]
+    if not _is_int(v) or not lo <= v <= hi:
+        raise ClaimError(name, f"must be an integer from {lo} to {hi}")
+
+
+def _string(v: Any, name: str) -> str:
+    if not isinstance(v, str):
+        raise ClaimError(name, "must be a string")
+    try:
+        v.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        # Lone surrogates (possible from "\ud800" escapes) have no UTF-8 form.
+        raise ClaimError(name, "must be valid Unicode") from exc
+    return v
+
+
+def _string_list(claims: Mapping[str, Any], name: str, max_items: int | None = None) -> list[str]:
+    v = claims[name]
+    if not isinstance(v, list) or not v:
+        raise ClaimError(name, "must be a non-empty array of strings")
+    if max_items is not None and len(v) > max_items:
+        raise ClaimError(name, f"must have at most {max_items} entries")
+    return [_string(item, f"{name}[{i}]") for i, item in enumerate(v)]
+
+
+def _check_cidr(text: str, name: str) -> None:
+    addr, sep, prefix = text.partition("/")
+    if not sep or not _CIDR_PREFIX.fullmatch(prefix) or "%" in addr:
+        raise ClaimError(name, f"{text!r} is not a CIDR range such as 203.0.113.0/24 or 2001:db8::/32")
+    try:
+        ip = ipaddress.ip_address(addr)
+    except ValueError as exc:
+        raise ClaimError(name, f"{text!r} has an invalid address") from exc
+    if int(prefix) > ip.max_prefixlen:
+        raise ClaimError(name, f"{text!r} has a prefix longer than {ip.max_prefixlen} bits")
+
+
+def _check_url(text: str) -> None:
+    if len(text) > MAX_URL_CHARS or not _PRINTABLE.fullmatch(text) or " " in text:
+        raise ClaimError("url", "must be an https:// URL without spaces")
+    parts = urlsplit(text)
+    if parts.scheme != "https" or not parts.hostname:
+        raise ClaimError("url", "must be an absolute https:// URL")
+    if parts.username is not None or parts.query or parts.fragment or "?" in text or "#" in text:
+        raise ClaimError("url", "must not carry credentials, a query or a fragment")
+
+
+def validate_claims(claims: Mapping[str, Any]) -> None:
+    """Check a claims object against section 5; raise :class:`ClaimError` on the first violation."""
+    if not isinstance(claims, Mapping):
+        raise ClaimError("claims", "must be a JSON object")
+    for name in claims:
+        if name not in CLAIM_ORDER:
+            raise ClaimError(str(name), "unknown claim member")
+    for name in _REQUIRED:
+        if name not in claims:
+            raise ClaimError(name, "is required")
+
+    if not _JTI.fullmatch(_string(claims["jti"], "jti")):
+        raise ClaimError("jti", "must be 32 lowercase hex characters")
+    if not _TENANT.fullmatch(_string(claims["tid"], "tid")):
+        raise ClaimError("tid", "must be 1 to 64 characters from A-Z a-z 0-9 . _ -")
+    _int(claims, "iat", 0, MAX_SAFE_INT)
+    _int(claims, "exp", 0, MAX_SAFE_INT)
+    if claims["exp"] <= claims["iat"]:
+        raise ClaimError("exp", "must be after iat")
+    if not _PROVIDER.fullmatch(_string(claims["prv"], "prv")):
+        raise ClaimError("prv", "must be 1 to 32 characters from a-z 0-9 _ -")
+
+    if ("key" in claims) == ("kref" in claims):
+        raise ClaimError("key", "exactly one of key and kref must be present")
+    if "key" in claims:
+        key = _string(claims["key"], "key")
+        if not _PRINTABLE.fullmatch(key) or len(key) > MAX_KEY_CHARS:
+            raise ClaimError("key", f"must be 1 to {MAX_KEY_CHARS} printable ASCII characters")
+    if "kref" in claims and not _KREF.fullmatch(_string(claims["kref"], "kref")):
+        raise ClaimError("kref", "must be 1 to 64 characters from A-Z a-z 0-9 . _ -")
+    if "url" in claims:
+        _check_url(_string(claims["url"], "url"))
+    if "max" in claims:
+        _int(claims, "max", 1, MAX_SAFE_INT)
+
+    if "ext" in claims:
+        ext = claims["ext"]
+        if not isinstance(ext, Mapping):
+            raise ClaimError("ext", "must be an object")
+        for name in ext:
+            if name != "rep_m":
+                raise ClaimError(f"ext.{name}", "unknown extension member (only rep_m is defined)")
+        if "rep_m" in ext:
+            rep_m = _string(ext["rep_m"], "ext.rep_m")
+            if not 1 <= len(rep_m) <= MAX_MODEL_CHARS:
+                raise ClaimError("ext.rep_m", f"must be 1 to {MAX_MODEL_CHARS} characters")
+
+    if "rate" in claims:
+        rate = claims["rate"]
+        if not isinstance(rate, Mapping) or set(rate) != {"n", "s"}:
+            raise ClaimError("rate", 'must be an object {"n": calls, "s": seconds}')
+        _int(rate, "n", 1, MAX_RATE)
+        _int(rate, "s", 1, MAX_RATE)
+    if "conc" in claims:
+        _int(claims, "conc", 1, MAX_CONCURRENT)
+
+    if "models" in claims:
+        for i, m in enumerate(_string_list(claims, "models", MAX_MODELS)):
+            if not 1 <= len(m) <= MAX_MODEL_CHARS:
+                raise ClaimError(f"models[{i}]", f"must be 1 to {MAX_MODEL_CHARS} characters")
+    if "paths" in claims:
+        for i, p in enumerate(_string_list(claims, "paths")):
+            if not p.startswith("/") or not _PRINTABLE.fullmatch(p) or any(c in p for c in " ?#"):
+                raise ClaimError(f"paths[{i}]", 'must be a path such as "/chat/completions" (no query)')
+    if "origins" in claims:
+        for i, o in enumerate(_string_list(claims, "origins")):
+            if not _ORIGIN.fullmatch(o):
+                raise ClaimError(f"origins[{i}]", 'must be an origin such as "https://app.example.com"')
+    if "ips" in claims:
+        for i, cidr in enumerate(_string_list(claims, "ips")):
+            _check_cidr(cidr, f"ips[{i}]")
+
+    if "mtok" in claims:
+        _int(claims, "mtok", 1, MAX_SAFE_INT)
+    if "mtok_mode" in claims and claims["mtok_mode"] not in ("clamp", "reject"):
+        raise ClaimError("mtok_mode", 'must be "clamp" or "reject"')
+    if "uid" in claims:
+        # The spec's table says printable ASCII, but the shared vectors (verify.json, "escaping") carry a
+        # uid with control characters and non-ASCII that verifiers must accept; the verifier follows the
+        # vectors, and create_token applies the stricter rule to what it mints.
+        uid = _string(claims["uid"], "uid")
+        if not 1 <= len(uid) <= MAX_UID_CHARS:
+            raise ClaimError("uid", f"must be 1 to {MAX_UID_CHARS} characters")
+
+
+def serialize_claims(claims: Mapping[str, Any]) -> str:
+    """The canonical claims JSON: members in table order, compact, minimal escaping, UTF-8 text.
+
+    ``json.dumps`` with ``ensure_ascii=False`` escapes exactly what section 5 asks (``"``, ``\\``, short
+    forms for ``\\b \\f \\n \\r \\t``, ``\\u00xx`` in lowercase hex for other controls) and nothing else.
+    """
+    validate_claims(claims)
+    ordered: dict[str, Any] = {name: claims[name] for name in CLAIM_ORDER if name in claims}
+    if "rate" in ordered:
+        ordered["rate"] = {"n": ordered["rate"]["n"], "s": ordered["rate"]["s"]}
+    if "ext" in ordered:
+        ordered["ext"] = dict(ordered["ext"])
+    return json.dumps(ordered, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+class _DuplicateMemberError(ValueError):
+    pass
+
+
+def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in pairs:
+        if k in out:
+            raise _DuplicateMemberError(k)
+        out[k] = v
+    return out
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"non-standard JSON constant {name}")
+
+
+def parse_claims(plaintext: bytes) -> dict[str, Any]:
+    """Parse and validate decrypted claims; raise :class:`ClaimError` for anything outside section 5."""
+    try:
+        text = plaintext.decode("utf-8")
+        claims = json.loads(text, object_pairs_hook=_reject_duplicates, parse_constant=_reject_constant)
+    except _DuplicateMemberError as exc:
+        raise ClaimError(str(exc), "duplicate member") from exc
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise ClaimError("claims", "not UTF-8 JSON") from exc
+    validate_claims(claims)
+    return claims

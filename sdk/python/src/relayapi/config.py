@@ -1,0 +1,205 @@
+"""Loading and validating the `.rai` client config (docs/client-config.md).
+
+This module owns the shape of the file: every field is checked here, once, and a bad file fails at load
+time with a :class:`~relayapi.errors.ConfigError` that names the field. Keys are never hashed or padded
+into shape. Building URLs from the loaded config is left to :mod:`relayapi.urls`.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Union
+
+from . import _b64
+from .errors import ConfigError
+
+__all__ = ["KEY_BYTES", "RaiConfig", "RaiKey", "load_config"]
+
+#: A tenant key is exactly this many bytes (AES-256 input keying material).
+KEY_BYTES = 32
+CRYPTO_METHOD = "aes-256-gcm-hkdf-sha256"
+DEFAULT_BASE_PATH = "/relayapi/"
+
+_KID = re.compile(r"[A-Za-z0-9._-]{1,32}")
+_TENANT = re.compile(r"[A-Za-z0-9._-]{1,64}")
+# Host names as the frontend reaches them; IDNs must be given in their ASCII (punycode) form.
+_HOSTNAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,251}[A-Za-z0-9])?")
+# RFC 3986 pchar plus "/", without "%" so a base path can never smuggle an encoded separator.
+_BASE_PATH = re.compile(r"/(?:[A-Za-z0-9._~!$&'()*+,;=:@-]+/)*")
+
+ConfigSource = Union[str, "os.PathLike[str]", Mapping[str, Any], "RaiConfig"]
+
+
+@dataclass(frozen=True)
+class RaiKey:
+    """One tenant key: its id and its 32 bytes. ``repr`` never shows the key bytes."""
+
+    key_id: str
+    key: bytes = field(repr=False)
+
+
+@dataclass(frozen=True)
+class RaiConfig:
+    """A validated `.rai` file. ``key`` mints; ``key`` and ``previous_keys`` verify."""
+
+    scheme: str
+    host: str
+    port: int
+    base_path: str
+    tenant_id: str
+    key: RaiKey
+    previous_keys: tuple[RaiKey, ...] = ()
+
+    @property
+    def all_keys(self) -> tuple[RaiKey, ...]:
+        return (self.key, *self.previous_keys)
+
+
+def load_config(source: ConfigSource) -> RaiConfig:
+    """Load a `.rai` config from a path, a parsed dict, or pass a :class:`RaiConfig` through.
+
+    Raises :class:`ConfigError` naming the field for every problem, ``"<file>"`` for I/O and JSON errors.
+    """
+    if isinstance(source, RaiConfig):
+        return source
+    if isinstance(source, Mapping):
+        return _parse(source)
+    if isinstance(source, (str, os.PathLike)):
+        path = os.fspath(source)
+        try:
+            with open(path, encoding="utf-8") as fh:
+                text = fh.read()
+        except OSError as exc:
+            raise ConfigError("<file>", f"cannot read {path!r}: {exc.strerror or exc}") from exc
+        except UnicodeDecodeError as exc:
+            raise ConfigError("<file>", f"{path!r} is not UTF-8") from exc
+        try:
+            data = json.loads(text, object_pairs_hook=_no_duplicates)
+        except (ValueError, _DuplicateMemberError) as exc:
+            raise ConfigError("<file>", f"{path!r} is not valid JSON: {exc}") from exc
+        if not isinstance(data, Mapping):
+            raise ConfigError("<file>", f"{path!r} must hold a JSON object")
+        return _parse(data)
+    raise ConfigError("<config>", f"expected a .rai path or a dict, got {type(source).__name__}")
+
+
+class _DuplicateMemberError(ValueError):
+    pass
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in pairs:
+        if k in out:
+            raise _DuplicateMemberError(f"duplicate member {k!r}")
+        out[k] = v
+    return out
+
+
+def _object(value: Any, name: str, required: set[str], optional: set[str]) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping):
+        raise ConfigError(name, "must be an object")
+    for k in value:
+        if k not in required and k not in optional:
+            prefix = f"{name}." if name != "<config>" else ""
+            raise ConfigError(f"{prefix}{k}", "unknown field (check the spelling)")
+    for k in sorted(required):
+        if k not in value:
+            prefix = f"{name}." if name != "<config>" else ""
+            raise ConfigError(f"{prefix}{k}", "is required")
+    return value
+
+
+def _is_int(value: Any) -> bool:
+    # bool is a subclass of int in Python; `"port": true` must not pass as port 1.
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _parse(data: Mapping[str, Any]) -> RaiConfig:
+    _object(data, "<config>", {"version", "server", "crypto"}, set())
+    if not _is_int(data["version"]) or data["version"] != 1:
+        raise ConfigError("version", "must be the integer 1")
+
+    server = _object(data["server"], "server", {"host", "port"}, {"scheme", "base_path"})
+    scheme = server.get("scheme", "http")
+    if scheme not in ("http", "https"):
+        raise ConfigError("server.scheme", 'must be "http" or "https"')
+    host = _parse_host(server["host"])
+    port = server["port"]
+    if not _is_int(port) or not 1 <= port <= 65535:
+        raise ConfigError("server.port", "must be an integer from 1 to 65535")
+    base_path = server.get("base_path", DEFAULT_BASE_PATH)
+    if not isinstance(base_path, str) or not _BASE_PATH.fullmatch(base_path):
+        raise ConfigError(
+            "server.base_path",
+            'must start and end with "/" and hold only URL path characters, e.g. "/relayapi/"',
+        )
+
+    crypto = _object(data["crypto"], "crypto", {"method", "key_id", "key", "tenant_id"}, {"previous_keys"})
+    if crypto["method"] != CRYPTO_METHOD:
+        raise ConfigError("crypto.method", f'must be "{CRYPTO_METHOD}" (token format v1)')
+    tenant_id = crypto["tenant_id"]
+    if not isinstance(tenant_id, str) or not _TENANT.fullmatch(tenant_id):
+        raise ConfigError("crypto.tenant_id", "must be 1 to 64 characters from A-Z a-z 0-9 . _ -")
+    key = _parse_key(crypto["key_id"], crypto["key"], "crypto")
+
+    previous = crypto.get("previous_keys", [])
+    if not isinstance(previous, list):
+        raise ConfigError("crypto.previous_keys", "must be an array of {key_id, key} objects")
+    prev_keys = []
+    seen = {key.key_id}
+    for i, entry in enumerate(previous):
+        name = f"crypto.previous_keys[{i}]"
+        _object(entry, name, {"key_id", "key"}, set())
+        k = _parse_key(entry["key_id"], entry["key"], name)
+        if k.key_id in seen:
+            raise ConfigError(f"{name}.key_id", f"duplicate key id {k.key_id!r}")
+        seen.add(k.key_id)
+        prev_keys.append(k)
+
+    return RaiConfig(
+        scheme=scheme,
+        host=host,
+        port=port,
+        base_path=base_path,
+        tenant_id=tenant_id,
+        key=key,
+        previous_keys=tuple(prev_keys),
+    )
+
+
+def _parse_key(key_id: Any, key_text: Any, prefix: str) -> RaiKey:
+    if not isinstance(key_id, str) or not _KID.fullmatch(key_id):
+        raise ConfigError(f"{prefix}.key_id", "must be 1 to 32 characters from A-Z a-z 0-9 . _ -")
+    raw = _b64.decode(key_text) if isinstance(key_text, str) else None
+    if raw is None or len(raw) != KEY_BYTES:
+        # Deliberately no attempt to hash or pad other lengths into shape: a wrong key must fail loudly.
+        raise ConfigError(
+            f"{prefix}.key", "must be exactly 32 bytes as unpadded base64url (43 characters, no '=')"
+        )
+    return RaiKey(key_id=key_id, key=raw)
+
+
+def _parse_host(host: Any) -> str:
+    """Return the host normalised for URLs: IPv6 literals in brackets, everything else as given."""
+    if not isinstance(host, str) or not host:
+        raise ConfigError("server.host", "must be a non-empty host name or IP address")
+    inner = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if ":" in inner:
+        try:
+            addr = ipaddress.IPv6Address(inner)
+        except ValueError as exc:
+            raise ConfigError("server.host", f"{host!r} is not a valid IPv6 address") from exc
+        if addr.scope_id is not None:
+            raise ConfigError("server.host", "IPv6 zone ids are not usable in relay URLs")
+        return f"[{inner}]"
+    if host != inner or not _HOSTNAME.fullmatch(host):
+        raise ConfigError(
+            "server.host", f"{host!r} is not a host name (ASCII letters, digits, '.', '-') or IP address"
+        )
+    return host

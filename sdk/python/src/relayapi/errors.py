@@ -1,0 +1,110 @@
+"""The SDK's exception hierarchy.
+
+Every exception the SDK raises on purpose derives from :class:`RelayAPIError`, so callers can catch one
+type. Token verification failures are deliberately uninformative (:class:`InvalidTokenError` carries no
+detail): a verifier that explains *why* a token failed helps whoever is forging one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Optional
+
+__all__ = [
+    "APIError",
+    "ConfigError",
+    "InvalidArgumentError",
+    "InvalidTokenError",
+    "RelayAPIError",
+    "RelayConnectionError",
+    "TokenExpiredError",
+    "TokenNotYetValidError",
+]
+
+
+class RelayAPIError(Exception):
+    """Base class of every error raised by the RelayAPI SDK."""
+
+
+class ConfigError(RelayAPIError, ValueError):
+    """The `.rai` client config is missing, unreadable or invalid.
+
+    ``field`` names the offending member in dotted form (``"crypto.key"``), or ``"<file>"`` when the file
+    itself could not be read or parsed.
+    """
+
+    def __init__(self, field: str, problem: str) -> None:
+        self.field = field
+        self.problem = problem
+        super().__init__(f"invalid .rai config: {field}: {problem}")
+
+
+class InvalidArgumentError(RelayAPIError, ValueError):
+    """An argument passed to an SDK call is out of range or of the wrong type.
+
+    ``param`` names the argument as the caller spelled it (``"max_calls"``).
+    """
+
+    def __init__(self, param: str, problem: str) -> None:
+        self.param = param
+        self.problem = problem
+        super().__init__(f"{param}: {problem}")
+
+
+class InvalidTokenError(RelayAPIError):
+    """The token is not an authentic, well-formed RelayAPI v1 token for any loaded key.
+
+    One message for every cause (bad encoding, unknown key id, failed tag, bad claims), like the relay's
+    single ``invalid_token`` answer.
+    """
+
+    def __init__(self) -> None:
+        super().__init__("invalid token")
+
+
+class TokenExpiredError(InvalidTokenError):
+    """The token is authentic but ``now >= exp + leeway``."""
+
+    def __init__(self, claims: Mapping[str, Any]) -> None:
+        super().__init__()
+        self.claims = dict(claims)
+        self.args = ("token expired",)
+
+
+class TokenNotYetValidError(InvalidTokenError):
+    """The token is authentic but ``iat > now + leeway`` (the minter's clock is ahead)."""
+
+    def __init__(self, claims: Mapping[str, Any]) -> None:
+        super().__init__()
+        self.claims = dict(claims)
+        self.args = ("token not yet valid",)
+
+
+class APIError(RelayAPIError):
+    """The relay (or the provider behind it) answered with an HTTP error status.
+
+    ``code`` is the stable machine-readable code from the OpenAI-style error body
+    (``"token_exhausted"``, ``"invalid_token"``...) or ``None`` when the body had none.
+    """
+
+    def __init__(
+        self,
+        status: int,
+        code: Optional[str],
+        message: str,
+        *,
+        error_type: Optional[str] = None,
+        headers: Optional[Mapping[str, str]] = None,
+        body: Any = None,
+    ) -> None:
+        self.status = status
+        self.code = code
+        self.message = message
+        self.error_type = error_type
+        self.headers = dict(headers or {})
+        self.body = body
+        super().__init__(f"HTTP {status} {code or 'error'}: {message}")
+
+
+class RelayConnectionError(RelayAPIError, ConnectionError):
+    """The relay could not be reached, or the connection broke before a complete answer arrived."""

@@ -1,0 +1,341 @@
+"""Token format v1: sealing claims into ``rt1.`` tokens and opening them again (docs/token-format.md).
+
+The byte layout, key derivation and verification steps live here; the claim rules live in
+:mod:`relayapi.claims`. :func:`seal` is the deterministic "from parts" core (salt injected, like fernet's
+``_encrypt_from_parts``); :class:`TokenGenerator` is the public face that draws ``jti`` and ``salt`` from
+the OS CSPRNG and reads the clock on every call.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, Optional, Union
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from . import _b64
+from .claims import (
+    MAX_CONCURRENT,
+    MAX_KEY_CHARS,
+    MAX_RATE,
+    MAX_SAFE_INT,
+    MAX_UID_CHARS,
+    ClaimError,
+    parse_claims,
+    serialize_claims,
+)
+from .config import ConfigSource, RaiConfig, RaiKey, load_config
+from .errors import InvalidArgumentError, InvalidTokenError, TokenExpiredError, TokenNotYetValidError
+
+__all__ = ["TOKEN_PREFIX", "TokenGenerator", "check_time", "open_token", "seal"]
+
+TOKEN_PREFIX = "rt1."  # noqa: S105  (the format marker, not a secret)
+VERSION = 0x01
+MODE_SYMMETRIC = 0x01
+SALT_BYTES = 16
+TAG_BYTES = 16
+JTI_BYTES = 16
+#: Longest token text accepted; checked before any decoding so huge input costs nothing.
+MAX_TOKEN_CHARS = 4096
+HKDF_INFO = b"relayapi token v1"
+_KID = re.compile(r"[A-Za-z0-9._-]{1,32}")
+_MIN_BLOB = 3 + 1 + SALT_BYTES + TAG_BYTES
+
+ExtInfo = Union[str, Mapping[str, Any], None]
+
+
+def _derive(key: bytes, salt: bytes) -> tuple[bytes, bytes]:
+    okm = HKDF(algorithm=hashes.SHA256(), length=44, salt=salt, info=HKDF_INFO).derive(key)
+    return okm[:32], okm[32:]
+
+
+def seal(claims: Mapping[str, Any], *, kid: str, key: bytes, salt: bytes) -> str:
+    """Mint a token from parts: canonical claims sealed under ``key`` with the given ``salt``.
+
+    Deterministic, for the shared vectors. Raises ``ClaimError`` for claims outside section 5 and
+    ``ValueError`` for a malformed kid, key or salt. Real tokens come from
+    :meth:`TokenGenerator.create_token`.
+    """
+    if not _KID.fullmatch(kid):
+        raise ValueError("kid must be 1 to 32 characters from A-Z a-z 0-9 . _ -")
+    if len(key) != 32 or len(salt) != SALT_BYTES:
+        raise ValueError("key must be 32 bytes and salt 16 bytes")
+    plaintext = serialize_claims(claims).encode("utf-8")
+    kid_b = kid.encode("ascii")
+    header = bytes((VERSION, MODE_SYMMETRIC, len(kid_b))) + kid_b + salt
+    cek, nonce = _derive(key, salt)
+    return TOKEN_PREFIX + _b64.encode(header + AESGCM(cek).encrypt(nonce, plaintext, header))
+
+
+def open_token(token: str, keys: Iterable[RaiKey], tenant_id: str) -> dict[str, Any]:
+    """Verify a token's authenticity and claims (section 7, steps 1-6) and return its claims.
+
+    Every failure raises the same :class:`InvalidTokenError`. Time is *not* checked here: see
+    :func:`check_time`.
+    """
+    try:
+        return _open(token, keys, tenant_id)
+    except (ClaimError, InvalidTag, ValueError, TypeError):
+        pass
+    # Raised outside the except block so no chained cause leaks the reason into tracebacks or logs.
+    raise InvalidTokenError
+
+
+def _open(token: str, keys: Iterable[RaiKey], tenant_id: str) -> dict[str, Any]:
+    if not isinstance(token, str) or len(token) > MAX_TOKEN_CHARS or not token.startswith(TOKEN_PREFIX):
+        raise ValueError
+    blob = _b64.decode(token[len(TOKEN_PREFIX) :])
+    if blob is None or len(blob) < _MIN_BLOB or blob[0] != VERSION or blob[1] != MODE_SYMMETRIC:
+        raise ValueError
+    kid_len = blob[2]
+    header_len = 3 + kid_len + SALT_BYTES
+    if not 1 <= kid_len <= 32 or len(blob) < header_len + TAG_BYTES:
+        raise ValueError
+    kid = blob[3 : 3 + kid_len].decode("ascii")
+    key = next((k.key for k in keys if k.key_id == kid), None)
+    if key is None:
+        raise ValueError
+    header, sealed = blob[:header_len], blob[header_len:]
+    cek, nonce = _derive(key, header[-SALT_BYTES:])
+    claims = parse_claims(AESGCM(cek).decrypt(nonce, sealed, header))
+    if claims["tid"] != tenant_id:
+        raise ValueError
+    return claims
+
+
+def check_time(claims: Mapping[str, Any], now: int, leeway: int = 0) -> None:
+    """Section 7 steps 7-8 for authentic claims: raise if not yet valid or expired at ``now``."""
+    if claims["iat"] > now + leeway:
+        raise TokenNotYetValidError(claims)
+    if now >= claims["exp"] + leeway:
+        raise TokenExpiredError(claims)
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _int_arg(name: str, value: Any, lo: int, hi: int) -> int:
+    if not _is_int(value) or not lo <= value <= hi:
+        raise InvalidArgumentError(name, f"must be an integer from {lo} to {hi}, got {value!r}")
+    return value
+
+
+def _list_arg(name: str, value: Any) -> list[str]:
+    # A bare string is a sequence of characters; accepting it would silently allow "g", "p", "t"...
+    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
+        raise InvalidArgumentError(name, f"must be a list of strings, got {type(value).__name__}")
+    if not value or not all(isinstance(v, str) for v in value):
+        raise InvalidArgumentError(name, "must be a non-empty list of strings")
+    return list(value)
+
+
+def _parse_ext(ext_info: ExtInfo) -> Optional[dict[str, Any]]:
+    if ext_info is None or ext_info == "":
+        return None
+    if isinstance(ext_info, str):
+        try:
+            ext = json.loads(ext_info)
+        except ValueError as exc:
+            raise InvalidArgumentError(
+                "ext_info", 'must be "" or a JSON object such as {"rep_m": "gpt-4o"}'
+            ) from exc
+    else:
+        ext = ext_info
+    if not isinstance(ext, Mapping):
+        raise InvalidArgumentError("ext_info", "must be a JSON object")
+    for name in ext:
+        if name != "rep_m":
+            raise InvalidArgumentError("ext_info", f"unknown member {name!r}: only rep_m is supported")
+    return dict(ext) or None
+
+
+_CLAIM_TO_PARAM = {
+    "key": "api_key", "kref": "key_ref", "url": "base_url", "max": "max_calls", "ext": "ext_info",
+    "rate": "rate_limit", "conc": "max_concurrent", "models": "allowed_models", "paths": "allowed_endpoints",
+    "origins": "allowed_origins", "ips": "allowed_ips", "mtok": "max_tokens", "mtok_mode": "max_tokens_mode",
+    "uid": "user_id", "prv": "provider", "exp": "expire_seconds",
+}  # fmt: skip
+
+
+class TokenGenerator:
+    """Mints and decodes tokens with the keys of one `.rai` config.
+
+    ``config`` is a `.rai` path, the parsed dict, or a :class:`RaiConfig`; problems raise ``ConfigError``.
+    """
+
+    def __init__(self, config: ConfigSource) -> None:
+        self.config: RaiConfig = load_config(config)
+
+    def create_token(
+        self,
+        api_key: Optional[str] = None,
+        max_calls: Optional[int] = 100,
+        expire_seconds: int = 3600,
+        provider: str = "openai",
+        ext_info: ExtInfo = "",
+        *,
+        key_ref: Optional[str] = None,
+        base_url: Optional[str] = None,
+        rate_limit: Optional[tuple[int, int]] = None,
+        max_concurrent: Optional[int] = None,
+        allowed_models: Optional[Sequence[str]] = None,
+        allowed_endpoints: Optional[Sequence[str]] = None,
+        allowed_origins: Optional[Sequence[str]] = None,
+        allowed_ips: Optional[Sequence[str]] = None,
+        max_tokens: Optional[int] = None,
+        max_tokens_mode: Optional[str] = None,
+        user_id: Optional[str] = None,
+    ) -> str:
+        """Mint a fresh token; the current UTC second, a random ``jti`` and a random salt every call.
+
+        Exactly one of ``api_key`` (the provider key, carried encrypted) and ``key_ref`` (the name of a key
+        held by the relay) is required. ``max_calls=None`` means unlimited; ``rate_limit`` is
+        ``(calls, seconds)``. Raises :class:`InvalidArgumentError` naming the offending argument.
+        """
+        return self._create_token_from_parts(
+            now=int(time.time()),
+            jti=os.urandom(JTI_BYTES).hex(),
+            salt=os.urandom(SALT_BYTES),
+            api_key=api_key,
+            max_calls=max_calls,
+            expire_seconds=expire_seconds,
+            provider=provider,
+            ext_info=ext_info,
+            key_ref=key_ref,
+            base_url=base_url,
+            rate_limit=rate_limit,
+            max_concurrent=max_concurrent,
+            allowed_models=allowed_models,
+            allowed_endpoints=allowed_endpoints,
+            allowed_origins=allowed_origins,
+            allowed_ips=allowed_ips,
+            max_tokens=max_tokens,
+            max_tokens_mode=max_tokens_mode,
+            user_id=user_id,
+        )
+
+    def _create_token_from_parts(self, *, now: int, jti: str, salt: bytes, **options: Any) -> str:
+        """``create_token`` with the clock and randomness injected (tests and vectors only)."""
+        claims = self._build_claims(now=now, jti=jti, **options)
+        try:
+            return seal(claims, kid=self.config.key.key_id, key=self.config.key.key, salt=salt)
+        except ClaimError as exc:
+            top = exc.member.split(".")[0].split("[")[0]
+            raise InvalidArgumentError(_CLAIM_TO_PARAM.get(top, top), exc.problem) from None
+
+    def _build_claims(
+        self,
+        *,
+        now: int,
+        jti: str,
+        api_key: Optional[str] = None,
+        max_calls: Optional[int] = 100,
+        expire_seconds: int = 3600,
+        provider: str = "openai",
+        ext_info: ExtInfo = "",
+        key_ref: Optional[str] = None,
+        base_url: Optional[str] = None,
+        rate_limit: Optional[tuple[int, int]] = None,
+        max_concurrent: Optional[int] = None,
+        allowed_models: Optional[Sequence[str]] = None,
+        allowed_endpoints: Optional[Sequence[str]] = None,
+        allowed_origins: Optional[Sequence[str]] = None,
+        allowed_ips: Optional[Sequence[str]] = None,
+        max_tokens: Optional[int] = None,
+        max_tokens_mode: Optional[str] = None,
+        user_id: Optional[str] = None,
+    ) -> dict[str, Any]:
+        _int_arg("now", now, 0, MAX_SAFE_INT)
+        expire_seconds = _int_arg("expire_seconds", expire_seconds, 1, MAX_SAFE_INT - now)
+        if not isinstance(provider, str):
+            raise InvalidArgumentError("provider", 'must be a provider name such as "openai"')
+        claims: dict[str, Any] = {
+            "jti": jti,
+            "tid": self.config.tenant_id,
+            "iat": now,
+            "exp": now + expire_seconds,
+            "prv": provider,
+        }
+        if (api_key is None) == (key_ref is None):
+            raise InvalidArgumentError("api_key", "pass exactly one of api_key and key_ref")
+        if api_key is not None:
+            if not isinstance(api_key, str) or not api_key:
+                raise InvalidArgumentError("api_key", "must be a non-empty string")
+            if len(api_key) > MAX_KEY_CHARS:
+                raise InvalidArgumentError("api_key", f"must be at most {MAX_KEY_CHARS} characters")
+            claims["key"] = api_key
+        else:
+            claims["kref"] = key_ref
+        if base_url is not None:
+            claims["url"] = base_url
+        if max_calls is not None:
+            claims["max"] = _int_arg("max_calls", max_calls, 1, MAX_SAFE_INT)
+        ext = _parse_ext(ext_info)
+        if ext is not None:
+            claims["ext"] = ext
+        if rate_limit is not None:
+            if (
+                isinstance(rate_limit, (str, bytes))
+                or not isinstance(rate_limit, Sequence)
+                or len(rate_limit) != 2
+            ):
+                raise InvalidArgumentError("rate_limit", "must be a (calls, seconds) pair")
+            claims["rate"] = {
+                "n": _int_arg("rate_limit", rate_limit[0], 1, MAX_RATE),
+                "s": _int_arg("rate_limit", rate_limit[1], 1, MAX_RATE),
+            }
+        if max_concurrent is not None:
+            claims["conc"] = _int_arg("max_concurrent", max_concurrent, 1, MAX_CONCURRENT)
+        for param, member, value in (
+            ("allowed_models", "models", allowed_models),
+            ("allowed_endpoints", "paths", allowed_endpoints),
+            ("allowed_origins", "origins", allowed_origins),
+            ("allowed_ips", "ips", allowed_ips),
+        ):
+            if value is not None:
+                claims[member] = _list_arg(param, value)
+        if max_tokens is not None:
+            claims["mtok"] = _int_arg("max_tokens", max_tokens, 1, MAX_SAFE_INT)
+        if max_tokens_mode is not None:
+            if max_tokens is None:
+                raise InvalidArgumentError("max_tokens_mode", "only makes sense together with max_tokens")
+            claims["mtok_mode"] = max_tokens_mode
+        if user_id is not None:
+            # Stricter than the verifier (see claims.validate_claims): the uid ends up in access logs,
+            # where control characters could forge log lines.
+            if (
+                not isinstance(user_id, str)
+                or not 1 <= len(user_id) <= MAX_UID_CHARS
+                or not all("\x20" <= c <= "\x7e" for c in user_id)
+            ):
+                raise InvalidArgumentError(
+                    "user_id", f"must be 1 to {MAX_UID_CHARS} printable ASCII characters"
+                )
+            claims["uid"] = user_id
+        return claims
+
+    def decode_token(self, token: str) -> dict[str, Any]:
+        """Return the claims of an authentic token minted with any key of this config's tenant.
+
+        Expiry is deliberately not checked, so the id of an expired token can still be used for usage
+        queries; use :meth:`verify_token` for a time check. Raises :class:`InvalidTokenError`.
+        """
+        return open_token(token, self.config.all_keys, self.config.tenant_id)
+
+    def verify_token(self, token: str, *, now: Optional[int] = None, leeway: int = 0) -> dict[str, Any]:
+        """Like :meth:`decode_token`, then check validity at ``now`` (default: the current UTC second).
+
+        Raises :class:`InvalidTokenError`, or its subclasses :class:`TokenExpiredError` and
+        :class:`TokenNotYetValidError` for authentic tokens outside their lifetime.
+        """
+        claims = self.decode_token(token)
+        check_time(claims, int(time.time()) if now is None else now, leeway)
+        return claims
