@@ -1,0 +1,220 @@
+/**
+ * Loading the `.rai` client config (docs/client-config.md) into a checked, normalised object.
+ *
+ * A bad config is a programmer error, so it fails loudly at construction time with a {@link ConfigError}
+ * that names the field and says what a valid value looks like, never echoing key material. Turning the
+ * config into URLs and keyrings is left to the callers.
+ *
+ * @module
+ */
+
+import { readFileSync } from 'node:fs';
+import { isIPv4, isIPv6 } from 'node:net';
+
+import { ConfigError } from './errors.js';
+import { JsonSyntaxError, parseStrictJson } from './json.js';
+import { decodeBase64url } from './token.js';
+
+export const KEY_METHOD = 'aes-256-gcm-hkdf-sha256';
+export const DEFAULT_BASE_PATH = '/relayapi/';
+const ID = /^[A-Za-z0-9._-]+$/;
+const HOSTNAME = /^[A-Za-z0-9_](?:[A-Za-z0-9._-]*[A-Za-z0-9_])?$/;
+const BASE_PATH = /^\/(?:[A-Za-z0-9._~-]+\/)*$/;
+const DEFAULT_PORTS = { http: 80, https: 443 };
+
+/**
+ * @typedef {object} RaiConfig
+ * @property {'http' | 'https'} scheme
+ * @property {string} host host as written in the file, without IPv6 brackets
+ * @property {number} port
+ * @property {string} basePath starts and ends with `/`
+ * @property {string} origin `scheme://host[:port]` with IPv6 in brackets and default ports left out
+ * @property {string} keyId
+ * @property {Buffer} key 32-byte tenant key used for minting and admin signatures
+ * @property {string} tenantId
+ * @property {{ keyId: string, key: Buffer }[]} previousKeys older keys, only used to read tokens
+ */
+
+/** @param {unknown} v */
+const isObject = (v) => typeof v === 'object' && v !== null && !Array.isArray(v) && !(Symbol.iterator in v);
+
+/**
+ * @param {unknown} value
+ * @param {string} field
+ * @returns {Record<string, unknown>}
+ */
+function object(value, field, /** @type {string[]} */ allowed) {
+  if (!isObject(value)) throw new ConfigError(field || '(root)', 'expected a JSON object');
+  const obj = /** @type {Record<string, unknown>} */ (value);
+  for (const name of Object.keys(obj)) {
+    if (!allowed.includes(name)) {
+      const full = field ? `${field}.${name}` : name;
+      throw new ConfigError(full, `unknown field (expected one of: ${allowed.join(', ')})`);
+    }
+  }
+  return obj;
+}
+
+/**
+ * @param {Record<string, unknown>} obj
+ * @param {string} name
+ * @param {string} field
+ */
+function required(obj, name, field) {
+  if (!Object.hasOwn(obj, name) || obj[name] === undefined) {
+    throw new ConfigError(field, 'is required');
+  }
+  return obj[name];
+}
+
+/**
+ * @param {unknown} v
+ * @param {string} field
+ * @param {number} maxLen
+ */
+function identifier(v, field, maxLen) {
+  if (typeof v !== 'string' || v.length < 1 || v.length > maxLen || !ID.test(v)) {
+    throw new ConfigError(field, `expected 1 to ${maxLen} characters from A-Z a-z 0-9 . _ -`);
+  }
+  return v;
+}
+
+/**
+ * @param {unknown} v
+ * @param {string} field
+ */
+function tenantKey(v, field) {
+  const bytes = typeof v === 'string' && v.length === 43 ? decodeBase64url(v) : null;
+  if (bytes === null || bytes.length !== 32) {
+    // Deliberately silent about the value: it is a secret.
+    throw new ConfigError(field, 'expected 32 bytes as unpadded base64url (43 characters)');
+  }
+  return bytes;
+}
+
+/**
+ * @param {unknown} v
+ * @returns {{ host: string, urlHost: string }}
+ */
+function host(v) {
+  if (typeof v !== 'string' || v.length === 0 || v.length > 253) {
+    throw new ConfigError('server.host', 'expected a host name or IP address');
+  }
+  const bare = v.startsWith('[') && v.endsWith(']') ? v.slice(1, -1) : v;
+  if (isIPv6(bare) && !bare.includes('%')) return { host: bare, urlHost: `[${bare}]` };
+  if (bare === v && (isIPv4(v) || HOSTNAME.test(v))) return { host: v, urlHost: v };
+  throw new ConfigError('server.host', 'expected a host name, an IPv4 address or an IPv6 address');
+}
+
+/**
+ * Checks a parsed `.rai` document.
+ *
+ * @param {unknown} doc
+ * @returns {RaiConfig}
+ * @throws {ConfigError}
+ */
+export function parseRai(doc) {
+  const root = object(doc, '', ['version', 'server', 'crypto']);
+  if (required(root, 'version', 'version') !== 1) throw new ConfigError('version', 'expected 1');
+
+  const server = object(required(root, 'server', 'server'), 'server', [
+    'scheme',
+    'host',
+    'port',
+    'base_path',
+  ]);
+  const scheme = server.scheme ?? 'http';
+  if (scheme !== 'http' && scheme !== 'https') {
+    throw new ConfigError('server.scheme', 'expected "http" or "https"');
+  }
+  const { host: hostName, urlHost } = host(required(server, 'host', 'server.host'));
+  const port = required(server, 'port', 'server.port');
+  if (typeof port !== 'number' || !Number.isInteger(port) || port < 1 || port > 65535) {
+    throw new ConfigError('server.port', 'expected an integer from 1 to 65535');
+  }
+  const basePath = server.base_path ?? DEFAULT_BASE_PATH;
+  if (typeof basePath !== 'string' || !BASE_PATH.test(basePath)) {
+    throw new ConfigError(
+      'server.base_path',
+      'expected a path that starts and ends with /, e.g. "/relayapi/"',
+    );
+  }
+
+  const crypto = object(required(root, 'crypto', 'crypto'), 'crypto', [
+    'method',
+    'key_id',
+    'key',
+    'tenant_id',
+    'previous_keys',
+  ]);
+  if (required(crypto, 'method', 'crypto.method') !== KEY_METHOD) {
+    throw new ConfigError('crypto.method', `expected "${KEY_METHOD}"`);
+  }
+  const keyId = identifier(required(crypto, 'key_id', 'crypto.key_id'), 'crypto.key_id', 32);
+  const key = tenantKey(required(crypto, 'key', 'crypto.key'), 'crypto.key');
+  const tenantId = identifier(required(crypto, 'tenant_id', 'crypto.tenant_id'), 'crypto.tenant_id', 64);
+
+  const previous = crypto.previous_keys ?? [];
+  if (!Array.isArray(previous)) throw new ConfigError('crypto.previous_keys', 'expected an array');
+  const seen = new Set([keyId]);
+  const previousKeys = previous.map((entry, i) => {
+    const field = `crypto.previous_keys[${i}]`;
+    const e = object(entry, field, ['key_id', 'key']);
+    const kid = identifier(required(e, 'key_id', `${field}.key_id`), `${field}.key_id`, 32);
+    if (seen.has(kid)) throw new ConfigError(`${field}.key_id`, `key id "${kid}" appears twice`);
+    seen.add(kid);
+    return { keyId: kid, key: tenantKey(required(e, 'key', `${field}.key`), `${field}.key`) };
+  });
+
+  const defaultPort = DEFAULT_PORTS[scheme];
+  const origin = `${scheme}://${urlHost}${port === defaultPort ? '' : `:${port}`}`;
+  return { scheme, host: hostName, port, basePath, origin, keyId, key, tenantId, previousKeys };
+}
+
+const UTF8 = new TextDecoder('utf-8', { fatal: true });
+
+/**
+ * Loads a `.rai` config from a parsed object or from a file path.
+ *
+ * The file is read with the same strict JSON parser as token claims, so a duplicated field cannot hide
+ * behind the last one.
+ *
+ * @param {unknown} source a `.rai` object, or a path (string or file URL) to a `.rai` file
+ * @returns {RaiConfig}
+ * @throws {ConfigError}
+ */
+export function loadConfig(source) {
+  if (typeof source === 'string' || source instanceof URL) {
+    let bytes;
+    try {
+      bytes = readFileSync(source);
+    } catch (err) {
+      const why = /** @type {NodeJS.ErrnoException} */ (err).code ?? 'unreadable';
+      throw new ConfigError('file', `${String(source)} cannot be read (${why})`, { cause: err });
+    }
+    let doc;
+    try {
+      doc = parseStrictJson(UTF8.decode(bytes));
+    } catch (err) {
+      const why = err instanceof JsonSyntaxError ? `not valid JSON (${err.message})` : 'not UTF-8 text';
+      throw new ConfigError('file', `${String(source)} is ${why}`, { cause: err });
+    }
+    return parseRai(doc);
+  }
+  if (!isObject(source)) {
+    throw new ConfigError('config', 'expected a .rai object or the path of a .rai file');
+  }
+  return parseRai(source);
+}
+
+/**
+ * The keyring for reading tokens: the current key and every previous key, all of the config's tenant.
+ *
+ * @param {RaiConfig} config
+ * @returns {import('./token.js').Keyring}
+ */
+export function keyringOf(config) {
+  const ring = new Map([[config.keyId, { tenant: config.tenantId, key: config.key }]]);
+  for (const { keyId, key } of config.previousKeys) ring.set(keyId, { tenant: config.tenantId, key });
+  return ring;
+}

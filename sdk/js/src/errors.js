@@ -1,0 +1,122 @@
+/**
+ * Error classes of relayapi-sdk.
+ *
+ * Every error the SDK throws on purpose is a `RelayAPIError` with a stable string `code`, so callers can
+ * branch on `err.code` without depending on class identity (which breaks when two copies of the package
+ * end up in one bundle) or on message wording (which may improve between releases).
+ *
+ * @module
+ */
+
+/** Base class of every error thrown by relayapi-sdk. */
+export class RelayAPIError extends Error {
+  /** @type {string} */
+  static code = 'ERR_RELAYAPI';
+
+  /**
+   * @param {string} message
+   * @param {ErrorOptions} [options]
+   */
+  constructor(message, options) {
+    super(message, options);
+    this.name = this.constructor.name;
+    /** Stable machine-readable code; see the class list in the README. */
+    this.code = /** @type {typeof RelayAPIError} */ (this.constructor).code;
+  }
+}
+
+/** The `.rai` client config is missing, unreadable or has a field that breaks docs/client-config.md. */
+export class ConfigError extends RelayAPIError {
+  static code = 'ERR_CONFIG';
+
+  /**
+   * @param {string} field dotted path of the offending field, e.g. `crypto.key`
+   * @param {string} message what a valid value looks like
+   * @param {ErrorOptions} [options]
+   */
+  constructor(field, message, options) {
+    super(`config field \`${field}\`: ${message}`, options);
+    this.field = field;
+  }
+}
+
+/** An argument of an SDK call is out of range or of the wrong type. */
+export class InvalidArgumentError extends RelayAPIError {
+  static code = 'ERR_INVALID_ARGUMENT';
+
+  /**
+   * @param {string} field name of the option or argument, e.g. `maxCalls`
+   * @param {string} message what a valid value looks like
+   */
+  constructor(field, message) {
+    super(`\`${field}\`: ${message}`);
+    this.field = field;
+  }
+}
+
+/**
+ * A token failed verification (docs/token-format.md §7 steps 1-6). Deliberately carries no detail:
+ * telling apart "bad base64" from "bad tag" from "bad claims" would only help somebody forging tokens.
+ */
+export class InvalidTokenError extends RelayAPIError {
+  static code = 'ERR_INVALID_TOKEN';
+
+  constructor() {
+    super('invalid token');
+  }
+}
+
+/** The token is authentic but its `exp` has passed (§7 step 8). `claims` holds the verified claims. */
+export class TokenExpiredError extends RelayAPIError {
+  static code = 'ERR_TOKEN_EXPIRED';
+
+  /** @param {Record<string, unknown>} claims */
+  constructor(claims) {
+    super('token expired');
+    this.claims = claims;
+  }
+}
+
+/** The token is authentic but issued in the future beyond the leeway (§7 step 7). */
+export class TokenNotYetValidError extends RelayAPIError {
+  static code = 'ERR_TOKEN_NOT_YET_VALID';
+
+  /** @param {Record<string, unknown>} claims */
+  constructor(claims) {
+    super('token not yet valid');
+    this.claims = claims;
+  }
+}
+
+/** The relay answered with a non-2xx status. */
+export class APIError extends RelayAPIError {
+  static code = 'ERR_API';
+
+  /**
+   * @param {number} status HTTP status code
+   * @param {{ message?: string, type?: string | null, code?: string | null, body?: unknown,
+   *           headers?: Headers }} details parsed from the relay's OpenAI-style error body
+   */
+  constructor(status, details = {}) {
+    const errorCode = details.code ?? null;
+    super(`relay answered ${status}${errorCode ? ` ${errorCode}` : ''}: ${details.message ?? 'no message'}`);
+    this.status = status;
+    /** The relay's own error code, e.g. `token_expired`, or null when the body had none. */
+    this.errorCode = errorCode;
+    this.errorType = details.type ?? null;
+    this.body = details.body ?? null;
+    this.headers = details.headers ?? new Headers();
+    /** False when the relay says a retry cannot succeed (`x-should-retry: false`). */
+    this.shouldRetry = this.headers.get('x-should-retry') !== 'false';
+  }
+}
+
+/** The relay could not be reached, or did not answer before the timeout. */
+export class RelayConnectionError extends RelayAPIError {
+  static code = 'ERR_CONNECTION';
+}
+
+/** The relay answered 2xx with a body the SDK could not understand (not JSON, broken stream). */
+export class BadResponseError extends RelayAPIError {
+  static code = 'ERR_BAD_RESPONSE';
+}

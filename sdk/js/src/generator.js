@@ -1,0 +1,201 @@
+/**
+ * `TokenGenerator`: turns `createToken` options into claims and mints them with fresh randomness.
+ *
+ * The option names mirror the Python SDK's keyword arguments in camelCase, with the same defaults and
+ * units (seconds, UTC). The mapping to claims is a pure function with the time and token id passed in,
+ * so tests can pin it; {@link TokenGenerator#createToken} is the only place that reads the clock and the
+ * CSPRNG.
+ *
+ * @module
+ */
+
+import { randomBytes } from 'node:crypto';
+
+import { ClaimError } from './claims.js';
+import { loadConfig } from './config.js';
+import { InvalidArgumentError } from './errors.js';
+import { JsonSyntaxError, parseStrictJson } from './json.js';
+import { mintFromParts } from './token.js';
+
+export const DEFAULT_MAX_CALLS = 100;
+export const DEFAULT_EXPIRE_SECONDS = 3600;
+export const DEFAULT_PROVIDER = 'openai';
+
+/** Option name → claim name; also used to name the option when a claim check fails. */
+const OPTION_CLAIM = Object.freeze({
+  apiKey: 'key',
+  keyRef: 'kref',
+  baseUrl: 'url',
+  maxCalls: 'max',
+  provider: 'prv',
+  extInfo: 'ext',
+  rateLimit: 'rate',
+  maxConcurrent: 'conc',
+  allowedModels: 'models',
+  allowedEndpoints: 'paths',
+  allowedOrigins: 'origins',
+  allowedIps: 'ips',
+  maxTokens: 'mtok',
+  maxTokensMode: 'mtok_mode',
+  userId: 'uid',
+});
+const CLAIM_OPTION = Object.fromEntries(Object.entries(OPTION_CLAIM).map(([o, c]) => [c, o]));
+const KNOWN_OPTIONS = new Set([...Object.keys(OPTION_CLAIM), 'expireSeconds']);
+
+/**
+ * `extInfo` as the original SDK took it: "" (none), a JSON string, or an object with only `rep_m`.
+ *
+ * @param {unknown} extInfo
+ * @returns {unknown} the `ext` claim, or undefined for none
+ */
+function extClaim(extInfo) {
+  if (extInfo === undefined || extInfo === null || extInfo === '') return undefined;
+  /** @type {unknown} */
+  let ext = extInfo;
+  if (typeof extInfo === 'string') {
+    try {
+      ext = parseStrictJson(extInfo);
+    } catch (err) {
+      if (err instanceof JsonSyntaxError) {
+        throw new InvalidArgumentError('extInfo', 'must be "", a JSON object text or an object');
+      }
+      throw err;
+    }
+  }
+  // An object without rep_m asks for nothing; writing `"ext":{}` would only lengthen the token.
+  if (typeof ext === 'object' && ext !== null && Object.keys(ext).length === 0) return undefined;
+  return ext;
+}
+
+/**
+ * Builds the claims for one token from `createToken` options (§5 mapping), without checking them.
+ *
+ * @param {import('../types/index.js').CreateTokenOptions} options
+ * @param {{ tenant: string, now: number, jti: string }} parts
+ * @returns {Record<string, unknown>}
+ * @throws {InvalidArgumentError} for unknown options and shapes the claim checks cannot name
+ */
+export function claimsFromOptions(options, { tenant, now, jti }) {
+  if (typeof options !== 'object' || options === null || Array.isArray(options)) {
+    throw new InvalidArgumentError('options', 'must be an object');
+  }
+  for (const name of Object.keys(options)) {
+    if (!KNOWN_OPTIONS.has(name)) throw new InvalidArgumentError(name, 'is not a createToken option');
+  }
+  const o = /** @type {Record<string, unknown>} */ (options);
+  const expireSeconds = o.expireSeconds ?? DEFAULT_EXPIRE_SECONDS;
+  if (
+    typeof expireSeconds !== 'number' ||
+    !Number.isSafeInteger(expireSeconds) ||
+    expireSeconds < 1 ||
+    now + expireSeconds > Number.MAX_SAFE_INTEGER
+  ) {
+    throw new InvalidArgumentError('expireSeconds', 'must be a positive integer number of seconds');
+  }
+
+  /** @type {Record<string, unknown>} */
+  const claims = { jti, tid: tenant, iat: now, exp: now + expireSeconds };
+  claims.prv = o.provider ?? DEFAULT_PROVIDER;
+  // `null` means "absent" for every optional limit, as `None` does in Python; only maxCalls has a
+  // default other than absent, so `maxCalls: null` is how a caller asks for unlimited calls.
+  const maxCalls = o.maxCalls === undefined ? DEFAULT_MAX_CALLS : o.maxCalls;
+  const rate = o.rateLimit;
+  if (rate !== undefined && rate !== null && !(Array.isArray(rate) && rate.length === 2)) {
+    throw new InvalidArgumentError('rateLimit', 'must be [calls, seconds]');
+  }
+  const values = {
+    key: o.apiKey,
+    kref: o.keyRef,
+    url: o.baseUrl,
+    max: maxCalls,
+    ext: extClaim(o.extInfo),
+    rate: Array.isArray(rate) ? { n: rate[0], s: rate[1] } : undefined,
+    conc: o.maxConcurrent,
+    models: o.allowedModels,
+    paths: o.allowedEndpoints,
+    origins: o.allowedOrigins,
+    ips: o.allowedIps,
+    mtok: o.maxTokens,
+    mtok_mode: o.maxTokensMode,
+    uid: o.userId,
+  };
+  for (const [claim, value] of Object.entries(values)) {
+    if (value !== undefined && value !== null) claims[claim] = value;
+  }
+  if (claims.key === undefined && claims.kref === undefined) {
+    throw new InvalidArgumentError('apiKey', 'give either apiKey or keyRef');
+  }
+  if (claims.key !== undefined && claims.kref !== undefined) {
+    throw new InvalidArgumentError('keyRef', 'give either apiKey or keyRef, not both');
+  }
+  return claims;
+}
+
+/**
+ * Rewrites a claim check failure in terms of the option the caller wrote.
+ *
+ * @param {ClaimError} err
+ * @returns {InvalidArgumentError}
+ */
+function asArgumentError(err) {
+  const [head, ...rest] = err.field.split(/(?=[.[])/);
+  const option = CLAIM_OPTION[head];
+  let field = option === undefined ? err.field : option + rest.join('');
+  // rateLimit is a [calls, seconds] pair, so its members are positions rather than names.
+  if (field === 'rateLimit.n') field = 'rateLimit[0]';
+  if (field === 'rateLimit.s') field = 'rateLimit[1]';
+  return new InvalidArgumentError(field, err.detail);
+}
+
+/**
+ * Mints a fresh token for a loaded config: new token id and salt from the CSPRNG, `iat` from the system
+ * clock. Shared by {@link TokenGenerator} and the client, which already hold a loaded config.
+ *
+ * @param {import('./config.js').RaiConfig} config
+ * @param {import('../types/index.js').CreateTokenOptions} options
+ * @returns {string}
+ * @throws {InvalidArgumentError} naming the option that breaks docs/token-format.md §5
+ */
+export function createToken(config, options) {
+  const claims = claimsFromOptions(options, {
+    tenant: config.tenantId,
+    now: Math.floor(Date.now() / 1000),
+    jti: randomBytes(16).toString('hex'),
+  });
+  try {
+    return mintFromParts({ claims, kid: config.keyId, key: config.key, salt: randomBytes(16) }).token;
+  } catch (err) {
+    if (err instanceof ClaimError) throw asArgumentError(err);
+    throw err;
+  }
+}
+
+/**
+ * Mints tokens for one `.rai` config.
+ *
+ * Tokens are always minted with the config's current key (`crypto.key_id`); previous keys are only
+ * ever used to read tokens.
+ */
+export class TokenGenerator {
+  /** @type {import('./config.js').RaiConfig} */
+  #config;
+
+  /**
+   * @param {unknown} config a `.rai` object or the path of a `.rai` file
+   * @throws {import('./errors.js').ConfigError}
+   */
+  constructor(config) {
+    this.#config = loadConfig(config);
+  }
+
+  /**
+   * Mints a fresh token: new token id and salt from the CSPRNG, `iat` from the system clock.
+   *
+   * @param {import('../types/index.js').CreateTokenOptions} options
+   * @returns {string}
+   * @throws {InvalidArgumentError} naming the option that breaks docs/token-format.md §5
+   */
+  createToken(options) {
+    return createToken(this.#config, options);
+  }
+}

@@ -1,0 +1,245 @@
+// Type declarations for relayapi-sdk. Kept by hand next to src/; `npm run lint` type-checks the sources
+// against them, so a drift between the two fails the build.
+
+/** The `.rai` client config (docs/client-config.md) as a parsed JSON object. */
+export interface RaiFile {
+  version: 1;
+  server: {
+    scheme?: 'http' | 'https';
+    host: string;
+    port: number;
+    base_path?: string;
+  };
+  crypto: {
+    method: 'aes-256-gcm-hkdf-sha256';
+    key_id: string;
+    key: string;
+    tenant_id: string;
+    previous_keys?: { key_id: string; key: string }[];
+  };
+}
+
+/** A `.rai` object, or the path (string or file URL) of a `.rai` file. */
+export type RaiSource = RaiFile | string | URL;
+
+/** Options of `createToken` / `generateBaseUrl`; `null` means "absent", like Python's `None`. */
+export interface CreateTokenOptions {
+  /** The provider API key carried (encrypted) in the token. Exactly one of apiKey and keyRef. */
+  apiKey?: string | null;
+  /** Name of an API key held by the relay (`config.json` `api_keys`). */
+  keyRef?: string | null;
+  /** Maximum number of calls; default 100; `null` = unlimited. */
+  maxCalls?: number | null;
+  /** Lifetime in seconds; default 3600. */
+  expireSeconds?: number;
+  /** Provider name, `[a-z0-9_-]{1,32}`; default "openai". */
+  provider?: string;
+  /** "" (none), a JSON object text, or an object with only `rep_m` (forced model). */
+  extInfo?: string | { rep_m?: string } | null;
+  /** Upstream base URL override (`https://...`); the relay must allow it. */
+  baseUrl?: string | null;
+  /** `[calls, seconds]`: at most `calls` calls in any window of `seconds`. */
+  rateLimit?: readonly [calls: number, seconds: number] | null;
+  /** At most this many requests of this token in flight at once. */
+  maxConcurrent?: number | null;
+  /** Allowed values of the request body's `model`. */
+  allowedModels?: readonly string[] | null;
+  /** Allowed provider-relative paths, e.g. "/chat/completions". */
+  allowedEndpoints?: readonly string[] | null;
+  /** Allowed browser origins, e.g. "https://app.example.com". */
+  allowedOrigins?: readonly string[] | null;
+  /** Allowed client IP ranges in CIDR form. */
+  allowedIps?: readonly string[] | null;
+  /** Ceiling for max_tokens / max_completion_tokens / max_output_tokens. */
+  maxTokens?: number | null;
+  /** "clamp" (relay default) or "reject". */
+  maxTokensMode?: 'clamp' | 'reject' | null;
+  /** End-user id written to the relay's access log. */
+  userId?: string | null;
+}
+
+/** Verified token claims (docs/token-format.md §5). */
+export interface TokenClaims {
+  jti: string;
+  tid: string;
+  iat: number;
+  exp: number;
+  prv: string;
+  key?: string;
+  kref?: string;
+  url?: string;
+  max?: number;
+  ext?: { rep_m?: string };
+  rate?: { n: number; s: number };
+  conc?: number;
+  models?: string[];
+  paths?: string[];
+  origins?: string[];
+  ips?: string[];
+  mtok?: number;
+  mtok_mode?: 'clamp' | 'reject';
+  uid?: string;
+}
+
+export type Endpoint = '' | 'chat_completions' | 'images_generations' | 'embeddings' | `/${string}`;
+
+export interface ClientOptions {
+  /** Seconds to wait for an answer, and for each read of a stream; default 600. */
+  timeout?: number;
+  /** Replaces the global fetch. */
+  fetch?: typeof fetch;
+}
+
+export interface DecodeOptions {
+  /** UTC seconds; default the system clock. */
+  now?: number;
+  /** Seconds of clock skew tolerated; default 0. */
+  leeway?: number;
+  /** `false` skips the expiry and not-yet-valid checks; default true. */
+  checkTime?: boolean;
+}
+
+interface RequestBase {
+  token: string;
+  signal?: AbortSignal;
+  /** Any other member is sent in the JSON body as it is (temperature, max_tokens, ...). */
+  [param: string]: unknown;
+}
+
+export interface ChatRequest extends RequestBase {
+  messages: unknown[];
+  model: string;
+  stream?: boolean;
+}
+
+export interface ImageRequest extends RequestBase {
+  prompt: string;
+}
+
+export interface EmbeddingRequest extends RequestBase {
+  input: unknown;
+  model: string;
+}
+
+export interface HealthStatus {
+  status: string;
+  version: string;
+  uptime_secs: number;
+  [key: string]: unknown;
+}
+
+/** docs/admin-api.md usage document; `null` where the relay cannot know. */
+export interface TokenUsage {
+  token_id: string;
+  tenant_id: string;
+  calls_used: number;
+  max_calls: number | null;
+  remaining: number | null;
+  first_used_at: number | null;
+  last_used_at: number | null;
+  expires_at: number | null;
+  revoked: boolean;
+}
+
+export interface RevokeBeforeResult {
+  tenant_id: string;
+  revoked_before: number;
+}
+
+export const DEFAULT_MAX_CALLS: 100;
+export const DEFAULT_EXPIRE_SECONDS: 3600;
+export const DEFAULT_PROVIDER: 'openai';
+export const DEFAULT_TIMEOUT_SECONDS: 600;
+export const ENDPOINTS: Readonly<
+  Record<'' | 'chat_completions' | 'images_generations' | 'embeddings', string>
+>;
+
+export class TokenGenerator {
+  /** @throws {ConfigError} */
+  constructor(config: RaiSource);
+  /** @throws {InvalidArgumentError} */
+  createToken(options: CreateTokenOptions): string;
+}
+
+export class RelayAPIClient {
+  /** @throws {ConfigError} */
+  constructor(config: RaiSource, options?: ClientOptions);
+  /** `scheme://host[:port]` of the relay. */
+  readonly origin: string;
+  /** Header-form base URL: no token in it; pass the token as the provider SDK's API key. */
+  readonly relayUrl: string;
+  createToken(options: CreateTokenOptions): string;
+  generateUrl(token: string, endpoint?: Endpoint, options?: { form?: 'path' | 'query' }): string;
+  generateBaseUrl(options: CreateTokenOptions): string;
+  decodeToken(token: string, options?: DecodeOptions): TokenClaims;
+  chat(
+    request: ChatRequest & { stream: true },
+  ): Promise<AsyncGenerator<Record<string, unknown>, void, undefined>>;
+  chat(request: ChatRequest & { stream?: false }): Promise<Record<string, unknown>>;
+  generateImage(request: ImageRequest): Promise<Record<string, unknown>>;
+  createEmbedding(request: EmbeddingRequest): Promise<Record<string, unknown>>;
+  healthCheck(options?: { signal?: AbortSignal }): Promise<HealthStatus>;
+  getUsage(tokenOrId: string): Promise<TokenUsage>;
+  revoke(tokenOrId: string): Promise<TokenUsage>;
+  revokeBefore(ts: number): Promise<RevokeBeforeResult>;
+}
+
+export class RelayAPIError extends Error {
+  static readonly code: string;
+  readonly code: string;
+}
+
+export class ConfigError extends RelayAPIError {
+  static readonly code: 'ERR_CONFIG';
+  readonly code: 'ERR_CONFIG';
+  /** Dotted path of the offending field, e.g. "crypto.key". */
+  readonly field: string;
+}
+
+export class InvalidArgumentError extends RelayAPIError {
+  static readonly code: 'ERR_INVALID_ARGUMENT';
+  readonly code: 'ERR_INVALID_ARGUMENT';
+  /** Name of the offending option, e.g. "maxCalls". */
+  readonly field: string;
+}
+
+export class InvalidTokenError extends RelayAPIError {
+  static readonly code: 'ERR_INVALID_TOKEN';
+  readonly code: 'ERR_INVALID_TOKEN';
+}
+
+export class TokenExpiredError extends RelayAPIError {
+  static readonly code: 'ERR_TOKEN_EXPIRED';
+  readonly code: 'ERR_TOKEN_EXPIRED';
+  readonly claims: TokenClaims;
+}
+
+export class TokenNotYetValidError extends RelayAPIError {
+  static readonly code: 'ERR_TOKEN_NOT_YET_VALID';
+  readonly code: 'ERR_TOKEN_NOT_YET_VALID';
+  readonly claims: TokenClaims;
+}
+
+export class APIError extends RelayAPIError {
+  static readonly code: 'ERR_API';
+  readonly code: 'ERR_API';
+  /** HTTP status of the relay's answer. */
+  readonly status: number;
+  /** The relay's error code, e.g. "token_expired", "token_exhausted"; null when absent. */
+  readonly errorCode: string | null;
+  readonly errorType: string | null;
+  readonly body: unknown;
+  readonly headers: Headers;
+  /** False when the relay sent `x-should-retry: false`. */
+  readonly shouldRetry: boolean;
+}
+
+export class RelayConnectionError extends RelayAPIError {
+  static readonly code: 'ERR_CONNECTION';
+  readonly code: 'ERR_CONNECTION';
+}
+
+export class BadResponseError extends RelayAPIError {
+  static readonly code: 'ERR_BAD_RESPONSE';
+  readonly code: 'ERR_BAD_RESPONSE';
+}
