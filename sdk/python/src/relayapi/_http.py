@@ -108,6 +108,10 @@ def iter_sse(response: http.client.HTTPResponse) -> Iterator[dict[str, Any]]:
                 raise RelayConnectionError(f"stream broke: {exc!r}") from exc
             if len(line) > MAX_SSE_LINE_BYTES:
                 raise RelayConnectionError("stream line too long")
+            # http.client's chunked readline swallows a missing final chunk and reports a clean end; only
+            # a fully read chunked body resets chunk_left to None.
+            if not line and response.chunked and response.chunk_left is not None:
+                raise RelayConnectionError("stream broke before its end")
             if not line or line in (b"\n", b"\r\n", b"\r"):
                 if data:
                     payload = "\n".join(data)

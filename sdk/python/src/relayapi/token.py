@@ -226,10 +226,16 @@ class TokenGenerator:
         """``create_token`` with the clock and randomness injected (tests and vectors only)."""
         claims = self._build_claims(now=now, jti=jti, **options)
         try:
-            return seal(claims, kid=self.config.key.key_id, key=self.config.key.key, salt=salt)
+            token = seal(claims, kid=self.config.key.key_id, key=self.config.key.key, salt=salt)
         except ClaimError as exc:
             top = exc.member.split(".")[0].split("[")[0]
             raise InvalidArgumentError(_CLAIM_TO_PARAM.get(top, top), exc.problem) from None
+        if len(token) > MAX_TOKEN_CHARS:
+            # Every verifier refuses longer text unread, so such a token could never be used.
+            raise InvalidArgumentError(
+                "token", f"the options make the token {len(token)} characters long, over {MAX_TOKEN_CHARS}"
+            )
+        return token
 
     def _build_claims(
         self,

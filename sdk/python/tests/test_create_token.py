@@ -1,0 +1,191 @@
+"""create_token: fresh randomness, the claims each argument maps to, and argument validation."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+
+from relayapi import InvalidArgumentError, RelayAPIClient, TokenGenerator
+from relayapi._b64 import decode as b64decode
+
+from .support import rai_dict
+
+
+def test_defaults(client: RelayAPIClient) -> None:
+    before = int(time.time())
+    claims = client.decode_token(client.create_token("test-key-123"))
+    after = int(time.time())
+    assert before <= claims["iat"] <= after
+    assert claims["exp"] == claims["iat"] + 3600
+    assert claims["prv"] == "openai"
+    assert claims["key"] == "test-key-123"
+    assert claims["max"] == 100
+    assert claims["tid"] == "acme"
+    assert set(claims) == {"jti", "tid", "iat", "exp", "prv", "key", "max"}
+
+
+def test_create_token_never_repeats(client: RelayAPIClient) -> None:
+    tokens = [client.create_token(api_key="test-key-123") for _ in range(200)]
+    assert len(set(tokens)) == 200
+    jtis = {client.decode_token(t)["jti"] for t in tokens}
+    assert len(jtis) == 200
+    salts = {b64decode(t[4:])[5:21] for t in tokens}  # type: ignore[index]
+    assert len(salts) == 200
+
+
+def test_positional_arguments_keep_the_original_order(client: RelayAPIClient) -> None:
+    claims = client.decode_token(client.create_token("test-key-123", 7, 60, "anthropic", '{"rep_m": "m1"}'))
+    assert (claims["max"], claims["exp"] - claims["iat"], claims["prv"], claims["ext"]) == (
+        7, 60, "anthropic", {"rep_m": "m1"},
+    )  # fmt: skip
+
+
+def test_every_option_maps_to_its_claim(client: RelayAPIClient) -> None:
+    token = client.create_token(
+        key_ref="openai-main",
+        max_calls=None,
+        expire_seconds=120,
+        provider="deepseek",
+        ext_info={"rep_m": "deepseek-chat"},
+        base_url="https://llm-proxy.example.com/v1",
+        rate_limit=(10, 60),
+        max_concurrent=2,
+        allowed_models=("deepseek-chat",),
+        allowed_endpoints=["/chat/completions"],
+        allowed_origins=["https://app.example.com", "http://localhost:5173"],
+        allowed_ips=["203.0.113.0/24", "2001:db8::/32"],
+        max_tokens=512,
+        max_tokens_mode="reject",
+        user_id="user-42",
+    )
+    claims = client.decode_token(token)
+    assert {k: v for k, v in claims.items() if k not in ("jti", "tid", "iat", "exp")} == {
+        "prv": "deepseek",
+        "kref": "openai-main",
+        "url": "https://llm-proxy.example.com/v1",
+        "ext": {"rep_m": "deepseek-chat"},
+        "rate": {"n": 10, "s": 60},
+        "conc": 2,
+        "models": ["deepseek-chat"],
+        "paths": ["/chat/completions"],
+        "origins": ["https://app.example.com", "http://localhost:5173"],
+        "ips": ["203.0.113.0/24", "2001:db8::/32"],
+        "mtok": 512,
+        "mtok_mode": "reject",
+        "uid": "user-42",
+    }
+    assert claims["exp"] - claims["iat"] == 120
+
+
+@pytest.mark.parametrize("ext_info", ["", None, "{}", {}], ids=["empty", "None", "empty JSON", "empty dict"])
+def test_empty_ext_info_writes_no_ext(client: RelayAPIClient, ext_info: Any) -> None:
+    assert "ext" not in client.decode_token(client.create_token("test-key-123", ext_info=ext_info))
+
+
+def test_from_parts_is_deterministic() -> None:
+    gen = TokenGenerator(rai_dict())
+    parts = {"now": 1_790_000_000, "jti": "ab" * 16, "salt": bytes(range(16)), "api_key": "test-key-123"}
+    assert gen._create_token_from_parts(**parts) == gen._create_token_from_parts(**parts)
+    assert gen._create_token_from_parts(**parts) != gen._create_token_from_parts(
+        **{**parts, "now": 1_790_000_001}
+    )
+
+
+BAD_ARGUMENTS: list[tuple[dict[str, Any], str]] = [
+    ({}, "api_key"),
+    ({"api_key": "test-key-123", "key_ref": "main"}, "api_key"),
+    ({"api_key": ""}, "api_key"),
+    ({"api_key": 123}, "api_key"),
+    ({"api_key": "test key\n"}, "api_key"),
+    ({"api_key": "k" * 1025}, "api_key"),
+    ({"key_ref": "has space"}, "key_ref"),
+    ({"max_calls": 0}, "max_calls"),
+    ({"max_calls": -1}, "max_calls"),
+    ({"max_calls": 1.5}, "max_calls"),
+    ({"max_calls": True}, "max_calls"),
+    ({"max_calls": 2**53}, "max_calls"),
+    ({"expire_seconds": 0}, "expire_seconds"),
+    ({"expire_seconds": -5}, "expire_seconds"),
+    ({"expire_seconds": "3600"}, "expire_seconds"),
+    ({"expire_seconds": 2**53}, "expire_seconds"),
+    ({"provider": "OpenAI"}, "provider"),
+    ({"provider": ""}, "provider"),
+    ({"provider": "https://api.openai.com"}, "provider"),
+    ({"provider": None}, "provider"),
+    ({"ext_info": "not json"}, "ext_info"),
+    ({"ext_info": "[1]"}, "ext_info"),
+    ({"ext_info": {"rep_m": "x", "other": 1}}, "ext_info"),
+    ({"ext_info": {"rep_m": ""}}, "ext_info"),
+    ({"ext_info": {"rep_m": 5}}, "ext_info"),
+    ({"base_url": "http://llm-proxy.example.com/v1"}, "base_url"),
+    ({"base_url": "https://user:pw@example.com/v1"}, "base_url"),
+    ({"base_url": "https:///v1"}, "base_url"),
+    ({"rate_limit": 10}, "rate_limit"),
+    ({"rate_limit": (10,)}, "rate_limit"),
+    ({"rate_limit": (0, 60)}, "rate_limit"),
+    ({"rate_limit": (10, 86400 * 365 + 1)}, "rate_limit"),
+    ({"max_concurrent": 0}, "max_concurrent"),
+    ({"max_concurrent": 10_001}, "max_concurrent"),
+    ({"allowed_models": "gpt-4o"}, "allowed_models"),
+    ({"allowed_models": []}, "allowed_models"),
+    ({"allowed_models": [""]}, "allowed_models"),
+    ({"allowed_models": [f"m{i}" for i in range(65)]}, "allowed_models"),
+    ({"allowed_endpoints": ["chat/completions"]}, "allowed_endpoints"),
+    ({"allowed_endpoints": ["/chat/completions?x=1"]}, "allowed_endpoints"),
+    ({"allowed_origins": ["https://app.example.com/"]}, "allowed_origins"),
+    ({"allowed_origins": ["app.example.com"]}, "allowed_origins"),
+    ({"allowed_ips": ["10.0.0.300/8"]}, "allowed_ips"),
+    ({"allowed_ips": ["10.0.0.1"]}, "allowed_ips"),
+    ({"allowed_ips": ["10.0.0.0/33"]}, "allowed_ips"),
+    ({"allowed_ips": ["10.0.0.0/255.0.0.0"]}, "allowed_ips"),
+    ({"allowed_ips": ["2001:db8::/129"]}, "allowed_ips"),
+    ({"allowed_ips": [7]}, "allowed_ips"),
+    ({"max_tokens": 0}, "max_tokens"),
+    ({"max_tokens": 10, "max_tokens_mode": "ignore"}, "max_tokens_mode"),
+    ({"max_tokens_mode": "clamp"}, "max_tokens_mode"),
+    ({"user_id": ""}, "user_id"),
+    ({"user_id": "u" * 129}, "user_id"),
+    ({"user_id": "line\nbreak"}, "user_id"),
+    ({"user_id": "usér"}, "user_id"),
+]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "param"), BAD_ARGUMENTS, ids=[f"{p}:{k!r}"[:70] for k, p in BAD_ARGUMENTS]
+)
+def test_bad_argument_is_named(client: RelayAPIClient, kwargs: dict[str, Any], param: str) -> None:
+    if "api_key" not in kwargs and "key_ref" not in kwargs and param != "api_key":
+        kwargs = {"api_key": "test-key-123", **kwargs}
+    with pytest.raises(InvalidArgumentError) as info:
+        client.create_token(**kwargs)
+    assert info.value.param == param
+    assert isinstance(info.value, ValueError)
+
+
+def test_unknown_keyword_is_a_type_error(client: RelayAPIClient) -> None:
+    with pytest.raises(TypeError):
+        client.create_token(api_key="test-key-123", expire_days=1)  # type: ignore[call-arg]
+
+
+def test_boundaries_are_accepted(client: RelayAPIClient) -> None:
+    claims = client.decode_token(
+        client.create_token(
+            "k" * 1024, max_calls=2**53 - 1, expire_seconds=1, rate_limit=(86400 * 365, 1),
+            max_concurrent=10_000, allowed_models=[f"m{i}" for i in range(64)], user_id="u" * 128,
+            allowed_ips=["0.0.0.0/0", "::/0", "192.0.2.7/32"],
+        )
+    )  # fmt: skip
+    assert claims["max"] == 2**53 - 1
+    assert claims["exp"] - claims["iat"] == 1
+    assert len(claims["models"]) == 64
+
+
+def test_a_token_too_long_to_verify_is_refused(client: RelayAPIClient) -> None:
+    origins = [f"https://app{i}.example.com" for i in range(200)]
+    with pytest.raises(InvalidArgumentError) as info:
+        client.create_token("test-key-123", allowed_origins=origins)
+    assert info.value.param == "token"
+    # Just under the limit still works and verifies.
+    assert client.decode_token(client.create_token("test-key-123", allowed_origins=origins[:100]))
