@@ -1,0 +1,568 @@
+//! The Rust side of the shared token vectors in `tests/vectors/` (docs/token-format.md §8).
+//!
+//! Every file is first checked against `schema.json` (interpreted here for the keywords it uses, so a
+//! vector file that drifts from the schema fails before any case runs), then every case runs against
+//! `relayapi::token`. Property tests on top: round trips under random keys, no repeated tokens from the
+//! public `mint`, and no single-bit change of a valid token that still verifies.
+
+use std::collections::HashSet;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::PathBuf;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use relayapi::rai::Keyring;
+use relayapi::secret::{SecretKey, SecretString};
+use relayapi::token::{
+    self, canonical_json, check_time, mint, mint_with, new_token_id, os_rng, verify, Claims, Ext,
+    InvalidToken, IpNet, MtokMode, Rate, TimeError,
+};
+use serde::Deserialize;
+use serde_json::Value;
+
+fn vector_path(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/vectors")
+        .join(name)
+}
+
+fn read_json(name: &str) -> Value {
+    let text = std::fs::read_to_string(vector_path(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{name}: {e}"))
+}
+
+// ---- schema.json, interpreted -------------------------------------------------------------------
+
+/// The regular expressions schema.json uses, as predicates. A pattern missing here fails the test, so
+/// the schema cannot gain a rule this suite silently skips.
+fn pattern_matches(pattern: &str, s: &str) -> bool {
+    let charset = |s: &str, extra: &[u8]| {
+        s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || extra.contains(&b))
+    };
+    match pattern {
+        "^[0-9a-f]{32}$" => {
+            s.len() == 32 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+        }
+        "^[A-Za-z0-9._-]{1,32}$" => (1..=32).contains(&s.len()) && charset(s, b"._-"),
+        "^[A-Za-z0-9._-]{1,64}$" => (1..=64).contains(&s.len()) && charset(s, b"._-"),
+        "^[A-Za-z0-9_-]{43}$" => s.len() == 43 && charset(s, b"_-"),
+        r"^rt1\.[A-Za-z0-9_-]+$" => s
+            .strip_prefix("rt1.")
+            .is_some_and(|r| !r.is_empty() && charset(r, b"_-")),
+        other => panic!("schema.json uses a pattern this suite does not implement: {other}"),
+    }
+}
+
+struct Schema {
+    root: Value,
+}
+
+impl Schema {
+    fn resolve<'a>(&'a self, node: &'a Value) -> &'a Value {
+        match node.get("$ref").and_then(Value::as_str) {
+            Some(r) => {
+                let name = r
+                    .strip_prefix("#/$defs/")
+                    .unwrap_or_else(|| panic!("unsupported $ref {r}"));
+                self.resolve(&self.root["$defs"][name])
+            }
+            None => node,
+        }
+    }
+
+    /// Errors as `path: problem`, empty when `value` is valid.
+    fn check(&self, node: &Value, value: &Value, path: &str, errors: &mut Vec<String>) {
+        let node = self.resolve(node);
+        let obj = node.as_object().expect("schema nodes are objects");
+        for (keyword, arg) in obj {
+            match keyword.as_str() {
+                "$ref" | "$schema" | "$id" | "title" | "description" | "$defs" | "then"
+                | "else" => {}
+                "type" => {
+                    let ok = match arg.as_str().unwrap() {
+                        "string" => value.is_string(),
+                        "integer" => value.is_i64() || value.is_u64(),
+                        "object" => value.is_object(),
+                        "array" => value.is_array(),
+                        t => panic!("unsupported type {t}"),
+                    };
+                    if !ok {
+                        errors.push(format!("{path}: not of type {arg}"));
+                    }
+                }
+                "pattern" => {
+                    if let Some(s) = value.as_str() {
+                        if !pattern_matches(arg.as_str().unwrap(), s) {
+                            errors.push(format!("{path}: does not match {arg}"));
+                        }
+                    }
+                }
+                "minLength" => {
+                    if let Some(s) = value.as_str() {
+                        if (s.chars().count() as u64) < arg.as_u64().unwrap() {
+                            errors.push(format!("{path}: shorter than {arg}"));
+                        }
+                    }
+                }
+                "minItems" => {
+                    if let Some(a) = value.as_array() {
+                        if (a.len() as u64) < arg.as_u64().unwrap() {
+                            errors.push(format!("{path}: fewer than {arg} items"));
+                        }
+                    }
+                }
+                "enum" => {
+                    if !arg.as_array().unwrap().contains(value) {
+                        errors.push(format!("{path}: not one of {arg}"));
+                    }
+                }
+                "const" => {
+                    if arg != value {
+                        errors.push(format!("{path}: not {arg}"));
+                    }
+                }
+                "required" => {
+                    if let Some(o) = value.as_object() {
+                        for name in arg.as_array().unwrap() {
+                            if !o.contains_key(name.as_str().unwrap()) {
+                                errors.push(format!("{path}: missing {name}"));
+                            }
+                        }
+                    }
+                }
+                "properties" => {
+                    if let Some(o) = value.as_object() {
+                        for (name, sub) in arg.as_object().unwrap() {
+                            if let Some(v) = o.get(name) {
+                                self.check(sub, v, &format!("{path}.{name}"), errors);
+                            }
+                        }
+                    }
+                }
+                "additionalProperties" => {
+                    assert_eq!(
+                        arg,
+                        &Value::Bool(false),
+                        "only additionalProperties: false is supported"
+                    );
+                    if let Some(o) = value.as_object() {
+                        let known = obj.get("properties").and_then(Value::as_object);
+                        for name in o.keys() {
+                            if !known.is_some_and(|k| k.contains_key(name)) {
+                                errors.push(format!("{path}: unexpected member {name}"));
+                            }
+                        }
+                    }
+                }
+                "items" => {
+                    if let Some(a) = value.as_array() {
+                        for (i, v) in a.iter().enumerate() {
+                            self.check(arg, v, &format!("{path}[{i}]"), errors);
+                        }
+                    }
+                }
+                "if" => {
+                    let mut probe = Vec::new();
+                    self.check(arg, value, path, &mut probe);
+                    let branch = if probe.is_empty() { "then" } else { "else" };
+                    if let Some(sub) = obj.get(branch) {
+                        self.check(sub, value, path, errors);
+                    }
+                }
+                "not" => {
+                    let mut probe = Vec::new();
+                    self.check(arg, value, path, &mut probe);
+                    if probe.is_empty() {
+                        errors.push(format!("{path}: matches a `not` schema"));
+                    }
+                }
+                other => {
+                    panic!("schema.json uses a keyword this suite does not implement: {other}")
+                }
+            }
+        }
+    }
+
+    fn validate(&self, def: &str, value: &Value) -> Vec<String> {
+        let mut errors = Vec::new();
+        self.check(&self.root["$defs"][def], value, def, &mut errors);
+        errors
+    }
+}
+
+fn schema() -> Schema {
+    Schema {
+        root: read_json("schema.json"),
+    }
+}
+
+/// Reads a vector file after checking it against its schema definition.
+fn load<T: for<'de> Deserialize<'de>>(file: &str, def: &str) -> T {
+    let value = read_json(file);
+    let errors = schema().validate(def, &value);
+    assert!(
+        errors.is_empty(),
+        "{file} does not match schema.json: {errors:#?}"
+    );
+    serde_json::from_value(value).unwrap_or_else(|e| panic!("{file}: {e}"))
+}
+
+// Typed views of the files; deny_unknown_fields repeats the schema's additionalProperties: false.
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KeyEntry {
+    kid: String,
+    tenant: String,
+    key: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GenerateCase {
+    desc: String,
+    kid: String,
+    salt: String,
+    claims: Value,
+    claims_json: String,
+    token: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct VerifyCase {
+    desc: String,
+    token: String,
+    now: u64,
+    result: String,
+    claims: Option<Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InvalidCase {
+    desc: String,
+    token: String,
+    now: u64,
+}
+
+fn keyring() -> Keyring {
+    let keys: Vec<KeyEntry> = load("keys.json", "keys");
+    let mut ring = Keyring::new();
+    for k in keys {
+        let key = SecretKey::from_base64url(&k.key)
+            .unwrap_or_else(|| panic!("keys.json: bad key for {}", k.kid));
+        ring.insert(&k.kid, &k.tenant, key).unwrap();
+    }
+    ring
+}
+
+fn claims_of(value: &Value) -> Claims {
+    Claims::from_json(&value.to_string()).unwrap_or_else(|e| panic!("vector claims refused: {e}"))
+}
+
+fn salt_of(hex: &str) -> [u8; 16] {
+    core::array::from_fn(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap())
+}
+
+#[test]
+fn every_vector_file_matches_the_schema() {
+    let s = schema();
+    for (file, def) in [
+        ("keys.json", "keys"),
+        ("generate.json", "generate"),
+        ("verify.json", "verify"),
+        ("invalid.json", "invalid"),
+    ] {
+        let errors = s.validate(def, &read_json(file));
+        assert!(errors.is_empty(), "{file}: {errors:#?}");
+    }
+}
+
+#[test]
+fn schema_check_can_fail() {
+    // The interpreter must catch what the schema forbids, or the test above proves nothing.
+    let s = schema();
+    let mut cases: Vec<Value> = serde_json::from_value(read_json("verify.json")).unwrap();
+    let good = cases[0].clone();
+    let mut broken = Vec::new();
+    let mut extra = good.clone();
+    extra["expected"] = Value::from("x");
+    broken.push(extra);
+    let mut no_claims = good.clone();
+    no_claims.as_object_mut().unwrap().remove("claims");
+    broken.push(no_claims);
+    let mut bad_result = good.clone();
+    bad_result["result"] = Value::from("fine");
+    broken.push(bad_result);
+    let mut bad_jti = good.clone();
+    bad_jti["claims"]["jti"] = Value::from("ABC");
+    broken.push(bad_jti);
+    let mut float_now = good.clone();
+    float_now["now"] = serde_json::json!(1.5);
+    broken.push(float_now);
+    let mut expired_with_claims = good.clone();
+    expired_with_claims["result"] = Value::from("expired");
+    broken.push(expired_with_claims);
+    for b in broken {
+        cases[0] = b.clone();
+        assert!(
+            !s.validate("verify", &Value::Array(cases.clone()))
+                .is_empty(),
+            "{b}"
+        );
+    }
+    assert!(!s.validate("keys", &serde_json::json!([])).is_empty());
+    assert!(!s
+        .validate(
+            "keys",
+            &serde_json::json!([{"kid": "k", "tenant": "t", "key": "short"}])
+        )
+        .is_empty());
+}
+
+#[test]
+fn generate_vectors() {
+    let ring = keyring();
+    let cases: Vec<GenerateCase> = load("generate.json", "generate");
+    for case in &cases {
+        let claims = claims_of(&case.claims);
+        assert_eq!(canonical_json(&claims), case.claims_json, "{}", case.desc);
+        let (_, key) = ring.get(&case.kid).unwrap();
+        assert_eq!(
+            mint_with(&claims, &case.kid, key, salt_of(&case.salt)),
+            case.token,
+            "{}",
+            case.desc
+        );
+        assert_eq!(verify(&case.token, &ring), Ok(claims), "{}", case.desc);
+    }
+    assert_eq!(cases.len(), 8);
+}
+
+#[test]
+fn verify_vectors() {
+    let ring = keyring();
+    let cases: Vec<VerifyCase> = load("verify.json", "verify");
+    for case in &cases {
+        let claims =
+            verify(&case.token, &ring).unwrap_or_else(|_| panic!("{}: refused", case.desc));
+        let result = match check_time(&claims, case.now, 0, u64::MAX) {
+            Ok(()) => "ok",
+            Err(TimeError::Expired) => "expired",
+            Err(TimeError::NotYetValid) => "not_yet_valid",
+            Err(TimeError::LifetimeTooLong) => "lifetime_too_long",
+        };
+        assert_eq!(result, case.result, "{}", case.desc);
+        if let Some(expected) = &case.claims {
+            assert_eq!(claims, claims_of(expected), "{}", case.desc);
+        }
+    }
+    assert_eq!(cases.len(), 26);
+}
+
+#[test]
+fn invalid_vectors() {
+    let ring = keyring();
+    let cases: Vec<InvalidCase> = load("invalid.json", "invalid");
+    for case in &cases {
+        let outcome = catch_unwind(AssertUnwindSafe(|| verify(&case.token, &ring)));
+        match outcome {
+            Ok(result) => assert_eq!(
+                result,
+                Err(InvalidToken),
+                "{} (now {})",
+                case.desc,
+                case.now
+            ),
+            Err(_) => panic!("verify panicked on: {}", case.desc),
+        }
+    }
+    assert_eq!(cases.len(), 46);
+}
+
+// ---- properties ---------------------------------------------------------------------------------
+
+/// A small deterministic generator (xorshift64*) so that failures reproduce; the keys and salts it
+/// feeds are test data only.
+struct TestRng(u64);
+
+impl TestRng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+
+    fn fill(&mut self, buf: &mut [u8]) {
+        for b in buf {
+            *b = self.next() as u8;
+        }
+    }
+
+    fn word(&mut self, alphabet: &[u8], min: u64, max: u64) -> String {
+        let len = min + self.below(max - min + 1);
+        (0..len)
+            .map(|_| alphabet[self.below(alphabet.len() as u64) as usize] as char)
+            .collect()
+    }
+
+    fn maybe(&mut self) -> bool {
+        self.below(2) == 0
+    }
+}
+
+const ID_CHARS: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-";
+
+fn random_claims(r: &mut TestRng, tenant: &str) -> Claims {
+    let iat = r.below(1 << 40);
+    let use_kref = r.maybe();
+    let jti = new_token_id(&mut |buf: &mut [u8]| r.fill(buf));
+    Claims {
+        jti,
+        tid: tenant.to_owned(),
+        iat,
+        exp: iat + 1 + r.below(1 << 20),
+        prv: r.word(b"abcdefghijklmnopqrstuvwxyz0123456789_-", 1, 32),
+        key: (!use_kref).then(|| SecretString::new(r.word(b"test-key-0123456789 !\"~", 1, 80))),
+        kref: use_kref.then(|| r.word(ID_CHARS, 1, 20)),
+        url: r
+            .maybe()
+            .then(|| format!("https://{}.example/v{}", r.word(b"abc", 1, 8), r.below(9))),
+        max: r.maybe().then(|| 1 + r.below(token::MAX_INT)),
+        ext: r.maybe().then(|| Ext {
+            rep_m: r
+                .maybe()
+                .then(|| "modèle-\"x\"\n".repeat(1 + r.below(3) as usize)),
+        }),
+        rate: r.maybe().then(|| Rate {
+            n: 1 + r.below(1000),
+            s: 1 + r.below(86_400),
+        }),
+        conc: r.maybe().then(|| 1 + r.below(10_000) as u32),
+        models: r
+            .maybe()
+            .then(|| (0..1 + r.below(5)).map(|i| format!("m-{i}")).collect()),
+        paths: r.maybe().then(|| vec!["/chat/completions".to_owned()]),
+        origins: r.maybe().then(|| {
+            vec![
+                "https://app.example.com".to_owned(),
+                "http://localhost:3000".to_owned(),
+            ]
+        }),
+        ips: r.maybe().then(|| {
+            vec![
+                IpNet::parse(&format!("10.{}.0.0/16", r.below(256))).unwrap(),
+                IpNet::parse("2001:db8::/32").unwrap(),
+            ]
+        }),
+        mtok: r.maybe().then(|| r.below(100_000)),
+        mtok_mode: r.maybe().then(|| {
+            if r.maybe() {
+                MtokMode::Clamp
+            } else {
+                MtokMode::Reject
+            }
+        }),
+        uid: r.maybe().then(|| r.word(b"user-\t\x01\"\\", 1, 128)),
+    }
+}
+
+#[test]
+fn mint_verify_round_trip_with_random_keys() {
+    let mut r = TestRng(0x5eed_1234_abcd_0001);
+    let mut os = os_rng();
+    for _ in 0..300 {
+        let mut key_bytes = [0u8; 32];
+        os(&mut key_bytes);
+        let key = SecretKey::from_bytes(key_bytes);
+        let kid = r.word(ID_CHARS, 1, 32);
+        let tenant = r.word(ID_CHARS, 1, 64);
+        let mut ring = Keyring::new();
+        ring.insert(&kid, &tenant, key.clone()).unwrap();
+        let claims = random_claims(&mut r, &tenant);
+        let token = mint(&claims, &kid, &key, &mut os);
+        assert_eq!(verify(&token, &ring), Ok(claims.clone()));
+        // The canonical form re-parses to the same claims, so minters in other languages agree.
+        assert_eq!(
+            Claims::from_json(&canonical_json(&claims)),
+            Ok(claims.clone())
+        );
+        // Same kid, another key: refused.
+        let mut other = Keyring::new();
+        key_bytes[0] ^= 1;
+        other
+            .insert(&kid, &tenant, SecretKey::from_bytes(key_bytes))
+            .unwrap();
+        assert_eq!(verify(&token, &other), Err(InvalidToken));
+    }
+}
+
+#[test]
+fn public_mint_never_repeats_a_token() {
+    let ring = keyring();
+    let cases: Vec<GenerateCase> = load("generate.json", "generate");
+    let claims = claims_of(&cases[0].claims);
+    let (_, key) = ring.get(&cases[0].kid).unwrap();
+    let mut os = os_rng();
+    let mut tokens = HashSet::new();
+    let mut ids = HashSet::new();
+    for _ in 0..10_000 {
+        assert!(tokens.insert(mint(&claims, &cases[0].kid, key, &mut os)));
+        assert!(ids.insert(new_token_id(&mut os)));
+    }
+    // Each of them still verifies (spot check: the salt changed, not the meaning).
+    for t in tokens.iter().take(20) {
+        assert_eq!(verify(t, &ring).as_ref(), Ok(&claims));
+    }
+}
+
+#[test]
+fn flipping_any_single_bit_fails_verification() {
+    let ring = keyring();
+    let cases: Vec<GenerateCase> = load("generate.json", "generate");
+    let mut checked = 0usize;
+    for case in &cases {
+        assert!(verify(&case.token, &ring).is_ok());
+        // Bits of the text after the prefix. Flips that leave ASCII are tested; the others cannot be
+        // a &str at all.
+        let text = case.token.as_bytes();
+        for i in 4..text.len() {
+            for bit in 0..7 {
+                let mut t = text.to_vec();
+                t[i] ^= 1 << bit;
+                let t = String::from_utf8(t).unwrap();
+                assert_eq!(
+                    verify(&t, &ring),
+                    Err(InvalidToken),
+                    "{}: text byte {i} bit {bit}",
+                    case.desc
+                );
+                checked += 1;
+            }
+        }
+        // Bits of the decoded blob, re-encoded canonically.
+        let blob = URL_SAFE_NO_PAD.decode(&case.token[4..]).unwrap();
+        for i in 0..blob.len() {
+            for bit in 0..8 {
+                let mut b = blob.clone();
+                b[i] ^= 1 << bit;
+                let t = format!("rt1.{}", URL_SAFE_NO_PAD.encode(&b));
+                assert_eq!(
+                    verify(&t, &ring),
+                    Err(InvalidToken),
+                    "{}: blob byte {i} bit {bit}",
+                    case.desc
+                );
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked > 20_000, "{checked}");
+}
