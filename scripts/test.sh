@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Runs every test of the project: Rust (format, lints, unit, integration), the Python SDK and the
+# end-to-end suite (official openai/anthropic SDKs against the release binary), the JavaScript SDK, and
+# the browser example in headless Chromium. Installs what it needs on a fresh machine (Rust crates via
+# cargo, a Python venv, npm ci, redis-server and chromium via apt-get).
+# Usage: bash scripts/test.sh            (from anywhere)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+export CARGO_TERM_COLOR=never
+
+step() { printf '\n==> %s\n' "$*"; }
+
+apt_install() {
+  # Install Debian packages only when a command is missing (root on CI and dev machines; sudo otherwise).
+  local missing=()
+  while [ $# -gt 0 ]; do
+    command -v "$1" >/dev/null 2>&1 || missing+=("$2")
+    shift 2
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  local sudo=""
+  [ "$(id -u)" -ne 0 ] && sudo="sudo"
+  step "apt-get install ${missing[*]}"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+}
+
+step "Rust: format and lints"
+cargo fmt --all -- --check
+cargo clippy --all-targets --locked -- -D warnings
+
+step "Rust: unit and integration tests"
+cargo test --locked
+
+step "Rust: release build for the end-to-end suites"
+cargo build --release --locked
+
+step "Python: venv with the SDK and test dependencies"
+if [ ! -x .venv/bin/python ]; then
+  python3 -m venv .venv
+fi
+.venv/bin/pip install -q --upgrade pip
+.venv/bin/pip install -q -e "sdk/python[dev]" -r e2e/requirements.txt
+.venv/bin/ruff check sdk/python e2e
+.venv/bin/ruff format --check sdk/python e2e
+
+step "Python: SDK tests and end-to-end suite"
+RELAYAPI_BIN="$ROOT/target/release/relayapi" .venv/bin/python -m pytest -q sdk/python/tests e2e
+
+step "JavaScript: SDK lint and tests"
+(cd sdk/js && npm ci --no-audit --no-fund --loglevel=error && npm run lint && npm run format:check && npm test)
+
+if [ -d examples/web-chat ]; then
+  step "Browser example in headless Chromium"
+  apt_install chromium chromium
+  (cd examples/web-chat && npm ci --no-audit --no-fund --loglevel=error && npm test)
+fi
+
+step "All test suites passed"
