@@ -612,6 +612,10 @@ mod tests {
             b"0\r\n\rX",
             &malformed("bare CR after trailer section", b""),
         );
+        check(
+            b"5\r\nhelloX\n0\r\n\r\n",
+            &malformed("missing CRLF after chunk data", b"hello"),
+        );
         // A data chunk longer than its size is the classic smuggling shape.
         check(
             b"3\r\nabcdef\r\n0\r\n\r\n",

@@ -831,7 +831,7 @@ mod tests {
         assert_eq!(req_err(&over.as_bytes()[..1024]), HeadError::TooLarge);
         // Body bytes after a complete head do not count.
         let mut with_body = b"GET / HTTP/1.1\r\n\r\n".to_vec();
-        with_body.extend(std::iter::repeat_n(b'z', 5000));
+        with_body.extend_from_slice(&[b'z'; 5000]);
         assert_eq!(req(&with_body).unwrap().unwrap().head_len, 18);
         assert_eq!(
             resp(
