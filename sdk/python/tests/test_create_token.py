@@ -9,6 +9,7 @@ import pytest
 
 from relayapi import InvalidArgumentError, RelayAPIClient, TokenGenerator
 from relayapi._b64 import decode as b64decode
+from relayapi.token import seal
 
 from .support import rai_dict
 
@@ -101,6 +102,8 @@ BAD_ARGUMENTS: list[tuple[dict[str, Any], str]] = [
     ({"api_key": "test key\n"}, "api_key"),
     ({"api_key": "k" * 1025}, "api_key"),
     ({"key_ref": "has space"}, "key_ref"),
+    ({"key_ref": ""}, "key_ref"),
+    ({"key_ref": 5}, "key_ref"),
     ({"max_calls": 0}, "max_calls"),
     ({"max_calls": -1}, "max_calls"),
     ({"max_calls": 1.5}, "max_calls"),
@@ -122,6 +125,8 @@ BAD_ARGUMENTS: list[tuple[dict[str, Any], str]] = [
     ({"base_url": "http://llm-proxy.example.com/v1"}, "base_url"),
     ({"base_url": "https://user:pw@example.com/v1"}, "base_url"),
     ({"base_url": "https:///v1"}, "base_url"),
+    ({"base_url": "https://llm-proxy.example.com/v1?tenant=1"}, "base_url"),
+    ({"base_url": "https://llm-proxy.example.com:99999/v1"}, "base_url"),
     ({"rate_limit": 10}, "rate_limit"),
     ({"rate_limit": (10,)}, "rate_limit"),
     ({"rate_limit": (0, 60)}, "rate_limit"),
@@ -189,3 +194,17 @@ def test_a_token_too_long_to_verify_is_refused(client: RelayAPIClient) -> None:
     assert info.value.param == "token"
     # Just under the limit still works and verifies.
     assert client.decode_token(client.create_token("test-key-123", allowed_origins=origins[:100]))
+
+
+def test_decode_accepts_what_section_5_leaves_open() -> None:
+    # Other conforming minters may write formats the SDK itself refuses to mint; decode must not reject
+    # a token the relay would accept.
+    gen = TokenGenerator(rai_dict())
+    claims = {
+        "jti": "cd" * 16, "tid": "acme", "iat": 1_790_000_000, "exp": 1_790_000_060, "prv": "openai",
+        "kref": "team/main key", "url": "https://llm-proxy.example.com/v1?x=1", "models": [""],
+        "paths": ["chat"], "origins": ["*"],
+    }  # fmt: skip
+    key = gen.config.key
+    token = seal(claims, kid=key.key_id, key=key.key, salt=bytes(16))
+    assert gen.decode_token(token) == claims

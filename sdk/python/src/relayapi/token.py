@@ -13,7 +13,7 @@ import os
 import re
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, Optional, Union
+from typing import Any, Callable, Optional, Union
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
@@ -24,6 +24,7 @@ from . import _b64
 from .claims import (
     MAX_CONCURRENT,
     MAX_KEY_CHARS,
+    MAX_MODEL_CHARS,
     MAX_RATE,
     MAX_SAFE_INT,
     MAX_UID_CHARS,
@@ -46,6 +47,12 @@ JTI_BYTES = 16
 MAX_TOKEN_CHARS = 4096
 HKDF_INFO = b"relayapi token v1"
 _KID = re.compile(r"[A-Za-z0-9._-]{1,32}")
+# Minting hygiene beyond section 5 (which leaves these formats open); see _build_claims.
+_KEY_NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
+_ENDPOINT = re.compile(r"/[\x21-\x7e]*")
+# A browser origin: scheme "://" host [":" port], nothing after it (an Origin header never has a path).
+_ORIGIN = re.compile(r"https?://(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?")
+_PRINTABLE = re.compile(r"[\x20-\x7e]+")
 _MIN_BLOB = 3 + 1 + SALT_BYTES + TAG_BYTES
 
 ExtInfo = Union[str, Mapping[str, Any], None]
@@ -128,13 +135,32 @@ def _int_arg(name: str, value: Any, lo: int, hi: int) -> int:
     return value
 
 
-def _list_arg(name: str, value: Any) -> list[str]:
+def _list_arg(name: str, value: Any, entry_ok: Callable[[str], bool], example: str) -> list[str]:
     # A bare string is a sequence of characters; accepting it would silently allow "g", "p", "t"...
     if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
         raise InvalidArgumentError(name, f"must be a list of strings, got {type(value).__name__}")
     if not value or not all(isinstance(v, str) for v in value):
         raise InvalidArgumentError(name, "must be a non-empty list of strings")
+    for v in value:
+        if not entry_ok(v):
+            raise InvalidArgumentError(name, f"{v!r} is not valid; expected e.g. {example}")
     return list(value)
+
+
+def _is_model(v: str) -> bool:
+    return 1 <= len(v) <= MAX_MODEL_CHARS
+
+
+def _is_endpoint(v: str) -> bool:
+    return bool(_ENDPOINT.fullmatch(v)) and "?" not in v and "#" not in v
+
+
+def _is_origin(v: str) -> bool:
+    return bool(_ORIGIN.fullmatch(v))
+
+
+def _is_any(_v: str) -> bool:
+    return True  # the claim validator checks CIDR syntax and names the bad entry
 
 
 def _parse_ext(ext_info: ExtInfo) -> Optional[dict[str, Any]]:
@@ -279,8 +305,14 @@ class TokenGenerator:
                 raise InvalidArgumentError("api_key", f"must be at most {MAX_KEY_CHARS} characters")
             claims["key"] = api_key
         else:
+            if not isinstance(key_ref, str) or not _KEY_NAME.fullmatch(key_ref):
+                raise InvalidArgumentError(
+                    "key_ref", "must be a key name of 1 to 64 characters from A-Z a-z 0-9 . _ -"
+                )
             claims["kref"] = key_ref
         if base_url is not None:
+            if isinstance(base_url, str) and ("?" in base_url or "#" in base_url):
+                raise InvalidArgumentError("base_url", "must be a base URL without a query or fragment")
             claims["url"] = base_url
         if max_calls is not None:
             claims["max"] = _int_arg("max_calls", max_calls, 1, MAX_SAFE_INT)
@@ -300,14 +332,14 @@ class TokenGenerator:
             }
         if max_concurrent is not None:
             claims["conc"] = _int_arg("max_concurrent", max_concurrent, 1, MAX_CONCURRENT)
-        for param, member, value in (
-            ("allowed_models", "models", allowed_models),
-            ("allowed_endpoints", "paths", allowed_endpoints),
-            ("allowed_origins", "origins", allowed_origins),
-            ("allowed_ips", "ips", allowed_ips),
+        for param, member, value, entry_ok, example in (
+            ("allowed_models", "models", allowed_models, _is_model, '"gpt-4o-mini"'),
+            ("allowed_endpoints", "paths", allowed_endpoints, _is_endpoint, '"/chat/completions"'),
+            ("allowed_origins", "origins", allowed_origins, _is_origin, '"https://app.example.com"'),
+            ("allowed_ips", "ips", allowed_ips, _is_any, '"203.0.113.0/24"'),
         ):
             if value is not None:
-                claims[member] = _list_arg(param, value)
+                claims[member] = _list_arg(param, value, entry_ok, example)
         if max_tokens is not None:
             claims["mtok"] = _int_arg("max_tokens", max_tokens, 1, MAX_SAFE_INT)
         if max_tokens_mode is not None:
@@ -319,8 +351,8 @@ class TokenGenerator:
             # where control characters could forge log lines.
             if (
                 not isinstance(user_id, str)
-                or not 1 <= len(user_id) <= MAX_UID_CHARS
-                or not all("\x20" <= c <= "\x7e" for c in user_id)
+                or not _PRINTABLE.fullmatch(user_id)
+                or len(user_id) > MAX_UID_CHARS
             ):
                 raise InvalidArgumentError(
                     "user_id", f"must be 1 to {MAX_UID_CHARS} printable ASCII characters"
