@@ -53,6 +53,10 @@ const MAX_KEY_LEN: usize = 1024;
 const MAX_PRV_LEN: usize = 32;
 /// `ext.rep_m` length in characters.
 const MAX_REP_M_CHARS: usize = 256;
+/// Length of each `models` entry in characters (same bound as `rep_m`, which names a model too).
+const MAX_MODEL_CHARS: usize = 256;
+/// `url` length in bytes; a base URL longer than this is a mistake, not a deployment.
+const MAX_URL_LEN: usize = 2048;
 /// `uid` length in characters.
 const MAX_UID_CHARS: usize = 128;
 
@@ -297,16 +301,23 @@ impl Claims {
                 }
             }
             (None, Some(kref)) => {
-                // §5 gives no length; an empty name can never name a configured key.
-                if kref.is_empty() {
-                    return Err(claim_err("kref", "a non-empty key name"));
+                // §5 leaves the name open; config.json names server-side keys like tenant ids, and
+                // both SDKs check this same rule.
+                if !is_valid_tenant_id(kref) {
+                    return Err(claim_err(
+                        "kref",
+                        "1 to 64 characters from A-Z a-z 0-9 . _ -",
+                    ));
                 }
             }
             _ => return Err(claim_err("key", "exactly one of `key` and `kref`")),
         }
         if let Some(url) = &self.url {
             if !is_https_base_url(url) {
-                return Err(claim_err("url", "an absolute https:// URL with a host"));
+                return Err(claim_err(
+                    "url",
+                    "an absolute https:// URL with a host, without credentials, query or fragment",
+                ));
             }
         }
         if let Some(max) = self.max {
@@ -333,21 +344,36 @@ impl Claims {
             }
         }
         if let Some(models) = &self.models {
-            if !(1..=MAX_MODELS).contains(&models.len()) {
-                return Err(claim_err("models", "an array of 1 to 64 strings"));
+            let model_ok = |m: &String| (1..=MAX_MODEL_CHARS).contains(&m.chars().count());
+            if !(1..=MAX_MODELS).contains(&models.len()) || !models.iter().all(model_ok) {
+                return Err(claim_err(
+                    "models",
+                    "an array of 1 to 64 strings of 1 to 256 characters",
+                ));
             }
         }
-        if matches!(&self.paths, Some(p) if p.is_empty()) {
-            return Err(claim_err("paths", "a non-empty array of strings"));
+        if let Some(paths) = &self.paths {
+            if paths.is_empty() || !paths.iter().all(|p| is_endpoint_path(p)) {
+                return Err(claim_err(
+                    "paths",
+                    "a non-empty array of paths such as \"/chat/completions\" (no spaces, query or fragment)",
+                ));
+            }
         }
-        if matches!(&self.origins, Some(o) if o.is_empty()) {
-            return Err(claim_err("origins", "a non-empty array of strings"));
+        if let Some(origins) = &self.origins {
+            if origins.is_empty() || !origins.iter().all(|o| is_origin(o)) {
+                return Err(claim_err(
+                    "origins",
+                    "a non-empty array of origins such as \"https://app.example.com\" (no path)",
+                ));
+            }
         }
         if matches!(&self.ips, Some(i) if i.is_empty()) {
             return Err(claim_err("ips", "a non-empty array of CIDR ranges"));
         }
-        if matches!(self.mtok, Some(m) if m > MAX_INT) {
-            return Err(claim_err("mtok", "an integer below 2^53"));
+        // §5 gives no lower bound; a ceiling of zero tokens is a mistake, and both SDKs refuse it too.
+        if matches!(self.mtok, Some(m) if !(1..=MAX_INT).contains(&m)) {
+            return Err(claim_err("mtok", "an integer from 1 to 2^53-1"));
         }
         if let Some(uid) = &self.uid {
             // The doc says printable ASCII, but the shared escaping vector (generate.json) carries control
@@ -376,18 +402,24 @@ fn is_printable_ascii(b: u8) -> bool {
     (0x20..=0x7e).contains(&b)
 }
 
-/// RFC 3986 `absolute-URI` with scheme `https`, a non-empty host and no user info. User info is refused
-/// because credentials belong in `key`, and an `@` in the authority is the classic way to make a URL look
-/// like it points somewhere it does not.
+/// An RFC 3986 `absolute-URI` with scheme `https`, a non-empty host, and no user info, query or
+/// fragment (the same rule as both SDKs). The relay appends the request path to this base, which a query
+/// or fragment would mangle; user info is refused because credentials belong in `key`, and an `@` in the
+/// authority is the classic way to make a URL look like it points somewhere it does not.
 fn is_https_base_url(url: &str) -> bool {
+    if url.len() > MAX_URL_LEN {
+        return false;
+    }
     let Some(rest) = url.strip_prefix("https://") else {
         return false;
     };
-    // absolute-URI has no fragment (RFC 3986 §4.3).
-    if !rest.bytes().all(|b| is_uri_char(b) && b != b'#') {
+    if !rest
+        .bytes()
+        .all(|b| is_uri_char(b) && b != b'?' && b != b'#')
+    {
         return false;
     }
-    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let authority_end = rest.find('/').unwrap_or(rest.len());
     let (authority, tail) = rest.split_at(authority_end);
     if authority.contains('@') {
         return false;
@@ -422,7 +454,7 @@ fn is_https_base_url(url: &str) -> bool {
             return false;
         }
     }
-    // The path and query may only use percent-escapes that are complete.
+    // The path may only use percent-escapes that are complete.
     let bytes = tail.as_bytes();
     bytes.iter().enumerate().all(|(i, &b)| {
         b != b'%'
@@ -436,7 +468,8 @@ fn is_uri_char(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"-._~:/?#[]@!$&'()*+,;=%".contains(&b)
 }
 
-/// A DNS name or dotted-quad IPv4 address: non-empty labels of letters, digits and hyphens.
+/// A DNS name or dotted-quad IPv4 address: non-empty labels of letters, digits, `-` and `_` (URL
+/// parsers accept `_`, and so do the SDKs).
 fn is_host_name(host: &str) -> bool {
     if host.parse::<Ipv4Addr>().is_ok() {
         return true;
@@ -447,10 +480,55 @@ fn is_host_name(host: &str) -> bool {
             (1..=63).contains(&label.len())
                 && label
                     .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
-                && !label.starts_with('-')
-                && !label.ends_with('-')
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
         })
+}
+
+/// A provider-relative endpoint path: `/` then visible ASCII, no query or fragment (matched exactly
+/// against the request path with its query removed).
+fn is_endpoint_path(p: &str) -> bool {
+    p.starts_with('/')
+        && p.bytes()
+            .all(|b| (0x21..=0x7e).contains(&b) && b != b'?' && b != b'#')
+}
+
+/// A browser origin as the `Origin` header carries it: `http(s)://host[:port]`, nothing after. Host is a
+/// name of letters, digits, `.` and `-`, or a bracketed IPv6 address; the port is 1 to 5 digits. An entry
+/// with a path could never match, so it is refused rather than silently useless.
+fn is_origin(o: &str) -> bool {
+    let Some(rest) = o
+        .strip_prefix("https://")
+        .or_else(|| o.strip_prefix("http://"))
+    else {
+        return false;
+    };
+    let (host, port) = if rest.starts_with('[') {
+        let Some(close) = rest.find(']') else {
+            return false;
+        };
+        let inside = &rest[1..close];
+        if inside.is_empty()
+            || !inside
+                .bytes()
+                .all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
+        {
+            return false;
+        }
+        (&rest[..=close], &rest[close + 1..])
+    } else {
+        let end = rest.find(':').unwrap_or(rest.len());
+        (&rest[..end], &rest[end..])
+    };
+    let host_ok = host.starts_with('[')
+        || (!host.is_empty()
+            && host
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-'));
+    let port_ok = port.is_empty()
+        || port
+            .strip_prefix(':')
+            .is_some_and(|p| (1..=5).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_digit()));
+    host_ok && port_ok
 }
 
 /// Claims as they appear on the wire. Serde's derive refuses unknown and duplicate members; `strict`
@@ -1018,6 +1096,17 @@ mod tests {
             r#""conc":10001"#,
             r#""conc":4294967297"#,
             r#""mtok":1e3"#,
+            r#""mtok":0"#,
+            r#""models":[""]"#,
+            r#""paths":["chat/completions"]"#,
+            r#""paths":["/chat/completions?x=1"]"#,
+            r#""paths":["/chat completions"]"#,
+            r#""origins":["https://app.example.com/"]"#,
+            r#""origins":["ftp://app.example.com"]"#,
+            r#""origins":["https://"]"#,
+            r#""origins":["https://app.example.com:123456"]"#,
+            r#""origins":["https://[::1"]"#,
+            r#""url":"https://example.com/v1?x=1""#,
             r#""mtok":9007199254740992"#,
             r#""mtok":18446744073709551616"#,
             r#""rate":{"n":0,"s":60}"#,
@@ -1071,12 +1160,15 @@ mod tests {
         let (ring, _) = keyring();
         let good = [
             r#""conc":10000"#,
-            r#""mtok":0"#,
+            r#""mtok":1"#,
+            r#""paths":["/","/v1/chat/completions"]"#,
+            r#""origins":["http://localhost:3000","https://[::1]:8443","https://app.example.com"]"#,
+            r#""url":"https://my_host.example.com/v1/%2F""#,
             r#""ext":{}"#,
             r#""rate":{"s":31536000,"n":1}"#,
             r#""ips":["0.0.0.0/0","::/0","203.0.113.7/24"]"#,
             r#""url":"https://example.com""#,
-            r#""url":"https://example.com:8443/v1?x=%2F""#,
+            r#""url":"https://example.com:8443/v1/""#,
             r#""url":"https://[2001:db8::1]:443/v1""#,
             r#""url":"https://10.0.0.1/""#,
             r#""mtok_mode":"clamp""#,
@@ -1099,11 +1191,15 @@ mod tests {
         c.key = None;
         c.kref = Some("main".into());
         assert!(verify(&sealed(&canonical_json(&c)), &ring).is_ok());
-        c.kref = Some(String::new());
-        assert_eq!(
-            verify(&sealed(&canonical_json(&c)), &ring),
-            Err(InvalidToken)
-        );
+        for bad in [String::new(), "a b".into(), "k".repeat(65), "é".into()] {
+            c.kref = Some(bad);
+            assert_eq!(
+                verify(&sealed(&canonical_json(&c)), &ring),
+                Err(InvalidToken)
+            );
+        }
+        c.kref = Some(format!("main.key-2_x{}", "k".repeat(52)));
+        assert!(verify(&sealed(&canonical_json(&c)), &ring).is_ok());
         for key in [
             String::new(),
             "a\u{7f}b".into(),
@@ -1160,16 +1256,19 @@ mod tests {
         let (ring, key) = keyring();
         let token_with_model_len = |n: usize| {
             let mut c = claims();
-            c.models = Some(vec!["m".repeat(n)]);
+            // Thirteen long entries bring the token near the limit; the last one fine-tunes it.
+            let mut models = vec!["m".repeat(200); 13];
+            models.push("m".repeat(n));
+            c.models = Some(models);
             mint_with(&c, "k1", &key, [0; 16])
         };
         // Base64 output lengths step by 1 or 2, so 4096 is reachable and 4097 is not; 4098 is the next.
-        let at_limit = (2500..3500)
+        let at_limit = (1..=256)
             .map(token_with_model_len)
             .find(|t| t.len() == MAX_TOKEN_LEN)
             .unwrap();
         assert!(verify(&at_limit, &ring).is_ok());
-        let over = (2500..3500)
+        let over = (1..=256)
             .map(token_with_model_len)
             .find(|t| t.len() == MAX_TOKEN_LEN + 2)
             .unwrap();

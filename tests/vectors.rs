@@ -462,7 +462,7 @@ fn random_claims(r: &mut TestRng, tenant: &str) -> Claims {
                 IpNet::parse("2001:db8::/32").unwrap(),
             ]
         }),
-        mtok: r.maybe().then(|| r.below(100_000)),
+        mtok: r.maybe().then(|| 1 + r.below(100_000)),
         mtok_mode: r.maybe().then(|| {
             if r.maybe() {
                 MtokMode::Clamp
