@@ -40,22 +40,22 @@ const RATE_MAX = 86400 * 365; // seconds and calls of a rate window: at most one
 const CONC_MAX = 10000; // concurrent requests per token
 const MODELS_MAX = 64; // entries of `models`
 const REP_M_MAX = 256; // characters of `ext.rep_m`
-const UID_MAX = 128; // characters of `uid`
+export const UID_MAX = 128; // characters of `uid`
 const KEY_MAX = 1024; // characters of an inline provider key
+const URL_MAX = 2048; // characters of `url`
 
 const HEX32 = /^[0-9a-f]{32}$/;
 const TENANT = /^[A-Za-z0-9._-]{1,64}$/;
 const PROVIDER = /^[a-z0-9_-]{1,32}$/;
-// Printable ASCII without space: the key goes into an HTTP header, where a space would be trimmed and a
-// control character could split the header.
-const API_KEY = /^[\x21-\x7e]+$/;
+// Printable ASCII (§5): a control character could split the HTTP header the key goes into.
+export const PRINTABLE = /^[\x20-\x7e]+$/;
 // §5 leaves the name of a server-side key open; the relay's config names them like key ids.
 const KEY_REF = /^[A-Za-z0-9._-]{1,64}$/;
 // A provider-relative path without query or fragment (§5 `paths`: exact match, query excluded).
 const PATH = /^\/[\x21-\x7e]*$/;
 // A browser origin is scheme://host[:port] with nothing after it; anything longer never matches the
-// Origin header, so refusing it at mint time catches the mistake early.
-const ORIGIN = /^[a-z][a-z0-9+.-]*:\/\/[^/?#@\s]+$/;
+// Origin header, so refusing it at mint time catches the mistake early. Same rule as the Python SDK.
+const ORIGIN = /^https?:\/\/(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?$/;
 const PREFIX = /^(?:0|[1-9][0-9]{0,2})$/;
 
 /** Thrown by {@link checkClaims}; `field` names the claim (minting maps it back to the option name). */
@@ -143,10 +143,16 @@ function isCidr(s) {
 
 /** @param {string} s */
 function isHttpsUrl(s) {
-  // Printable ASCII only: a non-ASCII host must arrive punycoded, and whitespace has no place in a URL.
-  if (!s.startsWith('https://') || s.length > 2048 || !/^[\x21-\x7e]+$/.test(s)) return false;
+  // Printable ASCII without spaces: a non-ASCII host must arrive punycoded. A query or fragment would
+  // be mangled when the relay appends the request path, and credentials have no business in a token.
+  // The authority must follow "https://" directly and no backslash may appear: WHATWG URL parsing would
+  // otherwise repair "https:///host" and "https://a\b" into hosts other parsers do not see.
+  if (!/^https:\/\/[^/?#\\]+(?:\/[^?#\\]*)?$/.test(s) || s.length > URL_MAX || !/^[\x21-\x7e]+$/.test(s)) {
+    return false;
+  }
   try {
-    return new URL(s).hostname.length > 0;
+    const url = new URL(s);
+    return url.hostname.length > 0 && url.username === '' && url.password === '';
   } catch {
     return false;
   }
@@ -164,12 +170,13 @@ const CHECKS = {
     str(
       'key',
       v,
-      (s) => s.length <= KEY_MAX && API_KEY.test(s),
-      `1 to ${KEY_MAX} printable ASCII characters without spaces`,
+      (s) => s.length <= KEY_MAX && PRINTABLE.test(s),
+      `1 to ${KEY_MAX} printable ASCII characters`,
     ),
   kref: (/** @type {unknown} */ v) =>
     str('kref', v, (s) => KEY_REF.test(s), '1 to 64 characters from A-Z a-z 0-9 . _ -'),
-  url: (/** @type {unknown} */ v) => str('url', v, isHttpsUrl, 'an absolute https:// URL with a host'),
+  url: (/** @type {unknown} */ v) =>
+    str('url', v, isHttpsUrl, 'an absolute https:// URL with a host, without credentials, query or fragment'),
   max: (/** @type {unknown} */ v) => int('max', v, 1, MAX_SAFE),
   ext: (/** @type {unknown} */ v) => {
     if (!isPlainObject(v)) throw new ClaimError('ext', 'must be an object');
@@ -211,7 +218,7 @@ const CHECKS = {
     ),
   origins: (/** @type {unknown} */ v) =>
     list('origins', v, MAX_SAFE, (x, f) =>
-      str(f, x, (s) => ORIGIN.test(s), 'an origin like https://app.example.com (no path)'),
+      str(f, x, (s) => ORIGIN.test(s), 'an origin such as https://app.example.com (no path)'),
     ),
   ips: (/** @type {unknown} */ v) =>
     list('ips', v, MAX_SAFE, (x, f) =>

@@ -15,6 +15,8 @@ import { createToken } from './generator.js';
 import { requestJson, requestStream } from './http.js';
 import { MAX_TOKEN_CHARS, checkTime, openToken } from './token.js';
 
+const USER_AGENT = 'relayapi-sdk-js/0.1.0';
+
 /** Default deadline for an answer, and for each read of a stream: model calls can think for minutes. */
 export const DEFAULT_TIMEOUT_SECONDS = 600;
 
@@ -69,6 +71,8 @@ export class RelayAPIClient {
   #timeoutMs;
   /** @type {() => number} */
   #now;
+  /** @type {import('./token.js').Keyring} */
+  #keyring;
 
   /**
    * @param {unknown} config a `.rai` object or the path of a `.rai` file
@@ -78,6 +82,7 @@ export class RelayAPIClient {
    */
   constructor(config, options = {}) {
     this.#config = loadConfig(config);
+    this.#keyring = keyringOf(this.#config);
     const { timeout = DEFAULT_TIMEOUT_SECONDS, fetch: fetchImpl = globalThis.fetch, ...rest } = options;
     const unknown = Object.keys(rest);
     if (unknown.length > 0) throw new InvalidArgumentError(unknown[0], 'is not a client option');
@@ -99,8 +104,8 @@ export class RelayAPIClient {
    * Header-form base URL (no token in it): give it to a provider SDK as `baseURL` and the token as its
    * API key; the relay reads it from `Authorization: Bearer`, `x-api-key` or `x-goog-api-key`.
    */
-  get relayUrl() {
-    return this.#config.origin + this.#config.basePath.slice(0, -1);
+  get relayBaseUrl() {
+    return this.#config.origin + this.#config.basePath;
   }
 
   /**
@@ -115,23 +120,33 @@ export class RelayAPIClient {
   }
 
   /**
-   * A relay URL carrying `token`.
+   * A path-form relay URL carrying `token`: `{scheme}://{host}[:{port}]{base_path}{token}{endpoint}`.
    *
    * @param {string} token
    * @param {string} [endpoint] "" for the base URL (what a provider SDK takes as `baseURL`),
    *   "chat_completions", "images_generations", "embeddings", or a provider-relative path like "/v1/messages"
-   * @param {{ form?: 'path' | 'query' }} [options] `path` (default): the token is a path segment;
-   *   `query`: the original SDK's `?token=` form
    * @returns {string}
    * @throws {InvalidArgumentError}
    */
-  generateUrl(token, endpoint = '', { form = 'path' } = {}) {
+  generateUrl(token, endpoint = '') {
+    const t = checkTokenText(token);
+    return `${this.#config.origin}${this.#config.basePath}${t}${endpointPath(endpoint)}`;
+  }
+
+  /**
+   * A query-form endpoint URL, the original RelayAPI's shape: `{base_path}{endpoint}?token={token}`.
+   *
+   * @param {string} token
+   * @param {string} [endpoint] as for {@link generateUrl}, default "chat_completions"; "" is refused
+   *   because the query form has no base URL a provider SDK could extend
+   * @returns {string}
+   * @throws {InvalidArgumentError}
+   */
+  generateQueryUrl(token, endpoint = 'chat_completions') {
     const t = checkTokenText(token);
     const path = endpointPath(endpoint);
-    const { origin, basePath } = this.#config;
-    if (form === 'path') return `${origin}${basePath}${t}${path}`;
-    if (form === 'query') return `${origin}${basePath}${path.slice(1)}?token=${t}`;
-    throw new InvalidArgumentError('form', 'must be "path" or "query"');
+    if (path === '') throw new InvalidArgumentError('endpoint', 'the query form needs an endpoint');
+    return `${this.#config.origin}${this.#config.basePath}${path.slice(1)}?token=${t}`;
   }
 
   /**
@@ -145,23 +160,36 @@ export class RelayAPIClient {
   }
 
   /**
-   * Verifies a token minted for this config (current or previous keys) and returns its claims.
+   * Authenticates a token of this config's tenant (minted with the current or a previous key) and
+   * returns its claims (§7 steps 1-6). Expiry is deliberately not checked, so an expired token can still
+   * be inspected or used for usage queries; see {@link verifyToken}.
    *
    * @param {string} token
-   * @param {{ now?: number, leeway?: number, checkTime?: boolean }} [options] `now` in UTC seconds
-   *   (default: the system clock), `leeway` in seconds (default 0), `checkTime: false` to skip §7 7-8
    * @returns {Record<string, unknown>}
-   * @throws {import('./errors.js').InvalidTokenError | import('./errors.js').TokenExpiredError |
-   *   import('./errors.js').TokenNotYetValidError}
+   * @throws {import('./errors.js').InvalidTokenError} for every failure, without saying which
    */
-  decodeToken(token, { now, leeway = 0, checkTime: timed = true } = {}) {
+  decodeToken(token) {
+    return openToken(token, this.#keyring).claims;
+  }
+
+  /**
+   * {@link decodeToken}, then the time checks of §7 steps 7-8.
+   *
+   * @param {string} token
+   * @param {{ now?: number, leeway?: number }} [options] `now` in UTC seconds (default: the system
+   *   clock), `leeway` in seconds of tolerated clock skew (default 0; the relay's default is 60)
+   * @returns {Record<string, unknown>}
+   * @throws {import('./errors.js').InvalidTokenError} or its subclasses TokenExpiredError and
+   *   TokenNotYetValidError for authentic tokens outside their lifetime
+   */
+  verifyToken(token, { now, leeway = 0 } = {}) {
     const at = now ?? this.#now();
     if (!Number.isSafeInteger(at) || at < 0) throw new InvalidArgumentError('now', 'must be UTC seconds');
     if (!Number.isSafeInteger(leeway) || leeway < 0) {
       throw new InvalidArgumentError('leeway', 'must be a non-negative integer number of seconds');
     }
-    const { claims } = openToken(token, keyringOf(this.#config));
-    if (timed) checkTime(claims, at, leeway);
+    const claims = this.decodeToken(token);
+    checkTime(claims, at, leeway);
     return claims;
   }
 
@@ -177,7 +205,7 @@ export class RelayAPIClient {
     if (typeof model !== 'string' || model === '') throw new InvalidArgumentError('model', 'is required');
     if (typeof stream !== 'boolean') throw new InvalidArgumentError('stream', 'must be a boolean');
     const body = { ...params, model, messages, ...(stream ? { stream: true } : {}) };
-    const spec = this.#post(this.generateUrl(token, 'chat_completions'), body, signal);
+    const spec = this.#post(token, 'chat_completions', body, signal);
     return stream ? requestStream(spec) : requestJson(spec);
   }
 
@@ -189,9 +217,7 @@ export class RelayAPIClient {
    */
   async generateImage({ token, prompt, signal, ...params }) {
     if (typeof prompt !== 'string' || prompt === '') throw new InvalidArgumentError('prompt', 'is required');
-    return requestJson(
-      this.#post(this.generateUrl(token, 'images_generations'), { ...params, prompt }, signal),
-    );
+    return requestJson(this.#post(token, 'images_generations', { ...params, prompt }, signal));
   }
 
   /**
@@ -204,9 +230,7 @@ export class RelayAPIClient {
   async createEmbedding({ token, input, model, signal, ...params }) {
     if (input === undefined || input === null) throw new InvalidArgumentError('input', 'is required');
     if (typeof model !== 'string' || model === '') throw new InvalidArgumentError('model', 'is required');
-    return requestJson(
-      this.#post(this.generateUrl(token, 'embeddings'), { ...params, model, input }, signal),
-    );
+    return requestJson(this.#post(token, 'embeddings', { ...params, model, input }, signal));
   }
 
   /**
@@ -220,7 +244,7 @@ export class RelayAPIClient {
       fetch: this.#fetch,
       method: 'GET',
       url: `${this.#config.origin}/health`,
-      headers: {},
+      headers: { 'user-agent': USER_AGENT },
       timeoutMs: this.#timeoutMs,
       signal,
     });
@@ -265,7 +289,7 @@ export class RelayAPIClient {
     if (typeof tokenOrId === 'string' && TOKEN_ID.test(tokenOrId)) return tokenOrId;
     if (typeof tokenOrId === 'string' && tokenOrId.startsWith('rt1.')) {
       // Expired tokens are exactly the ones whose usage one wants to look at, so time is not checked.
-      return /** @type {string} */ (this.decodeToken(tokenOrId, { checkTime: false }).jti);
+      return /** @type {string} */ (this.decodeToken(tokenOrId).jti);
     }
     throw new InvalidArgumentError('tokenOrId', 'must be a token ("rt1....") or a 32-hex token id');
   }
@@ -288,24 +312,36 @@ export class RelayAPIClient {
       fetch: this.#fetch,
       method,
       url: this.#config.origin + target,
-      headers: body === '' ? { authorization } : { authorization, 'content-type': 'application/json' },
+      headers: {
+        authorization,
+        'user-agent': USER_AGENT,
+        ...(body === '' ? {} : { 'content-type': 'application/json' }),
+      },
       body: method === 'GET' ? undefined : body,
       timeoutMs: this.#timeoutMs,
     });
   }
 
   /**
-   * @param {string} url
+   * A provider call in the header form: the token travels in `Authorization`, never in the URL, so it
+   * cannot end up in an access log on the way.
+   *
+   * @param {unknown} token
+   * @param {keyof typeof ENDPOINTS} endpoint
    * @param {unknown} body
    * @param {AbortSignal | undefined} signal
    * @returns {import('./http.js').RequestSpec}
    */
-  #post(url, body, signal) {
+  #post(token, endpoint, body, signal) {
     return {
       fetch: this.#fetch,
       method: 'POST',
-      url,
-      headers: { 'content-type': 'application/json' },
+      url: this.relayBaseUrl + ENDPOINTS[endpoint].slice(1),
+      headers: {
+        authorization: `Bearer ${checkTokenText(token)}`,
+        'content-type': 'application/json',
+        'user-agent': USER_AGENT,
+      },
       body: JSON.stringify(body),
       timeoutMs: this.#timeoutMs,
       signal,

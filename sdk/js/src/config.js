@@ -9,7 +9,7 @@
  */
 
 import { readFileSync } from 'node:fs';
-import { isIPv4, isIPv6 } from 'node:net';
+import { isIPv6 } from 'node:net';
 
 import { ConfigError } from './errors.js';
 import { JsonSyntaxError, parseStrictJson } from './json.js';
@@ -18,8 +18,10 @@ import { decodeBase64url } from './token.js';
 export const KEY_METHOD = 'aes-256-gcm-hkdf-sha256';
 export const DEFAULT_BASE_PATH = '/relayapi/';
 const ID = /^[A-Za-z0-9._-]+$/;
-const HOSTNAME = /^[A-Za-z0-9_](?:[A-Za-z0-9._-]*[A-Za-z0-9_])?$/;
-const BASE_PATH = /^\/(?:[A-Za-z0-9._~-]+\/)*$/;
+// Host names as the frontend reaches them; IDNs must be given in their ASCII (punycode) form.
+const HOSTNAME = /^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,251}[A-Za-z0-9])?$/;
+// RFC 3986 pchar plus "/", without "%" so a base path can never smuggle an encoded separator.
+const BASE_PATH = /^\/(?:[A-Za-z0-9._~!$&'()*+,;=:@-]+\/)*$/;
 const DEFAULT_PORTS = { http: 80, https: 443 };
 
 /**
@@ -44,7 +46,7 @@ const isObject = (v) => typeof v === 'object' && v !== null && !Array.isArray(v)
  * @returns {Record<string, unknown>}
  */
 function object(value, field, /** @type {string[]} */ allowed) {
-  if (!isObject(value)) throw new ConfigError(field || '(root)', 'expected a JSON object');
+  if (!isObject(value)) throw new ConfigError(field || '<config>', 'expected a JSON object');
   const obj = /** @type {Record<string, unknown>} */ (value);
   for (const name of Object.keys(obj)) {
     if (!allowed.includes(name)) {
@@ -101,9 +103,17 @@ function host(v) {
     throw new ConfigError('server.host', 'expected a host name or IP address');
   }
   const bare = v.startsWith('[') && v.endsWith(']') ? v.slice(1, -1) : v;
-  if (isIPv6(bare) && !bare.includes('%')) return { host: bare, urlHost: `[${bare}]` };
-  if (bare === v && (isIPv4(v) || HOSTNAME.test(v))) return { host: v, urlHost: v };
-  throw new ConfigError('server.host', 'expected a host name, an IPv4 address or an IPv6 address');
+  if (bare.includes(':')) {
+    if (bare.includes('%'))
+      throw new ConfigError('server.host', 'IPv6 zone ids are not usable in relay URLs');
+    if (isIPv6(bare)) return { host: bare, urlHost: `[${bare}]` };
+    throw new ConfigError('server.host', 'expected a valid IPv6 address');
+  }
+  if (bare === v && HOSTNAME.test(v)) return { host: v, urlHost: v };
+  throw new ConfigError(
+    'server.host',
+    "expected a host name (ASCII letters, digits, '.', '-') or IP address",
+  );
 }
 
 /**
@@ -136,7 +146,7 @@ export function parseRai(doc) {
   if (typeof basePath !== 'string' || !BASE_PATH.test(basePath)) {
     throw new ConfigError(
       'server.base_path',
-      'expected a path that starts and ends with /, e.g. "/relayapi/"',
+      'expected a path that starts and ends with "/" and holds only URL path characters, e.g. "/relayapi/"',
     );
   }
 
@@ -190,19 +200,19 @@ export function loadConfig(source) {
       bytes = readFileSync(source);
     } catch (err) {
       const why = /** @type {NodeJS.ErrnoException} */ (err).code ?? 'unreadable';
-      throw new ConfigError('file', `${String(source)} cannot be read (${why})`, { cause: err });
+      throw new ConfigError('<file>', `${String(source)} cannot be read (${why})`, { cause: err });
     }
     let doc;
     try {
       doc = parseStrictJson(UTF8.decode(bytes));
     } catch (err) {
       const why = err instanceof JsonSyntaxError ? `not valid JSON (${err.message})` : 'not UTF-8 text';
-      throw new ConfigError('file', `${String(source)} is ${why}`, { cause: err });
+      throw new ConfigError('<file>', `${String(source)} is ${why}`, { cause: err });
     }
     return parseRai(doc);
   }
   if (!isObject(source)) {
-    throw new ConfigError('config', 'expected a .rai object or the path of a .rai file');
+    throw new ConfigError('<config>', 'expected a .rai object or the path of a .rai file');
   }
   return parseRai(source);
 }

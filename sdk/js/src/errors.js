@@ -30,12 +30,13 @@ export class ConfigError extends RelayAPIError {
   static code = 'ERR_CONFIG';
 
   /**
-   * @param {string} field dotted path of the offending field, e.g. `crypto.key`
+   * @param {string} field dotted path of the offending field, e.g. `crypto.key`; `<file>` when the file
+   *   cannot be read or parsed, `<config>` when the argument is neither a path nor an object
    * @param {string} message what a valid value looks like
    * @param {ErrorOptions} [options]
    */
   constructor(field, message, options) {
-    super(`config field \`${field}\`: ${message}`, options);
+    super(`invalid .rai config: ${field}: ${message}`, options);
     this.field = field;
   }
 }
@@ -45,12 +46,12 @@ export class InvalidArgumentError extends RelayAPIError {
   static code = 'ERR_INVALID_ARGUMENT';
 
   /**
-   * @param {string} field name of the option or argument, e.g. `maxCalls`
+   * @param {string} param name of the option or argument as the caller spelled it, e.g. `maxCalls`
    * @param {string} message what a valid value looks like
    */
-  constructor(field, message) {
-    super(`\`${field}\`: ${message}`);
-    this.field = field;
+  constructor(param, message) {
+    super(`${param}: ${message}`);
+    this.param = param;
   }
 }
 
@@ -66,24 +67,29 @@ export class InvalidTokenError extends RelayAPIError {
   }
 }
 
-/** The token is authentic but its `exp` has passed (§7 step 8). `claims` holds the verified claims. */
-export class TokenExpiredError extends RelayAPIError {
+/**
+ * The token is authentic but `now >= exp + leeway` (§7 step 8); `claims` holds the verified claims.
+ * A subclass of InvalidTokenError, as in the Python SDK, so one catch covers "this token cannot be used".
+ */
+export class TokenExpiredError extends InvalidTokenError {
   static code = 'ERR_TOKEN_EXPIRED';
 
   /** @param {Record<string, unknown>} claims */
   constructor(claims) {
-    super('token expired');
+    super();
+    this.message = 'token expired';
     this.claims = claims;
   }
 }
 
-/** The token is authentic but issued in the future beyond the leeway (§7 step 7). */
-export class TokenNotYetValidError extends RelayAPIError {
+/** The token is authentic but `iat > now + leeway` (§7 step 7): the minter's clock is ahead. */
+export class TokenNotYetValidError extends InvalidTokenError {
   static code = 'ERR_TOKEN_NOT_YET_VALID';
 
   /** @param {Record<string, unknown>} claims */
   constructor(claims) {
-    super('token not yet valid');
+    super();
+    this.message = 'token not yet valid';
     this.claims = claims;
   }
 }

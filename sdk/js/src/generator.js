@@ -11,11 +11,11 @@
 
 import { randomBytes } from 'node:crypto';
 
-import { ClaimError } from './claims.js';
+import { ClaimError, PRINTABLE, UID_MAX } from './claims.js';
 import { loadConfig } from './config.js';
 import { InvalidArgumentError } from './errors.js';
 import { JsonSyntaxError, parseStrictJson } from './json.js';
-import { mintFromParts } from './token.js';
+import { MAX_TOKEN_CHARS, mintFromParts } from './token.js';
 
 export const DEFAULT_MAX_CALLS = 100;
 export const DEFAULT_EXPIRE_SECONDS = 3600;
@@ -83,7 +83,7 @@ export function claimsFromOptions(options, { tenant, now, jti }) {
     if (!KNOWN_OPTIONS.has(name)) throw new InvalidArgumentError(name, 'is not a createToken option');
   }
   const o = /** @type {Record<string, unknown>} */ (options);
-  const expireSeconds = o.expireSeconds ?? DEFAULT_EXPIRE_SECONDS;
+  const expireSeconds = o.expireSeconds === undefined ? DEFAULT_EXPIRE_SECONDS : o.expireSeconds;
   if (
     typeof expireSeconds !== 'number' ||
     !Number.isSafeInteger(expireSeconds) ||
@@ -95,7 +95,8 @@ export function claimsFromOptions(options, { tenant, now, jti }) {
 
   /** @type {Record<string, unknown>} */
   const claims = { jti, tid: tenant, iat: now, exp: now + expireSeconds };
-  claims.prv = o.provider ?? DEFAULT_PROVIDER;
+  // Only a missing provider takes the default: `null` is refused (as None is in Python), not guessed.
+  claims.prv = o.provider === undefined ? DEFAULT_PROVIDER : o.provider;
   // `null` means "absent" for every optional limit, as `None` does in Python; only maxCalls has a
   // default other than absent, so `maxCalls: null` is how a caller asks for unlimited calls.
   const maxCalls = o.maxCalls === undefined ? DEFAULT_MAX_CALLS : o.maxCalls;
@@ -127,6 +128,15 @@ export function claimsFromOptions(options, { tenant, now, jti }) {
   }
   if (claims.key !== undefined && claims.kref !== undefined) {
     throw new InvalidArgumentError('keyRef', 'give either apiKey or keyRef, not both');
+  }
+  if (claims.mtok_mode !== undefined && claims.mtok === undefined) {
+    throw new InvalidArgumentError('maxTokensMode', 'only makes sense together with maxTokens');
+  }
+  // Stricter than the verifier (see claims.js): the uid ends up in access logs, where control
+  // characters could forge log lines. The Python SDK applies the same rule.
+  const uid = claims.uid;
+  if (uid !== undefined && !(typeof uid === 'string' && uid.length <= UID_MAX && PRINTABLE.test(uid))) {
+    throw new InvalidArgumentError('userId', `must be 1 to ${UID_MAX} printable ASCII characters`);
   }
   return claims;
 }
@@ -162,12 +172,33 @@ export function createToken(config, options) {
     now: Math.floor(Date.now() / 1000),
     jti: randomBytes(16).toString('hex'),
   });
+  return mintChecked(config, claims, randomBytes(16));
+}
+
+/**
+ * Mints claims built by {@link claimsFromOptions}, reporting problems in terms of the options.
+ *
+ * @param {import('./config.js').RaiConfig} config
+ * @param {Record<string, unknown>} claims
+ * @param {Uint8Array} salt
+ * @returns {string}
+ */
+export function mintChecked(config, claims, salt) {
+  let token;
   try {
-    return mintFromParts({ claims, kid: config.keyId, key: config.key, salt: randomBytes(16) }).token;
+    token = mintFromParts({ claims, kid: config.keyId, key: config.key, salt }).token;
   } catch (err) {
     if (err instanceof ClaimError) throw asArgumentError(err);
     throw err;
   }
+  if (token.length > MAX_TOKEN_CHARS) {
+    // Every verifier refuses longer text unread, so such a token could never be used.
+    throw new InvalidArgumentError(
+      'token',
+      `the options make the token ${token.length} characters long, over ${MAX_TOKEN_CHARS}`,
+    );
+  }
+  return token;
 }
 
 /**

@@ -1,5 +1,6 @@
-// Type declarations for relayapi-sdk. Kept by hand next to src/; `npm run lint` type-checks the sources
-// against them, so a drift between the two fails the build.
+// Type declarations for relayapi-sdk, kept by hand next to src/. test/exports.test.js checks that the
+// runtime exports and these declarations name the same things, and `npm run lint` compiles
+// test/types-usage.ts against this file.
 
 /** The `.rai` client config (docs/client-config.md) as a parsed JSON object. */
 export interface RaiFile {
@@ -90,13 +91,11 @@ export interface ClientOptions {
   fetch?: typeof fetch;
 }
 
-export interface DecodeOptions {
+export interface VerifyOptions {
   /** UTC seconds; default the system clock. */
   now?: number;
-  /** Seconds of clock skew tolerated; default 0. */
+  /** Seconds of clock skew tolerated; default 0 (the relay's default is 60). */
   leeway?: number;
-  /** `false` skips the expiry and not-yet-valid checks; default true. */
-  checkTime?: boolean;
 }
 
 interface RequestBase {
@@ -166,12 +165,20 @@ export class RelayAPIClient {
   constructor(config: RaiSource, options?: ClientOptions);
   /** `scheme://host[:port]` of the relay. */
   readonly origin: string;
-  /** Header-form base URL: no token in it; pass the token as the provider SDK's API key. */
-  readonly relayUrl: string;
+  /** Header-form base URL (ends with "/", no token in it); pass the token as the provider SDK's API key. */
+  readonly relayBaseUrl: string;
+  /** @throws {InvalidArgumentError} */
   createToken(options: CreateTokenOptions): string;
-  generateUrl(token: string, endpoint?: Endpoint, options?: { form?: 'path' | 'query' }): string;
+  /** Path-form URL: base URL for `endpoint` "" (default), else the endpoint URL. */
+  generateUrl(token: string, endpoint?: Endpoint): string;
+  /** Query-form endpoint URL (`...?token=`); default endpoint "chat_completions". */
+  generateQueryUrl(token: string, endpoint?: Exclude<Endpoint, ''>): string;
+  /** Mints a token and returns its path-form base URL, for a provider SDK's `baseURL`. */
   generateBaseUrl(options: CreateTokenOptions): string;
-  decodeToken(token: string, options?: DecodeOptions): TokenClaims;
+  /** Claims of an authentic token of this tenant; time not checked. @throws {InvalidTokenError} */
+  decodeToken(token: string): TokenClaims;
+  /** decodeToken plus the expiry checks. @throws {InvalidTokenError} (or TokenExpiredError, TokenNotYetValidError) */
+  verifyToken(token: string, options?: VerifyOptions): TokenClaims;
   chat(
     request: ChatRequest & { stream: true },
   ): Promise<AsyncGenerator<Record<string, unknown>, void, undefined>>;
@@ -199,22 +206,26 @@ export class ConfigError extends RelayAPIError {
 export class InvalidArgumentError extends RelayAPIError {
   static readonly code: 'ERR_INVALID_ARGUMENT';
   readonly code: 'ERR_INVALID_ARGUMENT';
-  /** Name of the offending option, e.g. "maxCalls". */
-  readonly field: string;
+  /** Name of the offending option or argument as the caller spelled it, e.g. "maxCalls". */
+  readonly param: string;
 }
 
+/** Token codes: the subclasses TokenExpiredError and TokenNotYetValidError keep their own. */
+type TokenErrorCode = 'ERR_INVALID_TOKEN' | 'ERR_TOKEN_EXPIRED' | 'ERR_TOKEN_NOT_YET_VALID';
+
+/** Every verification failure, with no detail; the time subclasses below are authentic tokens. */
 export class InvalidTokenError extends RelayAPIError {
-  static readonly code: 'ERR_INVALID_TOKEN';
-  readonly code: 'ERR_INVALID_TOKEN';
+  static readonly code: TokenErrorCode;
+  readonly code: TokenErrorCode;
 }
 
-export class TokenExpiredError extends RelayAPIError {
+export class TokenExpiredError extends InvalidTokenError {
   static readonly code: 'ERR_TOKEN_EXPIRED';
   readonly code: 'ERR_TOKEN_EXPIRED';
   readonly claims: TokenClaims;
 }
 
-export class TokenNotYetValidError extends RelayAPIError {
+export class TokenNotYetValidError extends InvalidTokenError {
   static readonly code: 'ERR_TOKEN_NOT_YET_VALID';
   readonly code: 'ERR_TOKEN_NOT_YET_VALID';
   readonly claims: TokenClaims;
