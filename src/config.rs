@@ -1,1 +1,633 @@
-//! (being written)
+//! Server settings from `config.json`: the schema, its defaults, and validation with errors that name the
+//! file, the field and what a valid value looks like. Loading the `.rai` key files is `rai.rs`'s job;
+//! the provider table these settings override lives in `provider.rs`.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::token::IpNet;
+
+/// A configuration problem, written for the operator who has to fix the file.
+#[derive(Debug)]
+pub struct ConfigError {
+    pub file: PathBuf,
+    pub field: String,
+    pub problem: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.field.is_empty() {
+            write!(f, "{}: {}", self.file.display(), self.problem)
+        } else {
+            write!(
+                f,
+                "{}: field `{}`: {}",
+                self.file.display(),
+                self.field,
+                self.problem
+            )
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub rate_limit: RateLimitConfig,
+    pub token: TokenConfig,
+    /// Overrides of built-in providers and operator-defined providers, by name.
+    pub providers: BTreeMap<String, ProviderOverride>,
+    /// Server-side API keys that tokens may name (`kref` claim) instead of carrying a key.
+    pub api_keys: BTreeMap<String, ApiKeySource>,
+    pub upstream: UpstreamConfig,
+    /// Peers whose `X-Forwarded-For` is believed (CIDR or plain addresses).
+    pub trusted_proxies: Vec<String>,
+    pub cors: CorsConfig,
+    pub store: StoreConfig,
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    pub host: String,
+    pub port: u16,
+    /// Seconds allowed for a request head, and for each read of a request body.
+    pub read_timeout: u64,
+    /// Seconds allowed for each write to the client (per write, never a total: streams may run long).
+    pub write_timeout: u64,
+    /// Seconds a keep-alive connection may sit idle between requests.
+    pub idle_timeout: u64,
+    pub max_header_bytes: usize,
+    pub max_headers: usize,
+    pub max_uri_bytes: usize,
+    pub max_body_bytes: u64,
+    pub max_connections: usize,
+    /// Seconds in-flight requests get to finish after SIGTERM/SIGINT.
+    pub shutdown_grace: u64,
+    /// The path prefix of relay URLs (must match the `.rai` files' `server.base_path`).
+    pub base_path: String,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            host: "127.0.0.1".into(),
+            port: 8080,
+            read_timeout: 30,
+            write_timeout: 30,
+            idle_timeout: 60,
+            max_header_bytes: 16 * 1024,
+            max_headers: 100,
+            max_uri_bytes: 8 * 1024,
+            max_body_bytes: 32 * 1024 * 1024,
+            max_connections: 4096,
+            shutdown_grace: 30,
+            base_path: "/relayapi/".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RateLimitConfig {
+    /// Relay-wide requests per second; 0 disables the global bucket.
+    pub requests_per_second: u64,
+    pub burst: u64,
+    pub ip_limit: IpLimitConfig,
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        RateLimitConfig {
+            requests_per_second: 10,
+            burst: 20,
+            ip_limit: IpLimitConfig::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IpLimitConfig {
+    /// Requests per second per client IP (IPv6: per /64); 0 disables per-IP limiting.
+    pub requests_per_second: u64,
+    pub burst: u64,
+    /// Upper bound on the per-IP table, so a spray of source addresses cannot grow memory.
+    pub max_tracked_ips: usize,
+}
+
+impl Default for IpLimitConfig {
+    fn default() -> Self {
+        IpLimitConfig {
+            requests_per_second: 2,
+            burst: 4,
+            max_tracked_ips: 100_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TokenConfig {
+    /// Seconds of clock difference tolerated between minting backends and the relay.
+    pub clock_skew: u64,
+    /// Longest token lifetime (`exp - iat`, seconds) the relay accepts, whatever the minter asked for.
+    pub max_lifetime: u64,
+}
+
+impl Default for TokenConfig {
+    fn default() -> Self {
+        TokenConfig {
+            clock_skew: 60,
+            max_lifetime: 30 * 24 * 3600,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderOverride {
+    pub base_url: String,
+    /// Required for new providers; for built-in ones the built-in auth style is kept when absent.
+    pub auth: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKeySource {
+    /// Name of the environment variable holding the key (keys never live in config.json itself).
+    pub env: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UpstreamConfig {
+    pub connect_timeout: u64,
+    pub handshake_timeout: u64,
+    /// Seconds to wait for the provider's response head (models can think for a while).
+    pub response_header_timeout: u64,
+    /// Seconds a stream may stay silent between two reads; there is no total deadline.
+    pub read_idle_timeout: u64,
+    pub pool_idle_timeout: u64,
+    pub pool_max_idle_per_host: usize,
+    /// Extra PEM CA bundle trusted besides the webpki roots (private upstreams, tests).
+    pub extra_ca_file: Option<PathBuf>,
+    /// Base URLs a token's `url` claim may name.
+    pub allowed_base_urls: Vec<String>,
+}
+
+impl Default for UpstreamConfig {
+    fn default() -> Self {
+        UpstreamConfig {
+            connect_timeout: 10,
+            handshake_timeout: 10,
+            response_header_timeout: 300,
+            read_idle_timeout: 300,
+            pool_idle_timeout: 90,
+            pool_max_idle_per_host: 64,
+            extra_ca_file: None,
+            allowed_base_urls: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CorsConfig {
+    /// Origins allowed to call the relay from a browser; `"*"` allows any.
+    pub allowed_origins: Vec<String>,
+    /// Seconds a browser may cache a preflight answer.
+    pub max_age: u64,
+}
+
+impl Default for CorsConfig {
+    fn default() -> Self {
+        CorsConfig {
+            allowed_origins: vec!["*".into()],
+            max_age: 600,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// `memory` (lost on restart; tests and `--dev`), later `file` and `redis`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub path: Option<PathBuf>,
+    pub url: Option<String>,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            kind: "memory".into(),
+            path: None,
+            url: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// One JSON access-log line per request on stdout.
+    pub access: bool,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig { access: true }
+    }
+}
+
+impl ServerConfig {
+    pub fn read_timeout(&self) -> Duration {
+        Duration::from_secs(self.read_timeout)
+    }
+    pub fn write_timeout(&self) -> Duration {
+        Duration::from_secs(self.write_timeout)
+    }
+    pub fn idle_timeout(&self) -> Duration {
+        Duration::from_secs(self.idle_timeout)
+    }
+}
+
+/// Parse and validate `config.json` text. `file` is only used in error messages.
+pub fn parse_config(text: &str, file: &Path) -> Result<Config, ConfigError> {
+    let de = &mut serde_json::Deserializer::from_str(text);
+    let cfg: Config = serde_path_to_error::deserialize(de).map_err(|e| {
+        let field = e.path().to_string();
+        let inner = e.into_inner();
+        ConfigError {
+            file: file.to_path_buf(),
+            field: if field == "." { String::new() } else { field },
+            problem: inner.to_string(),
+        }
+    })?;
+    cfg.validate(file)?;
+    Ok(cfg)
+}
+
+pub fn load_config(path: &Path) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+        file: path.to_path_buf(),
+        field: String::new(),
+        problem: format!("cannot read the file: {e}"),
+    })?;
+    parse_config(&text, path)
+}
+
+impl Config {
+    fn validate(&self, file: &Path) -> Result<(), ConfigError> {
+        let err = |field: &str, problem: &str| ConfigError {
+            file: file.to_path_buf(),
+            field: field.to_string(),
+            problem: problem.to_string(),
+        };
+        let s = &self.server;
+        if s.host.parse::<IpAddr>().is_err() {
+            return Err(err(
+                "server.host",
+                "expected an IP address to listen on, e.g. \"127.0.0.1\" or \"0.0.0.0\"",
+            ));
+        }
+        for (name, v) in [
+            ("server.read_timeout", s.read_timeout),
+            ("server.write_timeout", s.write_timeout),
+            ("server.idle_timeout", s.idle_timeout),
+            ("upstream.connect_timeout", self.upstream.connect_timeout),
+            (
+                "upstream.handshake_timeout",
+                self.upstream.handshake_timeout,
+            ),
+            (
+                "upstream.response_header_timeout",
+                self.upstream.response_header_timeout,
+            ),
+            (
+                "upstream.read_idle_timeout",
+                self.upstream.read_idle_timeout,
+            ),
+        ] {
+            if v == 0 || v > 86_400 {
+                return Err(err(name, "expected a number of seconds from 1 to 86400"));
+            }
+        }
+        if !(1024..=1024 * 1024).contains(&s.max_header_bytes) {
+            return Err(err(
+                "server.max_header_bytes",
+                "expected bytes from 1024 to 1048576",
+            ));
+        }
+        if !(8..=1000).contains(&s.max_headers) {
+            return Err(err("server.max_headers", "expected a count from 8 to 1000"));
+        }
+        if !(256..=s.max_header_bytes).contains(&s.max_uri_bytes) {
+            return Err(err(
+                "server.max_uri_bytes",
+                "expected bytes from 256 to server.max_header_bytes",
+            ));
+        }
+        if s.max_body_bytes == 0 || s.max_body_bytes > 1 << 30 {
+            return Err(err(
+                "server.max_body_bytes",
+                "expected bytes from 1 to 1073741824",
+            ));
+        }
+        if s.max_connections == 0 || s.max_connections > 1_000_000 {
+            return Err(err(
+                "server.max_connections",
+                "expected a count from 1 to 1000000",
+            ));
+        }
+        if !valid_base_path(&s.base_path) {
+            return Err(err(
+                "server.base_path",
+                "expected a path that starts and ends with '/' made of letters, digits, '-', '_', '.' and '/', e.g. \"/relayapi/\"",
+            ));
+        }
+        let rl = &self.rate_limit;
+        if rl.requests_per_second > 0 && rl.burst == 0 {
+            return Err(err(
+                "rate_limit.burst",
+                "expected at least 1 when requests_per_second is set",
+            ));
+        }
+        if rl.ip_limit.requests_per_second > 0 && rl.ip_limit.burst == 0 {
+            return Err(err(
+                "rate_limit.ip_limit.burst",
+                "expected at least 1 when requests_per_second is set",
+            ));
+        }
+        if rl.ip_limit.max_tracked_ips == 0 {
+            return Err(err(
+                "rate_limit.ip_limit.max_tracked_ips",
+                "expected at least 1",
+            ));
+        }
+        if self.token.max_lifetime == 0 {
+            return Err(err("token.max_lifetime", "expected seconds, at least 1"));
+        }
+        if self.token.clock_skew > 3600 {
+            return Err(err("token.clock_skew", "expected seconds from 0 to 3600"));
+        }
+        for (name, p) in &self.providers {
+            if !crate::provider::valid_name(name) {
+                return Err(err(
+                    &format!("providers.{name}"),
+                    "expected a provider name of 1 to 32 characters from a-z, 0-9, '_' and '-'",
+                ));
+            }
+            if let Err(problem) = crate::provider::parse_base_url(&p.base_url) {
+                return Err(err(&format!("providers.{name}.base_url"), &problem));
+            }
+            match &p.auth {
+                Some(a) if crate::provider::AuthStyle::parse(a).is_none() => {
+                    return Err(err(
+                        &format!("providers.{name}.auth"),
+                        "expected one of \"bearer\", \"x-api-key\", \"x-goog-api-key\", \"api-key\"",
+                    ));
+                }
+                None if crate::provider::builtin(name).is_none()
+                    && name != crate::provider::AZURE =>
+                {
+                    return Err(err(
+                        &format!("providers.{name}.auth"),
+                        "a provider that is not built in needs an auth style: \"bearer\", \"x-api-key\", \"x-goog-api-key\" or \"api-key\"",
+                    ));
+                }
+                _ => {}
+            }
+        }
+        for (name, src) in &self.api_keys {
+            if name.is_empty() || name.len() > 64 {
+                return Err(err(
+                    &format!("api_keys.{name}"),
+                    "expected a name of 1 to 64 characters",
+                ));
+            }
+            if src.env.is_empty() {
+                return Err(err(
+                    &format!("api_keys.{name}.env"),
+                    "expected the name of an environment variable",
+                ));
+            }
+        }
+        for (i, u) in self.upstream.allowed_base_urls.iter().enumerate() {
+            match crate::provider::parse_base_url(u) {
+                Ok(b) if b.tls => {}
+                Ok(_) => {
+                    return Err(err(
+                        &format!("upstream.allowed_base_urls[{i}]"),
+                        "expected an https:// URL",
+                    ))
+                }
+                Err(problem) => {
+                    return Err(err(&format!("upstream.allowed_base_urls[{i}]"), &problem))
+                }
+            }
+        }
+        if self.upstream.pool_max_idle_per_host > 10_000 {
+            return Err(err(
+                "upstream.pool_max_idle_per_host",
+                "expected a count from 0 to 10000",
+            ));
+        }
+        for (i, p) in self.trusted_proxies.iter().enumerate() {
+            if parse_net(p).is_none() {
+                return Err(err(
+                    &format!("trusted_proxies[{i}]"),
+                    "expected an IP address or CIDR range, e.g. \"10.0.0.0/8\"",
+                ));
+            }
+        }
+        for (i, o) in self.cors.allowed_origins.iter().enumerate() {
+            if o != "*" && !valid_origin(o) {
+                return Err(err(
+                    &format!("cors.allowed_origins[{i}]"),
+                    "expected \"*\" or an origin like \"https://app.example.com\" (scheme://host[:port], no path)",
+                ));
+            }
+        }
+        match self.store.kind.as_str() {
+            "memory" => {}
+            other => {
+                return Err(err(
+                    "store.type",
+                    &format!("\"{other}\" is not a store this relay knows; expected \"memory\""),
+                ))
+            }
+        }
+        Ok(())
+    }
+
+    /// The parsed trusted proxy ranges (validated at load time).
+    pub fn trusted_proxy_nets(&self) -> Vec<IpNet> {
+        self.trusted_proxies
+            .iter()
+            .filter_map(|p| parse_net(p))
+            .collect()
+    }
+}
+
+/// A CIDR range or a single address (taken as a /32 or /128).
+pub fn parse_net(s: &str) -> Option<IpNet> {
+    if s.contains('/') {
+        IpNet::parse(s)
+    } else {
+        let ip: IpAddr = s.parse().ok()?;
+        let bits = if ip.is_ipv4() { 32 } else { 128 };
+        IpNet::parse(&format!("{ip}/{bits}"))
+    }
+}
+
+fn valid_base_path(p: &str) -> bool {
+    p.len() <= 128
+        && p.starts_with('/')
+        && p.ends_with('/')
+        && !p.contains("//")
+        && !p.split('/').any(|seg| seg == "." || seg == "..")
+        && p.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'/' | b'-' | b'_' | b'.'))
+}
+
+/// `scheme://host[:port]` as browsers send it in `Origin`.
+pub fn valid_origin(o: &str) -> bool {
+    let rest = match o
+        .strip_prefix("https://")
+        .or_else(|| o.strip_prefix("http://"))
+    {
+        Some(r) => r,
+        None => return false,
+    };
+    !rest.is_empty()
+        && rest.len() <= 253 + 6
+        && rest
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        parse_config(text, Path::new("config.json"))
+    }
+
+    #[test]
+    fn empty_object_gives_defaults() {
+        let c = parse("{}").unwrap();
+        assert_eq!(c.server.port, 8080);
+        assert_eq!(c.rate_limit.requests_per_second, 10);
+        assert_eq!(c.rate_limit.ip_limit.burst, 4);
+        assert_eq!(c.server.base_path, "/relayapi/");
+    }
+
+    #[test]
+    fn shipped_config_is_valid() {
+        let text =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config.json")).unwrap();
+        let c = parse(&text).unwrap();
+        assert_eq!(
+            (c.rate_limit.requests_per_second, c.rate_limit.burst),
+            (10, 20)
+        );
+        assert_eq!(
+            (
+                c.rate_limit.ip_limit.requests_per_second,
+                c.rate_limit.ip_limit.burst
+            ),
+            (2, 4)
+        );
+    }
+
+    #[test]
+    fn unknown_field_is_named() {
+        let e = parse(r#"{"server": {"prot": 1}}"#).unwrap_err();
+        assert_eq!(e.field, "server.prot");
+        assert!(
+            e.to_string().contains("config.json: field `server.prot`"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn wrong_type_is_named() {
+        let e = parse(r#"{"server": {"port": "eighty"}}"#).unwrap_err();
+        assert_eq!(e.field, "server.port");
+    }
+
+    #[test]
+    fn semantic_errors_name_the_field() {
+        for (text, field) in [
+            (r#"{"server": {"host": "localhost"}}"#, "server.host"),
+            (r#"{"server": {"read_timeout": 0}}"#, "server.read_timeout"),
+            (r#"{"server": {"base_path": "relay"}}"#, "server.base_path"),
+            (
+                r#"{"server": {"base_path": "/a/../b/"}}"#,
+                "server.base_path",
+            ),
+            (
+                r#"{"rate_limit": {"requests_per_second": 5, "burst": 0}}"#,
+                "rate_limit.burst",
+            ),
+            (
+                r#"{"providers": {"mine": {"base_url": "https://x.example"}}}"#,
+                "providers.mine.auth",
+            ),
+            (
+                r#"{"providers": {"openai": {"base_url": "ftp://x"}}}"#,
+                "providers.openai.base_url",
+            ),
+            (
+                r#"{"providers": {"Bad Name": {"base_url": "https://x.example", "auth": "bearer"}}}"#,
+                "providers.Bad Name",
+            ),
+            (
+                r#"{"trusted_proxies": ["10.0.0.0/33"]}"#,
+                "trusted_proxies[0]",
+            ),
+            (
+                r#"{"cors": {"allowed_origins": ["https://a.example/path"]}}"#,
+                "cors.allowed_origins[0]",
+            ),
+            (
+                r#"{"upstream": {"allowed_base_urls": ["http://plain.example"]}}"#,
+                "upstream.allowed_base_urls[0]",
+            ),
+            (r#"{"store": {"type": "etcd"}}"#, "store.type"),
+        ] {
+            let e = parse(text).unwrap_err();
+            assert_eq!(e.field, field, "{text}: {e}");
+        }
+    }
+
+    #[test]
+    fn not_json_reports_the_file() {
+        let e = parse("{").unwrap_err();
+        assert!(e.to_string().starts_with("config.json"), "{e}");
+    }
+
+    #[test]
+    fn trusted_proxy_single_address() {
+        let c = parse(r#"{"trusted_proxies": ["127.0.0.1", "10.0.0.0/8", "::1"]}"#).unwrap();
+        let nets = c.trusted_proxy_nets();
+        assert_eq!(nets.len(), 3);
+        assert!(nets[0].contains("127.0.0.1".parse().unwrap()));
+        assert!(!nets[0].contains("127.0.0.2".parse().unwrap()));
+        assert!(nets[1].contains("10.9.8.7".parse().unwrap()));
+    }
+}

@@ -1,1 +1,344 @@
-//! (being written)
+//! Every way a request can fail, who failed (client, upstream, relay), and the one place that maps a
+//! failure to an HTTP status, an OpenAI-style error body and whether the connection must close.
+//! Messages are written for the developer reading them in an SDK exception and never contain token
+//! text or API keys.
+
+use std::time::Duration;
+
+use crate::chunked::ChunkError;
+use crate::framing::FramingError;
+use crate::head::HeadError;
+
+/// Which party caused a failure; decides the status family and the log level.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    Client,
+    Upstream,
+    Relay,
+}
+
+/// What the rate limit applied to, for the error message and metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LimitScope {
+    Global,
+    Ip,
+    Token,
+}
+
+impl LimitScope {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LimitScope::Global => "global",
+            LimitScope::Ip => "ip",
+            LimitScope::Token => "token",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Error {
+    // The request itself (framing, size, routing).
+    BadRequest(&'static str),
+    HeadersTooLarge,
+    UriTooLong,
+    BodyTooLarge,
+    VersionNotSupported,
+    ExpectationFailed,
+    NotImplemented(&'static str),
+    RequestTimeout,
+    NotFound,
+    MethodNotAllowed,
+    // The token and its limits.
+    InvalidToken,
+    TokenExpired,
+    TokenNotYetValid,
+    TokenLifetimeTooLong,
+    TokenRevoked,
+    TokenExhausted,
+    ProviderUnavailable,
+    ApiKeyUnavailable,
+    RateLimited(LimitScope, Duration),
+    TooManyConcurrent,
+    ModelNotAllowed,
+    EndpointNotAllowed,
+    OriginNotAllowed,
+    IpNotAllowed,
+    MaxTokensExceeded,
+    InvalidAdminSignature,
+    // The provider.
+    UpstreamConnect,
+    UpstreamTls,
+    UpstreamTimeout,
+    UpstreamProtocol,
+    // The relay itself.
+    StoreUnavailable,
+    ShuttingDown,
+}
+
+/// The generic message for every failure before a token is proven authentic: one text, so the answer
+/// carries no oracle about which check failed.
+pub const INVALID_TOKEN_MESSAGE: &str = "Invalid or missing relay token.";
+
+impl Error {
+    pub fn side(&self) -> Side {
+        use Error::*;
+        match self {
+            UpstreamConnect | UpstreamTls | UpstreamTimeout | UpstreamProtocol => Side::Upstream,
+            StoreUnavailable | ShuttingDown | ApiKeyUnavailable => Side::Relay,
+            _ => Side::Client,
+        }
+    }
+
+    pub fn status(&self) -> u16 {
+        use Error::*;
+        match self {
+            BadRequest(_) => 400,
+            HeadersTooLarge => 431,
+            UriTooLong => 414,
+            BodyTooLarge => 413,
+            VersionNotSupported => 505,
+            ExpectationFailed => 417,
+            NotImplemented(_) => 501,
+            RequestTimeout => 408,
+            NotFound => 404,
+            MethodNotAllowed => 405,
+            InvalidToken
+            | TokenExpired
+            | TokenNotYetValid
+            | TokenLifetimeTooLong
+            | TokenRevoked
+            | InvalidAdminSignature => 401,
+            TokenExhausted | RateLimited(..) | TooManyConcurrent => 429,
+            ModelNotAllowed | EndpointNotAllowed | OriginNotAllowed | IpNotAllowed
+            | MaxTokensExceeded => 403,
+            ProviderUnavailable => 400,
+            ApiKeyUnavailable | StoreUnavailable | ShuttingDown => 503,
+            UpstreamConnect | UpstreamTls | UpstreamProtocol => 502,
+            UpstreamTimeout => 504,
+        }
+    }
+
+    /// Stable machine-readable code (documented in the README).
+    pub fn code(&self) -> &'static str {
+        use Error::*;
+        match self {
+            BadRequest(_) => "bad_request",
+            HeadersTooLarge => "headers_too_large",
+            UriTooLong => "uri_too_long",
+            BodyTooLarge => "body_too_large",
+            VersionNotSupported => "http_version_not_supported",
+            ExpectationFailed => "expectation_failed",
+            NotImplemented(_) => "not_implemented",
+            RequestTimeout => "request_timeout",
+            NotFound => "not_found",
+            MethodNotAllowed => "method_not_allowed",
+            InvalidToken => "invalid_token",
+            TokenExpired => "token_expired",
+            TokenNotYetValid => "token_not_yet_valid",
+            TokenLifetimeTooLong => "token_lifetime_too_long",
+            TokenRevoked => "token_revoked",
+            TokenExhausted => "token_exhausted",
+            ProviderUnavailable => "provider_unavailable",
+            ApiKeyUnavailable => "api_key_unavailable",
+            RateLimited(..) => "rate_limited",
+            TooManyConcurrent => "too_many_concurrent_requests",
+            ModelNotAllowed => "model_not_allowed",
+            EndpointNotAllowed => "endpoint_not_allowed",
+            OriginNotAllowed => "origin_not_allowed",
+            IpNotAllowed => "ip_not_allowed",
+            MaxTokensExceeded => "max_tokens_exceeded",
+            InvalidAdminSignature => "invalid_admin_signature",
+            UpstreamConnect => "upstream_connect_failed",
+            UpstreamTls => "upstream_tls_failed",
+            UpstreamTimeout => "upstream_timeout",
+            UpstreamProtocol => "upstream_protocol_error",
+            StoreUnavailable => "store_unavailable",
+            ShuttingDown => "shutting_down",
+        }
+    }
+
+    /// The OpenAI error `type` member.
+    pub fn error_type(&self) -> &'static str {
+        use Error::*;
+        match self {
+            InvalidToken
+            | TokenExpired
+            | TokenNotYetValid
+            | TokenLifetimeTooLong
+            | TokenRevoked
+            | InvalidAdminSignature => "authentication_error",
+            TokenExhausted => "insufficient_quota",
+            RateLimited(..) | TooManyConcurrent => "rate_limit_error",
+            ModelNotAllowed | EndpointNotAllowed | OriginNotAllowed | IpNotAllowed
+            | MaxTokensExceeded => "permission_error",
+            UpstreamConnect | UpstreamTls | UpstreamTimeout | UpstreamProtocol => "upstream_error",
+            StoreUnavailable | ShuttingDown | ApiKeyUnavailable => "server_error",
+            _ => "invalid_request_error",
+        }
+    }
+
+    pub fn message(&self) -> String {
+        use Error::*;
+        match self {
+            BadRequest(why) => format!("Malformed HTTP request: {why}."),
+            HeadersTooLarge => "Request headers are too large.".into(),
+            UriTooLong => "Request URI is too long.".into(),
+            BodyTooLarge => "Request body is too large.".into(),
+            VersionNotSupported => "Only HTTP/1.0 and HTTP/1.1 are supported.".into(),
+            ExpectationFailed => "Only `Expect: 100-continue` is supported.".into(),
+            NotImplemented(why) => format!("Not implemented: {why}."),
+            RequestTimeout => "The request was not received in time.".into(),
+            NotFound => {
+                "Not found. Relay URLs look like {base_path}{token}/... (see the README).".into()
+            }
+            MethodNotAllowed => "Method not allowed on this path.".into(),
+            InvalidToken => INVALID_TOKEN_MESSAGE.into(),
+            TokenExpired => "The relay token has expired. Ask your backend for a new one.".into(),
+            TokenNotYetValid => {
+                "The relay token is not valid yet (check the minting server's clock).".into()
+            }
+            TokenLifetimeTooLong => {
+                "The relay token's lifetime exceeds what this relay accepts.".into()
+            }
+            TokenRevoked => "The relay token has been revoked.".into(),
+            TokenExhausted => "The relay token has used all of its calls.".into(),
+            ProviderUnavailable => "The token's provider is not available on this relay.".into(),
+            ApiKeyUnavailable => {
+                "The server-side API key named by the token is not configured.".into()
+            }
+            RateLimited(scope, _) => match scope {
+                LimitScope::Global => {
+                    "The relay is receiving too many requests; retry later.".into()
+                }
+                LimitScope::Ip => "Too many requests from your address; retry later.".into(),
+                LimitScope::Token => "Too many requests with this token; retry later.".into(),
+            },
+            TooManyConcurrent => "Too many concurrent requests with this token.".into(),
+            ModelNotAllowed => "This token may not use the requested model.".into(),
+            EndpointNotAllowed => "This token may not call this endpoint.".into(),
+            OriginNotAllowed => "This token may not be used from this origin.".into(),
+            IpNotAllowed => "This token may not be used from your address.".into(),
+            MaxTokensExceeded => "The requested max_tokens exceeds this token's ceiling.".into(),
+            InvalidAdminSignature => "Invalid or missing admin signature.".into(),
+            UpstreamConnect => "Could not connect to the provider.".into(),
+            UpstreamTls => "TLS handshake with the provider failed.".into(),
+            UpstreamTimeout => "The provider did not answer in time.".into(),
+            UpstreamProtocol => "The provider sent an invalid HTTP response.".into(),
+            StoreUnavailable => {
+                "The usage store is unavailable; the request was not forwarded.".into()
+            }
+            ShuttingDown => "The relay is shutting down; retry on another instance.".into(),
+        }
+    }
+
+    /// Post-authentication token failures will not change on retry: tell official SDKs not to retry.
+    pub fn should_not_retry(&self) -> bool {
+        use Error::*;
+        matches!(
+            self,
+            TokenExpired
+                | TokenNotYetValid
+                | TokenLifetimeTooLong
+                | TokenRevoked
+                | TokenExhausted
+                | ModelNotAllowed
+                | EndpointNotAllowed
+                | OriginNotAllowed
+                | IpNotAllowed
+                | MaxTokensExceeded
+                | InvalidToken
+        )
+    }
+
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Error::RateLimited(_, d) => Some(*d),
+            Error::ShuttingDown | Error::StoreUnavailable => Some(Duration::from_secs(1)),
+            _ => None,
+        }
+    }
+
+    /// Framing errors leave the byte stream in an unknown state: the connection must not be reused.
+    pub fn must_close(&self) -> bool {
+        use Error::*;
+        matches!(
+            self,
+            BadRequest(_)
+                | HeadersTooLarge
+                | UriTooLong
+                | BodyTooLarge
+                | VersionNotSupported
+                | ExpectationFailed
+                | NotImplemented(_)
+                | RequestTimeout
+                | ShuttingDown
+        )
+    }
+
+    /// The JSON body official SDKs parse into their exception types.
+    pub fn body(&self) -> String {
+        serde_json::json!({
+            "error": {
+                "message": self.message(),
+                "type": self.error_type(),
+                "code": self.code(),
+            }
+        })
+        .to_string()
+    }
+}
+
+impl From<HeadError> for Error {
+    fn from(e: HeadError) -> Self {
+        match e {
+            HeadError::TooLarge | HeadError::TooManyHeaders => Error::HeadersTooLarge,
+            HeadError::UriTooLong => Error::UriTooLong,
+            HeadError::BadVersion => Error::VersionNotSupported,
+            HeadError::Malformed(why) => Error::BadRequest(why),
+        }
+    }
+}
+
+impl From<FramingError> for Error {
+    fn from(e: FramingError) -> Self {
+        match e {
+            FramingError::Bad(why) => Error::BadRequest(why),
+            FramingError::UnsupportedExpect => Error::ExpectationFailed,
+            FramingError::NotImplemented(why) => Error::NotImplemented(why),
+        }
+    }
+}
+
+impl From<ChunkError> for Error {
+    fn from(e: ChunkError) -> Self {
+        match e {
+            ChunkError::Malformed(why) => Error::BadRequest(why),
+            ChunkError::TooLarge => Error::BodyTooLarge,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn invalid_token_body_is_fixed() {
+        let b = Error::InvalidToken.body();
+        assert_eq!(
+            b,
+            r#"{"error":{"message":"Invalid or missing relay token.","type":"authentication_error","code":"invalid_token"}}"#
+        );
+    }
+
+    #[test]
+    fn statuses_by_side() {
+        assert_eq!(Error::UpstreamTimeout.status(), 504);
+        assert_eq!(Error::UpstreamConnect.side(), Side::Upstream);
+        assert_eq!(Error::TokenExhausted.status(), 429);
+        assert!(Error::TokenExhausted.should_not_retry());
+        assert!(!Error::RateLimited(LimitScope::Ip, Duration::from_secs(1)).should_not_retry());
+        assert!(Error::BadRequest("x").must_close());
+        assert!(!Error::InvalidToken.must_close());
+    }
+}

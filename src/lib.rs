@@ -5,15 +5,26 @@
 #![forbid(unsafe_code)]
 
 pub mod admin;
+pub mod app;
 pub mod chunked;
+pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod conn;
 pub mod cors;
 pub mod error;
 pub mod framing;
 pub mod head;
 pub mod limiter;
+pub mod log;
+pub mod policy;
 pub mod provider;
 pub mod rai;
+pub mod relay;
+pub mod respond;
 pub mod secret;
+pub mod server;
+pub mod shutdown;
+pub mod store;
 pub mod token;
+pub mod upstream;

@@ -1,1 +1,300 @@
-fn main() {}
+//! The `relayapi` binary: parse the command line, load and check `config.json` and the `.rai` keys, refuse
+//! unsafe set-ups, build the shared state and run the server until SIGTERM/SIGINT. Every start-up
+//! problem exits non-zero with a message naming the file and the field.
+#![forbid(unsafe_code)]
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde_json::json;
+
+use relayapi::app::{App, Stats};
+use relayapi::cli::{self, Command, MintArgs};
+use relayapi::clock::{Clock, SystemClock};
+use relayapi::config::{load_config, Config};
+use relayapi::limiter::{RateLimiter, TokenLimits};
+use relayapi::log::Logger;
+use relayapi::provider::Registry;
+use relayapi::rai::{self, Keyring};
+use relayapi::secret::SecretString;
+use relayapi::store::Store;
+use relayapi::token::{self, Claims, Ext};
+use relayapi::upstream::Upstream;
+use relayapi::{server, store};
+
+/// Tokens with a `rate` or `conc` claim tracked at once; beyond this, new ones are refused until old
+/// windows pass, so a flood of fresh tokens cannot grow memory.
+const TOKEN_TABLE_ENTRIES: usize = 100_000;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let cmd = match cli::parse(&args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("relayapi: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let result = match cmd {
+        Command::Help => {
+            print!("{}", cli::HELP);
+            Ok(())
+        }
+        Command::Version => {
+            println!("relayapi {}", env!("CARGO_PKG_VERSION"));
+            Ok(())
+        }
+        Command::GenRai {
+            scheme,
+            host,
+            port,
+            tenant,
+            key_id,
+            out,
+        } => gen_rai(
+            &scheme,
+            &host,
+            port,
+            &tenant,
+            key_id.as_deref(),
+            out.as_deref(),
+        ),
+        Command::Mint(m) => mint(&m),
+        Command::Serve {
+            config,
+            rai,
+            rai_given,
+        } => serve(&config, &rai, rai_given),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("relayapi: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn gen_rai(
+    scheme: &str,
+    host: &str,
+    port: u16,
+    tenant: &str,
+    key_id: Option<&str>,
+    out: Option<&Path>,
+) -> Result<(), String> {
+    let default_kid = format!("key-{}", SystemClock.unix_now());
+    let kid = key_id.unwrap_or(&default_kid);
+    let mut rng = token::os_rng();
+    let r = rai::generate_rai(scheme, host, port, tenant, kid, &mut rng);
+    let text = rai::to_json_pretty(&r);
+    // Round-trip through the parser so a bad --host, --tenant or --key-id is reported like a bad file.
+    rai::parse_rai(&text, out.unwrap_or(Path::new("<generated>"))).map_err(|e| e.to_string())?;
+    match out {
+        None => print!("{text}"),
+        Some(path) => write_private(path, &text)?,
+    }
+    Ok(())
+}
+
+/// Write a key file readable by its owner only: it holds the keys in clear.
+fn write_private(path: &Path, text: &str) -> Result<(), String> {
+    use std::io::Write as _;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+    let mut f = opts
+        .open(path)
+        .map_err(|e| format!("{}: cannot create: {e}", path.display()))?;
+    f.write_all(text.as_bytes())
+        .map_err(|e| format!("{}: cannot write: {e}", path.display()))
+}
+
+fn mint(m: &MintArgs) -> Result<(), String> {
+    let r = rai::load_rai_file(&m.rai).map_err(|e| e.to_string())?;
+    let key = match &m.key_env {
+        Some(var) => {
+            Some(SecretString::new(std::env::var(var).map_err(|_| {
+                format!("environment variable {var} is not set")
+            })?))
+        }
+        None => None,
+    };
+    let now = SystemClock.unix_now();
+    let mut rng = token::os_rng();
+    let claims = Claims {
+        jti: token::new_token_id(&mut rng),
+        tid: r.crypto.tenant_id.clone(),
+        iat: now,
+        exp: now + m.expire_seconds,
+        prv: m.provider.clone(),
+        key,
+        kref: m.key_ref.clone(),
+        url: None,
+        max: (m.max_calls > 0).then_some(m.max_calls),
+        ext: m.model.clone().map(|rep_m| Ext { rep_m: Some(rep_m) }),
+        rate: None,
+        conc: None,
+        models: None,
+        paths: None,
+        origins: None,
+        ips: None,
+        mtok: None,
+        mtok_mode: None,
+        uid: None,
+    };
+    claims.validate().map_err(|e| format!("cannot mint: {e}"))?;
+    println!(
+        "{}",
+        token::mint(&claims, &r.crypto.key_id, &r.crypto.key, &mut rng)
+    );
+    Ok(())
+}
+
+fn serve(config_path: &Path, rai_path: &Path, rai_given: bool) -> Result<(), String> {
+    let cfg = load_config(config_path).map_err(|e| e.to_string())?;
+    let log = Logger {
+        access: cfg.log.access,
+    };
+    if !rai_given && !rai_path.exists() {
+        // First start from a directory holding only the binary and config.json: make a key to start with.
+        let mut rng = token::os_rng();
+        let r = rai::generate_rai(
+            "http",
+            &cfg.server.host,
+            cfg.server.port,
+            "default",
+            "dev-local",
+            &mut rng,
+        );
+        write_private(rai_path, &rai::to_json_pretty(&r))?;
+        log.info(
+            "generated a new client config",
+            json!({"path": rai_path.display().to_string()}),
+        );
+    }
+    let (keyring, rais) = rai::load_keyring(rai_path).map_err(|e| e.to_string())?;
+    check_published_key(&cfg, &keyring, rai_path)?;
+    for r in &rais {
+        if r.server.base_path != cfg.server.base_path {
+            log.warn(
+                "base_path differs between config.json and a .rai file; SDK URLs will not match this relay",
+                json!({"config": cfg.server.base_path, "rai": r.server.base_path}),
+            );
+        }
+    }
+    let api_keys = load_api_keys(&cfg, config_path)?;
+    let upstream = Upstream::new(&cfg.upstream)?;
+    let store = open_store(&cfg)?;
+    let limiter = RateLimiter::from_config(&cfg.rate_limit)
+        .map_err(|e| format!("{}: field `rate_limit`: {e}", config_path.display()))?;
+    let addr = SocketAddr::new(cfg.server.host.parse().expect("validated"), cfg.server.port);
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))?;
+    runtime.block_on(async move {
+        let listener = server::bind(addr).map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+        let local = listener.local_addr().map_err(|e| e.to_string())?;
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let app = Arc::new(App {
+            limiter,
+            token_limits: TokenLimits::new(TOKEN_TABLE_ENTRIES),
+            registry: Registry::from_config(&cfg),
+            trusted_proxies: cfg.trusted_proxy_nets(),
+            keyring,
+            store,
+            upstream,
+            api_keys,
+            clock,
+            stats: Stats::default(),
+            log: log.clone(),
+            started: Instant::now(),
+            instance_id: instance_id(),
+            request_seq: AtomicU64::new(0),
+            cfg,
+        });
+        log.info(
+            "listening",
+            json!({
+                "addr": local.to_string(),
+                "version": env!("CARGO_PKG_VERSION"),
+                "tenants": app.keyring.len(),
+                "store": app.store.kind(),
+            }),
+        );
+        server::run(app, listener, shutdown_signal()).await;
+        Ok(())
+    })
+}
+
+/// Resolves on SIGTERM (systemd, docker) or SIGINT (Ctrl-C).
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate()).expect("installing a SIGTERM handler");
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// The repository's default.rai key is public. Serving it anywhere but loopback would let anyone mint
+/// tokens for this relay.
+fn check_published_key(cfg: &Config, keyring: &Keyring, rai_path: &Path) -> Result<(), String> {
+    let ip: std::net::IpAddr = cfg.server.host.parse().expect("validated");
+    if keyring.contains_published_dev_key() && !ip.is_loopback() {
+        return Err(format!(
+            "{}: holds the published development key, which must not be served on {ip}. \
+             Make a fresh key with `relayapi gen-rai --host <public-host> --out relay.rai` and start with \
+             `--rai relay.rai` (give the same file to your backend).",
+            rai_path.display()
+        ));
+    }
+    Ok(())
+}
+
+/// Server-side keys come from the environment; a missing variable is a deployment error found at start.
+fn load_api_keys(
+    cfg: &Config,
+    config_path: &Path,
+) -> Result<HashMap<String, SecretString>, String> {
+    let mut keys = HashMap::new();
+    for (name, src) in &cfg.api_keys {
+        let value = std::env::var(&src.env).map_err(|_| {
+            format!(
+                "{}: field `api_keys.{name}.env`: environment variable {} is not set",
+                config_path.display(),
+                src.env
+            )
+        })?;
+        keys.insert(name.clone(), SecretString::new(value));
+    }
+    Ok(keys)
+}
+
+fn open_store(cfg: &Config) -> Result<Store, String> {
+    match cfg.store.kind.as_str() {
+        "memory" => Ok(store::Store::memory()),
+        other => Err(format!("store type {other} is not available")),
+    }
+}
+
+fn instance_id() -> String {
+    let mut b = [0u8; 4];
+    token::os_rng()(&mut b);
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}

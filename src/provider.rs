@@ -1,1 +1,433 @@
-//! (being written)
+//! The provider registry: which real AI providers exist, their default base URLs and how each one wants
+//! its API key. Only `config.json` may add or redirect providers; a client never chooses the upstream host.
+//! See `docs/providers.md` for the list and the sources of each entry.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use crate::config::Config;
+
+/// How a provider expects its API key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthStyle {
+    /// `Authorization: Bearer <key>` (OpenAI and the OpenAI-compatible APIs).
+    Bearer,
+    /// `x-api-key: <key>` (Anthropic).
+    XApiKey,
+    /// `x-goog-api-key: <key>` (Google Gemini API).
+    XGoogApiKey,
+    /// `api-key: <key>` (Azure OpenAI).
+    ApiKey,
+}
+
+impl AuthStyle {
+    pub fn parse(s: &str) -> Option<AuthStyle> {
+        match s {
+            "bearer" => Some(AuthStyle::Bearer),
+            "x-api-key" => Some(AuthStyle::XApiKey),
+            "x-goog-api-key" => Some(AuthStyle::XGoogApiKey),
+            "api-key" => Some(AuthStyle::ApiKey),
+            _ => None,
+        }
+    }
+
+    /// The header name and value that carry `key` upstream.
+    pub fn header(self, key: &str) -> (&'static str, String) {
+        match self {
+            AuthStyle::Bearer => ("authorization", format!("Bearer {key}")),
+            AuthStyle::XApiKey => ("x-api-key", key.to_string()),
+            AuthStyle::XGoogApiKey => ("x-goog-api-key", key.to_string()),
+            AuthStyle::ApiKey => ("api-key", key.to_string()),
+        }
+    }
+}
+
+/// A parsed upstream base URL: `scheme://host[:port][/prefix]`, no query, no userinfo.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BaseUrl {
+    pub tls: bool,
+    /// Host name or IP literal (IPv6 without brackets).
+    pub host: String,
+    pub port: u16,
+    /// Path prefix without a trailing slash ("" or "/v1").
+    pub prefix: String,
+}
+
+impl BaseUrl {
+    /// The `Host` header value to send upstream.
+    pub fn authority(&self) -> String {
+        let host = if self.host.contains(':') {
+            format!("[{}]", self.host)
+        } else {
+            self.host.clone()
+        };
+        let default = if self.tls { 443 } else { 80 };
+        if self.port == default {
+            host
+        } else {
+            format!("{host}:{}", self.port)
+        }
+    }
+}
+
+/// Parse an upstream base URL, with a message that says what a valid one looks like.
+pub fn parse_base_url(s: &str) -> Result<BaseUrl, String> {
+    const EXPECTED: &str =
+        "expected an absolute URL like \"https://api.example.com/v1\" (http or https, no query)";
+    let (tls, rest) = if let Some(r) = s.strip_prefix("https://") {
+        (true, r)
+    } else if let Some(r) = s.strip_prefix("http://") {
+        (false, r)
+    } else {
+        return Err(EXPECTED.into());
+    };
+    if rest.contains(['?', '#', '@', ' ', '\\'])
+        || rest.bytes().any(|b| b.is_ascii_control() || b >= 0x80)
+    {
+        return Err(EXPECTED.into());
+    }
+    let (authority, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, ""),
+    };
+    let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
+        let end = v6.find(']').ok_or(EXPECTED)?;
+        let host = &v6[..end];
+        host.parse::<std::net::Ipv6Addr>()
+            .map_err(|_| EXPECTED.to_string())?;
+        let after = &v6[end + 1..];
+        let port = match after.strip_prefix(':') {
+            Some(p) => Some(p),
+            None if after.is_empty() => None,
+            None => return Err(EXPECTED.into()),
+        };
+        (host.to_string(), port)
+    } else {
+        match authority.rsplit_once(':') {
+            Some((h, p)) => (h.to_string(), Some(p)),
+            None => (authority.to_string(), None),
+        }
+    };
+    let port = match port {
+        Some(p) => p.parse::<u16>().ok().filter(|p| *p != 0).ok_or(EXPECTED)?,
+        None if tls => 443,
+        None => 80,
+    };
+    if host.is_empty()
+        || host.len() > 253
+        || !host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':'))
+    {
+        return Err(EXPECTED.into());
+    }
+    let prefix = path.trim_end_matches('/').to_string();
+    if prefix.split('/').any(|seg| seg == "." || seg == "..") {
+        return Err(EXPECTED.into());
+    }
+    Ok(BaseUrl {
+        tls,
+        host: host.to_ascii_lowercase(),
+        port,
+        prefix,
+    })
+}
+
+/// Provider names: what the `prv` claim and `config.json` keys may look like.
+pub fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 32
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+}
+
+/// A built-in provider: real, documented endpoints only.
+#[derive(Debug, Clone, Copy)]
+pub struct Builtin {
+    pub name: &'static str,
+    pub base_url: &'static str,
+    pub auth: AuthStyle,
+}
+
+/// Each entry is the base URL that provider's own SDK (or its documented OpenAI-compatible mode) uses, so
+/// the SDK's path suffixes map onto it unchanged. Sources are listed in `docs/providers.md`.
+pub const BUILTINS: &[Builtin] = &[
+    Builtin {
+        name: "openai",
+        base_url: "https://api.openai.com/v1",
+        auth: AuthStyle::Bearer,
+    },
+    Builtin {
+        name: "anthropic",
+        base_url: "https://api.anthropic.com",
+        auth: AuthStyle::XApiKey,
+    },
+    Builtin {
+        name: "gemini",
+        base_url: "https://generativelanguage.googleapis.com",
+        auth: AuthStyle::XGoogApiKey,
+    },
+    Builtin {
+        name: "gemini-openai",
+        base_url: "https://generativelanguage.googleapis.com/v1beta/openai",
+        auth: AuthStyle::Bearer,
+    },
+    Builtin {
+        name: "dashscope",
+        base_url: "https://dashscope.aliyuncs.com/compatible-mode/v1",
+        auth: AuthStyle::Bearer,
+    },
+    Builtin {
+        name: "dashscope-intl",
+        base_url: "https://dashscope-intl.aliyuncs.com/compatible-mode/v1",
+        auth: AuthStyle::Bearer,
+    },
+    Builtin {
+        name: "deepseek",
+        base_url: "https://api.deepseek.com",
+        auth: AuthStyle::Bearer,
+    },
+    Builtin {
+        name: "mistral",
+        base_url: "https://api.mistral.ai/v1",
+        auth: AuthStyle::Bearer,
+    },
+    Builtin {
+        name: "groq",
+        base_url: "https://api.groq.com/openai/v1",
+        auth: AuthStyle::Bearer,
+    },
+    Builtin {
+        name: "openrouter",
+        base_url: "https://openrouter.ai/api/v1",
+        auth: AuthStyle::Bearer,
+    },
+    Builtin {
+        name: "together",
+        base_url: "https://api.together.xyz/v1",
+        auth: AuthStyle::Bearer,
+    },
+    Builtin {
+        name: "xai",
+        base_url: "https://api.x.ai/v1",
+        auth: AuthStyle::Bearer,
+    },
+    Builtin {
+        name: "moonshot",
+        base_url: "https://api.moonshot.cn/v1",
+        auth: AuthStyle::Bearer,
+    },
+    Builtin {
+        name: "zhipu",
+        base_url: "https://open.bigmodel.cn/api/paas/v4",
+        auth: AuthStyle::Bearer,
+    },
+    Builtin {
+        name: "siliconflow",
+        base_url: "https://api.siliconflow.cn/v1",
+        auth: AuthStyle::Bearer,
+    },
+    Builtin {
+        name: "fireworks",
+        base_url: "https://api.fireworks.ai/inference/v1",
+        auth: AuthStyle::Bearer,
+    },
+    Builtin {
+        name: "perplexity",
+        base_url: "https://api.perplexity.ai",
+        auth: AuthStyle::Bearer,
+    },
+];
+
+/// Azure OpenAI has no global endpoint: each resource has its own host, so it is usable only with a
+/// `config.json` override (`providers.azure.base_url`) or an allowed `url` claim.
+pub const AZURE: &str = "azure";
+
+pub fn builtin(name: &str) -> Option<&'static Builtin> {
+    BUILTINS.iter().find(|b| b.name == name)
+}
+
+/// A resolved provider: where to send and how to authenticate.
+#[derive(Debug, Clone)]
+pub struct Provider {
+    pub name: String,
+    pub base: BaseUrl,
+    pub auth: AuthStyle,
+}
+
+/// The registry in force: built-ins with `config.json` overrides applied.
+#[derive(Debug, Clone, Default)]
+pub struct Registry {
+    providers: BTreeMap<String, Arc<Provider>>,
+    /// Auth styles for providers that exist only through a base URL (Azure) or a `url` claim.
+    auth_only: BTreeMap<String, AuthStyle>,
+    allowed_base_urls: Vec<BaseUrl>,
+}
+
+impl Registry {
+    /// Build from a validated config (validation already checked every URL and auth style).
+    pub fn from_config(cfg: &Config) -> Registry {
+        let mut providers = BTreeMap::new();
+        for b in BUILTINS {
+            let base = parse_base_url(b.base_url).expect("built-in base URLs are valid");
+            providers.insert(
+                b.name.to_string(),
+                Arc::new(Provider {
+                    name: b.name.into(),
+                    base,
+                    auth: b.auth,
+                }),
+            );
+        }
+        let mut auth_only = BTreeMap::new();
+        auth_only.insert(AZURE.to_string(), AuthStyle::ApiKey);
+        for (name, o) in &cfg.providers {
+            let auth = o
+                .auth
+                .as_deref()
+                .and_then(AuthStyle::parse)
+                .or_else(|| builtin(name).map(|b| b.auth))
+                .or_else(|| auth_only.get(name).copied())
+                .unwrap_or(AuthStyle::Bearer);
+            let base = parse_base_url(&o.base_url).expect("validated at load time");
+            providers.insert(
+                name.clone(),
+                Arc::new(Provider {
+                    name: name.clone(),
+                    base,
+                    auth,
+                }),
+            );
+        }
+        let allowed_base_urls = cfg
+            .upstream
+            .allowed_base_urls
+            .iter()
+            .filter_map(|u| parse_base_url(u).ok())
+            .collect();
+        Registry {
+            providers,
+            auth_only,
+            allowed_base_urls,
+        }
+    }
+
+    pub fn get(&self, name: &str) -> Option<Arc<Provider>> {
+        self.providers.get(name).cloned()
+    }
+
+    /// The upstream for a token: its `url` claim when the operator allowed that URL, else the registry.
+    /// `None` when the provider is unknown or the URL is not allowed.
+    pub fn resolve(&self, name: &str, url_claim: Option<&str>) -> Option<Arc<Provider>> {
+        match url_claim {
+            None => self.get(name),
+            Some(u) => {
+                let base = parse_base_url(u).ok()?;
+                if !self.allowed_base_urls.contains(&base) {
+                    return None;
+                }
+                let auth = self
+                    .get(name)
+                    .map(|p| p.auth)
+                    .or_else(|| self.auth_only.get(name).copied())?;
+                Some(Arc::new(Provider {
+                    name: name.to_string(),
+                    base,
+                    auth,
+                }))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builtins_parse_and_are_https() {
+        for b in BUILTINS {
+            let u = parse_base_url(b.base_url).unwrap();
+            assert!(u.tls, "{}", b.name);
+            assert_eq!(u.port, 443);
+            assert!(valid_name(b.name));
+        }
+    }
+
+    #[test]
+    fn base_url_forms() {
+        let u = parse_base_url("http://127.0.0.1:9000/v1/").unwrap();
+        assert_eq!(
+            (u.tls, u.host.as_str(), u.port, u.prefix.as_str()),
+            (false, "127.0.0.1", 9000, "/v1")
+        );
+        assert_eq!(u.authority(), "127.0.0.1:9000");
+        let u = parse_base_url("https://[::1]:8443").unwrap();
+        assert_eq!(
+            (u.host.as_str(), u.port, u.prefix.as_str()),
+            ("::1", 8443, "")
+        );
+        assert_eq!(u.authority(), "[::1]:8443");
+        assert_eq!(
+            parse_base_url("https://API.openai.com/v1")
+                .unwrap()
+                .authority(),
+            "api.openai.com"
+        );
+        for bad in [
+            "ftp://x",
+            "https://",
+            "https://user@host",
+            "https://host:0",
+            "https://host:99999",
+            "https://host/v1?x=1",
+            "https://host/../x",
+            "https://ho st",
+            "api.openai.com",
+        ] {
+            assert!(parse_base_url(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn auth_headers() {
+        assert_eq!(
+            AuthStyle::Bearer.header("k"),
+            ("authorization", "Bearer k".into())
+        );
+        assert_eq!(AuthStyle::XApiKey.header("k"), ("x-api-key", "k".into()));
+        assert_eq!(
+            AuthStyle::XGoogApiKey.header("k"),
+            ("x-goog-api-key", "k".into())
+        );
+        assert_eq!(AuthStyle::ApiKey.header("k"), ("api-key", "k".into()));
+    }
+
+    #[test]
+    fn overrides_and_unknown_providers() {
+        let cfg = crate::config::parse_config(
+            r#"{"providers": {"openai": {"base_url": "http://127.0.0.1:1234/v1"},
+                              "corp": {"base_url": "https://llm.corp.example", "auth": "x-api-key"},
+                              "azure": {"base_url": "https://res.openai.azure.com/openai"}},
+                "upstream": {"allowed_base_urls": ["https://eu.proxy.example/v1"]}}"#,
+            std::path::Path::new("config.json"),
+        )
+        .unwrap();
+        let r = Registry::from_config(&cfg);
+        let o = r.get("openai").unwrap();
+        assert_eq!((o.base.port, o.auth), (1234, AuthStyle::Bearer));
+        assert_eq!(r.get("corp").unwrap().auth, AuthStyle::XApiKey);
+        assert_eq!(r.get("azure").unwrap().auth, AuthStyle::ApiKey);
+        assert!(r.get("made-up").is_none());
+        assert!(r.resolve("made-up", None).is_none());
+        // A url claim is honoured only when the operator listed it.
+        assert!(r
+            .resolve("openai", Some("https://evil.example/v1"))
+            .is_none());
+        let p = r
+            .resolve("openai", Some("https://eu.proxy.example/v1"))
+            .unwrap();
+        assert_eq!(p.base.host, "eu.proxy.example");
+    }
+}

@@ -1,0 +1,90 @@
+//! The relay's shared state, built once at start-up from the validated config and key files and handed
+//! to every connection task by `Arc`. Nothing in here is global; tests build their own.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde_json::json;
+
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::limiter::{RateLimiter, TokenLimits};
+use crate::log::Logger;
+use crate::provider::Registry;
+use crate::rai::Keyring;
+use crate::secret::SecretString;
+use crate::store::Store;
+use crate::token::IpNet;
+use crate::upstream::Upstream;
+
+/// Request counters for `/health` (Prometheus metrics build on the same numbers).
+#[derive(Debug, Default)]
+pub struct Stats {
+    pub requests: AtomicU64,
+    pub proxied: AtomicU64,
+    pub status_2xx: AtomicU64,
+    pub status_4xx: AtomicU64,
+    pub status_5xx: AtomicU64,
+    pub rejected_token: AtomicU64,
+    pub rate_limited: AtomicU64,
+    pub upstream_errors: AtomicU64,
+    pub active_connections: AtomicU64,
+    pub active_streams: AtomicU64,
+}
+
+impl Stats {
+    pub fn count_status(&self, status: u16) {
+        let c = match status {
+            200..=299 => &self.status_2xx,
+            400..=499 => &self.status_4xx,
+            500..=599 => &self.status_5xx,
+            _ => return,
+        };
+        c.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn snapshot(&self) -> serde_json::Value {
+        let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        json!({
+            "total": g(&self.requests),
+            "proxied": g(&self.proxied),
+            "status_2xx": g(&self.status_2xx),
+            "status_4xx": g(&self.status_4xx),
+            "status_5xx": g(&self.status_5xx),
+            "rejected_token": g(&self.rejected_token),
+            "rate_limited": g(&self.rate_limited),
+            "upstream_errors": g(&self.upstream_errors),
+            "active_connections": g(&self.active_connections),
+            "active_streams": g(&self.active_streams),
+        })
+    }
+}
+
+pub struct App {
+    pub cfg: Config,
+    pub keyring: Keyring,
+    pub registry: Registry,
+    pub limiter: RateLimiter,
+    pub token_limits: TokenLimits,
+    pub store: Store,
+    pub upstream: Upstream,
+    /// Server-side API keys (`kref` claim), read from the environment at start-up.
+    pub api_keys: HashMap<String, SecretString>,
+    pub trusted_proxies: Vec<IpNet>,
+    pub clock: Arc<dyn Clock>,
+    pub stats: Stats,
+    pub log: Logger,
+    pub started: Instant,
+    /// Random per-process prefix of request ids, so ids from several instances do not collide.
+    pub instance_id: String,
+    pub request_seq: AtomicU64,
+}
+
+impl App {
+    pub fn next_request_id(&self) -> String {
+        let n = self.request_seq.fetch_add(1, Ordering::Relaxed);
+        format!("{}-{n:x}", self.instance_id)
+    }
+}

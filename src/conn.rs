@@ -1,0 +1,161 @@
+//! One client connection: reads request heads under the idle and header deadlines, hands each request to
+//! `relay.rs`, and loops for keep-alive and pipelined requests. Every request, including the second one in
+//! a pipelined burst, starts again from `parse_request_head`: bytes after a request's body are never
+//! forwarded on the strength of an earlier request's checks.
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::time::Instant;
+
+use crate::app::App;
+use crate::error::Error;
+use crate::head::{parse_request_head, HeadLimits, RequestHead};
+use crate::relay;
+use crate::respond;
+use crate::shutdown::ShutdownWatch;
+
+/// Read size for the client socket; one buffer per connection, grown only up to the head/body limits.
+const READ_CHUNK: usize = 16 * 1024;
+
+/// The client side of a connection: the socket plus bytes read but not yet consumed.
+pub struct Client<S> {
+    pub io: S,
+    /// Unconsumed input; may hold the start of the next pipelined request.
+    pub buf: Vec<u8>,
+    pub peer: SocketAddr,
+    pub read_timeout: Duration,
+    pub write_timeout: Duration,
+    /// Set once the client half-closed or vanished.
+    pub eof: bool,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
+    /// Read more bytes into `buf`, waiting at most until `deadline`. `Ok(0)` is EOF.
+    pub async fn read_more(&mut self, deadline: Instant) -> Result<usize, Error> {
+        self.buf.reserve(READ_CHUNK);
+        let n = match tokio::time::timeout_at(deadline, self.io.read_buf(&mut self.buf)).await {
+            Ok(Ok(n)) => n,
+            // A reset or a TLS error ends the connection just like EOF does.
+            Ok(Err(_)) => 0,
+            Err(_) => return Err(Error::RequestTimeout),
+        };
+        if n == 0 {
+            self.eof = true;
+        }
+        Ok(n)
+    }
+
+    /// Drop the first `n` bytes of input (a request head or body that has been handled).
+    pub fn consume(&mut self, n: usize) {
+        self.buf.drain(..n);
+    }
+
+    /// Write all of `bytes` with the per-write deadline (never a total deadline: streams may be long).
+    pub async fn write_all(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        match tokio::time::timeout(self.write_timeout, self.io.write_all(bytes)).await {
+            Ok(r) => r,
+            Err(_) => Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "client write timed out",
+            )),
+        }
+    }
+}
+
+/// What the connection does after a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Next {
+    KeepAlive,
+    Close,
+}
+
+pub async fn serve<S>(app: Arc<App>, io: S, peer: SocketAddr, mut shutdown: ShutdownWatch)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+{
+    app.stats.active_connections.fetch_add(1, Ordering::Relaxed);
+    let server = &app.cfg.server;
+    let mut client = Client {
+        io,
+        buf: Vec::with_capacity(READ_CHUNK),
+        peer,
+        read_timeout: server.read_timeout(),
+        write_timeout: server.write_timeout(),
+        eof: false,
+    };
+    let limits = HeadLimits {
+        max_head_bytes: server.max_header_bytes,
+        max_headers: server.max_headers,
+        max_uri_bytes: server.max_uri_bytes,
+    };
+    loop {
+        let head = match read_head(&app, &mut client, &limits, &mut shutdown).await {
+            Ok(Some(h)) => h,
+            Ok(None) => break,
+            Err(e) => {
+                // The head could not be framed: answer once and close, the stream is out of sync.
+                respond::error_and_log(&app, &mut client, None, &e, None).await;
+                break;
+            }
+        };
+        let next = relay::handle(&app, &mut client, head, &shutdown).await;
+        if next == Next::Close || shutdown.is_shutting_down() || client.eof {
+            break;
+        }
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(1), client.io.shutdown()).await;
+    app.stats.active_connections.fetch_sub(1, Ordering::Relaxed);
+}
+
+/// Wait for a complete request head. `Ok(None)`: the client closed (or the relay is shutting down)
+/// between requests, which is a normal end of the connection.
+async fn read_head<S: AsyncRead + AsyncWrite + Unpin>(
+    app: &App,
+    client: &mut Client<S>,
+    limits: &HeadLimits,
+    shutdown: &mut ShutdownWatch,
+) -> Result<Option<RequestHead>, Error> {
+    // Before the first byte the idle timeout applies; once a head has started it must complete within
+    // read_timeout in total, so a client dribbling bytes cannot hold the connection (slowloris).
+    let idle_deadline = Instant::now() + app.cfg.server.idle_timeout();
+    let mut head_deadline = if client.buf.is_empty() {
+        None
+    } else {
+        Some(Instant::now() + client.read_timeout)
+    };
+    loop {
+        if !client.buf.is_empty() {
+            if let Some(head) = parse_request_head(&client.buf, limits)? {
+                return Ok(Some(head));
+            }
+        }
+        if client.eof {
+            return if client.buf.is_empty() {
+                Ok(None)
+            } else {
+                Err(Error::BadRequest("incomplete request head"))
+            };
+        }
+        let deadline = head_deadline.unwrap_or(idle_deadline);
+        let n = if client.buf.is_empty() {
+            tokio::select! {
+                r = client.read_more(deadline) => r,
+                _ = shutdown.wait() => return Ok(None),
+            }
+        } else {
+            client.read_more(deadline).await
+        };
+        match n {
+            Ok(0) => {}
+            Ok(_) => {
+                head_deadline.get_or_insert_with(|| Instant::now() + client.read_timeout);
+            }
+            Err(_) if client.buf.is_empty() => return Ok(None),
+            Err(e) => return Err(e),
+        }
+    }
+}

@@ -1,0 +1,174 @@
+//! Structured logs: operational events as JSON lines on stderr, one access-log JSON line per request on
+//! stdout. This file also owns redaction: a request target is logged only after every token-looking
+//! path segment and query value is replaced, so token text can never reach a log.
+
+use std::io::Write;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde_json::{json, Map, Value};
+
+/// What a token looks like on the wire (docs/token-format.md §3).
+const TOKEN_PREFIX: &str = "rt1.";
+
+fn now_rfc3339_millis() -> String {
+    let d = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    let secs = d.as_secs();
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    let (y, m, dd) = civil_from_days(days as i64);
+    format!(
+        "{y:04}-{m:02}-{dd:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        d.subsec_millis()
+    )
+}
+
+/// Days since 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's algorithm).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+/// Writes log lines. Holds no state beyond switches, so it is cheap to share.
+#[derive(Debug, Clone)]
+pub struct Logger {
+    pub access: bool,
+}
+
+impl Logger {
+    /// An operational event on stderr: `{"ts", "level", "msg", ...fields}`.
+    pub fn event(&self, level: &str, msg: &str, fields: Value) {
+        let mut m = Map::new();
+        m.insert("ts".into(), json!(now_rfc3339_millis()));
+        m.insert("level".into(), json!(level));
+        m.insert("msg".into(), json!(msg));
+        if let Value::Object(f) = fields {
+            m.extend(f);
+        }
+        let mut line = Value::Object(m).to_string();
+        line.push('\n');
+        let _ = std::io::stderr().lock().write_all(line.as_bytes());
+    }
+
+    pub fn info(&self, msg: &str, fields: Value) {
+        self.event("info", msg, fields)
+    }
+
+    pub fn warn(&self, msg: &str, fields: Value) {
+        self.event("warn", msg, fields)
+    }
+
+    /// One access-log line on stdout. The caller passes an already redacted target.
+    pub fn access(&self, mut fields: Map<String, Value>) {
+        if !self.access {
+            return;
+        }
+        fields.insert("ts".into(), json!(now_rfc3339_millis()));
+        let mut line = Value::Object(fields).to_string();
+        line.push('\n');
+        let _ = std::io::stdout().lock().write_all(line.as_bytes());
+    }
+}
+
+/// Replace every path segment and query value that looks like a token (or follows `token=`) with
+/// `[token]`. Works on raw bytes so that invalid UTF-8 cannot smuggle a token past it; the output is
+/// lossily decoded and capped so log lines stay bounded.
+pub fn redact_target(target: &[u8]) -> String {
+    const MAX: usize = 512;
+    let text = String::from_utf8_lossy(target);
+    let (path, query) = match text.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (&*text, None),
+    };
+    let mut out = String::with_capacity(text.len().min(MAX));
+    let segs: Vec<&str> = path.split('/').collect();
+    for (i, seg) in segs.iter().enumerate() {
+        if i > 0 {
+            out.push('/');
+        }
+        if looks_like_token(seg) {
+            out.push_str("[token]");
+        } else {
+            out.push_str(seg);
+        }
+    }
+    if let Some(q) = query {
+        out.push('?');
+        for (i, pair) in q.split('&').enumerate() {
+            if i > 0 {
+                out.push('&');
+            }
+            match pair.split_once('=') {
+                Some((k, v)) if k.eq_ignore_ascii_case("token") || looks_like_token(v) => {
+                    out.push_str(k);
+                    out.push_str("=[token]");
+                }
+                _ if looks_like_token(pair) => out.push_str("[token]"),
+                _ => out.push_str(pair),
+            }
+        }
+    }
+    if out.len() > MAX {
+        let mut cut = MAX;
+        while !out.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        out.truncate(cut);
+        out.push('…');
+    }
+    out
+}
+
+fn looks_like_token(s: &str) -> bool {
+    s.len() >= TOKEN_PREFIX.len() && s[..TOKEN_PREFIX.len()].eq_ignore_ascii_case(TOKEN_PREFIX)
+        || s.to_ascii_lowercase().contains("rt1.")
+        || s.to_ascii_lowercase().contains("rt1%2e")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redacts_path_and_query_tokens() {
+        assert_eq!(
+            redact_target(b"/relayapi/rt1.AQECabc/chat/completions"),
+            "/relayapi/[token]/chat/completions"
+        );
+        assert_eq!(
+            redact_target(b"/relayapi/chat/completions?token=rt1.AQEC&x=1"),
+            "/relayapi/chat/completions?token=[token]&x=1"
+        );
+        assert_eq!(
+            redact_target(b"/relayapi/x?token=anything"),
+            "/relayapi/x?token=[token]"
+        );
+        assert_eq!(redact_target(b"/a?q=RT1.zzz"), "/a?q=[token]");
+        assert_eq!(redact_target(b"/a/xrt1%2Ezzz/b"), "/a/[token]/b");
+        assert_eq!(redact_target(b"/health"), "/health");
+    }
+
+    #[test]
+    fn redaction_is_bounded() {
+        let long = format!("/{}", "a".repeat(5000));
+        assert!(redact_target(long.as_bytes()).len() < 600);
+    }
+
+    #[test]
+    fn dates() {
+        assert_eq!(civil_from_days(0), (1970, 1, 1));
+        assert_eq!(civil_from_days(20_454), (2026, 1, 1));
+        assert_eq!(civil_from_days(11_016), (2000, 2, 29));
+    }
+}

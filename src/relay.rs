@@ -1,0 +1,1129 @@
+//! One request, top to bottom: frame it, route it, rate-limit it, prove its token, apply the token's
+//! limits, read the body, reserve a call, then forward it to the provider with the real key and stream
+//! the answer back. Everything that can fail before the response head is sent becomes an error response
+//! (via `respond.rs`); a failure mid-stream aborts the connection, since appending an error to a
+//! half-sent answer would corrupt it.
+
+use std::io::Write as _;
+use std::net::IpAddr;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use serde_json::{json, Map, Value};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::time::Instant;
+
+use crate::app::App;
+use crate::chunked::{ChunkedDecoder, ChunkedLimits};
+use crate::conn::{Client, Next};
+use crate::cors;
+use crate::error::{Error, LimitScope};
+use crate::framing::{
+    request_framing, response_framing, BodyFraming, RequestFraming, ResponseBody,
+};
+use crate::head::{parse_response_head, HeadLimits, RequestHead, ResponseHead, Version};
+use crate::log::redact_target;
+use crate::policy;
+use crate::provider::{AuthStyle, Provider};
+use crate::respond::{reason, Response, SAFETY_HEADERS};
+use crate::secret::SecretString;
+use crate::shutdown::ShutdownWatch;
+use crate::store::{Reservation, TokenRef};
+use crate::token::{self, Claims, TimeError};
+use crate::upstream::Conn;
+
+/// Read size for the upstream socket; SSE events are forwarded as soon as each read returns.
+const UPSTREAM_READ: usize = 16 * 1024;
+/// Cap on a provider's response head (status line and headers).
+const MAX_RESPONSE_HEAD: usize = 64 * 1024;
+/// How much pipelined input we accept from the client while its previous request is in flight.
+const MAX_PIPELINED: usize = 64 * 1024;
+/// Limits for chunked request bodies besides the configured body size (RFC 9112 §7.1.1, §7.1.2).
+const MAX_CHUNK_EXT_BYTES: usize = 4096;
+const MAX_TRAILER_BYTES: usize = 8192;
+
+/// Request headers never forwarded upstream. Hop-by-hop fields (RFC 9110 §7.6.1) belong to our hop;
+/// credentials and cookies belong to the client, and the token must never reach the provider; framing
+/// fields are rewritten by us; `origin`/`referer` and forwarding fields would tell the provider about the
+/// end user's page and address.
+const DROP_REQUEST_HEADERS: &[&str] = &[
+    "host",
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "content-length",
+    "expect",
+    "authorization",
+    "proxy-authorization",
+    "x-api-key",
+    "x-goog-api-key",
+    "api-key",
+    "cookie",
+    "origin",
+    "referer",
+    "forwarded",
+    "x-forwarded-for",
+    "x-forwarded-host",
+    "x-forwarded-proto",
+    "x-real-ip",
+];
+
+/// Response headers never passed back: hop-by-hop, framing (we set our own), anything credential-like,
+/// cookies for the provider's domain, and CORS/HSTS/alt-svc policy that belongs to the relay's operator.
+const DROP_RESPONSE_HEADERS: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "upgrade",
+    "transfer-encoding",
+    "content-length",
+    "set-cookie",
+    "set-cookie2",
+    "authorization",
+    "proxy-authorization",
+    "proxy-authenticate",
+    "www-authenticate",
+    "x-api-key",
+    "x-goog-api-key",
+    "api-key",
+    "alt-svc",
+    "strict-transport-security",
+    "access-control-allow-origin",
+    "access-control-allow-credentials",
+    "access-control-allow-headers",
+    "access-control-allow-methods",
+    "access-control-expose-headers",
+    "access-control-max-age",
+    "referrer-policy",
+];
+
+/// Anthropic rejects requests without a version header; official SDKs send it, raw `fetch` often not.
+const ANTHROPIC_DEFAULT_VERSION: &str = "2023-06-01";
+
+/// Per-request facts gathered for the access log.
+struct Ctx {
+    rid: String,
+    started: Instant,
+    ip: IpAddr,
+    method: String,
+    path: String,
+    origin: Option<String>,
+    tenant: Option<String>,
+    jti: Option<String>,
+    provider: Option<String>,
+    uid: Option<String>,
+    ttfb: Option<Duration>,
+}
+
+/// How a request ended, for the log and the connection loop.
+struct Done {
+    status: u16,
+    bytes: u64,
+    next: Next,
+    reason: Option<&'static str>,
+}
+
+pub async fn handle<S: AsyncRead + AsyncWrite + Unpin>(
+    app: &App,
+    client: &mut Client<S>,
+    head: RequestHead,
+    shutdown: &ShutdownWatch,
+) -> Next {
+    app.stats.requests.fetch_add(1, Ordering::Relaxed);
+    client.consume(head.head_len);
+    let mut ctx = Ctx {
+        rid: app.next_request_id(),
+        started: Instant::now(),
+        ip: client_ip(app, client.peer.ip(), &head),
+        method: head.method.clone(),
+        path: redact_target(head.target.as_bytes()),
+        origin: head
+            .header("origin")
+            .and_then(|o| std::str::from_utf8(o).ok())
+            .map(str::to_string),
+        tenant: None,
+        jti: None,
+        provider: None,
+        uid: None,
+        ttfb: None,
+    };
+    let done = match request_framing(&head) {
+        Err(e) => reply_error(app, client, &ctx, None, Error::from(e), None).await,
+        Ok(framing) => route(app, client, &head, &framing, &mut ctx, shutdown).await,
+    };
+    app.stats.count_status(done.status);
+    log_access(app, &ctx, &done);
+    done.next
+}
+
+async fn route<S: AsyncRead + AsyncWrite + Unpin>(
+    app: &App,
+    client: &mut Client<S>,
+    head: &RequestHead,
+    framing: &RequestFraming,
+    ctx: &mut Ctx,
+    shutdown: &ShutdownWatch,
+) -> Done {
+    let (path, query) = match head.target.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (head.target.as_str(), None),
+    };
+    // A CORS preflight carries no credentials by design: answer it before any token work, and never
+    // count it as a call.
+    if head.method == "OPTIONS" && head.header("access-control-request-method").is_some() {
+        return preflight(app, client, head, framing, ctx).await;
+    }
+    if path == "/health" {
+        return health(app, client, head, framing, ctx).await;
+    }
+    let base = app.cfg.server.base_path.as_str();
+    let after_base = if path == base.trim_end_matches('/') {
+        Some("")
+    } else {
+        path.strip_prefix(base)
+    };
+    match after_base {
+        Some(rest) => match proxy(app, client, head, framing, ctx, rest, query, shutdown).await {
+            Ok(done) => done,
+            Err(f) => {
+                reply_error(app, client, ctx, Some(framing), f.error, Some(f.body_read)).await
+            }
+        },
+        None => reply_error(app, client, ctx, Some(framing), Error::NotFound, None).await,
+    }
+}
+
+/// A failure before the response head, with whether the request body has already been read (if not,
+/// it must be discarded or the connection closed before another request can be parsed).
+struct Failure {
+    error: Error,
+    body_read: bool,
+}
+
+impl From<Error> for Failure {
+    fn from(error: Error) -> Self {
+        Failure {
+            error,
+            body_read: false,
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn proxy<S: AsyncRead + AsyncWrite + Unpin>(
+    app: &App,
+    client: &mut Client<S>,
+    head: &RequestHead,
+    framing: &RequestFraming,
+    ctx: &mut Ctx,
+    after_base: &str,
+    query: Option<&str>,
+    shutdown: &ShutdownWatch,
+) -> Result<Done, Failure> {
+    if shutdown.is_shutting_down() {
+        return Err(Error::ShuttingDown.into());
+    }
+    // 1. Cheap limits first, so floods are turned away before any cryptography.
+    if let Err(r) = app.limiter.check(ctx.ip, app.clock.mono_now()) {
+        app.stats.rate_limited.fetch_add(1, Ordering::Relaxed);
+        let scope = match r.scope {
+            crate::limiter::Scope::Global => LimitScope::Global,
+            crate::limiter::Scope::Ip => LimitScope::Ip,
+        };
+        return Err(Error::RateLimited(scope, r.retry_after).into());
+    }
+
+    // 2. Find the token and the provider-relative path.
+    let mut loc = locate_token(head, after_base, query);
+    let Some(token_text) = loc.token.take() else {
+        app.stats.rejected_token.fetch_add(1, Ordering::Relaxed);
+        return Err(Error::InvalidToken.into());
+    };
+    if !safe_path(&loc.rest) {
+        return Err(Error::BadRequest(
+            "path segments must not be empty, '.', '..' or encoded slashes",
+        )
+        .into());
+    }
+
+    // 3. Prove the token. Every failure up to here is the same 401.
+    let claims = token::verify(token_text.expose(), &app.keyring).map_err(|_| {
+        app.stats.rejected_token.fetch_add(1, Ordering::Relaxed);
+        Error::InvalidToken
+    })?;
+    drop(token_text);
+    ctx.tenant = Some(claims.tid.clone());
+    ctx.jti = Some(claims.jti.clone());
+    ctx.provider = Some(claims.prv.clone());
+    ctx.uid = claims.uid.clone();
+    let now = app.clock.unix_now();
+    token::check_time(
+        &claims,
+        now,
+        app.cfg.token.clock_skew,
+        app.cfg.token.max_lifetime,
+    )
+    .map_err(|e| match e {
+        TimeError::Expired => Error::TokenExpired,
+        TimeError::NotYetValid => Error::TokenNotYetValid,
+        TimeError::LifetimeTooLong => Error::TokenLifetimeTooLong,
+    })?;
+
+    // 4. Limits the token carries that need no body.
+    let provider = app
+        .registry
+        .resolve(&claims.prv, claims.url.as_deref())
+        .ok_or(Error::ProviderUnavailable)?;
+    let api_key = api_key_for(app, &claims)?;
+    if let Some(nets) = &claims.ips {
+        if !nets.iter().any(|n| n.contains(ctx.ip)) {
+            return Err(Error::IpNotAllowed.into());
+        }
+    }
+    if let (Some(allowed), Some(origin)) = (&claims.origins, &ctx.origin) {
+        if !allowed.iter().any(|a| a == origin) {
+            return Err(Error::OriginNotAllowed.into());
+        }
+    }
+    policy::check_endpoint(&claims, &loc.rest)?;
+    let _in_flight = app
+        .token_limits
+        .try_acquire(
+            &claims.jti,
+            claims.rate.as_ref().map(|r| (r.n, r.s)),
+            claims.conc,
+            app.clock.mono_now(),
+        )
+        .map_err(|r| match r {
+            crate::limiter::TokenRejection::RateLimited(d) => {
+                Error::RateLimited(LimitScope::Token, d)
+            }
+            crate::limiter::TokenRejection::TooManyConcurrent => Error::TooManyConcurrent,
+        })?;
+
+    // 5. Only an authenticated, permitted request may make the client send its body.
+    if framing.expect_continue && framing.body != BodyFraming::None {
+        client
+            .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
+            .await
+            .map_err(|_| Error::BadRequest("client gone"))?;
+    }
+    let body = read_body(client, framing.body, app.cfg.server.max_body_bytes).await?;
+    let body = policy::apply(&claims, &loc.rest, body).map_err(|error| Failure {
+        error,
+        body_read: true,
+    })?;
+
+    // 6. Reserve the call. From here on it counts, unless it provably never leaves the relay.
+    let tref = TokenRef {
+        jti: &claims.jti,
+        tenant: &claims.tid,
+        iat: claims.iat,
+        exp: claims.exp,
+        max: claims.max,
+    };
+    let fail = |error| Failure {
+        error,
+        body_read: true,
+    };
+    match app.store.reserve(tref, now).await {
+        Ok(Reservation::Granted { .. }) => {}
+        Ok(Reservation::Exhausted) => return Err(fail(Error::TokenExhausted)),
+        Ok(Reservation::Revoked) => return Err(fail(Error::TokenRevoked)),
+        Err(e) => {
+            app.log
+                .warn("store unavailable", json!({"error": e.to_string()}));
+            return Err(fail(Error::StoreUnavailable));
+        }
+    }
+    let mut conn = match app.upstream.checkout(&provider.base).await {
+        Ok(c) => c,
+        Err(e) => {
+            // Connect and TLS failures happen before a byte of the request left: give the call back.
+            if app.store.refund(&claims.jti).await.is_err() {
+                app.log.warn("refund failed", json!({"jti": claims.jti}));
+            }
+            app.stats.upstream_errors.fetch_add(1, Ordering::Relaxed);
+            return Err(fail(e));
+        }
+    };
+
+    // 7. Forward, then stream the answer.
+    app.stats.proxied.fetch_add(1, Ordering::Relaxed);
+    let upstream_req = build_upstream_request(head, &provider, &api_key, &loc, &body);
+    exchange(
+        app,
+        client,
+        head,
+        framing,
+        ctx,
+        &mut conn,
+        &upstream_req,
+        &api_key,
+        &claims,
+    )
+    .await
+    .map(|(done, reusable)| {
+        if reusable {
+            app.upstream.release(conn);
+        }
+        done
+    })
+    .map_err(|error| {
+        app.stats.upstream_errors.fetch_add(1, Ordering::Relaxed);
+        fail(error)
+    })
+}
+
+/// Where the token came from and what to forward.
+struct Located {
+    token: Option<SecretString>,
+    /// Provider-relative path, starting with '/' (or empty).
+    rest: String,
+    /// The query to forward, without any `token` parameter, including the leading '?' when non-empty.
+    query: String,
+}
+
+/// Path form `{base}{token}/rest`, query form `{base}rest?token=...`, or a header carrying the token
+/// (`Authorization: Bearer`, `x-api-key`, `x-goog-api-key`), in that order of precedence.
+fn locate_token(head: &RequestHead, after_base: &str, query: Option<&str>) -> Located {
+    let mut token = None;
+    let rest = match after_base.split_once('/') {
+        Some((first, rest)) if is_token_like(first) => {
+            token = Some(first.to_string());
+            format!("/{rest}")
+        }
+        None if is_token_like(after_base) => {
+            token = Some(after_base.to_string());
+            String::new()
+        }
+        _ if after_base.is_empty() => String::new(),
+        _ => format!("/{after_base}"),
+    };
+    let mut kept = Vec::new();
+    for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+        match pair.split_once('=') {
+            Some(("token", v)) => {
+                if token.is_none() {
+                    token = Some(v.to_string());
+                }
+            }
+            _ => kept.push(pair),
+        }
+    }
+    if token.is_none() {
+        token = header_token(head);
+    }
+    let query = if kept.is_empty() {
+        String::new()
+    } else {
+        format!("?{}", kept.join("&"))
+    };
+    Located {
+        token: token.map(SecretString::new),
+        rest,
+        query,
+    }
+}
+
+fn is_token_like(s: &str) -> bool {
+    s.starts_with("rt1.")
+}
+
+fn header_token(head: &RequestHead) -> Option<String> {
+    if let Some(v) = head.header("authorization") {
+        let v = std::str::from_utf8(v).ok()?;
+        if let Some(t) = v
+            .strip_prefix("Bearer ")
+            .or_else(|| v.strip_prefix("bearer "))
+        {
+            if is_token_like(t.trim()) {
+                return Some(t.trim().to_string());
+            }
+        }
+    }
+    for name in ["x-api-key", "x-goog-api-key"] {
+        if let Some(v) = head.header(name).and_then(|v| std::str::from_utf8(v).ok()) {
+            if is_token_like(v) {
+                return Some(v.to_string());
+            }
+        }
+    }
+    None
+}
+
+/// The provider-relative path must not climb out of the provider's base path or hide segments from us.
+fn safe_path(rest: &str) -> bool {
+    if rest.is_empty() {
+        return true;
+    }
+    let lower = rest.to_ascii_lowercase();
+    if lower.contains("%2f")
+        || lower.contains("%5c")
+        || lower.contains('\\')
+        || lower.contains("%00")
+    {
+        return false;
+    }
+    rest[1..].split('/').enumerate().all(|(i, seg)| {
+        let decoded = seg.to_ascii_lowercase().replace("%2e", ".");
+        // A trailing slash (empty last segment) is legitimate; empty inner segments are not.
+        (!seg.is_empty() || i == rest[1..].split('/').count() - 1)
+            && decoded != "."
+            && decoded != ".."
+    })
+}
+
+fn api_key_for(app: &App, claims: &Claims) -> Result<SecretString, Error> {
+    if let Some(k) = &claims.key {
+        return Ok(k.clone());
+    }
+    let name = claims.kref.as_deref().unwrap_or_default();
+    app.api_keys
+        .get(name)
+        .cloned()
+        .ok_or(Error::ApiKeyUnavailable)
+}
+
+/// The client address: the peer, or the right-most untrusted address of `X-Forwarded-For` when the peer
+/// is a trusted proxy (left-most entries are client-controlled and never believed alone).
+fn client_ip(app: &App, peer: IpAddr, head: &RequestHead) -> IpAddr {
+    let trusted = |ip: IpAddr| app.trusted_proxies.iter().any(|n| n.contains(ip));
+    if !trusted(peer) {
+        return peer;
+    }
+    let mut ip = peer;
+    let all: Vec<IpAddr> = head
+        .headers_named("x-forwarded-for")
+        .filter_map(|v| std::str::from_utf8(v).ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|s| s.trim().parse().ok())
+        .collect();
+    for hop in all.iter().rev() {
+        ip = *hop;
+        if !trusted(*hop) {
+            break;
+        }
+    }
+    ip
+}
+
+async fn read_body<S: AsyncRead + AsyncWrite + Unpin>(
+    client: &mut Client<S>,
+    framing: BodyFraming,
+    max: u64,
+) -> Result<Vec<u8>, Error> {
+    match framing {
+        BodyFraming::None => Ok(Vec::new()),
+        BodyFraming::Length(n) => {
+            if n > max {
+                return Err(Error::BodyTooLarge);
+            }
+            let n = n as usize;
+            while client.buf.len() < n {
+                let deadline = Instant::now() + client.read_timeout;
+                if client.read_more(deadline).await? == 0 {
+                    return Err(Error::BadRequest(
+                        "connection closed inside the request body",
+                    ));
+                }
+            }
+            let body = client.buf[..n].to_vec();
+            client.consume(n);
+            Ok(body)
+        }
+        BodyFraming::Chunked => {
+            let mut dec = ChunkedDecoder::new(ChunkedLimits {
+                max_chunk_ext_bytes: MAX_CHUNK_EXT_BYTES,
+                max_trailer_bytes: MAX_TRAILER_BYTES,
+                max_body_bytes: max,
+            });
+            let mut body = Vec::new();
+            loop {
+                let used = dec.decode(&client.buf, Some(&mut body))?;
+                client.consume(used);
+                if dec.is_done() {
+                    return Ok(body);
+                }
+                let deadline = Instant::now() + client.read_timeout;
+                if client.read_more(deadline).await? == 0 {
+                    return Err(Error::BadRequest(
+                        "connection closed inside the request body",
+                    ));
+                }
+            }
+        }
+    }
+}
+
+fn build_upstream_request(
+    head: &RequestHead,
+    provider: &Provider,
+    api_key: &SecretString,
+    loc: &Located,
+    body: &[u8],
+) -> Vec<u8> {
+    let mut out = Vec::with_capacity(512 + body.len());
+    let path = if loc.rest.is_empty() && provider.base.prefix.is_empty() {
+        "/"
+    } else {
+        &loc.rest
+    };
+    let _ = write!(
+        out,
+        "{} {}{}{} HTTP/1.1\r\nhost: {}\r\n",
+        head.method,
+        provider.base.prefix,
+        path,
+        loc.query,
+        provider.base.authority()
+    );
+    // Fields the client listed in `Connection` are hop-by-hop too (RFC 9110 §7.6.1).
+    let listed: Vec<String> = head
+        .headers_named("connection")
+        .filter_map(|v| std::str::from_utf8(v).ok())
+        .flat_map(|v| v.split(','))
+        .map(|t| t.trim().to_ascii_lowercase())
+        .collect();
+    let mut has_anthropic_version = false;
+    for h in &head.headers {
+        if DROP_REQUEST_HEADERS.contains(&h.name.as_str()) || listed.contains(&h.name) {
+            continue;
+        }
+        has_anthropic_version |= h.name == "anthropic-version";
+        out.extend_from_slice(h.name.as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(&h.value);
+        out.extend_from_slice(b"\r\n");
+    }
+    if !body.is_empty() || matches!(head.method.as_str(), "POST" | "PUT" | "PATCH") {
+        let _ = write!(out, "content-length: {}\r\n", body.len());
+    }
+    if provider.auth == AuthStyle::XApiKey && !has_anthropic_version {
+        let _ = write!(out, "anthropic-version: {ANTHROPIC_DEFAULT_VERSION}\r\n");
+    }
+    // The provider's credential goes in last, after every client header has been filtered out.
+    let (name, value) = provider.auth.header(api_key.expose());
+    let _ = write!(out, "{name}: {value}\r\n\r\n");
+    out.extend_from_slice(body);
+    out
+}
+
+/// Send the request on `conn` and stream the answer to the client. Returns the outcome and whether the
+/// upstream connection ended cleanly enough to be pooled. Errors are only returned while nothing has
+/// been sent to the client yet.
+#[allow(clippy::too_many_arguments)]
+async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
+    app: &App,
+    client: &mut Client<S>,
+    head: &RequestHead,
+    framing: &RequestFraming,
+    ctx: &mut Ctx,
+    conn: &mut Conn,
+    request: &[u8],
+    api_key: &SecretString,
+    claims: &Claims,
+) -> Result<(Done, bool), Error> {
+    let up = &app.cfg.upstream;
+    // One write for head and body: one syscall and, usually, one packet.
+    tokio::time::timeout(
+        Duration::from_secs(up.read_idle_timeout),
+        conn.stream.write_all(request),
+    )
+    .await
+    .map_err(|_| Error::UpstreamTimeout)?
+    .map_err(|_| Error::UpstreamConnect)?;
+
+    // Wait for the response head, skipping interim 1xx answers, while watching for the client leaving.
+    let limits = HeadLimits {
+        max_head_bytes: MAX_RESPONSE_HEAD,
+        max_headers: 256,
+        max_uri_bytes: MAX_RESPONSE_HEAD,
+    };
+    let deadline = Instant::now() + Duration::from_secs(up.response_header_timeout);
+    let mut rbuf: Vec<u8> = Vec::with_capacity(UPSTREAM_READ);
+    let resp: ResponseHead = loop {
+        if let Some(r) = parse_response_head(&rbuf, &limits).map_err(|_| Error::UpstreamProtocol)? {
+            if (100..200).contains(&r.status) {
+                if r.status == 101 {
+                    return Err(Error::UpstreamProtocol);
+                }
+                rbuf.drain(..r.head_len);
+                continue;
+            }
+            break r;
+        }
+        match read_upstream_or_client(client, conn, &mut rbuf, deadline).await? {
+            Read::Upstream(0) => return Err(Error::UpstreamProtocol),
+            Read::Upstream(_) => {}
+            Read::ClientGone => {
+                return Ok((
+                    Done {
+                        status: 499,
+                        bytes: 0,
+                        next: Next::Close,
+                        reason: Some("client_closed"),
+                    },
+                    false,
+                ));
+            }
+        }
+    };
+    rbuf.drain(..resp.head_len);
+    ctx.ttfb = Some(ctx.started.elapsed());
+    let (body_kind, upstream_keep_alive) =
+        response_framing(&resp, &head.method).map_err(|_| Error::UpstreamProtocol)?;
+
+    // HTTP/1.0 clients cannot read chunked framing: de-chunk for them and end by closing.
+    let dechunk = head.version == Version::Http10 && body_kind == ResponseBody::Chunked;
+    let close_client = !framing.keep_alive || body_kind == ResponseBody::UntilClose || dechunk;
+    let out_head = client_response_head(
+        app,
+        &resp,
+        body_kind,
+        dechunk,
+        close_client,
+        ctx,
+        api_key,
+        claims,
+    );
+    if client.write_all(&out_head).await.is_err() {
+        return Ok((
+            Done {
+                status: resp.status,
+                bytes: 0,
+                next: Next::Close,
+                reason: Some("client_closed"),
+            },
+            false,
+        ));
+    }
+
+    app.stats.active_streams.fetch_add(1, Ordering::Relaxed);
+    let pumped = pump_body(app, client, conn, rbuf, body_kind, dechunk).await;
+    app.stats.active_streams.fetch_sub(1, Ordering::Relaxed);
+    let next = if close_client {
+        Next::Close
+    } else {
+        Next::KeepAlive
+    };
+    Ok(match pumped {
+        Ok((bytes, clean)) => (
+            Done {
+                status: resp.status,
+                bytes,
+                next,
+                reason: None,
+            },
+            clean && upstream_keep_alive,
+        ),
+        Err((bytes, why)) => (
+            Done {
+                status: resp.status,
+                bytes,
+                next: Next::Close,
+                reason: Some(why),
+            },
+            false,
+        ),
+    })
+}
+
+enum Read {
+    Upstream(usize),
+    ClientGone,
+}
+
+/// Read from the provider; meanwhile, notice a client that disconnects (and cancel at once) and keep
+/// any pipelined bytes it sends for the next request.
+async fn read_upstream_or_client<S: AsyncRead + AsyncWrite + Unpin>(
+    client: &mut Client<S>,
+    conn: &mut Conn,
+    rbuf: &mut Vec<u8>,
+    deadline: Instant,
+) -> Result<Read, Error> {
+    rbuf.reserve(UPSTREAM_READ);
+    loop {
+        let watch_client = !client.eof && client.buf.len() < MAX_PIPELINED;
+        if watch_client {
+            client.buf.reserve(4096);
+        }
+        tokio::select! {
+            biased;
+            r = tokio::time::timeout_at(deadline, conn.stream.read_buf(rbuf)) => {
+                return match r {
+                    Ok(Ok(n)) => Ok(Read::Upstream(n)),
+                    Ok(Err(_)) => Err(Error::UpstreamProtocol),
+                    Err(_) => Err(Error::UpstreamTimeout),
+                };
+            }
+            r = client.io.read_buf(&mut client.buf), if watch_client => {
+                match r {
+                    Ok(0) | Err(_) => {
+                        client.eof = true;
+                        return Ok(Read::ClientGone);
+                    }
+                    Ok(_) => continue,
+                }
+            }
+        }
+    }
+}
+
+/// Copy the response body to the client as it arrives. Returns bytes sent and whether the body ended
+/// exactly where its framing said (the precondition for reusing the upstream connection), or the bytes
+/// sent and a reason when the stream was cut.
+async fn pump_body<S: AsyncRead + AsyncWrite + Unpin>(
+    app: &App,
+    client: &mut Client<S>,
+    conn: &mut Conn,
+    mut pending: Vec<u8>,
+    kind: ResponseBody,
+    dechunk: bool,
+) -> Result<(u64, bool), (u64, &'static str)> {
+    let idle = Duration::from_secs(app.cfg.upstream.read_idle_timeout);
+    let mut sent: u64 = 0;
+    let mut remaining = match kind {
+        ResponseBody::None => return Ok((0, pending.is_empty())),
+        ResponseBody::Length(n) => Some(n),
+        _ => None,
+    };
+    let mut dec = (kind == ResponseBody::Chunked).then(|| {
+        ChunkedDecoder::new(ChunkedLimits {
+            max_chunk_ext_bytes: MAX_CHUNK_EXT_BYTES,
+            max_trailer_bytes: MAX_TRAILER_BYTES,
+            max_body_bytes: u64::MAX,
+        })
+    });
+    let mut decoded = Vec::new();
+    loop {
+        if !pending.is_empty() {
+            // Forward exactly the bytes that belong to this body; anything after it means the provider
+            // is out of sync, and the connection is not reused.
+            let (take, finished) = match (&mut dec, remaining) {
+                (Some(d), _) => {
+                    let used = d
+                        .decode(&pending, if dechunk { Some(&mut decoded) } else { None })
+                        .map_err(|_| (sent, "upstream_bad_chunked"))?;
+                    (used, d.is_done())
+                }
+                (None, Some(n)) => {
+                    let take = (pending.len() as u64).min(n) as usize;
+                    remaining = Some(n - take as u64);
+                    (take, n == take as u64)
+                }
+                (None, None) => (pending.len(), false),
+            };
+            let out: &[u8] = if dechunk { &decoded } else { &pending[..take] };
+            if !out.is_empty() {
+                client
+                    .write_all(out)
+                    .await
+                    .map_err(|_| (sent, "client_closed"))?;
+                sent += out.len() as u64;
+            }
+            decoded.clear();
+            let leftover = pending.len() > take;
+            pending.drain(..take);
+            if finished {
+                return Ok((sent, !leftover));
+            }
+        }
+        let deadline = Instant::now() + idle;
+        match read_upstream_or_client(client, conn, &mut pending, deadline).await {
+            Ok(Read::Upstream(0)) => {
+                return if kind == ResponseBody::UntilClose {
+                    Ok((sent, false))
+                } else {
+                    Err((sent, "upstream_eof"))
+                };
+            }
+            Ok(Read::Upstream(_)) => {}
+            Ok(Read::ClientGone) => return Err((sent, "client_closed")),
+            Err(Error::UpstreamTimeout) => return Err((sent, "upstream_idle_timeout")),
+            Err(_) => return Err((sent, "upstream_read_error")),
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn client_response_head(
+    app: &App,
+    resp: &ResponseHead,
+    kind: ResponseBody,
+    dechunk: bool,
+    close: bool,
+    ctx: &Ctx,
+    api_key: &SecretString,
+    claims: &Claims,
+) -> Vec<u8> {
+    let mut out = Vec::with_capacity(1024);
+    let _ = write!(out, "HTTP/1.1 {} {}\r\n", resp.status, reason_or(resp));
+    let key = api_key.expose().as_bytes();
+    for h in &resp.headers {
+        if DROP_RESPONSE_HEADERS.contains(&h.name.as_str()) {
+            continue;
+        }
+        // A provider echoing the key (debug headers, misconfigured gateways) must not hand it to the page.
+        if !key.is_empty() && h.value.windows(key.len()).any(|w| w == key) {
+            continue;
+        }
+        out.extend_from_slice(h.name.as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(&h.value);
+        out.extend_from_slice(b"\r\n");
+    }
+    match kind {
+        ResponseBody::Length(n) => {
+            let _ = write!(out, "content-length: {n}\r\n");
+        }
+        ResponseBody::Chunked if !dechunk => {
+            out.extend_from_slice(b"transfer-encoding: chunked\r\n")
+        }
+        _ => {}
+    }
+    for (n, v) in cors::response_headers(
+        ctx.origin.as_deref().map(str::as_bytes),
+        &app.cfg.cors,
+        claims.origins.as_deref(),
+    ) {
+        let _ = write!(out, "{n}: {v}\r\n");
+    }
+    let _ = write!(out, "x-request-id: {}\r\n", ctx.rid);
+    out.extend_from_slice(SAFETY_HEADERS.as_bytes());
+    if close {
+        out.extend_from_slice(b"connection: close\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    out
+}
+
+fn reason_or(resp: &ResponseHead) -> &str {
+    if resp.reason.is_empty()
+        || !resp
+            .reason
+            .bytes()
+            .all(|b| b == b' ' || b == b'\t' || b.is_ascii_graphic())
+    {
+        reason(resp.status)
+    } else {
+        &resp.reason
+    }
+}
+
+async fn preflight<S: AsyncRead + AsyncWrite + Unpin>(
+    app: &App,
+    client: &mut Client<S>,
+    head: &RequestHead,
+    framing: &RequestFraming,
+    ctx: &Ctx,
+) -> Done {
+    if let Err(e) = read_body(client, framing.body, app.cfg.server.max_body_bytes).await {
+        return reply_error(app, client, ctx, None, e, Some(true)).await;
+    }
+    let decision = cors::preflight(
+        head.header("origin"),
+        head.header("access-control-request-method"),
+        head.header("access-control-request-headers"),
+        &app.cfg.cors,
+        None,
+    );
+    let mut r = match decision {
+        cors::PreflightDecision::Allowed(headers) => {
+            let mut r = Response::json(204, String::new());
+            r.headers.clear();
+            r.headers.extend(headers);
+            r
+        }
+        cors::PreflightDecision::Denied => {
+            let mut r = Response::error(&Error::OriginNotAllowed);
+            r.close = false;
+            r
+        }
+    };
+    r.headers.push(("x-request-id".into(), ctx.rid.clone()));
+    r.close = !framing.keep_alive;
+    let status = r.status;
+    let ok = client.write_all(&r.encode(false)).await.is_ok();
+    Done {
+        status,
+        bytes: 0,
+        next: if ok && framing.keep_alive {
+            Next::KeepAlive
+        } else {
+            Next::Close
+        },
+        reason: None,
+    }
+}
+
+async fn health<S: AsyncRead + AsyncWrite + Unpin>(
+    app: &App,
+    client: &mut Client<S>,
+    head: &RequestHead,
+    framing: &RequestFraming,
+    ctx: &Ctx,
+) -> Done {
+    if head.method != "GET" && head.method != "HEAD" {
+        return reply_error(
+            app,
+            client,
+            ctx,
+            Some(framing),
+            Error::MethodNotAllowed,
+            None,
+        )
+        .await;
+    }
+    if framing.body != BodyFraming::None {
+        if let Err(e) = read_body(client, framing.body, app.cfg.server.max_body_bytes).await {
+            return reply_error(app, client, ctx, None, e, Some(true)).await;
+        }
+    }
+    let body = json!({
+        "status": "ok",
+        "version": env!("CARGO_PKG_VERSION"),
+        "uptime_secs": app.started.elapsed().as_secs(),
+        "store": app.store.kind(),
+        "requests": app.stats.snapshot(),
+    })
+    .to_string();
+    let mut r = Response::json(200, body)
+        .header("cache-control", "no-store")
+        .header("x-request-id", ctx.rid.clone());
+    for (n, v) in cors::response_headers(
+        ctx.origin.as_deref().map(str::as_bytes),
+        &app.cfg.cors,
+        None,
+    ) {
+        r.headers.push((n, v));
+    }
+    r.close = !framing.keep_alive;
+    let ok = client
+        .write_all(&r.encode(head.method == "HEAD"))
+        .await
+        .is_ok();
+    Done {
+        status: 200,
+        bytes: r.body.len() as u64,
+        next: if ok && framing.keep_alive {
+            Next::KeepAlive
+        } else {
+            Next::Close
+        },
+        reason: None,
+    }
+}
+
+/// Answer with an error. When the request's body has not been read yet, read and discard it (bounded)
+/// so the connection can serve the next request; if that is not possible, close after answering.
+async fn reply_error<S: AsyncRead + AsyncWrite + Unpin>(
+    app: &App,
+    client: &mut Client<S>,
+    ctx: &Ctx,
+    framing: Option<&RequestFraming>,
+    e: Error,
+    body_read: Option<bool>,
+) -> Done {
+    let mut close = e.must_close() || framing.is_none_or(|f| !f.keep_alive);
+    if let Some(f) = framing {
+        if !close && body_read != Some(true) && f.body != BodyFraming::None {
+            // A client waiting for 100-continue will not send the body: the exchange ends here.
+            close = f.expect_continue
+                || read_body(client, f.body, app.cfg.server.max_body_bytes)
+                    .await
+                    .is_err();
+        }
+    }
+    let mut r = Response::error(&e).header("x-request-id", ctx.rid.clone());
+    for (n, v) in cors::response_headers(
+        ctx.origin.as_deref().map(str::as_bytes),
+        &app.cfg.cors,
+        None,
+    ) {
+        r.headers.push((n, v));
+    }
+    r.close = close;
+    let ok = client
+        .write_all(&r.encode(ctx.method == "HEAD"))
+        .await
+        .is_ok();
+    Done {
+        status: r.status,
+        bytes: r.body.len() as u64,
+        next: if close || !ok {
+            Next::Close
+        } else {
+            Next::KeepAlive
+        },
+        reason: Some(e.code()),
+    }
+}
+
+fn log_access(app: &App, ctx: &Ctx, done: &Done) {
+    let mut f = Map::new();
+    f.insert("rid".into(), json!(ctx.rid));
+    f.insert("ip".into(), json!(ctx.ip.to_string()));
+    f.insert("method".into(), json!(ctx.method));
+    f.insert("path".into(), json!(ctx.path));
+    f.insert("status".into(), json!(done.status));
+    f.insert("bytes".into(), json!(done.bytes));
+    f.insert("dur_ms".into(), json!(ms(ctx.started.elapsed())));
+    if let Some(t) = ctx.ttfb {
+        f.insert("ttfb_ms".into(), json!(ms(t)));
+    }
+    for (k, v) in [
+        ("tenant", &ctx.tenant),
+        ("jti", &ctx.jti),
+        ("provider", &ctx.provider),
+        ("uid", &ctx.uid),
+    ] {
+        if let Some(v) = v {
+            f.insert(k.into(), Value::String(v.clone()));
+        }
+    }
+    if let Some(r) = done.reason {
+        f.insert("reason".into(), json!(r));
+    }
+    app.log.access(f);
+}
+
+fn ms(d: Duration) -> f64 {
+    (d.as_secs_f64() * 1e6).round() / 1e3
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn safe_paths() {
+        for ok in [
+            "",
+            "/chat/completions",
+            "/v1/messages",
+            "/v1beta/models/g:generateContent",
+            "/models/",
+        ] {
+            assert!(safe_path(ok), "{ok}");
+        }
+        for bad in [
+            "/../x",
+            "/a/./b",
+            "/a/%2e%2e/b",
+            "/a/.%2E/b",
+            "/a//b",
+            "/a%2fb",
+            "/a\\b",
+            "/a/%00",
+        ] {
+            assert!(!safe_path(bad), "{bad}");
+        }
+    }
+}

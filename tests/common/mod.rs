@@ -1,0 +1,664 @@
+//! Test harness shared by the integration tests: a real relay process started from the built binary on a
+//! free port, a real mock provider on 127.0.0.1 (plain or TLS with the committed test CA) that records
+//! what it receives, token minting with the library, and a tiny raw HTTP/1.1 client.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use relayapi::rai;
+use relayapi::secret::{SecretKey, SecretString};
+use relayapi::token::{self, Claims};
+use serde_json::{json, Value};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+
+pub const CERTS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/certs");
+pub const FAKE_KEY: &str = "test-provider-key-0001";
+
+// ---------------------------------------------------------------------------------------------------
+// Mock provider
+// ---------------------------------------------------------------------------------------------------
+
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    pub method: String,
+    pub target: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Recorded {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or(Value::Null)
+    }
+}
+
+/// A local provider speaking just enough of the OpenAI and Anthropic APIs. Behaviour by path suffix:
+/// - `/chat/completions`: JSON answer, or SSE when the body says `"stream": true`; each SSE event after
+///   the first waits for a `release()` when the request has the header `x-test-gated: 1`.
+/// - `/v1/messages`: Anthropic messages (JSON or SSE).
+/// - `/embeddings`, `/images/generations`, `/models`: small JSON answers.
+/// - `/hang`: reads the request and never answers (to test timeouts and client aborts).
+/// - `/echo-key`: answers with the received auth headers echoed in response headers, and a cookie.
+/// - `/close-delimited`: answers without Content-Length and closes.
+pub struct MockUpstream {
+    pub addr: SocketAddr,
+    pub requests: Arc<Mutex<Vec<Recorded>>>,
+    pub gate: Arc<Semaphore>,
+    /// Connections accepted and connections that ended (EOF or error seen by the mock).
+    pub accepted: Arc<AtomicUsize>,
+    pub closed: Arc<AtomicUsize>,
+    pub tls: bool,
+}
+
+impl MockUpstream {
+    pub async fn start(tls: bool) -> MockUpstream {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let m = MockUpstream {
+            addr,
+            requests: Arc::default(),
+            gate: Arc::new(Semaphore::new(0)),
+            accepted: Arc::default(),
+            closed: Arc::default(),
+            tls,
+        };
+        let acceptor = tls.then(tls_acceptor);
+        let (reqs, gate, accepted, closed) = (
+            m.requests.clone(),
+            m.gate.clone(),
+            m.accepted.clone(),
+            m.closed.clone(),
+        );
+        tokio::spawn(async move {
+            loop {
+                let Ok((sock, _)) = listener.accept().await else {
+                    continue;
+                };
+                accepted.fetch_add(1, Ordering::SeqCst);
+                let (reqs, gate, closed, acceptor) =
+                    (reqs.clone(), gate.clone(), closed.clone(), acceptor.clone());
+                tokio::spawn(async move {
+                    match acceptor {
+                        Some(a) => {
+                            if let Ok(s) = a.accept(sock).await {
+                                serve_mock(s, reqs, gate).await;
+                            }
+                        }
+                        None => serve_mock(sock, reqs, gate).await,
+                    }
+                    closed.fetch_add(1, Ordering::SeqCst);
+                });
+            }
+        });
+        m
+    }
+
+    pub fn base_url(&self, prefix: &str) -> String {
+        format!(
+            "{}://{}{prefix}",
+            if self.tls { "https" } else { "http" },
+            self.addr
+        )
+    }
+
+    pub fn requests(&self) -> Vec<Recorded> {
+        self.requests.lock().unwrap().clone()
+    }
+
+    pub fn count(&self) -> usize {
+        self.requests.lock().unwrap().len()
+    }
+
+    /// Let one gated SSE event go.
+    pub fn release(&self) {
+        self.gate.add_permits(1);
+    }
+}
+
+fn tls_acceptor() -> tokio_rustls::TlsAcceptor {
+    let certs: Vec<_> = rustls_pemfile::certs(&mut BufReader::new(
+        std::fs::File::open(format!("{CERTS}/server.pem")).unwrap(),
+    ))
+    .map(|c| c.unwrap())
+    .collect();
+    let key = rustls_pemfile::private_key(&mut BufReader::new(
+        std::fs::File::open(format!("{CERTS}/server.key")).unwrap(),
+    ))
+    .unwrap()
+    .unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let cfg = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .unwrap();
+    tokio_rustls::TlsAcceptor::from(Arc::new(cfg))
+}
+
+async fn serve_mock<S: AsyncRead + AsyncWrite + Unpin>(
+    mut s: S,
+    reqs: Arc<Mutex<Vec<Recorded>>>,
+    gate: Arc<Semaphore>,
+) {
+    let mut buf = Vec::new();
+    loop {
+        let Some(rec) = read_request(&mut s, &mut buf).await else {
+            return;
+        };
+        reqs.lock().unwrap().push(rec.clone());
+        if !respond_mock(&mut s, &rec, &gate).await {
+            return;
+        }
+    }
+}
+
+async fn read_request<S: AsyncRead + Unpin>(s: &mut S, buf: &mut Vec<u8>) -> Option<Recorded> {
+    loop {
+        let mut headers = [httparse::EMPTY_HEADER; 128];
+        let mut req = httparse::Request::new(&mut headers);
+        if let Ok(httparse::Status::Complete(n)) = req.parse(buf) {
+            let hs: Vec<(String, String)> = req
+                .headers
+                .iter()
+                .map(|h| {
+                    (
+                        h.name.to_ascii_lowercase(),
+                        String::from_utf8_lossy(h.value).into_owned(),
+                    )
+                })
+                .collect();
+            let len: usize = hs
+                .iter()
+                .find(|(n, _)| n == "content-length")
+                .map(|(_, v)| v.parse().unwrap())
+                .unwrap_or(0);
+            let method = req.method.unwrap().to_string();
+            let target = req.path.unwrap().to_string();
+            while buf.len() < n + len {
+                let mut tmp = [0u8; 8192];
+                let k = s.read(&mut tmp).await.ok()?;
+                if k == 0 {
+                    return None;
+                }
+                buf.extend_from_slice(&tmp[..k]);
+            }
+            let body = buf[n..n + len].to_vec();
+            buf.drain(..n + len);
+            return Some(Recorded {
+                method,
+                target,
+                headers: hs,
+                body,
+            });
+        }
+        let mut tmp = [0u8; 8192];
+        let k = s.read(&mut tmp).await.ok()?;
+        if k == 0 {
+            return None;
+        }
+        buf.extend_from_slice(&tmp[..k]);
+    }
+}
+
+async fn write_json<S: AsyncWrite + Unpin>(s: &mut S, status: u16, v: Value, extra: &str) -> bool {
+    let body = v.to_string();
+    let head = format!(
+        "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nx-request-id: mock-1\r\n{extra}\r\n",
+        body.len()
+    );
+    s.write_all(format!("{head}{body}").as_bytes())
+        .await
+        .is_ok()
+}
+
+async fn respond_mock<S: AsyncWrite + AsyncRead + Unpin>(
+    s: &mut S,
+    r: &Recorded,
+    gate: &Semaphore,
+) -> bool {
+    let path = r.target.split('?').next().unwrap().to_string();
+    let body = r.json();
+    let model = body.get("model").cloned().unwrap_or(json!("unset"));
+    let stream = body.get("stream").and_then(Value::as_bool).unwrap_or(false);
+    let gated = r.header("x-test-gated") == Some("1");
+    if path.ends_with("/hang") {
+        // Hold the request until the relay closes the connection.
+        let mut tmp = [0u8; 1024];
+        while let Ok(n) = s.read(&mut tmp).await {
+            if n == 0 {
+                break;
+            }
+        }
+        return false;
+    }
+    if path.ends_with("/echo-key") {
+        let extra = format!(
+            "set-cookie: session=abc\r\nx-echo: {}\r\nx-safe: yes\r\naccess-control-allow-origin: https://evil.example\r\n",
+            r.header("authorization").or(r.header("x-api-key")).unwrap_or("")
+        );
+        return write_json(s, 200, json!({"ok": true}), &extra).await;
+    }
+    if path.ends_with("/close-delimited") {
+        let _ = s.write_all(b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\nconnection: close\r\n\r\nuntil-close-body").await;
+        return false;
+    }
+    if path.ends_with("/chat/completions") && stream {
+        let _ = s
+            .write_all(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n")
+            .await;
+        for i in 0..3 {
+            if gated && i > 0 {
+                gate.acquire().await.unwrap().forget();
+            }
+            let ev = format!(
+                "data: {}\n\n",
+                json!({"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1, "model": model,
+                       "choices": [{"index": 0, "delta": {"content": format!("part{i} ")}, "finish_reason": null}]})
+            );
+            if s.write_all(format!("{:x}\r\n{ev}\r\n", ev.len()).as_bytes())
+                .await
+                .is_err()
+            {
+                return false;
+            }
+        }
+        let done = "data: [DONE]\n\n";
+        return s
+            .write_all(format!("{:x}\r\n{done}\r\n0\r\n\r\n", done.len()).as_bytes())
+            .await
+            .is_ok();
+    }
+    if path.ends_with("/chat/completions") {
+        return write_json(
+            s,
+            200,
+            json!({"id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": model,
+                   "choices": [{"index": 0, "message": {"role": "assistant", "content": "hello from mock"},
+                                "finish_reason": "stop"}],
+                   "usage": {"prompt_tokens": 1, "completion_tokens": 3, "total_tokens": 4}}),
+            "",
+        )
+        .await;
+    }
+    if path.ends_with("/v1/messages") {
+        return write_json(
+            s,
+            200,
+            json!({"id": "msg_1", "type": "message", "role": "assistant", "model": model,
+                   "content": [{"type": "text", "text": "hello from mock"}], "stop_reason": "end_turn",
+                   "usage": {"input_tokens": 1, "output_tokens": 3}}),
+            "",
+        )
+        .await;
+    }
+    write_json(
+        s,
+        200,
+        json!({"object": "list", "path": path, "data": []}),
+        "",
+    )
+    .await
+}
+
+// ---------------------------------------------------------------------------------------------------
+// The relay process
+// ---------------------------------------------------------------------------------------------------
+
+pub struct Relay {
+    pub child: Child,
+    pub addr: SocketAddr,
+    pub dir: tempfile::TempDir,
+    pub kid: String,
+    pub tenant: String,
+    pub key: SecretKey,
+    pub stdout: Arc<Mutex<Vec<String>>>,
+    pub stderr: Arc<Mutex<Vec<String>>>,
+}
+
+/// A config for tests: port 0, limiters off unless a test sets them, fast timeouts.
+pub fn test_config(upstream: &MockUpstream) -> Value {
+    json!({
+        "server": {"host": "127.0.0.1", "port": 0, "read_timeout": 5, "idle_timeout": 5, "shutdown_grace": 5},
+        "rate_limit": {"requests_per_second": 0, "burst": 0, "ip_limit": {"requests_per_second": 0, "burst": 0}},
+        "providers": {
+            "openai": {"base_url": upstream.base_url("/v1")},
+            "anthropic": {"base_url": upstream.base_url("")},
+            "gemini": {"base_url": upstream.base_url("")},
+            "azure": {"base_url": upstream.base_url("/openai")},
+        },
+        "upstream": {"extra_ca_file": format!("{CERTS}/ca.pem"), "response_header_timeout": 10, "read_idle_timeout": 10},
+    })
+}
+
+impl Relay {
+    pub fn start(config: Value) -> Relay {
+        Self::start_with_env(config, &[])
+    }
+
+    pub fn start_with_env(config: Value, env: &[(&str, &str)]) -> Relay {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg_path = dir.path().join("config.json");
+        std::fs::write(&cfg_path, serde_json::to_vec_pretty(&config).unwrap()).unwrap();
+        let mut seed = 7u8;
+        let mut rng = |b: &mut [u8]| {
+            for x in b.iter_mut() {
+                seed = seed.wrapping_mul(31).wrapping_add(17);
+                *x = seed;
+            }
+        };
+        let r = rai::generate_rai("http", "127.0.0.1", 8080, "acme", "test-key", &mut rng);
+        let rai_path = dir.path().join("test.rai");
+        std::fs::write(&rai_path, rai::to_json_pretty(&r)).unwrap();
+        Self::spawn(dir, &cfg_path, &rai_path, r, env)
+    }
+
+    fn spawn(
+        dir: tempfile::TempDir,
+        cfg: &Path,
+        rai_path: &Path,
+        r: rai::RaiConfig,
+        env: &[(&str, &str)],
+    ) -> Relay {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_relayapi"));
+        cmd.arg("--config")
+            .arg(cfg)
+            .arg("--rai")
+            .arg(rai_path)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().unwrap();
+        let stdout = Arc::new(Mutex::new(Vec::new()));
+        let stderr = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        {
+            let lines = stderr.clone();
+            let err = child.stderr.take().unwrap();
+            std::thread::spawn(move || {
+                for line in BufReader::new(err).lines().map_while(Result::ok) {
+                    if let Ok(v) = serde_json::from_str::<Value>(&line) {
+                        if v["msg"] == "listening" {
+                            let _ = tx.send(v["addr"].as_str().unwrap().to_string());
+                        }
+                    }
+                    lines.lock().unwrap().push(line);
+                }
+            });
+        }
+        {
+            let lines = stdout.clone();
+            let out = child.stdout.take().unwrap();
+            std::thread::spawn(move || {
+                for line in BufReader::new(out).lines().map_while(Result::ok) {
+                    lines.lock().unwrap().push(line);
+                }
+            });
+        }
+        let addr = match rx.recv_timeout(Duration::from_secs(20)) {
+            Ok(a) => a.parse().unwrap(),
+            Err(_) => {
+                let _ = child.kill();
+                panic!("relay did not start: {:?}", stderr.lock().unwrap());
+            }
+        };
+        Relay {
+            child,
+            addr,
+            dir,
+            kid: r.crypto.key_id.clone(),
+            tenant: r.crypto.tenant_id.clone(),
+            key: r.crypto.key.clone(),
+            stdout,
+            stderr,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// Claims for a fresh token: provider `prv`, the fake key, 1 hour, `max` calls.
+    pub fn claims(&self, prv: &str, max: Option<u64>) -> Claims {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let mut rng = token::os_rng();
+        Claims {
+            jti: token::new_token_id(&mut rng),
+            tid: self.tenant.clone(),
+            iat: now,
+            exp: now + 3600,
+            prv: prv.into(),
+            key: Some(SecretString::new(FAKE_KEY)),
+            kref: None,
+            url: None,
+            max,
+            ext: None,
+            rate: None,
+            conc: None,
+            models: None,
+            paths: None,
+            origins: None,
+            ips: None,
+            mtok: None,
+            mtok_mode: None,
+            uid: None,
+        }
+    }
+
+    pub fn mint(&self, c: &Claims) -> String {
+        token::mint(c, &self.kid, &self.key, &mut token::os_rng())
+    }
+
+    pub fn token(&self, prv: &str, max: Option<u64>) -> String {
+        self.mint(&self.claims(prv, max))
+    }
+
+    pub fn all_logs(&self) -> String {
+        let mut s = self.stdout.lock().unwrap().join("\n");
+        s.push('\n');
+        s.push_str(&self.stderr.lock().unwrap().join("\n"));
+        s
+    }
+
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        self.child.wait().unwrap()
+    }
+
+    pub fn cfg_dir(&self) -> PathBuf {
+        self.dir.path().to_path_buf()
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------
+// A raw HTTP/1.1 client
+// ---------------------------------------------------------------------------------------------------
+
+#[derive(Debug, Clone)]
+pub struct Resp {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Resp {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or(Value::Null)
+    }
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// Read one response (Content-Length, chunked or until close) from `s`, keeping leftover bytes in `buf`.
+pub async fn read_response<S: AsyncRead + Unpin>(
+    s: &mut S,
+    buf: &mut Vec<u8>,
+    head_request: bool,
+) -> Option<Resp> {
+    let (status, headers, n) = loop {
+        let mut hs = [httparse::EMPTY_HEADER; 64];
+        let mut r = httparse::Response::new(&mut hs);
+        if let Ok(httparse::Status::Complete(n)) = r.parse(buf) {
+            let headers: Vec<(String, String)> = r
+                .headers
+                .iter()
+                .map(|h| {
+                    (
+                        h.name.to_ascii_lowercase(),
+                        String::from_utf8_lossy(h.value).into_owned(),
+                    )
+                })
+                .collect();
+            let status = r.code.unwrap();
+            if (100..200).contains(&status) {
+                buf.drain(..n);
+                continue;
+            }
+            break (status, headers, n);
+        }
+        if !fill(s, buf).await {
+            return None;
+        }
+    };
+    buf.drain(..n);
+    let get = |name: &str| {
+        headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+    };
+    let mut body = Vec::new();
+    if head_request || status == 204 || status == 304 {
+    } else if let Some(len) = get("content-length") {
+        let len: usize = len.parse().unwrap();
+        while buf.len() < len {
+            if !fill(s, buf).await {
+                return None;
+            }
+        }
+        body = buf.drain(..len).collect();
+    } else if get("transfer-encoding").is_some_and(|v| v.contains("chunked")) {
+        loop {
+            let line_end = loop {
+                if let Some(i) = buf.windows(2).position(|w| w == b"\r\n") {
+                    break i;
+                }
+                if !fill(s, buf).await {
+                    return None;
+                }
+            };
+            let size = usize::from_str_radix(
+                std::str::from_utf8(&buf[..line_end])
+                    .unwrap()
+                    .split(';')
+                    .next()
+                    .unwrap(),
+                16,
+            )
+            .unwrap();
+            buf.drain(..line_end + 2);
+            while buf.len() < size + 2 {
+                if !fill(s, buf).await {
+                    return None;
+                }
+            }
+            body.extend_from_slice(&buf[..size]);
+            buf.drain(..size + 2);
+            if size == 0 {
+                break;
+            }
+        }
+    } else {
+        while fill(s, buf).await {}
+        body = std::mem::take(buf);
+    }
+    Some(Resp {
+        status,
+        headers,
+        body,
+    })
+}
+
+async fn fill<S: AsyncRead + Unpin>(s: &mut S, buf: &mut Vec<u8>) -> bool {
+    let mut tmp = [0u8; 8192];
+    match tokio::time::timeout(Duration::from_secs(15), s.read(&mut tmp)).await {
+        Ok(Ok(n)) if n > 0 => {
+            buf.extend_from_slice(&tmp[..n]);
+            true
+        }
+        _ => false,
+    }
+}
+
+/// Send raw bytes on a new connection and read one response.
+pub async fn raw(addr: SocketAddr, bytes: &[u8]) -> Option<Resp> {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(bytes).await.unwrap();
+    let mut buf = Vec::new();
+    read_response(&mut s, &mut buf, false).await
+}
+
+/// A simple request with a JSON body.
+pub async fn request(
+    addr: SocketAddr,
+    method: &str,
+    target: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> Resp {
+    let mut req = format!(
+        "{method} {target} HTTP/1.1\r\nhost: relay.test\r\ncontent-length: {}\r\n",
+        body.len()
+    );
+    for (n, v) in headers {
+        req.push_str(&format!("{n}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    req.push_str(body);
+    raw(addr, req.as_bytes()).await.expect("a response")
+}
+
+/// After a response, is the connection closed by the relay (EOF within the timeout)?
+pub async fn closed_by_peer(s: &mut TcpStream) -> bool {
+    let mut tmp = [0u8; 64];
+    matches!(
+        tokio::time::timeout(Duration::from_secs(5), s.read(&mut tmp)).await,
+        Ok(Ok(0)) | Ok(Err(_))
+    )
+}
