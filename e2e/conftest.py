@@ -1,0 +1,44 @@
+"""Session fixtures: one mock upstream and one relay for the whole suite, reset between tests."""
+
+from __future__ import annotations
+
+import pathlib
+from collections.abc import Iterator
+
+import pytest
+
+from relayapi import RelayAPIClient
+
+from .harness import MockUpstream, Relay
+
+
+@pytest.fixture(scope="session")
+def mock() -> Iterator[MockUpstream]:
+    upstream = MockUpstream()
+    try:
+        yield upstream
+    finally:
+        upstream.stop()
+
+
+@pytest.fixture(scope="session")
+def relay(mock: MockUpstream, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Relay]:
+    workdir: pathlib.Path = tmp_path_factory.mktemp("relay")
+    server = Relay(workdir, mock.port)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_mock(request: pytest.FixtureRequest) -> None:
+    # Only tests that use the mock pay for a reset; each then sees only its own upstream requests.
+    if "mock" in request.fixturenames:
+        request.getfixturevalue("mock").reset()
+
+
+@pytest.fixture(scope="session")
+def sdk(relay: Relay) -> RelayAPIClient:
+    """The Python SDK configured with the relay's own `.rai` (same key, the relay's real port)."""
+    return RelayAPIClient(relay.rai_for_client(), timeout=30)

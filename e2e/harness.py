@@ -1,0 +1,260 @@
+"""Process management for the end-to-end suite: the mock upstream and the release relay binary.
+
+Both run as real child processes on 127.0.0.1 with OS-chosen ports; nothing here talks to any other
+address. Every wait is bounded so a broken build fails the suite instead of hanging it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import secrets
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections import deque
+from typing import Any, Optional
+
+REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
+#: Seconds to wait for a child process to report its listening address.
+STARTUP_TIMEOUT_SECS = 30.0
+#: Seconds to wait for a child to exit after SIGTERM before it is killed.
+SHUTDOWN_TIMEOUT_SECS = 10.0
+
+#: The provider key the relay injects. Fake on purpose; it only ever reaches the mock.
+REAL_KEY = "test-upstream-key-e2e-4711"
+#: A server-side key (config.json `api_keys`) referenced by tokens through `kref`.
+SERVER_KEY_NAME = "e2e-main"
+SERVER_KEY_ENV = "E2E_SERVER_KEY"
+SERVER_KEY = "test-server-side-key-e2e-0815"
+
+
+def relay_binary() -> pathlib.Path:
+    return pathlib.Path(os.environ.get("RELAYAPI_BIN") or REPO_ROOT / "target" / "release" / "relayapi")
+
+
+def _child_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.upper().endswith(("_PROXY",))}
+    env.update(extra)
+    return env
+
+
+class MockUpstream:
+    """``e2e/mock_upstream.py`` as a child process, with its control endpoint wrapped."""
+
+    def __init__(self) -> None:
+        script = pathlib.Path(__file__).with_name("mock_upstream.py")
+        self.proc = subprocess.Popen(
+            [sys.executable, str(script), "--port", "0"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=_child_env(),
+        )
+        line = _read_line_with_timeout(self.proc.stdout, STARTUP_TIMEOUT_SECS)
+        if not line:
+            self.stop()
+            raise RuntimeError(
+                "mock upstream did not start: " + (self.proc.stderr.read() if self.proc.stderr else "")
+            )
+        self.port = int(json.loads(line)["port"])
+        self.base = f"http://127.0.0.1:{self.port}"
+
+    def _control(self, method: str, path: str) -> Any:
+        req = urllib.request.Request(self.base + path, method=method, data=b"" if method == "POST" else None)
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return json.loads(resp.read())
+
+    def requests(self) -> list[dict[str, Any]]:
+        """Every request the mock received since the last reset, oldest first."""
+        return self._control("GET", "/_control/requests")  # type: ignore[no-any-return]
+
+    def reset(self) -> None:
+        self._control("POST", "/_control/reset")
+
+    def release(self, gate: str) -> None:
+        self._control("POST", f"/_control/release/{gate}")
+
+    def waiting_at(self, gate: str) -> bool:
+        return bool(self._control("GET", f"/_control/gates/{gate}")["waiting"])
+
+    def stop(self) -> None:
+        _stop(self.proc)
+
+
+def headers_of(recorded: dict[str, Any]) -> dict[str, list[str]]:
+    """Recorded headers by lower-case name (a list per name, so duplicates stay visible)."""
+    out: dict[str, list[str]] = {}
+    for name, value in recorded["headers"]:
+        out.setdefault(name.lower(), []).append(value)
+    return out
+
+
+def write_rai(path: pathlib.Path, *, port: int = 8080) -> dict[str, Any]:
+    """A fresh `.rai` with a random tenant key; returns the dict (the relay reads the file)."""
+    rai = {
+        "version": 1,
+        "server": {
+            "scheme": "http",
+            "host": "127.0.0.1",
+            "port": port,
+            "base_path": "/relayapi/",
+        },
+        "crypto": {
+            "method": "aes-256-gcm-hkdf-sha256",
+            "key_id": "e2e-1",
+            "key": _b64u(secrets.token_bytes(32)),
+            "tenant_id": "e2e",
+        },
+    }
+    path.write_text(json.dumps(rai, indent=2), encoding="utf-8")
+    return rai
+
+
+def _b64u(data: bytes) -> str:
+    import base64
+
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+# The relay contract's config, used when the repository has no config.json to start from.
+_CONTRACT_CONFIG: dict[str, Any] = {
+    "server": {
+        "host": "127.0.0.1", "port": 0, "read_timeout": 30, "write_timeout": 30, "idle_timeout": 60,
+        "max_header_bytes": 16384, "max_headers": 100, "max_uri_bytes": 8192, "max_body_bytes": 33554432,
+        "max_connections": 4096, "shutdown_grace": 30,
+    },
+    "rate_limit": {"requests_per_second": 0, "burst": 20,
+                   "ip_limit": {"requests_per_second": 0, "burst": 4, "max_tracked_ips": 100000}},
+    "token": {"clock_skew": 60, "max_lifetime": 2592000},
+    "providers": {},
+    "api_keys": {},
+    "upstream": {
+        "connect_timeout": 10, "handshake_timeout": 10, "response_header_timeout": 300,
+        "read_idle_timeout": 300, "pool_idle_timeout": 90, "pool_max_idle_per_host": 64,
+        "extra_ca_file": None, "allowed_base_urls": [],
+    },
+    "trusted_proxies": [],
+    "cors": {"allowed_origins": ["*"], "max_age": 600},
+    "store": {"type": "memory"},
+}  # fmt: skip
+
+
+def relay_config(mock_port: int) -> dict[str, Any]:
+    """The repository's config.json (so new settings are picked up) with the suite's overrides."""
+    base = REPO_ROOT / "config.json"
+    cfg = (
+        json.loads(base.read_text(encoding="utf-8"))
+        if base.is_file()
+        else json.loads(json.dumps(_CONTRACT_CONFIG))
+    )
+    cfg["server"].update({"host": "127.0.0.1", "port": 0})
+    # The suite fires bursts of parallel calls from one IP; the global and per-IP limiters are not under
+    # test here (0 disables them).
+    cfg["rate_limit"]["requests_per_second"] = 0
+    cfg["rate_limit"].setdefault("ip_limit", {})["requests_per_second"] = 0
+    cfg["token"]["clock_skew"] = 60
+    cfg["providers"] = {
+        "openai": {"base_url": f"http://127.0.0.1:{mock_port}/v1"},
+        "anthropic": {"base_url": f"http://127.0.0.1:{mock_port}"},
+    }
+    cfg["api_keys"] = {SERVER_KEY_NAME: {"env": SERVER_KEY_ENV}}
+    cfg["store"] = {"type": "memory"}
+    return cfg
+
+
+class Relay:
+    """The release binary serving a temporary config, its stderr log lines kept for assertions."""
+
+    def __init__(self, workdir: pathlib.Path, mock_port: int) -> None:
+        binary = relay_binary()
+        if not binary.is_file():
+            raise RuntimeError(
+                f"{binary} not found: run `cargo build --release` at the repository root first"
+            )
+        self.workdir = workdir
+        self.rai_path = workdir / "e2e.rai"
+        self.rai = write_rai(self.rai_path)
+        self.config_path = workdir / "config.json"
+        self.config_path.write_text(json.dumps(relay_config(mock_port), indent=2), encoding="utf-8")
+        self.log: deque[str] = deque(maxlen=20000)
+        self.proc = subprocess.Popen(
+            [
+                str(binary),
+                "--config",
+                str(self.config_path),
+                "--rai",
+                str(self.rai_path),
+            ],
+            cwd=workdir,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=_child_env(**{SERVER_KEY_ENV: SERVER_KEY}),
+        )
+        self.addr = self._await_listening()
+        self.port = int(self.addr.rsplit(":", 1)[1])
+        self.base = f"http://127.0.0.1:{self.port}"
+
+    def _await_listening(self) -> str:
+        found: dict[str, str] = {}
+        ready = threading.Event()
+
+        def drain() -> None:
+            # Keep reading for the relay's whole life: a full stderr pipe would block its logging.
+            assert self.proc.stderr is not None
+            for line in self.proc.stderr:
+                self.log.append(line.rstrip("\n"))
+                if not ready.is_set():
+                    try:
+                        entry = json.loads(line)
+                    except ValueError:
+                        continue
+                    if isinstance(entry, dict) and entry.get("msg") == "listening" and "addr" in entry:
+                        found["addr"] = str(entry["addr"])
+                        ready.set()
+            ready.set()
+
+        threading.Thread(target=drain, daemon=True).start()
+        deadline = time.monotonic() + STARTUP_TIMEOUT_SECS
+        while not ready.wait(0.1):
+            if time.monotonic() > deadline:
+                break
+        if "addr" not in found:
+            self.stop()
+            tail = "\n".join(list(self.log)[-30:])
+            raise RuntimeError(
+                f"relay did not log a listening address; exit code {self.proc.poll()}; stderr:\n{tail}"
+            )
+        return found["addr"]
+
+    def rai_for_client(self) -> dict[str, Any]:
+        """The `.rai` the relay loaded, with the port it actually listens on (it was started on port 0)."""
+        rai = json.loads(json.dumps(self.rai))
+        rai["server"]["port"] = self.port
+        return rai
+
+    def stop(self) -> None:
+        _stop(self.proc)
+
+
+def _stop(proc: subprocess.Popen[Any]) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(SHUTDOWN_TIMEOUT_SECS)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(SHUTDOWN_TIMEOUT_SECS)
+
+
+def _read_line_with_timeout(stream: Any, timeout: float) -> Optional[str]:
+    box: list[str] = []
+    t = threading.Thread(target=lambda: box.append(stream.readline()), daemon=True)
+    t.start()
+    t.join(timeout)
+    return box[0] if box and box[0] else None
