@@ -141,21 +141,45 @@ function isCidr(s) {
   return false;
 }
 
-/** @param {string} s */
+// RFC 3986 unreserved and reserved characters plus "%", without "?" and "#" (a base URL has neither).
+const URL_CHARS = /^[A-Za-z0-9\-._~:/[\]@!$&'()*+,;=%]*$/;
+const HOST_LABEL = /^[A-Za-z0-9_-]{1,63}$/;
+const PORT = /^[0-9]{1,5}$/;
+
+/**
+ * The relay's rule for `url` (src/token.rs `is_https_base_url`), written out rather than left to WHATWG
+ * `URL`, which repairs input ("https:///host", backslashes) into hosts other parsers do not see: scheme
+ * `https`, a host name, IPv4 or bracketed IPv6 host, an optional port 1-65535, no user info (credentials
+ * belong in `key`), no query or fragment (the relay appends the request path), complete %-escapes.
+ *
+ * @param {string} s
+ */
 function isHttpsUrl(s) {
-  // Printable ASCII without spaces: a non-ASCII host must arrive punycoded. A query or fragment would
-  // be mangled when the relay appends the request path, and credentials have no business in a token.
-  // The authority must follow "https://" directly and no backslash may appear: WHATWG URL parsing would
-  // otherwise repair "https:///host" and "https://a\b" into hosts other parsers do not see.
-  if (!/^https:\/\/[^/?#\\]+(?:\/[^?#\\]*)?$/.test(s) || s.length > URL_MAX || !/^[\x21-\x7e]+$/.test(s)) {
-    return false;
+  if (s.length > URL_MAX || !s.startsWith('https://')) return false;
+  const rest = s.slice('https://'.length);
+  if (!URL_CHARS.test(rest)) return false;
+  const slash = rest.indexOf('/');
+  const authority = slash < 0 ? rest : rest.slice(0, slash);
+  const path = slash < 0 ? '' : rest.slice(slash);
+  if (authority.includes('@')) return false;
+  let port;
+  if (authority.startsWith('[')) {
+    const close = authority.indexOf(']');
+    if (close < 0) return false;
+    const inside = authority.slice(1, close);
+    const after = authority.slice(close + 1);
+    if (inside.includes('%') || !isIPv6(inside)) return false;
+    if (after !== '' && !after.startsWith(':')) return false;
+    port = after === '' ? undefined : after.slice(1);
+  } else {
+    const colon = authority.indexOf(':');
+    const host = colon < 0 ? authority : authority.slice(0, colon);
+    port = colon < 0 ? undefined : authority.slice(colon + 1);
+    const named = host.length > 0 && host.length <= 253 && host.split('.').every((l) => HOST_LABEL.test(l));
+    if (!isIPv4(host) && !named) return false;
   }
-  try {
-    const url = new URL(s);
-    return url.hostname.length > 0 && url.username === '' && url.password === '';
-  } catch {
-    return false;
-  }
+  if (port !== undefined && !(PORT.test(port) && Number(port) >= 1 && Number(port) <= 65535)) return false;
+  return !/%(?![0-9A-Fa-f]{2})/.test(path);
 }
 
 const CHECKS = {
