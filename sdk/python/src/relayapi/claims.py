@@ -14,9 +14,9 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
+import string
 from collections.abc import Mapping
-from typing import Any
-from urllib.parse import urlsplit
+from typing import Any, Optional
 
 __all__ = ["CLAIM_ORDER", "ClaimError", "parse_claims", "serialize_claims", "validate_claims"]
 
@@ -45,6 +45,11 @@ _TENANT = re.compile(r"[A-Za-z0-9._-]{1,64}")
 _PROVIDER = re.compile(r"[a-z0-9_-]{1,32}")
 _PRINTABLE = re.compile(r"[\x20-\x7e]+")
 _CIDR_PREFIX = re.compile(r"[0-9]{1,3}")
+# RFC 3986 unreserved and reserved characters plus "%".
+_URI_CHARS = frozenset(string.ascii_letters + string.digits + "-._~:/?#[]@!$&'()*+,;=%")
+_HOST_LABEL = re.compile(r"[A-Za-z0-9_-]{1,63}")
+_PORT = re.compile(r"[0-9]{1,5}")
+_BROKEN_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
 
 
 class ClaimError(ValueError):
@@ -99,20 +104,37 @@ def _check_cidr(text: str, name: str) -> None:
 
 
 def _check_url(text: str) -> None:
-    if len(text) > MAX_URL_CHARS or not _PRINTABLE.fullmatch(text) or " " in text:
-        raise ClaimError("url", "must be an https:// URL without spaces")
-    if not text.startswith("https://"):
-        raise ClaimError("url", "must be an absolute https:// URL")
-    try:
-        parts = urlsplit(text)
-        parts.port  # noqa: B018  (raises ValueError for a non-numeric or out-of-range port)
-    except ValueError as exc:
-        raise ClaimError("url", "must be an absolute https:// URL") from exc
-    if not parts.hostname:
-        raise ClaimError("url", "must name a host")
+    """RFC 3986 absolute https URL with a host, no user info and no fragment (the relay's exact rule)."""
+    bad = ClaimError("url", "must be an absolute https:// URL with a host, without credentials or fragment")
+    if len(text.encode("utf-8")) > MAX_URL_CHARS or not text.startswith("https://"):
+        raise bad
+    rest = text[len("https://") :]
+    if any(c not in _URI_CHARS or c == "#" for c in rest):
+        raise bad
+    end = next((i for i, c in enumerate(rest) if c in "/?"), len(rest))
+    authority, tail = rest[:end], rest[end:]
     # Credentials belong in `key`; an "@" in the authority is also the classic way to disguise a host.
-    if "@" in parts.netloc or "#" in text:
-        raise ClaimError("url", "must not carry credentials or a fragment")
+    if "@" in authority:
+        raise bad
+    port: Optional[str] = None
+    if authority.startswith("["):
+        inside, closed, after = authority[1:].partition("]")
+        if not closed or "%" in inside or (after and not after.startswith(":")):
+            raise bad
+        try:
+            ipaddress.IPv6Address(inside)
+        except ValueError:
+            raise bad from None
+        port = after[1:] if after else None
+    else:
+        host, colon, after = authority.partition(":")
+        port = after if colon else None
+        if not (0 < len(host) <= 253 and all(_HOST_LABEL.fullmatch(label) for label in host.split("."))):
+            raise bad
+    if port is not None and not (_PORT.fullmatch(port) and 1 <= int(port) <= 65535):
+        raise bad
+    if _BROKEN_ESCAPE.search(tail):
+        raise bad
 
 
 def validate_claims(claims: Mapping[str, Any]) -> None:
