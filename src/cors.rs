@@ -55,17 +55,17 @@ pub const EXPOSE_HEADERS: &str = concat!(
     "anthropic-ratelimit-output-tokens-reset"
 );
 
-/// A response header: canonical name and value. Values are built only from validated bytes (visible
+/// A response header: lower-case name and value. Values are built only from validated bytes (visible
 /// ASCII), so they can be written to the wire as they are.
-pub type Header = (&'static str, String);
+pub type Header = (String, String);
 
 /// The answer to a CORS preflight (`OPTIONS` with `Origin` and `Access-Control-Request-Method`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PreflightDecision {
     /// Send these headers (with a 2xx status).
     Allowed(Vec<Header>),
-    /// Send no CORS headers; the browser will block the actual request.
-    Denied(PreflightDenial),
+    /// Send no CORS headers; the browser will block the actual request. `check_preflight` says why.
+    Denied,
 }
 
 /// Why a preflight was denied, for the access log; never sent to the client.
@@ -266,32 +266,48 @@ pub fn preflight(
     cfg: &CorsConfig,
     token_origins: Option<&[String]>,
 ) -> PreflightDecision {
-    let Some(origin) = origin else {
-        return PreflightDecision::Denied(PreflightDenial::NoOrigin);
-    };
-    let Some(origin) = allowed_origin(origin, cfg, token_origins) else {
-        return PreflightDecision::Denied(PreflightDenial::OriginNotAllowed);
-    };
-    let Some(method) = req_method else {
-        return PreflightDecision::Denied(PreflightDenial::NoRequestMethod);
-    };
-    if !METHODS.contains(&method) {
-        return PreflightDecision::Denied(PreflightDenial::MethodNotAllowed);
+    match check_preflight(origin, req_method, req_headers, cfg, token_origins) {
+        Ok(headers) => PreflightDecision::Allowed(headers),
+        Err(_) => PreflightDecision::Denied,
     }
-    let allow_headers = match req_headers.map(parse_request_headers).transpose() {
-        Ok(list) => list.flatten(),
-        Err(denial) => return PreflightDecision::Denied(denial),
-    };
+}
+
+/// `preflight` with the reason for a denial, for callers that log it.
+///
+/// # Errors
+/// The first rule the preflight breaks, in the order origin, method, headers.
+pub fn check_preflight(
+    origin: Option<&[u8]>,
+    req_method: Option<&[u8]>,
+    req_headers: Option<&[u8]>,
+    cfg: &CorsConfig,
+    token_origins: Option<&[String]>,
+) -> Result<Vec<Header>, PreflightDenial> {
+    let origin = origin.ok_or(PreflightDenial::NoOrigin)?;
+    let origin =
+        allowed_origin(origin, cfg, token_origins).ok_or(PreflightDenial::OriginNotAllowed)?;
+    let method = req_method.ok_or(PreflightDenial::NoRequestMethod)?;
+    if !METHODS.contains(&method) {
+        return Err(PreflightDenial::MethodNotAllowed);
+    }
+    let allow_headers = req_headers
+        .map(parse_request_headers)
+        .transpose()?
+        .flatten();
     let mut headers = vec![
-        ("Access-Control-Allow-Origin", origin.to_owned()),
-        ("Access-Control-Allow-Methods", ALLOW_METHODS.to_owned()),
+        header("access-control-allow-origin", origin),
+        header("access-control-allow-methods", ALLOW_METHODS),
     ];
     if let Some(list) = allow_headers {
-        headers.push(("Access-Control-Allow-Headers", list));
+        headers.push(("access-control-allow-headers".to_owned(), list));
     }
-    headers.push(("Access-Control-Max-Age", cfg.max_age.to_string()));
-    headers.push(("Vary", VARY_PREFLIGHT.to_owned()));
-    PreflightDecision::Allowed(headers)
+    headers.push(("access-control-max-age".to_owned(), cfg.max_age.to_string()));
+    headers.push(header("vary", VARY_PREFLIGHT));
+    Ok(headers)
+}
+
+fn header(name: &str, value: &str) -> Header {
+    (name.to_owned(), value.to_owned())
 }
 
 /// The CORS headers for an actual (non-preflight) response. `Vary: Origin` is always present, because
@@ -302,10 +318,10 @@ pub fn response_headers(
     cfg: &CorsConfig,
     token_origins: Option<&[String]>,
 ) -> Vec<Header> {
-    let mut headers = vec![("Vary", "Origin".to_owned())];
+    let mut headers = vec![header("vary", "Origin")];
     if let Some(origin) = origin.and_then(|o| allowed_origin(o, cfg, token_origins)) {
-        headers.push(("Access-Control-Allow-Origin", origin.to_owned()));
-        headers.push(("Access-Control-Expose-Headers", EXPOSE_HEADERS.to_owned()));
+        headers.push(header("access-control-allow-origin", origin));
+        headers.push(header("access-control-expose-headers", EXPOSE_HEADERS));
     }
     headers
 }
@@ -325,18 +341,18 @@ mod tests {
         origins.iter().map(|o| (*o).to_owned()).collect()
     }
 
-    fn allowed(d: PreflightDecision) -> Vec<Header> {
-        match d {
-            PreflightDecision::Allowed(h) => h,
-            PreflightDecision::Denied(why) => panic!("denied: {why}"),
-        }
+    type Checked = Result<Vec<Header>, PreflightDenial>;
+
+    fn allowed(d: Checked) -> Vec<Header> {
+        d.unwrap_or_else(|why| panic!("denied: {why}"))
     }
 
-    fn denied(d: PreflightDecision) -> PreflightDenial {
-        match d {
-            PreflightDecision::Denied(why) => why,
-            PreflightDecision::Allowed(h) => panic!("allowed: {h:?}"),
-        }
+    fn denied(d: Checked) -> PreflightDenial {
+        d.expect_err("expected a denial")
+    }
+
+    fn hdr(name: &str, value: &str) -> Header {
+        (name.to_owned(), value.to_owned())
     }
 
     fn get<'a>(headers: &'a [Header], name: &str) -> Option<&'a str> {
@@ -347,8 +363,8 @@ mod tests {
     }
 
     /// Preflight for POST with the given origin and headers, no token.
-    fn pf(origin: &str, headers: Option<&str>, c: &CorsConfig) -> PreflightDecision {
-        preflight(
+    fn pf(origin: &str, headers: Option<&str>, c: &CorsConfig) -> Checked {
+        check_preflight(
             Some(origin.as_bytes()),
             Some(b"POST"),
             headers.map(str::as_bytes),
@@ -365,22 +381,43 @@ mod tests {
         assert_eq!(
             h,
             vec![
-                ("Access-Control-Allow-Origin", APP.to_owned()),
-                (
-                    "Access-Control-Allow-Methods",
-                    "GET, POST, PUT, PATCH, DELETE, OPTIONS".to_owned()
+                hdr("access-control-allow-origin", APP),
+                hdr(
+                    "access-control-allow-methods",
+                    "GET, POST, PUT, PATCH, DELETE, OPTIONS"
                 ),
-                (
-                    "Access-Control-Allow-Headers",
-                    "authorization, content-type".to_owned()
+                hdr(
+                    "access-control-allow-headers",
+                    "authorization, content-type"
                 ),
-                ("Access-Control-Max-Age", "600".to_owned()),
-                (
-                    "Vary",
+                hdr("access-control-max-age", "600"),
+                hdr(
+                    "vary",
                     "Origin, Access-Control-Request-Method, Access-Control-Request-Headers"
-                        .to_owned()
                 ),
             ]
+        );
+    }
+
+    #[test]
+    fn preflight_maps_the_check_to_a_decision() {
+        let c = cfg(&[APP]);
+        let d = preflight(Some(APP.as_bytes()), Some(b"GET"), None, &c, None);
+        assert_eq!(
+            d,
+            PreflightDecision::Allowed(allowed(check_preflight(
+                Some(APP.as_bytes()),
+                Some(b"GET"),
+                None,
+                &c,
+                None
+            )))
+        );
+        let d = preflight(Some(b"https://other.example"), Some(b"GET"), None, &c, None);
+        assert_eq!(d, PreflightDecision::Denied);
+        assert_eq!(
+            preflight(None, Some(b"GET"), None, &c, None),
+            PreflightDecision::Denied
         );
     }
 
@@ -492,7 +529,7 @@ mod tests {
             );
             assert_eq!(
                 response_headers(Some(bad.as_bytes()), &c, None),
-                vec![("Vary", "Origin".to_owned())]
+                vec![hdr("vary", "Origin")]
             );
         }
         assert!(
@@ -532,7 +569,7 @@ mod tests {
         // An empty list (which the token format forbids anyway) allows nothing.
         assert!(!origin_allowed(APP.as_bytes(), &any, Some(&[])));
         // The same rule drives preflight and response headers.
-        let d = preflight(
+        let d = check_preflight(
             Some(b"https://other.example"),
             Some(b"GET"),
             None,
@@ -550,11 +587,11 @@ mod tests {
     fn preflight_needs_an_origin_and_a_method() {
         let c = cfg(&["*"]);
         assert_eq!(
-            denied(preflight(None, Some(b"POST"), None, &c, None)),
+            denied(check_preflight(None, Some(b"POST"), None, &c, None)),
             PreflightDenial::NoOrigin
         );
         assert_eq!(
-            denied(preflight(Some(APP.as_bytes()), None, None, &c, None)),
+            denied(check_preflight(Some(APP.as_bytes()), None, None, &c, None)),
             PreflightDenial::NoRequestMethod
         );
     }
@@ -563,7 +600,7 @@ mod tests {
     fn only_the_relayed_methods_are_allowed() {
         let c = cfg(&["*"]);
         for m in ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"] {
-            let h = allowed(preflight(
+            let h = allowed(check_preflight(
                 Some(APP.as_bytes()),
                 Some(m.as_bytes()),
                 None,
@@ -575,7 +612,7 @@ mod tests {
         for m in [
             "CONNECT", "TRACE", "HEAD", "patch", "post", "", "POST ", "GET,POST",
         ] {
-            let d = preflight(Some(APP.as_bytes()), Some(m.as_bytes()), None, &c, None);
+            let d = check_preflight(Some(APP.as_bytes()), Some(m.as_bytes()), None, &c, None);
             assert_eq!(denied(d), PreflightDenial::MethodNotAllowed, "{m:?}");
         }
     }
@@ -645,7 +682,7 @@ mod tests {
                 "{bad:?}"
             );
         }
-        let d = preflight(
+        let d = check_preflight(
             Some(APP.as_bytes()),
             Some(b"POST"),
             Some(b"x-\xff"),
@@ -685,10 +722,7 @@ mod tests {
         );
         // Empty elements do not count as names but do count as bytes.
         let commas = ",".repeat(MAX_REQUEST_HEADERS_LEN);
-        assert!(matches!(
-            pf(APP, Some(&commas), &c),
-            PreflightDecision::Allowed(_)
-        ));
+        assert!(pf(APP, Some(&commas), &c).is_ok());
         let commas = ",".repeat(MAX_REQUEST_HEADERS_LEN + 1);
         assert_eq!(
             denied(pf(APP, Some(&commas), &c)),
@@ -702,9 +736,9 @@ mod tests {
         assert_eq!(
             r,
             vec![
-                ("Vary", "Origin".to_owned()),
-                ("Access-Control-Allow-Origin", APP.to_owned()),
-                ("Access-Control-Expose-Headers", EXPOSE_HEADERS.to_owned()),
+                hdr("vary", "Origin"),
+                hdr("access-control-allow-origin", APP),
+                hdr("access-control-expose-headers", EXPOSE_HEADERS),
             ]
         );
     }
@@ -712,7 +746,7 @@ mod tests {
     #[test]
     fn response_headers_always_vary_on_origin() {
         let c = cfg(&[APP]);
-        let only_vary = vec![("Vary", "Origin".to_owned())];
+        let only_vary = vec![hdr("vary", "Origin")];
         assert_eq!(response_headers(None, &c, None), only_vary);
         assert_eq!(
             response_headers(Some(b"https://other.example"), &c, None),
@@ -768,12 +802,14 @@ mod tests {
         ];
         for origin in inputs {
             let mut all = response_headers(Some(origin), &c, None);
-            if let PreflightDecision::Allowed(h) =
-                preflight(Some(origin), Some(b"GET"), Some(b"a, b"), &c, None)
-            {
+            if let Ok(h) = check_preflight(Some(origin), Some(b"GET"), Some(b"a, b"), &c, None) {
                 all.extend(h);
             }
             for (name, value) in all {
+                assert!(
+                    name.bytes().all(|b| b.is_ascii_lowercase() || b == b'-'),
+                    "{name}"
+                );
                 assert!(
                     value.bytes().all(|b| (0x20..0x7f).contains(&b)),
                     "{name}: {value:?}"
