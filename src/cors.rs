@@ -146,7 +146,7 @@ fn parse_origin(origin: &[u8]) -> Option<&str> {
                 .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'));
         (host_ok, port)
     };
-    let port_ok = port.map_or(true, |p| {
+    let port_ok = port.is_none_or(|p| {
         (1..=5).contains(&p.len())
             && p.bytes().all(|b| b.is_ascii_digit())
             && p.parse::<u32>().is_ok_and(|n| n <= 65535)
@@ -169,7 +169,7 @@ fn allowed_origin<'a>(
     token_origins: Option<&[String]>,
 ) -> Option<&'a str> {
     let origin = parse_origin(origin)?;
-    let by_token = token_origins.map_or(true, |list| list_allows(list, origin));
+    let by_token = token_origins.is_none_or(|list| list_allows(list, origin));
     (by_token && list_allows(&cfg.allowed_origins, origin)).then_some(origin)
 }
 

@@ -264,8 +264,7 @@ struct SweepSchedule {
 
 impl SweepSchedule {
     fn due(&self, now: Instant) -> bool {
-        // `map_or(true, ..)` rather than `is_none_or`: the crate's minimum Rust is 1.80.
-        self.not_before.map_or(true, |t| now >= t) && self.useful_at.map_or(true, |t| now >= t)
+        self.not_before.is_none_or(|t| now >= t) && self.useful_at.is_none_or(|t| now >= t)
     }
 
     /// Records a sweep at `now`; `next_free` is the earliest time a kept entry may become removable.
@@ -631,7 +630,7 @@ impl TokenEntry {
             && self
                 .window
                 .as_ref()
-                .map_or(true, |w| w.expires_at().is_some_and(|e| e <= now))
+                .is_none_or(|w| w.expires_at().is_some_and(|e| e <= now))
     }
 }
 
