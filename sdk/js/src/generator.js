@@ -42,6 +42,64 @@ const OPTION_CLAIM = Object.freeze({
 const CLAIM_OPTION = Object.fromEntries(Object.entries(OPTION_CLAIM).map(([o, c]) => [c, o]));
 const KNOWN_OPTIONS = new Set([...Object.keys(OPTION_CLAIM), 'expireSeconds']);
 
+// Minting hygiene beyond §5, which leaves these formats open (the verifier accepts any string). The
+// Python SDK's create_token applies the same rules, so both SDKs mint the same tokens from the same input.
+// config.json names server-side keys like key ids.
+const KEY_NAME = /^[A-Za-z0-9._-]{1,64}$/;
+// A provider-relative path as the relay matches it: exact, query excluded.
+const ENDPOINT = /^\/[\x21-\x7e]*$/;
+// A browser origin is scheme://host[:port] with nothing after it; an entry with a path never matches
+// the Origin header, so it is refused rather than silently useless.
+const ORIGIN = /^https?:\/\/(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?$/;
+const MODEL_MAX = 256; // characters of one allowedModels entry, the same bound as ext.rep_m
+
+/** @type {[string, (s: string) => boolean, string][]} */
+const LIST_RULES = [
+  ['allowedModels', (s) => s.length > 0 && [...s].length <= MODEL_MAX, `1 to ${MODEL_MAX} characters`],
+  [
+    'allowedEndpoints',
+    (s) => ENDPOINT.test(s) && !/[?#]/.test(s),
+    'a path such as "/chat/completions" (no query)',
+  ],
+  ['allowedOrigins', (s) => ORIGIN.test(s), 'an origin such as "https://app.example.com" (no path)'],
+];
+
+/**
+ * The hygiene checks above, on options whose types are right; wrong types are left to the claim checks,
+ * which name them too.
+ *
+ * @param {Record<string, unknown>} o
+ */
+function checkMintHygiene(o) {
+  if (typeof o.keyRef === 'string' && !KEY_NAME.test(o.keyRef)) {
+    throw new InvalidArgumentError(
+      'keyRef',
+      'must be a key name of 1 to 64 characters from A-Z a-z 0-9 . _ -',
+    );
+  }
+  if (typeof o.baseUrl === 'string' && /[?#]/.test(o.baseUrl)) {
+    throw new InvalidArgumentError('baseUrl', 'must be a base URL without a query or fragment');
+  }
+  for (const [name, ok, what] of LIST_RULES) {
+    const list = o[name];
+    if (!Array.isArray(list)) continue;
+    list.forEach((entry, i) => {
+      if (typeof entry === 'string' && !ok(entry))
+        throw new InvalidArgumentError(`${name}[${i}]`, `must be ${what}`);
+    });
+  }
+  // The uid ends up in access logs, where control characters could forge log lines; the verifier only
+  // checks its length because the shared vectors carry such a uid.
+  const uid = o.userId;
+  if (
+    uid !== undefined &&
+    uid !== null &&
+    !(typeof uid === 'string' && uid.length <= UID_MAX && PRINTABLE.test(uid))
+  ) {
+    throw new InvalidArgumentError('userId', `must be 1 to ${UID_MAX} printable ASCII characters`);
+  }
+}
+
 /**
  * `extInfo` as the original SDK took it: "" (none), a JSON string, or an object with only `rep_m`.
  *
@@ -132,12 +190,7 @@ export function claimsFromOptions(options, { tenant, now, jti }) {
   if (claims.mtok_mode !== undefined && claims.mtok === undefined) {
     throw new InvalidArgumentError('maxTokensMode', 'only makes sense together with maxTokens');
   }
-  // Stricter than the verifier (see claims.js): the uid ends up in access logs, where control
-  // characters could forge log lines. The Python SDK applies the same rule.
-  const uid = claims.uid;
-  if (uid !== undefined && !(typeof uid === 'string' && uid.length <= UID_MAX && PRINTABLE.test(uid))) {
-    throw new InvalidArgumentError('userId', `must be 1 to ${UID_MAX} printable ASCII characters`);
-  }
+  checkMintHygiene(o);
   return claims;
 }
 
