@@ -35,8 +35,8 @@ const SWEEP_MAX_INTERVAL: Duration = Duration::from_secs(60);
 
 /// Up to this many calls per window, a token's `rate` is enforced from an exact log of its accepted
 /// calls. Above it, calls close in time share one log entry (see `CallWindow`), which bounds memory to
-/// about `WINDOW_GROUPS + 2` entries of 24 bytes per token and may hold a call up to `s /
-/// WINDOW_GROUPS` longer than an exact log would, but never lets more than n calls into a window.
+/// `WINDOW_GROUPS + 2` entries of 24 bytes per token and may hold a call up to `s / WINDOW_GROUPS`
+/// longer than an exact log would, but never lets more than n calls into a window.
 const WINDOW_GROUPS: u64 = 32;
 
 /// Retry-After for a request refused because the per-token table is full of entries that must be
@@ -520,8 +520,8 @@ pub enum TokenRejection {
 ///
 /// With `n <= WINDOW_GROUPS` every call is its own group, so the log is exact. With more, a call joins
 /// the newest group if that group started less than `s / WINDOW_GROUPS` earlier; a group then counts
-/// as in a window until its *last* call leaves it, which only ever refuses early (by at most that
-/// width), never admits too much. Group starts are at least that width apart, so at most
+/// as in a window until its *last* call leaves it, which can delay the next call by at most that
+/// width compared with an exact log, but never admits too many. Group starts are at least that width apart, so at most
 /// `WINDOW_GROUPS + 2` groups can be in the last `s` seconds.
 #[derive(Debug)]
 struct CallWindow {
