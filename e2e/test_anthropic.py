@@ -21,12 +21,12 @@ def _token(sdk: RelayAPIClient, **options: object) -> str:
 def test_messages_path_form(mock: MockUpstream, sdk: RelayAPIClient) -> None:
     token = _token(sdk)
     client = anthropic_client(sdk.generate_api_url_with_token(token))
-    reply = client.messages.create(model="claude-sonnet-4-5", max_tokens=64, messages=HELLO)
+    reply = client.messages.create(model="claude-test-model", max_tokens=64, messages=HELLO)
     assert reply.content[0].type == "text"
     assert reply.content[0].text == "echo: hello claude"
     seen = only_request(mock)
     assert (seen["method"], seen["path"]) == ("POST", "/v1/messages")
-    assert json.loads(seen["body"])["model"] == "claude-sonnet-4-5"
+    assert json.loads(seen["body"])["model"] == "claude-test-model"
     assert_clean_upstream(seen, token, provider="anthropic")
 
 
@@ -34,7 +34,7 @@ def test_messages_header_form(mock: MockUpstream, sdk: RelayAPIClient) -> None:
     # The Anthropic SDK sends its api_key as x-api-key; the relay takes the token from there.
     token = _token(sdk)
     client = anthropic_client(sdk.relay_base_url, api_key=token)
-    reply = client.messages.create(model="claude-sonnet-4-5", max_tokens=64, messages=HELLO)
+    reply = client.messages.create(model="claude-test-model", max_tokens=64, messages=HELLO)
     assert reply.content[0].text == "echo: hello claude"  # type: ignore[union-attr]
     assert_clean_upstream(only_request(mock), token, provider="anthropic")
 
@@ -42,7 +42,7 @@ def test_messages_header_form(mock: MockUpstream, sdk: RelayAPIClient) -> None:
 def test_messages_streamed(mock: MockUpstream, sdk: RelayAPIClient) -> None:
     token = _token(sdk)
     client = anthropic_client(sdk.generate_api_url_with_token(token))
-    with client.messages.stream(model="claude-sonnet-4-5", max_tokens=64, messages=HELLO) as stream:
+    with client.messages.stream(model="claude-test-model", max_tokens=64, messages=HELLO) as stream:
         text = "".join(stream.text_stream)
         final = stream.get_final_message()
     assert text == "echo: hello claude"
@@ -59,7 +59,7 @@ def test_streamed_events_arrive_while_the_mock_is_still_producing(
     client = anthropic_client(sdk.generate_api_url_with_token(_token(sdk)))
     events = iter(
         client.messages.create(
-            model="claude-sonnet-4-5",
+            model="claude-test-model",
             max_tokens=64,
             messages=[{"role": "user", "content": f"wait [gate:{gate}]"}],
             stream=True,
@@ -79,7 +79,7 @@ def test_forced_model(mock: MockUpstream, sdk: RelayAPIClient) -> None:
     client = anthropic_client(
         sdk.generate_api_url_with_token(_token(sdk, ext_info='{"rep_m": "claude-forced"}'))
     )
-    reply = client.messages.create(model="claude-sonnet-4-5", max_tokens=64, messages=HELLO)
+    reply = client.messages.create(model="claude-test-model", max_tokens=64, messages=HELLO)
     assert reply.model == "claude-forced"
     body = json.loads(only_request(mock)["body"])
     assert body["model"] == "claude-forced"

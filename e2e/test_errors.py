@@ -150,7 +150,7 @@ def test_endpoint_not_allowed(sdk: RelayAPIClient, mock: MockUpstream) -> None:
 def test_anthropic_sdk_sees_the_same_errors(relay: Relay, sdk: RelayAPIClient, mock: MockUpstream) -> None:
     def ask(base_url: str) -> Any:
         return anthropic_client(base_url).messages.create(
-            model="claude-sonnet-4-5", max_tokens=16, messages=HELLO
+            model="claude-test-model", max_tokens=16, messages=HELLO
         )
 
     with pytest.raises(anthropic.AuthenticationError) as bad:

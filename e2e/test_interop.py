@@ -61,7 +61,22 @@ def test_rust_minted_token_decodes_in_python(relay: Relay, sdk: RelayAPIClient) 
     assert claims["max"] == 3
     assert claims["exp"] - claims["iat"] == 600
     assert before - 5 <= claims["iat"] <= int(time.time()) + 5
+    assert "ext" not in claims
     assert sdk.verify_token(token) == claims
+
+
+def test_rust_minted_forced_model_reaches_the_upstream(
+    relay: Relay, sdk: RelayAPIClient, mock: MockUpstream
+) -> None:
+    token = _rust_mint(relay, "--provider", "openai", "--key-env", MINT_KEY_ENV, "--model", "gpt-rust")
+    assert sdk.decode_token(token)["ext"] == {"rep_m": "gpt-rust"}
+    reply = openai_client(sdk.generate_api_url_with_token(token)).chat.completions.create(
+        model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}]
+    )
+    assert reply.model == "gpt-rust"
+    seen = only_request(mock)
+    assert json.loads(seen["body"])["model"] == "gpt-rust"
+    assert_clean_upstream(seen, token, provider="openai")
 
 
 def test_rust_minted_key_reference(relay: Relay, sdk: RelayAPIClient, mock: MockUpstream) -> None:
