@@ -178,3 +178,22 @@ def test_usage_reflects_calls(mock: MockUpstream, sdk: RelayAPIClient) -> None:
     assert usage["expires_at"] == claims["exp"]
     assert usage["revoked"] is False
     assert len(mock.requests()) == 2
+
+
+def test_cors_preflight_needs_no_token(mock: MockUpstream, sdk: RelayAPIClient) -> None:
+    # A browser sends the preflight without credentials; it must be answered before any token check.
+    url = sdk.generate_api_url_with_token(sdk.create_token(REAL_KEY, max_calls=1), "chat_completions")
+    req = urllib.request.Request(
+        url,
+        method="OPTIONS",
+        headers={
+            "Origin": "https://app.example.com",
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "content-type, authorization",
+        },
+    )
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        assert 200 <= resp.status < 300
+        assert resp.headers["Access-Control-Allow-Origin"] in ("*", "https://app.example.com")
+        assert "POST" in resp.headers["Access-Control-Allow-Methods"].upper()
+    assert mock.requests() == []
