@@ -40,6 +40,24 @@ describe('admin signature', () => {
     });
   }
 
+  it('matches the values the Rust relay pins for the k1 vector key (src/admin.rs)', () => {
+    assert.equal(
+      adminKey(TENANT_KEY).toString('hex'),
+      'b2a091b9062ac518a2398d9fae54ade0db8ec35cf61e48418900e701301fd841',
+    );
+    assert.equal(
+      signAdminRequest({
+        kid: 'k1',
+        tenantKey: TENANT_KEY,
+        method: 'POST',
+        target: '/admin/v1/revoke-before',
+        body: '{"before":1790000000}',
+        ts: 1790000000,
+      }),
+      'RelayAPI-HMAC-SHA256 kid=k1,ts=1790000000,sig=mtr-gjK6MvHeYFtA9_A0NW9ENJ4Hrl_8cQhx_758fs0',
+    );
+  });
+
   it('changes with every signed input', () => {
     const base = { kid: 'k1', tenantKey: TENANT_KEY, method: 'POST', target: '/x', body: '{}', ts: 1 };
     const sig = (/** @type {object} */ over) => signAdminRequest({ ...base, ...over }).split('sig=')[1];
