@@ -286,8 +286,10 @@ async fn proxy<S: AsyncRead + AsyncWrite + Unpin>(
             return Err(Error::IpNotAllowed.into());
         }
     }
-    if let (Some(allowed), Some(origin)) = (&claims.origins, &ctx.origin) {
-        if !allowed.iter().any(|a| a == origin) {
+    // A browser request from an origin that neither config nor the token allows would be blocked from
+    // reading the answer, but a simple request would still spend a call: refuse it before that.
+    if let Some(origin) = &ctx.origin {
+        if !cors::origin_allowed(origin.as_bytes(), &app.cfg.cors, claims.origins.as_deref()) {
             return Err(Error::OriginNotAllowed.into());
         }
     }
@@ -295,7 +297,7 @@ async fn proxy<S: AsyncRead + AsyncWrite + Unpin>(
     let _in_flight = app
         .token_limits
         .try_acquire(
-            &claims.jti,
+            &format!("{}/{}", claims.tid, claims.jti),
             claims.rate.as_ref().map(|r| (r.n, r.s)),
             claims.conc,
             app.clock.mono_now(),
@@ -342,11 +344,11 @@ async fn proxy<S: AsyncRead + AsyncWrite + Unpin>(
             return Err(fail(Error::StoreUnavailable));
         }
     }
-    let mut conn = match app.upstream.checkout(&provider.base).await {
+    let conn = match app.upstream.checkout(&provider.base).await {
         Ok(c) => c,
         Err(e) => {
             // Connect and TLS failures happen before a byte of the request left: give the call back.
-            if app.store.refund(&claims.jti).await.is_err() {
+            if app.store.refund(&claims.tid, &claims.jti).await.is_err() {
                 app.log.warn("refund failed", json!({"jti": claims.jti}));
             }
             app.stats.upstream_errors.fetch_add(1, Ordering::Relaxed);
@@ -363,18 +365,12 @@ async fn proxy<S: AsyncRead + AsyncWrite + Unpin>(
         head,
         framing,
         ctx,
-        &mut conn,
+        conn,
         &upstream_req,
         &api_key,
         &claims,
     )
     .await
-    .map(|(done, reusable)| {
-        if reusable {
-            app.upstream.release(conn);
-        }
-        done
-    })
     .map_err(|error| {
         app.stats.upstream_errors.fetch_add(1, Ordering::Relaxed);
         fail(error)
@@ -615,9 +611,9 @@ fn build_upstream_request(
     out
 }
 
-/// Send the request on `conn` and stream the answer to the client. Returns the outcome and whether the
-/// upstream connection ended cleanly enough to be pooled. Errors are only returned while nothing has
-/// been sent to the client yet.
+/// Send the request on `conn` and stream the answer to the client; the connection goes back to the pool
+/// only if the exchange ended exactly as framed. Errors are only returned while nothing has been sent to
+/// the client yet.
 #[allow(clippy::too_many_arguments)]
 async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
     app: &App,
@@ -625,11 +621,11 @@ async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
     head: &RequestHead,
     framing: &RequestFraming,
     ctx: &mut Ctx,
-    conn: &mut Conn,
+    mut conn: Conn,
     request: &[u8],
     api_key: &SecretString,
     claims: &Claims,
-) -> Result<(Done, bool), Error> {
+) -> Result<Done, Error> {
     let up = &app.cfg.upstream;
     // One write for head and body: one syscall and, usually, one packet.
     tokio::time::timeout(
@@ -659,19 +655,16 @@ async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
             }
             break r;
         }
-        match read_upstream_or_client(client, conn, &mut rbuf, deadline).await? {
+        match read_upstream_or_client(client, &mut conn, &mut rbuf, deadline).await? {
             Read::Upstream(0) => return Err(Error::UpstreamProtocol),
             Read::Upstream(_) => {}
             Read::ClientGone => {
-                return Ok((
-                    Done {
-                        status: 499,
-                        bytes: 0,
-                        next: Next::Close,
-                        reason: Some("client_closed"),
-                    },
-                    false,
-                ));
+                return Ok(Done {
+                    status: 499,
+                    bytes: 0,
+                    next: Next::Close,
+                    reason: Some("client_closed"),
+                });
             }
         }
     };
@@ -694,19 +687,25 @@ async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
         claims,
     );
     if client.write_all(&out_head).await.is_err() {
-        return Ok((
-            Done {
-                status: resp.status,
-                bytes: 0,
-                next: Next::Close,
-                reason: Some("client_closed"),
-            },
-            false,
-        ));
+        return Ok(Done {
+            status: resp.status,
+            bytes: 0,
+            next: Next::Close,
+            reason: Some("client_closed"),
+        });
     }
 
     app.stats.active_streams.fetch_add(1, Ordering::Relaxed);
-    let pumped = pump_body(app, client, conn, rbuf, body_kind, dechunk).await;
+    let pumped = pump_body(
+        app,
+        client,
+        conn,
+        rbuf,
+        body_kind,
+        dechunk,
+        upstream_keep_alive,
+    )
+    .await;
     app.stats.active_streams.fetch_sub(1, Ordering::Relaxed);
     let next = if close_client {
         Next::Close
@@ -714,24 +713,18 @@ async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
         Next::KeepAlive
     };
     Ok(match pumped {
-        Ok((bytes, clean)) => (
-            Done {
-                status: resp.status,
-                bytes,
-                next,
-                reason: None,
-            },
-            clean && upstream_keep_alive,
-        ),
-        Err((bytes, why)) => (
-            Done {
-                status: resp.status,
-                bytes,
-                next: Next::Close,
-                reason: Some(why),
-            },
-            false,
-        ),
+        Ok(bytes) => Done {
+            status: resp.status,
+            bytes,
+            next,
+            reason: None,
+        },
+        Err((bytes, why)) => Done {
+            status: resp.status,
+            bytes,
+            next: Next::Close,
+            reason: Some(why),
+        },
     })
 }
 
@@ -782,15 +775,29 @@ async fn read_upstream_or_client<S: AsyncRead + AsyncWrite + Unpin>(
 async fn pump_body<S: AsyncRead + AsyncWrite + Unpin>(
     app: &App,
     client: &mut Client<S>,
-    conn: &mut Conn,
+    conn: Conn,
     mut pending: Vec<u8>,
     kind: ResponseBody,
     dechunk: bool,
-) -> Result<(u64, bool), (u64, &'static str)> {
+    upstream_keep_alive: bool,
+) -> Result<u64, (u64, &'static str)> {
+    // Returned to the pool the moment its response is fully read, before the last bytes go to the
+    // client, so a client's next request can already reuse it.
+    let mut conn = Some(conn);
+    let release = |conn: &mut Option<Conn>, clean: bool| {
+        if let Some(c) = conn.take() {
+            if clean && upstream_keep_alive {
+                app.upstream.release(c);
+            }
+        }
+    };
     let idle = Duration::from_secs(app.cfg.upstream.read_idle_timeout);
     let mut sent: u64 = 0;
     let mut remaining = match kind {
-        ResponseBody::None => return Ok((0, pending.is_empty())),
+        ResponseBody::None => {
+            release(&mut conn, pending.is_empty());
+            return Ok(0);
+        }
         ResponseBody::Length(n) => Some(n),
         _ => None,
     };
@@ -820,6 +827,10 @@ async fn pump_body<S: AsyncRead + AsyncWrite + Unpin>(
                 }
                 (None, None) => (pending.len(), false),
             };
+            let leftover = pending.len() > take;
+            if finished {
+                release(&mut conn, !leftover);
+            }
             let out: &[u8] = if dechunk { &decoded } else { &pending[..take] };
             if !out.is_empty() {
                 client
@@ -829,17 +840,17 @@ async fn pump_body<S: AsyncRead + AsyncWrite + Unpin>(
                 sent += out.len() as u64;
             }
             decoded.clear();
-            let leftover = pending.len() > take;
             pending.drain(..take);
             if finished {
-                return Ok((sent, !leftover));
+                return Ok(sent);
             }
         }
         let deadline = Instant::now() + idle;
-        match read_upstream_or_client(client, conn, &mut pending, deadline).await {
+        let up = conn.as_mut().expect("held until the body is complete");
+        match read_upstream_or_client(client, up, &mut pending, deadline).await {
             Ok(Read::Upstream(0)) => {
                 return if kind == ResponseBody::UntilClose {
-                    Ok((sent, false))
+                    Ok(sent)
                 } else {
                     Err((sent, "upstream_eof"))
                 };

@@ -72,24 +72,24 @@ impl Store {
     }
 
     /// Give back a reservation for a call that provably never left the relay.
-    pub async fn refund(&self, jti: &str) -> Result<(), StoreError> {
+    pub async fn refund(&self, tenant: &str, jti: &str) -> Result<(), StoreError> {
         match self {
             Store::Memory(m) => {
-                m.refund(jti);
+                m.refund(tenant, jti);
                 Ok(())
             }
         }
     }
 
-    pub async fn usage(&self, jti: &str) -> Result<Option<Usage>, StoreError> {
+    pub async fn usage(&self, tenant: &str, jti: &str) -> Result<Option<Usage>, StoreError> {
         match self {
-            Store::Memory(m) => Ok(m.usage(jti)),
+            Store::Memory(m) => Ok(m.usage(tenant, jti)),
         }
     }
 
-    pub async fn revoke(&self, jti: &str, tenant: &str) -> Result<Usage, StoreError> {
+    pub async fn revoke(&self, tenant: &str, jti: &str) -> Result<Usage, StoreError> {
         match self {
-            Store::Memory(m) => Ok(m.revoke(jti, tenant)),
+            Store::Memory(m) => Ok(m.revoke(tenant, jti)),
         }
     }
 
@@ -108,7 +108,9 @@ pub struct MemoryStore {
 
 #[derive(Default)]
 struct MemoryInner {
-    tokens: HashMap<String, Usage>,
+    /// Keyed by (tenant, token id): token ids are chosen by minters, so one tenant must never be able
+    /// to touch another tenant's counters by reusing an id.
+    tokens: HashMap<(String, String), Usage>,
     revoked_before: HashMap<String, u64>,
 }
 
@@ -130,10 +132,11 @@ impl MemoryStore {
         if g.revoked_before.get(t.tenant).is_some_and(|&b| t.iat < b) {
             return Reservation::Revoked;
         }
-        if !g.tokens.contains_key(t.jti) {
+        let key = (t.tenant.to_string(), t.jti.to_string());
+        if !g.tokens.contains_key(&key) {
             g.sweep(now);
         }
-        let u = g.tokens.entry(t.jti.to_string()).or_insert_with(|| Usage {
+        let u = g.tokens.entry(key).or_insert_with(|| Usage {
             tenant: t.tenant.to_string(),
             ..Usage::default()
         });
@@ -152,16 +155,19 @@ impl MemoryStore {
         Reservation::Granted { used: u.calls_used }
     }
 
-    fn refund(&self, jti: &str) {
+    fn refund(&self, tenant: &str, jti: &str) {
         let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(u) = g.tokens.get_mut(jti) {
+        if let Some(u) = g.tokens.get_mut(&(tenant.to_string(), jti.to_string())) {
             u.calls_used = u.calls_used.saturating_sub(1);
         }
     }
 
-    fn usage(&self, jti: &str) -> Option<Usage> {
+    fn usage(&self, tenant: &str, jti: &str) -> Option<Usage> {
         let g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        let mut u = g.tokens.get(jti).cloned()?;
+        let mut u = g
+            .tokens
+            .get(&(tenant.to_string(), jti.to_string()))
+            .cloned()?;
         // A token issued before its tenant's revocation mark is revoked even if never marked itself.
         if let (Some(iat), Some(&mark)) = (u.issued_at, g.revoked_before.get(&u.tenant)) {
             u.revoked |= iat < mark;
@@ -169,12 +175,15 @@ impl MemoryStore {
         Some(u)
     }
 
-    fn revoke(&self, jti: &str, tenant: &str) -> Usage {
+    fn revoke(&self, tenant: &str, jti: &str) -> Usage {
         let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        let u = g.tokens.entry(jti.to_string()).or_insert_with(|| Usage {
-            tenant: tenant.to_string(),
-            ..Usage::default()
-        });
+        let u = g
+            .tokens
+            .entry((tenant.to_string(), jti.to_string()))
+            .or_insert_with(|| Usage {
+                tenant: tenant.to_string(),
+                ..Usage::default()
+            });
         u.revoked = true;
         u.clone()
     }
@@ -214,12 +223,17 @@ mod tests {
             s.reserve(t("a", Some(3)), 200).await.unwrap(),
             Reservation::Exhausted
         );
-        s.refund("a").await.unwrap();
+        s.refund("acme", "a").await.unwrap();
         assert_eq!(
             s.reserve(t("a", Some(3)), 201).await.unwrap(),
             Reservation::Granted { used: 3 }
         );
-        let u = s.usage("a").await.unwrap().unwrap();
+        let u = s.usage("acme", "a").await.unwrap().unwrap();
+        assert_eq!(
+            s.usage("other-tenant", "a").await.unwrap(),
+            None,
+            "tenants never see each other"
+        );
         assert_eq!(
             (u.calls_used, u.first_used_at, u.last_used_at),
             (3, Some(200), Some(201))
@@ -248,7 +262,7 @@ mod tests {
     #[tokio::test]
     async fn revocation() {
         let s = Store::memory();
-        s.revoke("r", "acme").await.unwrap();
+        s.revoke("acme", "r").await.unwrap();
         assert_eq!(
             s.reserve(t("r", None), 1).await.unwrap(),
             Reservation::Revoked
