@@ -19,6 +19,8 @@ const USER_AGENT = 'relayapi-sdk-js/0.1.0';
 
 /** Default deadline for an answer, and for each read of a stream: model calls can think for minutes. */
 export const DEFAULT_TIMEOUT_SECONDS = 600;
+/** Node's timers hold at most 2^31-1 ms and fire at once beyond that, so longer timeouts are refused. */
+const MAX_TIMEOUT_SECONDS = Math.floor((2 ** 31 - 1) / 1000);
 
 /** `generateUrl` endpoint names (the original SDK's api types) → provider-relative paths. */
 export const ENDPOINTS = Object.freeze({
@@ -50,8 +52,9 @@ function checkTokenText(token) {
  */
 function endpointPath(endpoint) {
   if (typeof endpoint === 'string') {
-    if (Object.hasOwn(ENDPOINTS, endpoint))
+    if (Object.hasOwn(ENDPOINTS, endpoint)) {
       return ENDPOINTS[/** @type {keyof typeof ENDPOINTS} */ (endpoint)];
+    }
     if (ENDPOINT_PATH.test(endpoint)) return endpoint;
   }
   throw new InvalidArgumentError(
@@ -86,8 +89,11 @@ export class RelayAPIClient {
     const { timeout = DEFAULT_TIMEOUT_SECONDS, fetch: fetchImpl = globalThis.fetch, ...rest } = options;
     const unknown = Object.keys(rest);
     if (unknown.length > 0) throw new InvalidArgumentError(unknown[0], 'is not a client option');
-    if (typeof timeout !== 'number' || !(timeout > 0) || !Number.isFinite(timeout)) {
-      throw new InvalidArgumentError('timeout', 'must be a positive number of seconds');
+    if (typeof timeout !== 'number' || !(timeout > 0) || timeout > MAX_TIMEOUT_SECONDS) {
+      throw new InvalidArgumentError(
+        'timeout',
+        `must be a positive number of seconds up to ${MAX_TIMEOUT_SECONDS}`,
+      );
     }
     if (typeof fetchImpl !== 'function') throw new InvalidArgumentError('fetch', 'must be a function');
     this.#fetch = fetchImpl;

@@ -70,6 +70,15 @@ function required(obj, name, field) {
 }
 
 /**
+ * @param {Record<string, unknown>} obj
+ * @param {string} name
+ * @param {unknown} fallback
+ */
+function optional(obj, name, fallback) {
+  return Object.hasOwn(obj, name) && obj[name] !== undefined ? obj[name] : fallback;
+}
+
+/**
  * @param {unknown} v
  * @param {string} field
  * @param {number} maxLen
@@ -104,8 +113,9 @@ function host(v) {
   }
   const bare = v.startsWith('[') && v.endsWith(']') ? v.slice(1, -1) : v;
   if (bare.includes(':')) {
-    if (bare.includes('%'))
+    if (bare.includes('%')) {
       throw new ConfigError('server.host', 'IPv6 zone ids are not usable in relay URLs');
+    }
     if (isIPv6(bare)) return { host: bare, urlHost: `[${bare}]` };
     throw new ConfigError('server.host', 'expected a valid IPv6 address');
   }
@@ -133,7 +143,8 @@ export function parseRai(doc) {
     'port',
     'base_path',
   ]);
-  const scheme = server.scheme ?? 'http';
+  // Only an absent optional field takes its default: `null` is a wrong value, not a missing one.
+  const scheme = optional(server, 'scheme', 'http');
   if (scheme !== 'http' && scheme !== 'https') {
     throw new ConfigError('server.scheme', 'expected "http" or "https"');
   }
@@ -142,7 +153,7 @@ export function parseRai(doc) {
   if (typeof port !== 'number' || !Number.isInteger(port) || port < 1 || port > 65535) {
     throw new ConfigError('server.port', 'expected an integer from 1 to 65535');
   }
-  const basePath = server.base_path ?? DEFAULT_BASE_PATH;
+  const basePath = optional(server, 'base_path', DEFAULT_BASE_PATH);
   if (typeof basePath !== 'string' || !BASE_PATH.test(basePath)) {
     throw new ConfigError(
       'server.base_path',
@@ -164,7 +175,7 @@ export function parseRai(doc) {
   const key = tenantKey(required(crypto, 'key', 'crypto.key'), 'crypto.key');
   const tenantId = identifier(required(crypto, 'tenant_id', 'crypto.tenant_id'), 'crypto.tenant_id', 64);
 
-  const previous = crypto.previous_keys ?? [];
+  const previous = optional(crypto, 'previous_keys', []);
   if (!Array.isArray(previous)) throw new ConfigError('crypto.previous_keys', 'expected an array');
   const seen = new Set([keyId]);
   const previousKeys = previous.map((entry, i) => {

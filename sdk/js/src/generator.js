@@ -3,8 +3,8 @@
  *
  * The option names mirror the Python SDK's keyword arguments in camelCase, with the same defaults and
  * units (seconds, UTC). The mapping to claims is a pure function with the time and token id passed in,
- * so tests can pin it; {@link TokenGenerator#createToken} is the only place that reads the clock and the
- * CSPRNG.
+ * so tests can pin it; {@link createToken} is the only place that reads the clock and the CSPRNG, so
+ * the public path always mints with fresh values.
  *
  * @module
  */
@@ -84,8 +84,9 @@ function checkMintHygiene(o) {
     const list = o[name];
     if (!Array.isArray(list)) continue;
     list.forEach((entry, i) => {
-      if (typeof entry === 'string' && !ok(entry))
+      if (typeof entry === 'string' && !ok(entry)) {
         throw new InvalidArgumentError(`${name}[${i}]`, `must be ${what}`);
+      }
     });
   }
   // The uid ends up in access logs, where control characters could forge log lines; the verifier only

@@ -164,6 +164,9 @@ describe('constructor', () => {
     });
     assert.throws(() => new RelayAPIClient(raiObject(), { timeout: 0 }), { param: 'timeout' });
     assert.throws(() => new RelayAPIClient(raiObject(), { timeout: Infinity }), { param: 'timeout' });
+    assert.throws(() => new RelayAPIClient(raiObject(), { timeout: 30 * 86400 }), { param: 'timeout' });
+    assert.throws(() => new RelayAPIClient(raiObject(), { timeout: NaN }), { param: 'timeout' });
+    assert.doesNotThrow(() => new RelayAPIClient(raiObject(), { timeout: 0.5 }));
     assert.throws(() => new RelayAPIClient(raiObject(), /** @type {any} */ ({ timeOut: 5 })), {
       param: 'timeOut',
     });
