@@ -54,3 +54,8 @@ export async function usage(): Promise<void> {
   // @ts-expect-error -- the query form has no base URL
   client.generateQueryUrl(token, '');
 }
+
+export async function streamFlag(client: RelayAPIClient, token: string, stream: boolean): Promise<void> {
+  const result = await client.chat({ token, model: 'm', messages: [], stream });
+  if (Symbol.asyncIterator in result) for await (const chunk of result) void chunk;
+}

@@ -183,6 +183,9 @@ export class RelayAPIClient {
     request: ChatRequest & { stream: true },
   ): Promise<AsyncGenerator<Record<string, unknown>, void, undefined>>;
   chat(request: ChatRequest & { stream?: false }): Promise<Record<string, unknown>>;
+  chat(
+    request: ChatRequest,
+  ): Promise<Record<string, unknown> | AsyncGenerator<Record<string, unknown>, void, undefined>>;
   generateImage(request: ImageRequest): Promise<Record<string, unknown>>;
   createEmbedding(request: EmbeddingRequest): Promise<Record<string, unknown>>;
   healthCheck(options?: { signal?: AbortSignal }): Promise<HealthStatus>;
