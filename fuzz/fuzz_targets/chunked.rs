@@ -7,7 +7,11 @@ use libfuzzer_sys::fuzz_target;
 use relayapi::chunked::{ChunkError, ChunkedDecoder, ChunkedLimits};
 
 /// Feeds `pieces` in order, as successive reads, and returns what a caller would see.
-fn feed(limits: ChunkedLimits, pieces: &[&[u8]], keep: bool) -> (Result<usize, ChunkError>, Vec<u8>, bool) {
+fn feed(
+    limits: ChunkedLimits,
+    pieces: &[&[u8]],
+    keep: bool,
+) -> (Result<usize, ChunkError>, Vec<u8>, bool) {
     let mut decoder = ChunkedDecoder::new(limits);
     let mut out = Vec::new();
     let mut consumed = 0;
@@ -34,7 +38,11 @@ fuzz_target!(|data: &[u8]| {
         max_trailer_bytes: usize::from(*b) * 4,
         max_body_bytes: u64::from(*c) * 16,
     };
-    let cut = if body.is_empty() { 0 } else { usize::from(*d) % (body.len() + 1) };
+    let cut = if body.is_empty() {
+        0
+    } else {
+        usize::from(*d) % (body.len() + 1)
+    };
 
     let whole = feed(limits, &[body], true);
     let split = feed(limits, &[&body[..cut], &body[cut..]], true);

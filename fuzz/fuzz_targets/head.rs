@@ -6,7 +6,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use relayapi::framing::{request_framing, response_framing};
-use relayapi::head::{parse_request_head, parse_response_head, Header, HeadLimits};
+use relayapi::head::{parse_request_head, parse_response_head, HeadLimits, Header};
 
 fuzz_target!(|data: &[u8]| {
     // The first three bytes pick the limits (small, so the limit paths are reached) and a split
@@ -26,15 +26,24 @@ fuzz_target!(|data: &[u8]| {
             assert!(head.headers.len() <= limits.max_headers);
             assert!(head.target.len() <= limits.max_uri_bytes);
             assert!(head.target == "*" || head.target.starts_with('/'));
-            assert!(!head.target.bytes().any(|b| b <= b' ' || b == b'#' || b >= 0x7f));
+            assert!(!head
+                .target
+                .bytes()
+                .any(|b| b <= b' ' || b == b'#' || b >= 0x7f));
             check_headers(&head.headers);
             // Nothing after the head changes it.
-            let again = parse_request_head(&rest[..head.head_len], &limits).unwrap().unwrap();
+            let again = parse_request_head(&rest[..head.head_len], &limits)
+                .unwrap()
+                .unwrap();
             assert_eq!(again, head);
             // A prefix of an accepted head is never accepted nor refused (two probes, since
             // every prefix would make each run quadratic).
             for cut in [usize::from(*c) % head.head_len, head.head_len - 1] {
-                assert_eq!(parse_request_head(&rest[..cut], &limits), Ok(None), "prefix {cut}");
+                assert_eq!(
+                    parse_request_head(&rest[..cut], &limits),
+                    Ok(None),
+                    "prefix {cut}"
+                );
             }
             let _ = request_framing(&head);
         }
@@ -47,9 +56,14 @@ fuzz_target!(|data: &[u8]| {
             assert!(head.head_len <= rest.len() && head.head_len <= limits.max_head_bytes);
             assert!((100..=599).contains(&head.status));
             check_headers(&head.headers);
-            let again = parse_response_head(&rest[..head.head_len], &limits).unwrap().unwrap();
+            let again = parse_response_head(&rest[..head.head_len], &limits)
+                .unwrap()
+                .unwrap();
             assert_eq!(again, head);
-            assert_eq!(parse_response_head(&rest[..head.head_len - 1], &limits), Ok(None));
+            assert_eq!(
+                parse_response_head(&rest[..head.head_len - 1], &limits),
+                Ok(None)
+            );
             let _ = response_framing(&head, "GET");
             let _ = response_framing(&head, "HEAD");
         }
@@ -61,8 +75,14 @@ fuzz_target!(|data: &[u8]| {
 fn check_headers(headers: &[Header]) {
     for h in headers {
         assert!(!h.name.is_empty());
-        assert!(!h.name.bytes().any(|b| b.is_ascii_uppercase() || b <= b' ' || b == b':'));
-        assert!(!h.value.iter().any(|&b| b == b'\r' || b == b'\n' || b == 0 || b == 0x7f));
+        assert!(!h
+            .name
+            .bytes()
+            .any(|b| b.is_ascii_uppercase() || b <= b' ' || b == b':'));
+        assert!(!h
+            .value
+            .iter()
+            .any(|&b| b == b'\r' || b == b'\n' || b == 0 || b == 0x7f));
         assert!(!h.value.first().is_some_and(|&b| b == b' ' || b == b'\t'));
         assert!(!h.value.last().is_some_and(|&b| b == b' ' || b == b'\t'));
     }
