@@ -12,6 +12,7 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::limiter::{RateLimiter, TokenLimits};
 use crate::log::Logger;
+use crate::metrics::Metrics;
 use crate::provider::Registry;
 use crate::rai::Keyring;
 use crate::secret::SecretString;
@@ -62,6 +63,46 @@ impl Stats {
     }
 }
 
+/// Admits at most `per_second` events per wall-clock second (for sampling log lines under floods).
+#[derive(Debug)]
+pub struct Sampler {
+    per_second: u64,
+    /// Second in the high 32 bits, count in the low 32: one atomic word, no lock.
+    state: AtomicU64,
+}
+
+impl Sampler {
+    pub fn new(per_second: u64) -> Sampler {
+        Sampler {
+            per_second,
+            state: AtomicU64::new(0),
+        }
+    }
+
+    pub fn admit(&self, now: u64) -> bool {
+        let sec = now & 0xffff_ffff;
+        let mut cur = self.state.load(Ordering::Relaxed);
+        loop {
+            let (s, n) = (cur >> 32, cur & 0xffff_ffff);
+            let next = if s == sec {
+                (sec << 32) | (n + 1)
+            } else {
+                (sec << 32) | 1
+            };
+            if s == sec && n >= self.per_second {
+                return false;
+            }
+            match self
+                .state
+                .compare_exchange_weak(cur, next, Ordering::Relaxed, Ordering::Relaxed)
+            {
+                Ok(_) => return true,
+                Err(actual) => cur = actual,
+            }
+        }
+    }
+}
+
 pub struct App {
     pub cfg: Config,
     pub keyring: Keyring,
@@ -75,6 +116,10 @@ pub struct App {
     pub trusted_proxies: Vec<IpNet>,
     pub clock: Arc<dyn Clock>,
     pub stats: Stats,
+    pub metrics: Metrics,
+    /// Client ranges allowed to read `/metrics`.
+    pub metrics_allowed: Vec<IpNet>,
+    pub log_sampler: Sampler,
     pub log: Logger,
     pub started: Instant,
     /// Random per-process prefix of request ids, so ids from several instances do not collide.
@@ -86,5 +131,18 @@ impl App {
     pub fn next_request_id(&self) -> String {
         let n = self.request_seq.fetch_add(1, Ordering::Relaxed);
         format!("{}-{n:x}", self.instance_id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sampler_caps_each_second() {
+        let s = Sampler::new(3);
+        let admitted = (0..10).filter(|_| s.admit(100)).count();
+        assert_eq!(admitted, 3);
+        assert!(s.admit(101), "a new second starts a new allowance");
     }
 }

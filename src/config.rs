@@ -54,6 +54,9 @@ pub struct Config {
     pub cors: CorsConfig,
     pub store: StoreConfig,
     pub log: LogConfig,
+    pub metrics: MetricsConfig,
+    /// HTTPS served by the relay itself; absent (or null) means plain HTTP.
+    pub tls: Option<TlsConfig>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -222,19 +225,146 @@ impl Default for CorsConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StoreConfig {
-    /// `memory` (lost on restart; tests and `--dev`), later `file` and `redis`.
+    /// `sqlite` (persistent, one host; the default), `redis` (shared by several relays) or `memory`
+    /// (lost on restart; tests and development).
     #[serde(rename = "type")]
     pub kind: String,
+    /// sqlite: the database file; a relative path is taken from the directory of `config.json`.
     pub path: Option<PathBuf>,
+    /// redis: `redis://[user:password@]host[:port][/db]`.
     pub url: Option<String>,
+    /// redis: prepended to every key, so several relays (or other applications) can share a server.
+    pub key_prefix: Option<String>,
+    /// redis: seconds allowed to open a connection.
+    pub connect_timeout: Option<u64>,
+    /// redis: seconds allowed for each command; a hung server answers `store_unavailable`, never hangs.
+    pub command_timeout: Option<u64>,
 }
 
 impl Default for StoreConfig {
     fn default() -> Self {
         StoreConfig {
-            kind: "memory".into(),
+            kind: "sqlite".into(),
             path: None,
             url: None,
+            key_prefix: None,
+            connect_timeout: None,
+            command_timeout: None,
+        }
+    }
+}
+
+impl StoreConfig {
+    pub const DEFAULT_SQLITE_PATH: &'static str = "relayapi-usage.db";
+    pub const DEFAULT_KEY_PREFIX: &'static str = "relayapi:";
+    pub const DEFAULT_REDIS_TIMEOUT: u64 = 2;
+
+    /// The sqlite file, with a relative path resolved against the directory of `config_file` so the
+    /// relay finds the same counters whatever directory it is started from.
+    pub fn sqlite_path(&self, config_file: &Path) -> PathBuf {
+        let p = self
+            .path
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(Self::DEFAULT_SQLITE_PATH));
+        if p.is_absolute() {
+            return p;
+        }
+        match config_file.parent() {
+            Some(dir) => dir.join(p),
+            None => p,
+        }
+    }
+
+    pub fn key_prefix(&self) -> &str {
+        self.key_prefix
+            .as_deref()
+            .unwrap_or(Self::DEFAULT_KEY_PREFIX)
+    }
+
+    pub fn connect_timeout(&self) -> Duration {
+        Duration::from_secs(self.connect_timeout.unwrap_or(Self::DEFAULT_REDIS_TIMEOUT))
+    }
+
+    pub fn command_timeout(&self) -> Duration {
+        Duration::from_secs(self.command_timeout.unwrap_or(Self::DEFAULT_REDIS_TIMEOUT))
+    }
+
+    /// Checks the fields of the chosen type and refuses the fields of the others, so a typo such as
+    /// `"url"` on a sqlite store does not pass silently. Errors are `(field, problem)`.
+    fn check(&self) -> Result<(), (&'static str, String)> {
+        let redis_only = [
+            ("store.url", self.url.is_some()),
+            ("store.key_prefix", self.key_prefix.is_some()),
+            ("store.connect_timeout", self.connect_timeout.is_some()),
+            ("store.command_timeout", self.command_timeout.is_some()),
+        ];
+        let not_for = |kind: &str, fields: &[(&'static str, bool)]| {
+            match fields.iter().find(|(_, given)| *given) {
+                Some((field, _)) => Err((*field, format!("is not used by a {kind} store"))),
+                None => Ok(()),
+            }
+        };
+        match self.kind.as_str() {
+            "memory" => not_for(
+                "memory",
+                &[&[("store.path", self.path.is_some())][..], &redis_only[..]].concat(),
+            ),
+            "sqlite" => {
+                not_for("sqlite", &redis_only)?;
+                match &self.path {
+                    Some(p) if p.as_os_str().is_empty() => Err((
+                        "store.path",
+                        "expected a file name such as \"relayapi-usage.db\"".into(),
+                    )),
+                    _ => Ok(()),
+                }
+            }
+            "redis" => {
+                not_for("redis", &[("store.path", self.path.is_some())])?;
+                let Some(url) = &self.url else {
+                    return Err((
+                        "store.url",
+                        "is required for a redis store, e.g. \"redis://127.0.0.1:6379/0\"".into(),
+                    ));
+                };
+                // The message never repeats the URL: it may carry a password.
+                if !(url.starts_with("redis://") || url.starts_with("unix://")) {
+                    return Err((
+                        "store.url",
+                        "expected redis://[user:password@]host[:port][/db] or unix:///path/to/redis.sock \
+                         (TLS rediss:// is not built in)"
+                            .into(),
+                    ));
+                }
+                if redis::Client::open(url.as_str()).is_err() {
+                    return Err((
+                        "store.url",
+                        "is not a valid Redis URL; expected redis://[user:password@]host[:port][/db]".into(),
+                    ));
+                }
+                let prefix = self.key_prefix();
+                if prefix.len() > 64 || !prefix.bytes().all(|b| b.is_ascii_graphic()) {
+                    return Err((
+                        "store.key_prefix",
+                        "expected up to 64 printable ASCII characters without spaces, e.g. \"relayapi:\"".into(),
+                    ));
+                }
+                for (field, v) in [
+                    ("store.connect_timeout", self.connect_timeout),
+                    ("store.command_timeout", self.command_timeout),
+                ] {
+                    if v.is_some_and(|s| !(1..=60).contains(&s)) {
+                        return Err((field, "expected seconds from 1 to 60".into()));
+                    }
+                }
+                Ok(())
+            }
+            other => Err((
+                "store.type",
+                format!(
+                    "\"{other}\" is not a store this relay knows; expected \"sqlite\", \"redis\" or \"memory\""
+                ),
+            )),
         }
     }
 }
@@ -249,6 +379,65 @@ pub struct LogConfig {
 impl Default for LogConfig {
     fn default() -> Self {
         LogConfig { access: true }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// Client addresses or CIDR ranges that may read `GET /metrics` (others get 404).
+    pub allowed_ips: Vec<String>,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig {
+            allowed_ips: vec!["127.0.0.1".into(), "::1".into()],
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM certificate chain, leaf first (e.g. certbot's `fullchain.pem`). Relative paths are taken
+    /// from the directory holding config.json.
+    pub cert_file: PathBuf,
+    /// PEM private key of the leaf: PKCS#8, SEC1 (EC) or PKCS#1 (RSA), unencrypted.
+    pub key_file: PathBuf,
+    /// Oldest TLS version offered: "1.2" (default) or "1.3".
+    #[serde(default = "TlsConfig::default_min_version")]
+    pub min_version: String,
+    /// Seconds a client gets to finish the TLS handshake.
+    #[serde(default = "TlsConfig::default_handshake_timeout")]
+    pub handshake_timeout: u64,
+    /// A plain-HTTP port that answers every request with a 308 to the HTTPS URL; null (default) for none.
+    #[serde(default)]
+    pub redirect_http_port: Option<u16>,
+    /// Seconds between checks of the certificate files for changes; 0 turns the check off (SIGHUP
+    /// still reloads).
+    #[serde(default = "TlsConfig::default_reload_interval")]
+    pub reload_interval: u64,
+}
+
+impl TlsConfig {
+    fn default_min_version() -> String {
+        "1.2".into()
+    }
+    fn default_handshake_timeout() -> u64 {
+        10
+    }
+    fn default_reload_interval() -> u64 {
+        5
+    }
+
+    pub fn handshake_timeout(&self) -> Duration {
+        Duration::from_secs(self.handshake_timeout)
+    }
+
+    /// `None` when file polling is off.
+    pub fn reload_interval(&self) -> Option<Duration> {
+        (self.reload_interval > 0).then(|| Duration::from_secs(self.reload_interval))
     }
 }
 
@@ -267,7 +456,7 @@ impl ServerConfig {
 /// Parse and validate `config.json` text. `file` is only used in error messages.
 pub fn parse_config(text: &str, file: &Path) -> Result<Config, ConfigError> {
     let de = &mut serde_json::Deserializer::from_str(text);
-    let cfg: Config = serde_path_to_error::deserialize(de).map_err(|e| {
+    let mut cfg: Config = serde_path_to_error::deserialize(de).map_err(|e| {
         let field = e.path().to_string();
         let inner = e.into_inner();
         ConfigError {
@@ -276,6 +465,13 @@ pub fn parse_config(text: &str, file: &Path) -> Result<Config, ConfigError> {
             problem: inner.to_string(),
         }
     })?;
+    if let Some(tls) = &mut cfg.tls {
+        // Operators keep certificates beside config.json; the relay's working directory is whatever
+        // the service manager chose, so relative paths must not depend on it.
+        let dir = file.parent().unwrap_or(Path::new(""));
+        tls.cert_file = dir.join(&tls.cert_file);
+        tls.key_file = dir.join(&tls.key_file);
+    }
     cfg.validate(file)?;
     Ok(cfg)
 }
@@ -453,6 +649,14 @@ impl Config {
                 ));
             }
         }
+        for (i, p) in self.metrics.allowed_ips.iter().enumerate() {
+            if parse_net(p).is_none() {
+                return Err(err(
+                    &format!("metrics.allowed_ips[{i}]"),
+                    "expected an IP address or CIDR range, e.g. \"10.0.0.0/8\"",
+                ));
+            }
+        }
         for (i, o) in self.cors.allowed_origins.iter().enumerate() {
             if o != "*" && !valid_origin(o) {
                 return Err(err(
@@ -461,15 +665,39 @@ impl Config {
                 ));
             }
         }
-        match self.store.kind.as_str() {
-            "memory" => {}
-            other => {
+        if let Some(tls) = &self.tls {
+            if tls.cert_file.as_os_str().is_empty() {
+                return Err(err("tls.cert_file", "expected the path of a PEM certificate chain"));
+            }
+            if tls.key_file.as_os_str().is_empty() {
+                return Err(err("tls.key_file", "expected the path of a PEM private key"));
+            }
+            if !matches!(tls.min_version.as_str(), "1.2" | "1.3") {
+                return Err(err("tls.min_version", "expected \"1.2\" or \"1.3\""));
+            }
+            if tls.handshake_timeout == 0 || tls.handshake_timeout > 300 {
                 return Err(err(
-                    "store.type",
-                    &format!("\"{other}\" is not a store this relay knows; expected \"memory\""),
-                ))
+                    "tls.handshake_timeout",
+                    "expected a number of seconds from 1 to 300",
+                ));
+            }
+            if tls.reload_interval > 86_400 {
+                return Err(err(
+                    "tls.reload_interval",
+                    "expected a number of seconds from 0 (off) to 86400",
+                ));
+            }
+            // Port 0 asks the OS for a free port (tests), so two zeros do not clash.
+            if tls.redirect_http_port.is_some_and(|p| p != 0 && p == s.port) {
+                return Err(err(
+                    "tls.redirect_http_port",
+                    "must differ from server.port, which serves HTTPS; e.g. 80 with server.port 443",
+                ));
             }
         }
+        self.store
+            .check()
+            .map_err(|(field, problem)| err(field, &problem))?;
         Ok(())
     }
 
@@ -619,6 +847,46 @@ mod tests {
     fn not_json_reports_the_file() {
         let e = parse("{").unwrap_err();
         assert!(e.to_string().starts_with("config.json"), "{e}");
+    }
+
+    #[test]
+    fn tls_defaults_and_relative_paths() {
+        let c = parse_config(
+            r#"{"tls": {"cert_file": "certs/fullchain.pem", "key_file": "/abs/privkey.pem"}}"#,
+            Path::new("/etc/relayapi/config.json"),
+        )
+        .unwrap();
+        let t = c.tls.unwrap();
+        assert_eq!(t.cert_file, Path::new("/etc/relayapi/certs/fullchain.pem"));
+        assert_eq!(t.key_file, Path::new("/abs/privkey.pem"));
+        assert_eq!(t.min_version, "1.2");
+        assert_eq!(t.handshake_timeout(), Duration::from_secs(10));
+        assert_eq!(t.reload_interval(), Some(Duration::from_secs(5)));
+        assert_eq!(t.redirect_http_port, None);
+        assert!(parse(r#"{"tls": null}"#).unwrap().tls.is_none());
+        assert!(parse("{}").unwrap().tls.is_none());
+        let off = parse(r#"{"tls": {"cert_file": "c", "key_file": "k", "reload_interval": 0}}"#)
+            .unwrap();
+        assert_eq!(off.tls.unwrap().reload_interval(), None);
+    }
+
+    #[test]
+    fn tls_errors_name_the_field() {
+        for (tls, field) in [
+            (r#"{"key_file": "k"}"#, "tls"),
+            (r#"{"cert_file": "c"}"#, "tls"),
+            (r#"{"cert_file": "c", "key_file": "k", "min_version": "1.1"}"#, "tls.min_version"),
+            (r#"{"cert_file": "c", "key_file": "k", "handshake_timeout": 0}"#, "tls.handshake_timeout"),
+            (r#"{"cert_file": "c", "key_file": "k", "reload_interval": 100000}"#, "tls.reload_interval"),
+            (r#"{"cert_file": "c", "key_file": "k", "redirect_http_port": 8080}"#, "tls.redirect_http_port"),
+            (r#"{"cert_file": "c", "key_file": "k", "redirect_http_port": 70000}"#, "tls.redirect_http_port"),
+            (r#"{"cert_file": "c", "key_file": "k", "alpn": ["h2"]}"#, "tls.alpn"),
+            (r#"{"cert_file": "", "key_file": "k"}"#, "tls.cert_file"),
+        ] {
+            let text = format!(r#"{{"server": {{"port": 8080}}, "tls": {tls}}}"#);
+            let e = parse(&text).unwrap_err();
+            assert_eq!(e.field, field, "{text}: {e}");
+        }
     }
 
     #[test]

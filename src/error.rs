@@ -157,6 +157,16 @@ impl Error {
         }
     }
 
+    /// The reason recorded in logs and metrics: the code, with the scope for rate limits.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Error::RateLimited(LimitScope::Global, _) => "rate_limited_global",
+            Error::RateLimited(LimitScope::Ip, _) => "rate_limited_ip",
+            Error::RateLimited(LimitScope::Token, _) => "rate_limited_token",
+            e => e.code(),
+        }
+    }
+
     /// The OpenAI error `type` member.
     pub fn error_type(&self) -> &'static str {
         use Error::*;

@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 
 pub mod admin;
+pub mod admin_http;
 pub mod app;
 pub mod chunked;
 pub mod cli;
@@ -17,6 +18,7 @@ pub mod framing;
 pub mod head;
 pub mod limiter;
 pub mod log;
+pub mod metrics;
 pub mod policy;
 pub mod provider;
 pub mod rai;

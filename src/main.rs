@@ -13,12 +13,13 @@ use std::time::Instant;
 
 use serde_json::json;
 
-use relayapi::app::{App, Stats};
+use relayapi::app::{App, Sampler, Stats};
 use relayapi::cli::{self, Command, MintArgs};
 use relayapi::clock::{Clock, SystemClock};
-use relayapi::config::{load_config, Config};
+use relayapi::config::{load_config, parse_net, Config};
 use relayapi::limiter::{RateLimiter, TokenLimits};
 use relayapi::log::Logger;
+use relayapi::metrics::Metrics;
 use relayapi::provider::Registry;
 use relayapi::rai::{self, Keyring};
 use relayapi::secret::SecretString;
@@ -30,6 +31,9 @@ use relayapi::{server, store};
 /// Tokens with a `rate` or `conc` claim tracked at once; beyond this, new ones are refused until old
 /// windows pass, so a flood of fresh tokens cannot grow memory.
 const TOKEN_TABLE_ENTRIES: usize = 100_000;
+
+/// Access-log lines for rate-limited requests per second; a flood is counted in metrics, not logged.
+const RATE_LIMITED_LOG_LINES_PER_SEC: u64 = 10;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -215,6 +219,14 @@ fn serve(config_path: &Path, rai_path: &Path, rai_given: bool) -> Result<(), Str
             api_keys,
             clock,
             stats: Stats::default(),
+            metrics: Metrics::default(),
+            metrics_allowed: cfg
+                .metrics
+                .allowed_ips
+                .iter()
+                .filter_map(|p| parse_net(p))
+                .collect(),
+            log_sampler: Sampler::new(RATE_LIMITED_LOG_LINES_PER_SEC),
             log: log.clone(),
             started: Instant::now(),
             instance_id: instance_id(),

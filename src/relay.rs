@@ -13,6 +13,8 @@ use serde_json::{json, Map, Value};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
 
+use crate::admin;
+use crate::admin_http;
 use crate::app::App;
 use crate::chunked::{ChunkedDecoder, ChunkedLimits};
 use crate::conn::{Client, Next};
@@ -119,6 +121,8 @@ struct Ctx {
     provider: Option<String>,
     uid: Option<String>,
     ttfb: Option<Duration>,
+    /// Set once the token is proven authentic: only then is `provider` a bounded metrics label.
+    authenticated: bool,
 }
 
 /// How a request ended, for the log and the connection loop.
@@ -152,12 +156,26 @@ pub async fn handle<S: AsyncRead + AsyncWrite + Unpin>(
         provider: None,
         uid: None,
         ttfb: None,
+        authenticated: false,
     };
     let done = match request_framing(&head) {
         Err(e) => reply_error(app, client, &ctx, None, Error::from(e), None).await,
         Ok(framing) => route(app, client, &head, &framing, &mut ctx, shutdown).await,
     };
     app.stats.count_status(done.status);
+    app.metrics.request(
+        done.status,
+        ctx.provider.as_deref().filter(|_| ctx.authenticated),
+    );
+    app.metrics.latency.observe(ctx.started.elapsed());
+    if let Some(t) = ctx.ttfb {
+        app.metrics.ttfb.observe(t);
+    }
+    if let Some(reason) = done.reason {
+        if reason.starts_with("upstream_") {
+            app.metrics.upstream_error(reason);
+        }
+    }
     log_access(app, &ctx, &done);
     done.next
 }
@@ -181,6 +199,12 @@ async fn route<S: AsyncRead + AsyncWrite + Unpin>(
     }
     if path == "/health" {
         return health(app, client, head, framing, ctx).await;
+    }
+    if path == "/metrics" {
+        return metrics(app, client, head, framing, ctx).await;
+    }
+    if path.starts_with("/admin/v1/") {
+        return admin(app, client, head, framing, ctx, path).await;
     }
     let base = app.cfg.server.base_path.as_str();
     let after_base = if path == base.trim_end_matches('/') {
@@ -258,6 +282,7 @@ async fn proxy<S: AsyncRead + AsyncWrite + Unpin>(
         Error::InvalidToken
     })?;
     drop(token_text);
+    ctx.authenticated = true;
     ctx.tenant = Some(claims.tid.clone());
     ctx.jti = Some(claims.jti.clone());
     ctx.provider = Some(claims.prv.clone());
@@ -334,7 +359,10 @@ async fn proxy<S: AsyncRead + AsyncWrite + Unpin>(
         error,
         body_read: true,
     };
-    match app.store.reserve(tref, now).await {
+    let store_started = Instant::now();
+    let reserved = app.store.reserve(tref, now).await;
+    app.metrics.store_latency.observe(store_started.elapsed());
+    match reserved {
         Ok(Reservation::Granted { .. }) => {}
         Ok(Reservation::Exhausted) => return Err(fail(Error::TokenExhausted)),
         Ok(Reservation::Revoked) => return Err(fail(Error::TokenRevoked)),
@@ -1032,6 +1060,129 @@ async fn health<S: AsyncRead + AsyncWrite + Unpin>(
     }
 }
 
+async fn metrics<S: AsyncRead + AsyncWrite + Unpin>(
+    app: &App,
+    client: &mut Client<S>,
+    head: &RequestHead,
+    framing: &RequestFraming,
+    ctx: &Ctx,
+) -> Done {
+    // Metrics carry no secrets, but traffic shapes are nobody else's business: loopback (or the
+    // configured ranges) only, and a plain 404 for everyone else so the endpoint is not advertised.
+    if !app.metrics_allowed.iter().any(|n| n.contains(ctx.ip)) {
+        return reply_error(app, client, ctx, Some(framing), Error::NotFound, None).await;
+    }
+    if head.method != "GET" {
+        return reply_error(
+            app,
+            client,
+            ctx,
+            Some(framing),
+            Error::MethodNotAllowed,
+            None,
+        )
+        .await;
+    }
+    let st = &app.stats;
+    let g = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
+    let body = app.metrics.render(&[
+        (
+            "relayapi_active_connections",
+            "Open client connections.",
+            g(&st.active_connections),
+        ),
+        (
+            "relayapi_active_streams",
+            "Responses being relayed right now.",
+            g(&st.active_streams),
+        ),
+        (
+            "relayapi_upstream_idle_connections",
+            "Pooled idle provider connections.",
+            app.upstream.idle_count() as u64,
+        ),
+        (
+            "relayapi_tracked_ips",
+            "Entries in the per-IP rate-limit table.",
+            app.limiter.tracked_ips() as u64,
+        ),
+        (
+            "relayapi_uptime_seconds",
+            "Seconds since start.",
+            app.started.elapsed().as_secs(),
+        ),
+    ]);
+    let mut r = Response::json(200, body).header("x-request-id", ctx.rid.clone());
+    r.headers[0].1 = "text/plain; version=0.0.4; charset=utf-8".into();
+    r.close = !framing.keep_alive;
+    let ok = client.write_all(&r.encode(false)).await.is_ok();
+    Done {
+        status: 200,
+        bytes: r.body.len() as u64,
+        next: if ok && framing.keep_alive {
+            Next::KeepAlive
+        } else {
+            Next::Close
+        },
+        reason: None,
+    }
+}
+
+async fn admin<S: AsyncRead + AsyncWrite + Unpin>(
+    app: &App,
+    client: &mut Client<S>,
+    head: &RequestHead,
+    framing: &RequestFraming,
+    ctx: &mut Ctx,
+    path: &str,
+) -> Done {
+    if matches!(framing.body, BodyFraming::Length(n) if n > admin_http::MAX_ADMIN_BODY) {
+        return reply_error(app, client, ctx, Some(framing), Error::BodyTooLarge, None).await;
+    }
+    let body = match read_body(client, framing.body, admin_http::MAX_ADMIN_BODY).await {
+        Ok(b) => b,
+        Err(e) => return reply_error(app, client, ctx, Some(framing), e, Some(true)).await,
+    };
+    let auth = head.header("authorization").unwrap_or_default();
+    let now = app.clock.unix_now();
+    let tenant =
+        match admin::verify_request(&app.keyring, auth, &head.method, &head.target, &body, now) {
+            Ok(t) => t,
+            Err(_) => {
+                return reply_error(
+                    app,
+                    client,
+                    ctx,
+                    Some(framing),
+                    Error::InvalidAdminSignature,
+                    Some(true),
+                )
+                .await
+            }
+        };
+    ctx.tenant = Some(tenant.clone());
+    match admin_http::dispatch(app, &tenant, &head.method, path, &body).await {
+        Ok((status, json)) => {
+            let mut r = Response::json(status, json)
+                .header("cache-control", "no-store")
+                .header("x-request-id", ctx.rid.clone());
+            r.close = !framing.keep_alive;
+            let ok = client.write_all(&r.encode(false)).await.is_ok();
+            Done {
+                status,
+                bytes: r.body.len() as u64,
+                next: if ok && framing.keep_alive {
+                    Next::KeepAlive
+                } else {
+                    Next::Close
+                },
+                reason: None,
+            }
+        }
+        Err(e) => reply_error(app, client, ctx, Some(framing), e, Some(true)).await,
+    }
+}
+
 /// Answer with an error. When the request's body has not been read yet, read and discard it (bounded)
 /// so the connection can serve the next request; if that is not possible, close after answering.
 async fn reply_error<S: AsyncRead + AsyncWrite + Unpin>(
@@ -1052,6 +1203,7 @@ async fn reply_error<S: AsyncRead + AsyncWrite + Unpin>(
                     .is_err();
         }
     }
+    app.metrics.rejection(e.reason());
     let mut r = Response::error(&e).header("x-request-id", ctx.rid.clone());
     for (n, v) in cors::response_headers(
         ctx.origin.as_deref().map(str::as_bytes),
@@ -1073,11 +1225,18 @@ async fn reply_error<S: AsyncRead + AsyncWrite + Unpin>(
         } else {
             Next::KeepAlive
         },
-        reason: Some(e.code()),
+        reason: Some(e.reason()),
     }
 }
 
 fn log_access(app: &App, ctx: &Ctx, done: &Done) {
+    // A flood of rate-limited requests is exactly when logs must not grow without bound: log at most a
+    // few of them per second (the metrics still count every one).
+    if done.reason.is_some_and(|r| r.starts_with("rate_limited"))
+        && !app.log_sampler.admit(app.clock.unix_now())
+    {
+        return;
+    }
     let mut f = Map::new();
     f.insert("rid".into(), json!(ctx.rid));
     f.insert("ip".into(), json!(ctx.ip.to_string()));

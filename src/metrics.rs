@@ -1,0 +1,217 @@
+//! Prometheus metrics: counters and histograms the request path updates, rendered as text for
+//! `GET /metrics`. Every label set is bounded (status codes, provider names from the registry, fixed
+//! reason codes): never token ids, tenants' end users or client addresses.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// Upper bounds (seconds) of the latency buckets: from sub-millisecond relay answers to long streams.
+const LATENCY_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+    60.0, 300.0,
+];
+/// Store operations are local or one Redis round trip.
+const STORE_BUCKETS: &[f64] = &[
+    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 1.0,
+];
+/// Distinct provider label values kept; anything beyond folds into "other" so labels stay bounded even
+/// with many operator-defined providers.
+const MAX_PROVIDER_LABELS: usize = 64;
+
+pub struct Histogram {
+    bounds: &'static [f64],
+    counts: Vec<AtomicU64>,
+    sum_micros: AtomicU64,
+    total: AtomicU64,
+}
+
+impl Histogram {
+    fn new(bounds: &'static [f64]) -> Histogram {
+        Histogram {
+            bounds,
+            counts: (0..bounds.len()).map(|_| AtomicU64::new(0)).collect(),
+            sum_micros: AtomicU64::new(0),
+            total: AtomicU64::new(0),
+        }
+    }
+
+    pub fn observe(&self, d: Duration) {
+        let secs = d.as_secs_f64();
+        if let Some(i) = self.bounds.iter().position(|b| secs <= *b) {
+            self.counts[i].fetch_add(1, Ordering::Relaxed);
+        }
+        self.sum_micros
+            .fetch_add(d.as_micros() as u64, Ordering::Relaxed);
+        self.total.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn render(&self, out: &mut String, name: &str, help: &str) {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+        let mut cumulative = 0;
+        for (b, c) in self.bounds.iter().zip(&self.counts) {
+            cumulative += c.load(Ordering::Relaxed);
+            let _ = writeln!(out, "{name}_bucket{{le=\"{b}\"}} {cumulative}");
+        }
+        let total = self.total.load(Ordering::Relaxed);
+        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {total}");
+        let _ = writeln!(
+            out,
+            "{name}_sum {}",
+            self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6
+        );
+        let _ = writeln!(out, "{name}_count {total}");
+    }
+}
+
+pub struct Metrics {
+    /// (status, provider) → count.
+    requests: Mutex<BTreeMap<(u16, String), u64>>,
+    /// Rejection reason code → count.
+    rejections: Mutex<BTreeMap<&'static str, u64>>,
+    /// Upstream error kind → count.
+    upstream_errors: Mutex<BTreeMap<&'static str, u64>>,
+    pub latency: Histogram,
+    pub ttfb: Histogram,
+    pub store_latency: Histogram,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics {
+            requests: Mutex::default(),
+            rejections: Mutex::default(),
+            upstream_errors: Mutex::default(),
+            latency: Histogram::new(LATENCY_BUCKETS),
+            ttfb: Histogram::new(LATENCY_BUCKETS),
+            store_latency: Histogram::new(STORE_BUCKETS),
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Metrics {
+    /// Count a finished request. `provider` must come from an authenticated token or the registry.
+    pub fn request(&self, status: u16, provider: Option<&str>) {
+        let mut m = lock(&self.requests);
+        let known = m
+            .keys()
+            .filter(|(_, p)| p != "none" && p != "other")
+            .count();
+        let label = match provider {
+            None => "none".to_string(),
+            Some(p) if m.keys().any(|(_, q)| q == p) || known < MAX_PROVIDER_LABELS => {
+                p.to_string()
+            }
+            Some(_) => "other".to_string(),
+        };
+        *m.entry((status, label)).or_insert(0) += 1;
+    }
+
+    pub fn rejection(&self, reason: &'static str) {
+        *lock(&self.rejections).entry(reason).or_insert(0) += 1;
+    }
+
+    pub fn upstream_error(&self, kind: &'static str) {
+        *lock(&self.upstream_errors).entry(kind).or_insert(0) += 1;
+    }
+
+    /// The Prometheus text exposition (format 0.0.4). Gauges come from the caller.
+    pub fn render(&self, gauges: &[(&str, &str, u64)]) -> String {
+        let mut out = String::with_capacity(4096);
+        out.push_str(
+            "# HELP relayapi_requests_total Requests answered, by HTTP status and provider.\n",
+        );
+        out.push_str("# TYPE relayapi_requests_total counter\n");
+        for ((status, provider), n) in lock(&self.requests).iter() {
+            let _ = writeln!(
+                out,
+                "relayapi_requests_total{{status=\"{status}\",provider=\"{provider}\"}} {n}"
+            );
+        }
+        out.push_str(
+            "# HELP relayapi_rejections_total Requests refused by the relay, by reason.\n",
+        );
+        out.push_str("# TYPE relayapi_rejections_total counter\n");
+        for (reason, n) in lock(&self.rejections).iter() {
+            let _ = writeln!(out, "relayapi_rejections_total{{reason=\"{reason}\"}} {n}");
+        }
+        out.push_str(
+            "# HELP relayapi_upstream_errors_total Failures talking to providers, by kind.\n",
+        );
+        out.push_str("# TYPE relayapi_upstream_errors_total counter\n");
+        for (kind, n) in lock(&self.upstream_errors).iter() {
+            let _ = writeln!(out, "relayapi_upstream_errors_total{{kind=\"{kind}\"}} {n}");
+        }
+        self.latency.render(
+            &mut out,
+            "relayapi_request_duration_seconds",
+            "Time from request head to the end of the answer.",
+        );
+        self.ttfb.render(
+            &mut out,
+            "relayapi_time_to_first_byte_seconds",
+            "Time from request head to the provider's response head.",
+        );
+        self.store_latency.render(
+            &mut out,
+            "relayapi_store_duration_seconds",
+            "Time of one usage-store reservation.",
+        );
+        for (name, help, value) in gauges {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
+            );
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_counters_histograms_and_gauges() {
+        let m = Metrics::default();
+        m.request(200, Some("openai"));
+        m.request(200, Some("openai"));
+        m.request(401, None);
+        m.rejection("invalid_token");
+        m.upstream_error("connect");
+        m.latency.observe(Duration::from_millis(3));
+        let text = m.render(&[("relayapi_active_connections", "Open client connections.", 7)]);
+        assert!(
+            text.contains("relayapi_requests_total{status=\"200\",provider=\"openai\"} 2"),
+            "{text}"
+        );
+        assert!(text.contains("relayapi_requests_total{status=\"401\",provider=\"none\"} 1"));
+        assert!(text.contains("relayapi_rejections_total{reason=\"invalid_token\"} 1"));
+        assert!(text.contains("relayapi_upstream_errors_total{kind=\"connect\"} 1"));
+        assert!(text.contains("relayapi_request_duration_seconds_bucket{le=\"0.005\"} 1"));
+        assert!(text.contains("relayapi_request_duration_seconds_bucket{le=\"0.0025\"} 0"));
+        assert!(text.contains("relayapi_request_duration_seconds_count 1"));
+        assert!(text.contains("relayapi_active_connections 7"));
+    }
+
+    #[test]
+    fn provider_labels_are_bounded() {
+        let m = Metrics::default();
+        for i in 0..200 {
+            m.request(200, Some(&format!("p{i}")));
+        }
+        let text = m.render(&[]);
+        let series = text
+            .lines()
+            .filter(|l| l.starts_with("relayapi_requests_total{"))
+            .count();
+        assert!(series <= MAX_PROVIDER_LABELS + 1, "{series}");
+        assert!(text.contains("provider=\"other\""));
+    }
+}
