@@ -912,6 +912,79 @@ mod tests {
         );
     }
 
+    /// What httparse accepts on its own and we refuse. If an httparse upgrade changes any of these,
+    /// the first assertion of the pair says so.
+    #[test]
+    fn httparse_tolerances_are_overridden() {
+        let lenient_req = |raw: &[u8]| {
+            let mut slots = [httparse::EMPTY_HEADER; 8];
+            httparse::Request::new(&mut slots)
+                .parse(raw)
+                .map(|s| s.is_complete())
+        };
+        let lenient_resp = |raw: &[u8]| {
+            let mut slots = [httparse::EMPTY_HEADER; 8];
+            httparse::Response::new(&mut slots)
+                .parse(raw)
+                .map(|s| s.is_complete())
+        };
+        let cases: &[&[u8]] = &[
+            b"GET / HTTP/1.1\nHost: h\n\n",
+            b"\n\n\n\r\n\r\nGET / HTTP/1.1\r\nHost: h\r\n\r\n",
+            b"GET http://a/ HTTP/1.1\r\nHost: h\r\n\r\n",
+            b"GET /caf\xc3\xa9 HTTP/1.1\r\nHost: h\r\n\r\n",
+            b"GET /a{b} HTTP/1.1\r\nHost: h\r\n\r\n",
+            b"GET /a#b HTTP/1.1\r\nHost: h\r\n\r\n",
+            b"GET * HTTP/1.1\r\nHost: h\r\n\r\n",
+        ];
+        for raw in cases {
+            assert_eq!(
+                lenient_req(raw),
+                Ok(true),
+                "httparse: {:?}",
+                String::from_utf8_lossy(raw)
+            );
+            assert!(
+                matches!(req(raw), Err(HeadError::Malformed(_))),
+                "{:?}",
+                String::from_utf8_lossy(raw)
+            );
+        }
+        let cases: &[&[u8]] = &[
+            b"HTTP/1.1 200\r\n\r\n",
+            b"HTTP/1.1 999 X\r\n\r\n",
+            b"\r\nHTTP/1.1 200 OK\r\n\r\n",
+            b"HTTP/1.1 200 OK\nX: y\n\n",
+        ];
+        for raw in cases {
+            assert_eq!(
+                lenient_resp(raw),
+                Ok(true),
+                "httparse: {:?}",
+                String::from_utf8_lossy(raw)
+            );
+            assert!(
+                matches!(resp(raw), Err(HeadError::Malformed(_))),
+                "{:?}",
+                String::from_utf8_lossy(raw)
+            );
+        }
+        // And what its default configuration already refuses, which we rely on rather than recheck.
+        for raw in [
+            &b"GET  / HTTP/1.1\r\n\r\n"[..],
+            b"GET / HTTP/1.1\r\nX : y\r\n\r\n",
+            b"GET / HTTP/1.1\r\nX: a\r\n b\r\n\r\n",
+            b"GET / HTTP/1.1\r\n X: a\r\n\r\n",
+            b"GET / HTTP/1.1\r\nX: a\x00\r\n\r\n",
+        ] {
+            assert!(
+                lenient_req(raw).is_err(),
+                "{:?}",
+                String::from_utf8_lossy(raw)
+            );
+        }
+    }
+
     #[test]
     fn helpers() {
         assert_eq!(trim_ows(b" \t a b \t"), b"a b");
