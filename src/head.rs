@@ -161,9 +161,9 @@ pub fn parse_request_head(
     } else if let Some(method) = req.method {
         // The target is still arriving: refuse it as soon as it is too long rather than buffering it
         // up to max_head_bytes. httparse stops at the first byte that cannot be in a target, so every
-        // byte after "METHOD SP" so far is target.
+        // byte it saw after "METHOD SP" is target.
         let target_start = start + method.len() + 1;
-        if buf.len().saturating_sub(target_start) > limits.max_uri_bytes {
+        if parsed_to.len().saturating_sub(target_start) > limits.max_uri_bytes {
             return Err(HeadError::UriTooLong);
         }
     }
