@@ -1,0 +1,255 @@
+// What the browser test runs against: a stand-in for the OpenAI API that streams on cue, the real relay
+// binary with its stdout and stderr captured, and Debian's Chromium driven by playwright-core.
+import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { once } from 'node:events';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:http';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+
+import { chromium } from 'playwright-core';
+
+export const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
+/** Debian's package; the test never downloads a browser. */
+export const CHROMIUM = '/usr/bin/chromium';
+/** Milliseconds to wait for the relay's "listening" line: a cold start under a busy CI box is slow. */
+const RELAY_STARTUP_MS = 30000;
+/** Milliseconds the mock waits for the test's cue before giving up on a stream (a failed test must not hang). */
+const CUE_TIMEOUT_MS = 20000;
+/** Seconds the relay drains in-flight streams on SIGTERM; nothing is in flight when the tests stop it. */
+const RELAY_SHUTDOWN_GRACE = 2;
+
+/**
+ * The relay binary: $RELAYAPI_BIN, else the release build at the repository root.
+ *
+ * @returns {string}
+ * @throws {Error} saying how to build it
+ */
+export function relayBinary() {
+  const path = process.env.RELAYAPI_BIN || join(ROOT, 'target/release/relayapi');
+  if (!existsSync(path)) {
+    throw new Error(
+      `no relay binary at ${path}: build it with \`cargo build --release\` at the repository root ` +
+        `(${ROOT}), or point RELAYAPI_BIN at one`,
+    );
+  }
+  return path;
+}
+
+/**
+ * A stand-in for the OpenAI API. `POST /v1/chat/completions` with `stream: true` answers with
+ * chat.completion.chunk events, one per piece of `pieces`, and pauses after each until `cue()` is
+ * called, so the test decides when the next piece may leave. Every request is recorded in `seen`.
+ *
+ * @param {string[]} pieces
+ */
+export async function startMockUpstream(pieces) {
+  /** @type {{ method: string, url: string, headers: import('node:http').IncomingHttpHeaders, body: string }[]} */
+  const seen = [];
+  let cues = 0;
+  /** @type {(() => void) | null} */
+  let waiter = null;
+
+  /** Resolves true at the next cue, false after CUE_TIMEOUT_MS. */
+  const nextCue = () =>
+    new Promise((resolve) => {
+      if (cues > 0) {
+        cues -= 1;
+        return resolve(true);
+      }
+      const timer = setTimeout(() => {
+        waiter = null;
+        resolve(false);
+      }, CUE_TIMEOUT_MS);
+      waiter = () => {
+        clearTimeout(timer);
+        resolve(true);
+      };
+    });
+
+  const server = createServer(async (req, res) => {
+    const chunks = [];
+    for await (const c of req) chunks.push(c);
+    const body = Buffer.concat(chunks).toString();
+    seen.push({ method: req.method ?? '', url: req.url ?? '', headers: req.headers, body });
+    if (req.method !== 'POST' || req.url !== '/v1/chat/completions') {
+      res.writeHead(404, { 'content-type': 'application/json' });
+      return res.end('{"error":{"message":"no such mock route","type":"invalid_request_error"}}');
+    }
+    const { model, stream } = JSON.parse(body);
+    if (!stream) {
+      res.writeHead(400, { 'content-type': 'application/json' });
+      return res.end('{"error":{"message":"the mock only streams","type":"invalid_request_error"}}');
+    }
+    const created = Math.floor(Date.now() / 1000);
+    /** @param {object} delta @param {string | null} finish */
+    const event = (delta, finish) =>
+      `data: ${JSON.stringify({
+        id: 'chatcmpl-mock-1',
+        object: 'chat.completion.chunk',
+        created,
+        model,
+        choices: [{ index: 0, delta, logprobs: null, finish_reason: finish }],
+      })}\n\n`;
+    res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' });
+    res.write(event({ role: 'assistant', content: '' }, null));
+    for (const piece of pieces) {
+      res.write(event({ content: piece }, null));
+      if (!(await nextCue())) return res.destroy();
+    }
+    res.write(event({}, 'stop'));
+    res.end('data: [DONE]\n\n');
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  return {
+    port: /** @type {import('node:net').AddressInfo} */ (server.address()).port,
+    seen,
+    /** Lets the stream send its next piece. */
+    cue() {
+      if (waiter) {
+        const w = waiter;
+        waiter = null;
+        w();
+      } else {
+        cues += 1;
+      }
+    },
+    async close() {
+      server.closeAllConnections();
+      server.close();
+      await once(server, 'close');
+    },
+  };
+}
+
+/**
+ * Starts the relay binary on 127.0.0.1 port 0 with limits off and OpenAI pointed at `mockPort`; writes
+ * its config and `.rai` into `dir`. Everything it prints, stdout and stderr, is kept in `output()`.
+ *
+ * @param {{ dir: string, mockPort: number }} options
+ */
+export async function startRelay({ dir, mockPort }) {
+  const binary = relayBinary();
+  const rai = {
+    version: 1,
+    server: { scheme: 'http', host: '127.0.0.1', port: 8080, base_path: '/relayapi/' },
+    crypto: {
+      method: 'aes-256-gcm-hkdf-sha256',
+      key_id: 'web-chat-1',
+      key: randomBytes(32).toString('base64url'),
+      tenant_id: 'web-chat',
+    },
+  };
+  const raiPath = join(dir, 'web-chat.rai');
+  writeFileSync(raiPath, JSON.stringify(rai, null, 2));
+  // The repository's config.json, so settings added later are exercised too, with this test's overrides.
+  const config = JSON.parse(readFileSync(join(ROOT, 'config.json'), 'utf8'));
+  config.server = { ...config.server, host: '127.0.0.1', port: 0, shutdown_grace: RELAY_SHUTDOWN_GRACE };
+  config.rate_limit.requests_per_second = 0;
+  config.rate_limit.ip_limit = { ...config.rate_limit.ip_limit, requests_per_second: 0 };
+  config.providers = { openai: { base_url: `http://127.0.0.1:${mockPort}/v1` } };
+  config.api_keys = {};
+  config.store = { type: 'memory' };
+  // The access log is what could leak a token, so it must be on for the test to mean anything.
+  config.log = { ...config.log, access: true };
+  const configPath = join(dir, 'config.json');
+  writeFileSync(configPath, JSON.stringify(config, null, 2));
+
+  const child = spawn(binary, ['--config', configPath, '--rai', raiPath], {
+    cwd: dir,
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { PATH: process.env.PATH },
+  });
+  /** @type {string[]} */
+  const stdout = [];
+  /** @type {string[]} */
+  const stderr = [];
+  // Keep draining both pipes for the relay's whole life: a full pipe would block its logging.
+  createInterface({ input: /** @type {import('node:stream').Readable} */ (child.stdout) }).on('line', (l) =>
+    stdout.push(l),
+  );
+  const errLines = createInterface({ input: /** @type {import('node:stream').Readable} */ (child.stderr) });
+  errLines.on('line', (l) => stderr.push(l));
+  const exited = once(child, 'exit');
+
+  const addr = await new Promise((resolve, reject) => {
+    const fail = (/** @type {string} */ why) =>
+      reject(new Error(`relay ${why}:\n${[...stderr, ...stdout].join('\n')}`));
+    const timer = setTimeout(() => fail('did not log "listening" in time'), RELAY_STARTUP_MS);
+    child.once('exit', (code, signal) => {
+      clearTimeout(timer);
+      fail(`exited early (code ${code}, signal ${signal})`);
+    });
+    errLines.on('line', (line) => {
+      try {
+        const entry = JSON.parse(line);
+        if (entry.msg === 'listening' && typeof entry.addr === 'string') {
+          clearTimeout(timer);
+          resolve(entry.addr);
+        }
+      } catch {
+        // not a JSON line: kept in the output all the same
+      }
+    });
+  });
+  const port = Number(String(addr).split(':').pop());
+  return {
+    port,
+    /** The `.rai` a backend uses to reach this relay. */
+    rai: { ...rai, server: { ...rai.server, port } },
+    /** Access-log lines (stdout) parsed as JSON; non-JSON lines are skipped. */
+    accessLog() {
+      return stdout.flatMap((line) => {
+        try {
+          return [JSON.parse(line)];
+        } catch {
+          return [];
+        }
+      });
+    },
+    /** Everything the relay printed so far, stdout and stderr. */
+    output() {
+      return [...stdout, ...stderr].join('\n');
+    },
+    /** SIGTERM, then waits for the exit so every log line has been read. */
+    async stop() {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
+      await exited;
+    },
+  };
+}
+
+/** The flags a root user on a closed network needs; playwright-core adds its automation flags. */
+export const CHROMIUM_ARGS = [
+  '--headless',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+];
+
+/**
+ * Launches Debian's Chromium headless with a fresh profile in `userDataDir`.
+ *
+ * @param {string} userDataDir
+ * @returns {Promise<import('playwright-core').BrowserContext>}
+ * @throws {Error} saying how to install Chromium when it is missing
+ */
+export async function launchChromium(userDataDir) {
+  if (!existsSync(CHROMIUM)) {
+    throw new Error(`no browser at ${CHROMIUM}: install Debian's with \`apt-get install -y chromium\``);
+  }
+  // launchPersistentContext passes userDataDir as --user-data-dir: a fresh, explicit profile per run.
+  return chromium.launchPersistentContext(userDataDir, {
+    executablePath: CHROMIUM,
+    headless: true,
+    args: CHROMIUM_ARGS,
+    viewport: { width: 900, height: 640 },
+  });
+}
