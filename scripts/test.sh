@@ -46,7 +46,7 @@ fi
 .venv/bin/ruff format --check sdk/python e2e
 
 step "Python: SDK tests and end-to-end suite"
-RELAYAPI_BIN="$ROOT/target/release/relayapi" .venv/bin/python -m pytest -q sdk/python/tests e2e
+RELAYAPI_BIN="$ROOT/target/release/relayapi" .venv/bin/python -m pytest -q --rootdir . sdk/python/tests e2e
 
 step "JavaScript: SDK lint and tests"
 (cd sdk/js && npm ci --no-audit --no-fund --loglevel=error && npm run lint && npm run format:check && npm test)
