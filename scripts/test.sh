@@ -33,8 +33,9 @@ cargo clippy --all-targets --locked -- -D warnings
 step "Rust: unit and integration tests"
 cargo test --locked
 
-step "Rust: release build for the end-to-end suites"
-cargo build --release --locked
+step "Rust: static release binary (used by every end-to-end suite below)"
+bash scripts/build-static.sh
+export RELAYAPI_BIN="$ROOT/target/x86_64-unknown-linux-gnu/release/relayapi"
 
 step "Python: venv with the SDK and test dependencies"
 if [ ! -x .venv/bin/python ]; then
@@ -46,7 +47,7 @@ fi
 .venv/bin/ruff format --check sdk/python e2e
 
 step "Python: SDK tests and end-to-end suite"
-RELAYAPI_BIN="$ROOT/target/release/relayapi" .venv/bin/python -m pytest -q --rootdir . sdk/python/tests e2e
+.venv/bin/python -m pytest -q --rootdir . sdk/python/tests e2e
 
 step "JavaScript: SDK lint and tests"
 (cd sdk/js && npm ci --no-audit --no-fund --loglevel=error && npm run lint && npm run format:check && npm test)
