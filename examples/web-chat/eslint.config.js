@@ -33,6 +33,11 @@ export default [
     languageOptions: { globals: { ...globals.browser } },
   },
   {
+    // Tests run in Node but hand functions to page.evaluate(), which run in the page.
+    files: ['test/**/*.js'],
+    languageOptions: { globals: { ...globals.node, ...globals.browser } },
+  },
+  {
     // The server is a program: printing where to open the page and its request log is its job.
     files: ['server.js'],
     rules: { 'no-console': 'off' },

@@ -40,6 +40,25 @@ describe('web chat page in headless Chromium', { timeout: 120000 }, () => {
   /** @type {string[]} */
   const tokens = [];
 
+  /**
+   * Records the token of every relay URL the page gets from its backend, here and in `tokens`.
+   *
+   * @param {import('playwright-core').Page} page
+   * @returns {string[]}
+   */
+  function trackTokens(page) {
+    /** @type {string[]} */
+    const mine = [];
+    page.on('response', async (res) => {
+      if (new URL(res.url()).pathname === '/api/session' && res.ok()) {
+        const token = new URL((await res.json()).baseURL).pathname.split('/')[2];
+        mine.push(token);
+        tokens.push(token);
+      }
+    });
+    return mine;
+  }
+
   before(async () => {
     upstream = await startMockUpstream(PIECES);
     relay = await startRelay({ dir, mockPort: upstream.port });
@@ -69,12 +88,7 @@ describe('web chat page in headless Chromium', { timeout: 120000 }, () => {
     page.on('console', (msg) => {
       if (msg.type() === 'error' || msg.type() === 'warning') problems.push(`${msg.type()}: ${msg.text()}`);
     });
-    // The session answer is where the page learns the relay URL: keep its token to look for it later.
-    page.on('response', async (res) => {
-      if (res.url() === `${pageOrigin}/api/session` && res.ok()) {
-        tokens.push(new URL((await res.json()).baseURL).pathname.split('/')[2]);
-      }
-    });
+    const minted = trackTokens(page);
     // The DevTools protocol reports the CORS preflight as its own request, which page events do not.
     const cdp = await browser.newCDPSession(page);
     /** @type {Map<string, { method: string, url: string, type: string, status?: number, headers?: Record<string, string> }>} */
@@ -97,7 +111,11 @@ describe('web chat page in headless Chromium', { timeout: 120000 }, () => {
       new MutationObserver(() => {
         const text = document.querySelector('.message.assistant:last-child')?.textContent ?? '';
         if (text !== '' && states.at(-1) !== text) states.push(text);
-      }).observe(document.getElementById('messages'), { childList: true, subtree: true, characterData: true });
+      }).observe(document.getElementById('messages'), {
+        childList: true,
+        subtree: true,
+        characterData: true,
+      });
     });
 
     await page.fill('#prompt', 'Say hello, please.');
@@ -144,8 +162,8 @@ describe('web chat page in headless Chromium', { timeout: 120000 }, () => {
     assert.equal(lowerKeys(post?.headers)['access-control-allow-origin'], pageOrigin);
 
     // The relay's view: the preflight answered without a token, the call counted against this token.
-    assert.equal(tokens.length, 1, 'the page asked its backend for exactly one relay URL');
-    const { jti } = client.decodeToken(tokens[0]);
+    assert.equal(minted.length, 1, 'the page asked its backend for exactly one relay URL');
+    const { jti } = client.decodeToken(minted[0]);
     const access = relay.accessLog();
     const options = access.filter((e) => e.method === 'OPTIONS');
     assert.equal(options.length, 1, JSON.stringify(access));
@@ -167,13 +185,17 @@ describe('web chat page in headless Chromium', { timeout: 120000 }, () => {
     assert.deepEqual(JSON.parse(call.body).messages, [{ role: 'user', content: 'Say hello, please.' }]);
 
     assert.deepEqual(problems, [], 'no script error, CSP violation or failed load in the page');
-    assert.ok(!(await page.locator('body').innerText()).includes(tokens[0]), 'the page never shows the token');
+    assert.ok(
+      !(await page.locator('body').innerText()).includes(minted[0]),
+      'the page never shows the token',
+    );
     await page.close();
   });
 
   it('a relay URL presented from another origin is refused by the relay', async () => {
-    assert.equal(tokens.length, 1, 'runs after the streaming test, which minted the token');
-    const before = upstream.seen.length;
+    assert.equal(tokens.length, 1, 'runs after the streaming test, which minted one token');
+    const seenBefore = upstream.seen.length;
+    const logBefore = relay.accessLog().length;
     // The same backend under another name is another origin: the page at localhost is not the page the
     // token was minted for (127.0.0.1), as a stolen URL pasted into someone else's site would not be.
     const page = await browser.newPage();
@@ -185,44 +207,112 @@ describe('web chat page in headless Chromium', { timeout: 120000 }, () => {
         const res = await fetch(target, {
           method: 'POST',
           headers: { 'content-type': 'application/json', authorization: 'Bearer unused' },
-          body: JSON.stringify({ model: 'gpt-4o-mini', stream: true, messages: [{ role: 'user', content: 'hi' }] }),
+          body: JSON.stringify({
+            model: 'gpt-4o-mini',
+            stream: true,
+            messages: [{ role: 'user', content: 'hi' }],
+          }),
         });
-        return { status: res.status, body: await res.text() };
+        return { status: res.status, code: (await res.json()).error?.code };
       } catch (err) {
         return { error: String(err) };
       }
     }, url);
-    // Either the browser is not allowed to read the answer, or the answer is the relay's refusal.
-    if ('status' in outcome) {
-      assert.equal(outcome.status, 403, JSON.stringify(outcome));
-      assert.equal(JSON.parse(outcome.body).error.code, 'origin_not_allowed');
-    }
-    assert.equal(upstream.seen.length, before, 'nothing reached the upstream');
-    const refused = relay.accessLog().filter((e) => e.method === 'POST' && e.status !== 200);
+    // The refusal carries CORS headers, so a page (and the openai SDK in it) can read why it failed.
+    assert.deepEqual(outcome, { status: 403, code: 'origin_not_allowed' });
+    assert.equal(upstream.seen.length, seenBefore, 'nothing reached the upstream');
     assert.deepEqual(
-      refused.map((e) => [e.status, e.reason]),
+      relay
+        .accessLog()
+        .slice(logBefore)
+        .filter((e) => e.method === 'POST')
+        .map((e) => [e.status, e.reason]),
       [[403, 'origin_not_allowed']],
     );
     await page.close();
   });
 
-  it('neither the token nor the key appears in any log, nor the token upstream', async () => {
-    assert.equal(tokens.length, 1);
-    const [token] = tokens;
+  it('a used-up relay URL is replaced by a fresh one between two messages', async () => {
+    // A backend minting single-call URLs: the second message finds its URL spent (429 token_exhausted),
+    // and the page asks for a new one and retries, carrying the whole conversation.
+    const stingy = createChatServer({
+      client,
+      apiKey: FAKE_KEY,
+      model: MODEL,
+      maxCalls: 1,
+      log: (l) => backendLog.push(l),
+    });
+    stingy.listen(0, '127.0.0.1');
+    await once(stingy, 'listening');
+    const { port } = /** @type {import('node:net').AddressInfo} */ (stingy.address());
+    upstream.gated = false;
+    const seenBefore = upstream.seen.length;
+    const logBefore = relay.accessLog().length;
+    const page = await browser.newPage();
+    try {
+      const minted = trackTokens(page);
+      await page.goto(`http://127.0.0.1:${port}/`);
+      await page.waitForSelector('body[data-ready="true"]');
+      for (const [i, text] of ['First question', 'Second question'].entries()) {
+        await page.fill('#prompt', text);
+        await page.press('#prompt', 'Enter');
+        await page.waitForSelector(`.message.assistant:nth-of-type(${2 * (i + 1)})[data-state="done"]`, {
+          timeout: 15000,
+        });
+      }
+      assert.deepEqual(await page.locator('.message.assistant').allTextContents(), [
+        PIECES.join(''),
+        PIECES.join(''),
+      ]);
+      assert.equal(minted.length, 2, 'a second relay URL was fetched');
+      const [first, second] = minted.map((t) => client.decodeToken(t).jti);
+      assert.deepEqual(
+        relay
+          .accessLog()
+          .slice(logBefore)
+          .filter((e) => e.method === 'POST')
+          .map((e) => [e.status, e.reason ?? null, e.jti]),
+        [
+          [200, null, first],
+          [429, 'token_exhausted', first],
+          [200, null, second],
+        ],
+      );
+      const calls = upstream.seen.slice(seenBefore);
+      assert.equal(calls.length, 2, 'the refused call never reached the upstream');
+      assert.deepEqual(JSON.parse(calls[1].body).messages, [
+        { role: 'user', content: 'First question' },
+        { role: 'assistant', content: PIECES.join('') },
+        { role: 'user', content: 'Second question' },
+      ]);
+    } finally {
+      upstream.gated = true;
+      await page.close();
+      stingy.closeAllConnections();
+      stingy.close();
+    }
+  });
+
+  it('neither a token nor the key appears in any log, nor a token upstream', async () => {
+    assert.equal(tokens.length, 3, 'runs last, after the tests that minted tokens');
     await browser.close();
     await relay.stop();
     const output = relay.output();
     assert.match(output, /"msg":"listening"/, 'the relay output was captured');
-    assert.ok(relay.accessLog().length >= 3, 'the access log was captured');
-    // The whole token, and its sealed part alone, in case a log strips the "rt1." prefix.
-    for (const secret of [token, token.slice('rt1.'.length), FAKE_KEY]) {
-      assert.ok(!output.includes(secret), `relay output contains ${secret.slice(0, 12)}…`);
-      assert.ok(!backendLog.join('\n').includes(secret), 'backend log contains a secret');
-    }
+    assert.ok(relay.accessLog().length >= 6, 'the access log was captured');
     assert.ok(backendLog.includes('POST /api/session 200'), backendLog.join('\n'));
+    // Each whole token, and its sealed part alone in case something strips the "rt1." prefix.
+    const secrets = [FAKE_KEY, ...tokens.flatMap((t) => [t, t.slice('rt1.'.length)])];
+    for (const secret of secrets) {
+      assert.ok(!output.includes(secret), `relay output contains ${secret.slice(0, 12)}…`);
+      assert.ok(!backendLog.join('\n').includes(secret), `backend log contains ${secret.slice(0, 12)}…`);
+    }
+    assert.ok(upstream.seen.length >= 3);
     for (const r of upstream.seen) {
+      assert.equal(r.headers.authorization, `Bearer ${FAKE_KEY}`);
       const everything = `${r.method} ${r.url}\n${JSON.stringify(r.headers)}\n${r.body}`;
-      assert.ok(!everything.includes(token.slice('rt1.'.length)), 'the upstream saw the token');
+      for (const t of tokens)
+        assert.ok(!everything.includes(t.slice('rt1.'.length)), 'the upstream saw a token');
     }
   });
 });

@@ -18,6 +18,8 @@ export const CHROMIUM = '/usr/bin/chromium';
 const RELAY_STARTUP_MS = 30000;
 /** Milliseconds the mock waits for the test's cue before giving up on a stream (a failed test must not hang). */
 const CUE_TIMEOUT_MS = 20000;
+/** Milliseconds between events when the mock is not gated: still a stream, never one burst. */
+const UNGATED_PAUSE_MS = 20;
 /** Seconds the relay drains in-flight streams on SIGTERM; nothing is in flight when the tests stop it. */
 const RELAY_SHUTDOWN_GRACE = 2;
 
@@ -40,8 +42,9 @@ export function relayBinary() {
 
 /**
  * A stand-in for the OpenAI API. `POST /v1/chat/completions` with `stream: true` answers with
- * chat.completion.chunk events, one per piece of `pieces`, and pauses after each until `cue()` is
- * called, so the test decides when the next piece may leave. Every request is recorded in `seen`.
+ * chat.completion.chunk events, one per piece of `pieces`. While `gated` is true (the default) it pauses
+ * after each piece until `cue()` is called, so the test decides when the next piece may leave; with
+ * `gated` false it pauses a few milliseconds instead. Every request is recorded in `seen`.
  *
  * @param {string[]} pieces
  */
@@ -68,6 +71,27 @@ export async function startMockUpstream(pieces) {
         resolve(true);
       };
     });
+
+  const mock = {
+    gated: true,
+    seen,
+    port: 0,
+    /** Lets the stream send its next piece. */
+    cue() {
+      if (waiter) {
+        const w = waiter;
+        waiter = null;
+        w();
+      } else {
+        cues += 1;
+      }
+    },
+    async close() {
+      server.closeAllConnections();
+      server.close();
+      await once(server, 'close');
+    },
+  };
 
   const server = createServer(async (req, res) => {
     const chunks = [];
@@ -97,32 +121,16 @@ export async function startMockUpstream(pieces) {
     res.write(event({ role: 'assistant', content: '' }, null));
     for (const piece of pieces) {
       res.write(event({ content: piece }, null));
-      if (!(await nextCue())) return res.destroy();
+      if (!mock.gated) await new Promise((resolve) => setTimeout(resolve, UNGATED_PAUSE_MS));
+      else if (!(await nextCue())) return res.destroy();
     }
     res.write(event({}, 'stop'));
     res.end('data: [DONE]\n\n');
   });
   server.listen(0, '127.0.0.1');
   await once(server, 'listening');
-  return {
-    port: /** @type {import('node:net').AddressInfo} */ (server.address()).port,
-    seen,
-    /** Lets the stream send its next piece. */
-    cue() {
-      if (waiter) {
-        const w = waiter;
-        waiter = null;
-        w();
-      } else {
-        cues += 1;
-      }
-    },
-    async close() {
-      server.closeAllConnections();
-      server.close();
-      await once(server, 'close');
-    },
-  };
+  mock.port = /** @type {import('node:net').AddressInfo} */ (server.address()).port;
+  return mock;
 }
 
 /**
