@@ -298,11 +298,12 @@ impl StoreConfig {
             ("store.connect_timeout", self.connect_timeout.is_some()),
             ("store.command_timeout", self.command_timeout.is_some()),
         ];
-        let not_for = |kind: &str, fields: &[(&'static str, bool)]| {
-            match fields.iter().find(|(_, given)| *given) {
-                Some((field, _)) => Err((*field, format!("is not used by a {kind} store"))),
-                None => Ok(()),
-            }
+        let not_for = |kind: &str, fields: &[(&'static str, bool)]| match fields
+            .iter()
+            .find(|(_, given)| *given)
+        {
+            Some((field, _)) => Err((*field, format!("is not used by a {kind} store"))),
+            None => Ok(()),
         };
         match self.kind.as_str() {
             "memory" => not_for(
@@ -841,6 +842,73 @@ mod tests {
             let e = parse(text).unwrap_err();
             assert_eq!(e.field, field, "{text}: {e}");
         }
+    }
+
+    #[test]
+    fn store_defaults_to_a_sqlite_file_next_to_the_config() {
+        let c = parse("{}").unwrap();
+        assert_eq!(c.store.kind, "sqlite");
+        let file = Path::new("/etc/relayapi/config.json");
+        assert_eq!(
+            c.store.sqlite_path(file),
+            Path::new("/etc/relayapi/relayapi-usage.db")
+        );
+        let c = parse(r#"{"store": {"type": "sqlite", "path": "data/usage.db"}}"#).unwrap();
+        assert_eq!(
+            c.store.sqlite_path(file),
+            Path::new("/etc/relayapi/data/usage.db")
+        );
+        assert_eq!(
+            c.store.sqlite_path(Path::new("config.json")),
+            Path::new("data/usage.db"),
+            "a bare config file name means the current directory"
+        );
+        let c = parse(r#"{"store": {"type": "sqlite", "path": "/var/lib/relayapi/u.db"}}"#).unwrap();
+        assert_eq!(c.store.sqlite_path(file), Path::new("/var/lib/relayapi/u.db"));
+        let c = parse(r#"{"store": {"type": "redis", "url": "redis://127.0.0.1:6379/0"}}"#).unwrap();
+        assert_eq!(c.store.key_prefix(), "relayapi:");
+        assert_eq!(c.store.command_timeout(), Duration::from_secs(2));
+        let c = parse(
+            r#"{"store": {"type": "redis", "url": "redis://:pw@10.0.0.5:6380/2", "key_prefix": "r1:",
+                          "connect_timeout": 5, "command_timeout": 1}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            (c.store.key_prefix(), c.store.connect_timeout()),
+            ("r1:", Duration::from_secs(5))
+        );
+        assert!(parse(r#"{"store": {"type": "memory"}}"#).is_ok());
+    }
+
+    #[test]
+    fn store_errors_name_the_field() {
+        for (store, field) in [
+            (r#"{"type": "etcd"}"#, "store.type"),
+            (r#"{"type": "file"}"#, "store.type"),
+            (r#"{"type": "redis"}"#, "store.url"),
+            (r#"{"type": "redis", "url": "http://127.0.0.1"}"#, "store.url"),
+            (r#"{"type": "redis", "url": "rediss://127.0.0.1"}"#, "store.url"),
+            (r#"{"type": "redis", "url": "redis://x", "key_prefix": "a b"}"#, "store.key_prefix"),
+            (r#"{"type": "redis", "url": "redis://x", "command_timeout": 0}"#, "store.command_timeout"),
+            (r#"{"type": "redis", "url": "redis://x", "connect_timeout": 61}"#, "store.connect_timeout"),
+            (r#"{"type": "redis", "url": "redis://x", "path": "u.db"}"#, "store.path"),
+            (r#"{"type": "sqlite", "url": "redis://x"}"#, "store.url"),
+            (r#"{"type": "sqlite", "command_timeout": 1}"#, "store.command_timeout"),
+            (r#"{"type": "sqlite", "path": ""}"#, "store.path"),
+            (r#"{"type": "memory", "path": "u.db"}"#, "store.path"),
+            (r#"{"type": "memory", "key_prefix": "r:"}"#, "store.key_prefix"),
+        ] {
+            let text = format!(r#"{{"store": {store}}}"#);
+            let e = parse(&text).unwrap_err();
+            assert_eq!(e.field, field, "{text}: {e}");
+        }
+    }
+
+    #[test]
+    fn store_url_errors_do_not_repeat_the_password() {
+        let e = parse(r#"{"store": {"type": "redis", "url": "redis://:hunter2@[::1"}}"#).unwrap_err();
+        assert_eq!(e.field, "store.url");
+        assert!(!e.to_string().contains("hunter2"), "{e}");
     }
 
     #[test]

@@ -28,5 +28,7 @@ pub mod secret;
 pub mod server;
 pub mod shutdown;
 pub mod store;
+pub mod store_redis;
+pub mod store_sqlite;
 pub mod token;
 pub mod upstream;

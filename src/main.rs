@@ -195,7 +195,7 @@ fn serve(config_path: &Path, rai_path: &Path, rai_given: bool) -> Result<(), Str
     }
     let api_keys = load_api_keys(&cfg, config_path)?;
     let upstream = Upstream::new(&cfg.upstream)?;
-    let store = open_store(&cfg)?;
+    let store = open_store(&cfg, config_path)?;
     let limiter = RateLimiter::from_config(&cfg.rate_limit)
         .map_err(|e| format!("{}: field `rate_limit`: {e}", config_path.display()))?;
     let addr = SocketAddr::new(cfg.server.host.parse().expect("validated"), cfg.server.port);
@@ -298,9 +298,40 @@ fn load_api_keys(
     Ok(keys)
 }
 
-fn open_store(cfg: &Config) -> Result<Store, String> {
-    match cfg.store.kind.as_str() {
-        "memory" => Ok(store::Store::memory()),
+/// Opens the usage store named by `store.type`. A sqlite file that cannot be opened, or a Redis server
+/// that does not answer `PING`, stops the start with the field to look at.
+fn open_store(cfg: &Config, config_path: &Path) -> Result<Store, String> {
+    let field = |name: &str, e: &dyn std::fmt::Display| {
+        format!("{}: field `{name}`: {e}", config_path.display())
+    };
+    // The revocation of a never-seen token must outlive every token that could still be accepted.
+    let max_token_life = cfg
+        .token
+        .max_lifetime
+        .saturating_add(cfg.token.clock_skew.saturating_mul(2));
+    let sc = &cfg.store;
+    match sc.kind.as_str() {
+        "memory" => Ok(Store::memory()),
+        "sqlite" => Store::open_sqlite(&sc.sqlite_path(config_path), max_token_life)
+            .map_err(|e| field("store.path", &e)),
+        "redis" => {
+            let opts = store::RedisOptions {
+                url: sc.url.clone().unwrap_or_default(),
+                key_prefix: sc.key_prefix().to_string(),
+                connect_timeout: sc.connect_timeout(),
+                command_timeout: sc.command_timeout(),
+            };
+            let s = Store::open_redis(opts, max_token_life).map_err(|e| field("store.url", &e))?;
+            // A throwaway runtime: the check's connection must not outlive it, and the store opens
+            // its own connection on the server's runtime at the first request.
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| format!("cannot start the runtime: {e}"))?;
+            rt.block_on(s.check())
+                .map_err(|e| field("store.url", &e))?;
+            Ok(s)
+        }
         other => Err(format!("store type {other} is not available")),
     }
 }

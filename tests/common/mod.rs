@@ -330,7 +330,7 @@ pub struct Relay {
     pub stderr: Arc<Mutex<Vec<String>>>,
 }
 
-/// A config for tests: port 0, limiters off unless a test sets them, fast timeouts.
+/// A config for tests: port 0, limiters off unless a test sets them, fast timeouts, in-memory usage.
 pub fn test_config(upstream: &MockUpstream) -> Value {
     json!({
         "server": {"host": "127.0.0.1", "port": 0, "read_timeout": 5, "idle_timeout": 5, "shutdown_grace": 5},
@@ -342,6 +342,8 @@ pub fn test_config(upstream: &MockUpstream) -> Value {
             "azure": {"base_url": upstream.base_url("/openai")},
         },
         "upstream": {"extra_ca_file": format!("{CERTS}/ca.pem"), "response_header_timeout": 10, "read_idle_timeout": 10},
+        // Counters in memory unless a test is about a store (the default is a sqlite file).
+        "store": {"type": "memory"},
     })
 }
 

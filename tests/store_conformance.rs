@@ -1,0 +1,608 @@
+//! One conformance suite for every usage store backend: each check below runs against the in-memory
+//! store, a SQLite file and a real `redis-server`, through the public `Store` API only. The backend
+//! specific tests at the end cover what only one backend has: persistence across reopen and expiry
+//! clean-up (SQLite), key expiry, sharing, and an unreachable or hung server (Redis).
+
+mod store_support;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use relayapi::store::{
+    RedisOptions, Reservation, Store, TokenRef, Usage, MAX_TIME, RETAIN_AFTER_EXPIRY,
+};
+use store_support::RedisServer;
+
+/// Longest a token can be accepted after issue in these tests (`max_token_life`).
+const TOKEN_LIFE: u64 = 7 * 24 * 3600;
+
+/// A store and what must outlive it (the temporary directory, the Redis server).
+struct Fixture {
+    store: Store,
+    _dir: Option<tempfile::TempDir>,
+    _redis: Option<RedisServer>,
+}
+
+fn memory() -> Fixture {
+    Fixture {
+        store: Store::memory(),
+        _dir: None,
+        _redis: None,
+    }
+}
+
+fn sqlite() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open_sqlite(&dir.path().join("usage.db"), TOKEN_LIFE).unwrap();
+    Fixture {
+        store,
+        _dir: Some(dir),
+        _redis: None,
+    }
+}
+
+fn redis_options(server: &RedisServer, prefix: &str, timeout: Duration) -> RedisOptions {
+    RedisOptions {
+        url: server.url(),
+        key_prefix: prefix.into(),
+        connect_timeout: timeout,
+        command_timeout: timeout,
+    }
+}
+
+fn redis() -> Fixture {
+    let server = RedisServer::start();
+    let store = Store::open_redis(
+        redis_options(&server, "test:", Duration::from_secs(2)),
+        TOKEN_LIFE,
+    )
+    .unwrap();
+    Fixture {
+        store,
+        _dir: None,
+        _redis: Some(server),
+    }
+}
+
+fn tok<'a>(tenant: &'a str, jti: &'a str, max: Option<u64>) -> TokenRef<'a> {
+    TokenRef {
+        jti,
+        tenant,
+        iat: 1_000,
+        exp: 10_000,
+        max,
+    }
+}
+
+async fn granted(s: &Store, t: TokenRef<'_>, now: u64) -> u64 {
+    match s.reserve(t, now).await.unwrap() {
+        Reservation::Granted { used } => used,
+        other => panic!("expected a granted reservation, got {other:?}"),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------
+// The shared checks
+// ---------------------------------------------------------------------------------------------------
+
+async fn counts_exactly_max_calls(s: &Store) {
+    for i in 1..=3 {
+        assert_eq!(granted(s, tok("acme", "a", Some(3)), 1_100 + i).await, i);
+    }
+    assert_eq!(
+        s.reserve(tok("acme", "a", Some(3)), 1_200).await.unwrap(),
+        Reservation::Exhausted
+    );
+    let u = s.usage("acme", "a").await.unwrap().unwrap();
+    assert_eq!(
+        u,
+        Usage {
+            tenant: "acme".into(),
+            calls_used: 3,
+            max_calls: Some(3),
+            first_used_at: Some(1_101),
+            last_used_at: Some(1_103),
+            expires_at: Some(10_000),
+            issued_at: Some(1_000),
+            revoked: false,
+        },
+        "a refused call is not a use"
+    );
+    s.refund("acme", "a").await.unwrap();
+    assert_eq!(granted(s, tok("acme", "a", Some(3)), 1_300).await, 3);
+    let u = s.usage("acme", "a").await.unwrap().unwrap();
+    assert_eq!(
+        (u.calls_used, u.first_used_at, u.last_used_at),
+        (3, Some(1_101), Some(1_300))
+    );
+}
+
+async fn unlimited_tokens_count_every_call(s: &Store) {
+    for i in 1..=40 {
+        assert_eq!(granted(s, tok("acme", "u", None), 1_100).await, i);
+    }
+    let u = s.usage("acme", "u").await.unwrap().unwrap();
+    assert_eq!((u.calls_used, u.max_calls), (40, None));
+}
+
+async fn tenants_never_share_counters(s: &Store) {
+    assert_eq!(granted(s, tok("acme", "same-id", Some(1)), 1_100).await, 1);
+    assert_eq!(
+        granted(s, tok("globex", "same-id", Some(1)), 1_100).await,
+        1,
+        "another tenant's token with the same id has its own counter"
+    );
+    s.revoke("acme", "same-id").await.unwrap();
+    s.revoke_before("acme", 5_000).await.unwrap();
+    let other = s.usage("globex", "same-id").await.unwrap().unwrap();
+    assert_eq!((other.calls_used, other.revoked), (1, false));
+    s.refund("globex", "same-id").await.unwrap();
+    assert_eq!(granted(s, tok("globex", "same-id", Some(1)), 1_101).await, 1);
+    assert_eq!(s.usage("initech", "same-id").await.unwrap(), None);
+}
+
+async fn parallel_reservations_never_exceed_max(s: Arc<Store>) {
+    let mut tasks = Vec::new();
+    for _ in 0..200 {
+        let s = s.clone();
+        tasks.push(tokio::spawn(async move {
+            s.reserve(tok("acme", "p", Some(5)), 1_100).await.unwrap()
+        }));
+    }
+    let mut granted = Vec::new();
+    for t in tasks {
+        if let Reservation::Granted { used } = t.await.unwrap() {
+            granted.push(used);
+        }
+    }
+    granted.sort_unstable();
+    assert_eq!(granted, [1, 2, 3, 4, 5], "each count handed out once");
+    assert_eq!(s.usage("acme", "p").await.unwrap().unwrap().calls_used, 5);
+}
+
+async fn refund_never_goes_below_zero(s: &Store) {
+    s.refund("acme", "never-seen").await.unwrap();
+    assert_eq!(
+        s.usage("acme", "never-seen").await.unwrap(),
+        None,
+        "a refund does not create a record"
+    );
+    granted(s, tok("acme", "r", Some(2)), 1_100).await;
+    s.refund("acme", "r").await.unwrap();
+    s.refund("acme", "r").await.unwrap();
+    assert_eq!(s.usage("acme", "r").await.unwrap().unwrap().calls_used, 0);
+    assert_eq!(granted(s, tok("acme", "r", Some(2)), 1_100).await, 1);
+}
+
+async fn revoking_an_unseen_token(s: &Store) {
+    let u = s.revoke("acme", "fresh").await.unwrap();
+    assert_eq!(
+        u,
+        Usage {
+            tenant: "acme".into(),
+            revoked: true,
+            ..Usage::default()
+        }
+    );
+    assert_eq!(
+        s.revoke("acme", "fresh").await.unwrap(),
+        u,
+        "revoking is idempotent"
+    );
+    assert_eq!(
+        s.reserve(tok("acme", "fresh", None), 1_100).await.unwrap(),
+        Reservation::Revoked
+    );
+    let u = s.usage("acme", "fresh").await.unwrap().unwrap();
+    assert!(u.revoked);
+    assert_eq!(u.calls_used, 0, "a refused call is not counted");
+}
+
+async fn revoking_a_used_token_keeps_its_count(s: &Store) {
+    granted(s, tok("acme", "used", Some(10)), 1_100).await;
+    granted(s, tok("acme", "used", Some(10)), 1_101).await;
+    let u = s.revoke("acme", "used").await.unwrap();
+    assert_eq!((u.calls_used, u.revoked, u.max_calls), (2, true, Some(10)));
+    assert_eq!(
+        s.reserve(tok("acme", "used", Some(10)), 1_102)
+            .await
+            .unwrap(),
+        Reservation::Revoked
+    );
+    let u = s.usage("acme", "used").await.unwrap().unwrap();
+    assert_eq!((u.calls_used, u.last_used_at), (2, Some(1_101)));
+}
+
+async fn revoke_before_is_a_monotonic_tenant_mark(s: &Store) {
+    granted(s, tok("acme", "old-used", None), 1_100).await;
+    assert_eq!(s.revoke_before("acme", 1_001).await.unwrap(), 1_001);
+    assert_eq!(
+        s.revoke_before("acme", 500).await.unwrap(),
+        1_001,
+        "never lowers the mark"
+    );
+    // iat 1000 < 1001: refused, and not recorded.
+    assert_eq!(
+        s.reserve(tok("acme", "old", None), 1_100).await.unwrap(),
+        Reservation::Revoked
+    );
+    assert_eq!(s.usage("acme", "old").await.unwrap(), None);
+    let used = s.usage("acme", "old-used").await.unwrap().unwrap();
+    assert_eq!(
+        (used.revoked, used.calls_used),
+        (true, 1),
+        "usage reports the mark"
+    );
+    // Issued exactly at the mark: not before it.
+    let mut at_mark = tok("acme", "at-mark", None);
+    at_mark.iat = 1_001;
+    assert_eq!(granted(s, at_mark, 1_100).await, 1);
+    assert!(!s.usage("acme", "at-mark").await.unwrap().unwrap().revoked);
+    assert_eq!(
+        s.revoke_before("acme", u64::MAX).await.unwrap(),
+        MAX_TIME,
+        "capped above every valid iat"
+    );
+    assert_eq!(
+        s.reserve(at_mark, 1_100).await.unwrap(),
+        Reservation::Revoked
+    );
+}
+
+async fn usage_of_an_unknown_token_is_none(s: &Store) {
+    assert_eq!(s.usage("acme", "nobody").await.unwrap(), None);
+    assert_eq!(s.revoke_before("acme", 0).await.unwrap(), 0);
+    assert_eq!(s.usage("acme", "nobody").await.unwrap(), None);
+}
+
+async fn reservation_records_the_token_facts(s: &Store) {
+    let t = TokenRef {
+        jti: "facts",
+        tenant: "acme",
+        iat: 2_000,
+        exp: 9_000,
+        max: Some(MAX_TIME),
+    };
+    assert_eq!(granted(s, t, 2_500).await, 1);
+    let u = s.usage("acme", "facts").await.unwrap().unwrap();
+    assert_eq!(
+        (u.issued_at, u.expires_at, u.max_calls),
+        (Some(2_000), Some(9_000), Some(MAX_TIME)),
+        "the largest limit a token can carry is held exactly"
+    );
+}
+
+macro_rules! conformance {
+    ($backend:ident) => {
+        mod $backend {
+            use super::*;
+
+            #[tokio::test]
+            async fn counts_exactly_max_calls() {
+                super::counts_exactly_max_calls(&super::$backend().store).await
+            }
+            #[tokio::test]
+            async fn unlimited_tokens_count_every_call() {
+                super::unlimited_tokens_count_every_call(&super::$backend().store).await
+            }
+            #[tokio::test]
+            async fn tenants_never_share_counters() {
+                super::tenants_never_share_counters(&super::$backend().store).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn parallel_reservations_never_exceed_max() {
+                let f = super::$backend();
+                let store = Arc::new(f.store);
+                super::parallel_reservations_never_exceed_max(store).await;
+            }
+            #[tokio::test]
+            async fn refund_never_goes_below_zero() {
+                super::refund_never_goes_below_zero(&super::$backend().store).await
+            }
+            #[tokio::test]
+            async fn revoking_an_unseen_token() {
+                super::revoking_an_unseen_token(&super::$backend().store).await
+            }
+            #[tokio::test]
+            async fn revoking_a_used_token_keeps_its_count() {
+                super::revoking_a_used_token_keeps_its_count(&super::$backend().store).await
+            }
+            #[tokio::test]
+            async fn revoke_before_is_a_monotonic_tenant_mark() {
+                super::revoke_before_is_a_monotonic_tenant_mark(&super::$backend().store).await
+            }
+            #[tokio::test]
+            async fn usage_of_an_unknown_token_is_none() {
+                super::usage_of_an_unknown_token_is_none(&super::$backend().store).await
+            }
+            #[tokio::test]
+            async fn reservation_records_the_token_facts() {
+                super::reservation_records_the_token_facts(&super::$backend().store).await
+            }
+            #[tokio::test]
+            async fn check_answers() {
+                super::$backend().store.check().await.unwrap();
+            }
+        }
+    };
+}
+
+conformance!(memory);
+conformance!(sqlite);
+conformance!(redis);
+
+// ---------------------------------------------------------------------------------------------------
+// SQLite only
+// ---------------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn sqlite_counts_survive_reopening_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("usage.db");
+    {
+        let s = Store::open_sqlite(&path, TOKEN_LIFE).unwrap();
+        assert_eq!(s.kind(), "sqlite");
+        for _ in 0..3 {
+            granted(&s, tok("acme", "keep", Some(4)), 1_100).await;
+        }
+        s.revoke("acme", "gone").await.unwrap();
+        s.revoke_before("globex", 1_500).await.unwrap();
+    }
+    let s = Store::open_sqlite(&path, TOKEN_LIFE).unwrap();
+    assert_eq!(s.usage("acme", "keep").await.unwrap().unwrap().calls_used, 3);
+    assert_eq!(granted(&s, tok("acme", "keep", Some(4)), 1_200).await, 4);
+    assert_eq!(
+        s.reserve(tok("acme", "keep", Some(4)), 1_200).await.unwrap(),
+        Reservation::Exhausted,
+        "the limit holds across a restart"
+    );
+    assert_eq!(
+        s.reserve(tok("acme", "gone", None), 1_200).await.unwrap(),
+        Reservation::Revoked
+    );
+    assert_eq!(
+        s.reserve(tok("globex", "any", None), 1_200).await.unwrap(),
+        Reservation::Revoked
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_two_handles_on_one_file_stay_atomic() {
+    // Two processes opening the same file (a mistaken second relay on the host) still never
+    // exceed a limit: each reservation is one BEGIN IMMEDIATE transaction.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("usage.db");
+    let a = Arc::new(Store::open_sqlite(&path, TOKEN_LIFE).unwrap());
+    let b = Arc::new(Store::open_sqlite(&path, TOKEN_LIFE).unwrap());
+    let mut tasks = Vec::new();
+    for i in 0..200 {
+        let s = if i % 2 == 0 { a.clone() } else { b.clone() };
+        tasks.push(tokio::spawn(async move {
+            s.reserve(tok("acme", "shared", Some(5)), 1_100)
+                .await
+                .unwrap()
+        }));
+    }
+    let mut n = 0;
+    for t in tasks {
+        n += usize::from(matches!(t.await.unwrap(), Reservation::Granted { .. }));
+    }
+    assert_eq!(n, 5);
+}
+
+#[tokio::test]
+async fn sqlite_forgets_tokens_a_day_after_expiry() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open_sqlite(&dir.path().join("usage.db"), TOKEN_LIFE).unwrap();
+    granted(&s, tok("acme", "short", None), 1_100).await;
+    s.revoke("acme", "revoked-unseen").await.unwrap();
+    // Still within the retention: kept.
+    let later = 10_000 + RETAIN_AFTER_EXPIRY - 1;
+    let mut other = tok("acme", "other", None);
+    other.exp = later + 10_000;
+    granted(&s, other, later).await;
+    assert!(s.usage("acme", "short").await.unwrap().is_some());
+    // An hour later the sweep runs again and the expired token's record goes.
+    granted(&s, other, later + 3_600).await;
+    assert_eq!(s.usage("acme", "short").await.unwrap(), None);
+    assert!(
+        s.usage("acme", "revoked-unseen").await.unwrap().unwrap().revoked,
+        "a revocation of an unseen token is kept as long as a token may live"
+    );
+}
+
+#[tokio::test]
+async fn sqlite_errors_name_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("no-such-dir").join("usage.db");
+    let e = Store::open_sqlite(&missing, TOKEN_LIFE).err().unwrap();
+    assert!(e.to_string().contains("no-such-dir"), "{e}");
+
+    let newer = dir.path().join("newer.db");
+    let c = rusqlite::Connection::open(&newer).unwrap();
+    c.pragma_update(None, "user_version", 99).unwrap();
+    drop(c);
+    let e = Store::open_sqlite(&newer, TOKEN_LIFE).err().unwrap();
+    assert!(
+        e.to_string().contains("newer.db") && e.to_string().contains("newer relay"),
+        "{e}"
+    );
+}
+
+#[test]
+fn sqlite_file_is_in_wal_mode_with_normal_sync() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("usage.db");
+    let s = Store::open_sqlite(&path, TOKEN_LIFE).unwrap();
+    let c = rusqlite::Connection::open(&path).unwrap();
+    let mode: String = c
+        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(mode, "wal", "the mode is stored in the file");
+    drop(s);
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Redis only
+// ---------------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn redis_keys_expire_with_the_token() {
+    let server = RedisServer::start();
+    let s = Store::open_redis(
+        redis_options(&server, "ttl:", Duration::from_secs(2)),
+        TOKEN_LIFE,
+    )
+    .unwrap();
+    granted(&s, tok("acme", "t1", None), 4_000).await;
+    let ttl: u64 = server
+        .command("TTL ttl:tok:acme:t1")
+        .trim_start_matches(':')
+        .parse()
+        .unwrap();
+    let want = 10_000 - 4_000 + RETAIN_AFTER_EXPIRY;
+    assert!(
+        (want - 5..=want).contains(&ttl),
+        "TTL {ttl}, expected about {want}"
+    );
+
+    s.revoke("acme", "unseen").await.unwrap();
+    let ttl: u64 = server
+        .command("TTL ttl:tok:acme:unseen")
+        .trim_start_matches(':')
+        .parse()
+        .unwrap();
+    let want = TOKEN_LIFE + RETAIN_AFTER_EXPIRY;
+    assert!(
+        (want - 5..=want).contains(&ttl),
+        "TTL {ttl}, expected about {want}"
+    );
+    s.revoke("acme", "t1").await.unwrap();
+    let ttl: u64 = server
+        .command("TTL ttl:tok:acme:t1")
+        .trim_start_matches(':')
+        .parse()
+        .unwrap();
+    assert!(
+        ttl <= 10_000 - 4_000 + RETAIN_AFTER_EXPIRY,
+        "revoking a seen token keeps its expiry"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn redis_instances_share_limits_and_revocations() {
+    let server = RedisServer::start();
+    let open = |prefix: &str| {
+        Arc::new(
+            Store::open_redis(
+                redis_options(&server, prefix, Duration::from_secs(2)),
+                TOKEN_LIFE,
+            )
+            .unwrap(),
+        )
+    };
+    let (a, b, elsewhere) = (open("shared:"), open("shared:"), open("other-app:"));
+    let mut tasks = Vec::new();
+    for i in 0..200 {
+        let s = if i % 2 == 0 { a.clone() } else { b.clone() };
+        tasks.push(tokio::spawn(async move {
+            s.reserve(tok("acme", "s", Some(5)), 1_100).await.unwrap()
+        }));
+    }
+    let mut n = 0;
+    for t in tasks {
+        n += usize::from(matches!(t.await.unwrap(), Reservation::Granted { .. }));
+    }
+    assert_eq!(n, 5, "exactly the limit across two instances");
+
+    a.revoke("acme", "r").await.unwrap();
+    assert_eq!(
+        b.reserve(tok("acme", "r", None), 1_100).await.unwrap(),
+        Reservation::Revoked
+    );
+    b.revoke_before("acme", 1_001).await.unwrap();
+    assert_eq!(
+        a.reserve(tok("acme", "new-id", None), 1_100).await.unwrap(),
+        Reservation::Revoked
+    );
+    assert_eq!(
+        granted(&elsewhere, tok("acme", "s", Some(5)), 1_100).await,
+        1,
+        "another key prefix is another namespace"
+    );
+}
+
+#[tokio::test]
+async fn redis_down_is_an_error_never_a_grant_then_recovers() {
+    let mut server = RedisServer::start();
+    let s = Store::open_redis(
+        redis_options(&server, "down:", Duration::from_secs(1)),
+        TOKEN_LIFE,
+    )
+    .unwrap();
+    granted(&s, tok("acme", "d", None), 1_100).await;
+    server.stop();
+    for _ in 0..3 {
+        let started = Instant::now();
+        assert!(s.reserve(tok("acme", "d", None), 1_100).await.is_err());
+        assert!(started.elapsed() < Duration::from_secs(3));
+    }
+    assert!(s.usage("acme", "d").await.is_err());
+    assert!(s.refund("acme", "d").await.is_err());
+    assert!(s.check().await.is_err());
+    server.restart();
+    // The server came back empty (no persistence); the store reconnects by itself.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        match s.reserve(tok("acme", "d", None), 1_100).await {
+            Ok(r) => {
+                assert_eq!(r, Reservation::Granted { used: 1 });
+                break;
+            }
+            Err(e) => assert!(Instant::now() < deadline, "no reconnection: {e}"),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn redis_hung_server_times_out() {
+    let server = RedisServer::start();
+    let s = Store::open_redis(
+        redis_options(&server, "hung:", Duration::from_secs(1)),
+        TOKEN_LIFE,
+    )
+    .unwrap();
+    granted(&s, tok("acme", "h", None), 1_100).await;
+    server.freeze(true);
+    let started = Instant::now();
+    let r = s.reserve(tok("acme", "h", None), 1_100).await;
+    let waited = started.elapsed();
+    server.freeze(false);
+    assert!(r.is_err(), "a hung server never grants: {r:?}");
+    assert!(
+        waited < Duration::from_secs(3),
+        "bounded by the command timeout, waited {waited:?}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while s.reserve(tok("acme", "h", None), 1_100).await.is_err() {
+        assert!(Instant::now() < deadline, "no recovery after the thaw");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn redis_bad_url_is_refused_without_echoing_it() {
+    let e = Store::open_redis(
+        RedisOptions {
+            url: "redis://user:hunter2@[bad".into(),
+            key_prefix: "x:".into(),
+            connect_timeout: Duration::from_secs(1),
+            command_timeout: Duration::from_secs(1),
+        },
+        TOKEN_LIFE,
+    )
+    .err()
+    .unwrap();
+    assert!(!e.to_string().contains("hunter2"), "{e}");
+}
