@@ -125,7 +125,7 @@ describe('web chat page in headless Chromium', { timeout: 120000 }, () => {
     // streaming, before the test lets the next piece go.
     const reply = page.locator('.message.assistant').last();
     let expected = '';
-    const intermediate = [];
+    const shown = [];
     for (const piece of PIECES) {
       expected += piece;
       await page.waitForFunction(
@@ -134,12 +134,12 @@ describe('web chat page in headless Chromium', { timeout: 120000 }, () => {
         { timeout: 15000 },
       );
       assert.equal(await reply.getAttribute('data-state'), 'streaming', `"${expected}" shown mid-stream`);
-      intermediate.push(expected);
+      shown.push(expected);
       upstream.cue();
     }
     await page.waitForSelector('.message.assistant:last-child[data-state="done"]', { timeout: 15000 });
     assert.equal(await reply.textContent(), PIECES.join(''));
-    assert.ok(intermediate.length >= 3, 'at least two intermediate DOM states before the final one');
+    assert.ok(shown.length - 1 >= 2, 'at least two intermediate DOM states before the final one');
     assert.deepEqual(
       await page.evaluate(() => /** @type {any} */ (window).replyStates),
       PIECES.map((_, i) => PIECES.slice(0, i + 1).join('')),
