@@ -1,0 +1,302 @@
+//! The optional plain-HTTP listener of an HTTPS relay (`tls.redirect_http_port`): every request gets a
+//! `308 Permanent Redirect` to the same target on `https://`, and the connection closes. 308 rather
+//! than 301 so that a POST stays a POST with its body (RFC 9110 §15.4.9). Nothing is ever proxied here:
+//! a token sent in clear has already been exposed, and serving it would teach clients that plain HTTP
+//! works.
+//!
+//! Heads are parsed by the same strict `head.rs` and `framing.rs` gate as on the main listener, with
+//! the same limits and deadlines; what fails it gets the same 4xx and a close. The `Location` host comes
+//! from the request's `Host` (that is the name the client used), restricted to a DNS name or an IP
+//! address, and the port is the HTTPS listener's, left out when it is 443.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{json, Map};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio::time::Instant;
+
+use crate::app::App;
+use crate::conn::Client;
+use crate::error::Error;
+use crate::framing::request_framing;
+use crate::head::{parse_request_head, HeadLimits, RequestHead};
+use crate::log::redact_target;
+use crate::respond::{self, Response};
+
+/// Connections the redirect listener holds at once. Each lives for one short exchange; past this,
+/// new ones wait in the kernel backlog.
+const MAX_CONNECTIONS: usize = 1024;
+/// After answering, how long the unread rest of a request (a POST body) is read and dropped before the
+/// socket closes: closing with unread input makes the kernel send a reset that can destroy the
+/// response before the client has read it (RFC 9112 §9.6).
+const LINGER: Duration = Duration::from_secs(2);
+/// Bytes drained during the linger; a client still sending after this gets the reset.
+const LINGER_BYTES: usize = 256 * 1024;
+/// Longest host name put in a `Location` (RFC 1035: 253 characters for a DNS name).
+const MAX_HOST_BYTES: usize = 253;
+
+/// The `Location` for `head`: `https://` + the Host's name + the HTTPS port unless 443 + the target.
+///
+/// Errors (all 400): a request without Host (HTTP/1.0) or with an empty one, a Host that is not a DNS
+/// name or IP address, and `OPTIONS *`, which names no resource to redirect to. Framing errors from
+/// `framing.rs` are passed on as they are.
+pub fn location(head: &RequestHead, https_port: u16) -> Result<String, Error> {
+    let framing = request_framing(head)?;
+    if !head.target.starts_with('/') {
+        return Err(Error::BadRequest(
+            "no https URL for an asterisk-form target",
+        ));
+    }
+    let name = host_name(&framing.host).ok_or(Error::BadRequest(
+        "the Host header must name the server to redirect to",
+    ))?;
+    let port = if https_port == 443 {
+        String::new()
+    } else {
+        format!(":{https_port}")
+    };
+    Ok(format!("https://{name}{port}{}", head.target))
+}
+
+/// The host part of a validated `Host` value, when it is a DNS name, an IPv4 address or a bracketed
+/// IPv6 address. The port the client used (the plain one) is dropped.
+fn host_name(host: &str) -> Option<&str> {
+    let name = if host.starts_with('[') {
+        let end = host.find(']')?;
+        let literal = &host[1..end];
+        literal.parse::<std::net::Ipv6Addr>().ok()?;
+        &host[..=end]
+    } else {
+        let name = host.split(':').next().unwrap_or_default();
+        let labels_ok = name.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        });
+        if !labels_ok {
+            return None;
+        }
+        name
+    };
+    (!name.is_empty() && name.len() <= MAX_HOST_BYTES).then_some(name)
+}
+
+/// Answer on `listener` until `stop` resolves. `https_port` is the port of the relay's HTTPS listener.
+pub async fn run(
+    app: Arc<App>,
+    listener: TcpListener,
+    https_port: u16,
+    stop: impl Future<Output = ()>,
+) {
+    let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    tokio::pin!(stop);
+    loop {
+        let permit = tokio::select! {
+            p = permits.clone().acquire_owned() => p.expect("the semaphore is never closed"),
+            _ = &mut stop => return,
+        };
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = &mut stop => return,
+        };
+        let Ok((stream, peer)) = accepted else {
+            // Out of descriptors and the like: the main listener logs these; back off quietly.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        };
+        stream.set_nodelay(true).ok();
+        let app = app.clone();
+        tokio::spawn(async move {
+            serve(&app, stream, peer, https_port).await;
+            drop(permit);
+        });
+    }
+}
+
+/// One connection: read one head, answer it, close.
+pub async fn serve<S>(app: &App, io: S, peer: SocketAddr, https_port: u16)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let server = &app.cfg.server;
+    let mut client = Client {
+        io,
+        buf: Vec::with_capacity(4096),
+        peer,
+        read_timeout: server.read_timeout(),
+        write_timeout: server.write_timeout(),
+        eof: false,
+    };
+    let limits = HeadLimits {
+        max_head_bytes: server.max_header_bytes,
+        max_headers: server.max_headers,
+        max_uri_bytes: server.max_uri_bytes,
+    };
+    let head = match read_head(&mut client, &limits, server.idle_timeout()).await {
+        Ok(Some(h)) => h,
+        Ok(None) => return,
+        Err(e) => {
+            respond::error_and_log(app, &mut client, None, &e, None).await;
+            close(&mut client).await;
+            return;
+        }
+    };
+    match location(&head, https_port) {
+        Ok(loc) => {
+            let r = Response {
+                status: 308,
+                headers: vec![("location".into(), loc)],
+                body: Vec::new(),
+                close: true,
+            };
+            let _ = client.write_all(&r.encode(head.method == "HEAD")).await;
+            app.stats.count_status(r.status);
+            let mut f = Map::new();
+            f.insert("rid".into(), json!(app.next_request_id()));
+            f.insert("ip".into(), json!(peer.ip().to_string()));
+            f.insert("method".into(), json!(head.method));
+            f.insert("path".into(), json!(redact_target(head.target.as_bytes())));
+            f.insert("status".into(), json!(r.status));
+            f.insert("reason".into(), json!("https_redirect"));
+            app.log.access(f);
+        }
+        Err(e) => respond::error_and_log(app, &mut client, Some(&head), &e, None).await,
+    }
+    close(&mut client).await;
+}
+
+/// Wait for one complete head: the idle timeout before the first byte, then `read_timeout` for the
+/// whole head (as `conn.rs` does, so a slow-dripping client cannot hold the connection).
+async fn read_head<S: AsyncRead + AsyncWrite + Unpin>(
+    client: &mut Client<S>,
+    limits: &HeadLimits,
+    idle: Duration,
+) -> Result<Option<RequestHead>, Error> {
+    let mut deadline = Instant::now() + idle;
+    let mut started = false;
+    loop {
+        if !client.buf.is_empty() {
+            if let Some(head) = parse_request_head(&client.buf, limits)? {
+                return Ok(Some(head));
+            }
+        }
+        if client.eof {
+            return if client.buf.is_empty() {
+                Ok(None)
+            } else {
+                Err(Error::BadRequest("incomplete request head"))
+            };
+        }
+        match client.read_more(deadline).await {
+            Ok(_) if !started && !client.buf.is_empty() => {
+                started = true;
+                deadline = Instant::now() + client.read_timeout;
+            }
+            Ok(_) => {}
+            Err(_) if client.buf.is_empty() => return Ok(None),
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Half-close, then read and drop what the client still sends, for a bounded time and amount.
+async fn close<S: AsyncRead + AsyncWrite + Unpin>(client: &mut Client<S>) {
+    let _ = tokio::time::timeout(Duration::from_secs(1), client.io.shutdown()).await;
+    let deadline = Instant::now() + LINGER;
+    let mut drained = 0;
+    let mut sink = [0u8; 8192];
+    while drained < LINGER_BYTES {
+        match tokio::time::timeout_at(deadline, client.io.read(&mut sink)).await {
+            Ok(Ok(n)) if n > 0 => drained += n,
+            _ => break,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn head(raw: &str) -> RequestHead {
+        let limits = HeadLimits {
+            max_head_bytes: 16 * 1024,
+            max_headers: 100,
+            max_uri_bytes: 8 * 1024,
+        };
+        parse_request_head(raw.as_bytes(), &limits)
+            .unwrap()
+            .expect("a complete head")
+    }
+
+    fn loc(raw: &str, port: u16) -> Result<String, Error> {
+        location(&head(raw), port)
+    }
+
+    #[test]
+    fn location_keeps_the_target_and_uses_the_https_port() {
+        let get = "GET /relayapi/rt1.x/chat/completions?a=1&b=%20 HTTP/1.1\r\nHost: relay.example.com\r\n\r\n";
+        assert_eq!(
+            loc(get, 443).unwrap(),
+            "https://relay.example.com/relayapi/rt1.x/chat/completions?a=1&b=%20"
+        );
+        assert_eq!(
+            loc(get, 8443).unwrap(),
+            "https://relay.example.com:8443/relayapi/rt1.x/chat/completions?a=1&b=%20"
+        );
+        // The plain port the client used is replaced, whatever it was.
+        assert_eq!(
+            loc(
+                "POST /x HTTP/1.1\r\nHost: relay.example.com:80\r\nContent-Length: 2\r\n\r\n",
+                443
+            )
+            .unwrap(),
+            "https://relay.example.com/x"
+        );
+        assert_eq!(
+            loc("GET / HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n\r\n", 8443).unwrap(),
+            "https://127.0.0.1:8443/"
+        );
+        assert_eq!(
+            loc("GET /h HTTP/1.1\r\nHost: [::1]:80\r\n\r\n", 443).unwrap(),
+            "https://[::1]/h"
+        );
+        assert_eq!(
+            loc("GET /h HTTP/1.0\r\nHost: Relay.Example.COM\r\n\r\n", 443).unwrap(),
+            "https://Relay.Example.COM/h"
+        );
+    }
+
+    #[test]
+    fn requests_without_a_usable_host_or_target_are_refused() {
+        for raw in [
+            // HTTP/1.0 may omit Host, but then there is no name to send the client to.
+            "GET / HTTP/1.0\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost:\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: a..b\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: evil.example!$&'()*+;=\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: %65vil.example\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: [fe80::1%25eth0]\r\n\r\n",
+            "OPTIONS * HTTP/1.1\r\nHost: relay.example.com\r\n\r\n",
+        ] {
+            let e = loc(raw, 443).unwrap_err();
+            assert_eq!(e.status(), 400, "{raw:?}: {e:?}");
+        }
+        // The framing gate's own refusals pass through.
+        for raw in [
+            "GET / HTTP/1.1\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+            "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n",
+        ] {
+            assert_eq!(loc(raw, 443).unwrap_err().status(), 400, "{raw:?}");
+        }
+        let long = format!("GET / HTTP/1.1\r\nHost: {}.example\r\n\r\n", "a".repeat(64));
+        assert_eq!(loc(&long, 443).unwrap_err().status(), 400);
+    }
+}
