@@ -52,10 +52,8 @@ step "Python: SDK tests and end-to-end suite"
 step "JavaScript: SDK lint and tests"
 (cd sdk/js && npm ci --no-audit --no-fund --loglevel=error && npm run lint && npm run format:check && npm test)
 
-if [ -d examples/web-chat ]; then
-  step "Browser example in headless Chromium"
-  apt_install chromium chromium
-  (cd examples/web-chat && npm ci --no-audit --no-fund --loglevel=error && npm test)
-fi
+step "Browser example in headless Chromium"
+apt_install chromium chromium
+(cd examples/web-chat && npm ci --no-audit --no-fund --loglevel=error && npm run lint && npm test)
 
 step "All test suites passed"
