@@ -24,9 +24,10 @@ use relayapi::provider::Registry;
 use relayapi::rai::{self, Keyring};
 use relayapi::secret::SecretString;
 use relayapi::store::Store;
+use relayapi::tls::{self, ServerTls};
 use relayapi::token::{self, Claims, Ext};
 use relayapi::upstream::Upstream;
-use relayapi::{server, store};
+use relayapi::{redirect, server, store};
 
 /// Tokens with a `rate` or `conc` claim tracked at once; beyond this, new ones are refused until old
 /// windows pass, so a flood of fresh tokens cannot grow memory.
@@ -170,7 +171,7 @@ fn serve(config_path: &Path, rai_path: &Path, rai_given: bool) -> Result<(), Str
         // First start from a directory holding only the binary and config.json: make a key to start with.
         let mut rng = token::os_rng();
         let r = rai::generate_rai(
-            "http",
+            if cfg.tls.is_some() { "https" } else { "http" },
             &cfg.server.host,
             cfg.server.port,
             "default",
@@ -192,7 +193,20 @@ fn serve(config_path: &Path, rai_path: &Path, rai_given: bool) -> Result<(), Str
                 json!({"config": cfg.server.base_path, "rai": r.server.base_path}),
             );
         }
+        let scheme = if cfg.tls.is_some() { "https" } else { "http" };
+        if r.server.scheme != scheme {
+            log.warn(
+                "server.scheme of a .rai file differs from what this relay serves; SDK URLs will not reach it",
+                json!({"relay": scheme, "rai": r.server.scheme, "tenant": r.crypto.tenant_id}),
+            );
+        }
     }
+    let tls = match &cfg.tls {
+        Some(t) => Some(Arc::new(
+            ServerTls::load(t).map_err(|e| format!("{}: {e}", config_path.display()))?,
+        )),
+        None => None,
+    };
     let api_keys = load_api_keys(&cfg, config_path)?;
     let upstream = Upstream::new(&cfg.upstream)?;
     let store = open_store(&cfg, config_path)?;
@@ -207,6 +221,22 @@ fn serve(config_path: &Path, rai_path: &Path, rai_given: bool) -> Result<(), Str
     runtime.block_on(async move {
         let listener = server::bind(addr).map_err(|e| format!("cannot listen on {addr}: {e}"))?;
         let local = listener.local_addr().map_err(|e| e.to_string())?;
+        let redirect_port = cfg.tls.as_ref().and_then(|t| t.redirect_http_port);
+        let redirect_listener = match redirect_port {
+            Some(port) => {
+                let a = SocketAddr::new(addr.ip(), port);
+                Some(server::bind(a).map_err(|e| {
+                    format!(
+                        "{}: field `tls.redirect_http_port`: cannot listen on {a}: {e}",
+                        config_path.display()
+                    )
+                })?)
+            }
+            None => None,
+        };
+        // Installed before the relay says it is listening: SIGHUP's default action is to terminate,
+        // and `systemctl reload` may come at any time after start.
+        let hup = reload_requests().map_err(|e| format!("cannot install a SIGHUP handler: {e}"))?;
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let app = Arc::new(App {
             limiter,
@@ -233,18 +263,88 @@ fn serve(config_path: &Path, rai_path: &Path, rai_given: bool) -> Result<(), Str
             request_seq: AtomicU64::new(0),
             cfg,
         });
-        log.info(
-            "listening",
-            json!({
-                "addr": local.to_string(),
-                "version": env!("CARGO_PKG_VERSION"),
-                "tenants": app.keyring.len(),
-                "store": app.store.kind(),
-            }),
-        );
-        server::run(app, listener, shutdown_signal()).await;
+        let mut fields = json!({
+            "addr": local.to_string(),
+            "scheme": if tls.is_some() { "https" } else { "http" },
+            "version": env!("CARGO_PKG_VERSION"),
+            "tenants": app.keyring.len(),
+            "store": app.store.kind(),
+        });
+        if let Some(t) = &tls {
+            fields["cert_sha256"] = json!(t.cert_sha256());
+        }
+        log.info("listening", fields);
+
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|s| *s).await;
+        };
+        let mut tasks = Vec::new();
+        if let Some(l) = redirect_listener {
+            let raddr = l.local_addr().map_err(|e| e.to_string())?;
+            log.info(
+                "redirect listening",
+                json!({"addr": raddr.to_string(), "to_port": local.port()}),
+            );
+            tasks.push(tokio::spawn(redirect::run(
+                app.clone(),
+                l,
+                local.port(),
+                stopped(stop_rx.clone()),
+            )));
+        }
+        match &tls {
+            Some(t) => {
+                let interval = app.cfg.tls.as_ref().and_then(|c| c.reload_interval());
+                tasks.push(tokio::spawn(tls::watch(
+                    t.clone(),
+                    log.clone(),
+                    interval,
+                    hup,
+                )));
+            }
+            None => tasks.push(tokio::spawn(ignore_reloads(log.clone(), hup))),
+        }
+        tokio::spawn(async move {
+            shutdown_signal().await;
+            let _ = stop_tx.send(true);
+        });
+        server::run(app, listener, tls, stopped(stop_rx)).await;
+        for t in tasks {
+            t.abort();
+        }
         Ok(())
     })
+}
+
+/// SIGHUP, forwarded as messages: the reload request of `systemctl reload` and certificate renewal
+/// hooks.
+fn reload_requests() -> std::io::Result<tokio::sync::mpsc::Receiver<()>> {
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut hup = signal(SignalKind::hangup())?;
+        tokio::spawn(async move {
+            while hup.recv().await.is_some() {
+                // A reload already queued covers this one too.
+                let _ = tx.try_send(());
+            }
+        });
+    }
+    #[cfg(not(unix))]
+    drop(tx);
+    Ok(rx)
+}
+
+/// Without TLS there is nothing to reload; say so instead of dying (SIGHUP's default action).
+async fn ignore_reloads(log: Logger, mut hup: tokio::sync::mpsc::Receiver<()>) {
+    while hup.recv().await.is_some() {
+        log.info(
+            "SIGHUP: nothing to reload (certificates reload only with `tls` set; config.json changes need a restart)",
+            json!({}),
+        );
+    }
 }
 
 /// Resolves on SIGTERM (systemd, docker) or SIGINT (Ctrl-C).

@@ -1,6 +1,8 @@
 //! The accept loop: a listener with a large backlog, a connection permit taken *before* `accept` (so at
 //! most `max_connections` sockets are ever open), back-off when `accept` fails (e.g. out of file
-//! descriptors), one task per connection, and a drain on shutdown. HTTP lives in `conn.rs`.
+//! descriptors), one task per connection, and a drain on shutdown. With `tls` set, each connection's
+//! task first runs the TLS handshake (bounded by `tls.handshake_timeout`, so a stalled client holds its
+//! permit no longer than that). HTTP lives in `conn.rs`, TLS in `tls.rs`.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -13,7 +15,8 @@ use tokio::sync::Semaphore;
 
 use crate::app::App;
 use crate::conn;
-use crate::shutdown::Shutdown;
+use crate::shutdown::{Shutdown, ShutdownWatch};
+use crate::tls::ServerTls;
 
 /// Pending-connection queue; the std/mio default of 128 overflows under a burst of a few hundred
 /// connects and costs clients one-second SYN retries (see PERFORMANCE notes in the README).
@@ -37,7 +40,13 @@ pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
 }
 
 /// Serve until `stop` resolves, then stop accepting and give in-flight requests the grace period.
-pub async fn run(app: Arc<App>, listener: TcpListener, stop: impl Future<Output = ()>) {
+/// With `tls`, the listener speaks HTTPS.
+pub async fn run(
+    app: Arc<App>,
+    listener: TcpListener,
+    tls: Option<Arc<ServerTls>>,
+    stop: impl Future<Output = ()>,
+) {
     let shutdown = Shutdown::new();
     let permits = Arc::new(Semaphore::new(app.cfg.server.max_connections));
     let sweeper = {
@@ -80,8 +89,12 @@ pub async fn run(app: Arc<App>, listener: TcpListener, stop: impl Future<Output 
         stream.set_nodelay(true).ok();
         let app = app.clone();
         let watch = shutdown.watcher();
+        let tls = tls.clone();
         tokio::spawn(async move {
-            conn::serve(app, stream, peer, watch).await;
+            match tls {
+                None => conn::serve(app, stream, peer, watch).await,
+                Some(tls) => serve_tls(app, &tls, stream, peer, watch).await,
+            }
             drop(permit);
         });
     }
@@ -92,4 +105,23 @@ pub async fn run(app: Arc<App>, listener: TcpListener, stop: impl Future<Output 
         .info("shutting down", json!({"grace_secs": grace.as_secs()}));
     let clean = shutdown.drain(grace).await;
     app.log.info("stopped", json!({"drained": clean}));
+}
+
+/// Handshake, then HTTP over the TLS stream. A failed or timed-out handshake just closes: on a public
+/// port most of them are scanners, so they are not logged one by one.
+async fn serve_tls(
+    app: Arc<App>,
+    tls: &ServerTls,
+    stream: tokio::net::TcpStream,
+    peer: SocketAddr,
+    mut watch: ShutdownWatch,
+) {
+    let accepted = tokio::select! {
+        a = tls.accept(stream) => a,
+        // A handshake in progress is not a request in flight: drop it at once on shutdown.
+        _ = watch.wait() => return,
+    };
+    if let Ok(io) = accepted {
+        conn::serve(app, io, peer, watch).await;
+    }
 }
