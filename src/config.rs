@@ -668,10 +668,16 @@ impl Config {
         }
         if let Some(tls) = &self.tls {
             if tls.cert_file.as_os_str().is_empty() {
-                return Err(err("tls.cert_file", "expected the path of a PEM certificate chain"));
+                return Err(err(
+                    "tls.cert_file",
+                    "expected the path of a PEM certificate chain",
+                ));
             }
             if tls.key_file.as_os_str().is_empty() {
-                return Err(err("tls.key_file", "expected the path of a PEM private key"));
+                return Err(err(
+                    "tls.key_file",
+                    "expected the path of a PEM private key",
+                ));
             }
             if !matches!(tls.min_version.as_str(), "1.2" | "1.3") {
                 return Err(err("tls.min_version", "expected \"1.2\" or \"1.3\""));
@@ -689,7 +695,10 @@ impl Config {
                 ));
             }
             // Port 0 asks the OS for a free port (tests), so two zeros do not clash.
-            if tls.redirect_http_port.is_some_and(|p| p != 0 && p == s.port) {
+            if tls
+                .redirect_http_port
+                .is_some_and(|p| p != 0 && p == s.port)
+            {
                 return Err(err(
                     "tls.redirect_http_port",
                     "must differ from server.port, which serves HTTPS; e.g. 80 with server.port 443",
@@ -933,8 +942,8 @@ mod tests {
         assert_eq!(t.redirect_http_port, None);
         assert!(parse(r#"{"tls": null}"#).unwrap().tls.is_none());
         assert!(parse("{}").unwrap().tls.is_none());
-        let off = parse(r#"{"tls": {"cert_file": "c", "key_file": "k", "reload_interval": 0}}"#)
-            .unwrap();
+        let off =
+            parse(r#"{"tls": {"cert_file": "c", "key_file": "k", "reload_interval": 0}}"#).unwrap();
         assert_eq!(off.tls.unwrap().reload_interval(), None);
     }
 
@@ -943,12 +952,30 @@ mod tests {
         for (tls, field) in [
             (r#"{"key_file": "k"}"#, "tls"),
             (r#"{"cert_file": "c"}"#, "tls"),
-            (r#"{"cert_file": "c", "key_file": "k", "min_version": "1.1"}"#, "tls.min_version"),
-            (r#"{"cert_file": "c", "key_file": "k", "handshake_timeout": 0}"#, "tls.handshake_timeout"),
-            (r#"{"cert_file": "c", "key_file": "k", "reload_interval": 100000}"#, "tls.reload_interval"),
-            (r#"{"cert_file": "c", "key_file": "k", "redirect_http_port": 8080}"#, "tls.redirect_http_port"),
-            (r#"{"cert_file": "c", "key_file": "k", "redirect_http_port": 70000}"#, "tls.redirect_http_port"),
-            (r#"{"cert_file": "c", "key_file": "k", "alpn": ["h2"]}"#, "tls.alpn"),
+            (
+                r#"{"cert_file": "c", "key_file": "k", "min_version": "1.1"}"#,
+                "tls.min_version",
+            ),
+            (
+                r#"{"cert_file": "c", "key_file": "k", "handshake_timeout": 0}"#,
+                "tls.handshake_timeout",
+            ),
+            (
+                r#"{"cert_file": "c", "key_file": "k", "reload_interval": 100000}"#,
+                "tls.reload_interval",
+            ),
+            (
+                r#"{"cert_file": "c", "key_file": "k", "redirect_http_port": 8080}"#,
+                "tls.redirect_http_port",
+            ),
+            (
+                r#"{"cert_file": "c", "key_file": "k", "redirect_http_port": 70000}"#,
+                "tls.redirect_http_port",
+            ),
+            (
+                r#"{"cert_file": "c", "key_file": "k", "alpn": ["h2"]}"#,
+                "tls.alpn",
+            ),
             (r#"{"cert_file": "", "key_file": "k"}"#, "tls.cert_file"),
         ] {
             let text = format!(r#"{{"server": {{"port": 8080}}, "tls": {tls}}}"#);
