@@ -31,6 +31,8 @@ cargo fmt --all -- --check
 cargo clippy --all-targets --locked -- -D warnings
 
 step "Rust: unit and integration tests"
+# The Redis store tests start their own redis-server (free port, no persistence) and fail without it.
+apt_install redis-server redis-server
 cargo test --locked
 
 step "Rust: static release binary (used by every end-to-end suite below)"

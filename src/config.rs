@@ -872,9 +872,14 @@ mod tests {
             Path::new("data/usage.db"),
             "a bare config file name means the current directory"
         );
-        let c = parse(r#"{"store": {"type": "sqlite", "path": "/var/lib/relayapi/u.db"}}"#).unwrap();
-        assert_eq!(c.store.sqlite_path(file), Path::new("/var/lib/relayapi/u.db"));
-        let c = parse(r#"{"store": {"type": "redis", "url": "redis://127.0.0.1:6379/0"}}"#).unwrap();
+        let c =
+            parse(r#"{"store": {"type": "sqlite", "path": "/var/lib/relayapi/u.db"}}"#).unwrap();
+        assert_eq!(
+            c.store.sqlite_path(file),
+            Path::new("/var/lib/relayapi/u.db")
+        );
+        let c =
+            parse(r#"{"store": {"type": "redis", "url": "redis://127.0.0.1:6379/0"}}"#).unwrap();
         assert_eq!(c.store.key_prefix(), "relayapi:");
         assert_eq!(c.store.command_timeout(), Duration::from_secs(2));
         let c = parse(
@@ -895,17 +900,41 @@ mod tests {
             (r#"{"type": "etcd"}"#, "store.type"),
             (r#"{"type": "file"}"#, "store.type"),
             (r#"{"type": "redis"}"#, "store.url"),
-            (r#"{"type": "redis", "url": "http://127.0.0.1"}"#, "store.url"),
-            (r#"{"type": "redis", "url": "rediss://127.0.0.1"}"#, "store.url"),
-            (r#"{"type": "redis", "url": "redis://x", "key_prefix": "a b"}"#, "store.key_prefix"),
-            (r#"{"type": "redis", "url": "redis://x", "command_timeout": 0}"#, "store.command_timeout"),
-            (r#"{"type": "redis", "url": "redis://x", "connect_timeout": 61}"#, "store.connect_timeout"),
-            (r#"{"type": "redis", "url": "redis://x", "path": "u.db"}"#, "store.path"),
+            (
+                r#"{"type": "redis", "url": "http://127.0.0.1"}"#,
+                "store.url",
+            ),
+            (
+                r#"{"type": "redis", "url": "rediss://127.0.0.1"}"#,
+                "store.url",
+            ),
+            (
+                r#"{"type": "redis", "url": "redis://x", "key_prefix": "a b"}"#,
+                "store.key_prefix",
+            ),
+            (
+                r#"{"type": "redis", "url": "redis://x", "command_timeout": 0}"#,
+                "store.command_timeout",
+            ),
+            (
+                r#"{"type": "redis", "url": "redis://x", "connect_timeout": 61}"#,
+                "store.connect_timeout",
+            ),
+            (
+                r#"{"type": "redis", "url": "redis://x", "path": "u.db"}"#,
+                "store.path",
+            ),
             (r#"{"type": "sqlite", "url": "redis://x"}"#, "store.url"),
-            (r#"{"type": "sqlite", "command_timeout": 1}"#, "store.command_timeout"),
+            (
+                r#"{"type": "sqlite", "command_timeout": 1}"#,
+                "store.command_timeout",
+            ),
             (r#"{"type": "sqlite", "path": ""}"#, "store.path"),
             (r#"{"type": "memory", "path": "u.db"}"#, "store.path"),
-            (r#"{"type": "memory", "key_prefix": "r:"}"#, "store.key_prefix"),
+            (
+                r#"{"type": "memory", "key_prefix": "r:"}"#,
+                "store.key_prefix",
+            ),
         ] {
             let text = format!(r#"{{"store": {store}}}"#);
             let e = parse(&text).unwrap_err();
@@ -915,7 +944,8 @@ mod tests {
 
     #[test]
     fn store_url_errors_do_not_repeat_the_password() {
-        let e = parse(r#"{"store": {"type": "redis", "url": "redis://:hunter2@[::1"}}"#).unwrap_err();
+        let e =
+            parse(r#"{"store": {"type": "redis", "url": "redis://:hunter2@[::1"}}"#).unwrap_err();
         assert_eq!(e.field, "store.url");
         assert!(!e.to_string().contains("hunter2"), "{e}");
     }

@@ -428,8 +428,7 @@ fn open_store(cfg: &Config, config_path: &Path) -> Result<Store, String> {
                 .enable_all()
                 .build()
                 .map_err(|e| format!("cannot start the runtime: {e}"))?;
-            rt.block_on(s.check())
-                .map_err(|e| field("store.url", &e))?;
+            rt.block_on(s.check()).map_err(|e| field("store.url", &e))?;
             Ok(s)
         }
         other => Err(format!("store type {other} is not available")),

@@ -93,6 +93,8 @@ pub(crate) fn keep_unseen_revocation_for(max_token_life: u64) -> u64 {
 }
 
 /// The backend in force. An enum rather than a trait object keeps the hot path free of boxing.
+// One `Store` lives per process, behind the shared `App`: the variants' sizes do not matter.
+#[allow(clippy::large_enum_variant)]
 pub enum Store {
     Memory(MemoryStore),
     Sqlite(SqliteStore),

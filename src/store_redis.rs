@@ -245,7 +245,8 @@ impl RedisStore {
     pub(crate) async fn check(&self) -> Result<(), StoreError> {
         let mut conn = self.open().await?;
         let ping = redis::cmd("PING");
-        match tokio::time::timeout(self.command_timeout, ping.query_async::<String>(&mut conn)).await
+        match tokio::time::timeout(self.command_timeout, ping.query_async::<String>(&mut conn))
+            .await
         {
             Ok(Ok(_)) => Ok(()),
             Ok(Err(e)) => Err(StoreError(format!("Redis: {e}"))),
@@ -269,7 +270,9 @@ impl RedisStore {
             keep_token_for(t.exp, now).to_string(),
         ];
         let (tok, mark) = (self.token_key(t.tenant, t.jti), self.mark_key(t.tenant));
-        let answer: i64 = self.eval(&self.scripts.reserve, &[&tok, &mark], &args).await?;
+        let answer: i64 = self
+            .eval(&self.scripts.reserve, &[&tok, &mark], &args)
+            .await?;
         match answer {
             -2 => Ok(Reservation::Revoked),
             -1 => Ok(Reservation::Exhausted),

@@ -137,7 +137,10 @@ async fn tenants_never_share_counters(s: &Store) {
     let other = s.usage("globex", "same-id").await.unwrap().unwrap();
     assert_eq!((other.calls_used, other.revoked), (1, false));
     s.refund("globex", "same-id").await.unwrap();
-    assert_eq!(granted(s, tok("globex", "same-id", Some(1)), 1_101).await, 1);
+    assert_eq!(
+        granted(s, tok("globex", "same-id", Some(1)), 1_101).await,
+        1
+    );
     assert_eq!(s.usage("initech", "same-id").await.unwrap(), None);
 }
 
@@ -349,10 +352,15 @@ async fn sqlite_counts_survive_reopening_the_file() {
         s.revoke_before("globex", 1_500).await.unwrap();
     }
     let s = Store::open_sqlite(&path, TOKEN_LIFE).unwrap();
-    assert_eq!(s.usage("acme", "keep").await.unwrap().unwrap().calls_used, 3);
+    assert_eq!(
+        s.usage("acme", "keep").await.unwrap().unwrap().calls_used,
+        3
+    );
     assert_eq!(granted(&s, tok("acme", "keep", Some(4)), 1_200).await, 4);
     assert_eq!(
-        s.reserve(tok("acme", "keep", Some(4)), 1_200).await.unwrap(),
+        s.reserve(tok("acme", "keep", Some(4)), 1_200)
+            .await
+            .unwrap(),
         Reservation::Exhausted,
         "the limit holds across a restart"
     );
@@ -406,7 +414,11 @@ async fn sqlite_forgets_tokens_a_day_after_expiry() {
     granted(&s, other, later + 3_600).await;
     assert_eq!(s.usage("acme", "short").await.unwrap(), None);
     assert!(
-        s.usage("acme", "revoked-unseen").await.unwrap().unwrap().revoked,
+        s.usage("acme", "revoked-unseen")
+            .await
+            .unwrap()
+            .unwrap()
+            .revoked,
         "a revocation of an unseen token is kept as long as a token may live"
     );
 }
