@@ -1,0 +1,778 @@
+"""Benchmark the relay against nginx on this machine and print one table of ratios.
+
+Layout (see /work/shared/PERFORMANCE.md): the proxy under test is pinned alone to core 0; the load
+generators (wrk, oha, the SSE client), the JSON upstream (nginx `return 200`) and the SSE upstream
+(bench/sse.py) share core 1. Each proxy gets one core: nginx runs one worker, the relay runs tokio with
+one worker thread. Every figure is measured for the direct upstream, nginx and the relay in the same run,
+and the relay is reported as a ratio against nginx, because absolute figures drift between machines.
+
+Run through bench/run.sh, which installs the tools and builds the relay. Durations come from the
+environment (see `Settings.from_env`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+sys.path.insert(0, str(BENCH))
+import sse  # noqa: E402  (a sibling module, found through the path set just above)
+
+PROXY_CORE = "0"
+LOAD_CORE = "1"
+# Not a real key: the upstreams never check it, and it must not look like one (no `sk-` prefix).
+FAKE_KEY = "test-key-123"
+REQUEST_BODY = '{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}'
+# A small non-streaming chat completion, as the provider would answer it.
+RESPONSE_BODY = (
+    '{"id":"chatcmpl-bench","object":"chat.completion","created":1,"model":"gpt-4o-mini",'
+    '"choices":[{"index":0,"message":{"role":"assistant","content":"hello from the bench upstream"},'
+    '"finish_reason":"stop"}],"usage":{"prompt_tokens":1,"completion_tokens":5,"total_tokens":6}}'
+)
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+# How long a freshly started server may take to accept connections.
+START_TIMEOUT_S = 20.0
+
+
+@dataclass
+class Settings:
+    duration: int = 10
+    warmup: int = 2
+    latency_duration: int = 10
+    rate: int = 1000
+    connections: int = 64
+    latency_connections: int = 16
+    sse_streams: int = 200
+    sse_events: int = 20
+    sse_interval_ms: int = 50
+    rounds: int = 1
+    access_log_run: bool = True
+    relay_bin: Path = ROOT / "target" / "release" / "relayapi"
+
+    @classmethod
+    def from_env(cls, env: dict[str, str]) -> Settings:
+        s = cls()
+        ints = {
+            "BENCH_DURATION": "duration",
+            "BENCH_WARMUP": "warmup",
+            "BENCH_LATENCY_DURATION": "latency_duration",
+            "BENCH_RATE": "rate",
+            "BENCH_CONNECTIONS": "connections",
+            "BENCH_LATENCY_CONNECTIONS": "latency_connections",
+            "BENCH_SSE_STREAMS": "sse_streams",
+            "BENCH_SSE_EVENTS": "sse_events",
+            "BENCH_SSE_INTERVAL_MS": "sse_interval_ms",
+            "BENCH_ROUNDS": "rounds",
+        }
+        for var, attr in ints.items():
+            if var in env:
+                try:
+                    value = int(env[var])
+                except ValueError:
+                    raise SystemExit(f"{var}={env[var]!r}: expected a whole number") from None
+                if value < (0 if attr == "warmup" else 1):
+                    raise SystemExit(f"{var}={value}: must be at least 1 (warm-up may be 0)")
+                setattr(s, attr, value)
+        if "BENCH_ACCESS_LOG" in env:
+            s.access_log_run = env["BENCH_ACCESS_LOG"] not in ("0", "", "no", "false")
+        if "RELAY_BIN" in env:
+            s.relay_bin = Path(env["RELAY_BIN"])
+        return s
+
+
+# ------------------------------------------------------------------------------------------------
+# Parsing tool output (pure functions, tested in test_bench.py)
+# ------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class WrkResult:
+    requests: int
+    seconds: float
+    rps: float
+    non_2xx: int
+    socket_errors: int
+
+
+def parse_wrk(text: str) -> WrkResult:
+    m = re.search(r"(\d+) requests in ([\d.]+)(us|ms|s|m)\b", text)
+    rps = re.search(r"Requests/sec:\s+([\d.]+)", text)
+    if not m or not rps:
+        raise ValueError(f"unrecognised wrk output:\n{text}")
+    scale = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0}[m.group(3)]
+    non = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", text)
+    sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
+    return WrkResult(
+        requests=int(m.group(1)),
+        seconds=float(m.group(2)) * scale,
+        rps=float(rps.group(1)),
+        non_2xx=int(non.group(1)) if non else 0,
+        socket_errors=sum(int(x) for x in sock.groups()) if sock else 0,
+    )
+
+
+@dataclass
+class OhaResult:
+    requests: int
+    ok: int
+    errors: int
+    rps: float
+    p50_us: float
+    p99_us: float
+
+
+def parse_oha(text: str) -> OhaResult:
+    """oha's `--output-format json` report: latencies in seconds, status counts as a map."""
+    d = json.loads(text)
+    pct = d["latencyPercentiles"]
+    codes = {int(k): int(v) for k, v in (d.get("statusCodeDistribution") or {}).items()}
+    errors = sum(int(v) for v in (d.get("errorDistribution") or {}).values())
+    ok = sum(v for k, v in codes.items() if 200 <= k < 300)
+    return OhaResult(
+        requests=sum(codes.values()) + errors,
+        ok=ok,
+        errors=errors + sum(codes.values()) - ok,
+        rps=float(d["summary"]["requestsPerSec"]),
+        p50_us=float(pct["p50"]) * 1e6,
+        p99_us=float(pct["p99"]) * 1e6,
+    )
+
+
+def parse_proc_stat_cpu(text: str) -> int:
+    """utime + stime in clock ticks from /proc/PID/stat (fields 14 and 15; the command name may
+    contain spaces and parentheses, so count from the last ')')."""
+    rest = text[text.rindex(")") + 2 :].split()
+    return int(rest[11]) + int(rest[12])
+
+
+def parse_vm_rss(text: str) -> int:
+    """VmRSS from /proc/PID/status, in bytes."""
+    m = re.search(r"^VmRSS:\s+(\d+) kB", text, re.M)
+    if not m:
+        raise ValueError("no VmRSS line (is the process a zombie?)")
+    return int(m.group(1)) * 1024
+
+
+def ratio(a: float | None, b: float | None) -> float | None:
+    if a is None or b is None or b == 0:
+        return None
+    return a / b
+
+
+# ------------------------------------------------------------------------------------------------
+# Processes
+# ------------------------------------------------------------------------------------------------
+
+
+def children_of(pid: int) -> list[int]:
+    kids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        if int(stat[stat.rindex(")") + 2 :].split()[1]) == pid:
+            kids.append(int(entry))
+    return kids
+
+
+def cpu_ticks(pids: list[int]) -> int:
+    return sum(parse_proc_stat_cpu(Path(f"/proc/{p}/stat").read_text()) for p in pids)
+
+
+def rss_bytes(pids: list[int]) -> int:
+    return sum(parse_vm_rss(Path(f"/proc/{p}/status").read_text()) for p in pids)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port: int, proc: subprocess.Popen, what: str) -> None:
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{what} exited with status {proc.returncode} while starting")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"{what} did not listen on 127.0.0.1:{port} within {START_TIMEOUT_S}s")
+
+
+class Server:
+    """A process this run started; `pids()` lists the processes whose CPU and memory it counts."""
+
+    def __init__(self, name: str, proc: subprocess.Popen, port: int, with_children: bool):
+        self.name, self.proc, self.port, self.with_children = name, proc, port, with_children
+
+    def pids(self) -> list[int]:
+        return [self.proc.pid] + (children_of(self.proc.pid) if self.with_children else [])
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            # nginx's master stops its workers on TERM; the relay drains (nothing is in flight here).
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def nginx_common(work: Path, name: str) -> str:
+    temp = work / f"{name}-temp"
+    temp.mkdir(exist_ok=True)
+    # Workers of a root master drop to `nobody` and could not write the temp dirs made here.
+    user = "user root;\n" if os.geteuid() == 0 else ""
+    return f"""{user}worker_processes 1;
+pid {work}/{name}.pid;
+error_log {work}/{name}-error.log warn;
+events {{ worker_connections 8192; }}
+"""
+
+
+def nginx_http_common(work: Path, name: str) -> str:
+    temp = work / f"{name}-temp"
+    # keepalive_requests defaults to 1000, which would make both sides reconnect during a run.
+    return f"""
+    client_body_temp_path {temp}/body;
+    proxy_temp_path {temp}/proxy;
+    fastcgi_temp_path {temp}/fastcgi;
+    uwsgi_temp_path {temp}/uwsgi;
+    scgi_temp_path {temp}/scgi;
+    keepalive_requests 1000000;
+    keepalive_timeout 75s;
+"""
+
+
+def upstream_nginx_conf(work: Path, port: int) -> str:
+    return (
+        nginx_common(work, "upstream")
+        + "http {"
+        + nginx_http_common(work, "upstream")
+        + f"""
+    access_log off;
+    server {{
+        listen 127.0.0.1:{port} backlog=4096;
+        location / {{
+            default_type application/json;
+            return 200 '{RESPONSE_BODY}';
+        }}
+    }}
+}}
+"""
+    )
+
+
+def proxy_nginx_conf(work: Path, port: int, up_port: int, sse_port: int, access_log: bool) -> str:
+    log = f"access_log {work}/nginx-access.log;" if access_log else "access_log off;"
+    # The same routing the relay does: drop the token segment, map the rest onto the provider's base
+    # URL, replace the client's Authorization with the provider key. Events must not wait in buffers.
+    return (
+        nginx_common(work, "proxy")
+        + "http {"
+        + nginx_http_common(work, "proxy")
+        + f"""
+    {log}
+    upstream api {{ server 127.0.0.1:{up_port}; keepalive 64; keepalive_requests 1000000; }}
+    upstream sse {{ server 127.0.0.1:{sse_port}; keepalive 64; }}
+    server {{
+        listen 127.0.0.1:{port} backlog=4096;
+        location ~ ^/relayapi/[^/]+(/v1/messages)$ {{
+            proxy_pass http://sse$1;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Authorization "";
+            proxy_set_header x-api-key "{FAKE_KEY}";
+            proxy_buffering off;
+        }}
+        location ~ ^/relayapi/[^/]+/(.*)$ {{
+            proxy_pass http://api/v1/$1$is_args$args;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Authorization "Bearer {FAKE_KEY}";
+        }}
+    }}
+}}
+"""
+    )
+
+
+def relay_config(up_port: int, sse_port: int, access_log: bool) -> dict:
+    return {
+        "server": {"host": "127.0.0.1", "port": 0, "max_connections": 8192},
+        # Limiters off: the comparison is the proxy path, and nginx has none configured either.
+        "rate_limit": {
+            "requests_per_second": 0,
+            "burst": 0,
+            "ip_limit": {"requests_per_second": 0, "burst": 0},
+        },
+        "providers": {
+            "openai": {"base_url": f"http://127.0.0.1:{up_port}/v1"},
+            "anthropic": {"base_url": f"http://127.0.0.1:{sse_port}"},
+        },
+        "upstream": {"pool_max_idle_per_host": 64},
+        "log": {"access": access_log},
+    }
+
+
+class Bench:
+    def __init__(self, settings: Settings):
+        self.s = settings
+        self.work = Path(tempfile.mkdtemp(prefix="relay-bench-"))
+        self.started: list[Server] = []
+        self._up: Server | None = None
+        self._sse_up: Server | None = None
+        self.tokens: dict[str, str] = {}
+
+    @property
+    def up(self) -> Server:
+        """The JSON upstream (nginx `return 200`)."""
+        if self._up is None:
+            raise RuntimeError("start_upstreams() first")
+        return self._up
+
+    @property
+    def sse_up(self) -> Server:
+        """The SSE upstream (bench/sse.py)."""
+        if self._sse_up is None:
+            raise RuntimeError("start_upstreams() first")
+        return self._sse_up
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    def spawn(self, name: str, argv: list[str], core: str, port: int, with_children=False, **kw) -> Server:
+        proc = subprocess.Popen(["taskset", "-c", core, *argv], **kw)
+        srv = Server(name, proc, port, with_children)
+        self.started.append(srv)
+        return srv
+
+    def stop(self, srv: Server) -> None:
+        srv.stop()
+        if srv in self.started:
+            self.started.remove(srv)
+
+    def close(self) -> None:
+        for srv in reversed(self.started):
+            srv.stop()
+        self.started.clear()
+        shutil.rmtree(self.work, ignore_errors=True)
+
+    def start_nginx(self, name: str, conf: str, core: str, port: int) -> Server:
+        path = self.work / f"{name}.conf"
+        path.write_text(conf)
+        srv = self.spawn(
+            name,
+            ["nginx", "-p", str(self.work), "-c", str(path), "-g", "daemon off;"],
+            core,
+            port,
+            with_children=True,
+            stdout=subprocess.DEVNULL,
+            stderr=open(self.work / f"{name}-stderr.log", "wb"),  # noqa: SIM115 (owned by Popen)
+        )
+        wait_port(port, srv.proc, name)
+        return srv
+
+    def start_upstreams(self) -> None:
+        up_port = free_port()
+        self._up = self.start_nginx("upstream", upstream_nginx_conf(self.work, up_port), LOAD_CORE, up_port)
+        proc_argv = [
+            sys.executable,
+            str(BENCH / "sse.py"),
+            "--events",
+            str(self.s.sse_events),
+            "--interval-ms",
+            str(self.s.sse_interval_ms),
+        ]
+        srv = self.spawn("sse-upstream", proc_argv, LOAD_CORE, 0, stdout=subprocess.PIPE, text=True)
+        line = srv.proc.stdout.readline()
+        if not line.startswith("listening "):
+            raise RuntimeError(f"SSE upstream did not start: {line!r}")
+        srv.port = int(line.split()[1])
+        self._sse_up = srv
+
+    def make_tokens(self) -> None:
+        rai = self.work / "bench.rai"
+        subprocess.run(
+            [
+                str(self.s.relay_bin),
+                "gen-rai",
+                "--tenant",
+                "bench",
+                "--key-id",
+                "bench-key",
+                "--out",
+                str(rai),
+            ],
+            check=True,
+        )
+        env = {**os.environ, "BENCH_PROVIDER_KEY": FAKE_KEY}
+        for provider in ("openai", "anthropic"):
+            out = subprocess.run(
+                [
+                    *(str(self.s.relay_bin), "mint", "--rai", str(rai), "--provider", provider),
+                    *("--key-env", "BENCH_PROVIDER_KEY", "--max-calls", "0", "--expire-seconds", "86400"),
+                ],
+                check=True,
+                capture_output=True,
+                text=True,
+                env=env,
+            )
+            self.tokens[provider] = out.stdout.strip()
+
+    def start_proxy(self, kind: str, access_log: bool) -> Server:
+        if kind == "nginx":
+            port = free_port()
+            conf = proxy_nginx_conf(self.work, port, self.up.port, self.sse_up.port, access_log)
+            return self.start_nginx("proxy", conf, PROXY_CORE, port)
+        cfg = self.work / "relay.json"
+        cfg.write_text(json.dumps(relay_config(self.up.port, self.sse_up.port, access_log)))
+        err_path = self.work / "relay-stderr.log"
+        # The relay's access log goes to stdout: to a file, so its cost is a real write.
+        out = open(self.work / "relay-access.log", "wb") if access_log else subprocess.DEVNULL  # noqa: SIM115
+        srv = self.spawn(
+            "relay",
+            [str(self.s.relay_bin), "--config", str(cfg), "--rai", str(self.work / "bench.rai")],
+            PROXY_CORE,
+            0,
+            stdout=out,
+            stderr=open(err_path, "wb"),  # noqa: SIM115 (owned by Popen)
+            # One runtime worker: tokio would size itself from the affinity mask anyway; say it.
+            env={**os.environ, "TOKIO_WORKER_THREADS": "1"},
+        )
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while srv.port == 0:
+            if srv.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"relay did not start:\n{err_path.read_text()}")
+            for line in err_path.read_text().splitlines():
+                if '"listening"' in line:
+                    srv.port = int(json.loads(line)["addr"].rsplit(":", 1)[1])
+            time.sleep(0.05)
+        wait_port(srv.port, srv.proc, "relay")
+        return srv
+
+    # -- targets --------------------------------------------------------------------------------
+
+    def json_url(self, kind: str, port: int) -> str:
+        if kind == "direct":
+            return f"http://127.0.0.1:{port}/v1/chat/completions"
+        return f"http://127.0.0.1:{port}/relayapi/{self.tokens['openai']}/chat/completions"
+
+    def sse_path(self, kind: str) -> str:
+        if kind == "direct":
+            return "/v1/messages"
+        return f"/relayapi/{self.tokens['anthropic']}/v1/messages"
+
+    def preflight(self, kind: str, port: int) -> None:
+        """One JSON request must come back as the upstream's body: a run of 401s would otherwise be
+        measured as a fast proxy."""
+        req = urllib.request.Request(
+            self.json_url(kind, port),
+            data=REQUEST_BODY.encode(),
+            headers={"content-type": "application/json", "authorization": "Bearer unused"},
+        )
+        try:
+            with urllib.request.urlopen(req, timeout=10) as r:
+                body = r.read().decode()
+        except urllib.error.HTTPError as e:
+            raise RuntimeError(f"{kind}: preflight got {e.code}: {e.read().decode()}") from e
+        if body != RESPONSE_BODY:
+            raise RuntimeError(f"{kind}: preflight body differs from the upstream's: {body!r}")
+
+    # -- measurements ---------------------------------------------------------------------------
+
+    def wrk(self, url: str, seconds: int) -> WrkResult:
+        argv = ["taskset", "-c", LOAD_CORE, "wrk", "-t1", f"-c{self.s.connections}"]
+        argv += [f"-d{seconds}s", "-s", str(BENCH / "post.lua"), url]
+        out = subprocess.run(argv, check=True, capture_output=True, text=True)
+        return parse_wrk(out.stdout)
+
+    def oha(self, url: str) -> OhaResult:
+        argv = ["taskset", "-c", LOAD_CORE, "oha", "--no-tui", "--output-format", "json"]
+        argv += ["-z", f"{self.s.latency_duration}s", "-q", str(self.s.rate)]
+        argv += ["-c", str(self.s.latency_connections), "--latency-correction"]
+        argv += ["-m", "POST", "-T", "application/json", "-d", REQUEST_BODY]
+        argv += ["-H", "authorization: Bearer unused", url]
+        out = subprocess.run(argv, check=True, capture_output=True, text=True)
+        return parse_oha(out.stdout)
+
+    def measure_sse(self, kind: str, port: int, srv: Server) -> dict:
+        idle = rss_bytes(srv.pids())
+        res = asyncio.run(
+            sse.hold_streams(
+                "127.0.0.1",
+                port,
+                self.sse_path(kind),
+                self.s.sse_streams,
+                lambda: rss_bytes(srv.pids()),
+            )
+        )
+        per_stream = None
+        if kind != "direct" and res.rss_open:
+            per_stream = (res.rss_open - idle) / self.s.sse_streams
+        return {
+            "sse_complete": res.complete,
+            "sse_seconds": res.seconds,
+            "sse_rss_idle": idle,
+            "sse_rss_open": res.rss_open,
+            "rss_per_stream": per_stream,
+            "sse_errors": sorted(set(res.errors))[:5],
+        }
+
+    def measure_throughput(self, url: str, srv: Server) -> dict:
+        if self.s.warmup:
+            self.wrk(url, self.s.warmup)
+        c0 = cpu_ticks(srv.pids())
+        w = self.wrk(url, self.s.duration)
+        c1 = cpu_ticks(srv.pids())
+        return {
+            "rps": w.rps,
+            "requests": w.requests,
+            "non_2xx": w.non_2xx,
+            "socket_errors": w.socket_errors,
+            "cpu_us": (c1 - c0) / CLK_TCK * 1e6 / w.requests if w.requests else None,
+        }
+
+    def measure_latency(self, url: str, srv: Server) -> dict:
+        c0 = cpu_ticks(srv.pids())
+        o = self.oha(url)
+        c1 = cpu_ticks(srv.pids())
+        return {
+            "p50_us": o.p50_us,
+            "p99_us": o.p99_us,
+            "lat_rps": o.rps,
+            "lat_errors": o.errors,
+            "cpu_us_at_rate": (c1 - c0) / CLK_TCK * 1e6 / o.requests if o.requests else None,
+        }
+
+    def measure(self, kind: str) -> dict:
+        """Everything for one target, on a freshly started proxy so the SSE memory figure is not
+        flattered by memory freed by earlier runs."""
+        srv = self.up if kind == "direct" else self.start_proxy(kind, access_log=False)
+        try:
+            port = srv.port if kind != "direct" else self.up.port
+            self.preflight(kind, port)
+            out: dict = {"target": kind}
+            # Direct streams come from the SSE upstream itself; its memory is not a proxy's.
+            sse_srv = self.sse_up if kind == "direct" else srv
+            out.update(self.measure_sse(kind, port if kind != "direct" else sse_srv.port, sse_srv))
+            url = self.json_url(kind, port)
+            out.update(self.measure_throughput(url, srv))
+            out.update(self.measure_latency(url, srv))
+            return out
+        finally:
+            if kind != "direct":
+                self.stop(srv)
+
+    def measure_access_log(self, kind: str) -> dict:
+        srv = self.start_proxy(kind, access_log=True)
+        try:
+            self.preflight(kind, srv.port)
+            out = {"target": f"{kind} + access log"}
+            out.update(self.measure_throughput(self.json_url(kind, srv.port), srv))
+            return out
+        finally:
+            self.stop(srv)
+
+
+# ------------------------------------------------------------------------------------------------
+# Report
+# ------------------------------------------------------------------------------------------------
+
+
+def median_rows(rounds: list[dict]) -> dict:
+    """Per-figure median over rounds; non-numeric fields from the last round."""
+    out = dict(rounds[-1])
+    for k, v in out.items():
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+            vals = [r[k] for r in rounds if isinstance(r.get(k), (int, float))]
+            out[k] = statistics.median(vals)
+    return out
+
+
+def fmt(v: float | None, spec: str = ".0f", unit: str = "") -> str:
+    return "—" if v is None else f"{v:{spec}}{unit}"
+
+
+def fmt_ratio(v: float | None) -> str:
+    return "—" if v is None else f"{v:.2f}×"
+
+
+def build_report(rows: dict[str, dict], logs: dict[str, dict], s: Settings, meta: dict) -> str:
+    d, n, r = rows["direct"], rows["nginx"], rows["relay"]
+    for row in (n, r):
+        row["added_p50_us"] = row["p50_us"] - d["p50_us"]
+        row["added_p99_us"] = row["p99_us"] - d["p99_us"]
+    kib = 1024
+    lines = [
+        f"# Relay vs nginx — {meta['date']}",
+        "",
+        (
+            f"Machine: {meta['machine']}. Proxy pinned to core {PROXY_CORE} alone (1 core each: nginx "
+            f"1 worker, relay 1 tokio worker); wrk/oha/upstreams on core {LOAD_CORE}. nginx "
+            f"{meta['nginx']}, relay {meta['commit']}. Load average before/after: "
+            f"{meta['load_before']} / {meta['load_after']}. Rounds: {s.rounds} (median)."
+        ),
+        "",
+        (
+            f"| target | max req/s (wrk -c{s.connections}, {s.duration}s) | CPU/req at max | "
+            f"CPU/req at {s.rate}/s | p50 / p99 at {s.rate}/s | added p50 / p99 | "
+            f"RSS per open SSE stream | SSE {s.sse_streams}×{s.sse_events} done, wall |"
+        ),
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for name, row in (("direct upstream", d), ("nginx", n), ("relay", r)):
+        added = "(baseline)" if row is d else f"+{fmt(row['added_p50_us'])} / +{fmt(row['added_p99_us'])} µs"
+        rss = fmt(row["rss_per_stream"] / kib if row["rss_per_stream"] is not None else None, ".1f")
+        lines.append(
+            f"| {name} | {fmt(row['rps'])} | {fmt(row['cpu_us'], '.1f', ' µs')} | "
+            f"{fmt(row['cpu_us_at_rate'], '.1f', ' µs')} | "
+            f"{fmt(row['p50_us'])} / {fmt(row['p99_us'])} µs | {added} | "
+            f"{rss}{' KiB' if row['rss_per_stream'] is not None else ''} | "
+            f"{fmt(row['sse_complete'])}/{s.sse_streams}, {row['sse_seconds']:.2f} s |"
+        )
+    lines.append(
+        f"| **relay / nginx** | **{fmt_ratio(ratio(r['rps'], n['rps']))}** | "
+        f"**{fmt_ratio(ratio(r['cpu_us'], n['cpu_us']))}** | "
+        f"**{fmt_ratio(ratio(r['cpu_us_at_rate'], n['cpu_us_at_rate']))}** | "
+        f"{fmt_ratio(ratio(r['p50_us'], n['p50_us']))} / "
+        f"{fmt_ratio(ratio(r['p99_us'], n['p99_us']))} | "
+        f"**{fmt_ratio(ratio(r['added_p50_us'], n['added_p50_us']))} / "
+        f"{fmt_ratio(ratio(r['added_p99_us'], n['added_p99_us']))}** | "
+        f"**{fmt_ratio(ratio(r['rss_per_stream'], n['rss_per_stream']))}** | |"
+    )
+    lines += [
+        "",
+        (
+            "Direct row: CPU is the upstream nginx's own (it shares core 1 with the load generator); "
+            "SSE memory is not measured for it (no proxy in between)."
+        ),
+    ]
+    if logs:
+        ln, lr = logs["nginx"], logs["relay"]
+        lines += [
+            "",
+            "Access log ON (to a file), separate run:",
+            "",
+            "| target | max req/s | CPU/req at max |",
+            "|---|---|---|",
+            f"| nginx + access log | {fmt(ln['rps'])} | {fmt(ln['cpu_us'], '.1f', ' µs')} |",
+            f"| relay + access log | {fmt(lr['rps'])} | {fmt(lr['cpu_us'], '.1f', ' µs')} |",
+            (
+                f"| **relay / nginx** | **{fmt_ratio(ratio(lr['rps'], ln['rps']))}** | "
+                f"**{fmt_ratio(ratio(lr['cpu_us'], ln['cpu_us']))}** |"
+            ),
+        ]
+    problems = []
+    for row in [d, n, r, *logs.values()]:
+        for k in ("non_2xx", "socket_errors", "lat_errors"):
+            if row.get(k):
+                problems.append(f"{row['target']}: {k} = {row[k]:.0f}")
+        if "sse_complete" in row and row["sse_complete"] < s.sse_streams:
+            problems.append(f"{row['target']}: SSE failures {row['sse_errors']}")
+    if problems:
+        lines += ["", "**Problems (figures above are suspect):**", *[f"- {p}" for p in problems]]
+    return "\n".join(lines) + "\n"
+
+
+def machine_meta() -> dict:
+    cpu = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    nginx = subprocess.run(["nginx", "-v"], check=False, capture_output=True, text=True).stderr.strip()
+    commit = subprocess.run(
+        ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], check=False, capture_output=True, text=True
+    ).stdout.strip()
+    return {
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": f"{os.cpu_count()} × {cpu}, Linux {platform.release()}",
+        "nginx": nginx.split("/", 1)[-1],
+        "commit": commit or "unknown",
+    }
+
+
+def load_avg() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def main() -> int:
+    s = Settings.from_env(dict(os.environ))
+    if os.cpu_count() is None or os.cpu_count() < 2:
+        print("this benchmark needs two cores (proxy on one, load on the other)", file=sys.stderr)
+        return 2
+    for tool in ("nginx", "wrk", "oha", "taskset"):
+        if shutil.which(tool) is None:
+            print(f"{tool} is not installed; run bench/run.sh", file=sys.stderr)
+            return 2
+    if not s.relay_bin.exists():
+        print(f"{s.relay_bin} is missing; run bench/run.sh", file=sys.stderr)
+        return 2
+    meta = machine_meta()
+    meta["load_before"] = load_avg()
+    b = Bench(s)
+    rounds: dict[str, list[dict]] = {"direct": [], "nginx": [], "relay": []}
+    log_rounds: dict[str, list[dict]] = {"nginx": [], "relay": []}
+    try:
+        b.start_upstreams()
+        b.make_tokens()
+        for i in range(s.rounds):
+            for kind, done in rounds.items():
+                print(f"round {i + 1}/{s.rounds}: {kind}", file=sys.stderr, flush=True)
+                done.append(b.measure(kind))
+            if s.access_log_run:
+                for kind, done in log_rounds.items():
+                    print(f"round {i + 1}/{s.rounds}: {kind} + access log", file=sys.stderr)
+                    done.append(b.measure_access_log(kind))
+    finally:
+        b.close()
+    meta["load_after"] = load_avg()
+    rows = {k: median_rows(v) for k, v in rounds.items()}
+    logs = {k: median_rows(v) for k, v in log_rounds.items() if v}
+    report = build_report(rows, logs, s, meta)
+    print(report)
+    results = BENCH / "results"
+    results.mkdir(exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    (results / f"{stamp}.md").write_text(report)
+    (results / f"{stamp}.json").write_text(
+        json.dumps(
+            {"meta": meta, "settings": {**asdict(s), "relay_bin": str(s.relay_bin)}}
+            | {"rows": rows, "access_log": logs, "rounds": rounds, "access_log_rounds": log_rounds},
+            indent=2,
+        )
+    )
+    print(f"saved bench/results/{stamp}.md and .json", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,249 @@
+"""Server-sent events for the benchmark: a tiny provider that streams N events M ms apart, and a client
+that holds many streams open through a proxy while the caller samples the proxy's memory.
+
+Both sides speak raw HTTP/1.1 over asyncio so that neither needs a third-party package and neither
+buffers a whole stream: the point is to keep hundreds of streams open at once on a shared core.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+# Big enough that a burst of a few hundred connects does not overflow into SYN retries (asyncio's
+# default is 100), which would show up as one-second stalls unrelated to the proxy under test.
+LISTEN_BACKLOG = 4096
+# A request head larger than this is not one of ours; stop reading instead of growing a buffer.
+MAX_HEAD_BYTES = 65536
+
+
+def event_payload(i: int) -> bytes:
+    """One SSE event shaped like an OpenAI chat completion chunk (about 200 bytes on the wire)."""
+    chunk = {
+        "id": "chatcmpl-bench",
+        "object": "chat.completion.chunk",
+        "created": 1,
+        "model": "bench-model",
+        "choices": [{"index": 0, "delta": {"content": f"part{i} "}, "finish_reason": None}],
+    }
+    return b"data: " + json.dumps(chunk, separators=(",", ":")).encode() + b"\n\n"
+
+
+def chunk(data: bytes) -> bytes:
+    return b"%x\r\n%s\r\n" % (len(data), data)
+
+
+async def read_head(reader: asyncio.StreamReader) -> bytes | None:
+    """Read one request or response head; None on a clean EOF before any byte."""
+    try:
+        head = await reader.readuntil(b"\r\n\r\n")
+    except asyncio.IncompleteReadError as e:
+        if e.partial:
+            raise ConnectionError("connection closed inside a head") from e
+        return None
+    except asyncio.LimitOverrunError as e:
+        raise ConnectionError("head too large") from e
+    return head
+
+
+def header_value(head: bytes, name: bytes) -> bytes | None:
+    for line in head.split(b"\r\n")[1:]:
+        k, sep, v = line.partition(b":")
+        if sep and k.strip().lower() == name:
+            return v.strip()
+    return None
+
+
+# ------------------------------------------------------------------------------------------------
+# Upstream
+# ------------------------------------------------------------------------------------------------
+
+
+async def serve_stream(
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    events: int,
+    interval: float,
+) -> None:
+    try:
+        while True:
+            head = await read_head(reader)
+            if head is None:
+                return
+            length = int(header_value(head, b"content-length") or b"0")
+            if length:
+                await reader.readexactly(length)
+            writer.write(
+                b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
+                b"cache-control: no-cache\r\ntransfer-encoding: chunked\r\n\r\n" + chunk(event_payload(0))
+            )
+            await writer.drain()
+            for i in range(1, events):
+                await asyncio.sleep(interval)
+                writer.write(chunk(event_payload(i)))
+                await writer.drain()
+            writer.write(chunk(b"data: [DONE]\n\n") + b"0\r\n\r\n")
+            await writer.drain()
+    except (ConnectionError, asyncio.IncompleteReadError, ValueError):
+        pass
+    finally:
+        writer.close()
+
+
+async def start_upstream(port: int, events: int, interval: float, host: str = "127.0.0.1") -> asyncio.Server:
+    return await asyncio.start_server(
+        lambda r, w: serve_stream(r, w, events, interval),
+        host,
+        port,
+        backlog=LISTEN_BACKLOG,
+        limit=MAX_HEAD_BYTES,
+    )
+
+
+async def _serve_forever(port: int, events: int, interval: float) -> None:
+    server = await start_upstream(port, events, interval)
+    # The orchestrator reads the bound port from this line (port 0 picks a free one).
+    print(f"listening {server.sockets[0].getsockname()[1]}", flush=True)
+    async with server:
+        await server.serve_forever()
+
+
+# ------------------------------------------------------------------------------------------------
+# Client
+# ------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class StreamResult:
+    status: int = 0
+    events: int = 0
+    done: bool = False
+    error: str | None = None
+
+
+@dataclass
+class LoadResult:
+    streams: list[StreamResult] = field(default_factory=list)
+    # Proxy RSS in bytes sampled while every stream was open (the largest sample).
+    rss_open: int = 0
+    seconds: float = 0.0
+
+    @property
+    def complete(self) -> int:
+        """Streams that got a 200, every event and the final `[DONE]`."""
+        return sum(1 for s in self.streams if s.status == 200 and s.done)
+
+    @property
+    def errors(self) -> list[str]:
+        return [s.error or f"status {s.status}" for s in self.streams if not s.done]
+
+
+async def read_chunked_events(reader: asyncio.StreamReader, res: StreamResult, on_event) -> None:
+    """Count SSE events in a chunked body until its last chunk (RFC 9112 §7.1)."""
+    pending = b""
+    while True:
+        size_line = await reader.readuntil(b"\r\n")
+        size = int(size_line.split(b";")[0].strip(), 16)
+        if size == 0:
+            await reader.readuntil(b"\r\n")
+            return
+        pending += (await reader.readexactly(size + 2))[:-2]
+        while b"\n\n" in pending:
+            event, pending = pending.split(b"\n\n", 1)
+            if event.startswith(b"data: [DONE]"):
+                res.done = True
+            elif event.startswith(b"data:"):
+                res.events += 1
+                on_event(res)
+
+
+async def one_stream(
+    host: str,
+    port: int,
+    path: str,
+    headers: dict[str, str],
+    body: bytes,
+    res: StreamResult,
+    on_event,
+) -> None:
+    writer = None
+    try:
+        reader, writer = await asyncio.open_connection(host, port, limit=MAX_HEAD_BYTES)
+        extra = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+        writer.write(
+            f"POST {path} HTTP/1.1\r\nhost: {host}:{port}\r\ncontent-type: application/json\r\n"
+            f"accept: text/event-stream\r\ncontent-length: {len(body)}\r\n{extra}\r\n".encode()
+            + body
+        )
+        await writer.drain()
+        head = await read_head(reader)
+        if head is None:
+            raise ConnectionError("closed before a response")
+        res.status = int(head.split(b" ", 2)[1])
+        if res.status != 200:
+            res.error = f"status {res.status}: {head.splitlines()[0].decode(errors='replace')}"
+            return
+        te = (header_value(head, b"transfer-encoding") or b"").lower()
+        if b"chunked" not in te:
+            raise ConnectionError("expected a chunked event stream")
+        await read_chunked_events(reader, res, on_event)
+    except (OSError, ValueError, asyncio.IncompleteReadError, asyncio.LimitOverrunError) as e:
+        res.error = f"{type(e).__name__}: {e}"
+    finally:
+        if writer is not None:
+            writer.close()
+
+
+async def hold_streams(
+    host: str,
+    port: int,
+    path: str,
+    streams: int,
+    sample_rss: Callable[[], int],
+    headers: dict[str, str] | None = None,
+    timeout: float = 60.0,
+) -> LoadResult:
+    """Open `streams` event streams at once and read them to the end. Once every stream has delivered
+    its first event (so all are open end to end), `sample_rss` is called then and at every later event
+    milestone; the largest value is kept."""
+    body = b'{"model":"bench-model","stream":true,"messages":[{"role":"user","content":"hi"}]}'
+    out = LoadResult(streams=[StreamResult() for _ in range(streams)])
+    started = [0]
+    # Events seen by the slowest stream; a sample is taken each time it moves on.
+    floor = [0]
+
+    def on_event(res: StreamResult) -> None:
+        if res.events == 1:
+            started[0] += 1
+        if started[0] < streams:
+            return
+        low = min(s.events for s in out.streams)
+        if low > floor[0]:
+            floor[0] = low
+            out.rss_open = max(out.rss_open, sample_rss())
+
+    t0 = time.monotonic()
+    tasks = [one_stream(host, port, path, headers or {}, body, res, on_event) for res in out.streams]
+    await asyncio.wait_for(asyncio.gather(*tasks), timeout)
+    out.seconds = time.monotonic() - t0
+    return out
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description="SSE upstream for the relay benchmark")
+    p.add_argument("--port", type=int, default=0)
+    p.add_argument("--events", type=int, default=20)
+    p.add_argument("--interval-ms", type=int, default=50)
+    a = p.parse_args()
+    # Ctrl-C in a terminal is the normal way to stop it by hand.
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(_serve_forever(a.port, a.events, a.interval_ms / 1000))
+
+
+if __name__ == "__main__":
+    main()

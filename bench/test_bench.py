@@ -1,0 +1,243 @@
+"""Tests for the benchmark driver's own logic: parsing the tools' output, the figures derived from
+/proc, the nginx configs it writes, the SSE pair and the report. No timing is asserted: these check that
+the benchmark measures what it says, not how fast anything is.
+
+Run: python3 -m pytest bench/test_bench.py
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+import bench
+import sse
+
+WRK_OUTPUT = """Running 10s test @ http://127.0.0.1:40123/relayapi/rt1.x/chat/completions
+  1 threads and 64 connections
+  Thread Stats   Avg      Stdev     Max   +/- Stdev
+    Latency     1.21ms  310.55us  12.40ms   91.20%
+    Req/Sec    53.10k     2.01k   56.33k    80.00%
+  528419 requests in 10.00s, 267.05MB read
+  Non-2xx or 3xx responses: 3
+  Socket errors: connect 0, read 2, write 0, timeout 1
+Requests/sec:  52838.14
+Transfer/sec:     26.70MB
+"""
+
+OHA_OUTPUT = {
+    "summary": {
+        "successRate": 1.0,
+        "total": 10.0,
+        "slowest": 0.004,
+        "fastest": 0.0001,
+        "average": 0.0002,
+        "requestsPerSec": 999.8,
+    },
+    "latencyPercentiles": {"p10": 0.0001, "p50": 0.000151, "p99": 0.000402, "p99.9": 0.001},
+    "statusCodeDistribution": {"200": 9990, "401": 5},
+    "errorDistribution": {"connection closed": 3},
+}
+
+
+def test_wrk_output_gives_counts_rate_and_errors():
+    r = bench.parse_wrk(WRK_OUTPUT)
+    assert (r.requests, r.seconds, r.rps) == (528419, 10.0, 52838.14)
+    assert (r.non_2xx, r.socket_errors) == (3, 3)
+
+
+def test_wrk_output_without_error_lines_means_no_errors():
+    clean = "\n".join(
+        line for line in WRK_OUTPUT.splitlines() if "Non-2xx" not in line and "Socket" not in line
+    )
+    r = bench.parse_wrk(clean)
+    assert (r.non_2xx, r.socket_errors) == (0, 0)
+
+
+def test_wrk_duration_units_are_converted_to_seconds():
+    r = bench.parse_wrk(WRK_OUTPUT.replace("in 10.00s", "in 1.50m"))
+    assert r.seconds == 90.0
+
+
+def test_unrecognised_wrk_output_is_an_error_not_a_zero():
+    with pytest.raises(ValueError, match="unrecognised"):
+        bench.parse_wrk("unable to connect to 127.0.0.1:9 Connection refused\n")
+
+
+def test_oha_json_gives_microsecond_percentiles_and_counts_non_2xx_as_errors():
+    r = bench.parse_oha(json.dumps(OHA_OUTPUT))
+    assert r.p50_us == pytest.approx(151.0)
+    assert r.p99_us == pytest.approx(402.0)
+    assert (r.requests, r.ok, r.errors) == (9998, 9990, 8)
+    assert r.rps == pytest.approx(999.8)
+
+
+def test_proc_stat_cpu_counts_from_the_last_parenthesis():
+    # A command name may hold spaces and parentheses; utime=1234 and stime=56 are fields 14 and 15.
+    fields = ["S", "1", "2", "3", "0", "-1", "4194560", "100", "0", "0", "0", "1234", "56", "0", "0"]
+    line = "4242 (tokio (worker) 1) " + " ".join(fields) + " 20 0 1 0\n"
+    assert bench.parse_proc_stat_cpu(line) == 1290
+
+
+def test_proc_stat_cpu_of_this_process_is_read():
+    text = Path(f"/proc/{os.getpid()}/stat").read_text()
+    assert bench.parse_proc_stat_cpu(text) >= 0
+    assert bench.cpu_ticks([os.getpid()]) >= bench.parse_proc_stat_cpu(text)
+
+
+def test_vm_rss_is_in_bytes():
+    assert bench.parse_vm_rss("Name:\tx\nVmRSS:\t   2048 kB\nVmData:\t1 kB\n") == 2 * 1024 * 1024
+    with pytest.raises(ValueError, match="VmRSS"):
+        bench.parse_vm_rss("Name:\tx\nState:\tZ (zombie)\n")
+    assert bench.rss_bytes([os.getpid()]) > 0
+
+
+def test_settings_from_env_reads_and_checks_values():
+    s = bench.Settings.from_env({"BENCH_DURATION": "3", "BENCH_WARMUP": "0", "BENCH_ACCESS_LOG": "0"})
+    assert (s.duration, s.warmup, s.access_log_run) == (3, 0, False)
+    with pytest.raises(SystemExit, match="BENCH_RATE"):
+        bench.Settings.from_env({"BENCH_RATE": "fast"})
+    with pytest.raises(SystemExit, match="at least 1"):
+        bench.Settings.from_env({"BENCH_SSE_STREAMS": "0"})
+
+
+def test_ratio_refuses_missing_or_zero_baselines():
+    assert bench.ratio(3.0, 2.0) == 1.5
+    assert bench.ratio(None, 2.0) is None
+    assert bench.ratio(1.0, 0.0) is None
+
+
+def test_median_rows_takes_the_median_of_numbers_only():
+    rows = [{"target": "relay", "rps": 10.0, "x": None}, {"target": "relay", "rps": 30.0, "x": None}]
+    rows.append({"target": "relay", "rps": 20.0, "x": None})
+    assert bench.median_rows(rows) == {"target": "relay", "rps": 20.0, "x": None}
+
+
+@pytest.mark.skipif(shutil.which("nginx") is None, reason="nginx is not installed")
+@pytest.mark.parametrize("which", ["upstream", "proxy", "proxy-log"])
+def test_generated_nginx_configs_pass_nginx_t(tmp_path, which):
+    conf = {
+        "upstream": lambda: bench.upstream_nginx_conf(tmp_path, 18081),
+        "proxy": lambda: bench.proxy_nginx_conf(tmp_path, 18082, 18081, 18083, access_log=False),
+        "proxy-log": lambda: bench.proxy_nginx_conf(tmp_path, 18082, 18081, 18083, access_log=True),
+    }[which]()
+    path = tmp_path / "t.conf"
+    path.write_text(conf)
+    r = subprocess.run(
+        ["nginx", "-t", "-p", str(tmp_path), "-c", str(path), "-g", "error_log stderr;"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert r.returncode == 0, r.stderr
+
+
+def test_relay_config_disables_limiters_and_points_at_both_upstreams():
+    c = bench.relay_config(1111, 2222, access_log=True)
+    assert c["rate_limit"]["requests_per_second"] == 0
+    assert c["rate_limit"]["ip_limit"]["requests_per_second"] == 0
+    assert c["providers"]["openai"]["base_url"] == "http://127.0.0.1:1111/v1"
+    assert c["providers"]["anthropic"]["base_url"] == "http://127.0.0.1:2222"
+    assert c["log"]["access"] is True
+
+
+def test_sse_pair_delivers_every_event_and_samples_memory_while_all_streams_are_open():
+    async def run():
+        server = await sse.start_upstream(0, events=4, interval=0.001)
+        port = server.sockets[0].getsockname()[1]
+        samples = []
+
+        def sample():
+            samples.append(bench.rss_bytes([os.getpid()]))
+            return samples[-1]
+
+        async with server:
+            res = await sse.hold_streams("127.0.0.1", port, "/v1/messages", 6, sample)
+        return res, samples
+
+    res, samples = asyncio.run(run())
+    assert res.complete == 6, res.errors
+    assert [s.events for s in res.streams] == [4] * 6
+    # One sample per event the slowest stream gets once all six have started: events 1 to 4.
+    assert len(samples) == 4
+    assert res.rss_open == max(samples)
+
+
+def test_sse_client_reports_a_refused_stream_instead_of_counting_it():
+    async def run():
+        async def refuse(reader, writer):
+            await sse.read_head(reader)
+            writer.write(b"HTTP/1.1 401 Unauthorized\r\ncontent-length: 0\r\n\r\n")
+            await writer.drain()
+            writer.close()
+
+        server = await asyncio.start_server(refuse, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        async with server:
+            return await sse.hold_streams("127.0.0.1", port, "/x", 2, lambda: 1)
+
+    res = asyncio.run(run())
+    assert res.complete == 0
+    assert res.rss_open == 0
+    assert all("401" in e for e in res.errors)
+
+
+def row(target: str, **kw) -> dict:
+    base = {
+        "target": target,
+        "rps": 50000.0,
+        "cpu_us": 20.0,
+        "cpu_us_at_rate": 40.0,
+        "p50_us": 100.0,
+        "p99_us": 200.0,
+        "rss_per_stream": 16 * 1024.0,
+        "sse_complete": 200,
+        "sse_seconds": 1.1,
+        "sse_errors": [],
+        "non_2xx": 0,
+        "socket_errors": 0,
+        "lat_errors": 0,
+    }
+    base.update(kw)
+    return base
+
+
+def test_report_gives_relay_over_nginx_ratios_and_added_latency_over_direct():
+    rows = {
+        "direct": row("direct", p50_us=50.0, p99_us=100.0, rss_per_stream=None),
+        "nginx": row("nginx", rps=60000.0, cpu_us=15.0, p50_us=130.0, p99_us=180.0),
+        "relay": row("relay", rps=45000.0, cpu_us=20.0, p50_us=170.0, p99_us=260.0),
+    }
+    meta = {"date": "d", "machine": "m", "nginx": "1.22", "commit": "c", "load_before": "0"}
+    meta["load_after"] = "0"
+    text = bench.build_report(rows, {}, bench.Settings(), meta)
+    ratio_line = next(line for line in text.splitlines() if line.startswith("| **relay / nginx**"))
+    # 45000/60000, 20/15, added p50 (170-50)/(130-50), added p99 (260-100)/(180-100), RSS 16/16.
+    assert "**0.75×**" in ratio_line
+    assert "**1.33×**" in ratio_line
+    assert "**1.50× / 2.00×**" in ratio_line
+    assert ratio_line.count("1.00×") == 2
+    assert "+80 / +80 µs" in text
+    assert "Problems" not in text
+
+
+def test_report_flags_errors_so_a_run_of_failures_is_not_read_as_fast():
+    rows = {
+        "direct": row("direct", rss_per_stream=None),
+        "nginx": row("nginx"),
+        "relay": row("relay", non_2xx=500, sse_complete=150, sse_errors=["status 401"]),
+    }
+    logs = {"nginx": row("nginx + access log"), "relay": row("relay + access log", socket_errors=7)}
+    meta = {"date": "d", "machine": "m", "nginx": "1.22", "commit": "c", "load_before": "0"}
+    meta["load_after"] = "0"
+    text = bench.build_report(rows, logs, bench.Settings(), meta)
+    assert "relay: non_2xx = 500" in text
+    assert "relay: SSE failures ['status 401']" in text
+    assert "relay + access log: socket_errors = 7" in text
+    assert "Access log ON" in text
