@@ -514,7 +514,7 @@ class Bench:
     def oha(self, url: str) -> OhaResult:
         argv = ["taskset", "-c", LOAD_CORE, "oha", "--no-tui", "--output-format", "json"]
         argv += ["-z", f"{self.s.latency_duration}s", "-q", str(self.s.rate)]
-        argv += ["-c", str(self.s.latency_connections), "--latency-correction"]
+        argv += ["-c", str(self.s.latency_connections), "--latency-correction", "-w"]
         argv += ["-m", "POST", "-T", "application/json", "-d", REQUEST_BODY]
         argv += ["-H", "authorization: Bearer unused", url]
         out = subprocess.run(argv, check=True, capture_output=True, text=True)
