@@ -44,6 +44,12 @@ impl CertDir {
     fn key(&self) -> PathBuf {
         self.dir.path().join("key.pem")
     }
+    /// Replace one file at once (write aside, rename over), so a poll never sees it half-written.
+    fn replace(&self, to: &Path, bytes: &[u8]) {
+        let tmp = self.dir.path().join("replacement.tmp");
+        std::fs::write(&tmp, bytes).unwrap();
+        std::fs::rename(&tmp, to).unwrap();
+    }
     /// Replace both files the way renewal tools do: write aside, then rename over (key first, so a
     /// poll between the two renames sees a mismatched pair, which must be refused, not served).
     fn install(&self, pair: &str) {
@@ -77,9 +83,13 @@ async fn start(certs: &CertDir, extra: Value) -> (MockUpstream, Relay) {
     (up, relay)
 }
 
+fn read_cert_file(name: &str) -> Vec<u8> {
+    std::fs::read(format!("{CERTS}/{name}")).unwrap()
+}
+
 fn ca_roots() -> rustls::RootCertStore {
     let mut roots = rustls::RootCertStore::empty();
-    let pem = std::fs::read(format!("{CERTS}/ca.pem")).unwrap();
+    let pem = read_cert_file("ca.pem");
     for c in rustls_pemfile::certs(&mut pem.as_slice()) {
         roots.add(c.unwrap()).unwrap();
     }
@@ -389,7 +399,7 @@ async fn a_bad_new_certificate_is_reported_and_the_old_one_stays() {
     let (_up, mut relay) = start(&certs, json!({"reload_interval": 1})).await;
     let failed = "TLS certificate reload failed";
 
-    std::fs::write(certs.cert(), "-----BEGIN CERTIFICATE-----\nnot base64!\n").unwrap();
+    certs.replace(&certs.cert(), b"-----BEGIN CERTIFICATE-----\nnot base64!\n");
     wait_for_log(&relay, failed, 1).await;
     assert!(
         relay.all_logs().contains("field `tls.cert_file`"),
@@ -399,7 +409,7 @@ async fn a_bad_new_certificate_is_reported_and_the_old_one_stays() {
     assert_eq!(served_serial(relay.addr).await, 1001);
 
     // A certificate whose key is not the one in key.pem.
-    std::fs::copy(format!("{CERTS}/server2.pem"), certs.cert()).unwrap();
+    certs.replace(&certs.cert(), &read_cert_file("server2.pem"));
     wait_for_log(&relay, failed, 2).await;
     assert!(
         relay.all_logs().contains("does not match"),
@@ -417,7 +427,7 @@ async fn a_bad_new_certificate_is_reported_and_the_old_one_stays() {
     assert_eq!(served_serial(relay.addr).await, 1001);
 
     // The matching key arrives: the new pair goes into force.
-    std::fs::copy(format!("{CERTS}/server2.key"), certs.key()).unwrap();
+    certs.replace(&certs.key(), &read_cert_file("server2.key"));
     wait_for_serial(&relay, 1003).await;
     assert!(still_running(&mut relay));
 }
