@@ -12,7 +12,9 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
 
 use crate::app::App;
+use crate::chunked::{ChunkedDecoder, ChunkedLimits};
 use crate::error::Error;
+use crate::framing::BodyFraming;
 use crate::head::{parse_request_head, HeadLimits, RequestHead};
 use crate::relay;
 use crate::respond;
@@ -20,6 +22,10 @@ use crate::shutdown::ShutdownWatch;
 
 /// Read size for the client socket; one buffer per connection, grown only up to the head/body limits.
 const READ_CHUNK: usize = 16 * 1024;
+/// Limits for chunked bodies besides the configured body size (RFC 9112 §7.1.1 extensions, §7.1.2
+/// trailers): enough for any real client, small enough that a hostile one cannot make us buffer.
+pub const MAX_CHUNK_EXT_BYTES: usize = 4096;
+pub const MAX_TRAILER_BYTES: usize = 8192;
 
 /// The client side of a connection: the socket plus bytes read but not yet consumed.
 pub struct Client<S> {
@@ -47,6 +53,52 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
             self.eof = true;
         }
         Ok(n)
+    }
+
+    /// Read a whole request body as framed (bounded by `max`), consuming it from the input. Chunked
+    /// bodies are decoded here; what is forwarded is always re-framed with a Content-Length.
+    pub async fn read_body(&mut self, framing: BodyFraming, max: u64) -> Result<Vec<u8>, Error> {
+        match framing {
+            BodyFraming::None => Ok(Vec::new()),
+            BodyFraming::Length(n) => {
+                if n > max {
+                    return Err(Error::BodyTooLarge);
+                }
+                let n = n as usize;
+                while self.buf.len() < n {
+                    let deadline = Instant::now() + self.read_timeout;
+                    if self.read_more(deadline).await? == 0 {
+                        return Err(Error::BadRequest(
+                            "connection closed inside the request body",
+                        ));
+                    }
+                }
+                let body = self.buf[..n].to_vec();
+                self.consume(n);
+                Ok(body)
+            }
+            BodyFraming::Chunked => {
+                let mut dec = ChunkedDecoder::new(ChunkedLimits {
+                    max_chunk_ext_bytes: MAX_CHUNK_EXT_BYTES,
+                    max_trailer_bytes: MAX_TRAILER_BYTES,
+                    max_body_bytes: max,
+                });
+                let mut body = Vec::new();
+                loop {
+                    let used = dec.decode(&self.buf, Some(&mut body))?;
+                    self.consume(used);
+                    if dec.is_done() {
+                        return Ok(body);
+                    }
+                    let deadline = Instant::now() + self.read_timeout;
+                    if self.read_more(deadline).await? == 0 {
+                        return Err(Error::BadRequest(
+                            "connection closed inside the request body",
+                        ));
+                    }
+                }
+            }
+        }
     }
 
     /// Drop the first `n` bytes of input (a request head or body that has been handled).

@@ -13,6 +13,7 @@ pub mod clock;
 pub mod config;
 pub mod conn;
 pub mod cors;
+pub mod endpoints;
 pub mod error;
 pub mod framing;
 pub mod head;

@@ -13,12 +13,11 @@ use serde_json::{json, Map, Value};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
 
-use crate::admin;
-use crate::admin_http;
 use crate::app::App;
 use crate::chunked::{ChunkedDecoder, ChunkedLimits};
-use crate::conn::{Client, Next};
+use crate::conn::{Client, Next, MAX_CHUNK_EXT_BYTES, MAX_TRAILER_BYTES};
 use crate::cors;
+use crate::endpoints;
 use crate::error::{Error, LimitScope};
 use crate::framing::{
     request_framing, response_framing, BodyFraming, RequestFraming, ResponseBody,
@@ -40,9 +39,6 @@ const UPSTREAM_READ: usize = 16 * 1024;
 const MAX_RESPONSE_HEAD: usize = 64 * 1024;
 /// How much pipelined input we accept from the client while its previous request is in flight.
 const MAX_PIPELINED: usize = 64 * 1024;
-/// Limits for chunked request bodies besides the configured body size (RFC 9112 §7.1.1, §7.1.2).
-const MAX_CHUNK_EXT_BYTES: usize = 4096;
-const MAX_TRAILER_BYTES: usize = 8192;
 
 /// Request headers never forwarded upstream. Hop-by-hop fields (RFC 9110 §7.6.1) belong to our hop;
 /// credentials and cookies belong to the client, and the token must never reach the provider; framing
@@ -109,28 +105,28 @@ const DROP_RESPONSE_HEADERS: &[&str] = &[
 const ANTHROPIC_DEFAULT_VERSION: &str = "2023-06-01";
 
 /// Per-request facts gathered for the access log.
-struct Ctx {
-    rid: String,
-    started: Instant,
-    ip: IpAddr,
-    method: String,
-    path: String,
-    origin: Option<String>,
-    tenant: Option<String>,
-    jti: Option<String>,
-    provider: Option<String>,
-    uid: Option<String>,
-    ttfb: Option<Duration>,
+pub(crate) struct Ctx {
+    pub(crate) rid: String,
+    pub(crate) started: Instant,
+    pub(crate) ip: IpAddr,
+    pub(crate) method: String,
+    pub(crate) path: String,
+    pub(crate) origin: Option<String>,
+    pub(crate) tenant: Option<String>,
+    pub(crate) jti: Option<String>,
+    pub(crate) provider: Option<String>,
+    pub(crate) uid: Option<String>,
+    pub(crate) ttfb: Option<Duration>,
     /// Set once the token is proven authentic: only then is `provider` a bounded metrics label.
-    authenticated: bool,
+    pub(crate) authenticated: bool,
 }
 
 /// How a request ended, for the log and the connection loop.
-struct Done {
-    status: u16,
-    bytes: u64,
-    next: Next,
-    reason: Option<&'static str>,
+pub(crate) struct Done {
+    pub(crate) status: u16,
+    pub(crate) bytes: u64,
+    pub(crate) next: Next,
+    pub(crate) reason: Option<&'static str>,
 }
 
 pub async fn handle<S: AsyncRead + AsyncWrite + Unpin>(
@@ -195,16 +191,16 @@ async fn route<S: AsyncRead + AsyncWrite + Unpin>(
     // A CORS preflight carries no credentials by design: answer it before any token work, and never
     // count it as a call.
     if head.method == "OPTIONS" && head.header("access-control-request-method").is_some() {
-        return preflight(app, client, head, framing, ctx).await;
+        return endpoints::preflight(app, client, head, framing, ctx).await;
     }
     if path == "/health" {
-        return health(app, client, head, framing, ctx).await;
+        return endpoints::health(app, client, head, framing, ctx).await;
     }
     if path == "/metrics" {
-        return metrics(app, client, head, framing, ctx).await;
+        return endpoints::metrics(app, client, head, framing, ctx).await;
     }
     if path.starts_with("/admin/v1/") {
-        return admin(app, client, head, framing, ctx, path).await;
+        return endpoints::admin(app, client, head, framing, ctx, path).await;
     }
     let base = app.cfg.server.base_path.as_str();
     let after_base = if path == base.trim_end_matches('/') {
@@ -341,7 +337,9 @@ async fn proxy<S: AsyncRead + AsyncWrite + Unpin>(
             .await
             .map_err(|_| Error::BadRequest("client gone"))?;
     }
-    let body = read_body(client, framing.body, app.cfg.server.max_body_bytes).await?;
+    let body = client
+        .read_body(framing.body, app.cfg.server.max_body_bytes)
+        .await?;
     let body = policy::apply(&claims, &loc.rest, body).map_err(|error| Failure {
         error,
         body_read: true,
@@ -536,54 +534,6 @@ fn client_ip(app: &App, peer: IpAddr, head: &RequestHead) -> IpAddr {
         }
     }
     ip
-}
-
-async fn read_body<S: AsyncRead + AsyncWrite + Unpin>(
-    client: &mut Client<S>,
-    framing: BodyFraming,
-    max: u64,
-) -> Result<Vec<u8>, Error> {
-    match framing {
-        BodyFraming::None => Ok(Vec::new()),
-        BodyFraming::Length(n) => {
-            if n > max {
-                return Err(Error::BodyTooLarge);
-            }
-            let n = n as usize;
-            while client.buf.len() < n {
-                let deadline = Instant::now() + client.read_timeout;
-                if client.read_more(deadline).await? == 0 {
-                    return Err(Error::BadRequest(
-                        "connection closed inside the request body",
-                    ));
-                }
-            }
-            let body = client.buf[..n].to_vec();
-            client.consume(n);
-            Ok(body)
-        }
-        BodyFraming::Chunked => {
-            let mut dec = ChunkedDecoder::new(ChunkedLimits {
-                max_chunk_ext_bytes: MAX_CHUNK_EXT_BYTES,
-                max_trailer_bytes: MAX_TRAILER_BYTES,
-                max_body_bytes: max,
-            });
-            let mut body = Vec::new();
-            loop {
-                let used = dec.decode(&client.buf, Some(&mut body))?;
-                client.consume(used);
-                if dec.is_done() {
-                    return Ok(body);
-                }
-                let deadline = Instant::now() + client.read_timeout;
-                if client.read_more(deadline).await? == 0 {
-                    return Err(Error::BadRequest(
-                        "connection closed inside the request body",
-                    ));
-                }
-            }
-        }
-    }
 }
 
 fn build_upstream_request(
@@ -956,236 +906,9 @@ fn reason_or(resp: &ResponseHead) -> &str {
     }
 }
 
-async fn preflight<S: AsyncRead + AsyncWrite + Unpin>(
-    app: &App,
-    client: &mut Client<S>,
-    head: &RequestHead,
-    framing: &RequestFraming,
-    ctx: &Ctx,
-) -> Done {
-    if let Err(e) = read_body(client, framing.body, app.cfg.server.max_body_bytes).await {
-        return reply_error(app, client, ctx, None, e, Some(true)).await;
-    }
-    let decision = cors::preflight(
-        head.header("origin"),
-        head.header("access-control-request-method"),
-        head.header("access-control-request-headers"),
-        &app.cfg.cors,
-        None,
-    );
-    let mut r = match decision {
-        cors::PreflightDecision::Allowed(headers) => {
-            let mut r = Response::json(204, String::new());
-            r.headers.clear();
-            r.headers.extend(headers);
-            r
-        }
-        cors::PreflightDecision::Denied => {
-            let mut r = Response::error(&Error::OriginNotAllowed);
-            r.close = false;
-            r
-        }
-    };
-    r.headers.push(("x-request-id".into(), ctx.rid.clone()));
-    r.close = !framing.keep_alive;
-    let status = r.status;
-    let ok = client.write_all(&r.encode(false)).await.is_ok();
-    Done {
-        status,
-        bytes: 0,
-        next: if ok && framing.keep_alive {
-            Next::KeepAlive
-        } else {
-            Next::Close
-        },
-        reason: None,
-    }
-}
-
-async fn health<S: AsyncRead + AsyncWrite + Unpin>(
-    app: &App,
-    client: &mut Client<S>,
-    head: &RequestHead,
-    framing: &RequestFraming,
-    ctx: &Ctx,
-) -> Done {
-    if head.method != "GET" && head.method != "HEAD" {
-        return reply_error(
-            app,
-            client,
-            ctx,
-            Some(framing),
-            Error::MethodNotAllowed,
-            None,
-        )
-        .await;
-    }
-    if framing.body != BodyFraming::None {
-        if let Err(e) = read_body(client, framing.body, app.cfg.server.max_body_bytes).await {
-            return reply_error(app, client, ctx, None, e, Some(true)).await;
-        }
-    }
-    let body = json!({
-        "status": "ok",
-        "version": env!("CARGO_PKG_VERSION"),
-        "uptime_secs": app.started.elapsed().as_secs(),
-        "store": app.store.kind(),
-        "requests": app.stats.snapshot(),
-    })
-    .to_string();
-    let mut r = Response::json(200, body)
-        .header("cache-control", "no-store")
-        .header("x-request-id", ctx.rid.clone());
-    for (n, v) in cors::response_headers(
-        ctx.origin.as_deref().map(str::as_bytes),
-        &app.cfg.cors,
-        None,
-    ) {
-        r.headers.push((n, v));
-    }
-    r.close = !framing.keep_alive;
-    let ok = client
-        .write_all(&r.encode(head.method == "HEAD"))
-        .await
-        .is_ok();
-    Done {
-        status: 200,
-        bytes: r.body.len() as u64,
-        next: if ok && framing.keep_alive {
-            Next::KeepAlive
-        } else {
-            Next::Close
-        },
-        reason: None,
-    }
-}
-
-async fn metrics<S: AsyncRead + AsyncWrite + Unpin>(
-    app: &App,
-    client: &mut Client<S>,
-    head: &RequestHead,
-    framing: &RequestFraming,
-    ctx: &Ctx,
-) -> Done {
-    // Metrics carry no secrets, but traffic shapes are nobody else's business: loopback (or the
-    // configured ranges) only, and a plain 404 for everyone else so the endpoint is not advertised.
-    if !app.metrics_allowed.iter().any(|n| n.contains(ctx.ip)) {
-        return reply_error(app, client, ctx, Some(framing), Error::NotFound, None).await;
-    }
-    if head.method != "GET" {
-        return reply_error(
-            app,
-            client,
-            ctx,
-            Some(framing),
-            Error::MethodNotAllowed,
-            None,
-        )
-        .await;
-    }
-    let st = &app.stats;
-    let g = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
-    let body = app.metrics.render(&[
-        (
-            "relayapi_active_connections",
-            "Open client connections.",
-            g(&st.active_connections),
-        ),
-        (
-            "relayapi_active_streams",
-            "Responses being relayed right now.",
-            g(&st.active_streams),
-        ),
-        (
-            "relayapi_upstream_idle_connections",
-            "Pooled idle provider connections.",
-            app.upstream.idle_count() as u64,
-        ),
-        (
-            "relayapi_tracked_ips",
-            "Entries in the per-IP rate-limit table.",
-            app.limiter.tracked_ips() as u64,
-        ),
-        (
-            "relayapi_uptime_seconds",
-            "Seconds since start.",
-            app.started.elapsed().as_secs(),
-        ),
-    ]);
-    let mut r = Response::json(200, body).header("x-request-id", ctx.rid.clone());
-    r.headers[0].1 = "text/plain; version=0.0.4; charset=utf-8".into();
-    r.close = !framing.keep_alive;
-    let ok = client.write_all(&r.encode(false)).await.is_ok();
-    Done {
-        status: 200,
-        bytes: r.body.len() as u64,
-        next: if ok && framing.keep_alive {
-            Next::KeepAlive
-        } else {
-            Next::Close
-        },
-        reason: None,
-    }
-}
-
-async fn admin<S: AsyncRead + AsyncWrite + Unpin>(
-    app: &App,
-    client: &mut Client<S>,
-    head: &RequestHead,
-    framing: &RequestFraming,
-    ctx: &mut Ctx,
-    path: &str,
-) -> Done {
-    if matches!(framing.body, BodyFraming::Length(n) if n > admin_http::MAX_ADMIN_BODY) {
-        return reply_error(app, client, ctx, Some(framing), Error::BodyTooLarge, None).await;
-    }
-    let body = match read_body(client, framing.body, admin_http::MAX_ADMIN_BODY).await {
-        Ok(b) => b,
-        Err(e) => return reply_error(app, client, ctx, Some(framing), e, Some(true)).await,
-    };
-    let auth = head.header("authorization").unwrap_or_default();
-    let now = app.clock.unix_now();
-    let tenant =
-        match admin::verify_request(&app.keyring, auth, &head.method, &head.target, &body, now) {
-            Ok(t) => t,
-            Err(_) => {
-                return reply_error(
-                    app,
-                    client,
-                    ctx,
-                    Some(framing),
-                    Error::InvalidAdminSignature,
-                    Some(true),
-                )
-                .await
-            }
-        };
-    ctx.tenant = Some(tenant.clone());
-    match admin_http::dispatch(app, &tenant, &head.method, path, &body).await {
-        Ok((status, json)) => {
-            let mut r = Response::json(status, json)
-                .header("cache-control", "no-store")
-                .header("x-request-id", ctx.rid.clone());
-            r.close = !framing.keep_alive;
-            let ok = client.write_all(&r.encode(false)).await.is_ok();
-            Done {
-                status,
-                bytes: r.body.len() as u64,
-                next: if ok && framing.keep_alive {
-                    Next::KeepAlive
-                } else {
-                    Next::Close
-                },
-                reason: None,
-            }
-        }
-        Err(e) => reply_error(app, client, ctx, Some(framing), e, Some(true)).await,
-    }
-}
-
 /// Answer with an error. When the request's body has not been read yet, read and discard it (bounded)
 /// so the connection can serve the next request; if that is not possible, close after answering.
-async fn reply_error<S: AsyncRead + AsyncWrite + Unpin>(
+pub(crate) async fn reply_error<S: AsyncRead + AsyncWrite + Unpin>(
     app: &App,
     client: &mut Client<S>,
     ctx: &Ctx,
@@ -1198,7 +921,8 @@ async fn reply_error<S: AsyncRead + AsyncWrite + Unpin>(
         if !close && body_read != Some(true) && f.body != BodyFraming::None {
             // A client waiting for 100-continue will not send the body: the exchange ends here.
             close = f.expect_continue
-                || read_body(client, f.body, app.cfg.server.max_body_bytes)
+                || client
+                    .read_body(f.body, app.cfg.server.max_body_bytes)
                     .await
                     .is_err();
         }

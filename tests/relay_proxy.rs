@@ -705,3 +705,69 @@ async fn graceful_shutdown_lets_a_stream_finish() {
     let status = relay.terminate();
     assert!(status.success(), "{status:?}");
 }
+
+#[tokio::test]
+async fn metrics_count_requests_rejections_and_carry_no_token_ids() {
+    let up = MockUpstream::start(false).await;
+    let relay = Relay::start(test_config(&up));
+    let mut c = relay.claims("openai", Some(1));
+    c.uid = Some("end-user-7".into());
+    let t = relay.mint(&c);
+    let path = format!("/relayapi/{t}/chat/completions");
+    assert_eq!(
+        request(relay.addr, "POST", &path, &[], CHAT).await.status,
+        200
+    );
+    assert_eq!(
+        request(relay.addr, "POST", &path, &[], CHAT).await.status,
+        429
+    );
+    assert_eq!(
+        request(relay.addr, "POST", "/relayapi/chat/completions", &[], CHAT)
+            .await
+            .status,
+        401
+    );
+    let r = request(relay.addr, "GET", "/metrics", &[], "").await;
+    assert_eq!(r.status, 200);
+    assert!(r
+        .header("content-type")
+        .unwrap()
+        .starts_with("text/plain; version=0.0.4"));
+    let text = r.text();
+    for want in [
+        "relayapi_requests_total{status=\"200\",provider=\"openai\"} 1",
+        "relayapi_requests_total{status=\"429\",provider=\"openai\"} 1",
+        "relayapi_requests_total{status=\"401\",provider=\"none\"} 1",
+        "relayapi_rejections_total{reason=\"token_exhausted\"} 1",
+        "relayapi_rejections_total{reason=\"invalid_token\"} 1",
+        "relayapi_request_duration_seconds_count",
+        "relayapi_time_to_first_byte_seconds_count 1",
+        "relayapi_store_duration_seconds_count",
+        "relayapi_active_connections ",
+    ] {
+        assert!(text.contains(want), "missing {want:?} in\n{text}");
+    }
+    for secret in [
+        c.jti.as_str(),
+        "end-user-7",
+        FAKE_KEY,
+        "127.0.0.1",
+        &t[4..30],
+    ] {
+        assert!(!text.contains(secret), "{secret} leaked into metrics");
+    }
+    // The access log has the token id and the end user, never the token or the key.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let logs = relay.all_logs();
+    let line = logs
+        .lines()
+        .find(|l| l.contains("\"status\":200") && l.contains(&c.jti))
+        .expect("access line");
+    let v: Value = serde_json::from_str(line).unwrap();
+    assert_eq!(v["uid"], "end-user-7");
+    assert_eq!(v["provider"], "openai");
+    assert_eq!(v["path"], "/relayapi/[token]/chat/completions");
+    assert!(v["ttfb_ms"].is_number() && v["dur_ms"].is_number() && v["rid"].is_string());
+    assert!(!logs.contains(&t[4..30]) && !logs.contains(FAKE_KEY));
+}

@@ -1,0 +1,221 @@
+//! The answers the relay gives itself instead of forwarding: CORS preflights, `/health`, `/metrics` and
+//! the admin API. None of them needs a token or counts as a call. `relay.rs` routes here; admin
+//! signatures are `admin.rs`, admin semantics `admin_http.rs`.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use serde_json::json;
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use crate::admin;
+use crate::admin_http;
+use crate::app::App;
+use crate::conn::{Client, Next};
+use crate::cors;
+use crate::error::Error;
+use crate::framing::{BodyFraming, RequestFraming};
+use crate::head::RequestHead;
+use crate::relay::{reply_error, Ctx, Done};
+use crate::respond::Response;
+
+/// Write a response the relay authored and say how the connection continues.
+async fn send<S: AsyncRead + AsyncWrite + Unpin>(
+    client: &mut Client<S>,
+    framing: &RequestFraming,
+    ctx: &Ctx,
+    mut r: Response,
+    head_only: bool,
+) -> Done {
+    r.headers.push(("x-request-id".into(), ctx.rid.clone()));
+    r.close = !framing.keep_alive;
+    let ok = client.write_all(&r.encode(head_only)).await.is_ok();
+    Done {
+        status: r.status,
+        bytes: r.body.len() as u64,
+        next: if ok && framing.keep_alive {
+            Next::KeepAlive
+        } else {
+            Next::Close
+        },
+        reason: None,
+    }
+}
+
+/// Answer a CORS preflight from config alone: preflights carry no credentials by design.
+pub(crate) async fn preflight<S: AsyncRead + AsyncWrite + Unpin>(
+    app: &App,
+    client: &mut Client<S>,
+    head: &RequestHead,
+    framing: &RequestFraming,
+    ctx: &Ctx,
+) -> Done {
+    if let Err(e) = client
+        .read_body(framing.body, app.cfg.server.max_body_bytes)
+        .await
+    {
+        return reply_error(app, client, ctx, None, e, Some(true)).await;
+    }
+    let decision = cors::preflight(
+        head.header("origin"),
+        head.header("access-control-request-method"),
+        head.header("access-control-request-headers"),
+        &app.cfg.cors,
+        None,
+    );
+    let r = match decision {
+        cors::PreflightDecision::Allowed(headers) => {
+            let mut r = Response::json(204, String::new());
+            r.headers = headers;
+            r
+        }
+        cors::PreflightDecision::Denied => Response::error(&Error::OriginNotAllowed),
+    };
+    send(client, framing, ctx, r, false).await
+}
+
+pub(crate) async fn health<S: AsyncRead + AsyncWrite + Unpin>(
+    app: &App,
+    client: &mut Client<S>,
+    head: &RequestHead,
+    framing: &RequestFraming,
+    ctx: &Ctx,
+) -> Done {
+    if head.method != "GET" && head.method != "HEAD" {
+        return reply_error(
+            app,
+            client,
+            ctx,
+            Some(framing),
+            Error::MethodNotAllowed,
+            None,
+        )
+        .await;
+    }
+    if framing.body != BodyFraming::None {
+        if let Err(e) = client
+            .read_body(framing.body, app.cfg.server.max_body_bytes)
+            .await
+        {
+            return reply_error(app, client, ctx, None, e, Some(true)).await;
+        }
+    }
+    let body = json!({
+        "status": "ok",
+        "version": env!("CARGO_PKG_VERSION"),
+        "uptime_secs": app.started.elapsed().as_secs(),
+        "store": app.store.kind(),
+        "requests": app.stats.snapshot(),
+    })
+    .to_string();
+    let mut r = Response::json(200, body).header("cache-control", "no-store");
+    r.headers.extend(cors::response_headers(
+        ctx.origin.as_deref().map(str::as_bytes),
+        &app.cfg.cors,
+        None,
+    ));
+    send(client, framing, ctx, r, head.method == "HEAD").await
+}
+
+pub(crate) async fn metrics<S: AsyncRead + AsyncWrite + Unpin>(
+    app: &App,
+    client: &mut Client<S>,
+    head: &RequestHead,
+    framing: &RequestFraming,
+    ctx: &Ctx,
+) -> Done {
+    // Metrics carry no secrets, but traffic shapes are nobody else's business: loopback (or the
+    // configured ranges) only, and a plain 404 for everyone else so the endpoint is not advertised.
+    if !app.metrics_allowed.iter().any(|n| n.contains(ctx.ip)) {
+        return reply_error(app, client, ctx, Some(framing), Error::NotFound, None).await;
+    }
+    if head.method != "GET" {
+        return reply_error(
+            app,
+            client,
+            ctx,
+            Some(framing),
+            Error::MethodNotAllowed,
+            None,
+        )
+        .await;
+    }
+    let st = &app.stats;
+    let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
+    let body = app.metrics.render(&[
+        (
+            "relayapi_active_connections",
+            "Open client connections.",
+            g(&st.active_connections),
+        ),
+        (
+            "relayapi_active_streams",
+            "Responses being relayed right now.",
+            g(&st.active_streams),
+        ),
+        (
+            "relayapi_upstream_idle_connections",
+            "Pooled idle provider connections.",
+            app.upstream.idle_count() as u64,
+        ),
+        (
+            "relayapi_tracked_ips",
+            "Entries in the per-IP rate-limit table.",
+            app.limiter.tracked_ips() as u64,
+        ),
+        (
+            "relayapi_uptime_seconds",
+            "Seconds since start.",
+            app.started.elapsed().as_secs(),
+        ),
+    ]);
+    let mut r = Response::json(200, body);
+    r.headers = vec![(
+        "content-type".into(),
+        "text/plain; version=0.0.4; charset=utf-8".into(),
+    )];
+    send(client, framing, ctx, r, false).await
+}
+
+/// The admin API: read the small body, prove the signature, then act for the proven tenant only.
+pub(crate) async fn admin<S: AsyncRead + AsyncWrite + Unpin>(
+    app: &App,
+    client: &mut Client<S>,
+    head: &RequestHead,
+    framing: &RequestFraming,
+    ctx: &mut Ctx,
+    path: &str,
+) -> Done {
+    if matches!(framing.body, BodyFraming::Length(n) if n > admin_http::MAX_ADMIN_BODY) {
+        return reply_error(app, client, ctx, Some(framing), Error::BodyTooLarge, None).await;
+    }
+    let body = match client
+        .read_body(framing.body, admin_http::MAX_ADMIN_BODY)
+        .await
+    {
+        Ok(b) => b,
+        Err(e) => return reply_error(app, client, ctx, Some(framing), e, Some(true)).await,
+    };
+    let auth = head.header("authorization").unwrap_or_default();
+    let now = app.clock.unix_now();
+    let Ok(tenant) =
+        admin::verify_request(&app.keyring, auth, &head.method, &head.target, &body, now)
+    else {
+        return reply_error(
+            app,
+            client,
+            ctx,
+            Some(framing),
+            Error::InvalidAdminSignature,
+            Some(true),
+        )
+        .await;
+    };
+    ctx.tenant = Some(tenant.clone());
+    match admin_http::dispatch(app, &tenant, &head.method, path, &body).await {
+        Ok((status, doc)) => {
+            let r = Response::json(status, doc).header("cache-control", "no-store");
+            send(client, framing, ctx, r, false).await
+        }
+        Err(e) => reply_error(app, client, ctx, Some(framing), e, Some(true)).await,
+    }
+}
