@@ -6,6 +6,7 @@ address. Every wait is bounded so a broken build fails the suite instead of hang
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pathlib
@@ -40,6 +41,11 @@ def _child_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.upper().endswith(("_PROXY",))}
     env.update(extra)
     return env
+
+
+def relay_env() -> dict[str, str]:
+    """The environment a relay started with `relay_config` needs (the server-side key it names)."""
+    return _child_env(**{SERVER_KEY_ENV: SERVER_KEY})
 
 
 class MockUpstream:
@@ -93,12 +99,12 @@ def headers_of(recorded: dict[str, Any]) -> dict[str, list[str]]:
     return out
 
 
-def write_rai(path: pathlib.Path, *, port: int = 8080) -> dict[str, Any]:
+def write_rai(path: pathlib.Path, *, port: int = 8080, scheme: str = "http") -> dict[str, Any]:
     """A fresh `.rai` with a random tenant key; returns the dict (the relay reads the file)."""
     rai = {
         "version": 1,
         "server": {
-            "scheme": "http",
+            "scheme": scheme,
             "host": "127.0.0.1",
             "port": port,
             "base_path": "/relayapi/",
@@ -166,71 +172,114 @@ def relay_config(mock_port: int) -> dict[str, Any]:
     return cfg
 
 
-class Relay:
-    """The release binary serving a temporary config, its stderr log lines kept for assertions."""
+class RelayProcess:
+    """A relay binary run as a child with any arguments and working directory, its stderr kept.
 
-    def __init__(self, workdir: pathlib.Path, mock_port: int) -> None:
+    A thread reads stderr for the child's whole life (a full pipe would block its logging); `entry`
+    waits for one of its JSON log lines by `msg`.
+    """
+
+    def __init__(self, argv: list[str], *, cwd: pathlib.Path, env: dict[str, str]) -> None:
+        self.log: deque[str] = deque(maxlen=20000)
+        self._changed = threading.Condition()
+        self._stderr_closed = False
+        self.proc = subprocess.Popen(
+            argv,
+            cwd=cwd,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        threading.Thread(target=self._drain, daemon=True).start()
+
+    def _drain(self) -> None:
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            with self._changed:
+                self.log.append(line.rstrip("\n"))
+                self._changed.notify_all()
+        with self._changed:
+            self._stderr_closed = True
+            self._changed.notify_all()
+
+    def entry(self, msg: str, timeout: float = STARTUP_TIMEOUT_SECS) -> dict[str, Any]:
+        """The first JSON log line whose `msg` is `msg`, waiting up to `timeout` seconds for it.
+
+        Raises RuntimeError with the exit code and the log's tail when the child closes stderr (it
+        exited) or the time is up first.
+        """
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while True:
+                for line in self.log:
+                    found = _log_entry(line)
+                    if found is not None and found.get("msg") == msg:
+                        return found
+                remaining = deadline - time.monotonic()
+                if self._stderr_closed or remaining <= 0:
+                    break
+                self._changed.wait(remaining)
+        if self._stderr_closed:
+            # Closed stderr means the child is exiting: wait briefly so the message has its exit code.
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.proc.wait(SHUTDOWN_TIMEOUT_SECS)
+        raise RuntimeError(f"relay did not log {msg!r}; exit code {self.proc.poll()}; stderr:\n{self.tail()}")
+
+    def tail(self, lines: int = 30) -> str:
+        with self._changed:
+            return "\n".join(list(self.log)[-lines:])
+
+    def stop(self) -> None:
+        _stop(self.proc)
+
+
+def _log_entry(line: str) -> Optional[dict[str, Any]]:
+    try:
+        entry = json.loads(line)
+    except ValueError:
+        return None
+    return entry if isinstance(entry, dict) else None
+
+
+class Relay:
+    """The release binary serving a temporary config, its stderr log lines kept for assertions.
+
+    With `tls` (the config's `tls` section) it serves HTTPS and its `.rai` says `"scheme": "https"`.
+    """
+
+    def __init__(
+        self, workdir: pathlib.Path, mock_port: int, *, tls: Optional[dict[str, Any]] = None
+    ) -> None:
         binary = relay_binary()
         if not binary.is_file():
             raise RuntimeError(
                 f"{binary} not found: run `cargo build --release` at the repository root first"
             )
+        self.scheme = "http" if tls is None else "https"
         self.workdir = workdir
         self.rai_path = workdir / "e2e.rai"
-        self.rai = write_rai(self.rai_path)
+        self.rai = write_rai(self.rai_path, scheme=self.scheme)
         self.config_path = workdir / "config.json"
-        self.config_path.write_text(json.dumps(relay_config(mock_port), indent=2), encoding="utf-8")
-        self.log: deque[str] = deque(maxlen=20000)
-        self.proc = subprocess.Popen(
-            [
-                str(binary),
-                "--config",
-                str(self.config_path),
-                "--rai",
-                str(self.rai_path),
-            ],
+        cfg = relay_config(mock_port)
+        if tls is not None:
+            cfg["tls"] = tls
+        self.config_path.write_text(json.dumps(cfg, indent=2), encoding="utf-8")
+        self.process = RelayProcess(
+            [str(binary), "--config", str(self.config_path), "--rai", str(self.rai_path)],
             cwd=workdir,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=_child_env(**{SERVER_KEY_ENV: SERVER_KEY}),
+            env=relay_env(),
         )
-        self.addr = self._await_listening()
-        self.port = int(self.addr.rsplit(":", 1)[1])
-        self.base = f"http://127.0.0.1:{self.port}"
-
-    def _await_listening(self) -> str:
-        found: dict[str, str] = {}
-        ready = threading.Event()
-
-        def drain() -> None:
-            # Keep reading for the relay's whole life: a full stderr pipe would block its logging.
-            assert self.proc.stderr is not None
-            for line in self.proc.stderr:
-                self.log.append(line.rstrip("\n"))
-                if not ready.is_set():
-                    try:
-                        entry = json.loads(line)
-                    except ValueError:
-                        continue
-                    if isinstance(entry, dict) and entry.get("msg") == "listening" and "addr" in entry:
-                        found["addr"] = str(entry["addr"])
-                        ready.set()
-            ready.set()
-
-        threading.Thread(target=drain, daemon=True).start()
-        deadline = time.monotonic() + STARTUP_TIMEOUT_SECS
-        while not ready.wait(0.1):
-            if time.monotonic() > deadline:
-                break
-        if "addr" not in found:
+        self.proc = self.process.proc
+        self.log = self.process.log
+        try:
+            self.addr = str(self.process.entry("listening")["addr"])
+        except RuntimeError:
             self.stop()
-            tail = "\n".join(list(self.log)[-30:])
-            raise RuntimeError(
-                f"relay did not log a listening address; exit code {self.proc.poll()}; stderr:\n{tail}"
-            )
-        return found["addr"]
+            raise
+        self.port = int(self.addr.rsplit(":", 1)[1])
+        self.base = f"{self.scheme}://127.0.0.1:{self.port}"
 
     def rai_for_client(self) -> dict[str, Any]:
         """The `.rai` the relay loaded, with the port it actually listens on (it was started on port 0)."""
