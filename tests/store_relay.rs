@@ -152,6 +152,28 @@ async fn revocation_through_one_relay_is_honoured_by_the_other() {
     assert_eq!(up.count(), 2);
 }
 
+#[tokio::test]
+async fn calls_that_never_left_are_refunded_on_every_store() {
+    let server = RedisServer::start();
+    let up = MockUpstream::start(false).await;
+    let dir = tempfile::tempdir().unwrap();
+    let closed = store_support::free_port();
+    for store in [
+        json!({"type": "sqlite", "path": dir.path().join("usage.db")}),
+        redis_store(&server),
+    ] {
+        let mut cfg = with_store(&up, store.clone());
+        // Nothing listens there: the connect fails before a byte of the request leaves the relay.
+        cfg["providers"]["openai"]["base_url"] = json!(format!("http://127.0.0.1:{closed}/v1"));
+        let relay = Relay::start(cfg);
+        let t = relay.token("openai", Some(1));
+        for _ in 0..3 {
+            let r = chat(relay.addr, &t).await;
+            assert_eq!(r.status, 502, "{store}: {}", r.text());
+        }
+    }
+}
+
 async fn admin(relay: &Relay, method: &str, target: &str, body: &str) -> Resp {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
