@@ -728,13 +728,21 @@ async fn metrics_count_requests_rejections_and_carry_no_token_ids() {
             .status,
         401
     );
-    let r = request(relay.addr, "GET", "/metrics", &[], "").await;
-    assert_eq!(r.status, 200);
-    assert!(r
-        .header("content-type")
-        .unwrap()
-        .starts_with("text/plain; version=0.0.4"));
-    let text = r.text();
+    // A request is counted just after its last byte is written: poll until the relay's tasks caught up.
+    let mut text = String::new();
+    for _ in 0..50 {
+        let r = request(relay.addr, "GET", "/metrics", &[], "").await;
+        assert_eq!(r.status, 200);
+        assert!(r
+            .header("content-type")
+            .unwrap()
+            .starts_with("text/plain; version=0.0.4"));
+        text = r.text();
+        if text.contains("relayapi_requests_total{status=\"200\",provider=\"openai\"} 1") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     for want in [
         "relayapi_requests_total{status=\"200\",provider=\"openai\"} 1",
         "relayapi_requests_total{status=\"429\",provider=\"openai\"} 1",
