@@ -683,18 +683,29 @@ async fn graceful_shutdown_lets_a_stream_finish() {
     );
     let mut s = TcpStream::connect(relay.addr).await.unwrap();
     s.write_all(req.as_bytes()).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The stream is in flight once the provider has the request.
+    for _ in 0..250 {
+        if up.count() == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(up.count(), 1);
     let pid = relay.child.id();
     let _ = std::process::Command::new("kill")
         .arg("-TERM")
         .arg(pid.to_string())
         .status();
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    // New connections are refused while the old stream drains.
-    assert!(
-        TcpStream::connect(relay.addr).await.is_err(),
-        "still accepting after SIGTERM"
-    );
+    // New connections are refused while the old stream drains (poll: the signal is handled async).
+    let mut refused = false;
+    for _ in 0..100 {
+        if TcpStream::connect(relay.addr).await.is_err() {
+            refused = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(refused, "still accepting after SIGTERM");
     up.release();
     up.release();
     let mut buf = Vec::new();
