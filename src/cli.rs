@@ -7,7 +7,7 @@ pub const HELP: &str = "\
 relayapi - a relay that lets frontends call AI providers with encrypted, limited tokens
 
 USAGE:
-    relayapi [--config PATH] [--rai PATH|DIR]
+    relayapi [--config PATH] [--rai PATH|DIR] [--dev]
     relayapi gen-rai [--scheme http|https] [--host HOST] [--port PORT] [--tenant ID] [--key-id ID] [--out FILE]
     relayapi mint --rai FILE --provider NAME (--key-env VAR | --key-ref NAME)
                   [--max-calls N] [--expire-seconds S] [--model M]
@@ -17,6 +17,8 @@ SERVE (default):
     --config PATH     server settings (default: ./config.json)
     --rai PATH|DIR    client config with the token key, or a directory of *.rai files, one per
                       tenant (default: ./default.rai; generated with a fresh key when missing)
+    --dev             keep usage counts in memory whatever config.json's `store` says (development
+                      only: counts and revocations are lost when the relay stops)
 
     The repository's default.rai holds a published development key: the relay refuses to serve it on
     a non-loopback address. Make your own with `relayapi gen-rai --out prod.rai`.
@@ -41,6 +43,8 @@ pub enum Command {
         config: PathBuf,
         rai: PathBuf,
         rai_given: bool,
+        /// Keep usage in memory whatever `store` says (development; counts are lost on exit).
+        dev: bool,
     },
     GenRai {
         scheme: String,
@@ -78,6 +82,10 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
         match a.as_str() {
             "-h" | "--help" | "help" => return Ok(Command::Help),
             "-V" | "--version" => return Ok(Command::Version),
+            "--dev" => {
+                opts.push(("dev".into(), "true".into()));
+                continue;
+            }
             _ => {}
         }
         let Some(name) = a.strip_prefix("--") else {
@@ -107,6 +115,7 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
                     .into(),
                 rai_given: rai.is_some(),
                 rai: rai.unwrap_or_else(|| "default.rai".into()).into(),
+                dev: take("dev").is_some(),
             }
         }
         Some("gen-rai") => Command::GenRai {
@@ -166,7 +175,8 @@ mod tests {
             Command::Serve {
                 config: "config.json".into(),
                 rai: "default.rai".into(),
-                rai_given: false
+                rai_given: false,
+                dev: false
             }
         );
         assert_eq!(
@@ -174,9 +184,14 @@ mod tests {
             Command::Serve {
                 config: "/etc/r.json".into(),
                 rai: "/etc/rai.d".into(),
-                rai_given: true
+                rai_given: true,
+                dev: false
             }
         );
+        assert!(matches!(
+            p(&["--dev", "--config", "c.json"]).unwrap(),
+            Command::Serve { dev: true, .. }
+        ));
         assert_eq!(p(&["--help"]).unwrap(), Command::Help);
         assert_eq!(p(&["-V"]).unwrap(), Command::Version);
     }

@@ -107,6 +107,8 @@ pub struct RateLimitConfig {
     pub requests_per_second: u64,
     pub burst: u64,
     pub ip_limit: IpLimitConfig,
+    /// Keep the global and per-IP buckets in the Redis store, so every instance shares them.
+    pub shared: bool,
 }
 
 impl Default for RateLimitConfig {
@@ -115,6 +117,7 @@ impl Default for RateLimitConfig {
             requests_per_second: 10,
             burst: 20,
             ip_limit: IpLimitConfig::default(),
+            shared: false,
         }
     }
 }
@@ -566,6 +569,12 @@ impl Config {
             return Err(err(
                 "rate_limit.ip_limit.burst",
                 "expected at least 1 when requests_per_second is set",
+            ));
+        }
+        if rl.shared && self.store.kind != "redis" {
+            return Err(err(
+                "rate_limit.shared",
+                "needs \"store\": {\"type\": \"redis\", ...}: only a shared store can share limits",
             ));
         }
         if rl.ip_limit.max_tracked_ips == 0 {

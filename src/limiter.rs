@@ -286,7 +286,7 @@ impl SweepSchedule {
 /// The key a client is limited under: IPv4 addresses as they are (including IPv4 clients that reach a
 /// dual-stack socket as `::ffff:a.b.c.d`), IPv6 addresses by their /64, because one host or home
 /// network usually holds a whole /64 and could otherwise rotate addresses to escape the limit.
-fn client_key(ip: IpAddr) -> IpAddr {
+pub fn client_key(ip: IpAddr) -> IpAddr {
     match ip.to_canonical() {
         IpAddr::V4(v4) => IpAddr::V4(v4),
         IpAddr::V6(v6) => {
@@ -1100,6 +1100,7 @@ mod tests {
                 burst: 2,
                 max_tracked_ips: 7,
             },
+            shared: false,
         };
         let l = RateLimiter::from_config(&cfg).unwrap();
         let t0 = Instant::now();

@@ -74,7 +74,8 @@ fn main() -> ExitCode {
             config,
             rai,
             rai_given,
-        } => serve(&config, &rai, rai_given),
+            dev,
+        } => serve(&config, &rai, rai_given, dev),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -162,13 +163,38 @@ fn mint(m: &MintArgs) -> Result<(), String> {
     Ok(())
 }
 
-fn serve(config_path: &Path, rai_path: &Path, rai_given: bool) -> Result<(), String> {
-    let cfg = load_config(config_path).map_err(|e| e.to_string())?;
+fn serve(config_path: &Path, rai_path: &Path, rai_given: bool, dev: bool) -> Result<(), String> {
+    let mut cfg = load_config(config_path).map_err(|e| e.to_string())?;
+    if dev {
+        if cfg.rate_limit.shared {
+            return Err("--dev keeps usage in memory, which cannot share rate limits: unset rate_limit.shared".into());
+        }
+        cfg.store = relayapi::config::StoreConfig {
+            kind: "memory".into(),
+            ..Default::default()
+        };
+    }
     let log = Logger {
         access: cfg.log.access,
     };
+    if dev {
+        log.warn(
+            "--dev: usage counts and revocations are kept in memory and lost when the relay stops",
+            json!({}),
+        );
+    }
     if !rai_given && !rai_path.exists() {
         // First start from a directory holding only the binary and config.json: make a key to start with.
+        if cfg.server.port == 0 {
+            // The .rai tells backends where the relay is; an ephemeral port is not an address anyone can
+            // be given, so refuse rather than write a file that cannot be loaded.
+            return Err(format!(
+                "{}: field `server.port`: 0 (any free port) cannot be written into a generated {}; \
+                 set a fixed port or pass --rai with an existing file",
+                config_path.display(),
+                rai_path.display()
+            ));
+        }
         let mut rng = token::os_rng();
         let r = rai::generate_rai(
             if cfg.tls.is_some() { "https" } else { "http" },

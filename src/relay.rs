@@ -23,6 +23,7 @@ use crate::framing::{
     request_framing, response_framing, BodyFraming, RequestFraming, ResponseBody,
 };
 use crate::head::{parse_response_head, HeadLimits, RequestHead, ResponseHead, Version};
+use crate::limiter::client_key;
 use crate::log::redact_target;
 use crate::policy;
 use crate::provider::{AuthStyle, Provider};
@@ -30,6 +31,7 @@ use crate::respond::{reason, Response, SAFETY_HEADERS};
 use crate::secret::SecretString;
 use crate::shutdown::ShutdownWatch;
 use crate::store::{Reservation, TokenRef};
+use crate::store_redis::{SharedRejection, SharedScope};
 use crate::token::{self, Claims, TimeError};
 use crate::upstream::Conn;
 
@@ -250,13 +252,9 @@ async fn proxy<S: AsyncRead + AsyncWrite + Unpin>(
         return Err(Error::ShuttingDown.into());
     }
     // 1. Cheap limits first, so floods are turned away before any cryptography.
-    if let Err(r) = app.limiter.check(ctx.ip, app.clock.mono_now()) {
+    if let Err(e) = rate_limit(app, ctx.ip).await {
         app.stats.rate_limited.fetch_add(1, Ordering::Relaxed);
-        let scope = match r.scope {
-            crate::limiter::Scope::Global => LimitScope::Global,
-            crate::limiter::Scope::Ip => LimitScope::Ip,
-        };
-        return Err(Error::RateLimited(scope, r.retry_after).into());
+        return Err(e.into());
     }
 
     // 2. Find the token and the provider-relative path.
@@ -400,6 +398,35 @@ async fn proxy<S: AsyncRead + AsyncWrite + Unpin>(
     .map_err(|error| {
         app.stats.upstream_errors.fetch_add(1, Ordering::Relaxed);
         fail(error)
+    })
+}
+
+/// The global and per-IP limits: this process's buckets, or with `rate_limit.shared` the ones in Redis
+/// that every instance shares (a store failure refuses the request: limits never fail open).
+async fn rate_limit(app: &App, ip: IpAddr) -> Result<(), Error> {
+    let rl = &app.cfg.rate_limit;
+    if rl.shared {
+        let scope = |per_second, burst| SharedScope { per_second, burst };
+        let checked = app
+            .store
+            .shared_rate_check(
+                client_key(ip),
+                scope(rl.ip_limit.requests_per_second, rl.ip_limit.burst),
+                scope(rl.requests_per_second, rl.burst),
+            )
+            .await
+            .map_err(|_| Error::StoreUnavailable)?;
+        return checked.map_err(|r| match r {
+            SharedRejection::Ip(d) => Error::RateLimited(LimitScope::Ip, d),
+            SharedRejection::Global(d) => Error::RateLimited(LimitScope::Global, d),
+        });
+    }
+    app.limiter.check(ip, app.clock.mono_now()).map_err(|r| {
+        let scope = match r.scope {
+            crate::limiter::Scope::Global => LimitScope::Global,
+            crate::limiter::Scope::Ip => LimitScope::Ip,
+        };
+        Error::RateLimited(scope, r.retry_after)
     })
 }
 

@@ -152,6 +152,19 @@ impl Store {
         }
     }
 
+    /// Shared global and per-client rate limits (`rate_limit.shared`); only Redis can share them.
+    pub async fn shared_rate_check(
+        &self,
+        client: std::net::IpAddr,
+        ip: crate::store_redis::SharedScope,
+        global: crate::store_redis::SharedScope,
+    ) -> Result<Result<(), crate::store_redis::SharedRejection>, StoreError> {
+        match self {
+            Store::Redis(r) => r.rate_check(client, ip, global).await,
+            _ => Err(StoreError("shared rate limits need the Redis store".into())),
+        }
+    }
+
     /// Give back a reservation for a call that provably never left the relay. Never goes below zero;
     /// a token the store does not know is left unknown.
     pub async fn refund(&self, tenant: &str, jti: &str) -> Result<(), StoreError> {

@@ -83,6 +83,57 @@ end
 return cur
 ";
 
+/// Shared rate limits (`rate_limit.shared`): GCRA, the exact equivalent of a token bucket, on the
+/// server's own clock so that instances with skewed clocks still agree. KEYS: per-IP key, global key.
+/// ARGV: per-IP emission interval (µs, 0 = scope off), per-IP burst, global interval, global burst.
+/// Checks the client's scope first, then the global one, and charges both or neither. Answers
+/// {0, 0} when allowed, or {1 (per-IP) | 2 (global), microseconds until a retry can succeed}.
+const RATE: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local function plan(key, interval, burst)
+  if interval == 0 then return nil, 0 end
+  local tat = tonumber(redis.call('GET', key) or '0')
+  if tat < now then tat = now end
+  local new = tat + interval
+  local allow_at = new - burst * interval
+  if now < allow_at then return nil, allow_at - now end
+  return new, 0
+end
+local ip_i, ip_b = tonumber(ARGV[1]), tonumber(ARGV[2])
+local g_i, g_b = tonumber(ARGV[3]), tonumber(ARGV[4])
+local ip_new, ip_wait = plan(KEYS[1], ip_i, ip_b)
+if ip_i > 0 and not ip_new then return {1, ip_wait} end
+local g_new, g_wait = plan(KEYS[2], g_i, g_b)
+if g_i > 0 and not g_new then return {2, g_wait} end
+if ip_new then redis.call('SET', KEYS[1], string.format('%.0f', ip_new), 'PX', math.ceil((ip_new - now) / 1000) + 1) end
+if g_new then redis.call('SET', KEYS[2], string.format('%.0f', g_new), 'PX', math.ceil((g_new - now) / 1000) + 1) end
+return {0, 0}
+";
+
+/// One scope of the shared limiter: requests per second and burst (rate 0 = off).
+#[derive(Debug, Clone, Copy)]
+pub struct SharedScope {
+    pub per_second: u64,
+    pub burst: u64,
+}
+
+impl SharedScope {
+    fn interval_micros(self) -> u64 {
+        // 0 tells the script the scope is off.
+        1_000_000u64
+            .checked_div(self.per_second)
+            .map_or(0, |i| i.max(1))
+    }
+}
+
+/// Which shared scope refused a request, and how long until it would accept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SharedRejection {
+    Ip(Duration),
+    Global(Duration),
+}
+
 /// How to reach the server (`store` in config.json).
 #[derive(Debug, Clone)]
 pub struct RedisOptions {
@@ -110,6 +161,7 @@ struct Scripts {
     usage: Script,
     revoke: Script,
     revoke_before: Script,
+    rate: Script,
 }
 
 /// The shared connection, with a generation so that a failure seen on an old connection does not
@@ -143,6 +195,7 @@ impl RedisStore {
                 usage: Script::new(USAGE),
                 revoke: Script::new(REVOKE),
                 revoke_before: Script::new(REVOKE_BEFORE),
+                rate: Script::new(RATE),
             },
         })
     }
@@ -280,6 +333,33 @@ impl RedisStore {
                 .map(|used| Reservation::Granted { used })
                 .map_err(|_| StoreError(format!("Redis: unexpected reservation answer {used}"))),
         }
+    }
+
+    /// The relay-wide and per-client rate limits, shared by every instance using this server.
+    /// `client` is the limiter's client key (IPv4 address or IPv6 /64).
+    pub(crate) async fn rate_check(
+        &self,
+        client: std::net::IpAddr,
+        ip: SharedScope,
+        global: SharedScope,
+    ) -> Result<Result<(), SharedRejection>, StoreError> {
+        let ip_key = format!("{}rl:ip:{client}", self.prefix);
+        let global_key = format!("{}rl:global", self.prefix);
+        let args = [
+            ip.interval_micros().to_string(),
+            ip.burst.to_string(),
+            global.interval_micros().to_string(),
+            global.burst.to_string(),
+        ];
+        let (scope, wait): (i64, i64) = self
+            .eval(&self.scripts.rate, &[&ip_key, &global_key], &args)
+            .await?;
+        let wait = Duration::from_micros(wait.max(0) as u64);
+        Ok(match scope {
+            0 => Ok(()),
+            1 => Err(SharedRejection::Ip(wait)),
+            _ => Err(SharedRejection::Global(wait)),
+        })
     }
 
     pub(crate) async fn refund(&self, tenant: &str, jti: &str) -> Result<(), StoreError> {

@@ -307,3 +307,78 @@ async fn start_up_refuses_a_store_it_cannot_use() {
     );
     assert!(!Path::new("/nonexistent-dir").exists());
 }
+
+/// Sends `n` requests one after another, alternating between `relays`; answers (ok, rate limited).
+async fn sequential(relays: &[SocketAddr], token: &str, n: usize) -> (usize, usize) {
+    let (mut ok, mut limited) = (0, 0);
+    for i in 0..n {
+        let r = chat(relays[i % relays.len()], token).await;
+        match r.status {
+            200 => ok += 1,
+            429 => {
+                assert_eq!(r.json()["error"]["code"], "rate_limited");
+                assert!(r.header("retry-after").is_some());
+                limited += 1;
+            }
+            s => panic!("unexpected {s}: {}", r.text()),
+        }
+    }
+    (ok, limited)
+}
+
+#[tokio::test]
+async fn shared_rate_limits_hold_across_relays() {
+    let mut server = RedisServer::start();
+    let up = MockUpstream::start(false).await;
+    let mut cfg = with_store(&up, redis_store(&server));
+    cfg["rate_limit"] = json!({"requests_per_second": 1, "burst": 4,
+                               "ip_limit": {"requests_per_second": 0, "burst": 0}, "shared": true});
+    let (a, b) = (Relay::start(cfg.clone()), Relay::start(cfg.clone()));
+    let t = a.token("openai", None);
+    let started = Instant::now();
+    let (ok, limited) = sequential(&[a.addr, b.addr], &t, 12).await;
+    // One bucket for both relays: the burst of 4, plus at most one refill per elapsed second.
+    let allowed = 4 + started.elapsed().as_secs() as usize;
+    assert!(ok >= 4 && ok <= allowed, "ok {ok}, allowed {allowed}");
+    assert_eq!(ok + limited, 12);
+
+    // Control: without `shared`, each relay has its own bucket and lets its own burst through.
+    let mut local = cfg.clone();
+    local["rate_limit"]["shared"] = json!(false);
+    let (c, d) = (Relay::start(local.clone()), Relay::start(local));
+    let (ok_local, _) = sequential(&[c.addr, d.addr], &c.token("openai", None), 12).await;
+    assert!(
+        ok_local >= 8,
+        "two local buckets allow 2 x 4, got {ok_local}"
+    );
+
+    // Limits never fail open: with Redis gone the relay refuses instead of skipping the check.
+    server.stop();
+    let r = chat(a.addr, &t).await;
+    assert_eq!(
+        (r.status, r.json()["error"]["code"].as_str()),
+        (503, Some("store_unavailable"))
+    );
+}
+
+#[test]
+fn shared_rate_limits_need_the_redis_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("config.json");
+    std::fs::write(
+        &cfg,
+        r#"{"rate_limit": {"shared": true}, "store": {"type": "memory"}}"#,
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_relayapi"))
+        .arg("--config")
+        .arg(&cfg)
+        .arg("--rai")
+        .arg(dir.path().join("x.rai"))
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("field `rate_limit.shared`"), "{err}");
+}
