@@ -48,6 +48,14 @@ RESPONSE_BODY = (
     '"finish_reason":"stop"}],"usage":{"prompt_tokens":1,"completion_tokens":5,"total_tokens":6}}'
 )
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+# Stores the bench can run the relay with; redis would need a server of its own and is left out.
+RELAY_STORES = ("sqlite", "memory")
+LABELS = {
+    "direct": "direct upstream",
+    "nginx": "nginx",
+    "relay": "relay, sqlite store (default)",
+    "relay-memory": "relay, memory store",
+}
 # How long a freshly started server may take to accept connections.
 START_TIMEOUT_S = 20.0
 
@@ -65,6 +73,8 @@ class Settings:
     sse_interval_ms: int = 50
     rounds: int = 1
     access_log_run: bool = True
+    # Relay usage stores to measure, each as its own row: sqlite is what a default config runs.
+    relay_stores: tuple[str, ...] = ("sqlite", "memory")
     relay_bin: Path = ROOT / "target" / "release" / "relayapi"
 
     @classmethod
@@ -93,6 +103,15 @@ class Settings:
                 setattr(s, attr, value)
         if "BENCH_ACCESS_LOG" in env:
             s.access_log_run = env["BENCH_ACCESS_LOG"] not in ("0", "", "no", "false")
+        if "BENCH_RELAY_STORES" in env:
+            stores = tuple(x.strip() for x in env["BENCH_RELAY_STORES"].split(",") if x.strip())
+            unknown = [x for x in stores if x not in RELAY_STORES]
+            if not stores or unknown:
+                raise SystemExit(
+                    f"BENCH_RELAY_STORES={env['BENCH_RELAY_STORES']!r}: expected a comma-separated "
+                    f"list of {', '.join(RELAY_STORES)}"
+                )
+            s.relay_stores = stores
         if "RELAY_BIN" in env:
             s.relay_bin = Path(env["RELAY_BIN"])
         return s
@@ -322,7 +341,12 @@ def proxy_nginx_conf(work: Path, port: int, up_port: int, sse_port: int, access_
     )
 
 
-def relay_config(up_port: int, sse_port: int, access_log: bool) -> dict:
+def relay_kind(store: str) -> str:
+    """The target name for the relay with a given store: the default store is plain "relay"."""
+    return "relay" if store == "sqlite" else f"relay-{store}"
+
+
+def relay_config(up_port: int, sse_port: int, access_log: bool, store: dict) -> dict:
     return {
         "server": {"host": "127.0.0.1", "port": 0, "max_connections": 8192},
         # Limiters off: the comparison is the proxy path, and nginx has none configured either.
@@ -337,6 +361,7 @@ def relay_config(up_port: int, sse_port: int, access_log: bool) -> dict:
         },
         "upstream": {"pool_max_idle_per_host": 64},
         "log": {"access": access_log},
+        "store": store,
     }
 
 
@@ -348,6 +373,7 @@ class Bench:
         self._up: Server | None = None
         self._sse_up: Server | None = None
         self.tokens: dict[str, str] = {}
+        self.db_seq = 0
 
     @property
     def up(self) -> Server:
@@ -449,8 +475,14 @@ class Bench:
             port = free_port()
             conf = proxy_nginx_conf(self.work, port, self.up.port, self.sse_up.port, access_log)
             return self.start_nginx("proxy", conf, PROXY_CORE, port)
+        if kind == "relay":
+            # A fresh database each start, on the same disk as the rest of the run.
+            self.db_seq += 1
+            store = {"type": "sqlite", "path": str(self.work / f"usage-{self.db_seq}.db")}
+        else:
+            store = {"type": kind.removeprefix("relay-")}
         cfg = self.work / "relay.json"
-        cfg.write_text(json.dumps(relay_config(self.up.port, self.sse_up.port, access_log)))
+        cfg.write_text(json.dumps(relay_config(self.up.port, self.sse_up.port, access_log, store)))
         err_path = self.work / "relay-stderr.log"
         # The relay's access log goes to stdout: to a file, so its cost is a real write.
         out = open(self.work / "relay-access.log", "wb") if access_log else subprocess.DEVNULL  # noqa: SIM115
@@ -576,7 +608,7 @@ class Bench:
         try:
             port = srv.port if kind != "direct" else self.up.port
             self.preflight(kind, port)
-            out: dict = {"target": kind}
+            out: dict = {"target": LABELS.get(kind, kind)}
             # Direct streams come from the SSE upstream itself; its memory is not a proxy's.
             sse_srv = self.sse_up if kind == "direct" else srv
             out.update(self.measure_sse(kind, port if kind != "direct" else sse_srv.port, sse_srv))
@@ -592,7 +624,7 @@ class Bench:
         srv = self.start_proxy(kind, access_log=True)
         try:
             self.preflight(kind, srv.port)
-            out = {"target": f"{kind} + access log"}
+            out = {"target": f"{LABELS.get(kind, kind)} + access log"}
             out.update(self.measure_throughput(self.json_url(kind, srv.port), srv))
             return out
         finally:
@@ -623,18 +655,21 @@ def fmt_ratio(v: float | None) -> str:
 
 
 def build_report(rows: dict[str, dict], logs: dict[str, dict], s: Settings, meta: dict) -> str:
-    d, n, r = rows["direct"], rows["nginx"], rows["relay"]
-    for row in (n, r):
-        row["added_p50_us"] = row["p50_us"] - d["p50_us"]
-        row["added_p99_us"] = row["p99_us"] - d["p99_us"]
+    """Markdown: one row per target, then one ratio row (relay / nginx) per relay variant."""
+    d, n = rows["direct"], rows["nginx"]
+    proxies = [k for k in rows if k != "direct"]
+    relays = [k for k in proxies if k.startswith("relay")]
+    for k in proxies:
+        rows[k]["added_p50_us"] = rows[k]["p50_us"] - d["p50_us"]
+        rows[k]["added_p99_us"] = rows[k]["p99_us"] - d["p99_us"]
     kib = 1024
     lines = [
         f"# Relay vs nginx — {meta['date']}",
         "",
         (
             f"Machine: {meta['machine']}. Proxy pinned to core {PROXY_CORE} alone (1 core each: nginx "
-            f"1 worker, relay 1 tokio worker); wrk/oha/upstreams on core {LOAD_CORE}. nginx "
-            f"{meta['nginx']}, relay {meta['commit']}. Load average before/after: "
+            f"1 worker, relay 1 tokio worker plus its store thread); wrk/oha/upstreams on core "
+            f"{LOAD_CORE}. nginx {meta['nginx']}, relay {meta['commit']}. Load average before/after: "
             f"{meta['load_before']} / {meta['load_after']}. Rounds: {s.rounds} (median)."
         ),
         "",
@@ -645,26 +680,32 @@ def build_report(rows: dict[str, dict], logs: dict[str, dict], s: Settings, meta
         ),
         "|---|---|---|---|---|---|---|---|",
     ]
-    for name, row in (("direct upstream", d), ("nginx", n), ("relay", r)):
-        added = "(baseline)" if row is d else f"+{fmt(row['added_p50_us'])} / +{fmt(row['added_p99_us'])} µs"
-        rss = fmt(row["rss_per_stream"] / kib if row["rss_per_stream"] is not None else None, ".1f")
+    for k, row in rows.items():
+        added = (
+            "(baseline)"
+            if k == "direct"
+            else f"{fmt(row['added_p50_us'], '+.0f')} / {fmt(row['added_p99_us'], '+.0f')} µs"
+        )
+        per = row["rss_per_stream"]
+        rss = "—" if per is None else f"{per / kib:.1f} KiB"
         lines.append(
-            f"| {name} | {fmt(row['rps'])} | {fmt(row['cpu_us'], '.1f', ' µs')} | "
+            f"| {LABELS.get(k, k)} | {fmt(row['rps'])} | {fmt(row['cpu_us'], '.1f', ' µs')} | "
             f"{fmt(row['cpu_us_at_rate'], '.1f', ' µs')} | "
-            f"{fmt(row['p50_us'])} / {fmt(row['p99_us'])} µs | {added} | "
-            f"{rss}{' KiB' if row['rss_per_stream'] is not None else ''} | "
+            f"{fmt(row['p50_us'])} / {fmt(row['p99_us'])} µs | {added} | {rss} | "
             f"{fmt(row['sse_complete'])}/{s.sse_streams}, {row['sse_seconds']:.2f} s |"
         )
-    lines.append(
-        f"| **relay / nginx** | **{fmt_ratio(ratio(r['rps'], n['rps']))}** | "
-        f"**{fmt_ratio(ratio(r['cpu_us'], n['cpu_us']))}** | "
-        f"**{fmt_ratio(ratio(r['cpu_us_at_rate'], n['cpu_us_at_rate']))}** | "
-        f"{fmt_ratio(ratio(r['p50_us'], n['p50_us']))} / "
-        f"{fmt_ratio(ratio(r['p99_us'], n['p99_us']))} | "
-        f"**{fmt_ratio(ratio(r['added_p50_us'], n['added_p50_us']))} / "
-        f"{fmt_ratio(ratio(r['added_p99_us'], n['added_p99_us']))}** | "
-        f"**{fmt_ratio(ratio(r['rss_per_stream'], n['rss_per_stream']))}** | |"
-    )
+    for k in relays:
+        r = rows[k]
+        lines.append(
+            f"| **{LABELS.get(k, k)} / nginx** | **{fmt_ratio(ratio(r['rps'], n['rps']))}** | "
+            f"**{fmt_ratio(ratio(r['cpu_us'], n['cpu_us']))}** | "
+            f"**{fmt_ratio(ratio(r['cpu_us_at_rate'], n['cpu_us_at_rate']))}** | "
+            f"{fmt_ratio(ratio(r['p50_us'], n['p50_us']))} / "
+            f"{fmt_ratio(ratio(r['p99_us'], n['p99_us']))} | "
+            f"**{fmt_ratio(ratio(r['added_p50_us'], n['added_p50_us']))} / "
+            f"{fmt_ratio(ratio(r['added_p99_us'], n['added_p99_us']))}** | "
+            f"**{fmt_ratio(ratio(r['rss_per_stream'], n['rss_per_stream']))}** | |"
+        )
     lines += [
         "",
         (
@@ -673,25 +714,31 @@ def build_report(rows: dict[str, dict], logs: dict[str, dict], s: Settings, meta
         ),
     ]
     if logs:
-        ln, lr = logs["nginx"], logs["relay"]
         lines += [
             "",
-            "Access log ON (to a file), separate run:",
+            "Access log ON (to a file), separate run; cost = CPU/req with the log minus without:",
             "",
-            "| target | max req/s | CPU/req at max |",
-            "|---|---|---|",
-            f"| nginx + access log | {fmt(ln['rps'])} | {fmt(ln['cpu_us'], '.1f', ' µs')} |",
-            f"| relay + access log | {fmt(lr['rps'])} | {fmt(lr['cpu_us'], '.1f', ' µs')} |",
-            (
-                f"| **relay / nginx** | **{fmt_ratio(ratio(lr['rps'], ln['rps']))}** | "
-                f"**{fmt_ratio(ratio(lr['cpu_us'], ln['cpu_us']))}** |"
-            ),
+            "| target | max req/s | CPU/req at max | access log cost per request |",
+            "|---|---|---|---|",
         ]
+        for k, row in logs.items():
+            cost = None if rows.get(k) is None else row["cpu_us"] - rows[k]["cpu_us"]
+            lines.append(
+                f"| {LABELS.get(k, k)} + access log | {fmt(row['rps'])} | "
+                f"{fmt(row['cpu_us'], '.1f', ' µs')} | {fmt(cost, '+.1f', ' µs')} |"
+            )
+        ln = logs.get("nginx")
+        for k in (k for k in logs if k.startswith("relay")):
+            lr = logs[k]
+            lines.append(
+                f"| **{LABELS.get(k, k)} / nginx** | **{fmt_ratio(ratio(lr['rps'], ln and ln['rps']))}** | "
+                f"**{fmt_ratio(ratio(lr['cpu_us'], ln and ln['cpu_us']))}** | |"
+            )
     problems = []
-    for row in [d, n, r, *logs.values()]:
-        for k in ("non_2xx", "socket_errors", "lat_errors"):
-            if row.get(k):
-                problems.append(f"{row['target']}: {k} = {row[k]:.0f}")
+    for row in [*rows.values(), *logs.values()]:
+        for key in ("non_2xx", "socket_errors", "lat_errors"):
+            if row.get(key):
+                problems.append(f"{row['target']}: {key} = {row[key]:.0f}")
         if "sse_complete" in row and row["sse_complete"] < s.sse_streams:
             problems.append(f"{row['target']}: SSE failures {row['sse_errors']}")
     if problems:
@@ -739,8 +786,10 @@ def main() -> int:
     meta = machine_meta()
     meta["load_before"] = load_avg()
     b = Bench(s)
-    rounds: dict[str, list[dict]] = {"direct": [], "nginx": [], "relay": []}
-    log_rounds: dict[str, list[dict]] = {"nginx": [], "relay": []}
+    relays = [relay_kind(x) for x in s.relay_stores]
+    rounds: dict[str, list[dict]] = {k: [] for k in ("direct", "nginx", *relays)}
+    # The access-log comparison runs the first relay variant only (the default store unless told).
+    log_rounds: dict[str, list[dict]] = {k: [] for k in ("nginx", relays[0])}
     try:
         b.start_upstreams()
         b.make_tokens()

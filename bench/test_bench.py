@@ -139,12 +139,22 @@ def test_generated_nginx_configs_pass_nginx_t(tmp_path, which):
 
 
 def test_relay_config_disables_limiters_and_points_at_both_upstreams():
-    c = bench.relay_config(1111, 2222, access_log=True)
+    c = bench.relay_config(1111, 2222, access_log=True, store={"type": "memory"})
     assert c["rate_limit"]["requests_per_second"] == 0
     assert c["rate_limit"]["ip_limit"]["requests_per_second"] == 0
     assert c["providers"]["openai"]["base_url"] == "http://127.0.0.1:1111/v1"
     assert c["providers"]["anthropic"]["base_url"] == "http://127.0.0.1:2222"
     assert c["log"]["access"] is True
+    assert c["store"] == {"type": "memory"}
+
+
+def test_relay_stores_come_from_the_environment_and_name_the_targets():
+    assert bench.Settings().relay_stores == ("sqlite", "memory")
+    s = bench.Settings.from_env({"BENCH_RELAY_STORES": "memory"})
+    assert [bench.relay_kind(x) for x in s.relay_stores] == ["relay-memory"]
+    assert bench.relay_kind("sqlite") == "relay"
+    with pytest.raises(SystemExit, match="BENCH_RELAY_STORES"):
+        bench.Settings.from_env({"BENCH_RELAY_STORES": "redis"})
 
 
 def test_sse_pair_delivers_every_event_and_samples_memory_while_all_streams_are_open():
@@ -217,7 +227,7 @@ def test_report_gives_relay_over_nginx_ratios_and_added_latency_over_direct():
     meta = {"date": "d", "machine": "m", "nginx": "1.22", "commit": "c", "load_before": "0"}
     meta["load_after"] = "0"
     text = bench.build_report(rows, {}, bench.Settings(), meta)
-    ratio_line = next(line for line in text.splitlines() if line.startswith("| **relay / nginx**"))
+    ratio_line = next(line for line in text.splitlines() if line.startswith("| **relay, sqlite"))
     # 45000/60000, 20/15, added p50 (170-50)/(130-50), added p99 (260-100)/(180-100), RSS 16/16.
     assert "**0.75×**" in ratio_line
     assert "**1.33×**" in ratio_line
@@ -225,6 +235,27 @@ def test_report_gives_relay_over_nginx_ratios_and_added_latency_over_direct():
     assert ratio_line.count("1.00×") == 2
     assert "+80 / +80 µs" in text
     assert "Problems" not in text
+    assert "Access log ON" not in text
+
+
+def test_report_has_a_ratio_row_per_relay_variant_and_the_access_log_cost():
+    rows = {
+        "direct": row("direct", rss_per_stream=None),
+        "nginx": row("nginx", cpu_us=10.0),
+        "relay": row("relay", cpu_us=30.0),
+        "relay-memory": row("relay-memory", cpu_us=12.0),
+    }
+    logs = {"nginx": row("nginx + log", cpu_us=14.0), "relay": row("relay + log", cpu_us=33.0)}
+    meta = {"date": "d", "machine": "m", "nginx": "1.22", "commit": "c", "load_before": "0"}
+    meta["load_after"] = "0"
+    lines = bench.build_report(rows, logs, bench.Settings(), meta).splitlines()
+    ratios = [line for line in lines if line.startswith("| **relay")]
+    assert len(ratios) == 3
+    assert "**3.00×**" in ratios[0]
+    assert "**1.20×**" in ratios[1]
+    # Log cost: 14 - 10 for nginx, 33 - 30 for the relay.
+    assert any(line.startswith("| nginx + access log") and "+4.0 µs" in line for line in lines)
+    assert any(line.startswith("| relay, sqlite") and "+3.0 µs" in line for line in lines)
 
 
 def test_report_flags_errors_so_a_run_of_failures_is_not_read_as_fast():
