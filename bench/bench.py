@@ -76,6 +76,11 @@ class Settings:
     # Relay usage stores to measure, each as its own row: sqlite is what a default config runs.
     relay_stores: tuple[str, ...] = ("sqlite", "memory")
     relay_bin: Path = ROOT / "target" / "release" / "relayapi"
+    # Niceness for everything the bench runs. On a machine shared with builds and tests, a proxy at
+    # the default priority gets preempted for whole timeslices, which shows up as milliseconds of p99
+    # that belong to somebody else's compiler; raising priority (root only) keeps "the proxy alone on
+    # its core" closer to true for both proxies alike.
+    nice: int = -10
 
     @classmethod
     def from_env(cls, env: dict[str, str]) -> Settings:
@@ -112,6 +117,13 @@ class Settings:
                     f"list of {', '.join(RELAY_STORES)}"
                 )
             s.relay_stores = stores
+        if "BENCH_NICE" in env:
+            try:
+                s.nice = int(env["BENCH_NICE"])
+            except ValueError:
+                raise SystemExit(f"BENCH_NICE={env['BENCH_NICE']!r}: expected -20 to 19") from None
+            if not -20 <= s.nice <= 19:
+                raise SystemExit(f"BENCH_NICE={s.nice}: expected -20 to 19")
         if "RELAY_BIN" in env:
             s.relay_bin = Path(env["RELAY_BIN"])
         return s
@@ -670,7 +682,8 @@ def build_report(rows: dict[str, dict], logs: dict[str, dict], s: Settings, meta
             f"Machine: {meta['machine']}. Proxy pinned to core {PROXY_CORE} alone (1 core each: nginx "
             f"1 worker, relay 1 tokio worker plus its store thread); wrk/oha/upstreams on core "
             f"{LOAD_CORE}. nginx {meta['nginx']}, relay {meta['commit']}. Load average before/after: "
-            f"{meta['load_before']} / {meta['load_after']}. Rounds: {s.rounds} (median)."
+            f"{meta['load_before']} / {meta['load_after']}. Rounds: {s.rounds} (median). "
+            f"Niceness: {meta.get('nice', '?')}."
         ),
         "",
         (
@@ -784,12 +797,20 @@ def main() -> int:
         print(f"{s.relay_bin} is missing; run bench/run.sh", file=sys.stderr)
         return 2
     meta = machine_meta()
+    try:
+        # Absolute, not relative: inherited by every process the bench starts.
+        os.nice(s.nice - os.nice(0))
+        meta["nice"] = str(os.nice(0))
+    except PermissionError:
+        meta["nice"] = f"{os.nice(0)} (not allowed to set {s.nice})"
     meta["load_before"] = load_avg()
     b = Bench(s)
     relays = [relay_kind(x) for x in s.relay_stores]
     rounds: dict[str, list[dict]] = {k: [] for k in ("direct", "nginx", *relays)}
-    # The access-log comparison runs the first relay variant only (the default store unless told).
-    log_rounds: dict[str, list[dict]] = {k: [] for k in ("nginx", relays[0])}
+    # The access-log run wants the log's own cost, so it prefers the memory store: the sqlite store's
+    # run-to-run spread is larger than a log line and would drown it.
+    log_relay = "relay-memory" if "relay-memory" in relays else relays[0]
+    log_rounds: dict[str, list[dict]] = {k: [] for k in ("nginx", log_relay)}
     try:
         b.start_upstreams()
         b.make_tokens()

@@ -105,6 +105,9 @@ def test_settings_from_env_reads_and_checks_values():
         bench.Settings.from_env({"BENCH_RATE": "fast"})
     with pytest.raises(SystemExit, match="at least 1"):
         bench.Settings.from_env({"BENCH_SSE_STREAMS": "0"})
+    assert bench.Settings.from_env({"BENCH_NICE": "0"}).nice == 0
+    with pytest.raises(SystemExit, match="BENCH_NICE"):
+        bench.Settings.from_env({"BENCH_NICE": "-30"})
 
 
 def test_ratio_refuses_missing_or_zero_baselines():
