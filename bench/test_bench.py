@@ -2,7 +2,7 @@
 /proc, the nginx configs it writes, the SSE pair and the report. No timing is asserted: these check that
 the benchmark measures what it says, not how fast anything is.
 
-Run: python3 -m pytest bench/test_bench.py
+Run: .venv/bin/python -m pytest bench/ (the venv scripts/test.sh makes; needs only pytest)
 """
 
 from __future__ import annotations
