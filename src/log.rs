@@ -5,6 +5,7 @@
 use std::io::Write;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use serde::Serialize;
 use serde_json::{json, Map, Value};
 
 /// What a token looks like on the wire (docs/token-format.md §3).
@@ -40,6 +41,41 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
     (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
+/// One access-log line (the hot path: serialised straight from borrowed fields, no intermediate map).
+/// The caller passes an already redacted path.
+#[derive(Serialize)]
+pub struct AccessLine<'a> {
+    pub rid: &'a str,
+    #[serde(serialize_with = "as_display")]
+    pub ip: std::net::IpAddr,
+    pub method: &'a str,
+    pub path: &'a str,
+    pub status: u16,
+    pub bytes: u64,
+    pub dur_ms: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ttfb_ms: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jti: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub provider: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub uid: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<&'a str>,
+}
+
+fn as_display<T: std::fmt::Display, S: serde::Serializer>(v: &T, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(v)
+}
+
+thread_local! {
+    /// Per-thread line buffer, reused so an access line costs no allocation.
+    static LINE: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
 /// Writes log lines. Holds no state beyond switches, so it is cheap to share.
 #[derive(Debug, Clone)]
 pub struct Logger {
@@ -69,7 +105,30 @@ impl Logger {
         self.event("warn", msg, fields)
     }
 
-    /// One access-log line on stdout. The caller passes an already redacted target.
+    /// One access-log line on stdout, written with a single `write` so lines from several threads never
+    /// interleave.
+    pub fn access_line(&self, line: &AccessLine<'_>) {
+        if !self.access {
+            return;
+        }
+        LINE.with(|buf| {
+            let mut buf = buf.borrow_mut();
+            buf.clear();
+            buf.extend_from_slice(b"{\"ts\":\"");
+            buf.extend_from_slice(now_rfc3339_millis().as_bytes());
+            buf.extend_from_slice(b"\",");
+            // The struct serialises as an object; splice its members after our "ts" member.
+            let start = buf.len();
+            if serde_json::to_writer(&mut *buf, line).is_err() {
+                return;
+            }
+            buf.remove(start);
+            buf.push(b'\n');
+            let _ = std::io::stdout().lock().write_all(&buf);
+        });
+    }
+
+    /// One access-log line on stdout from loose fields (rare paths). The caller passes a redacted target.
     pub fn access(&self, mut fields: Map<String, Value>) {
         if !self.access {
             return;

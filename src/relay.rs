@@ -9,7 +9,7 @@ use std::net::IpAddr;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use serde_json::{json, Map, Value};
+use serde_json::json;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
 
@@ -24,7 +24,7 @@ use crate::framing::{
 };
 use crate::head::{parse_response_head, HeadLimits, RequestHead, ResponseHead, Version};
 use crate::limiter::client_key;
-use crate::log::redact_target;
+use crate::log::{redact_target, AccessLine};
 use crate::policy;
 use crate::provider::{AuthStyle, Provider};
 use crate::respond::{reason, Response, SAFETY_HEADERS};
@@ -112,7 +112,6 @@ pub(crate) struct Ctx {
     pub(crate) started: Instant,
     pub(crate) ip: IpAddr,
     pub(crate) method: String,
-    pub(crate) path: String,
     pub(crate) origin: Option<String>,
     pub(crate) tenant: Option<String>,
     pub(crate) jti: Option<String>,
@@ -144,7 +143,6 @@ pub async fn handle<S: AsyncRead + AsyncWrite + Unpin>(
         started: Instant::now(),
         ip: client_ip(app, client.peer.ip(), &head),
         method: head.method.clone(),
-        path: redact_target(head.target.as_bytes()),
         origin: head
             .header("origin")
             .and_then(|o| std::str::from_utf8(o).ok())
@@ -174,7 +172,7 @@ pub async fn handle<S: AsyncRead + AsyncWrite + Unpin>(
             app.metrics.upstream_error(reason);
         }
     }
-    log_access(app, &ctx, &done);
+    log_access(app, &ctx, &done, &head.target);
     done.next
 }
 
@@ -691,26 +689,29 @@ async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
         api_key,
         claims,
     );
-    if client.write_all(&out_head).await.is_err() {
-        return Ok(Done {
-            status: resp.status,
-            bytes: 0,
-            next: Next::Close,
-            reason: Some("client_closed"),
-        });
+    // When body bytes came with the head (the usual case for JSON answers), head and body leave in one
+    // write. Otherwise (a stream whose first event is still being generated) the head goes now, so the
+    // client sees the status at once.
+    let mut head_out = Some(out_head);
+    if rbuf.is_empty() || body_kind == ResponseBody::None {
+        let h = head_out.take().unwrap_or_default();
+        if client.write_all(&h).await.is_err() {
+            return Ok(Done {
+                status: resp.status,
+                bytes: 0,
+                next: Next::Close,
+                reason: Some("client_closed"),
+            });
+        }
     }
 
     app.stats.active_streams.fetch_add(1, Ordering::Relaxed);
-    let pumped = pump_body(
-        app,
-        client,
-        conn,
-        rbuf,
-        body_kind,
+    let plan = BodyPlan {
+        kind: body_kind,
         dechunk,
         upstream_keep_alive,
-    )
-    .await;
+    };
+    let pumped = pump_body(app, client, conn, head_out, rbuf, plan).await;
     app.stats.active_streams.fetch_sub(1, Ordering::Relaxed);
     let next = if close_client {
         Next::Close
@@ -731,6 +732,15 @@ async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
             reason: Some(why),
         },
     })
+}
+
+/// How a response body is framed and passed on.
+struct BodyPlan {
+    kind: ResponseBody,
+    /// Decode chunked framing for an HTTP/1.0 client (which then gets a close-delimited body).
+    dechunk: bool,
+    /// The provider allows reusing the connection once this body has been read exactly.
+    upstream_keep_alive: bool,
 }
 
 enum Read {
@@ -781,11 +791,15 @@ async fn pump_body<S: AsyncRead + AsyncWrite + Unpin>(
     app: &App,
     client: &mut Client<S>,
     conn: Conn,
+    mut head: Option<Vec<u8>>,
     mut pending: Vec<u8>,
-    kind: ResponseBody,
-    dechunk: bool,
-    upstream_keep_alive: bool,
+    plan: BodyPlan,
 ) -> Result<u64, (u64, &'static str)> {
+    let BodyPlan {
+        kind,
+        dechunk,
+        upstream_keep_alive,
+    } = plan;
     // Returned to the pool the moment its response is fully read, before the last bytes go to the
     // client, so a client's next request can already reuse it.
     let mut conn = Some(conn);
@@ -837,7 +851,14 @@ async fn pump_body<S: AsyncRead + AsyncWrite + Unpin>(
                 release(&mut conn, !leftover);
             }
             let out: &[u8] = if dechunk { &decoded } else { &pending[..take] };
-            if !out.is_empty() {
+            if let Some(mut h) = head.take() {
+                h.extend_from_slice(out);
+                client
+                    .write_all(&h)
+                    .await
+                    .map_err(|_| (sent, "client_closed"))?;
+                sent += out.len() as u64;
+            } else if !out.is_empty() {
                 client
                     .write_all(out)
                     .await
@@ -980,7 +1001,10 @@ pub(crate) async fn reply_error<S: AsyncRead + AsyncWrite + Unpin>(
     }
 }
 
-fn log_access(app: &App, ctx: &Ctx, done: &Done) {
+fn log_access(app: &App, ctx: &Ctx, done: &Done, target: &str) {
+    if !app.log.access {
+        return;
+    }
     // A flood of rate-limited requests is exactly when logs must not grow without bound: log at most a
     // few of them per second (the metrics still count every one).
     if done.reason.is_some_and(|r| r.starts_with("rate_limited"))
@@ -988,31 +1012,22 @@ fn log_access(app: &App, ctx: &Ctx, done: &Done) {
     {
         return;
     }
-    let mut f = Map::new();
-    f.insert("rid".into(), json!(ctx.rid));
-    f.insert("ip".into(), json!(ctx.ip.to_string()));
-    f.insert("method".into(), json!(ctx.method));
-    f.insert("path".into(), json!(ctx.path));
-    f.insert("status".into(), json!(done.status));
-    f.insert("bytes".into(), json!(done.bytes));
-    f.insert("dur_ms".into(), json!(ms(ctx.started.elapsed())));
-    if let Some(t) = ctx.ttfb {
-        f.insert("ttfb_ms".into(), json!(ms(t)));
-    }
-    for (k, v) in [
-        ("tenant", &ctx.tenant),
-        ("jti", &ctx.jti),
-        ("provider", &ctx.provider),
-        ("uid", &ctx.uid),
-    ] {
-        if let Some(v) = v {
-            f.insert(k.into(), Value::String(v.clone()));
-        }
-    }
-    if let Some(r) = done.reason {
-        f.insert("reason".into(), json!(r));
-    }
-    app.log.access(f);
+    let path = redact_target(target.as_bytes());
+    app.log.access_line(&AccessLine {
+        rid: &ctx.rid,
+        ip: ctx.ip,
+        method: &ctx.method,
+        path: &path,
+        status: done.status,
+        bytes: done.bytes,
+        dur_ms: ms(ctx.started.elapsed()),
+        ttfb_ms: ctx.ttfb.map(ms),
+        tenant: ctx.tenant.as_deref(),
+        jti: ctx.jti.as_deref(),
+        provider: ctx.provider.as_deref(),
+        uid: ctx.uid.as_deref(),
+        reason: done.reason,
+    });
 }
 
 fn ms(d: Duration) -> f64 {

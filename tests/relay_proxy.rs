@@ -749,7 +749,10 @@ async fn metrics_count_requests_rejections_and_carry_no_token_ids() {
             .unwrap()
             .starts_with("text/plain; version=0.0.4"));
         text = r.text();
-        if text.contains("relayapi_requests_total{status=\"200\",provider=\"openai\"} 1") {
+        if text.contains("relayapi_requests_total{status=\"200\",provider=\"openai\"} 1")
+            && text.contains("relayapi_requests_total{status=\"401\",provider=\"none\"} 1")
+            && text.contains("relayapi_requests_total{status=\"429\",provider=\"openai\"} 1")
+        {
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
