@@ -21,7 +21,7 @@ use crate::respond;
 use crate::shutdown::ShutdownWatch;
 
 /// Read size for the client socket; one buffer per connection, grown only up to the head/body limits.
-const READ_CHUNK: usize = 16 * 1024;
+const READ_CHUNK: usize = 8 * 1024;
 /// Limits for chunked bodies besides the configured body size (RFC 9112 §7.1.1 extensions, §7.1.2
 /// trailers): enough for any real client, small enough that a hostile one cannot make us buffer.
 pub const MAX_CHUNK_EXT_BYTES: usize = 4096;

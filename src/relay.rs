@@ -36,7 +36,7 @@ use crate::token::{self, Claims, TimeError};
 use crate::upstream::Conn;
 
 /// Read size for the upstream socket; SSE events are forwarded as soon as each read returns.
-const UPSTREAM_READ: usize = 16 * 1024;
+const UPSTREAM_READ: usize = 8 * 1024;
 /// Cap on a provider's response head (status line and headers).
 const MAX_RESPONSE_HEAD: usize = 64 * 1024;
 /// How much pipelined input we accept from the client while its previous request is in flight.
@@ -760,7 +760,7 @@ async fn read_upstream_or_client<S: AsyncRead + AsyncWrite + Unpin>(
     loop {
         let watch_client = !client.eof && client.buf.len() < MAX_PIPELINED;
         if watch_client {
-            client.buf.reserve(4096);
+            client.buf.reserve(1024);
         }
         tokio::select! {
             biased;
