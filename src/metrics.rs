@@ -67,8 +67,9 @@ impl Histogram {
 }
 
 pub struct Metrics {
-    /// (status, provider) → count.
-    requests: Mutex<BTreeMap<(u16, String), u64>>,
+    /// (status, provider label, count): a short list scanned in place, so counting a request that hits
+    /// an existing series allocates nothing.
+    requests: Mutex<Vec<(u16, String, u64)>>,
     /// Rejection reason code → count.
     rejections: Mutex<BTreeMap<&'static str, u64>>,
     /// Upstream error kind → count.
@@ -99,18 +100,32 @@ impl Metrics {
     /// Count a finished request. `provider` must come from an authenticated token or the registry.
     pub fn request(&self, status: u16, provider: Option<&str>) {
         let mut m = lock(&self.requests);
-        let known = m
-            .keys()
-            .filter(|(_, p)| p != "none" && p != "other")
-            .count();
-        let label = match provider {
-            None => "none".to_string(),
-            Some(p) if m.keys().any(|(_, q)| q == p) || known < MAX_PROVIDER_LABELS => {
-                p.to_string()
-            }
-            Some(_) => "other".to_string(),
+        let wanted = provider.unwrap_or("none");
+        // The common case, an existing series, allocates nothing.
+        if let Some(e) = m.iter_mut().find(|(s, p, _)| *s == status && p == wanted) {
+            e.2 += 1;
+            return;
+        }
+        let seen = m.iter().any(|(_, p, _)| p == wanted);
+        let mut labels: Vec<&str> = m
+            .iter()
+            .map(|(_, p, _)| p.as_str())
+            .filter(|p| *p != "none" && *p != "other")
+            .collect();
+        labels.sort_unstable();
+        labels.dedup();
+        let label = if provider.is_none() || seen || labels.len() < MAX_PROVIDER_LABELS {
+            wanted
+        } else {
+            "other"
         };
-        *m.entry((status, label)).or_insert(0) += 1;
+        match m.iter_mut().find(|(s, p, _)| *s == status && p == label) {
+            Some(e) => e.2 += 1,
+            None => {
+                m.push((status, label.to_string(), 1));
+                m.sort();
+            }
+        }
     }
 
     pub fn rejection(&self, reason: &'static str) {
@@ -128,7 +143,7 @@ impl Metrics {
             "# HELP relayapi_requests_total Requests answered, by HTTP status and provider.\n",
         );
         out.push_str("# TYPE relayapi_requests_total counter\n");
-        for ((status, provider), n) in lock(&self.requests).iter() {
+        for (status, provider, n) in lock(&self.requests).iter() {
             let _ = writeln!(
                 out,
                 "relayapi_requests_total{{status=\"{status}\",provider=\"{provider}\"}} {n}"
