@@ -1,4 +1,5 @@
-//! The persistent default usage store: one SQLite file, written by one dedicated thread.
+//! The persistent default usage store: one SQLite file, owned by one relay and written by one
+//! dedicated thread.
 //!
 //! Durability: the database runs in WAL mode with `synchronous = NORMAL`. A transaction is committed
 //! once its frames are appended to the `-wal` file with `write(2)`; SQLite does not `fsync` on every
@@ -10,15 +11,28 @@
 //!
 //! rusqlite is blocking, so no tokio worker ever touches the connection: every operation is sent as a
 //! job over a bounded channel to the store's own thread and answered on a oneshot channel. The bounded
-//! queue gives back-pressure instead of a backlog that grows with load. Each reservation is one
-//! `BEGIN IMMEDIATE` transaction (check the tenant mark, the token's own mark and the limit, then
-//! count), so it is atomic even if a second process opens the same file; the store is still meant for
-//! one relay host: several hosts share usage through Redis.
+//! queue gives back-pressure instead of a backlog that grows with load.
+//!
+//! Group commit: the thread takes every job already waiting (up to [`MAX_BATCH`]) and runs them in
+//! one `BEGIN IMMEDIATE` transaction, so one WAL append carries the whole batch. Jobs run in arrival
+//! order on one connection, so each reservation sees the calls counted before it in the same batch,
+//! and a limit of N still lets exactly N through. No job is answered before `COMMIT` returns: a
+//! granted reservation is always in the WAL. If the transaction fails, every job in it is answered
+//! with the error (the relay then refuses the call with 503, never forwards it). A job that fails on
+//! its own while the transaction stays usable (a value out of range, a constraint) is undone alone,
+//! inside its savepoint, and the others commit.
+//!
+//! One relay owns the file: the connection runs in `locking_mode = EXCLUSIVE`, takes the file lock
+//! when it opens and keeps it until it closes. That saves the lock and unlock system calls of every
+//! transaction and keeps the WAL index in the process's memory (no `-shm` file). A second relay, or
+//! any other process, that opens the same `store.path` fails at start with an error saying the file
+//! is in use. Relays that share usage use the Redis store.
 
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::thread::JoinHandle;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBehavior};
+use rusqlite::{params, Connection, ErrorCode, OpenFlags, OptionalExtension};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::store::{
@@ -28,12 +42,25 @@ use crate::store::{
 /// Jobs waiting for the store thread; callers beyond this wait for room (back-pressure).
 const QUEUE_DEPTH: usize = 1024;
 
-/// How long a write waits for another process holding the database lock, in milliseconds, before
-/// the operation fails with `store_unavailable`.
-const BUSY_TIMEOUT_MS: u64 = 5_000;
+/// Most jobs one transaction carries. Bounds how long the first job of a batch waits for the last
+/// one (a reservation takes a few microseconds) and the memory a batch holds.
+const MAX_BATCH: usize = 256;
+
+/// How long opening waits for another process to let go of the file, in milliseconds: long enough
+/// for a relay that is still exiting, short enough that a second relay on the same file fails fast.
+const OPEN_WAIT_MS: u64 = 2_000;
 
 /// Seconds between deletions of records whose token expired more than a day ago.
 const SWEEP_INTERVAL: u64 = 3_600;
+
+/// WAL size, in 4 KiB pages, that triggers a checkpoint (SQLite's own default). The checkpoint is
+/// the only time the store calls `fsync`, so this sets how often that happens; the WAL is replayed
+/// at start after a crash, so it also bounds that work (about 4 MiB).
+const WAL_AUTOCHECKPOINT_PAGES: i64 = 1_000;
+
+/// Prepared statements kept by the connection: every statement in this file, with room to spare, so
+/// none is ever parsed twice.
+const STATEMENT_CACHE: usize = 32;
 
 /// The schema this code writes (`PRAGMA user_version`). A file from a newer relay is refused rather
 /// than misread.
@@ -61,65 +88,112 @@ CREATE TABLE IF NOT EXISTS tenant_revocation (
 ) WITHOUT ROWID;
 ";
 
-type Job = Box<dyn FnOnce(&mut Db) + Send>;
+/// One operation waiting for the store thread.
+trait Job: Send {
+    /// Runs the operation inside the batch's transaction and keeps its result for [`Job::answer`].
+    /// Returns the operation's own error, if any.
+    fn run(&mut self, db: &mut Db) -> Result<(), StoreError>;
 
-/// Handle to the store thread. Dropping the last handle ends the thread and closes the database.
+    /// Sends the kept result, or `failed` (the batch's transaction did not commit) instead.
+    fn answer(self: Box<Self>, failed: Option<&StoreError>);
+}
+
+/// A job made of a closure and the channel its caller waits on.
+struct Pending<T, F> {
+    work: Option<F>,
+    outcome: Option<Result<T, StoreError>>,
+    reply: oneshot::Sender<Result<T, StoreError>>,
+}
+
+impl<T, F> Pending<T, F> {
+    fn new(work: F, reply: oneshot::Sender<Result<T, StoreError>>) -> Pending<T, F> {
+        Pending {
+            work: Some(work),
+            outcome: None,
+            reply,
+        }
+    }
+}
+
+impl<T, F> Job for Pending<T, F>
+where
+    T: Send,
+    F: FnOnce(&mut Db) -> rusqlite::Result<T> + Send,
+{
+    fn run(&mut self, db: &mut Db) -> Result<(), StoreError> {
+        let Some(work) = self.work.take() else {
+            return Ok(());
+        };
+        let outcome = work(db).map_err(|e| db.fail(e));
+        let seen = outcome.as_ref().map(drop).map_err(Clone::clone);
+        self.outcome = Some(outcome);
+        seen
+    }
+
+    fn answer(self: Box<Self>, failed: Option<&StoreError>) {
+        let answer = match (failed, self.outcome) {
+            (Some(e), _) => Err(e.clone()),
+            (None, Some(outcome)) => outcome,
+            // A committed batch ran every job; this only guards against a future change breaking that.
+            (None, None) => Err(StoreError("the operation was never run".into())),
+        };
+        // The caller may have gone (client disconnected); the work is done either way.
+        let _ = self.reply.send(answer);
+    }
+}
+
+/// Handle to the store thread. Dropping it lets the thread finish the queued jobs, close the
+/// database and release the file, and waits for that.
 pub struct SqliteStore {
-    jobs: mpsc::Sender<Job>,
+    /// `None` only while dropping: closing the channel is what stops the thread.
+    jobs: Option<mpsc::Sender<Box<dyn Job>>>,
+    thread: Option<JoinHandle<()>>,
     path: PathBuf,
 }
 
 impl SqliteStore {
-    /// Opens (or creates) the database, checks it can be written in WAL mode, and starts the thread.
+    /// Opens (or creates) the database, takes the file for this process, checks it can be written
+    /// in WAL mode, and starts the thread.
     pub(crate) fn open(path: &Path, max_token_life: u64) -> Result<SqliteStore, StoreError> {
-        let fail = |what: &str, e: &dyn std::fmt::Display| {
-            StoreError(format!("{}: {what}: {e}", path.display()))
-        };
-        let conn = Connection::open_with_flags(
-            path,
-            OpenFlags::SQLITE_OPEN_READ_WRITE
-                | OpenFlags::SQLITE_OPEN_CREATE
-                | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )
-        .map_err(|e| fail("cannot open the database", &e))?;
-        configure(&conn).map_err(|e| fail("cannot prepare the database", &e))?;
-        let mut db = Db {
-            conn,
-            unseen_revocation_secs: keep_unseen_revocation_for(max_token_life),
-            next_sweep: 0,
-        };
-        let (jobs, mut queue) = mpsc::channel::<Job>(QUEUE_DEPTH);
-        std::thread::Builder::new()
+        let mut db = Db::open(path, max_token_life)?;
+        let (jobs, mut queue) = mpsc::channel::<Box<dyn Job>>(QUEUE_DEPTH);
+        let thread = std::thread::Builder::new()
             .name("relayapi-sqlite".into())
             .spawn(move || {
-                while let Some(job) = queue.blocking_recv() {
-                    job(&mut db);
+                let mut batch = Vec::with_capacity(MAX_BATCH);
+                // Waits for one job, then takes whatever else is already queued: under load the
+                // batch grows by itself, when idle each job is a batch of one and waits for nothing.
+                while queue.blocking_recv_many(&mut batch, MAX_BATCH) > 0 {
+                    db.run_batch(&mut batch);
                 }
             })
-            .map_err(|e| fail("cannot start the store thread", &e))?;
+            .map_err(|e| {
+                StoreError(format!(
+                    "{}: cannot start the store thread: {e}",
+                    path.display()
+                ))
+            })?;
         Ok(SqliteStore {
-            jobs,
+            jobs: Some(jobs),
+            thread: Some(thread),
             path: path.to_path_buf(),
         })
     }
 
-    /// Runs `f` on the store thread and waits for its answer without blocking the async worker.
+    /// Runs `f` on the store thread and waits for its answer, which comes once the transaction
+    /// carrying it has committed, without blocking the async worker.
     async fn run<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&mut Db) -> rusqlite::Result<T> + Send + 'static,
     {
-        let (reply, answer) = oneshot::channel();
-        let job: Job = Box::new(move |db| {
-            // The caller may have gone (client disconnected); the work is done either way.
-            let _ = reply.send(f(db));
-        });
         let gone = || StoreError(format!("{}: the store thread stopped", self.path.display()));
-        self.jobs.send(job).await.map_err(|_| gone())?;
-        answer
+        let jobs = self.jobs.as_ref().ok_or_else(gone)?;
+        let (reply, answer) = oneshot::channel();
+        jobs.send(Box::new(Pending::new(f, reply)))
             .await
-            .map_err(|_| gone())?
-            .map_err(|e| StoreError(format!("{}: {e}", self.path.display())))
+            .map_err(|_| gone())?;
+        answer.await.map_err(|_| gone())?
     }
 
     pub(crate) async fn check(&self) -> Result<(), StoreError> {
@@ -136,7 +210,7 @@ impl SqliteStore {
         let (iat, exp, max) = (t.iat, t.exp, t.max);
         self.run(move |db| {
             let r = db.reserve(&tenant, &jti, iat, exp, max, now)?;
-            db.sweep(now);
+            db.sweep(now)?;
             Ok(r)
         })
         .await
@@ -144,16 +218,7 @@ impl SqliteStore {
 
     pub(crate) async fn refund(&self, tenant: &str, jti: &str) -> Result<(), StoreError> {
         let (tenant, jti) = (tenant.to_string(), jti.to_string());
-        self.run(move |db| {
-            db.conn
-                .prepare_cached(
-                    "UPDATE token_usage SET calls_used = calls_used - 1
-                     WHERE tenant = ?1 AND jti = ?2 AND calls_used > 0",
-                )?
-                .execute(params![tenant, jti])
-                .map(drop)
-        })
-        .await
+        self.run(move |db| db.refund(&tenant, &jti)).await
     }
 
     pub(crate) async fn usage(&self, tenant: &str, jti: &str) -> Result<Option<Usage>, StoreError> {
@@ -168,26 +233,46 @@ impl SqliteStore {
 
     pub(crate) async fn revoke_before(&self, tenant: &str, ts: u64) -> Result<u64, StoreError> {
         let tenant = tenant.to_string();
-        self.run(move |db| {
-            let mark: i64 = db
-                .conn
-                .prepare_cached(
-                    "INSERT INTO tenant_revocation (tenant, revoked_before) VALUES (?1, ?2)
-                     ON CONFLICT (tenant) DO UPDATE
-                         SET revoked_before = max(revoked_before, excluded.revoked_before)
-                     RETURNING revoked_before",
-                )?
-                .query_row(params![tenant, int(ts)?], |r| r.get(0))?;
-            uint(mark)
-        })
-        .await
+        self.run(move |db| db.revoke_before(&tenant, ts)).await
     }
 }
 
+impl Drop for SqliteStore {
+    fn drop(&mut self) {
+        // Closing the channel ends the thread's loop once the queue is empty; waiting for it means
+        // the file is closed and unlocked when the drop returns, so it can be opened again at once.
+        drop(self.jobs.take());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Sets the connection up for this store; errors are for the person starting the relay.
 fn configure(conn: &Connection) -> Result<(), String> {
-    let sql = |e: rusqlite::Error| e.to_string();
-    conn.busy_timeout(std::time::Duration::from_millis(BUSY_TIMEOUT_MS))
+    let sql = |e: rusqlite::Error| {
+        if e.sqlite_error_code() == Some(ErrorCode::DatabaseBusy) {
+            "the file is in use by another process (is another relay running with this store.path?); \
+             a SQLite store belongs to one relay, relays that share usage need the redis store"
+                .to_string()
+        } else {
+            e.to_string()
+        }
+    };
+    conn.busy_timeout(Duration::from_millis(OPEN_WAIT_MS))
         .map_err(sql)?;
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+    // Set before anything reads the file: a WAL database first opened in exclusive mode keeps its
+    // index in heap memory instead of the shared `-shm` mapping, and the lock taken by the first
+    // read and write below is held until the connection closes.
+    let locking: String = conn
+        .query_row("PRAGMA locking_mode = EXCLUSIVE", [], |r| r.get(0))
+        .map_err(sql)?;
+    if !locking.eq_ignore_ascii_case("exclusive") {
+        return Err(format!(
+            "cannot take the file for this relay (locking_mode is {locking})"
+        ));
+    }
     let mode: String = conn
         .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
         .map_err(sql)?;
@@ -200,6 +285,11 @@ fn configure(conn: &Connection) -> Result<(), String> {
     }
     conn.pragma_update(None, "synchronous", "NORMAL")
         .map_err(sql)?;
+    // Savepoint journals of multi-job batches stay in memory: they only ever hold a few pages.
+    conn.pragma_update(None, "temp_store", "MEMORY")
+        .map_err(sql)?;
+    conn.pragma_update(None, "wal_autocheckpoint", WAL_AUTOCHECKPOINT_PAGES)
+        .map_err(sql)?;
     let version: i64 = conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .map_err(sql)?;
@@ -208,6 +298,7 @@ fn configure(conn: &Connection) -> Result<(), String> {
             "written by a newer relay (schema {version}; this relay knows {SCHEMA_VERSION})"
         ));
     }
+    // The first write: from here on the file is locked for this connection.
     conn.execute_batch(&format!(
         "BEGIN IMMEDIATE; {SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
     ))
@@ -217,12 +308,94 @@ fn configure(conn: &Connection) -> Result<(), String> {
 /// The connection and the store thread's own bookkeeping.
 struct Db {
     conn: Connection,
+    /// The file's path as shown in errors.
+    label: String,
     unseen_revocation_secs: u64,
     /// UTC seconds of the next sweep of forgotten records (0: at the first reservation).
     next_sweep: u64,
 }
 
 impl Db {
+    fn open(path: &Path, max_token_life: u64) -> Result<Db, StoreError> {
+        let fail = |what: &str, e: &dyn std::fmt::Display| {
+            StoreError(format!("{}: {what}: {e}", path.display()))
+        };
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE
+                | OpenFlags::SQLITE_OPEN_CREATE
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|e| fail("cannot open the database", &e))?;
+        configure(&conn).map_err(|e| fail("cannot prepare the database", &e))?;
+        Ok(Db {
+            conn,
+            label: path.display().to_string(),
+            unseen_revocation_secs: keep_unseen_revocation_for(max_token_life),
+            next_sweep: 0,
+        })
+    }
+
+    fn fail(&self, e: impl std::fmt::Display) -> StoreError {
+        StoreError(format!("{}: {e}", self.label))
+    }
+
+    /// Runs a statement without parameters or rows, parsed once per connection.
+    fn exec(&self, sql: &str) -> rusqlite::Result<()> {
+        self.conn.prepare_cached(sql)?.execute([]).map(drop)
+    }
+
+    /// Runs `jobs` in one transaction, then answers every one of them and empties the list.
+    fn run_batch(&mut self, jobs: &mut Vec<Box<dyn Job>>) {
+        let outcome = self.transact(jobs);
+        if outcome.is_err() && !self.conn.is_autocommit() {
+            // Leave nothing half done for the next batch. Should this fail too, that batch's BEGIN
+            // fails and reports the state of the file to its callers.
+            let _ = self.exec("ROLLBACK");
+        }
+        let failed = outcome.err();
+        for job in jobs.drain(..) {
+            job.answer(failed.as_ref());
+        }
+    }
+
+    /// Runs every job and commits. `Err` means nothing of the batch was kept.
+    fn transact(&mut self, jobs: &mut [Box<dyn Job>]) -> Result<(), StoreError> {
+        // A leftover transaction (a ROLLBACK that failed last time) would turn BEGIN into an error
+        // for every batch to come; try to end it first.
+        if !self.conn.is_autocommit() {
+            let _ = self.exec("ROLLBACK");
+        }
+        self.exec("BEGIN IMMEDIATE").map_err(|e| self.fail(e))?;
+        // A savepoint per job lets one job fail alone. A batch of one (every batch when the relay
+        // is not busy) does without: its failure is the transaction's.
+        let isolate = jobs.len() > 1;
+        for job in jobs.iter_mut() {
+            if isolate {
+                self.exec("SAVEPOINT job").map_err(|e| self.fail(e))?;
+            }
+            let done = job.run(self);
+            if self.conn.is_autocommit() {
+                // SQLite rolled the whole transaction back (an I/O error, a full disk, no memory):
+                // the jobs before this one lost their work too.
+                return Err(done
+                    .err()
+                    .unwrap_or_else(|| self.fail("the transaction was rolled back")));
+            }
+            match (done, isolate) {
+                (Ok(()), false) => Ok(()),
+                (Ok(()), true) => self.exec("RELEASE job"),
+                (Err(e), false) => return Err(e),
+                (Err(_), true) => self
+                    .exec("ROLLBACK TO job")
+                    .and_then(|()| self.exec("RELEASE job")),
+            }
+            .map_err(|e| self.fail(e))?;
+        }
+        // Answers go out only after this: a granted call is in the WAL before the relay forwards it.
+        self.exec("COMMIT").map_err(|e| self.fail(e))
+    }
+
     fn reserve(
         &mut self,
         tenant: &str,
@@ -232,10 +405,8 @@ impl Db {
         max: Option<u64>,
         now: u64,
     ) -> rusqlite::Result<Reservation> {
-        let tx = self
+        let mark: Option<i64> = self
             .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let mark: Option<i64> = tx
             .prepare_cached("SELECT revoked_before FROM tenant_revocation WHERE tenant = ?1")?
             .query_row(params![tenant], |r| r.get(0))
             .optional()?;
@@ -244,7 +415,8 @@ impl Db {
             return Ok(Reservation::Revoked);
         }
         let forget_at = now.saturating_add(keep_token_for(exp, now));
-        let (used, revoked): (i64, bool) = tx
+        let (used, revoked): (i64, bool) = self
+            .conn
             .prepare_cached(
                 "INSERT INTO token_usage (tenant, jti, max_calls, expires_at, issued_at, forget_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)
@@ -264,23 +436,32 @@ impl Db {
                 ],
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )?;
-        let result = if revoked {
-            Reservation::Revoked
-        } else if max.is_some_and(|m| uint(used).is_ok_and(|u| u >= m)) {
-            Reservation::Exhausted
-        } else {
-            let used: i64 = tx
-                .prepare_cached(
-                    "UPDATE token_usage SET calls_used = calls_used + 1,
-                         first_used_at = coalesce(first_used_at, ?3), last_used_at = ?3
-                     WHERE tenant = ?1 AND jti = ?2
-                     RETURNING calls_used",
-                )?
-                .query_row(params![tenant, jti, int(now)?], |r| r.get(0))?;
-            Reservation::Granted { used: uint(used)? }
-        };
-        tx.commit()?;
-        Ok(result)
+        if revoked {
+            return Ok(Reservation::Revoked);
+        }
+        if max.is_some_and(|m| uint(used).is_ok_and(|u| u >= m)) {
+            return Ok(Reservation::Exhausted);
+        }
+        let used: i64 = self
+            .conn
+            .prepare_cached(
+                "UPDATE token_usage SET calls_used = calls_used + 1,
+                     first_used_at = coalesce(first_used_at, ?3), last_used_at = ?3
+                 WHERE tenant = ?1 AND jti = ?2
+                 RETURNING calls_used",
+            )?
+            .query_row(params![tenant, jti, int(now)?], |r| r.get(0))?;
+        Ok(Reservation::Granted { used: uint(used)? })
+    }
+
+    fn refund(&mut self, tenant: &str, jti: &str) -> rusqlite::Result<()> {
+        self.conn
+            .prepare_cached(
+                "UPDATE token_usage SET calls_used = calls_used - 1
+                 WHERE tenant = ?1 AND jti = ?2 AND calls_used > 0",
+            )?
+            .execute(params![tenant, jti])
+            .map(drop)
     }
 
     fn usage(&mut self, tenant: &str, jti: &str) -> rusqlite::Result<Option<Usage>> {
@@ -325,18 +506,37 @@ impl Db {
             .ok_or(rusqlite::Error::QueryReturnedNoRows)
     }
 
+    fn revoke_before(&mut self, tenant: &str, ts: u64) -> rusqlite::Result<u64> {
+        let mark: i64 = self
+            .conn
+            .prepare_cached(
+                "INSERT INTO tenant_revocation (tenant, revoked_before) VALUES (?1, ?2)
+                 ON CONFLICT (tenant) DO UPDATE
+                     SET revoked_before = max(revoked_before, excluded.revoked_before)
+                 RETURNING revoked_before",
+            )?
+            .query_row(params![tenant, int(ts)?], |r| r.get(0))?;
+        uint(mark)
+    }
+
     /// Deletes records of tokens that can no longer be accepted, at most once per [`SWEEP_INTERVAL`].
-    fn sweep(&mut self, now: u64) {
+    /// A failed sweep only delays clean-up: the one `DELETE` is undone alone and the reservation it
+    /// follows stands. The error is returned only when it cost the whole transaction.
+    fn sweep(&mut self, now: u64) -> rusqlite::Result<()> {
         if now < self.next_sweep {
-            return;
+            return Ok(());
         }
         self.next_sweep = now.saturating_add(SWEEP_INTERVAL);
-        // A failed sweep only delays clean-up; the reservation it follows is already committed.
-        if let Ok(now) = int(now) {
-            let _ = self
-                .conn
-                .prepare_cached("DELETE FROM token_usage WHERE forget_at < ?1")
-                .and_then(|mut s| s.execute(params![now]));
+        let Ok(now) = int(now) else {
+            return Ok(());
+        };
+        match self
+            .conn
+            .prepare_cached("DELETE FROM token_usage WHERE forget_at < ?1")
+            .and_then(|mut s| s.execute(params![now]))
+        {
+            Err(e) if self.conn.is_autocommit() => Err(e),
+            _ => Ok(()),
         }
     }
 }
@@ -354,4 +554,250 @@ fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::sync::oneshot::error::TryRecvError;
+
+    const TOKEN_LIFE: u64 = 7 * 24 * 3600;
+
+    type Answer<T> = oneshot::Receiver<Result<T, StoreError>>;
+
+    fn open() -> (tempfile::TempDir, Db) {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&dir.path().join("usage.db"), TOKEN_LIFE).unwrap();
+        (dir, db)
+    }
+
+    fn job<T, F>(f: F) -> (Box<dyn Job>, Answer<T>)
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Db) -> rusqlite::Result<T> + Send + 'static,
+    {
+        let (reply, answer) = oneshot::channel();
+        (Box::new(Pending::new(f, reply)), answer)
+    }
+
+    /// A reservation on token `jti` of tenant acme, limited to `max` calls.
+    fn reserve(jti: &'static str, max: Option<u64>) -> (Box<dyn Job>, Answer<Reservation>) {
+        job(move |db| db.reserve("acme", jti, 1_000, 10_000, max, 1_100))
+    }
+
+    fn usage(jti: &'static str) -> (Box<dyn Job>, Answer<Option<Usage>>) {
+        job(move |db| db.usage("acme", jti))
+    }
+
+    fn answered<T>(mut a: Answer<T>) -> Result<T, StoreError> {
+        a.try_recv().expect("every job of a batch is answered")
+    }
+
+    fn calls_used(db: &mut Db, jti: &'static str) -> Option<u64> {
+        let (j, a) = usage(jti);
+        db.run_batch(&mut vec![j]);
+        answered(a).unwrap().map(|u| u.calls_used)
+    }
+
+    fn wal_len(dir: &tempfile::TempDir) -> u64 {
+        std::fs::metadata(dir.path().join("usage.db-wal"))
+            .unwrap()
+            .len()
+    }
+
+    #[test]
+    fn a_batch_is_one_transaction_in_arrival_order_answered_after_commit() {
+        let (dir, mut db) = open();
+        let mut jobs = Vec::new();
+        let mut answers = Vec::new();
+        for _ in 0..5 {
+            let (j, a) = reserve("a", Some(3));
+            jobs.push(j);
+            answers.push(a);
+        }
+        // Runs after the first reservation: it must not have been answered yet, and must see the
+        // same open transaction.
+        let first = answers.remove(0);
+        let (probe, probed) = job(move |db| {
+            let mut first = first;
+            let unanswered = matches!(first.try_recv(), Err(TryRecvError::Empty));
+            Ok((unanswered, !db.conn.is_autocommit(), first))
+        });
+        jobs.insert(1, probe);
+        let before = wal_len(&dir);
+        db.run_batch(&mut jobs);
+        assert!(jobs.is_empty());
+        let one_batch = wal_len(&dir) - before;
+
+        let (unanswered, in_transaction, first) = answered(probed).unwrap();
+        assert!(unanswered, "a job is answered only after COMMIT");
+        assert!(
+            in_transaction,
+            "every job runs inside the batch's transaction"
+        );
+        let mut got = vec![answered(first).unwrap()];
+        got.extend(answers.into_iter().map(|a| answered(a).unwrap()));
+        assert_eq!(
+            got,
+            [
+                Reservation::Granted { used: 1 },
+                Reservation::Granted { used: 2 },
+                Reservation::Granted { used: 3 },
+                Reservation::Exhausted,
+                Reservation::Exhausted,
+            ],
+            "each reservation sees the ones before it in the batch"
+        );
+        assert!(db.conn.is_autocommit(), "committed");
+
+        // The same reservations one transaction each: every granted one appends as much to the WAL
+        // as the whole batch did.
+        let mut appended = Vec::new();
+        for _ in 0..5 {
+            let before = wal_len(&dir);
+            let (j, a) = reserve("b", Some(3));
+            db.run_batch(&mut vec![j]);
+            answered(a).unwrap();
+            appended.push(wal_len(&dir) - before);
+        }
+        assert!(one_batch > 0);
+        assert_eq!(appended[..3], [one_batch; 3], "one WAL append per batch");
+        assert_eq!(calls_used(&mut db, "a"), Some(3));
+    }
+
+    #[test]
+    fn a_job_that_fails_alone_is_undone_alone() {
+        let (_dir, mut db) = open();
+        let (r1, a1) = reserve("a", Some(3));
+        // Writes, then fails with a logic error: its write must go, the others' must stay.
+        let (bad, failed) = job(|db| {
+            db.reserve("acme", "x", 1_000, 10_000, None, 1_100)?;
+            Err::<(), _>(rusqlite::Error::IntegralValueOutOfRange(0, -1))
+        });
+        // A real per-job error through the store's own code: an expiry SQLite cannot hold.
+        let (too_big, refused) = job(|db| db.reserve("acme", "y", 1_000, u64::MAX, None, 1_100));
+        let (r2, a2) = reserve("a", Some(3));
+        let (u, seen) = usage("x");
+        db.run_batch(&mut vec![r1, bad, too_big, r2, u]);
+        assert_eq!(answered(a1), Ok(Reservation::Granted { used: 1 }));
+        let e = answered(failed).unwrap_err();
+        assert!(
+            e.0.contains("usage.db") && e.0.contains("out of range"),
+            "{e}"
+        );
+        assert!(answered(refused).is_err());
+        assert_eq!(answered(a2), Ok(Reservation::Granted { used: 2 }));
+        assert_eq!(answered(seen), Ok(None), "the failed job's write is undone");
+        assert_eq!(calls_used(&mut db, "a"), Some(2), "the others committed");
+        assert_eq!(calls_used(&mut db, "x"), None);
+        assert_eq!(calls_used(&mut db, "y"), None);
+
+        // Alone in its batch, a failing job takes its transaction with it.
+        let (bad, failed) = job(|db| {
+            db.reserve("acme", "x", 1_000, 10_000, None, 1_100)?;
+            Err::<(), _>(rusqlite::Error::IntegralValueOutOfRange(0, -1))
+        });
+        db.run_batch(&mut vec![bad]);
+        assert!(answered(failed).is_err());
+        assert!(db.conn.is_autocommit());
+        assert_eq!(calls_used(&mut db, "x"), None);
+    }
+
+    #[test]
+    fn a_failed_commit_answers_every_job_with_the_error_and_keeps_nothing() {
+        let (_dir, mut db) = open();
+        // A deferred foreign key is checked at COMMIT: a real COMMIT failure, with the transaction
+        // still open afterwards.
+        db.conn
+            .execute_batch(
+                "PRAGMA foreign_keys = ON;
+                 CREATE TEMP TABLE parent (id INTEGER PRIMARY KEY);
+                 CREATE TEMP TABLE child (
+                     p INTEGER REFERENCES parent (id) DEFERRABLE INITIALLY DEFERRED);",
+            )
+            .unwrap();
+        let (r1, a1) = reserve("a", Some(3));
+        let (orphan, o) = job(|db| db.exec("INSERT INTO child VALUES (1)"));
+        let (r2, a2) = reserve("a", Some(3));
+        db.run_batch(&mut vec![r1, orphan, r2]);
+        for e in [
+            answered(a1).unwrap_err(),
+            answered(o).unwrap_err(),
+            answered(a2).unwrap_err(),
+        ] {
+            assert!(e.0.contains("FOREIGN KEY"), "{e}");
+        }
+        assert!(db.conn.is_autocommit(), "rolled back");
+        assert_eq!(calls_used(&mut db, "a"), None, "nothing of the batch kept");
+
+        // The connection is usable again for the next batch.
+        let (r, a) = reserve("a", Some(3));
+        db.run_batch(&mut vec![r]);
+        assert_eq!(answered(a), Ok(Reservation::Granted { used: 1 }));
+    }
+
+    #[test]
+    fn a_transaction_lost_mid_batch_fails_every_job() {
+        let (_dir, mut db) = open();
+        let (r1, a1) = reserve("a", None);
+        // What SQLite does on an I/O error or a full disk: roll back the whole transaction.
+        let (io, i) = job(|db| {
+            db.exec("ROLLBACK")?;
+            Err::<(), _>(rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_IOERR),
+                None,
+            ))
+        });
+        let (r2, a2) = reserve("a", None);
+        db.run_batch(&mut vec![r1, io, r2]);
+        for e in [
+            answered(a1).unwrap_err(),
+            answered(i).unwrap_err(),
+            answered(a2).unwrap_err(),
+        ] {
+            assert!(e.0.contains("usage.db") && e.0.contains("I/O"), "{e}");
+        }
+        assert_eq!(calls_used(&mut db, "a"), None);
+
+        // Lost without an error of its own: still never an answer of success.
+        let (r1, a1) = reserve("a", None);
+        let (quiet, q) = job(|db| db.exec("ROLLBACK"));
+        db.run_batch(&mut vec![r1, quiet]);
+        assert!(answered(a1).unwrap_err().0.contains("rolled back"));
+        assert!(answered(q).is_err());
+        assert_eq!(calls_used(&mut db, "a"), None);
+    }
+
+    #[test]
+    fn the_connection_owns_the_file_with_cheap_durable_settings() {
+        let (dir, db) = open();
+        let pragma = |name: &str| -> String {
+            db.conn
+                .query_row(&format!("PRAGMA {name}"), [], |r| {
+                    r.get::<_, rusqlite::types::Value>(0)
+                })
+                .map(|v| match v {
+                    rusqlite::types::Value::Integer(i) => i.to_string(),
+                    rusqlite::types::Value::Text(t) => t,
+                    other => format!("{other:?}"),
+                })
+                .unwrap()
+        };
+        assert_eq!(pragma("locking_mode"), "exclusive");
+        assert_eq!(pragma("journal_mode"), "wal");
+        assert_eq!(pragma("synchronous"), "1", "NORMAL");
+        assert_eq!(pragma("temp_store"), "2", "MEMORY");
+        assert_eq!(pragma("wal_autocheckpoint"), "1000");
+        assert!(
+            !dir.path().join("usage.db-shm").exists(),
+            "the WAL index lives in this process's memory"
+        );
+        let e = Db::open(&dir.path().join("usage.db"), TOKEN_LIFE)
+            .err()
+            .unwrap();
+        assert!(
+            e.0.contains("usage.db") && e.0.contains("in use by another process"),
+            "{e}"
+        );
+    }
 }

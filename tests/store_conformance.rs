@@ -375,16 +375,22 @@ async fn sqlite_counts_survive_reopening_the_file() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn sqlite_two_handles_on_one_file_stay_atomic() {
-    // Two processes opening the same file (a mistaken second relay on the host) still never
-    // exceed a limit: each reservation is one BEGIN IMMEDIATE transaction.
+async fn sqlite_a_second_store_on_one_file_is_refused() {
+    // A mistaken second relay on the same file never shares counters with the first: it cannot open
+    // the file at all while the first holds it, and says why.
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("usage.db");
     let a = Arc::new(Store::open_sqlite(&path, TOKEN_LIFE).unwrap());
-    let b = Arc::new(Store::open_sqlite(&path, TOKEN_LIFE).unwrap());
+    granted(&a, tok("acme", "shared", Some(5)), 1_100).await;
+    let e = Store::open_sqlite(&path, TOKEN_LIFE).err().unwrap();
+    assert!(
+        e.to_string().contains("usage.db") && e.to_string().contains("in use by another process"),
+        "{e}"
+    );
+    // The first store is untouched by the attempt and still counts exactly under load.
     let mut tasks = Vec::new();
-    for i in 0..200 {
-        let s = if i % 2 == 0 { a.clone() } else { b.clone() };
+    for _ in 0..200 {
+        let s = a.clone();
         tasks.push(tokio::spawn(async move {
             s.reserve(tok("acme", "shared", Some(5)), 1_100)
                 .await
@@ -395,7 +401,109 @@ async fn sqlite_two_handles_on_one_file_stay_atomic() {
     for t in tasks {
         n += usize::from(matches!(t.await.unwrap(), Reservation::Granted { .. }));
     }
-    assert_eq!(n, 5);
+    assert_eq!(n, 4);
+    // Dropping the store lets go of the file at once.
+    drop(Arc::into_inner(a).unwrap());
+    let b = Store::open_sqlite(&path, TOKEN_LIFE).unwrap();
+    assert_eq!(
+        b.usage("acme", "shared").await.unwrap().unwrap().calls_used,
+        5
+    );
+}
+
+#[test]
+fn sqlite_a_second_relay_on_one_file_fails_at_start_naming_store_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("usage.db");
+    let _first = Store::open_sqlite(&db, TOKEN_LIFE).unwrap();
+    let cfg = dir.path().join("config.json");
+    let config = serde_json::json!({
+        "server": {"host": "127.0.0.1", "port": 0},
+        "store": {"type": "sqlite", "path": db},
+    });
+    std::fs::write(&cfg, config.to_string()).unwrap();
+    let rai = dir.path().join("t.rai");
+    let mut seed = 7u8;
+    let mut rng = |b: &mut [u8]| {
+        for x in b.iter_mut() {
+            seed = seed.wrapping_mul(13).wrapping_add(5);
+            *x = seed;
+        }
+    };
+    let r = relayapi::rai::generate_rai("http", "127.0.0.1", 8080, "acme", "k1", &mut rng);
+    std::fs::write(&rai, relayapi::rai::to_json_pretty(&r)).unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_relayapi"))
+        .arg("--config")
+        .arg(&cfg)
+        .arg("--rai")
+        .arg(&rai)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // A relay that wrongly starts would serve forever: bound the wait and stop it.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            panic!("the second relay started on a file the first one holds");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    assert!(!status.success());
+    assert!(
+        err.contains("field `store.path`")
+            && err.contains(&db.display().to_string())
+            && err.contains("in use by another process"),
+        "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_a_failing_reservation_never_fails_the_others_in_its_batch() {
+    // Reservations that arrive together share one transaction. One that fails on its own (here an
+    // expiry SQLite cannot hold) must be answered with its error while the others around it count.
+    let f = sqlite();
+    let s = Arc::new(f.store);
+    let mut tasks = Vec::new();
+    for i in 0..200 {
+        let s = s.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut t = tok("acme", "mixed", Some(50));
+            if i % 3 == 0 {
+                t.jti = "broken";
+                t.exp = u64::MAX;
+            }
+            (i % 3 == 0, s.reserve(t, 1_100).await)
+        }));
+    }
+    let mut used = Vec::new();
+    for t in tasks {
+        match t.await.unwrap() {
+            (true, r) => assert!(r.is_err(), "{r:?}"),
+            (false, Ok(Reservation::Granted { used: n })) => used.push(n),
+            (false, Ok(Reservation::Exhausted)) => {}
+            (false, r) => panic!("{r:?}"),
+        }
+    }
+    used.sort_unstable();
+    assert_eq!(
+        used,
+        (1..=50).collect::<Vec<_>>(),
+        "each count handed out once"
+    );
+    assert_eq!(
+        s.usage("acme", "mixed").await.unwrap().unwrap().calls_used,
+        50
+    );
+    assert_eq!(s.usage("acme", "broken").await.unwrap(), None);
 }
 
 #[tokio::test]
@@ -446,12 +554,13 @@ fn sqlite_file_is_in_wal_mode_with_normal_sync() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("usage.db");
     let s = Store::open_sqlite(&path, TOKEN_LIFE).unwrap();
+    // The store holds the file while open; look once it has let go.
+    drop(s);
     let c = rusqlite::Connection::open(&path).unwrap();
     let mode: String = c
         .query_row("PRAGMA journal_mode", [], |r| r.get(0))
         .unwrap();
     assert_eq!(mode, "wal", "the mode is stored in the file");
-    drop(s);
 }
 
 // ---------------------------------------------------------------------------------------------------

@@ -130,7 +130,7 @@ async fn counts_survive_kill_9_mid_load() {
     );
 
     // Restart on the same file and spend the limited token to the end.
-    let relay = Relay::start(cfg);
+    let mut relay = Relay::start(cfg);
     let mut statuses = Vec::new();
     for _ in 0..(LIMIT + 5) {
         statuses.push(
@@ -158,6 +158,10 @@ async fn counts_survive_kill_9_mid_load() {
         try_chat(relay.addr, &open_t, "open", false).await,
         Some(200)
     );
+    // The relay owns its SQLite file while it runs; read the count after a second kill -9, which
+    // must not lose it either.
+    relay.child.kill().unwrap();
+    relay.child.wait().unwrap();
     assert_eq!(
         calls_used(&db, &relay.tenant, &open_c.jti).await,
         open_used + 1,
