@@ -18,6 +18,7 @@ use crate::rai::Keyring;
 use crate::secret::SecretString;
 use crate::store::Store;
 use crate::token::IpNet;
+use crate::token_cache::TokenCache;
 use crate::upstream::Upstream;
 
 /// Request counters for `/health` (Prometheus metrics build on the same numbers).
@@ -106,6 +107,8 @@ impl Sampler {
 pub struct App {
     pub cfg: Config,
     pub keyring: Keyring,
+    /// Tokens already proven authentic (bounded).
+    pub tokens: TokenCache,
     pub registry: Registry,
     pub limiter: RateLimiter,
     pub token_limits: TokenLimits,

@@ -34,4 +34,5 @@ pub mod store_redis;
 pub mod store_sqlite;
 pub mod tls;
 pub mod token;
+pub mod token_cache;
 pub mod upstream;

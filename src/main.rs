@@ -26,6 +26,7 @@ use relayapi::secret::SecretString;
 use relayapi::store::Store;
 use relayapi::tls::{self, ServerTls};
 use relayapi::token::{self, Claims, Ext};
+use relayapi::token_cache::{TokenCache, TOKEN_CACHE_ENTRIES};
 use relayapi::upstream::Upstream;
 use relayapi::{redirect, server, store};
 
@@ -270,6 +271,7 @@ fn serve(config_path: &Path, rai_path: &Path, rai_given: bool, dev: bool) -> Res
             registry: Registry::from_config(&cfg),
             trusted_proxies: cfg.trusted_proxy_nets(),
             keyring,
+            tokens: TokenCache::new(TOKEN_CACHE_ENTRIES),
             store,
             upstream,
             api_keys,

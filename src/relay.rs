@@ -269,10 +269,13 @@ async fn proxy<S: AsyncRead + AsyncWrite + Unpin>(
     }
 
     // 3. Prove the token. Every failure up to here is the same 401.
-    let claims = token::verify(token_text.expose(), &app.keyring).map_err(|_| {
-        app.stats.rejected_token.fetch_add(1, Ordering::Relaxed);
-        Error::InvalidToken
-    })?;
+    let claims = app
+        .tokens
+        .verify(token_text.expose(), &app.keyring)
+        .map_err(|_| {
+            app.stats.rejected_token.fetch_add(1, Ordering::Relaxed);
+            Error::InvalidToken
+        })?;
     drop(token_text);
     ctx.authenticated = true;
     ctx.tenant = Some(claims.tid.clone());
