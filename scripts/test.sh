@@ -45,11 +45,12 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/pip install -q --upgrade pip
 .venv/bin/pip install -q -e "sdk/python[dev]" -r e2e/requirements.txt
-.venv/bin/ruff check sdk/python e2e
-.venv/bin/ruff format --check sdk/python e2e
+.venv/bin/ruff check sdk/python e2e bench
+.venv/bin/ruff format --check sdk/python e2e bench
 
-step "Python: SDK tests and end-to-end suite"
-.venv/bin/python -m pytest -q --rootdir . sdk/python/tests e2e
+step "Python: SDK tests, end-to-end suite and the benchmark's own tests (parsers, nginx configs)"
+apt_install nginx nginx
+.venv/bin/python -m pytest -q --rootdir . sdk/python/tests e2e bench
 
 step "JavaScript: SDK lint and tests"
 (cd sdk/js && npm ci --no-audit --no-fund --loglevel=error && npm run lint && npm run format:check && npm test)
