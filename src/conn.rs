@@ -101,6 +101,56 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
         }
     }
 
+    /// Wait for a complete request head. `Ok(None)`: the client closed (or, when a shutdown watch is
+    /// given, the relay is shutting down) between requests, which is a normal end of the connection.
+    /// Before the first byte `idle` applies; once a head has started it must complete within
+    /// `read_timeout` in total, so a client dribbling bytes cannot hold the connection (slowloris).
+    pub async fn read_head(
+        &mut self,
+        limits: &HeadLimits,
+        idle: Duration,
+        mut shutdown: Option<&mut ShutdownWatch>,
+    ) -> Result<Option<RequestHead>, Error> {
+        let idle_deadline = Instant::now() + idle;
+        let mut head_deadline = if self.buf.is_empty() {
+            None
+        } else {
+            Some(Instant::now() + self.read_timeout)
+        };
+        loop {
+            if !self.buf.is_empty() {
+                if let Some(head) = parse_request_head(&self.buf, limits)? {
+                    return Ok(Some(head));
+                }
+            }
+            if self.eof {
+                return if self.buf.is_empty() {
+                    Ok(None)
+                } else {
+                    Err(Error::BadRequest("incomplete request head"))
+                };
+            }
+            let deadline = head_deadline.unwrap_or(idle_deadline);
+            let n = match shutdown.as_deref_mut() {
+                Some(sd) if self.buf.is_empty() => {
+                    tokio::select! {
+                        r = self.read_more(deadline) => r,
+                        _ = sd.wait() => return Ok(None),
+                    }
+                }
+                _ => self.read_more(deadline).await,
+            };
+            match n {
+                Ok(0) => {}
+                Ok(_) => {
+                    head_deadline.get_or_insert_with(|| Instant::now() + self.read_timeout);
+                }
+                Err(_) if self.buf.is_empty() => return Ok(None),
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
     /// Drop the first `n` bytes of input (a request head or body that has been handled).
     pub fn consume(&mut self, n: usize) {
         self.buf.drain(..n);
@@ -145,7 +195,10 @@ where
         max_uri_bytes: server.max_uri_bytes,
     };
     loop {
-        let head = match read_head(&app, &mut client, &limits, &mut shutdown).await {
+        let head = match client
+            .read_head(&limits, server.idle_timeout(), Some(&mut shutdown))
+            .await
+        {
             Ok(Some(h)) => h,
             Ok(None) => break,
             Err(e) => {
@@ -161,53 +214,4 @@ where
     }
     let _ = tokio::time::timeout(Duration::from_secs(1), client.io.shutdown()).await;
     app.stats.active_connections.fetch_sub(1, Ordering::Relaxed);
-}
-
-/// Wait for a complete request head. `Ok(None)`: the client closed (or the relay is shutting down)
-/// between requests, which is a normal end of the connection.
-async fn read_head<S: AsyncRead + AsyncWrite + Unpin>(
-    app: &App,
-    client: &mut Client<S>,
-    limits: &HeadLimits,
-    shutdown: &mut ShutdownWatch,
-) -> Result<Option<RequestHead>, Error> {
-    // Before the first byte the idle timeout applies; once a head has started it must complete within
-    // read_timeout in total, so a client dribbling bytes cannot hold the connection (slowloris).
-    let idle_deadline = Instant::now() + app.cfg.server.idle_timeout();
-    let mut head_deadline = if client.buf.is_empty() {
-        None
-    } else {
-        Some(Instant::now() + client.read_timeout)
-    };
-    loop {
-        if !client.buf.is_empty() {
-            if let Some(head) = parse_request_head(&client.buf, limits)? {
-                return Ok(Some(head));
-            }
-        }
-        if client.eof {
-            return if client.buf.is_empty() {
-                Ok(None)
-            } else {
-                Err(Error::BadRequest("incomplete request head"))
-            };
-        }
-        let deadline = head_deadline.unwrap_or(idle_deadline);
-        let n = if client.buf.is_empty() {
-            tokio::select! {
-                r = client.read_more(deadline) => r,
-                _ = shutdown.wait() => return Ok(None),
-            }
-        } else {
-            client.read_more(deadline).await
-        };
-        match n {
-            Ok(0) => {}
-            Ok(_) => {
-                head_deadline.get_or_insert_with(|| Instant::now() + client.read_timeout);
-            }
-            Err(_) if client.buf.is_empty() => return Ok(None),
-            Err(e) => return Err(e),
-        }
-    }
 }

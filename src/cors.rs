@@ -194,28 +194,6 @@ fn trim_ows(mut v: &[u8]) -> &[u8] {
     v
 }
 
-fn is_tchar(b: u8) -> bool {
-    // RFC 9110 section 5.6.2.
-    b.is_ascii_alphanumeric()
-        || matches!(
-            b,
-            b'!' | b'#'
-                | b'$'
-                | b'%'
-                | b'&'
-                | b'\''
-                | b'*'
-                | b'+'
-                | b'-'
-                | b'.'
-                | b'^'
-                | b'_'
-                | b'`'
-                | b'|'
-                | b'~'
-        )
-}
-
 /// `Access-Control-Request-Headers` as the lower-cased names joined by `", "`, or `None` if it lists
 /// none. RFC 9110 section 5.6.1: a list may contain empty elements and optional whitespace around
 /// commas, which are skipped; every other element must be a header name (a token).
@@ -229,7 +207,7 @@ fn parse_request_headers(value: &[u8]) -> Result<Option<String>, PreflightDenial
         if name.is_empty() {
             continue;
         }
-        if !name.iter().all(|&b| is_tchar(b)) {
+        if !name.iter().all(|&b| crate::head::is_tchar(b)) {
             return Err(PreflightDenial::BadRequestHeaders);
         }
         names.push(name);

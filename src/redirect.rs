@@ -24,7 +24,7 @@ use crate::app::App;
 use crate::conn::Client;
 use crate::error::Error;
 use crate::framing::request_framing;
-use crate::head::{parse_request_head, HeadLimits, RequestHead};
+use crate::head::{HeadLimits, RequestHead};
 use crate::log::redact_target;
 use crate::respond::{self, Response};
 
@@ -139,7 +139,7 @@ where
         max_headers: server.max_headers,
         max_uri_bytes: server.max_uri_bytes,
     };
-    let head = match read_head(&mut client, &limits, server.idle_timeout()).await {
+    let head = match client.read_head(&limits, server.idle_timeout(), None).await {
         Ok(Some(h)) => h,
         Ok(None) => return,
         Err(e) => {
@@ -172,40 +172,6 @@ where
     close(&mut client).await;
 }
 
-/// Wait for one complete head: the idle timeout before the first byte, then `read_timeout` for the
-/// whole head (as `conn.rs` does, so a slow-dripping client cannot hold the connection).
-async fn read_head<S: AsyncRead + AsyncWrite + Unpin>(
-    client: &mut Client<S>,
-    limits: &HeadLimits,
-    idle: Duration,
-) -> Result<Option<RequestHead>, Error> {
-    let mut deadline = Instant::now() + idle;
-    let mut started = false;
-    loop {
-        if !client.buf.is_empty() {
-            if let Some(head) = parse_request_head(&client.buf, limits)? {
-                return Ok(Some(head));
-            }
-        }
-        if client.eof {
-            return if client.buf.is_empty() {
-                Ok(None)
-            } else {
-                Err(Error::BadRequest("incomplete request head"))
-            };
-        }
-        match client.read_more(deadline).await {
-            Ok(_) if !started && !client.buf.is_empty() => {
-                started = true;
-                deadline = Instant::now() + client.read_timeout;
-            }
-            Ok(_) => {}
-            Err(_) if client.buf.is_empty() => return Ok(None),
-            Err(e) => return Err(e),
-        }
-    }
-}
-
 /// Half-close, then read and drop what the client still sends, for a bounded time and amount.
 async fn close<S: AsyncRead + AsyncWrite + Unpin>(client: &mut Client<S>) {
     let _ = tokio::time::timeout(Duration::from_secs(1), client.io.shutdown()).await;
@@ -223,6 +189,7 @@ async fn close<S: AsyncRead + AsyncWrite + Unpin>(client: &mut Client<S>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::head::parse_request_head;
 
     fn head(raw: &str) -> RequestHead {
         let limits = HeadLimits {
