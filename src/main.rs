@@ -136,25 +136,17 @@ fn mint(m: &MintArgs) -> Result<(), String> {
     let now = SystemClock.unix_now();
     let mut rng = token::os_rng();
     let claims = Claims {
-        jti: token::new_token_id(&mut rng),
-        tid: r.crypto.tenant_id.clone(),
-        iat: now,
-        exp: now + m.expire_seconds,
-        prv: m.provider.clone(),
         key,
         kref: m.key_ref.clone(),
-        url: None,
         max: (m.max_calls > 0).then_some(m.max_calls),
         ext: m.model.clone().map(|rep_m| Ext { rep_m: Some(rep_m) }),
-        rate: None,
-        conc: None,
-        models: None,
-        paths: None,
-        origins: None,
-        ips: None,
-        mtok: None,
-        mtok_mode: None,
-        uid: None,
+        ..Claims::new(
+            token::new_token_id(&mut rng),
+            r.crypto.tenant_id.clone(),
+            now,
+            now + m.expire_seconds,
+            m.provider.clone(),
+        )
     };
     claims.validate().map_err(|e| format!("cannot mint: {e}"))?;
     println!(

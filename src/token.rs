@@ -259,6 +259,32 @@ fn claim_err(member: &'static str, expected: &'static str) -> ClaimError {
 }
 
 impl Claims {
+    /// Claims with the required members only: no key yet, unlimited calls, no limits. Fill in the rest
+    /// with struct update syntax (`Claims { key, max, ..Claims::new(...) }`).
+    pub fn new(jti: String, tid: String, iat: u64, exp: u64, prv: String) -> Claims {
+        Claims {
+            jti,
+            tid,
+            iat,
+            exp,
+            prv,
+            key: None,
+            kref: None,
+            url: None,
+            max: None,
+            ext: None,
+            rate: None,
+            conc: None,
+            models: None,
+            paths: None,
+            origins: None,
+            ips: None,
+            mtok: None,
+            mtok_mode: None,
+            uid: None,
+        }
+    }
+
     /// Checks every §5 rule that the types do not already enforce, except that `tid` names the tenant
     /// of the verifying key (only the verifier knows the key).
     pub fn validate(&self) -> Result<(), ClaimError> {

@@ -444,25 +444,15 @@ impl Relay {
             .as_secs();
         let mut rng = token::os_rng();
         Claims {
-            jti: token::new_token_id(&mut rng),
-            tid: self.tenant.clone(),
-            iat: now,
-            exp: now + 3600,
-            prv: prv.into(),
             key: Some(SecretString::new(FAKE_KEY)),
-            kref: None,
-            url: None,
             max,
-            ext: None,
-            rate: None,
-            conc: None,
-            models: None,
-            paths: None,
-            origins: None,
-            ips: None,
-            mtok: None,
-            mtok_mode: None,
-            uid: None,
+            ..Claims::new(
+                token::new_token_id(&mut rng),
+                self.tenant.clone(),
+                now,
+                now + 3600,
+                prv.into(),
+            )
         }
     }
 
