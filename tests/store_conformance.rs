@@ -275,6 +275,56 @@ async fn reservation_records_the_token_facts(s: &Store) {
     );
 }
 
+async fn a_token_facts_follow_its_latest_claims(s: &Store) {
+    // A limit of 0 refuses the first call but still records the token.
+    assert_eq!(
+        s.reserve(tok("acme", "zero", Some(0)), 1_100)
+            .await
+            .unwrap(),
+        Reservation::Exhausted
+    );
+    let u = s.usage("acme", "zero").await.unwrap().unwrap();
+    assert_eq!(
+        (u.calls_used, u.max_calls, u.first_used_at),
+        (0, Some(0), None)
+    );
+    // The same id presented with other claims: the record takes the latest ones.
+    assert_eq!(granted(s, tok("acme", "grows", Some(1)), 1_100).await, 1);
+    assert_eq!(
+        s.reserve(tok("acme", "grows", Some(1)), 1_101)
+            .await
+            .unwrap(),
+        Reservation::Exhausted
+    );
+    let mut more = tok("acme", "grows", Some(2));
+    more.exp = 20_000;
+    assert_eq!(granted(s, more, 1_102).await, 2);
+    let u = s.usage("acme", "grows").await.unwrap().unwrap();
+    assert_eq!(
+        (u.calls_used, u.max_calls, u.expires_at, u.last_used_at),
+        (2, Some(2), Some(20_000), Some(1_102))
+    );
+    // A token revoked before it was seen gets its facts on its first (refused) call.
+    s.revoke("acme", "early").await.unwrap();
+    assert_eq!(
+        s.reserve(tok("acme", "early", Some(5)), 1_100)
+            .await
+            .unwrap(),
+        Reservation::Revoked
+    );
+    let u = s.usage("acme", "early").await.unwrap().unwrap();
+    assert_eq!(
+        (
+            u.calls_used,
+            u.max_calls,
+            u.expires_at,
+            u.issued_at,
+            u.revoked
+        ),
+        (0, Some(5), Some(10_000), Some(1_000), true)
+    );
+}
+
 macro_rules! conformance {
     ($backend:ident) => {
         mod $backend {
@@ -321,6 +371,10 @@ macro_rules! conformance {
             #[tokio::test]
             async fn reservation_records_the_token_facts() {
                 super::reservation_records_the_token_facts(&super::$backend().store).await
+            }
+            #[tokio::test]
+            async fn a_token_facts_follow_its_latest_claims() {
+                super::a_token_facts_follow_its_latest_claims(&super::$backend().store).await
             }
             #[tokio::test]
             async fn check_answers() {
