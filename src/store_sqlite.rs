@@ -165,9 +165,9 @@ impl SqliteStore {
                 while queue.blocking_recv_many(&mut batch, MAX_BATCH) > 0 {
                     // The first job's wake-up tends to run this thread at once, before the
                     // runtime has queued the other requests it is parsing, which left batches of
-                    // one. Yielding once lets a runtime thread on the same core go on until it has
-                    // nothing left to do (measured: batches of 1.7 jobs became about 60 under
-                    // load); on an idle or separate core it returns at once.
+                    // 1.7 jobs on average under load. Yielding once lets a runtime thread on the
+                    // same core go on until it waits or its time slice ends (batches of about 60
+                    // in the bench); on an idle or separate core it returns at once.
                     if batch.len() < MAX_BATCH {
                         std::thread::yield_now();
                         while batch.len() < MAX_BATCH {
