@@ -25,6 +25,10 @@ const READ_CHUNK: usize = 8 * 1024;
 /// Limits for chunked bodies besides the configured body size (RFC 9112 §7.1.1 extensions, §7.1.2
 /// trailers): enough for any real client, small enough that a hostile one cannot make us buffer.
 pub const MAX_CHUNK_EXT_BYTES: usize = 4096;
+/// Largest body read (and dropped) from a request the relay refuses or answers itself, so the
+/// connection can carry on. Anything larger closes the connection instead: an unauthenticated client
+/// must never make the relay buffer up to `max_body_bytes`.
+pub const MAX_DISCARD_BYTES: u64 = 64 * 1024;
 pub const MAX_TRAILER_BYTES: usize = 8192;
 
 /// The client side of a connection: the socket plus bytes read but not yet consumed.

@@ -10,7 +10,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use crate::admin;
 use crate::admin_http;
 use crate::app::App;
-use crate::conn::{Client, Next};
+use crate::conn::{Client, Next, MAX_DISCARD_BYTES};
 use crate::cors;
 use crate::error::Error;
 use crate::framing::{BodyFraming, RequestFraming};
@@ -49,10 +49,7 @@ pub(crate) async fn preflight<S: AsyncRead + AsyncWrite + Unpin>(
     framing: &RequestFraming,
     ctx: &Ctx,
 ) -> Done {
-    if let Err(e) = client
-        .read_body(framing.body, app.cfg.server.max_body_bytes)
-        .await
-    {
+    if let Err(e) = client.read_body(framing.body, MAX_DISCARD_BYTES).await {
         return reply_error(app, client, ctx, None, e, Some(true)).await;
     }
     let decision = cors::preflight(
@@ -92,10 +89,7 @@ pub(crate) async fn health<S: AsyncRead + AsyncWrite + Unpin>(
         .await;
     }
     if framing.body != BodyFraming::None {
-        if let Err(e) = client
-            .read_body(framing.body, app.cfg.server.max_body_bytes)
-            .await
-        {
+        if let Err(e) = client.read_body(framing.body, MAX_DISCARD_BYTES).await {
             return reply_error(app, client, ctx, None, e, Some(true)).await;
         }
     }

@@ -15,7 +15,7 @@ use tokio::time::Instant;
 
 use crate::app::App;
 use crate::chunked::{ChunkedDecoder, ChunkedLimits};
-use crate::conn::{Client, Next, MAX_CHUNK_EXT_BYTES, MAX_TRAILER_BYTES};
+use crate::conn::{Client, Next, MAX_CHUNK_EXT_BYTES, MAX_DISCARD_BYTES, MAX_TRAILER_BYTES};
 use crate::cors;
 use crate::endpoints;
 use crate::error::{Error, LimitScope};
@@ -971,11 +971,7 @@ pub(crate) async fn reply_error<S: AsyncRead + AsyncWrite + Unpin>(
     if let Some(f) = framing {
         if !close && body_read != Some(true) && f.body != BodyFraming::None {
             // A client waiting for 100-continue will not send the body: the exchange ends here.
-            close = f.expect_continue
-                || client
-                    .read_body(f.body, app.cfg.server.max_body_bytes)
-                    .await
-                    .is_err();
+            close = f.expect_continue || client.read_body(f.body, MAX_DISCARD_BYTES).await.is_err();
         }
     }
     app.metrics.rejection(e.reason());

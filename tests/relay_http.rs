@@ -293,3 +293,41 @@ async fn http10_gets_a_close_delimited_answer() {
     );
     assert!(text.contains("data: [DONE]"), "{text}");
 }
+
+#[tokio::test]
+async fn refused_requests_never_make_the_relay_buffer_a_large_body() {
+    let up = MockUpstream::start(false).await;
+    let mut cfg = test_config(&up);
+    // Longer than the harness's 15 s read wait: a relay that waited for the rest of the body would
+    // leave the client without an answer.
+    cfg["server"]["read_timeout"] = json!(60);
+    let relay = Relay::start(cfg);
+    // A small body of a refused request is read and dropped: the connection carries on.
+    let small =
+        "POST /relayapi/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}";
+    let mut s = TcpStream::connect(relay.addr).await.unwrap();
+    s.write_all(format!("{small}GET /health HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut buf = Vec::new();
+    assert_eq!(
+        read_response(&mut s, &mut buf, false).await.unwrap().status,
+        401
+    );
+    assert_eq!(
+        read_response(&mut s, &mut buf, false).await.unwrap().status,
+        200
+    );
+    // A large one (here 8 MiB announced, under max_body_bytes) is not read at all: answer, then close.
+    let big =
+        "POST /relayapi/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 8388608\r\n\r\n";
+    let mut s = TcpStream::connect(relay.addr).await.unwrap();
+    s.write_all(big.as_bytes()).await.unwrap();
+    s.write_all(&vec![b'a'; 128 * 1024]).await.unwrap();
+    let mut buf = Vec::new();
+    let r = read_response(&mut s, &mut buf, false).await.unwrap();
+    assert_eq!(r.status, 401);
+    assert_eq!(r.header("connection"), Some("close"));
+    assert!(closed_by_peer(&mut s).await);
+    assert_eq!(up.count(), 0);
+}
