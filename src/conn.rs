@@ -121,8 +121,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
         } else {
             Some(Instant::now() + self.read_timeout)
         };
+        // Bytes already searched for the end of the head. The parser is only run once a blank line may
+        // have arrived (or the size limit is reached, or the client is gone), so a client dripping a head
+        // byte by byte costs one pass over its bytes, not one parse per byte.
+        let mut scanned = 0;
         loop {
-            if !self.buf.is_empty() {
+            let ready = self.buf.len() > limits.max_head_bytes
+                || self.eof
+                || may_end_head(&self.buf, scanned);
+            scanned = self.buf.len();
+            if !self.buf.is_empty() && ready {
                 if let Some(head) = parse_request_head(&self.buf, limits)? {
                     return Ok(Some(head));
                 }
@@ -172,6 +180,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
     }
 }
 
+/// Could `buf` hold a complete head? True when the bytes from `from` on (with two bytes of overlap)
+/// contain a line break followed by an empty line (`\n\r\n`, or `\n\n`, which the parser then refuses).
+fn may_end_head(buf: &[u8], from: usize) -> bool {
+    let tail = &buf[from.saturating_sub(2).min(buf.len())..];
+    tail.windows(2).any(|w| w == b"\n\n") || tail.windows(3).any(|w| w == b"\n\r\n")
+}
+
 /// What the connection does after a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Next {
@@ -218,4 +233,30 @@ where
     }
     let _ = tokio::time::timeout(Duration::from_secs(1), client.io.shutdown()).await;
     app.stats.active_connections.fetch_sub(1, Ordering::Relaxed);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn head_end_detection_scans_only_new_bytes_with_overlap() {
+        let full = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+        // Fed one byte at a time, the end is seen exactly when the last byte arrives.
+        let mut seen_at = None;
+        let mut scanned = 0;
+        for n in 1..=full.len() {
+            if may_end_head(&full[..n], scanned) {
+                seen_at.get_or_insert(n);
+            }
+            scanned = n;
+        }
+        assert_eq!(seen_at, Some(full.len()));
+        assert!(!may_end_head(b"GET / HTTP/1.1\r\nHost: x\r\n", 0));
+        assert!(
+            may_end_head(b"GET / HTTP/1.1\nHost: x\n\n", 0),
+            "bare LF heads reach the parser, which refuses them"
+        );
+        assert!(!may_end_head(b"", 0));
+    }
 }

@@ -331,3 +331,28 @@ async fn refused_requests_never_make_the_relay_buffer_a_large_body() {
     assert!(closed_by_peer(&mut s).await);
     assert_eq!(up.count(), 0);
 }
+
+#[tokio::test]
+async fn a_head_dripped_byte_by_byte_is_served() {
+    let (_up, relay) = setup().await;
+    let mut s = TcpStream::connect(relay.addr).await.unwrap();
+    s.set_nodelay(true).unwrap();
+    for b in b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n" {
+        s.write_all(&[*b]).await.unwrap();
+    }
+    let mut buf = Vec::new();
+    assert_eq!(
+        read_response(&mut s, &mut buf, false).await.unwrap().status,
+        200
+    );
+    // Without the blank line the head is never complete: the size limit still ends it.
+    let mut s = TcpStream::connect(relay.addr).await.unwrap();
+    s.write_all(format!("GET /health HTTP/1.1\r\nX: {}", "a".repeat(20_000)).as_bytes())
+        .await
+        .unwrap();
+    let mut buf = Vec::new();
+    assert_eq!(
+        read_response(&mut s, &mut buf, false).await.unwrap().status,
+        431
+    );
+}
