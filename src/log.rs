@@ -189,10 +189,11 @@ pub fn redact_target(target: &[u8]) -> String {
     out
 }
 
+/// Anything containing the token prefix, plain or with its dot percent-encoded, in any case. (A byte
+/// slice of the text's start would panic on a multi-byte character, which lossy decoding produces.)
 fn looks_like_token(s: &str) -> bool {
-    s.len() >= TOKEN_PREFIX.len() && s[..TOKEN_PREFIX.len()].eq_ignore_ascii_case(TOKEN_PREFIX)
-        || s.to_ascii_lowercase().contains("rt1.")
-        || s.to_ascii_lowercase().contains("rt1%2e")
+    let lower = s.to_ascii_lowercase();
+    lower.contains(TOKEN_PREFIX) || lower.contains("rt1%2e")
 }
 
 #[cfg(test)]
@@ -216,6 +217,12 @@ mod tests {
         assert_eq!(redact_target(b"/a?q=RT1.zzz"), "/a?q=[token]");
         assert_eq!(redact_target(b"/a/xrt1%2Ezzz/b"), "/a/[token]/b");
         assert_eq!(redact_target(b"/health"), "/health");
+        // Multi-byte characters (and invalid UTF-8, decoded lossily) right at the start of a segment.
+        assert_eq!(redact_target("/ab€cd/x".as_bytes()), "/ab€cd/x");
+        assert_eq!(
+            redact_target(b"/\xff\xfe\xfdrt1.x?q=\xffz"),
+            "/[token]?q=\u{fffd}z"
+        );
     }
 
     #[test]
