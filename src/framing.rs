@@ -341,23 +341,7 @@ fn is_valid_host(v: &[u8]) -> bool {
                 i += 3;
                 continue;
             }
-            b if b.is_ascii_alphanumeric()
-                || matches!(
-                    b,
-                    b'-' | b'.'
-                        | b'_'
-                        | b'~'
-                        | b'!'
-                        | b'$'
-                        | b'&'
-                        | b'\''
-                        | b'('
-                        | b')'
-                        | b'*'
-                        | b'+'
-                        | b';'
-                        | b'='
-                ) => {}
+            b if b != b',' && crate::head::is_unreserved_or_sub_delim(b) => {}
             _ => return false,
         }
         i += 1;

@@ -437,8 +437,8 @@ fn check_target(method: &str, target: &str, limits: &HeadLimits) -> Result<(), H
     Ok(())
 }
 
-/// RFC 3986 pchar without pct-encoded: unreserved / sub-delims / ":" / "@".
-fn is_pchar(b: u8) -> bool {
+/// RFC 3986 unreserved / sub-delims: the characters a path segment and a host name share.
+pub(crate) fn is_unreserved_or_sub_delim(b: u8) -> bool {
     b.is_ascii_alphanumeric()
         || matches!(
             b,
@@ -456,9 +456,12 @@ fn is_pchar(b: u8) -> bool {
                 | b','
                 | b';'
                 | b'='
-                | b':'
-                | b'@'
         )
+}
+
+/// RFC 3986 pchar without pct-encoded: unreserved / sub-delims / ":" / "@".
+fn is_pchar(b: u8) -> bool {
+    is_unreserved_or_sub_delim(b) || b == b':' || b == b'@'
 }
 
 /// RFC 9110 §5.6.2: tchar, the characters of a token (field names, methods, transfer codings,
