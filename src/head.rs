@@ -460,7 +460,7 @@ pub(crate) fn is_unreserved_or_sub_delim(b: u8) -> bool {
 }
 
 /// RFC 3986 pchar without pct-encoded: unreserved / sub-delims / ":" / "@".
-fn is_pchar(b: u8) -> bool {
+pub(crate) fn is_pchar(b: u8) -> bool {
     is_unreserved_or_sub_delim(b) || b == b':' || b == b'@'
 }
 

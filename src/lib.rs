@@ -15,6 +15,7 @@ pub mod conn;
 pub mod cors;
 pub mod endpoints;
 pub mod error;
+pub mod forward_path;
 pub mod framing;
 pub mod head;
 pub mod limiter;
