@@ -58,12 +58,10 @@ fn check_segment(seg: &[u8]) -> Result<(), &'static str> {
                 };
                 match decoded {
                     Some(b) if safe_decoded(b) => i += 3,
-                    Some(_) => {
-                        return Err(
-                            "percent-escapes in the path must stand for a printable ASCII character \
+                    Some(_) => return Err(
+                        "percent-escapes in the path must stand for a printable ASCII character \
                              other than '%', '.', '/', '\\', ';', '?', '#' and space",
-                        )
-                    }
+                    ),
                     None => return Err("invalid percent-escape in the path"),
                 }
             }
@@ -116,7 +114,10 @@ mod tests {
             ("/../x", "dot-segment"),
             ("/a/./b", "dot-segment"),
             ("/a/../b", "dot-segment"),
-            ("/a/...", "dots only (trimmed to '..' by Windows-style servers)"),
+            (
+                "/a/...",
+                "dots only (trimmed to '..' by Windows-style servers)",
+            ),
             ("/a/..", "trailing dot-segment"),
             ("/a/%2e%2e/b", "encoded dot-segment"),
             ("/a/.%2E/b", "half-encoded dot-segment"),

@@ -18,8 +18,8 @@ use crate::chunked::{ChunkedDecoder, ChunkedLimits};
 use crate::conn::{Client, Next, MAX_CHUNK_EXT_BYTES, MAX_DISCARD_BYTES, MAX_TRAILER_BYTES};
 use crate::cors;
 use crate::endpoints;
-use crate::forward_path;
 use crate::error::{Error, LimitScope};
+use crate::forward_path;
 use crate::framing::{
     request_framing, response_framing, BodyFraming, RequestFraming, ResponseBody,
 };
