@@ -75,6 +75,10 @@ pub struct ServerConfig {
     pub max_uri_bytes: usize,
     pub max_body_bytes: u64,
     pub max_connections: usize,
+    /// Connections one client address (IPv6: one /64) may hold open at once; peers in
+    /// `trusted_proxies` are exempt. Enough for an office behind one NAT address, where every browser
+    /// opens up to 6 connections per host.
+    pub max_connections_per_ip: usize,
     /// Seconds in-flight requests get to finish after SIGTERM/SIGINT.
     pub shutdown_grace: u64,
     /// The path prefix of relay URLs (must match the `.rai` files' `server.base_path`).
@@ -94,6 +98,7 @@ impl Default for ServerConfig {
             max_uri_bytes: 8 * 1024,
             max_body_bytes: 32 * 1024 * 1024,
             max_connections: 4096,
+            max_connections_per_ip: 128,
             shutdown_grace: 30,
             base_path: "/relayapi/".into(),
         }
@@ -550,6 +555,14 @@ impl Config {
             return Err(err(
                 "server.max_connections",
                 "expected a count from 1 to 1000000",
+            ));
+        }
+        // Above max_connections it simply never applies; that is allowed, so a small max_connections
+        // needs no second edit.
+        if s.max_connections_per_ip == 0 || s.max_connections_per_ip > 1_000_000 {
+            return Err(err(
+                "server.max_connections_per_ip",
+                "expected a count from 1 to 1000000 (e.g. 128: an office behind one NAT address, 6 connections per browser)",
             ));
         }
         if !valid_base_path(&s.base_path) {

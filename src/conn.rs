@@ -13,6 +13,7 @@ use tokio::time::Instant;
 
 use crate::app::App;
 use crate::chunked::{ChunkedDecoder, ChunkedLimits};
+use crate::conn_limit::{Reclaim, RECLAIM_AFTER_IDLE};
 use crate::error::Error;
 use crate::framing::BodyFraming;
 use crate::head::{parse_request_head, HeadLimits, RequestHead};
@@ -109,13 +110,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
     /// given, the relay is shutting down) between requests, which is a normal end of the connection.
     /// Before the first byte `idle` applies; once a head has started it must complete within
     /// `read_timeout` in total, so a client dribbling bytes cannot hold the connection (slowloris).
+    /// While nothing is buffered, a `reclaim` signal (connection slots running short) also ends the
+    /// connection, once it has waited [`RECLAIM_AFTER_IDLE`].
     pub async fn read_head(
         &mut self,
         limits: &HeadLimits,
         idle: Duration,
         mut shutdown: Option<&mut ShutdownWatch>,
+        reclaim: &mut Reclaim,
     ) -> Result<Option<RequestHead>, Error> {
-        let idle_deadline = Instant::now() + idle;
+        let idle_since = Instant::now();
+        let idle_deadline = idle_since + idle;
         let mut head_deadline = if self.buf.is_empty() {
             None
         } else {
@@ -128,7 +133,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
         loop {
             let ready = self.buf.len() > limits.max_head_bytes
                 || self.eof
-                || may_end_head(&self.buf, scanned);
+                || may_end_head(&self.buf, scanned)
+                || open_target_too_long(&self.buf, limits.max_uri_bytes);
             scanned = self.buf.len();
             if !self.buf.is_empty() && ready {
                 if let Some(head) = parse_request_head(&self.buf, limits)? {
@@ -143,14 +149,24 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
                 };
             }
             let deadline = head_deadline.unwrap_or(idle_deadline);
-            let n = match shutdown.as_deref_mut() {
-                Some(sd) if self.buf.is_empty() => {
-                    tokio::select! {
-                        r = self.read_more(deadline) => r,
-                        _ = sd.wait() => return Ok(None),
+            let n = if self.buf.is_empty() {
+                let shutting_down = async {
+                    match shutdown.as_deref_mut() {
+                        Some(sd) => sd.wait().await,
+                        None => std::future::pending().await,
                     }
+                };
+                let reclaimed = async {
+                    reclaim.wanted().await;
+                    tokio::time::sleep_until(idle_since + RECLAIM_AFTER_IDLE).await;
+                };
+                tokio::select! {
+                    r = self.read_more(deadline) => r,
+                    _ = shutting_down => return Ok(None),
+                    _ = reclaimed => return Ok(None),
                 }
-                _ => self.read_more(deadline).await,
+            } else {
+                self.read_more(deadline).await
             };
             match n {
                 Ok(0) => {}
@@ -187,6 +203,31 @@ fn may_end_head(buf: &[u8], from: usize) -> bool {
     tail.windows(2).any(|w| w == b"\n\n") || tail.windows(3).any(|w| w == b"\n\r\n")
 }
 
+/// Is the request-line still open (no line end yet) with more bytes after its first SP than a
+/// request-target may have? Then the parser can answer 414 at once instead of waiting for a blank
+/// line or `max_header_bytes`. Leading empty lines (RFC 9112 §2.2) are skipped; the method before the
+/// first SP does not count.
+fn open_target_too_long(buf: &[u8], max_uri_bytes: usize) -> bool {
+    let mut line = buf;
+    while let Some(rest) = line.strip_prefix(b"\r\n") {
+        line = rest;
+    }
+    if line.len() <= max_uri_bytes || line.contains(&b'\n') {
+        return false;
+    }
+    match line.iter().position(|&b| b == b' ') {
+        Some(sp) => {
+            let target = &line[sp + 1..];
+            let end = target
+                .iter()
+                .position(|&b| b == b' ')
+                .unwrap_or(target.len());
+            end > max_uri_bytes
+        }
+        None => false,
+    }
+}
+
 /// What the connection does after a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Next {
@@ -194,8 +235,14 @@ pub enum Next {
     Close,
 }
 
-pub async fn serve<S>(app: Arc<App>, io: S, peer: SocketAddr, mut shutdown: ShutdownWatch)
-where
+/// Serve one connection until it closes, the relay shuts down, or `reclaim` takes it back while idle.
+pub async fn serve<S>(
+    app: Arc<App>,
+    io: S,
+    peer: SocketAddr,
+    mut shutdown: ShutdownWatch,
+    mut reclaim: Reclaim,
+) where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
     app.stats.active_connections.fetch_add(1, Ordering::Relaxed);
@@ -215,7 +262,12 @@ where
     };
     loop {
         let head = match client
-            .read_head(&limits, server.idle_timeout(), Some(&mut shutdown))
+            .read_head(
+                &limits,
+                server.idle_timeout(),
+                Some(&mut shutdown),
+                &mut reclaim,
+            )
             .await
         {
             Ok(Some(h)) => h,
@@ -238,6 +290,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::head::HeadError;
 
     #[test]
     fn head_end_detection_scans_only_new_bytes_with_overlap() {
@@ -258,5 +311,39 @@ mod tests {
             "bare LF heads reach the parser, which refuses them"
         );
         assert!(!may_end_head(b"", 0));
+    }
+
+    /// Issue 9, finding 13: a 9,000-byte target without a line end used to wait for `read_timeout`.
+    #[test]
+    fn an_open_target_over_the_limit_is_seen_at_the_first_byte_past_it() {
+        let limits = HeadLimits {
+            max_head_bytes: 16 * 1024,
+            max_headers: 100,
+            max_uri_bytes: 64,
+        };
+        let target = format!("/{}", "a".repeat(200));
+        for lead in ["", "\r\n", "\r\n\r\n"] {
+            let raw = format!("{lead}POST {target} HTTP/1.1\r\nHost: h\r\n\r\n");
+            let target_start = lead.len() + "POST ".len();
+            // Fed one byte at a time, the check fires exactly when the 65th target byte arrives, and
+            // the parser then answers 414 for that same prefix.
+            let fired_at = (1..=raw.len())
+                .find(|&n| open_target_too_long(&raw.as_bytes()[..n], 64))
+                .expect("fires");
+            assert_eq!(fired_at, target_start + 65, "{lead:?}");
+            assert_eq!(
+                parse_request_head(&raw.as_bytes()[..fired_at], &limits),
+                Err(HeadError::UriTooLong)
+            );
+        }
+        // A target within the limit, however long the rest of the line, never fires the check: the
+        // blank line or max_header_bytes decides those as before.
+        let ok = format!("GET /{} HTTP/1.1{}", "a".repeat(63), "x".repeat(300));
+        assert!((1..=ok.len()).all(|n| !open_target_too_long(&ok.as_bytes()[..n], 64)));
+        let long_method = format!("{} /a", "M".repeat(300));
+        assert!(!open_target_too_long(long_method.as_bytes(), 64));
+        // Once the request-line has ended, the head parser's own limits apply.
+        let ended = format!("GET /a HTTP/1.1\r\nX: {}", "b".repeat(300));
+        assert!(!open_target_too_long(ended.as_bytes(), 64));
     }
 }

@@ -46,6 +46,8 @@ pub enum Error {
     ExpectationFailed,
     NotImplemented(&'static str),
     RequestTimeout,
+    /// The client's address already holds `server.max_connections_per_ip` connections.
+    TooManyConnections,
     NotFound,
     MethodNotAllowed,
     // The token and its limits.
@@ -100,6 +102,7 @@ impl Error {
             ExpectationFailed => 417,
             NotImplemented(_) => 501,
             RequestTimeout => 408,
+            TooManyConnections => 429,
             NotFound => 404,
             MethodNotAllowed => 405,
             InvalidToken
@@ -130,6 +133,7 @@ impl Error {
             ExpectationFailed => "expectation_failed",
             NotImplemented(_) => "not_implemented",
             RequestTimeout => "request_timeout",
+            TooManyConnections => "too_many_connections",
             NotFound => "not_found",
             MethodNotAllowed => "method_not_allowed",
             InvalidToken => "invalid_token",
@@ -178,7 +182,7 @@ impl Error {
             | TokenRevoked
             | InvalidAdminSignature => "authentication_error",
             TokenExhausted => "insufficient_quota",
-            RateLimited(..) | TooManyConcurrent => "rate_limit_error",
+            RateLimited(..) | TooManyConcurrent | TooManyConnections => "rate_limit_error",
             ModelNotAllowed | EndpointNotAllowed | OriginNotAllowed | IpNotAllowed
             | MaxTokensExceeded => "permission_error",
             UpstreamConnect | UpstreamTls | UpstreamTimeout | UpstreamProtocol => "upstream_error",
@@ -198,6 +202,9 @@ impl Error {
             ExpectationFailed => "Only `Expect: 100-continue` is supported.".into(),
             NotImplemented(why) => format!("Not implemented: {why}."),
             RequestTimeout => "The request was not received in time.".into(),
+            TooManyConnections => {
+                "Too many open connections from your address; close idle ones and retry.".into()
+            }
             NotFound => {
                 "Not found. Relay URLs look like {base_path}{token}/... (see the README).".into()
             }
@@ -263,7 +270,9 @@ impl Error {
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
             Error::RateLimited(_, d) => Some(*d),
-            Error::ShuttingDown | Error::StoreUnavailable => Some(Duration::from_secs(1)),
+            Error::ShuttingDown | Error::StoreUnavailable | Error::TooManyConnections => {
+                Some(Duration::from_secs(1))
+            }
             _ => None,
         }
     }
@@ -281,6 +290,7 @@ impl Error {
                 | ExpectationFailed
                 | NotImplemented(_)
                 | RequestTimeout
+                | TooManyConnections
                 | ShuttingDown
         )
     }

@@ -12,6 +12,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod conn;
+pub mod conn_limit;
 pub mod cors;
 pub mod endpoints;
 pub mod error;

@@ -22,6 +22,7 @@ use tokio::time::Instant;
 
 use crate::app::App;
 use crate::conn::Client;
+use crate::conn_limit::Reclaim;
 use crate::error::Error;
 use crate::framing::request_framing;
 use crate::head::{HeadLimits, RequestHead};
@@ -139,7 +140,10 @@ where
         max_headers: server.max_headers,
         max_uri_bytes: server.max_uri_bytes,
     };
-    let head = match client.read_head(&limits, server.idle_timeout(), None).await {
+    let head = match client
+        .read_head(&limits, server.idle_timeout(), None, &mut Reclaim::never())
+        .await
+    {
         Ok(Some(h)) => h,
         Ok(None) => return,
         Err(e) => {

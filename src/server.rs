@@ -2,7 +2,8 @@
 //! most `max_connections` sockets are ever open), back-off when `accept` fails (e.g. out of file
 //! descriptors), one task per connection, and a drain on shutdown. With `tls` set, each connection's
 //! task first runs the TLS handshake (bounded by `tls.handshake_timeout`, so a stalled client holds its
-//! permit no longer than that). HTTP lives in `conn.rs`, TLS in `tls.rs`.
+//! permit no longer than that). A connection over its address's share (`conn_limit.rs`) is closed at
+//! once with a one-shot 429 written without waiting. HTTP lives in `conn.rs`, TLS in `tls.rs`.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -10,11 +11,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::json;
-use tokio::net::{TcpListener, TcpSocket};
-use tokio::sync::Semaphore;
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 
-use crate::app::App;
+use crate::app::{App, Sampler};
 use crate::conn;
+use crate::conn_limit::{ConnLimits, Reclaim};
+use crate::error::Error;
+use crate::respond::Response;
 use crate::shutdown::{Shutdown, ShutdownWatch};
 use crate::tls::ServerTls;
 
@@ -25,6 +28,9 @@ const LISTEN_BACKLOG: u32 = 4096;
 const MAX_ACCEPT_BACKOFF: Duration = Duration::from_secs(1);
 /// How often idle upstream connections past their idle timeout are closed.
 const POOL_SWEEP_EVERY: Duration = Duration::from_secs(15);
+/// Log lines per second about connections refused by the per-address cap: a client opening thousands
+/// of connections must not turn into thousands of log lines (the metrics count every one).
+const REFUSED_LOG_LINES_PER_SEC: u64 = 2;
 
 /// Bind the listening socket.
 pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
@@ -48,7 +54,12 @@ pub async fn run(
     stop: impl Future<Output = ()>,
 ) {
     let shutdown = Shutdown::new();
-    let permits = Arc::new(Semaphore::new(app.cfg.server.max_connections));
+    let limits = ConnLimits::new(
+        app.cfg.server.max_connections,
+        app.cfg.server.max_connections_per_ip,
+        app.trusted_proxies.clone(),
+    );
+    let refused_log = Sampler::new(REFUSED_LOG_LINES_PER_SEC);
     let sweeper = {
         let app = app.clone();
         tokio::spawn(async move {
@@ -63,7 +74,7 @@ pub async fn run(
     let mut backoff = Duration::from_millis(5);
     loop {
         let permit = tokio::select! {
-            p = permits.clone().acquire_owned() => p.expect("the semaphore is never closed"),
+            p = limits.permit() => p,
             _ = &mut stop => break,
         };
         let accepted = tokio::select! {
@@ -85,17 +96,25 @@ pub async fn run(
                 continue;
             }
         };
+        let slot = match limits.admit(permit, peer.ip()) {
+            Ok(slot) => slot,
+            Err(_) => {
+                refuse(&app, &refused_log, &stream, peer, tls.is_some());
+                continue;
+            }
+        };
         // Small writes (SSE events) must leave at once, not wait for Nagle.
         stream.set_nodelay(true).ok();
         let app = app.clone();
         let watch = shutdown.watcher();
         let tls = tls.clone();
+        let reclaim = limits.reclaim();
         tokio::spawn(async move {
             match tls {
-                None => conn::serve(app, stream, peer, watch).await,
-                Some(tls) => serve_tls(app, &tls, stream, peer, watch).await,
+                None => conn::serve(app, stream, peer, watch, reclaim).await,
+                Some(tls) => serve_tls(app, &tls, stream, peer, watch, reclaim).await,
             }
-            drop(permit);
+            drop(slot);
         });
     }
     drop(listener);
@@ -112,9 +131,10 @@ pub async fn run(
 async fn serve_tls(
     app: Arc<App>,
     tls: &ServerTls,
-    stream: tokio::net::TcpStream,
+    stream: TcpStream,
     peer: SocketAddr,
     mut watch: ShutdownWatch,
+    reclaim: Reclaim,
 ) {
     let accepted = tokio::select! {
         a = tls.accept(stream) => a,
@@ -122,6 +142,25 @@ async fn serve_tls(
         _ = watch.wait() => return,
     };
     if let Ok(io) = accepted {
-        conn::serve(app, io, peer, watch).await;
+        conn::serve(app, io, peer, watch, reclaim).await;
+    }
+}
+
+/// Close a connection over its address's share. On plain HTTP a short 429 goes out if the socket
+/// takes it at once (`try_write`: never waits, never buffers); on HTTPS nothing can be said before a
+/// handshake, so the socket just closes.
+fn refuse(app: &App, log_sampler: &Sampler, stream: &TcpStream, peer: SocketAddr, tls: bool) {
+    let e = Error::TooManyConnections;
+    app.metrics.rejection(e.reason());
+    if !tls {
+        let mut r = Response::error(&e);
+        r.close = true;
+        let _ = stream.try_write(&r.encode(false));
+    }
+    if log_sampler.admit(app.clock.unix_now()) {
+        app.log.warn(
+            "connection refused: per-address connection cap reached",
+            json!({"ip": peer.ip().to_string(), "max_connections_per_ip": app.cfg.server.max_connections_per_ip}),
+        );
     }
 }
