@@ -331,9 +331,12 @@ pub struct Relay {
 }
 
 /// A config for tests: port 0, limiters off unless a test sets them, fast timeouts, in-memory usage.
+/// Most tests stand for many clients on 127.0.0.1, so the per-address connection cap is lifted to
+/// `max_connections` unless a test is about it.
 pub fn test_config(upstream: &MockUpstream) -> Value {
     json!({
-        "server": {"host": "127.0.0.1", "port": 0, "read_timeout": 5, "idle_timeout": 5, "shutdown_grace": 5},
+        "server": {"host": "127.0.0.1", "port": 0, "read_timeout": 5, "idle_timeout": 5, "shutdown_grace": 5,
+                   "max_connections_per_ip": 4096},
         "rate_limit": {"requests_per_second": 0, "burst": 0, "ip_limit": {"requests_per_second": 0, "burst": 0}},
         "providers": {
             "openai": {"base_url": upstream.base_url("/v1")},
