@@ -168,9 +168,14 @@ impl Default for TokenConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProviderOverride {
-    pub base_url: String,
+    /// Required for new providers and `azure`; a built-in keeps its own base URL when absent.
+    pub base_url: Option<String>,
     /// Required for new providers; for built-in ones the built-in auth style is kept when absent.
     pub auth: Option<String>,
+    /// Request headers forwarded to this provider besides its family's allow-list
+    /// (`forward_headers.rs`) and `upstream.forward_headers`.
+    #[serde(default)]
+    pub forward_headers: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -195,6 +200,9 @@ pub struct UpstreamConfig {
     pub extra_ca_file: Option<PathBuf>,
     /// Base URLs a token's `url` claim may name.
     pub allowed_base_urls: Vec<String>,
+    /// Request headers forwarded to every provider besides the families' allow-lists
+    /// (`forward_headers.rs`); lower-case names.
+    pub forward_headers: Vec<String>,
 }
 
 impl Default for UpstreamConfig {
@@ -208,6 +216,7 @@ impl Default for UpstreamConfig {
             pool_max_idle_per_host: 64,
             extra_ca_file: None,
             allowed_base_urls: Vec::new(),
+            forward_headers: Vec::new(),
         }
     }
 }
@@ -609,8 +618,27 @@ impl Config {
                     "expected a provider name of 1 to 32 characters from a-z, 0-9, '_' and '-'",
                 ));
             }
-            if let Err(problem) = crate::provider::parse_base_url(&p.base_url) {
-                return Err(err(&format!("providers.{name}.base_url"), &problem));
+            match &p.base_url {
+                Some(u) => {
+                    if let Err(problem) = crate::provider::parse_base_url(u) {
+                        return Err(err(&format!("providers.{name}.base_url"), &problem));
+                    }
+                }
+                None if crate::provider::builtin(name).is_none() => {
+                    return Err(err(
+                        &format!("providers.{name}.base_url"),
+                        "is required for a provider that is not built in (and for azure), e.g. \"https://api.example.com/v1\"",
+                    ));
+                }
+                None => {}
+            }
+            for (i, h) in p.forward_headers.iter().enumerate() {
+                if let Err(problem) = crate::forward_headers::check_name(h) {
+                    return Err(err(
+                        &format!("providers.{name}.forward_headers[{i}]"),
+                        problem,
+                    ));
+                }
             }
             match &p.auth {
                 Some(a) if crate::provider::AuthStyle::parse(a).is_none() => {
@@ -656,6 +684,11 @@ impl Config {
                 Err(problem) => {
                     return Err(err(&format!("upstream.allowed_base_urls[{i}]"), &problem))
                 }
+            }
+        }
+        for (i, h) in self.upstream.forward_headers.iter().enumerate() {
+            if let Err(problem) = crate::forward_headers::check_name(h) {
+                return Err(err(&format!("upstream.forward_headers[{i}]"), problem));
             }
         }
         if self.upstream.pool_max_idle_per_host > 10_000 {
@@ -869,6 +902,22 @@ mod tests {
                 "upstream.allowed_base_urls[0]",
             ),
             (r#"{"store": {"type": "etcd"}}"#, "store.type"),
+            (
+                r#"{"upstream": {"forward_headers": ["x-title", "Transfer_Encoding"]}}"#,
+                "upstream.forward_headers[1]",
+            ),
+            (
+                r#"{"upstream": {"forward_headers": ["authorization"]}}"#,
+                "upstream.forward_headers[0]",
+            ),
+            (
+                r#"{"providers": {"openrouter": {"forward_headers": ["content-length"]}}}"#,
+                "providers.openrouter.forward_headers[0]",
+            ),
+            (
+                r#"{"providers": {"azure": {"forward_headers": ["x-title"]}}}"#,
+                "providers.azure.base_url",
+            ),
         ] {
             let e = parse(text).unwrap_err();
             assert_eq!(e.field, field, "{text}: {e}");

@@ -16,6 +16,7 @@ pub mod conn_limit;
 pub mod cors;
 pub mod endpoints;
 pub mod error;
+pub mod forward_headers;
 pub mod forward_path;
 pub mod framing;
 pub mod head;

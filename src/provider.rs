@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::config::Config;
+use crate::forward_headers::{Family, ForwardHeaders};
 
 /// How a provider expects its API key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -248,12 +249,13 @@ pub fn builtin(name: &str) -> Option<&'static Builtin> {
     BUILTINS.iter().find(|b| b.name == name)
 }
 
-/// A resolved provider: where to send and how to authenticate.
+/// A resolved provider: where to send, how to authenticate and which client headers to pass on.
 #[derive(Debug, Clone)]
 pub struct Provider {
     pub name: String,
     pub base: BaseUrl,
     pub auth: AuthStyle,
+    pub headers: ForwardHeaders,
 }
 
 /// The registry in force: built-ins with `config.json` overrides applied.
@@ -263,11 +265,19 @@ pub struct Registry {
     /// Auth styles for providers that exist only through a base URL (Azure) or a `url` claim.
     auth_only: BTreeMap<String, AuthStyle>,
     allowed_base_urls: Vec<BaseUrl>,
+    /// `upstream.forward_headers`: what providers without their own list forward besides the family's.
+    extra_headers: Arc<[Box<str>]>,
 }
 
 impl Registry {
     /// Build from a validated config (validation already checked every URL and auth style).
     pub fn from_config(cfg: &Config) -> Registry {
+        let extra_headers: Arc<[Box<str>]> = cfg
+            .upstream
+            .forward_headers
+            .iter()
+            .map(|h| Box::from(h.as_str()))
+            .collect();
         let mut providers = BTreeMap::new();
         for b in BUILTINS {
             let base = parse_base_url(b.base_url).expect("built-in base URLs are valid");
@@ -277,6 +287,7 @@ impl Registry {
                     name: b.name.into(),
                     base,
                     auth: b.auth,
+                    headers: ForwardHeaders::new(Family::of(b.auth), extra_headers.clone()),
                 }),
             );
         }
@@ -290,13 +301,26 @@ impl Registry {
                 .or_else(|| builtin(name).map(|b| b.auth))
                 .or_else(|| auth_only.get(name).copied())
                 .unwrap_or(AuthStyle::Bearer);
-            let base = parse_base_url(&o.base_url).expect("validated at load time");
+            let base = match (&o.base_url, builtin(name)) {
+                (Some(u), _) => parse_base_url(u),
+                (None, Some(b)) => parse_base_url(b.base_url),
+                (None, None) => Err(String::new()),
+            }
+            .expect("validated at load time");
+            let extra = if o.forward_headers.is_empty() {
+                extra_headers.clone()
+            } else {
+                let mut all: Vec<Box<str>> = extra_headers.to_vec();
+                all.extend(o.forward_headers.iter().map(|h| Box::from(h.as_str())));
+                all.into()
+            };
             providers.insert(
                 name.clone(),
                 Arc::new(Provider {
                     name: name.clone(),
                     base,
                     auth,
+                    headers: ForwardHeaders::new(Family::of(auth), extra),
                 }),
             );
         }
@@ -310,6 +334,7 @@ impl Registry {
             providers,
             auth_only,
             allowed_base_urls,
+            extra_headers,
         }
     }
 
@@ -327,14 +352,20 @@ impl Registry {
                 if !self.allowed_base_urls.contains(&base) {
                     return None;
                 }
-                let auth = self
-                    .get(name)
-                    .map(|p| p.auth)
-                    .or_else(|| self.auth_only.get(name).copied())?;
+                let (auth, headers) = match self.get(name) {
+                    Some(p) => (p.auth, p.headers.clone()),
+                    None => {
+                        let auth = self.auth_only.get(name).copied()?;
+                        let headers =
+                            ForwardHeaders::new(Family::of(auth), self.extra_headers.clone());
+                        (auth, headers)
+                    }
+                };
                 Some(Arc::new(Provider {
                     name: name.to_string(),
                     base,
                     auth,
+                    headers,
                 }))
             }
         }
@@ -429,5 +460,30 @@ mod tests {
             .resolve("openai", Some("https://eu.proxy.example/v1"))
             .unwrap();
         assert_eq!(p.base.host, "eu.proxy.example");
+    }
+
+    #[test]
+    fn forwarded_header_additions_per_provider() {
+        let cfg = crate::config::parse_config(
+            r#"{"providers": {"openrouter": {"forward_headers": ["x-title", "http-referer"]},
+                              "corp": {"base_url": "https://llm.corp.example", "auth": "x-api-key"}},
+                "upstream": {"forward_headers": ["traceparent"],
+                             "allowed_base_urls": ["https://eu.proxy.example/v1"]}}"#,
+            std::path::Path::new("config.json"),
+        )
+        .unwrap();
+        let r = Registry::from_config(&cfg);
+        // A built-in named only for its header list keeps its own base URL.
+        let or = r.get("openrouter").unwrap();
+        assert_eq!(or.base.host, "openrouter.ai");
+        assert!(or.headers.allows("x-title") && or.headers.allows("traceparent"));
+        let openai = r.get("openai").unwrap();
+        assert!(openai.headers.allows("traceparent") && !openai.headers.allows("x-title"));
+        // An x-api-key provider speaks Anthropic's headers.
+        assert!(r.get("corp").unwrap().headers.allows("anthropic-version"));
+        let via_claim = r
+            .resolve("azure", Some("https://eu.proxy.example/v1"))
+            .unwrap();
+        assert!(via_claim.headers.allows("traceparent") && via_claim.headers.allows("openai-beta"));
     }
 }

@@ -23,7 +23,7 @@ use crate::forward_path;
 use crate::framing::{
     request_framing, response_framing, BodyFraming, RequestFraming, ResponseBody,
 };
-use crate::head::{parse_response_head, HeadLimits, RequestHead, ResponseHead, Version};
+use crate::head::{parse_response_head, trim_ows, HeadLimits, RequestHead, ResponseHead, Version};
 use crate::limiter::client_key;
 use crate::log::{redact_target, AccessLine};
 use crate::policy;
@@ -42,36 +42,6 @@ const UPSTREAM_READ: usize = 8 * 1024;
 const MAX_RESPONSE_HEAD: usize = 64 * 1024;
 /// How much pipelined input we accept from the client while its previous request is in flight.
 const MAX_PIPELINED: usize = 64 * 1024;
-
-/// Request headers never forwarded upstream. Hop-by-hop fields (RFC 9110 §7.6.1) belong to our hop;
-/// credentials and cookies belong to the client, and the token must never reach the provider; framing
-/// fields are rewritten by us; `origin`/`referer` and forwarding fields would tell the provider about the
-/// end user's page and address.
-const DROP_REQUEST_HEADERS: &[&str] = &[
-    "host",
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-    "content-length",
-    "expect",
-    "authorization",
-    "proxy-authorization",
-    "x-api-key",
-    "x-goog-api-key",
-    "api-key",
-    "cookie",
-    "origin",
-    "referer",
-    "forwarded",
-    "x-forwarded-for",
-    "x-forwarded-host",
-    "x-forwarded-proto",
-    "x-real-ip",
-];
 
 /// Response headers never passed back: hop-by-hop, framing (we set our own), anything credential-like,
 /// cookies for the provider's domain, and CORS/HSTS/alt-svc policy that belongs to the relay's operator.
@@ -560,16 +530,19 @@ fn build_upstream_request(
         loc.query,
         provider.base.authority()
     );
-    // Fields the client listed in `Connection` are hop-by-hop too (RFC 9110 §7.6.1).
-    let listed: Vec<String> = head
+    // Client fields pass by the provider's allow-list (`forward_headers.rs`). Fields the client listed
+    // in `Connection` are hop-by-hop too (RFC 9110 §7.6.1), even when allowed; `close` and
+    // `keep-alive` name no field, so the usual request skips that scan.
+    let lists_fields = head
         .headers_named("connection")
-        .filter_map(|v| std::str::from_utf8(v).ok())
-        .flat_map(|v| v.split(','))
-        .map(|t| t.trim().to_ascii_lowercase())
-        .collect();
+        .flat_map(|v| v.split(|&b| b == b','))
+        .map(trim_ows)
+        .any(|t| !t.eq_ignore_ascii_case(b"close") && !t.eq_ignore_ascii_case(b"keep-alive"));
     let mut has_anthropic_version = false;
     for h in &head.headers {
-        if DROP_REQUEST_HEADERS.contains(&h.name.as_str()) || listed.contains(&h.name) {
+        if !provider.headers.allows(&h.name)
+            || (lists_fields && listed_in_connection(head, &h.name))
+        {
             continue;
         }
         has_anthropic_version |= h.name == "anthropic-version";
@@ -578,6 +551,9 @@ fn build_upstream_request(
         out.extend_from_slice(&h.value);
         out.extend_from_slice(b"\r\n");
     }
+    // Answers come uncompressed: an error answer must be readable to be checked for the key, and the
+    // client's codings cannot be trusted to be ones the relay can read.
+    out.extend_from_slice(b"accept-encoding: identity\r\n");
     if !body.is_empty() || matches!(head.method.as_str(), "POST" | "PUT" | "PATCH") {
         let _ = write!(out, "content-length: {}\r\n", body.len());
     }
@@ -589,6 +565,13 @@ fn build_upstream_request(
     let _ = write!(out, "{name}: {value}\r\n\r\n");
     out.extend_from_slice(body);
     out
+}
+
+/// Whether the client's `Connection` fields name `name` (RFC 9110 §7.6.1).
+fn listed_in_connection(head: &RequestHead, name: &str) -> bool {
+    head.headers_named("connection")
+        .flat_map(|v| v.split(|&b| b == b','))
+        .any(|t| trim_ows(t).eq_ignore_ascii_case(name.as_bytes()))
 }
 
 /// Send the request on `conn` and stream the answer to the client; the connection goes back to the pool

@@ -344,7 +344,10 @@ pub fn test_config(upstream: &MockUpstream) -> Value {
             "gemini": {"base_url": upstream.base_url("")},
             "azure": {"base_url": upstream.base_url("/openai")},
         },
-        "upstream": {"extra_ca_file": format!("{CERTS}/ca.pem"), "response_header_timeout": 10, "read_idle_timeout": 10},
+        "upstream": {"extra_ca_file": format!("{CERTS}/ca.pem"), "response_header_timeout": 10, "read_idle_timeout": 10,
+                     // The mock's test switch is not a provider header: forwarding it is the operator's
+                     // choice (`forward_headers.rs`), made here.
+                     "forward_headers": ["x-test-gated"]},
         // Counters in memory unless a test is about a store (the default is a sqlite file).
         "store": {"type": "memory"},
     })
