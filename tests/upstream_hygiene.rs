@@ -88,7 +88,8 @@ async fn issue9_request_headers_are_forwarded_by_allow_list() {
     cfg["providers"]["openai"]["forward_headers"] = serde_json::json!(["x-title"]);
     let relay = Relay::start(cfg);
     // (provider, path, headers its official SDK sends)
-    let cases: &[(&str, &str, &[(&str, &str)])] = &[
+    type Case<'a> = (&'a str, &'a str, &'a [(&'a str, &'a str)]);
+    let cases: &[Case] = &[
         (
             "openai",
             "/chat/completions",
