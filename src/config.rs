@@ -176,6 +176,9 @@ pub struct ProviderOverride {
     /// (`forward_headers.rs`) and `upstream.forward_headers`.
     #[serde(default)]
     pub forward_headers: Vec<String>,
+    /// The API the provider speaks (`provider::ApiFamily`), which decides how token limits on models
+    /// and output are enforced. Built-ins keep their own; new providers default to the auth style's API.
+    pub family: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -657,6 +660,17 @@ impl Config {
                 }
                 _ => {}
             }
+            if let Some(f) = &p.family {
+                if crate::provider::ApiFamily::parse(f).is_none() {
+                    return Err(err(
+                        &format!("providers.{name}.family"),
+                        &format!(
+                            "expected {} (the API the provider speaks; it decides how token limits on models and max tokens are enforced)",
+                            crate::provider::ApiFamily::NAMES
+                        ),
+                    ));
+                }
+            }
         }
         for (name, src) in &self.api_keys {
             if name.is_empty() || name.len() > 64 {
@@ -884,6 +898,10 @@ mod tests {
             (
                 r#"{"providers": {"openai": {"base_url": "ftp://x"}}}"#,
                 "providers.openai.base_url",
+            ),
+            (
+                r#"{"providers": {"openai": {"base_url": "https://x.example", "family": "OpenAI"}}}"#,
+                "providers.openai.family",
             ),
             (
                 r#"{"providers": {"Bad Name": {"base_url": "https://x.example", "auth": "bearer"}}}"#,

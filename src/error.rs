@@ -66,6 +66,15 @@ pub enum Error {
     OriginNotAllowed,
     IpNotAllowed,
     MaxTokensExceeded,
+    /// A token limit needs to read the body, and the body cannot be read: not UTF-8, not JSON, not an
+    /// object, nested too deep, or an unpaired surrogate escape in a member the limit reads.
+    InvalidBody(&'static str),
+    /// A member a token limit reads has the wrong kind of value: (member, what it must be).
+    InvalidMember(&'static str, &'static str),
+    /// A member a token limit reads appears more than once (after unescaping its name).
+    DuplicateMember(&'static str),
+    /// The token carries a limit (named here) that the relay cannot enforce on this provider or endpoint.
+    LimitNotEnforceable(&'static str),
     InvalidAdminSignature,
     // The provider.
     UpstreamConnect,
@@ -112,9 +121,13 @@ impl Error {
             | TokenRevoked
             | InvalidAdminSignature => 401,
             TokenExhausted | RateLimited(..) | TooManyConcurrent => 429,
-            ModelNotAllowed | EndpointNotAllowed | OriginNotAllowed | IpNotAllowed
-            | MaxTokensExceeded => 403,
-            ProviderUnavailable => 400,
+            ModelNotAllowed
+            | EndpointNotAllowed
+            | OriginNotAllowed
+            | IpNotAllowed
+            | MaxTokensExceeded
+            | LimitNotEnforceable(_) => 403,
+            ProviderUnavailable | InvalidBody(_) | InvalidMember(..) | DuplicateMember(_) => 400,
             ApiKeyUnavailable | StoreUnavailable | ShuttingDown => 503,
             UpstreamConnect | UpstreamTls | UpstreamProtocol => 502,
             UpstreamTimeout => 504,
@@ -151,6 +164,9 @@ impl Error {
             OriginNotAllowed => "origin_not_allowed",
             IpNotAllowed => "ip_not_allowed",
             MaxTokensExceeded => "max_tokens_exceeded",
+            InvalidBody(_) | InvalidMember(..) => "invalid_body",
+            DuplicateMember(_) => "duplicate_member",
+            LimitNotEnforceable(_) => "limit_not_enforceable",
             InvalidAdminSignature => "invalid_admin_signature",
             UpstreamConnect => "upstream_connect_failed",
             UpstreamTls => "upstream_tls_failed",
@@ -183,8 +199,12 @@ impl Error {
             | InvalidAdminSignature => "authentication_error",
             TokenExhausted => "insufficient_quota",
             RateLimited(..) | TooManyConcurrent | TooManyConnections => "rate_limit_error",
-            ModelNotAllowed | EndpointNotAllowed | OriginNotAllowed | IpNotAllowed
-            | MaxTokensExceeded => "permission_error",
+            ModelNotAllowed
+            | EndpointNotAllowed
+            | OriginNotAllowed
+            | IpNotAllowed
+            | MaxTokensExceeded
+            | LimitNotEnforceable(_) => "permission_error",
             UpstreamConnect | UpstreamTls | UpstreamTimeout | UpstreamProtocol => "upstream_error",
             StoreUnavailable | ShuttingDown | ApiKeyUnavailable => "server_error",
             _ => "invalid_request_error",
@@ -236,6 +256,20 @@ impl Error {
             OriginNotAllowed => "This token may not be used from this origin.".into(),
             IpNotAllowed => "This token may not be used from your address.".into(),
             MaxTokensExceeded => "The requested max_tokens exceeds this token's ceiling.".into(),
+            InvalidBody(why) => format!(
+                "This token's limits read the request body, which must be one JSON object: {why}."
+            ),
+            InvalidMember(member, expected) => {
+                format!("The request member `{member}` must be {expected} for this token.")
+            }
+            DuplicateMember(member) => format!(
+                "The request body names `{member}` more than once; providers differ on which copy \
+                 counts, so this token refuses it."
+            ),
+            LimitNotEnforceable(limit) => format!(
+                "This token's {limit} cannot be enforced on this provider or endpoint, so the \
+                 request was not forwarded (see docs/providers.md)."
+            ),
             InvalidAdminSignature => "Invalid or missing admin signature.".into(),
             UpstreamConnect => "Could not connect to the provider.".into(),
             UpstreamTls => "TLS handshake with the provider failed.".into(),
@@ -263,6 +297,10 @@ impl Error {
                 | OriginNotAllowed
                 | IpNotAllowed
                 | MaxTokensExceeded
+                | InvalidBody(_)
+                | InvalidMember(..)
+                | DuplicateMember(_)
+                | LimitNotEnforceable(_)
                 | InvalidToken
         )
     }

@@ -7,6 +7,7 @@
 pub mod admin;
 pub mod admin_http;
 pub mod app;
+pub mod body_scan;
 pub mod chunked;
 pub mod cli;
 pub mod clock;

@@ -1,280 +1,1597 @@
-//! Token limits that look inside the request: allowed endpoints, allowed models, the forced model
-//! (`ext.rep_m`) and the `max_tokens` ceiling. Pure functions over the path and the buffered body, so the
-//! rules are unit-tested without sockets. `relay.rs` calls them after the body has been read.
+//! Token limits that look inside the request: allowed endpoints (`paths`), allowed models (`models`),
+//! the forced model (`ext.rep_m`) and the output ceiling (`mtok`), as one rule set per provider API
+//! family ([`ApiFamily`]): where the family names the model (body `model`, Azure's deployment path
+//! segment, Gemini's `models/{m}` path), which members bound the output (`max_tokens`,
+//! `max_completion_tokens`, `max_output_tokens`, `generationConfig.maxOutputTokens`, ...) and which
+//! multiply it (`n`, `best_of`, `candidateCount`). Bodies are read with `body_scan.rs` (no tree, no copy)
+//! and rewritten by splicing byte ranges. Where a rule cannot tell what a request will do (an endpoint it
+//! does not know, a body it cannot read), the request is refused rather than forwarded unchecked; the
+//! table of what is enforced where is in `docs/providers.md`. Pure functions over the path and body
+//! bytes; `relay.rs` calls [`check_endpoint`] before the body is read and [`apply`] after.
 
-use serde_json::Value;
+use std::ops::Range;
 
+use crate::body_scan::{self, ObjectScan, ScanError};
 use crate::error::Error;
+use crate::provider::ApiFamily;
 use crate::token::{Claims, MtokMode};
 
-/// Body members that bound the output length, by API: OpenAI chat (`max_tokens`, the newer
-/// `max_completion_tokens`), OpenAI Responses (`max_output_tokens`), Anthropic messages (`max_tokens`).
-const MAX_TOKEN_FIELDS: &[&str] = &["max_tokens", "max_completion_tokens", "max_output_tokens"];
+/// Longest body `model` value compared with the allow-list, in bytes: no allowed name can be longer than
+/// a whole token, so longer values are refused without being copied.
+const MAX_MODEL_BYTES: usize = crate::token::MAX_TOKEN_LEN;
 
-/// The endpoint check: `paths` lists provider-relative paths, compared exactly (query excluded).
-pub fn check_endpoint(claims: &Claims, rest_path: &str) -> Result<(), Error> {
-    match &claims.paths {
-        Some(paths) if !paths.iter().any(|p| p == rest_path) => Err(Error::EndpointNotAllowed),
-        _ => Ok(()),
+// The limits, as named in error messages.
+const MODELS: &str = "model allow-list (`models`)";
+const MTOK: &str = "output ceiling (`mtok`)";
+const REP_M: &str = "forced model (`ext.rep_m`)";
+
+/// The spellings of one member (Google's JSON mapping accepts camelCase and the proto's snake_case).
+type Group = &'static [&'static str];
+
+const MODEL: Group = &["model"];
+
+/// How an endpoint bounds the text it generates.
+struct Output {
+    /// The object holding the members below when it is not the body itself (Gemini `generationConfig`).
+    container: Option<Group>,
+    /// Members that cap generated tokens: each one present is clamped or refused above the ceiling.
+    ceilings: &'static [Group],
+    /// Members that ask for several answers per request, multiplying the output: above 1 they are
+    /// clamped to 1 (`mtok_mode: clamp`) or refused (`reject`).
+    multipliers: &'static [Group],
+    /// The ceiling member added (inside `container`, itself added when absent) when none is present.
+    insert: &'static str,
+}
+
+/// OpenAI chat completions, on the OpenAI API itself: reasoning models refuse `max_tokens`.
+const OPENAI_CHAT: Output = Output {
+    container: None,
+    ceilings: &[&["max_tokens"], &["max_completion_tokens"]],
+    multipliers: &[&["n"]],
+    insert: "max_completion_tokens",
+};
+/// Chat completions on OpenAI-compatible servers, which all understand `max_tokens`.
+const COMPATIBLE_CHAT: Output = Output {
+    insert: "max_tokens",
+    ..OPENAI_CHAT
+};
+/// Legacy text completions: `best_of` candidates are generated server-side, each up to `max_tokens`.
+const COMPLETIONS: Output = Output {
+    container: None,
+    ceilings: &[&["max_tokens"]],
+    multipliers: &[&["n"], &["best_of"]],
+    insert: "max_tokens",
+};
+/// The OpenAI Responses API.
+const RESPONSES: Output = Output {
+    container: None,
+    ceilings: &[&["max_output_tokens"]],
+    multipliers: &[],
+    insert: "max_output_tokens",
+};
+/// Anthropic Messages (`max_tokens` is required there, so adding it also makes a bare request valid).
+const ANTHROPIC_MESSAGES: Output = Output {
+    container: None,
+    ceilings: &[&["max_tokens"]],
+    multipliers: &[],
+    insert: "max_tokens",
+};
+/// Anthropic's legacy Text Completions.
+const ANTHROPIC_COMPLETE: Output = Output {
+    container: None,
+    ceilings: &[&["max_tokens_to_sample"]],
+    multipliers: &[],
+    insert: "max_tokens_to_sample",
+};
+/// Gemini `generateContent` and `streamGenerateContent`.
+const GEMINI_GENERATE: Output = Output {
+    container: Some(&["generationConfig", "generation_config"]),
+    ceilings: &[&["maxOutputTokens", "max_output_tokens"]],
+    multipliers: &[&["candidateCount", "candidate_count"]],
+    insert: "maxOutputTokens",
+};
+
+/// What an endpoint generates.
+#[derive(Clone, Copy)]
+enum Generates {
+    /// Nothing the ceiling is about (embeddings, token counts, model listings).
+    Nothing,
+    /// Text, bounded as described.
+    Bounded(&'static Output),
+    /// The rule set does not know this endpoint: a ceiling cannot be enforced there.
+    Unknown,
+}
+
+/// What the body's top-level `model` member means on a route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BodyModel {
+    /// It names the model: required under `models`, written (or added) under `ext.rep_m`.
+    Names,
+    /// The path names the model; the body's copy, when present, is held to the same rules too (Azure's
+    /// SDK sends both).
+    AlsoChecked,
+    /// The path names the model and the API defines no body copy (Gemini): a `model` member is refused
+    /// rather than guessing which one the provider would use.
+    Refused,
+}
+
+/// A model named in the path, decoded, with the path around it so it can be rebuilt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct PathModel {
+    /// Decoded segments before the model's own segments (`["v1beta"]`, `["openai", "deployments"]`).
+    before: Vec<String>,
+    /// Gemini's collection (`models` or `tunedModels`); `None` for Azure deployments.
+    collection: Option<String>,
+    /// The model or deployment id.
+    id: String,
+    /// What follows the id: `:generateContent`, `/chat/completions`, or nothing.
+    after: String,
+}
+
+impl PathModel {
+    /// Is this model in the token's allow-list? Gemini compares resource names: `models/x` is allowed by
+    /// `x` or `models/x`, a tuned model only by its full `tunedModels/x`.
+    fn allowed(&self, models: &[String]) -> bool {
+        models.iter().any(|m| match self.collection.as_deref() {
+            None => *m == self.id,
+            Some(c) => {
+                m.strip_prefix(c).and_then(|r| r.strip_prefix('/')) == Some(self.id.as_str())
+                    || (c == "models" && *m == self.id)
+            }
+        })
     }
+
+    /// The normalised path: decoded segments, so what was checked is what is forwarded.
+    fn path(&self) -> String {
+        let mut p = String::new();
+        for seg in &self.before {
+            p.push('/');
+            p.push_str(seg);
+        }
+        if let Some(c) = &self.collection {
+            p.push('/');
+            p.push_str(c);
+        }
+        p.push('/');
+        p.push_str(&self.id);
+        p.push_str(&self.after);
+        p
+    }
+
+    /// The path with the forced model in place of the requested one.
+    fn forced(&self, forced: &str) -> Result<String, Error> {
+        let mut m = self.clone();
+        match &self.collection {
+            None => m.id = forced.to_string(),
+            Some(_) => {
+                let (c, id) = match forced.split_once('/') {
+                    Some((c @ ("models" | "tunedModels"), id)) => (c, id),
+                    Some(_) => return Err(Error::LimitNotEnforceable(REP_M)),
+                    None => ("models", forced),
+                };
+                m.collection = Some(c.to_string());
+                m.id = id.to_string();
+            }
+        }
+        if !valid_id(&m.id) {
+            return Err(Error::LimitNotEnforceable(REP_M));
+        }
+        Ok(m.path())
+    }
+}
+
+/// How the rule set of a family reads one request path.
+struct Route {
+    path_model: Option<PathModel>,
+    body_model: BodyModel,
+    generates: Generates,
+}
+
+/// The limits a token carries that look inside requests.
+struct Limits<'a> {
+    models: Option<&'a [String]>,
+    forced: Option<&'a str>,
+    mtok: Option<(u64, MtokMode)>,
+}
+
+impl<'a> Limits<'a> {
+    fn of(claims: &'a Claims) -> Limits<'a> {
+        Limits {
+            models: claims.models.as_deref(),
+            forced: claims.ext.as_ref().and_then(|e| e.rep_m.as_deref()),
+            mtok: claims
+                .mtok
+                .map(|m| (m, claims.mtok_mode.unwrap_or(MtokMode::Clamp))),
+        }
+    }
+
+    fn any(&self) -> bool {
+        self.models.is_some() || self.forced.is_some() || self.mtok.is_some()
+    }
+
+    /// The limit to name when none can be enforced.
+    fn first(&self) -> &'static str {
+        if self.models.is_some() {
+            MODELS
+        } else if self.forced.is_some() {
+            REP_M
+        } else {
+            MTOK
+        }
+    }
+
+    fn reads_model(&self) -> bool {
+        self.models.is_some() || self.forced.is_some()
+    }
+}
+
+/// The endpoint check, done before the body is read: `paths` lists provider-relative paths, compared
+/// exactly (query excluded); then the parts of the model and output limits that the path alone decides
+/// (a family or path the rules cannot read, a model named in the path).
+pub fn check_endpoint(claims: &Claims, family: ApiFamily, rest_path: &str) -> Result<(), Error> {
+    if let Some(paths) = &claims.paths {
+        if !paths.iter().any(|p| p == rest_path) {
+            return Err(Error::EndpointNotAllowed);
+        }
+    }
+    let limits = Limits::of(claims);
+    if !limits.any() {
+        return Ok(());
+    }
+    let route = route(family, rest_path).ok_or(Error::LimitNotEnforceable(limits.first()))?;
+    check_path_model(&limits, &route)?;
+    Ok(())
 }
 
 /// Does the token need to see or change the body at all? Most tokens do not, and then the body is
 /// forwarded byte for byte.
 pub fn inspects_body(claims: &Claims) -> bool {
-    claims.models.is_some()
-        || claims.ext.as_ref().is_some_and(|e| e.rep_m.is_some())
-        || claims.mtok.is_some()
+    Limits::of(claims).any()
 }
 
-/// A model named in the path, as Gemini does: `/v1beta/models/gemini-2.0-flash:generateContent`.
-fn model_in_path(rest_path: &str) -> Option<&str> {
-    let i = rest_path.find("/models/")?;
-    let after = &rest_path[i + "/models/".len()..];
-    let end = after.find([':', '/']).unwrap_or(after.len());
-    Some(&after[..end]).filter(|m| !m.is_empty())
+/// The request to forward after [`apply`].
+#[derive(Debug, PartialEq, Eq)]
+pub struct Applied {
+    pub body: Vec<u8>,
+    /// A new provider-relative path, when the model is named in the path: normalised, or with the
+    /// forced model in it.
+    pub path: Option<String>,
 }
 
-/// Apply `models`, `ext.rep_m` and `mtok` to a request. Returns the body to forward (unchanged when
-/// nothing applies). Bodies that are not JSON objects cannot be checked: a token with an allow-list of
-/// models or a token ceiling refuses them rather than let an unchecked request through.
-pub fn apply(claims: &Claims, rest_path: &str, body: Vec<u8>) -> Result<Vec<u8>, Error> {
-    if !inspects_body(claims) {
-        return Ok(body);
+/// Apply `models`, `ext.rep_m` and `mtok` to a request for a provider of `family`. Returns the body to
+/// forward (the same bytes when nothing changes; otherwise one copy with byte ranges replaced) and
+/// maybe a new path. A body that must be read is refused unless it is one JSON object whose read members
+/// each appear once; an empty body (a GET) carries nothing to limit.
+pub fn apply(
+    claims: &Claims,
+    family: ApiFamily,
+    rest_path: &str,
+    body: Vec<u8>,
+) -> Result<Applied, Error> {
+    let limits = Limits::of(claims);
+    if !limits.any() {
+        return Ok(Applied { body, path: None });
     }
-    let forced = claims.ext.as_ref().and_then(|e| e.rep_m.as_deref());
-    if let (Some(models), Some(m)) = (&claims.models, model_in_path(rest_path)) {
-        if !models.iter().any(|a| a == m) && forced.is_none() {
+    let route = route(family, rest_path).ok_or(Error::LimitNotEnforceable(limits.first()))?;
+    let path = check_path_model(&limits, &route)?;
+    if body.is_empty() {
+        return Ok(Applied { body, path });
+    }
+    let bounded = match (limits.mtok, route.generates) {
+        (Some(_), Generates::Unknown) => return Err(Error::LimitNotEnforceable(MTOK)),
+        (Some(_), Generates::Bounded(out)) => Some(out),
+        _ => None,
+    };
+
+    // Which top-level members to read: the model, then the output members or their container.
+    let mut wanted: Vec<Group> = Vec::new();
+    let model_at = limits.reads_model().then(|| {
+        wanted.push(MODEL);
+        wanted.len() - 1
+    });
+    let output_at = bounded.map(|out| {
+        let at = wanted.len();
+        match out.container {
+            Some(c) => wanted.push(c),
+            None => {
+                wanted.extend_from_slice(out.ceilings);
+                wanted.extend_from_slice(out.multipliers);
+            }
+        }
+        at
+    });
+    let top = body_scan::scan_object(&body, &wanted).map_err(|e| scan_error(e, &wanted))?;
+
+    let mut edits = Edits::default();
+    if let Some(i) = model_at {
+        body_model(&limits, route.body_model, &body, &top, i, &mut edits)?;
+    }
+    if let (Some(out), Some(at), Some((ceiling, mode))) = (bounded, output_at, limits.mtok) {
+        match out.container {
+            None => {
+                if let Some(member) =
+                    bound_output(out, &body, &top.found[at..], ceiling, mode, &mut edits)?
+                {
+                    edits.insert_top(member);
+                }
+            }
+            Some(group) => match top.found[at].clone() {
+                None => {
+                    edits.insert_top(format!("\"{}\":{{\"{}\":{ceiling}}}", group[0], out.insert))
+                }
+                Some(range) => {
+                    let inner_wanted: Vec<Group> = out
+                        .ceilings
+                        .iter()
+                        .chain(out.multipliers)
+                        .copied()
+                        .collect();
+                    let inner = body_scan::scan_object_at(&body, range, &inner_wanted).map_err(
+                        |e| match e {
+                            ScanError::NotAnObject => Error::InvalidMember(group[0], "an object"),
+                            e => scan_error(e, &inner_wanted),
+                        },
+                    )?;
+                    let at = inner.inner_start;
+                    if let Some(member) =
+                        bound_output(out, &body, &inner.found, ceiling, mode, &mut edits)?
+                    {
+                        let comma = if inner.is_empty { "" } else { "," };
+                        edits.replace(at..at, format!("{member}{comma}"));
+                    }
+                }
+            },
+        }
+    }
+    Ok(Applied {
+        body: edits.apply(body, &top),
+        path,
+    })
+}
+
+/// Check or rewrite a model named in the path; returns the path to forward.
+fn check_path_model(limits: &Limits, route: &Route) -> Result<Option<String>, Error> {
+    let Some(pm) = &route.path_model else {
+        return Ok(None);
+    };
+    if !limits.reads_model() {
+        return Ok(None);
+    }
+    if let Some(forced) = limits.forced {
+        // The forced model wins over whatever the page asked for; the allow-list is then moot.
+        return pm.forced(forced).map(Some);
+    }
+    if let Some(models) = limits.models {
+        if !pm.allowed(models) {
             return Err(Error::ModelNotAllowed);
         }
     }
-    if body.is_empty() {
-        return Ok(body);
+    Ok(Some(pm.path()))
+}
+
+/// Apply `models` / `ext.rep_m` to the body's `model` member (found at `top.found[i]`).
+fn body_model(
+    limits: &Limits,
+    rule: BodyModel,
+    body: &[u8],
+    top: &ObjectScan,
+    i: usize,
+    edits: &mut Edits,
+) -> Result<(), Error> {
+    let found = top.found[i].clone();
+    if rule == BodyModel::Refused {
+        return match found {
+            Some(_) => Err(Error::InvalidMember(
+                "model",
+                "absent (this API names the model in the path)",
+            )),
+            None => Ok(()),
+        };
     }
-    let mut doc: Value = match serde_json::from_slice(&body) {
-        Ok(v @ Value::Object(_)) => v,
-        _ if claims.models.is_some() && model_in_path(rest_path).is_none() => {
-            return Err(Error::ModelNotAllowed)
-        }
-        _ if claims.mtok.is_some() => return Err(Error::MaxTokensExceeded),
-        _ => return Ok(body),
-    };
-    let obj = doc.as_object_mut().expect("matched an object above");
-    let mut changed = false;
-    if let Some(m) = forced {
-        // The forced model wins over whatever the page asked for; the allow-list is then moot.
-        if obj.get("model").and_then(Value::as_str) != Some(m) {
-            obj.insert("model".into(), Value::String(m.to_string()));
-            changed = true;
-        }
-    } else if let Some(models) = &claims.models {
-        match obj.get("model").and_then(Value::as_str) {
-            Some(m) if models.iter().any(|a| a == m) => {}
-            Some(_) => return Err(Error::ModelNotAllowed),
-            None if model_in_path(rest_path).is_some() => {}
-            None => return Err(Error::ModelNotAllowed),
-        }
-    }
-    if let Some(ceiling) = claims.mtok {
-        let mode = claims.mtok_mode.unwrap_or(MtokMode::Clamp);
-        let mut seen = false;
-        for field in MAX_TOKEN_FIELDS {
-            if let Some(v) = obj.get_mut(*field) {
-                seen = true;
-                let asked = v.as_u64().ok_or(Error::MaxTokensExceeded)?;
-                if asked > ceiling {
-                    if mode == MtokMode::Reject {
-                        return Err(Error::MaxTokensExceeded);
-                    }
-                    *v = Value::from(ceiling);
-                    changed = true;
-                }
+    match (found, limits.forced) {
+        (Some(range), Some(forced)) => {
+            let current = body_scan::decode_string(&body[range.clone()], MAX_MODEL_BYTES);
+            if !matches!(current, Ok(Some(ref m)) if m == forced) {
+                edits.replace(range, json_string(forced));
             }
         }
-        if !seen {
-            // No explicit bound means "as much as the model allows": add the ceiling in the member the
-            // endpoint understands, so the limit holds without the page's cooperation.
-            let field = if rest_path.ends_with("/responses") {
-                "max_output_tokens"
-            } else if rest_path.ends_with("/chat/completions") {
-                "max_completion_tokens"
-            } else {
-                "max_tokens"
-            };
-            obj.insert(field.into(), Value::from(ceiling));
-            changed = true;
+        (None, Some(forced)) if rule == BodyModel::Names => {
+            edits.insert_top(format!("\"model\":{}", json_string(forced)));
+        }
+        (Some(range), None) => {
+            let models = limits.models.unwrap_or_default();
+            let name =
+                body_scan::decode_string(&body[range], MAX_MODEL_BYTES).map_err(|e| match e {
+                    ScanError::NotAString => Error::InvalidMember("model", "a string"),
+                    e => scan_error(e, &[MODEL]),
+                })?;
+            if !name.is_some_and(|n| models.contains(&n)) {
+                return Err(Error::ModelNotAllowed);
+            }
+        }
+        (None, None) if rule == BodyModel::Names => return Err(Error::ModelNotAllowed),
+        (None, _) => {}
+    }
+    Ok(())
+}
+
+/// Hold the output members of one object to the ceiling. `found` holds the ceilings, then the
+/// multipliers. Returns the member to add at the object's start when no ceiling is present.
+fn bound_output(
+    out: &Output,
+    body: &[u8],
+    found: &[Option<Range<usize>>],
+    ceiling: u64,
+    mode: MtokMode,
+    edits: &mut Edits,
+) -> Result<Option<String>, Error> {
+    let (ceilings, multipliers) = found.split_at(out.ceilings.len());
+    let groups = out
+        .ceilings
+        .iter()
+        .zip(ceilings)
+        .map(|(g, r)| (g, r, ceiling));
+    let multi = out
+        .multipliers
+        .iter()
+        .zip(multipliers)
+        .map(|(g, r)| (g, r, 1));
+    for (group, range, limit) in groups.chain(multi) {
+        let Some(range) = range else { continue };
+        let asked = body_scan::uint_value(&body[range.clone()])
+            .ok_or(Error::InvalidMember(group[0], "a non-negative integer"))?;
+        if asked > limit {
+            if mode == MtokMode::Reject {
+                return Err(Error::MaxTokensExceeded);
+            }
+            edits.replace(range.clone(), limit.to_string());
         }
     }
-    if !changed {
-        return Ok(body);
+    // No explicit bound means "as much as the model allows": add the ceiling in the member the
+    // endpoint understands, so the limit holds without the page's cooperation.
+    Ok(ceilings
+        .iter()
+        .all(Option::is_none)
+        .then(|| format!("\"{}\":{ceiling}", out.insert)))
+}
+
+/// Byte-range edits to a body, applied in one copy at the end.
+#[derive(Default)]
+struct Edits {
+    replace: Vec<(Range<usize>, Vec<u8>)>,
+    /// Members to add at the start of the top-level object.
+    top: Vec<String>,
+}
+
+impl Edits {
+    fn replace(&mut self, range: Range<usize>, text: String) {
+        self.replace.push((range, text.into_bytes()));
     }
-    Ok(serde_json::to_vec(&doc).expect("a Value always serialises"))
+
+    fn insert_top(&mut self, member: String) {
+        self.top.push(member);
+    }
+
+    fn apply(mut self, body: Vec<u8>, top: &ObjectScan) -> Vec<u8> {
+        if !self.top.is_empty() {
+            let comma = if top.is_empty { "" } else { "," };
+            let text = format!("{}{comma}", self.top.join(","));
+            self.replace
+                .push((top.inner_start..top.inner_start, text.into_bytes()));
+        }
+        if self.replace.is_empty() {
+            return body;
+        }
+        // Insertions at one offset keep their order (stable sort); ranges never overlap.
+        self.replace.sort_by_key(|(r, _)| r.start);
+        body_scan::splice(&body, &self.replace)
+    }
+}
+
+fn json_string(s: &str) -> String {
+    serde_json::to_string(s).expect("a string always serialises")
+}
+
+fn scan_error(e: ScanError, wanted: &[Group]) -> Error {
+    const _: () = assert!(
+        body_scan::MAX_DEPTH == 128,
+        "the message below names the depth"
+    );
+    match e {
+        ScanError::NotUtf8 => Error::InvalidBody("it is not valid UTF-8"),
+        ScanError::Syntax => Error::InvalidBody("it is not valid JSON"),
+        ScanError::TooDeep => Error::InvalidBody("it nests deeper than 128 levels"),
+        ScanError::NotAnObject => Error::InvalidBody("it is not a JSON object"),
+        ScanError::LoneSurrogate => Error::InvalidBody(
+            "a member the token's limits read holds an unpaired UTF-16 surrogate escape",
+        ),
+        ScanError::Duplicate(i) => Error::DuplicateMember(wanted[i][0]),
+        ScanError::NotAString => Error::InvalidBody("a member that must be a string is not"),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Routes: how each family's rule set reads a path
+// ---------------------------------------------------------------------------------------------------
+
+/// The rule set for `family` applied to a provider-relative path (no query); `None` when the rules
+/// cannot tell where this request names its model.
+fn route(family: ApiFamily, rest: &str) -> Option<Route> {
+    match family {
+        ApiFamily::OpenAi | ApiFamily::OpenAiCompatible => Some(Route {
+            path_model: None,
+            body_model: BodyModel::Names,
+            generates: openai_output(family, rest),
+        }),
+        ApiFamily::Azure => azure_route(rest),
+        ApiFamily::Anthropic => Some(Route {
+            path_model: None,
+            body_model: BodyModel::Names,
+            generates: match rest {
+                "/v1/messages" => Generates::Bounded(&ANTHROPIC_MESSAGES),
+                "/v1/complete" => Generates::Bounded(&ANTHROPIC_COMPLETE),
+                "/v1/messages/count_tokens" | "/v1/models" => Generates::Nothing,
+                _ => Generates::Unknown,
+            },
+        }),
+        ApiFamily::Gemini => gemini_route(rest),
+        ApiFamily::Other => None,
+    }
+}
+
+/// OpenAI endpoints by their last segments (the base path may or may not end in `/v1`).
+fn openai_output(family: ApiFamily, rest: &str) -> Generates {
+    if rest.ends_with("/chat/completions") {
+        Generates::Bounded(if family == ApiFamily::OpenAiCompatible {
+            &COMPATIBLE_CHAT
+        } else {
+            &OPENAI_CHAT
+        })
+    } else if rest.ends_with("/completions") {
+        Generates::Bounded(&COMPLETIONS)
+    } else if rest.ends_with("/responses") {
+        Generates::Bounded(&RESPONSES)
+    } else if rest.ends_with("/embeddings") || rest.ends_with("/moderations") {
+        Generates::Nothing
+    } else {
+        Generates::Unknown
+    }
+}
+
+/// Azure OpenAI: `/deployments/{name}/...` picks the model by deployment (the body's `model`, which the
+/// SDK also sends, is held to the same rules); other paths (the v1 API) name it in the body.
+fn azure_route(rest: &str) -> Option<Route> {
+    let segs = decoded_segments(rest)?;
+    let Some(k) = segs.iter().position(|s| s == "deployments") else {
+        return Some(Route {
+            path_model: None,
+            body_model: BodyModel::Names,
+            generates: openai_output(ApiFamily::Azure, rest),
+        });
+    };
+    let id = segs.get(k + 1).filter(|id| valid_id(id))?;
+    let after: String = segs[k + 2..].iter().map(|s| format!("/{s}")).collect();
+    let generates = openai_output(ApiFamily::Azure, &after);
+    Some(Route {
+        path_model: Some(PathModel {
+            before: segs[..=k].to_vec(),
+            collection: None,
+            id: id.clone(),
+            after,
+        }),
+        body_model: BodyModel::AlsoChecked,
+        generates,
+    })
+}
+
+/// Gemini: `[/{version}]/{models|tunedModels}/{id}[:{method}]` and the model listing; anything else
+/// (files, caches, batches, the OpenAI-compatible paths, upload URLs) is not classified.
+fn gemini_route(rest: &str) -> Option<Route> {
+    let segs = decoded_segments(rest)?;
+    let mut at = 0;
+    if segs
+        .first()
+        .is_some_and(|v| matches!(v.as_str(), "v1" | "v1beta" | "v1alpha"))
+    {
+        at = 1;
+    }
+    let before = segs[..at].to_vec();
+    match &segs[at..] {
+        [list] if list == "models" || list == "tunedModels" => Some(Route {
+            path_model: None,
+            body_model: BodyModel::Refused,
+            generates: Generates::Nothing,
+        }),
+        [collection, last] if collection == "models" || collection == "tunedModels" => {
+            let (id, method) = match last.split_once(':') {
+                Some((id, method)) => (id, Some(method)),
+                None => (last.as_str(), None),
+            };
+            if !valid_id(id) {
+                return None;
+            }
+            let generates = match method {
+                None | Some("countTokens" | "embedContent") => Generates::Nothing,
+                Some("generateContent" | "streamGenerateContent") => {
+                    Generates::Bounded(&GEMINI_GENERATE)
+                }
+                Some(_) => return None,
+            };
+            Some(Route {
+                path_model: Some(PathModel {
+                    before,
+                    collection: Some(collection.clone()),
+                    id: id.to_string(),
+                    after: method.map(|m| format!(":{m}")).unwrap_or_default(),
+                }),
+                body_model: BodyModel::Refused,
+                generates,
+            })
+        }
+        _ => None,
+    }
+}
+
+/// The path's segments, percent-decoded (a provider decodes them before routing, so the rules must
+/// too). `None` for a bad escape, a decoded byte sequence that is not UTF-8, or a decoded `/`.
+fn decoded_segments(rest: &str) -> Option<Vec<String>> {
+    let rest = rest.strip_prefix('/')?;
+    rest.split('/')
+        .map(|seg| {
+            let b = seg.as_bytes();
+            let mut out = Vec::with_capacity(b.len());
+            let mut i = 0;
+            while i < b.len() {
+                if b[i] == b'%' {
+                    let hex = std::str::from_utf8(b.get(i + 1..i + 3)?).ok()?;
+                    out.push(u8::from_str_radix(hex, 16).ok()?);
+                    i += 3;
+                } else {
+                    out.push(b[i]);
+                    i += 1;
+                }
+            }
+            String::from_utf8(out).ok().filter(|s| !s.contains('/'))
+        })
+        .collect()
+}
+
+/// A model or deployment id as it may appear in a path: letters, digits, `.`, `_` and `-`, which is
+/// every published Gemini model and Azure deployment name and leaves no room for path tricks.
+fn valid_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 256
+        && id != "."
+        && id != ".."
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::token::Ext;
+    use ApiFamily::*;
 
     fn claims() -> Claims {
         let text = r#"{"jti":"00000000000000000000000000000000","tid":"t","iat":1,"exp":2,"prv":"openai","key":"k"}"#;
         Claims::from_json(text).expect("valid test claims")
     }
 
-    fn body(v: serde_json::Value) -> Vec<u8> {
-        serde_json::to_vec(&v).unwrap()
+    fn models(list: &[&str]) -> Claims {
+        let mut c = claims();
+        c.models = Some(list.iter().map(|m| m.to_string()).collect());
+        c
     }
 
-    fn parse(b: &[u8]) -> serde_json::Value {
-        serde_json::from_slice(b).unwrap()
+    fn forced(m: &str) -> Claims {
+        let mut c = claims();
+        c.ext = Some(Ext {
+            rep_m: Some(m.into()),
+        });
+        c
+    }
+
+    fn mtok(n: u64, mode: Option<MtokMode>) -> Claims {
+        let mut c = claims();
+        c.mtok = Some(n);
+        c.mtok_mode = mode;
+        c
+    }
+
+    /// Apply and return (body as text, new path).
+    fn run(
+        c: &Claims,
+        f: ApiFamily,
+        path: &str,
+        body: &str,
+    ) -> Result<(String, Option<String>), Error> {
+        let a = apply(c, f, path, body.as_bytes().to_vec())?;
+        Ok((String::from_utf8(a.body).unwrap(), a.path))
+    }
+
+    fn body(c: &Claims, f: ApiFamily, path: &str, body: &str) -> Result<String, Error> {
+        run(c, f, path, body).map(|(b, _)| b)
+    }
+
+    fn json(b: &str) -> serde_json::Value {
+        serde_json::from_str(b).unwrap()
     }
 
     #[test]
     fn untouched_without_limits() {
-        let raw = b"{ \"model\" : \"x\" }".to_vec();
+        for f in [OpenAi, Anthropic, Gemini, Azure, Other] {
+            assert_eq!(
+                body(&claims(), f, "/chat/completions", "{ \"model\" : \"x\" }").unwrap(),
+                "{ \"model\" : \"x\" }"
+            );
+            assert_eq!(body(&claims(), f, "/x", "not json").unwrap(), "not json");
+            assert!(check_endpoint(&claims(), f, "/anything/at/all").is_ok());
+        }
+    }
+
+    #[test]
+    fn unchanged_bodies_are_the_same_bytes() {
+        let raw = "{ \"model\" :\t\"a\" , \"max_tokens\" : 5 , \"x\" : [1, 2] }";
+        let mut c = models(&["a"]);
+        c.mtok = Some(10);
+        assert_eq!(body(&c, OpenAi, "/chat/completions", raw).unwrap(), raw);
         assert_eq!(
-            apply(&claims(), "/chat/completions", raw.clone()).unwrap(),
+            body(&forced("a"), OpenAi, "/chat/completions", raw).unwrap(),
             raw
         );
+    }
+
+    #[test]
+    fn model_allow_list_in_the_body() {
+        for f in [OpenAi, OpenAiCompatible, Anthropic, Azure] {
+            let c = models(&["a", "b"]);
+            let path = if f == Anthropic {
+                "/v1/messages"
+            } else {
+                "/chat/completions"
+            };
+            assert!(body(&c, f, path, r#"{"model":"a"}"#).is_ok(), "{f:?}");
+            assert!(body(&c, f, path, r#"{"model":"\u0062"}"#).is_ok(), "{f:?}");
+            for bad in [
+                r#"{"model":"c"}"#,
+                r#"{"model":"a "}"#,
+                r#"{"model":"A"}"#,
+                "{}",
+                r#"{"x":{"model":"a"}}"#,
+            ] {
+                assert_eq!(
+                    body(&c, f, path, bad),
+                    Err(Error::ModelNotAllowed),
+                    "{f:?} {bad}"
+                );
+            }
+            assert_eq!(
+                body(&c, f, path, r#"{"model":["a"]}"#),
+                Err(Error::InvalidMember("model", "a string"))
+            );
+            assert_eq!(
+                body(&c, f, path, r#"{"model":"a\udc00"}"#),
+                Err(Error::InvalidBody(
+                    "a member the token's limits read holds an unpaired UTF-16 surrogate escape"
+                ))
+            );
+            // A GET without a body uses no model.
+            assert!(body(&c, f, "/models", "").is_ok());
+        }
+        let long = format!(r#"{{"model":"{}"}}"#, "a".repeat(MAX_MODEL_BYTES + 1));
         assert_eq!(
-            apply(&claims(), "/x", b"not json".to_vec()).unwrap(),
-            b"not json"
+            body(&models(&["a"]), OpenAi, "/chat/completions", &long),
+            Err(Error::ModelNotAllowed)
         );
     }
 
     #[test]
-    fn forced_model_rewrites() {
-        let mut c = claims();
+    fn duplicate_members_are_refused() {
+        // Finding 7: the checker and the provider could read different copies.
+        let c = models(&["gpt-4o-mini"]);
+        for dup in [
+            r#"{"model":"gpt-4o","model":"gpt-4o-mini"}"#,
+            r#"{"model":"gpt-4o-mini","model":"gpt-4o"}"#,
+            r#"{"model":"gpt-4o-mini","m\u006fdel":"gpt-4o"}"#,
+            r#"{"\u006dodel":"gpt-4o-mini", "messages": [], "model" : "gpt-4o-mini"}"#,
+        ] {
+            assert_eq!(
+                body(&c, OpenAi, "/chat/completions", dup),
+                Err(Error::DuplicateMember("model")),
+                "{dup}"
+            );
+            assert_eq!(
+                body(&forced("x"), OpenAi, "/chat/completions", dup),
+                Err(Error::DuplicateMember("model"))
+            );
+        }
+        let m = mtok(100, None);
+        for (dup, member) in [
+            (r#"{"max_tokens":1,"max_tokens":100000}"#, "max_tokens"),
+            (r#"{"max_tokens":1,"max_to\u006bens":100000}"#, "max_tokens"),
+            (
+                r#"{"max_completion_tokens":1,"max_completion_tokens":9}"#,
+                "max_completion_tokens",
+            ),
+            (r#"{"n":1,"n":128}"#, "n"),
+        ] {
+            assert_eq!(
+                body(&m, OpenAi, "/chat/completions", dup),
+                Err(Error::DuplicateMember(member)),
+                "{dup}"
+            );
+        }
+        // Members the token does not read may repeat (the provider's business), and so may nested ones.
+        assert!(body(
+            &c,
+            OpenAi,
+            "/chat/completions",
+            r#"{"model":"gpt-4o-mini","x":1,"x":2,"max_tokens":1,"max_tokens":2}"#
+        )
+        .is_ok());
+        assert!(body(
+            &m,
+            OpenAi,
+            "/chat/completions",
+            r#"{"model":"a","model":"b","max_tokens":1}"#
+        )
+        .is_ok());
+        // Gemini: duplicates inside generationConfig, and across its two spellings.
+        for dup in [
+            r#"{"generationConfig":{"maxOutputTokens":1,"maxOutputTokens":900}}"#,
+            r#"{"generationConfig":{"maxOutputTokens":1,"max_output_tokens":900}}"#,
+            r#"{"generationConfig":{"candidateCount":1,"candidate_count":8}}"#,
+        ] {
+            assert!(
+                matches!(
+                    body(&m, Gemini, "/v1beta/models/g:generateContent", dup),
+                    Err(Error::DuplicateMember(_))
+                ),
+                "{dup}"
+            );
+        }
+        assert_eq!(
+            body(
+                &m,
+                Gemini,
+                "/v1beta/models/g:generateContent",
+                r#"{"generationConfig":{},"generation_config":{"maxOutputTokens":9}}"#
+            ),
+            Err(Error::DuplicateMember("generationConfig"))
+        );
+    }
+
+    #[test]
+    fn bodies_that_cannot_be_read_are_refused() {
+        let cases = [
+            ("--multipart", "it is not valid JSON"),
+            ("{\"model\":\"a\"", "it is not valid JSON"),
+            (
+                "{\"model\":\"a\"} {\"model\":\"b\"}",
+                "it is not valid JSON",
+            ),
+            ("[{\"model\":\"a\"}]", "it is not a JSON object"),
+            ("\"a\"", "it is not a JSON object"),
+            ("null", "it is not a JSON object"),
+        ];
+        for c in [models(&["a"]), forced("a"), mtok(5, None)] {
+            for (raw, why) in cases {
+                assert_eq!(
+                    body(&c, OpenAi, "/chat/completions", raw),
+                    Err(Error::InvalidBody(why)),
+                    "{raw}"
+                );
+            }
+            assert_eq!(
+                apply(
+                    &c,
+                    OpenAi,
+                    "/chat/completions",
+                    b"{\"model\":\"a\xff\"}".to_vec()
+                ),
+                Err(Error::InvalidBody("it is not valid UTF-8"))
+            );
+            let deep = format!(
+                "{{\"model\":\"a\",\"x\":{}{}}}",
+                "[".repeat(200),
+                "]".repeat(200)
+            );
+            assert_eq!(
+                body(&c, OpenAi, "/chat/completions", &deep),
+                Err(Error::InvalidBody("it nests deeper than 128 levels"))
+            );
+        }
+    }
+
+    #[test]
+    fn forced_model_rewrites_or_adds() {
+        let c = forced("cheap");
+        let out = body(
+            &c,
+            OpenAi,
+            "/chat/completions",
+            r#"{"model": "gpt-4o", "n": 1}"#,
+        )
+        .unwrap();
+        assert_eq!(out, r#"{"model": "cheap", "n": 1}"#);
+        let out = body(&c, OpenAi, "/chat/completions", r#"{"messages": []}"#).unwrap();
+        assert_eq!(out, r#"{"model":"cheap","messages": []}"#);
+        assert_eq!(
+            body(&c, OpenAi, "/chat/completions", "{ }").unwrap(),
+            r#"{"model":"cheap" }"#
+        );
+        let out = body(
+            &c,
+            Anthropic,
+            "/v1/messages",
+            r#"{"model":{"x":1},"max_tokens":5}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            json(&out),
+            serde_json::json!({"model": "cheap", "max_tokens": 5})
+        );
+        // The forced name is written as a JSON string, escapes and all.
+        let out = body(&forced("a\"b"), OpenAi, "/embeddings", r#"{"model":"x"}"#).unwrap();
+        assert_eq!(json(&out)["model"], "a\"b");
+        // It wins over the allow-list.
+        let mut c = models(&["a"]);
         c.ext = Some(Ext {
-            rep_m: Some("cheap".into()),
+            rep_m: Some("z".into()),
         });
-        let out = apply(
-            &c,
-            "/chat/completions",
-            body(serde_json::json!({"model": "gpt-4o", "n": 1})),
-        )
-        .unwrap();
-        assert_eq!(parse(&out), serde_json::json!({"model": "cheap", "n": 1}));
-        let out = apply(
-            &c,
-            "/chat/completions",
-            body(serde_json::json!({"messages": []})),
-        )
-        .unwrap();
-        assert_eq!(parse(&out)["model"], "cheap");
+        assert_eq!(
+            json(&body(&c, OpenAi, "/chat/completions", r#"{"model":"q"}"#).unwrap())["model"],
+            "z"
+        );
     }
 
     #[test]
-    fn model_allow_list() {
-        let mut c = claims();
-        c.models = Some(vec!["a".into(), "b".into()]);
-        assert!(apply(
-            &c,
-            "/chat/completions",
-            body(serde_json::json!({"model": "a"}))
-        )
-        .is_ok());
+    fn openai_ceilings_clamp_reject_and_add() {
+        let c = mtok(100, None);
+        let chat = "/chat/completions";
         assert_eq!(
-            apply(
+            body(&c, OpenAi, chat, r#"{"max_tokens":500}"#).unwrap(),
+            r#"{"max_tokens":100}"#
+        );
+        assert_eq!(
+            body(&c, OpenAi, chat, r#"{"max_tokens":50}"#).unwrap(),
+            r#"{"max_tokens":50}"#
+        );
+        assert_eq!(
+            body(
                 &c,
+                OpenAi,
+                chat,
+                r#"{"max_tokens":500,"max_completion_tokens":700}"#
+            )
+            .unwrap(),
+            r#"{"max_tokens":100,"max_completion_tokens":100}"#
+        );
+        assert_eq!(
+            body(&c, OpenAi, chat, r#"{"model":"m"}"#).unwrap(),
+            r#"{"max_completion_tokens":100,"model":"m"}"#
+        );
+        assert_eq!(
+            body(&c, Azure, chat, r#"{"model":"m"}"#).unwrap(),
+            r#"{"max_completion_tokens":100,"model":"m"}"#
+        );
+        assert_eq!(
+            body(&c, OpenAiCompatible, chat, r#"{"model":"m"}"#).unwrap(),
+            r#"{"max_tokens":100,"model":"m"}"#
+        );
+        assert_eq!(
+            body(&c, OpenAi, chat, "{}").unwrap(),
+            r#"{"max_completion_tokens":100}"#
+        );
+        assert_eq!(
+            body(&c, OpenAi, "/responses", r#"{"max_output_tokens":101}"#).unwrap(),
+            r#"{"max_output_tokens":100}"#
+        );
+        assert_eq!(
+            body(&c, OpenAi, "/responses", r#"{"input":"x"}"#).unwrap(),
+            r#"{"max_output_tokens":100,"input":"x"}"#
+        );
+        assert_eq!(
+            body(&c, OpenAi, "/completions", r#"{"prompt":"x"}"#).unwrap(),
+            r#"{"max_tokens":100,"prompt":"x"}"#
+        );
+        // `max_tokens` on the Responses API is no ceiling there: the real one is added.
+        assert_eq!(
+            body(&c, OpenAi, "/responses", r#"{"max_tokens":5}"#).unwrap(),
+            r#"{"max_output_tokens":100,"max_tokens":5}"#
+        );
+        let r = mtok(100, Some(MtokMode::Reject));
+        assert_eq!(
+            body(&r, OpenAi, chat, r#"{"max_tokens":101}"#),
+            Err(Error::MaxTokensExceeded)
+        );
+        assert_eq!(
+            body(&r, OpenAi, chat, r#"{"max_completion_tokens":101}"#),
+            Err(Error::MaxTokensExceeded)
+        );
+        assert!(body(&r, OpenAi, chat, r#"{"max_tokens":100}"#).is_ok());
+        // Embeddings and moderations generate nothing; endpoints the rules do not know are refused.
+        assert_eq!(
+            body(&c, OpenAi, "/embeddings", r#"{"input":"x"}"#).unwrap(),
+            r#"{"input":"x"}"#
+        );
+        for path in [
+            "/images/generations",
+            "/audio/speech",
+            "/batches",
+            "/chat/completions/",
+            "/chat/%63ompletions",
+        ] {
+            assert_eq!(
+                body(&c, OpenAi, path, r#"{"model":"m"}"#),
+                Err(Error::LimitNotEnforceable(MTOK)),
+                "{path}"
+            );
+        }
+        assert!(
+            body(&c, OpenAi, "/models", "").is_ok(),
+            "a GET carries nothing to limit"
+        );
+    }
+
+    #[test]
+    fn ceiling_numbers_have_one_spelling() {
+        let c = mtok(100, None);
+        for v in [
+            "1e3",
+            "100.0",
+            "1E2",
+            "\"100\"",
+            "-1",
+            "-0",
+            "null",
+            "true",
+            "[100]",
+            "{}",
+            "18446744073709551616",
+            "1e400",
+        ] {
+            let raw = format!(r#"{{"max_tokens":{v}}}"#);
+            assert_eq!(
+                body(&c, OpenAi, "/chat/completions", &raw),
+                Err(Error::InvalidMember("max_tokens", "a non-negative integer")),
+                "{v}"
+            );
+        }
+        assert_eq!(
+            body(&c, OpenAi, "/chat/completions", r#"{"max_tokens":0}"#).unwrap(),
+            r#"{"max_tokens":0}"#
+        );
+        assert_eq!(
+            body(
+                &c,
+                OpenAi,
                 "/chat/completions",
-                body(serde_json::json!({"model": "c"}))
-            ),
-            Err(Error::ModelNotAllowed)
+                r#"{"max_tokens":18446744073709551615}"#
+            )
+            .unwrap(),
+            r#"{"max_tokens":100}"#
         );
         assert_eq!(
-            apply(&c, "/chat/completions", body(serde_json::json!({}))),
-            Err(Error::ModelNotAllowed)
+            body(&c, OpenAi, "/chat/completions", r#"{"n":2.0}"#),
+            Err(Error::InvalidMember("n", "a non-negative integer"))
+        );
+    }
+
+    #[test]
+    fn choices_multiply_output() {
+        // Finding 8: `n: 128` gave 128 times the ceiling.
+        let c = mtok(100, None);
+        assert_eq!(
+            body(
+                &c,
+                OpenAi,
+                "/chat/completions",
+                r#"{"n":128,"max_tokens":100}"#
+            )
+            .unwrap(),
+            r#"{"n":1,"max_tokens":100}"#
         );
         assert_eq!(
-            apply(&c, "/audio", b"--multipart".to_vec()),
-            Err(Error::ModelNotAllowed)
+            body(&c, OpenAi, "/chat/completions", r#"{"n":1,"max_tokens":1}"#).unwrap(),
+            r#"{"n":1,"max_tokens":1}"#
         );
-        assert!(apply(
+        assert_eq!(
+            body(
+                &c,
+                OpenAi,
+                "/completions",
+                r#"{"best_of":5,"n":3,"max_tokens":9}"#
+            )
+            .unwrap(),
+            r#"{"best_of":1,"n":1,"max_tokens":9}"#
+        );
+        let r = mtok(100, Some(MtokMode::Reject));
+        assert_eq!(
+            body(&r, OpenAi, "/chat/completions", r#"{"n":2}"#),
+            Err(Error::MaxTokensExceeded)
+        );
+        assert_eq!(
+            body(&r, OpenAi, "/completions", r#"{"best_of":2}"#),
+            Err(Error::MaxTokensExceeded)
+        );
+        assert!(body(&r, OpenAi, "/chat/completions", r#"{"n":1}"#).is_ok());
+    }
+
+    #[test]
+    fn anthropic_rules() {
+        let c = mtok(100, None);
+        assert_eq!(
+            body(&c, Anthropic, "/v1/messages", r#"{"max_tokens":4096}"#).unwrap(),
+            r#"{"max_tokens":100}"#
+        );
+        assert_eq!(
+            body(&c, Anthropic, "/v1/messages", r#"{"model":"m"}"#).unwrap(),
+            r#"{"max_tokens":100,"model":"m"}"#
+        );
+        assert_eq!(
+            body(
+                &c,
+                Anthropic,
+                "/v1/complete",
+                r#"{"max_tokens_to_sample":900}"#
+            )
+            .unwrap(),
+            r#"{"max_tokens_to_sample":100}"#
+        );
+        // `max_completion_tokens` means nothing to Anthropic: it is neither read nor a ceiling.
+        assert_eq!(
+            body(
+                &c,
+                Anthropic,
+                "/v1/messages",
+                r#"{"max_completion_tokens":5}"#
+            )
+            .unwrap(),
+            r#"{"max_tokens":100,"max_completion_tokens":5}"#
+        );
+        assert!(body(
             &c,
-            "/v1beta/models/a:generateContent",
-            body(serde_json::json!({}))
+            Anthropic,
+            "/v1/messages/count_tokens",
+            r#"{"model":"m"}"#
         )
         .is_ok());
         assert_eq!(
-            apply(
-                &c,
-                "/v1beta/models/z:generateContent",
-                body(serde_json::json!({}))
+            body(&c, Anthropic, "/v1/messages/batches", r#"{"requests":[]}"#),
+            Err(Error::LimitNotEnforceable(MTOK))
+        );
+        // A batch names its models inside: the top level has none, so the allow-list refuses it.
+        assert_eq!(
+            body(
+                &models(&["m"]),
+                Anthropic,
+                "/v1/messages/batches",
+                r#"{"requests":[{"params":{"model":"m"}}]}"#
             ),
             Err(Error::ModelNotAllowed)
+        );
+    }
+
+    #[test]
+    fn gemini_model_in_the_path() {
+        let c = models(&["gemini-2.0-flash", "tunedModels/mine"]);
+        let gen = r#"{"contents":[]}"#;
+        for ok in [
+            "/v1beta/models/gemini-2.0-flash:generateContent",
+            "/v1beta/models/gemini-2.0-flash:streamGenerateContent",
+            "/v1beta/models/gemini-2.0-flash:countTokens",
+            "/v1/models/gemini-2.0-flash:generateContent",
+            "/v1alpha/models/gemini-2.0-flash:embedContent",
+            "/models/gemini-2.0-flash:generateContent",
+            "/v1beta/models/gemini%2D2.0-flash:generateContent",
+            "/v1beta/models/gemini-2.0-flash%3AgenerateContent",
+            "/v1beta/tunedModels/mine:generateContent",
+            "/v1beta/models/gemini-2.0-flash",
+            "/v1beta/models",
+        ] {
+            assert!(check_endpoint(&c, Gemini, ok).is_ok(), "{ok}");
+            assert!(body(&c, Gemini, ok, gen).is_ok(), "{ok}");
+        }
+        // What is forwarded is the decoded path that was checked.
+        assert_eq!(
+            run(
+                &c,
+                Gemini,
+                "/v1beta/models/gemini%2D2.0-flash%3AgenerateContent",
+                gen
+            )
+            .unwrap()
+            .1
+            .as_deref(),
+            Some("/v1beta/models/gemini-2.0-flash:generateContent")
+        );
+        for refused in [
+            "/v1beta/models/gemini-2.5-pro:generateContent",
+            "/v1beta/models/Gemini-2.0-Flash:generateContent",
+            "/v1beta/tunedModels/gemini-2.0-flash:generateContent",
+            "/v1beta/tunedModels/other:generateContent",
+            "/v1beta/models/mine:generateContent",
+        ] {
+            assert_eq!(
+                check_endpoint(&c, Gemini, refused),
+                Err(Error::ModelNotAllowed),
+                "{refused}"
+            );
+            assert_eq!(
+                body(&c, Gemini, refused, gen),
+                Err(Error::ModelNotAllowed),
+                "{refused}"
+            );
+        }
+        // Paths the rules cannot classify are refused, not forwarded unchecked.
+        for odd in [
+            "/v1beta/models/gemini-2.0-flash:batchGenerateContent",
+            "/v1beta/models/gemini-2.0-flash:generateContent/x",
+            "/v1beta/models/gemini-2.0-flash/",
+            "/v1beta/models/gemini-2.0-flash:generateContent:x",
+            "/v1beta/models/gemini%2Fx:generateContent",
+            "/v1beta/models/%ZZ:generateContent",
+            "/v1beta/models/%C0%AE:generateContent",
+            "/v1beta/models/..:generateContent",
+            "/v1beta/models/a%20b:generateContent",
+            "/v1beta/openai/chat/completions",
+            "/v1beta/cachedContents",
+            "/v1beta/files",
+            "/upload/v1beta/files",
+            "/v2/models/gemini-2.0-flash:generateContent",
+            "/v1beta/models:generateContent",
+            "",
+        ] {
+            assert_eq!(
+                check_endpoint(&c, Gemini, odd),
+                Err(Error::LimitNotEnforceable(MODELS)),
+                "{odd}"
+            );
+            assert_eq!(
+                body(&c, Gemini, odd, gen),
+                Err(Error::LimitNotEnforceable(MODELS)),
+                "{odd}"
+            );
+        }
+        assert_eq!(
+            check_endpoint(&mtok(5, None), Gemini, "/v1beta/files"),
+            Err(Error::LimitNotEnforceable(MTOK))
+        );
+        // Gemini defines no body `model`: one present could only be a way around the path.
+        assert_eq!(
+            body(
+                &c,
+                Gemini,
+                "/v1beta/models/gemini-2.0-flash:generateContent",
+                r#"{"model":"models/x"}"#
+            ),
+            Err(Error::InvalidMember(
+                "model",
+                "absent (this API names the model in the path)"
+            ))
+        );
+        // An allow-list entry may also be the full resource name.
+        assert!(check_endpoint(
+            &models(&["models/gemini-2.0-flash"]),
+            Gemini,
+            "/v1beta/models/gemini-2.0-flash:generateContent"
+        )
+        .is_ok());
+    }
+
+    #[test]
+    fn gemini_forced_model_rewrites_the_path() {
+        let c = forced("gemini-2.0-flash-lite");
+        let (b, p) = run(
+            &c,
+            Gemini,
+            "/v1beta/models/gemini-2.5-pro:streamGenerateContent",
+            r#"{"contents":[]}"#,
+        )
+        .unwrap();
+        assert_eq!(b, r#"{"contents":[]}"#);
+        assert_eq!(
+            p.as_deref(),
+            Some("/v1beta/models/gemini-2.0-flash-lite:streamGenerateContent")
+        );
+        let (_, p) = run(&c, Gemini, "/v1beta/tunedModels/mine:generateContent", "").unwrap();
+        assert_eq!(
+            p.as_deref(),
+            Some("/v1beta/models/gemini-2.0-flash-lite:generateContent")
+        );
+        let (_, p) = run(
+            &forced("tunedModels/mine"),
+            Gemini,
+            "/v1/models/x:generateContent",
+            "",
+        )
+        .unwrap();
+        assert_eq!(p.as_deref(), Some("/v1/tunedModels/mine:generateContent"));
+        let (_, p) = run(&forced("models/g"), Gemini, "/v1/models/x:countTokens", "").unwrap();
+        assert_eq!(p.as_deref(), Some("/v1/models/g:countTokens"));
+        for bad in ["a/b", "cachedContents/x", "a b", "..", "x?y"] {
+            assert_eq!(
+                run(&forced(bad), Gemini, "/v1/models/x:generateContent", ""),
+                Err(Error::LimitNotEnforceable(REP_M)),
+                "{bad}"
+            );
+        }
+        // The listing names no model: nothing to force.
+        assert_eq!(run(&c, Gemini, "/v1beta/models", "").unwrap().1, None);
+    }
+
+    #[test]
+    fn gemini_output_ceiling_lives_in_generation_config() {
+        let c = mtok(100, None);
+        let p = "/v1beta/models/g:generateContent";
+        assert_eq!(
+            body(&c, Gemini, p, r#"{"contents":[]}"#).unwrap(),
+            r#"{"generationConfig":{"maxOutputTokens":100},"contents":[]}"#
+        );
+        assert_eq!(
+            body(&c, Gemini, p, "{}").unwrap(),
+            r#"{"generationConfig":{"maxOutputTokens":100}}"#
+        );
+        assert_eq!(
+            body(&c, Gemini, p, r#"{"generationConfig":{"temperature":0.5}}"#).unwrap(),
+            r#"{"generationConfig":{"maxOutputTokens":100,"temperature":0.5}}"#
+        );
+        assert_eq!(
+            body(&c, Gemini, p, r#"{"generationConfig":{ }}"#).unwrap(),
+            r#"{"generationConfig":{"maxOutputTokens":100 }}"#
+        );
+        assert_eq!(
+            body(
+                &c,
+                Gemini,
+                p,
+                r#"{"generationConfig":{"maxOutputTokens":8192,"candidateCount":8}}"#
+            )
+            .unwrap(),
+            r#"{"generationConfig":{"maxOutputTokens":100,"candidateCount":1}}"#
+        );
+        assert_eq!(
+            body(
+                &c,
+                Gemini,
+                p,
+                r#"{"generation_config":{"max_output_tokens":8192}}"#
+            )
+            .unwrap(),
+            r#"{"generation_config":{"max_output_tokens":100}}"#
+        );
+        assert_eq!(
+            body(
+                &c,
+                Gemini,
+                p,
+                r#"{"generationConfig":{"maxOutputTokens":10}}"#
+            )
+            .unwrap(),
+            r#"{"generationConfig":{"maxOutputTokens":10}}"#
+        );
+        // No top-level `max_tokens` is ever added, nor read.
+        let out = body(&c, Gemini, p, r#"{"max_tokens":5}"#).unwrap();
+        assert_eq!(
+            out,
+            r#"{"generationConfig":{"maxOutputTokens":100},"max_tokens":5}"#
+        );
+        for bad in [
+            r#"{"generationConfig":null}"#,
+            r#"{"generationConfig":[]}"#,
+            r#"{"generationConfig":"x"}"#,
+        ] {
+            assert_eq!(
+                body(&c, Gemini, p, bad),
+                Err(Error::InvalidMember("generationConfig", "an object")),
+                "{bad}"
+            );
+        }
+        assert_eq!(
+            body(
+                &c,
+                Gemini,
+                p,
+                r#"{"generationConfig":{"maxOutputTokens":"100"}}"#
+            ),
+            Err(Error::InvalidMember(
+                "maxOutputTokens",
+                "a non-negative integer"
+            ))
+        );
+        let r = mtok(100, Some(MtokMode::Reject));
+        assert_eq!(
+            body(
+                &r,
+                Gemini,
+                p,
+                r#"{"generationConfig":{"maxOutputTokens":101}}"#
+            ),
+            Err(Error::MaxTokensExceeded)
+        );
+        assert_eq!(
+            body(
+                &r,
+                Gemini,
+                p,
+                r#"{"generationConfig":{"candidateCount":2}}"#
+            ),
+            Err(Error::MaxTokensExceeded)
         );
         assert!(
-            apply(&c, "/models", Vec::new()).is_ok(),
-            "a GET without a body uses no model"
+            body(
+                &c,
+                Gemini,
+                "/v1beta/models/g:countTokens",
+                r#"{"contents":[]}"#
+            )
+            .unwrap()
+                == r#"{"contents":[]}"#
+        );
+        // Everything at once: forced model in the path, ceiling in the body.
+        let mut both = forced("g2");
+        both.mtok = Some(7);
+        let (b, path) = run(
+            &both,
+            Gemini,
+            "/v1beta/models/g:streamGenerateContent",
+            r#"{"contents":[]}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            b,
+            r#"{"generationConfig":{"maxOutputTokens":7},"contents":[]}"#
+        );
+        assert_eq!(
+            path.as_deref(),
+            Some("/v1beta/models/g2:streamGenerateContent")
         );
     }
 
     #[test]
-    fn max_tokens_clamp_and_reject() {
-        let mut c = claims();
-        c.mtok = Some(100);
-        let out = apply(
-            &c,
-            "/chat/completions",
-            body(serde_json::json!({"max_tokens": 500})),
-        )
-        .unwrap();
-        assert_eq!(parse(&out)["max_tokens"], 100);
-        let out = apply(
-            &c,
-            "/chat/completions",
-            body(serde_json::json!({"max_tokens": 50})),
-        )
-        .unwrap();
-        assert_eq!(parse(&out)["max_tokens"], 50);
-        let out = apply(
-            &c,
-            "/chat/completions",
-            body(serde_json::json!({"model": "m"})),
-        )
-        .unwrap();
-        assert_eq!(parse(&out)["max_completion_tokens"], 100);
-        let out = apply(&c, "/v1/messages", body(serde_json::json!({"model": "m"}))).unwrap();
-        assert_eq!(parse(&out)["max_tokens"], 100);
-        assert_eq!(
-            apply(
-                &c,
-                "/chat/completions",
-                body(serde_json::json!({"max_tokens": "lots"}))
-            ),
-            Err(Error::MaxTokensExceeded)
+    fn azure_deployments_are_the_model() {
+        let c = models(&["gpt-4o-mini"]);
+        let ok = "/deployments/gpt-4o-mini/chat/completions";
+        assert!(check_endpoint(&c, Azure, ok).is_ok());
+        assert!(
+            body(&c, Azure, ok, r#"{"messages":[]}"#).is_ok(),
+            "the path names the model"
         );
-        c.mtok_mode = Some(MtokMode::Reject);
+        assert!(body(&c, Azure, ok, r#"{"model":"gpt-4o-mini"}"#).is_ok());
         assert_eq!(
-            apply(
-                &c,
-                "/chat/completions",
-                body(serde_json::json!({"max_tokens": 101}))
-            ),
-            Err(Error::MaxTokensExceeded)
+            body(&c, Azure, ok, r#"{"model":"gpt-4o"}"#),
+            Err(Error::ModelNotAllowed)
         );
-        assert!(apply(
+        assert_eq!(
+            check_endpoint(&c, Azure, "/deployments/gpt-4o/chat/completions"),
+            Err(Error::ModelNotAllowed)
+        );
+        assert_eq!(
+            check_endpoint(&c, Azure, "/deployments/gpt%2D4o/chat/completions"),
+            Err(Error::ModelNotAllowed)
+        );
+        assert_eq!(
+            run(
+                &c,
+                Azure,
+                "/deployments/gpt%2D4o%2Dmini/chat/completions",
+                "{}"
+            )
+            .unwrap()
+            .1
+            .as_deref(),
+            Some("/deployments/gpt-4o-mini/chat/completions")
+        );
+        assert_eq!(
+            check_endpoint(&c, Azure, "/deployments/a%20b/chat/completions"),
+            Err(Error::LimitNotEnforceable(MODELS))
+        );
+        assert_eq!(
+            check_endpoint(&c, Azure, "/deployments"),
+            Err(Error::LimitNotEnforceable(MODELS))
+        );
+        // The v1 API names the model in the body, like OpenAI.
+        assert!(body(
             &c,
-            "/chat/completions",
-            body(serde_json::json!({"max_tokens": 100}))
+            Azure,
+            "/v1/chat/completions",
+            r#"{"model":"gpt-4o-mini"}"#
         )
         .is_ok());
+        assert_eq!(
+            body(&c, Azure, "/v1/chat/completions", "{}"),
+            Err(Error::ModelNotAllowed)
+        );
+        // A forced model replaces the deployment and the body's copy.
+        let (b, p) = run(
+            &forced("cheap"),
+            Azure,
+            "/deployments/gpt-4o/chat/completions",
+            r#"{"model":"gpt-4o"}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            (b.as_str(), p.as_deref()),
+            (
+                r#"{"model":"cheap"}"#,
+                Some("/deployments/cheap/chat/completions")
+            )
+        );
+        let (b, _) = run(
+            &forced("cheap"),
+            Azure,
+            "/deployments/gpt-4o/chat/completions",
+            r#"{"n":1}"#,
+        )
+        .unwrap();
+        assert_eq!(b, r#"{"n":1}"#);
+        assert_eq!(
+            body(
+                &mtok(9, None),
+                Azure,
+                "/deployments/d/chat/completions",
+                r#"{"max_tokens":10,"n":3}"#
+            )
+            .unwrap(),
+            r#"{"max_tokens":9,"n":1}"#
+        );
+    }
+
+    #[test]
+    fn other_family_refuses_every_body_limit() {
+        for (c, limit) in [
+            (models(&["a"]), MODELS),
+            (forced("a"), REP_M),
+            (mtok(1, None), MTOK),
+        ] {
+            assert_eq!(
+                check_endpoint(&c, Other, "/chat/completions"),
+                Err(Error::LimitNotEnforceable(limit))
+            );
+            assert_eq!(
+                body(&c, Other, "/chat/completions", r#"{"model":"a"}"#),
+                Err(Error::LimitNotEnforceable(limit))
+            );
+        }
     }
 
     #[test]
     fn endpoints() {
         let mut c = claims();
-        assert!(check_endpoint(&c, "/anything").is_ok());
+        assert!(check_endpoint(&c, OpenAi, "/anything").is_ok());
         c.paths = Some(vec!["/chat/completions".into()]);
-        assert!(check_endpoint(&c, "/chat/completions").is_ok());
+        assert!(check_endpoint(&c, OpenAi, "/chat/completions").is_ok());
         assert_eq!(
-            check_endpoint(&c, "/embeddings"),
+            check_endpoint(&c, OpenAi, "/embeddings"),
             Err(Error::EndpointNotAllowed)
         );
         assert_eq!(
-            check_endpoint(&c, "/chat/completions/"),
+            check_endpoint(&c, OpenAi, "/chat/completions/"),
             Err(Error::EndpointNotAllowed)
         );
+    }
+
+    #[test]
+    fn memory_does_not_grow_with_the_body() {
+        // Finding 1: a 32 MiB array of zeros became a 1.3 GB tree. Now the body is scanned in place; the
+        // only allocation that may scale is the single rewritten copy.
+        let mut raw = b"{\"model\":\"m\",\"x\":[".to_vec();
+        raw.extend(std::iter::repeat_n(b"0,".as_slice(), 1 << 20).flatten());
+        raw.extend_from_slice(b"0]}");
+        let (len, ptr) = (raw.len(), raw.as_ptr());
+        let c = models(&["m"]);
+        let a = apply(&c, OpenAi, "/chat/completions", raw).unwrap();
+        assert_eq!(
+            (a.body.len(), a.body.as_ptr()),
+            (len, ptr),
+            "unchanged: the same buffer"
+        );
+        let mut c = mtok(5, None);
+        c.models = Some(vec!["m".into()]);
+        let a = apply(&c, OpenAi, "/chat/completions", a.body).unwrap();
+        assert_eq!(a.body.len(), len + r#""max_completion_tokens":5,"#.len());
     }
 }

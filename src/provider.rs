@@ -43,6 +43,69 @@ impl AuthStyle {
     }
 }
 
+/// The API a provider speaks, which decides how a token's body limits are enforced there (`policy.rs`):
+/// where a request names its model and which members bound or multiply its output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ApiFamily {
+    /// The OpenAI API itself: chat requests get `max_completion_tokens` added (reasoning models refuse
+    /// `max_tokens`).
+    OpenAi,
+    /// Servers that copy the OpenAI API (DeepSeek, DashScope compatible mode, Mistral, vLLM, ...): the
+    /// same members, but an added chat ceiling is `max_tokens`, the member they all understand.
+    OpenAiCompatible,
+    /// Azure OpenAI: the OpenAI API, with the model chosen by a deployment in the path
+    /// (`/deployments/{name}/chat/completions`).
+    Azure,
+    /// The Anthropic Messages API.
+    Anthropic,
+    /// The Google Gemini API: the model is in the path (`/v1beta/models/{m}:generateContent`) and the
+    /// output ceiling in `generationConfig`.
+    Gemini,
+    /// Anything else: the relay cannot read its requests, so tokens with `models`, `mtok` or `ext.rep_m`
+    /// are refused there.
+    Other,
+}
+
+impl ApiFamily {
+    /// The config spellings, for parsing and for error messages.
+    pub const NAMES: &'static str =
+        "\"openai\", \"openai-compatible\", \"azure\", \"anthropic\", \"gemini\" or \"other\"";
+
+    pub fn parse(s: &str) -> Option<ApiFamily> {
+        match s {
+            "openai" => Some(ApiFamily::OpenAi),
+            "openai-compatible" => Some(ApiFamily::OpenAiCompatible),
+            "azure" => Some(ApiFamily::Azure),
+            "anthropic" => Some(ApiFamily::Anthropic),
+            "gemini" => Some(ApiFamily::Gemini),
+            "other" => Some(ApiFamily::Other),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ApiFamily::OpenAi => "openai",
+            ApiFamily::OpenAiCompatible => "openai-compatible",
+            ApiFamily::Azure => "azure",
+            ApiFamily::Anthropic => "anthropic",
+            ApiFamily::Gemini => "gemini",
+            ApiFamily::Other => "other",
+        }
+    }
+
+    /// The family of an operator-defined provider that does not name one: the API its auth style
+    /// belongs to (`bearer` is the OpenAI-compatible convention).
+    pub fn for_auth(auth: AuthStyle) -> ApiFamily {
+        match auth {
+            AuthStyle::Bearer => ApiFamily::OpenAiCompatible,
+            AuthStyle::XApiKey => ApiFamily::Anthropic,
+            AuthStyle::XGoogApiKey => ApiFamily::Gemini,
+            AuthStyle::ApiKey => ApiFamily::Azure,
+        }
+    }
+}
+
 /// A parsed upstream base URL: `scheme://host[:port][/prefix]`, no query, no userinfo.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BaseUrl {
@@ -149,6 +212,7 @@ pub struct Builtin {
     pub name: &'static str,
     pub base_url: &'static str,
     pub auth: AuthStyle,
+    pub family: ApiFamily,
 }
 
 /// Each entry is the base URL that provider's own SDK (or its documented OpenAI-compatible mode) uses, so
@@ -158,86 +222,103 @@ pub const BUILTINS: &[Builtin] = &[
         name: "openai",
         base_url: "https://api.openai.com/v1",
         auth: AuthStyle::Bearer,
+        family: ApiFamily::OpenAi,
     },
     Builtin {
         name: "anthropic",
         base_url: "https://api.anthropic.com",
         auth: AuthStyle::XApiKey,
+        family: ApiFamily::Anthropic,
     },
     Builtin {
         name: "gemini",
         base_url: "https://generativelanguage.googleapis.com",
         auth: AuthStyle::XGoogApiKey,
+        family: ApiFamily::Gemini,
     },
     Builtin {
         name: "gemini-openai",
         base_url: "https://generativelanguage.googleapis.com/v1beta/openai",
         auth: AuthStyle::Bearer,
+        family: ApiFamily::OpenAiCompatible,
     },
     Builtin {
         name: "dashscope",
         base_url: "https://dashscope.aliyuncs.com/compatible-mode/v1",
         auth: AuthStyle::Bearer,
+        family: ApiFamily::OpenAiCompatible,
     },
     Builtin {
         name: "dashscope-intl",
         base_url: "https://dashscope-intl.aliyuncs.com/compatible-mode/v1",
         auth: AuthStyle::Bearer,
+        family: ApiFamily::OpenAiCompatible,
     },
     Builtin {
         name: "deepseek",
         base_url: "https://api.deepseek.com",
         auth: AuthStyle::Bearer,
+        family: ApiFamily::OpenAiCompatible,
     },
     Builtin {
         name: "mistral",
         base_url: "https://api.mistral.ai/v1",
         auth: AuthStyle::Bearer,
+        family: ApiFamily::OpenAiCompatible,
     },
     Builtin {
         name: "groq",
         base_url: "https://api.groq.com/openai/v1",
         auth: AuthStyle::Bearer,
+        family: ApiFamily::OpenAiCompatible,
     },
     Builtin {
         name: "openrouter",
         base_url: "https://openrouter.ai/api/v1",
         auth: AuthStyle::Bearer,
+        family: ApiFamily::OpenAiCompatible,
     },
     Builtin {
         name: "together",
         base_url: "https://api.together.xyz/v1",
         auth: AuthStyle::Bearer,
+        family: ApiFamily::OpenAiCompatible,
     },
     Builtin {
         name: "xai",
         base_url: "https://api.x.ai/v1",
         auth: AuthStyle::Bearer,
+        family: ApiFamily::OpenAiCompatible,
     },
     Builtin {
         name: "moonshot",
         base_url: "https://api.moonshot.cn/v1",
         auth: AuthStyle::Bearer,
+        family: ApiFamily::OpenAiCompatible,
     },
     Builtin {
         name: "zhipu",
         base_url: "https://open.bigmodel.cn/api/paas/v4",
         auth: AuthStyle::Bearer,
+        family: ApiFamily::OpenAiCompatible,
     },
     Builtin {
         name: "siliconflow",
         base_url: "https://api.siliconflow.cn/v1",
         auth: AuthStyle::Bearer,
+        family: ApiFamily::OpenAiCompatible,
     },
     Builtin {
         name: "fireworks",
         base_url: "https://api.fireworks.ai/inference/v1",
         auth: AuthStyle::Bearer,
+        family: ApiFamily::OpenAiCompatible,
     },
     Builtin {
         name: "perplexity",
         base_url: "https://api.perplexity.ai",
         auth: AuthStyle::Bearer,
+        family: ApiFamily::OpenAiCompatible,
     },
 ];
 
@@ -256,14 +337,15 @@ pub struct Provider {
     pub base: BaseUrl,
     pub auth: AuthStyle,
     pub headers: ForwardHeaders,
+    pub family: ApiFamily,
 }
 
 /// The registry in force: built-ins with `config.json` overrides applied.
 #[derive(Debug, Clone, Default)]
 pub struct Registry {
     providers: BTreeMap<String, Arc<Provider>>,
-    /// Auth styles for providers that exist only through a base URL (Azure) or a `url` claim.
-    auth_only: BTreeMap<String, AuthStyle>,
+    /// Auth styles and families for providers that exist only through a base URL (Azure) or a `url` claim.
+    auth_only: BTreeMap<String, (AuthStyle, ApiFamily)>,
     allowed_base_urls: Vec<BaseUrl>,
     /// `upstream.forward_headers`: what providers without their own list forward besides the family's.
     extra_headers: Arc<[Box<str>]>,
@@ -288,19 +370,29 @@ impl Registry {
                     base,
                     auth: b.auth,
                     headers: ForwardHeaders::new(Family::of(b.auth), extra_headers.clone()),
+                    family: b.family,
                 }),
             );
         }
         let mut auth_only = BTreeMap::new();
-        auth_only.insert(AZURE.to_string(), AuthStyle::ApiKey);
+        auth_only.insert(AZURE.to_string(), (AuthStyle::ApiKey, ApiFamily::Azure));
         for (name, o) in &cfg.providers {
+            let known = builtin(name)
+                .map(|b| (b.auth, b.family))
+                .or_else(|| auth_only.get(name).copied());
             let auth = o
                 .auth
                 .as_deref()
                 .and_then(AuthStyle::parse)
-                .or_else(|| builtin(name).map(|b| b.auth))
-                .or_else(|| auth_only.get(name).copied())
+                .or(known.map(|k| k.0))
                 .unwrap_or(AuthStyle::Bearer);
+            // A given family wins; else a built-in keeps its own; else the auth style's API.
+            let family = o
+                .family
+                .as_deref()
+                .and_then(ApiFamily::parse)
+                .or(known.map(|k| k.1))
+                .unwrap_or(ApiFamily::for_auth(auth));
             let base = match (&o.base_url, builtin(name)) {
                 (Some(u), _) => parse_base_url(u),
                 (None, Some(b)) => parse_base_url(b.base_url),
@@ -321,6 +413,7 @@ impl Registry {
                     base,
                     auth,
                     headers: ForwardHeaders::new(Family::of(auth), extra),
+                    family,
                 }),
             );
         }
@@ -352,13 +445,13 @@ impl Registry {
                 if !self.allowed_base_urls.contains(&base) {
                     return None;
                 }
-                let (auth, headers) = match self.get(name) {
-                    Some(p) => (p.auth, p.headers.clone()),
+                let (auth, family, headers) = match self.get(name) {
+                    Some(p) => (p.auth, p.family, p.headers.clone()),
                     None => {
-                        let auth = self.auth_only.get(name).copied()?;
+                        let (auth, family) = self.auth_only.get(name).copied()?;
                         let headers =
                             ForwardHeaders::new(Family::of(auth), self.extra_headers.clone());
-                        (auth, headers)
+                        (auth, family, headers)
                     }
                 };
                 Some(Arc::new(Provider {
@@ -366,6 +459,7 @@ impl Registry {
                     base,
                     auth,
                     headers,
+                    family,
                 }))
             }
         }
@@ -440,7 +534,10 @@ mod tests {
         let cfg = crate::config::parse_config(
             r#"{"providers": {"openai": {"base_url": "http://127.0.0.1:1234/v1"},
                               "corp": {"base_url": "https://llm.corp.example", "auth": "x-api-key"},
-                              "azure": {"base_url": "https://res.openai.azure.com/openai"}},
+                              "azure": {"base_url": "https://res.openai.azure.com/openai"},
+                              "local": {"base_url": "http://127.0.0.1:11434/v1", "auth": "bearer"},
+                              "odd": {"base_url": "https://odd.example", "auth": "bearer", "family": "other"},
+                              "gem": {"base_url": "https://gem.example", "auth": "bearer", "family": "gemini"}},
                 "upstream": {"allowed_base_urls": ["https://eu.proxy.example/v1"]}}"#,
             std::path::Path::new("config.json"),
         )
@@ -451,6 +548,18 @@ mod tests {
         assert_eq!(r.get("corp").unwrap().auth, AuthStyle::XApiKey);
         assert_eq!(r.get("azure").unwrap().auth, AuthStyle::ApiKey);
         assert!(r.get("made-up").is_none());
+        // Families: built-ins keep theirs, new providers follow their auth style unless they name one.
+        assert_eq!(o.family, ApiFamily::OpenAi);
+        assert_eq!(r.get("corp").unwrap().family, ApiFamily::Anthropic);
+        assert_eq!(r.get("azure").unwrap().family, ApiFamily::Azure);
+        assert_eq!(
+            r.get("deepseek").unwrap().family,
+            ApiFamily::OpenAiCompatible
+        );
+        assert_eq!(r.get("gemini").unwrap().family, ApiFamily::Gemini);
+        assert_eq!(r.get("local").unwrap().family, ApiFamily::OpenAiCompatible);
+        assert_eq!(r.get("odd").unwrap().family, ApiFamily::Other);
+        assert_eq!(r.get("gem").unwrap().family, ApiFamily::Gemini);
         assert!(r.resolve("made-up", None).is_none());
         // A url claim is honoured only when the operator listed it.
         assert!(r
@@ -460,6 +569,16 @@ mod tests {
             .resolve("openai", Some("https://eu.proxy.example/v1"))
             .unwrap();
         assert_eq!(p.base.host, "eu.proxy.example");
+        assert_eq!(p.family, ApiFamily::OpenAi);
+    }
+
+    #[test]
+    fn every_builtin_has_a_family_that_reads_its_requests() {
+        for b in BUILTINS {
+            assert_ne!(b.family, ApiFamily::Other, "{}", b.name);
+            assert_eq!(ApiFamily::parse(b.family.as_str()), Some(b.family));
+        }
+        assert_eq!(ApiFamily::parse("OpenAI"), None);
     }
 
     #[test]

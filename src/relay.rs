@@ -279,7 +279,7 @@ async fn proxy<S: AsyncRead + AsyncWrite + Unpin>(
             return Err(Error::OriginNotAllowed.into());
         }
     }
-    policy::check_endpoint(&claims, &loc.rest)?;
+    policy::check_endpoint(&claims, provider.family, &loc.rest)?;
     let _in_flight = app
         .token_limits
         .try_acquire(
@@ -305,10 +305,15 @@ async fn proxy<S: AsyncRead + AsyncWrite + Unpin>(
     let body = client
         .read_body(framing.body, app.cfg.server.max_body_bytes)
         .await?;
-    let body = policy::apply(&claims, &loc.rest, body).map_err(|error| Failure {
-        error,
-        body_read: true,
-    })?;
+    let applied =
+        policy::apply(&claims, provider.family, &loc.rest, body).map_err(|error| Failure {
+            error,
+            body_read: true,
+        })?;
+    let body = applied.body;
+    if let Some(path) = applied.path {
+        loc.rest = path;
+    }
 
     // 6. Reserve the call. From here on it counts, unless it provably never leaves the relay.
     let tref = TokenRef {
