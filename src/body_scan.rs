@@ -51,6 +51,13 @@ pub struct ObjectScan {
 /// groups of member names; the names in one group are spellings of the same member (Google APIs accept
 /// both `generationConfig` and `generation_config`), so two of them in one object count as a duplicate.
 pub fn scan_object(doc: &[u8], wanted: &[&[&str]]) -> Result<ObjectScan, ScanError> {
+    debug_assert!(
+        wanted
+            .iter()
+            .flat_map(|g| g.iter())
+            .all(|n| n.len() <= MAX_NAME_BYTES),
+        "a wanted name longer than MAX_NAME_BYTES could never match"
+    );
     std::str::from_utf8(doc).map_err(|_| ScanError::NotUtf8)?;
     let mut s = Scanner { b: doc, i: 0 };
     s.ws();

@@ -6,6 +6,7 @@
 
 pub mod admin;
 pub mod admin_http;
+pub mod api_routes;
 pub mod app;
 pub mod body_scan;
 pub mod chunked;
