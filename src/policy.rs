@@ -28,6 +28,10 @@ const MTOK: &str = "output ceiling (`mtok`)";
 const REP_M: &str = "forced model (`ext.rep_m`)";
 
 const MODEL: Group = &["model"];
+/// OpenRouter's fallback list (`"models": [...]`): the provider may answer with any model in it, so a
+/// token that limits or forces the model refuses a body that has one. No other API defines a top-level
+/// `models` member in a request, so the refusal costs nothing elsewhere.
+const FALLBACK_MODELS: Group = &["models"];
 
 /// The limits a token carries that look inside requests.
 struct Limits<'a> {
@@ -129,7 +133,8 @@ pub fn apply(
     let mut wanted: Vec<Group> = Vec::new();
     let model_at = limits.reads_model().then(|| {
         wanted.push(MODEL);
-        wanted.len() - 1
+        wanted.push(FALLBACK_MODELS);
+        wanted.len() - 2
     });
     let output_at = bounded.map(|out| {
         let at = wanted.len();
@@ -214,7 +219,8 @@ fn check_path_model(limits: &Limits, route: &Route) -> Result<Option<String>, Er
     Ok(Some(pm.path()))
 }
 
-/// Apply `models` / `ext.rep_m` to the body's `model` member (found at `top.found[i]`).
+/// Apply `models` / `ext.rep_m` to the body's `model` member (found at `top.found[i]`, and a fallback
+/// list at `top.found[i + 1]`).
 fn body_model(
     limits: &Limits,
     rule: BodyModel,
@@ -232,6 +238,12 @@ fn body_model(
             )),
             None => Ok(()),
         };
+    }
+    if top.found[i + 1].is_some() {
+        return Err(Error::InvalidMember(
+            "models",
+            "absent (a list of fallback models would get around the token's model limit)",
+        ));
     }
     match (found, limits.forced) {
         (Some(range), Some(forced)) => {
@@ -472,6 +484,45 @@ mod tests {
             body(&models(&["a"]), OpenAi, "/chat/completions", &long),
             Err(Error::ModelNotAllowed)
         );
+    }
+
+    #[test]
+    fn fallback_model_lists_are_refused() {
+        // OpenRouter answers with any model of `models`: the allow-list or forced model would not hold.
+        let body_text = r#"{"model":"a","models":["a","gpt-4o"]}"#;
+        let want = Err(Error::InvalidMember(
+            "models",
+            "absent (a list of fallback models would get around the token's model limit)",
+        ));
+        for f in [OpenAi, OpenAiCompatible, Azure, Anthropic] {
+            assert_eq!(
+                body(&models(&["a"]), f, "/chat/completions", body_text),
+                want,
+                "{f:?}"
+            );
+            assert_eq!(
+                body(&forced("a"), f, "/chat/completions", body_text),
+                want,
+                "{f:?}"
+            );
+        }
+        assert_eq!(
+            body(
+                &models(&["a"]),
+                OpenAiCompatible,
+                "/chat/completions",
+                r#"{"model":"a","m\u006fdels":[]}"#
+            ),
+            want
+        );
+        // Only a token that limits the model cares.
+        assert!(body(
+            &mtok(5, None),
+            OpenAiCompatible,
+            "/chat/completions",
+            body_text
+        )
+        .is_ok());
     }
 
     #[test]

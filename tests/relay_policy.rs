@@ -353,6 +353,45 @@ async fn issue_9_azure_deployment_is_the_model() {
 }
 
 #[tokio::test]
+async fn issue_9_openrouter_fallback_models_cannot_widen_the_allow_list() {
+    let up = MockUpstream::start(false).await;
+    let mut cfg = test_config(&up);
+    cfg["providers"]["openrouter"] = json!({"base_url": up.base_url("/api/v1")});
+    let relay = Relay::start(cfg);
+    let t = relay.mint(&with_models(
+        relay.claims("openrouter", None),
+        &["openai/gpt-4o-mini"],
+    ));
+    let r = post(
+        &relay,
+        &t,
+        "/chat/completions",
+        r#"{"model":"openai/gpt-4o-mini","models":["anthropic/claude-opus-4"],"messages":[]}"#,
+    )
+    .await;
+    assert_eq!(code(&r), (400, "invalid_body".into()));
+    assert_eq!(up.count(), 0);
+    let mut c = relay.claims("openrouter", None);
+    c.mtok = Some(30);
+    let t = relay.mint(&c);
+    let r = post(
+        &relay,
+        &t,
+        "/chat/completions",
+        r#"{"model":"m","messages":[]}"#,
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    let got = &up.requests()[0];
+    assert_eq!(got.target, "/api/v1/chat/completions");
+    assert_eq!(
+        got.json()["max_tokens"],
+        30,
+        "OpenAI-compatible providers get max_tokens"
+    );
+}
+
+#[tokio::test]
 async fn issue_9_family_other_refuses_body_limits() {
     let up = MockUpstream::start(false).await;
     let mut cfg = test_config(&up);
