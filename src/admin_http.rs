@@ -8,6 +8,7 @@ use serde_json::{json, Value};
 use crate::app::App;
 use crate::error::Error;
 use crate::store::Usage;
+use crate::token_cache::Verdict;
 
 /// Admin bodies are tiny JSON documents; anything larger is refused before it is buffered.
 pub const MAX_ADMIN_BODY: u64 = 16 * 1024;
@@ -42,6 +43,10 @@ pub async fn dispatch(
                 .revoke(tenant, id)
                 .await
                 .map_err(|_| Error::StoreUnavailable)?;
+            // This relay refuses the token from now on without asking the store again.
+            let (now, epoch) = (app.clock.unix_now(), app.tokens.epoch());
+            app.tokens
+                .remember(tenant, id, Verdict::Revoked, now, epoch);
             Ok((200, usage_doc(tenant, id, Some(&usage)).to_string()))
         }
         ("POST", ["revoke-before"]) => {
@@ -51,6 +56,7 @@ pub async fn dispatch(
                 .ok_or(Error::BadRequest(
                     "expected a JSON body {\"before\": <unix seconds>}",
                 ))?;
+            check_revoke_before(before, app.clock.unix_now(), app.cfg.token.clock_skew)?;
             let mark = app
                 .store
                 .revoke_before(tenant, before)
@@ -61,11 +67,25 @@ pub async fn dispatch(
                 json!({"tenant_id": tenant, "revoked_before": mark}).to_string(),
             ))
         }
-        (_, ["tokens", _]) | (_, ["tokens", _, "revoke"]) | (_, ["revoke-before"]) => {
-            Err(Error::MethodNotAllowed)
+        (_, ["tokens", _]) => Err(Error::MethodNotAllowed("GET")),
+        (_, ["tokens", _, "revoke"]) | (_, ["revoke-before"]) => {
+            Err(Error::MethodNotAllowed("POST"))
         }
         _ => Err(Error::NotFound),
     }
+}
+
+/// A revoke-before mark may not lie in the future beyond the tolerated clock skew: a mark after now
+/// revokes every token the tenant has not minted yet, for good (marks never go down), and a time in
+/// milliseconds (`Date.now()`) is such a mark (issue 9, finding 9).
+fn check_revoke_before(before: u64, now: u64, clock_skew: u64) -> Result<(), Error> {
+    if before > now.saturating_add(clock_skew) {
+        return Err(Error::InvalidParameter(
+            "`before` must be a time in Unix seconds (not milliseconds) no later than now plus the \
+             relay's token.clock_skew; to revoke everything issued so far, send the current time",
+        ));
+    }
+    Ok(())
 }
 
 /// Token ids are 32 lowercase hex characters (docs/token-format.md §5).
@@ -112,6 +132,19 @@ mod tests {
         assert!(token_id("0123456789abcdef0123456789abcdef").is_ok());
         assert!(token_id("0123456789ABCDEF0123456789abcdef").is_err());
         assert!(token_id("../../etc").is_err());
+    }
+
+    #[test]
+    fn revoke_before_refuses_the_future() {
+        let now = 1_790_000_000;
+        assert!(check_revoke_before(0, now, 60).is_ok());
+        assert!(check_revoke_before(now, now, 60).is_ok());
+        assert!(check_revoke_before(now + 60, now, 60).is_ok());
+        for bad in [now + 61, 9_999_999_999, now * 1000, u64::MAX] {
+            let e = check_revoke_before(bad, now, 60).unwrap_err();
+            assert_eq!((e.status(), e.code()), (400, "invalid_parameter"), "{bad}");
+            assert!(e.message().contains("Unix seconds"), "{}", e.message());
+        }
     }
 
     #[test]

@@ -12,6 +12,7 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::limiter::{RateLimiter, TokenLimits};
 use crate::log::Logger;
+use crate::log_sampler::LogSampler;
 use crate::metrics::Metrics;
 use crate::provider::Registry;
 use crate::rai::Keyring;
@@ -122,7 +123,8 @@ pub struct App {
     pub metrics: Metrics,
     /// Client ranges allowed to read `/metrics`.
     pub metrics_allowed: Vec<IpNet>,
-    pub log_sampler: Sampler,
+    /// Bounds access-log lines per client and reason (`log_sampler.rs`).
+    pub log_sampler: LogSampler,
     pub log: Logger,
     pub started: Instant,
     /// Random per-process prefix of request ids, so ids from several instances do not collide.

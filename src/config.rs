@@ -435,6 +435,11 @@ pub struct TlsConfig {
     /// A plain-HTTP port that answers every request with a 308 to the HTTPS URL; null (default) for none.
     #[serde(default)]
     pub redirect_http_port: Option<u16>,
+    /// The name clients reach the relay by over HTTPS (a DNS name or IP address), put in the redirect's
+    /// `Location`; the client's `Host` is never used. Null (default): `server.host`, which must then be
+    /// a specific address rather than 0.0.0.0 or ::.
+    #[serde(default)]
+    pub redirect_host: Option<String>,
     /// Seconds between checks of the certificate files for changes; 0 turns the check off (SIGHUP
     /// still reloads).
     #[serde(default = "TlsConfig::default_reload_interval")]
@@ -762,6 +767,18 @@ impl Config {
                     "tls.reload_interval",
                     "expected a number of seconds from 0 (off) to 86400",
                 ));
+            }
+            if tls.redirect_http_port.is_some() {
+                crate::redirect::public_name(tls.redirect_host.as_deref(), &s.host).map_err(
+                    |problem| {
+                        let field = if tls.redirect_host.is_some() {
+                            "tls.redirect_host"
+                        } else {
+                            "tls.redirect_host (needed because server.host is a wildcard)"
+                        };
+                        err(field, problem)
+                    },
+                )?;
             }
             // Port 0 asks the OS for a free port (tests), so two zeros do not clash.
             if tls
@@ -1096,6 +1113,14 @@ mod tests {
                 "tls.alpn",
             ),
             (r#"{"cert_file": "", "key_file": "k"}"#, "tls.cert_file"),
+            (
+                r#"{"cert_file": "c", "key_file": "k", "redirect_http_port": 80, "redirect_host": "a..b"}"#,
+                "tls.redirect_host",
+            ),
+            (
+                r#"{"cert_file": "c", "key_file": "k", "redirect_http_port": 80, "redirect_host": "evil/x"}"#,
+                "tls.redirect_host",
+            ),
         ] {
             let text = format!(r#"{{"server": {{"port": 8080}}, "tls": {tls}}}"#);
             let e = parse(&text).unwrap_err();

@@ -25,12 +25,11 @@ const MAX_REQUEST_HEADERS: usize = 64;
 /// Longest `Access-Control-Request-Headers` value accepted, in bytes; it is echoed back, so it is bounded.
 const MAX_REQUEST_HEADERS_LEN: usize = 4096;
 
-/// Every method the relay forwards. Compared byte for byte: browsers upper-case only the methods the
-/// Fetch standard normalises, so a page sending `patch` would fail the browser's own check anyway.
-const METHODS: [&[u8]; 6] = [b"GET", b"POST", b"PUT", b"PATCH", b"DELETE", b"OPTIONS"];
-
-/// `Access-Control-Allow-Methods` for every allowed preflight.
-pub const ALLOW_METHODS: &str = "GET, POST, PUT, PATCH, DELETE, OPTIONS";
+/// `Access-Control-Allow-Methods` for every allowed preflight: exactly the methods the relay forwards
+/// (`admission.rs`). A preflight asking for another is denied. Compared byte for byte: browsers
+/// upper-case only the methods the Fetch standard normalises, so a page sending `patch` would fail the
+/// browser's own check anyway.
+pub const ALLOW_METHODS: &str = crate::admission::ALLOW_FORWARDED;
 
 /// `Vary` for preflight answers: the answer depends on all three request headers, so a cache must not
 /// serve one origin's (or one header list's) answer to another.
@@ -154,6 +153,13 @@ fn parse_origin(origin: &[u8]) -> Option<&str> {
     (host_ok && port_ok).then_some(text)
 }
 
+/// Whether an `Origin` value is a well-formed serialized origin (or `null`). A value that is not (not
+/// UTF-8, a path, a stray byte) must be refused like a disallowed origin, never treated as absent:
+/// otherwise it would skip the allow-lists (issue 9, finding 12).
+pub fn is_origin(origin: &[u8]) -> bool {
+    parse_origin(origin).is_some()
+}
+
 /// Whether `list` (config `allowed_origins` or a token's `origins`) allows `origin`. `"*"` allows any;
 /// other entries match ASCII case-insensitively (scheme and host are case-insensitive), with no other
 /// normalisation: an entry must be written as browsers send it (no default port, no trailing slash).
@@ -265,7 +271,8 @@ pub fn check_preflight(
     let origin =
         allowed_origin(origin, cfg, token_origins).ok_or(PreflightDenial::OriginNotAllowed)?;
     let method = req_method.ok_or(PreflightDenial::NoRequestMethod)?;
-    if !METHODS.contains(&method) {
+    let forwarded = std::str::from_utf8(method).is_ok_and(crate::admission::method_forwarded);
+    if !forwarded {
         return Err(PreflightDenial::MethodNotAllowed);
     }
     let allow_headers = req_headers
@@ -360,10 +367,7 @@ mod tests {
             h,
             vec![
                 hdr("access-control-allow-origin", APP),
-                hdr(
-                    "access-control-allow-methods",
-                    "GET, POST, PUT, PATCH, DELETE, OPTIONS"
-                ),
+                hdr("access-control-allow-methods", "GET, POST, PATCH, DELETE"),
                 hdr(
                     "access-control-allow-headers",
                     "authorization, content-type"
@@ -577,7 +581,7 @@ mod tests {
     #[test]
     fn only_the_relayed_methods_are_allowed() {
         let c = cfg(&["*"]);
-        for m in ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"] {
+        for m in ["GET", "POST", "PATCH", "DELETE"] {
             let h = allowed(check_preflight(
                 Some(APP.as_bytes()),
                 Some(m.as_bytes()),
@@ -588,7 +592,7 @@ mod tests {
             assert_eq!(get(&h, "access-control-allow-methods"), Some(ALLOW_METHODS));
         }
         for m in [
-            "CONNECT", "TRACE", "HEAD", "patch", "post", "", "POST ", "GET,POST",
+            "CONNECT", "TRACE", "HEAD", "PUT", "OPTIONS", "patch", "post", "", "POST ", "GET,POST",
         ] {
             let d = check_preflight(Some(APP.as_bytes()), Some(m.as_bytes()), None, &c, None);
             assert_eq!(denied(d), PreflightDenial::MethodNotAllowed, "{m:?}");

@@ -1,5 +1,6 @@
 //! The answers the relay gives itself instead of forwarding: CORS preflights, `/health`, `/metrics` and
-//! the admin API. None of them needs a token or counts as a call. `relay.rs` routes here; admin
+//! the admin API. None of them needs a token or counts as a call. `/health` answers `{"status":"ok"}`
+//! to everyone and its details (version, uptime, counters) only to the `/metrics` ranges. `relay.rs` routes here; admin
 //! signatures are `admin.rs`, admin semantics `admin_http.rs`.
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -83,7 +84,7 @@ pub(crate) async fn health<S: AsyncRead + AsyncWrite + Unpin>(
             client,
             ctx,
             Some(framing),
-            Error::MethodNotAllowed,
+            Error::MethodNotAllowed("GET, HEAD"),
             None,
         )
         .await;
@@ -93,13 +94,19 @@ pub(crate) async fn health<S: AsyncRead + AsyncWrite + Unpin>(
             return reply_error(app, client, ctx, None, e, Some(true)).await;
         }
     }
-    let body = json!({
-        "status": "ok",
-        "version": env!("CARGO_PKG_VERSION"),
-        "uptime_secs": app.started.elapsed().as_secs(),
-        "store": app.store.kind(),
-        "requests": app.stats.snapshot(),
-    })
+    // Anyone may learn that the relay is up; version, uptime, store and traffic counters only the
+    // monitoring ranges that may read `/metrics` (issue 9, finding 13).
+    let body = if app.metrics_allowed.iter().any(|n| n.contains(ctx.ip)) {
+        json!({
+            "status": "ok",
+            "version": env!("CARGO_PKG_VERSION"),
+            "uptime_secs": app.started.elapsed().as_secs(),
+            "store": app.store.kind(),
+            "requests": app.stats.snapshot(),
+        })
+    } else {
+        json!({"status": "ok"})
+    }
     .to_string();
     let mut r = Response::json(200, body).header("cache-control", "no-store");
     r.headers.extend(cors::response_headers(
@@ -128,7 +135,7 @@ pub(crate) async fn metrics<S: AsyncRead + AsyncWrite + Unpin>(
             client,
             ctx,
             Some(framing),
-            Error::MethodNotAllowed,
+            Error::MethodNotAllowed("GET"),
             None,
         )
         .await;

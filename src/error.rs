@@ -49,7 +49,10 @@ pub enum Error {
     /// The client's address already holds `server.max_connections_per_ip` connections.
     TooManyConnections,
     NotFound,
-    MethodNotAllowed,
+    /// The method is not served on this path; the value is the `Allow` header (RFC 9110 §15.5.6).
+    MethodNotAllowed(&'static str),
+    /// A well-framed request whose parameter is out of range; says what a valid value is.
+    InvalidParameter(&'static str),
     // The token and its limits.
     InvalidToken,
     TokenExpired,
@@ -113,7 +116,8 @@ impl Error {
             RequestTimeout => 408,
             TooManyConnections => 429,
             NotFound => 404,
-            MethodNotAllowed => 405,
+            MethodNotAllowed(_) => 405,
+            InvalidParameter(_) => 400,
             InvalidToken
             | TokenExpired
             | TokenNotYetValid
@@ -148,7 +152,8 @@ impl Error {
             RequestTimeout => "request_timeout",
             TooManyConnections => "too_many_connections",
             NotFound => "not_found",
-            MethodNotAllowed => "method_not_allowed",
+            MethodNotAllowed(_) => "method_not_allowed",
+            InvalidParameter(_) => "invalid_parameter",
             InvalidToken => "invalid_token",
             TokenExpired => "token_expired",
             TokenNotYetValid => "token_not_yet_valid",
@@ -228,7 +233,10 @@ impl Error {
             NotFound => {
                 "Not found. Relay URLs look like {base_path}{token}/... (see the README).".into()
             }
-            MethodNotAllowed => "Method not allowed on this path.".into(),
+            MethodNotAllowed(allow) => {
+                format!("Method not allowed on this path; allowed: {allow}.")
+            }
+            InvalidParameter(why) => format!("Invalid parameter: {why}."),
             InvalidToken => INVALID_TOKEN_MESSAGE.into(),
             TokenExpired => "The relay token has expired. Ask your backend for a new one.".into(),
             TokenNotYetValid => {

@@ -6,6 +6,7 @@
 
 pub mod admin;
 pub mod admin_http;
+pub mod admission;
 pub mod api_routes;
 pub mod app;
 pub mod body_scan;
@@ -24,6 +25,7 @@ pub mod framing;
 pub mod head;
 pub mod limiter;
 pub mod log;
+pub mod log_sampler;
 pub mod metrics;
 pub mod policy;
 pub mod provider;

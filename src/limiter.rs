@@ -489,6 +489,38 @@ impl RateLimiter {
         Ok(())
     }
 
+    /// Admits or refuses one request from `ip` by the client's own limit alone, charging it when
+    /// admitted. The relay charges this for every routed request, before any token work, so junk only
+    /// ever spends its sender's allowance.
+    ///
+    /// # Errors
+    /// The exact wait until the client's bucket would accept.
+    pub fn check_ip(&self, ip: IpAddr, now: Instant) -> Result<(), Duration> {
+        let mut st = lock(&self.state);
+        let key = client_key(ip);
+        if let Some(table) = st.ip.as_mut() {
+            let plan = table.check(key, now)?;
+            table.charge(key, plan);
+        }
+        Ok(())
+    }
+
+    /// Admits or refuses one request by the relay-wide limit alone, charging it when admitted. The
+    /// relay charges this only for requests whose token is proven authentic.
+    ///
+    /// # Errors
+    /// The exact wait until the global bucket would accept.
+    pub fn check_global(&self, now: Instant) -> Result<(), Duration> {
+        let mut st = lock(&self.state);
+        let st = &mut *st;
+        if let Some(params) = st.global_params {
+            st.global
+                .get_or_insert_with(|| params.full(now))
+                .try_take(now)?;
+        }
+        Ok(())
+    }
+
     /// How many client addresses (or /64s) have their own bucket; never above `max_tracked_ips`.
     pub fn tracked_ips(&self) -> usize {
         lock(&self.state).ip.as_ref().map_or(0, |t| t.buckets.len())
@@ -1194,6 +1226,35 @@ mod tests {
             l.check(v4(203, 0, 113, 3), t0).unwrap_err().scope,
             Scope::Global
         );
+    }
+
+    #[test]
+    fn split_scopes_charge_the_address_alone_and_the_global_bucket_alone() {
+        // Issue 9, finding 4: junk is charged to its own address only; the global bucket is spent by
+        // authenticated calls only.
+        let l = limiter((1, 2), (1, 3), 100);
+        let t0 = Instant::now();
+        let junk = v4(203, 0, 113, 1);
+        for _ in 0..3 {
+            assert!(l.check_ip(junk, t0).is_ok());
+        }
+        assert_eq!(l.check_ip(junk, t0), Err(Duration::from_secs(1)));
+        // The junk spent none of the global bucket: a valid client gets both global requests.
+        let valid = v4(203, 0, 113, 2);
+        for _ in 0..2 {
+            assert!(l.check_ip(valid, t0).is_ok());
+            assert!(l.check_global(t0).is_ok());
+        }
+        // A global refusal happens after the address was charged, and takes nothing from the global one.
+        assert!(l.check_ip(valid, t0).is_ok());
+        assert_eq!(l.check_global(t0), Err(Duration::from_secs(1)));
+        assert_eq!(l.check_ip(valid, t0), Err(Duration::from_secs(1)));
+        assert!(l.check_global(t0 + Duration::from_secs(1)).is_ok());
+        // Disabled scopes never refuse.
+        let open = limiter((0, 0), (0, 0), 1);
+        for _ in 0..100 {
+            assert!(open.check_ip(junk, t0).is_ok() && open.check_global(t0).is_ok());
+        }
     }
 
     #[test]

@@ -13,12 +13,13 @@ use std::time::Instant;
 
 use serde_json::json;
 
-use relayapi::app::{App, Sampler, Stats};
+use relayapi::app::{App, Stats};
 use relayapi::cli::{self, Command, MintArgs};
 use relayapi::clock::{Clock, SystemClock};
 use relayapi::config::{load_config, parse_net, Config};
 use relayapi::limiter::{RateLimiter, TokenLimits};
 use relayapi::log::Logger;
+use relayapi::log_sampler::{LogSampler, REPORT_INTERVAL_SECS};
 use relayapi::metrics::Metrics;
 use relayapi::provider::Registry;
 use relayapi::rai::{self, Keyring};
@@ -33,9 +34,6 @@ use relayapi::{redirect, server, store};
 /// Tokens with a `rate` or `conc` claim tracked at once; beyond this, new ones are refused until old
 /// windows pass, so a flood of fresh tokens cannot grow memory.
 const TOKEN_TABLE_ENTRIES: usize = 100_000;
-
-/// Access-log lines for rate-limited requests per second; a flood is counted in metrics, not logged.
-const RATE_LIMITED_LOG_LINES_PER_SEC: u64 = 10;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -276,7 +274,7 @@ fn serve(config_path: &Path, rai_path: &Path, rai_given: bool, dev: bool) -> Res
                 .iter()
                 .filter_map(|p| parse_net(p))
                 .collect(),
-            log_sampler: Sampler::new(RATE_LIMITED_LOG_LINES_PER_SEC),
+            log_sampler: LogSampler::new(),
             log: log.clone(),
             started: Instant::now(),
             instance_id: instance_id(),
@@ -302,13 +300,22 @@ fn serve(config_path: &Path, rai_path: &Path, rai_given: bool, dev: bool) -> Res
         let mut tasks = Vec::new();
         if let Some(l) = redirect_listener {
             let raddr = l.local_addr().map_err(|e| e.to_string())?;
+            let name = redirect::public_name(
+                app.cfg
+                    .tls
+                    .as_ref()
+                    .and_then(|t| t.redirect_host.as_deref()),
+                &app.cfg.server.host,
+            )
+            .map_err(|e| format!("{}: field `tls.redirect_host`: {e}", config_path.display()))?;
             log.info(
                 "redirect listening",
-                json!({"addr": raddr.to_string(), "to_port": local.port()}),
+                json!({"addr": raddr.to_string(), "to_port": local.port(), "to_host": name}),
             );
             tasks.push(tokio::spawn(redirect::run(
                 app.clone(),
                 l,
+                name,
                 local.port(),
                 stopped(stop_rx.clone()),
             )));
@@ -325,6 +332,7 @@ fn serve(config_path: &Path, rai_path: &Path, rai_given: bool, dev: bool) -> Res
             }
             None => tasks.push(tokio::spawn(ignore_reloads(log.clone(), hup))),
         }
+        tasks.push(tokio::spawn(report_suppressed_lines(app.clone())));
         tokio::spawn(async move {
             shutdown_signal().await;
             let _ = stop_tx.send(true);
@@ -335,6 +343,28 @@ fn serve(config_path: &Path, rai_path: &Path, rai_given: bool, dev: bool) -> Res
         }
         Ok(())
     })
+}
+
+/// Says, every `REPORT_INTERVAL_SECS`, how many access-log lines the sampler held back and for whom,
+/// so a flood is visible in the operational log without filling the access log.
+async fn report_suppressed_lines(app: Arc<App>) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(REPORT_INTERVAL_SECS));
+    loop {
+        tick.tick().await;
+        if let Some(r) = app.log_sampler.take_report() {
+            let top: Vec<_> = r
+                .top
+                .iter()
+                .map(
+                    |(ip, class, n)| json!({"ip": ip.to_string(), "class": class, "suppressed": n}),
+                )
+                .collect();
+            app.log.warn(
+                "access log lines suppressed",
+                json!({"suppressed": r.suppressed, "interval_secs": REPORT_INTERVAL_SECS, "top": top}),
+            );
+        }
+    }
 }
 
 /// SIGHUP, forwarded as messages: the reload request of `systemctl reload` and certificate renewal

@@ -5,9 +5,10 @@
 //! works.
 //!
 //! Heads are parsed by the same strict `head.rs` and `framing.rs` gate as on the main listener, with
-//! the same limits and deadlines; what fails it gets the same 4xx and a close. The `Location` host comes
-//! from the request's `Host` (that is the name the client used), restricted to a DNS name or an IP
-//! address, and the port is the HTTPS listener's, left out when it is 443.
+//! the same limits and deadlines; what fails it gets the same 4xx and a close. The `Location` host is the
+//! configured name (`tls.redirect_host`, else `server.host`), never the request's `Host`: reflecting a
+//! client-chosen name would make the relay an open redirector for anyone who can set a Host header
+//! (issue 9, finding 13). The port is the HTTPS listener's, left out when it is 443.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -41,21 +42,49 @@ const LINGER_BYTES: usize = 256 * 1024;
 /// Longest host name put in a `Location` (RFC 1035: 253 characters for a DNS name).
 const MAX_HOST_BYTES: usize = 253;
 
-/// The `Location` for `head`: `https://` + the Host's name + the HTTPS port unless 443 + the target.
+/// The name to put in `Location`: `configured` (`tls.redirect_host`) when set, else `server_host` when it
+/// is a specific address. IPv6 addresses come back bracketed.
 ///
-/// Errors (all 400): a request without Host (HTTP/1.0) or with an empty one, a Host that is not a DNS
-/// name or IP address, and `OPTIONS *`, which names no resource to redirect to. Framing errors from
-/// `framing.rs` are passed on as they are.
-pub fn location(head: &RequestHead, https_port: u16) -> Result<String, Error> {
-    let framing = request_framing(head)?;
+/// # Errors
+/// A sentence for the operator: the configured name is not a DNS name or IP address, or there is none
+/// and `server.host` is a wildcard (0.0.0.0, ::) that names no server.
+pub fn public_name(configured: Option<&str>, server_host: &str) -> Result<String, &'static str> {
+    let name = match configured {
+        Some(n) => n,
+        None => {
+            let ip: std::net::IpAddr = server_host.parse().map_err(|_| {
+                "server.host is not an address; set tls.redirect_host to the relay's public name"
+            })?;
+            if ip.is_unspecified() {
+                return Err(
+                    "set the relay's public DNS name (e.g. \"relay.example.com\") for the redirect's Location",
+                );
+            }
+            server_host
+        }
+    };
+    let bracketed = match name.parse::<std::net::Ipv6Addr>() {
+        Ok(_) => format!("[{name}]"),
+        Err(_) => name.to_string(),
+    };
+    match host_name(&bracketed) {
+        Some(n) if n == bracketed => Ok(bracketed),
+        _ => Err("expected a DNS name (e.g. \"relay.example.com\") or an IP address, without scheme, port or path"),
+    }
+}
+
+/// The `Location` for `head`: `https://` + `name` (from `public_name`) + the HTTPS port unless 443 +
+/// the target.
+///
+/// Errors (all 400): `OPTIONS *`, which names no resource to redirect to. Framing errors from
+/// `framing.rs` (a missing or repeated Host included) are passed on as they are.
+pub fn location(head: &RequestHead, name: &str, https_port: u16) -> Result<String, Error> {
+    request_framing(head)?;
     if !head.target.starts_with('/') {
         return Err(Error::BadRequest(
             "no https URL for an asterisk-form target",
         ));
     }
-    let name = host_name(&framing.host).ok_or(Error::BadRequest(
-        "the Host header must name the server to redirect to",
-    ))?;
     let port = if https_port == 443 {
         String::new()
     } else {
@@ -89,13 +118,16 @@ fn host_name(host: &str) -> Option<&str> {
     (!name.is_empty() && name.len() <= MAX_HOST_BYTES).then_some(name)
 }
 
-/// Answer on `listener` until `stop` resolves. `https_port` is the port of the relay's HTTPS listener.
+/// Answer on `listener` until `stop` resolves. `name` is the relay's public name (`public_name`),
+/// `https_port` the port of the relay's HTTPS listener.
 pub async fn run(
     app: Arc<App>,
     listener: TcpListener,
+    name: String,
     https_port: u16,
     stop: impl Future<Output = ()>,
 ) {
+    let name: Arc<str> = name.into();
     let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     tokio::pin!(stop);
     loop {
@@ -114,15 +146,16 @@ pub async fn run(
         };
         stream.set_nodelay(true).ok();
         let app = app.clone();
+        let name = name.clone();
         tokio::spawn(async move {
-            serve(&app, stream, peer, https_port).await;
+            serve(&app, stream, peer, &name, https_port).await;
             drop(permit);
         });
     }
 }
 
 /// One connection: read one head, answer it, close.
-pub async fn serve<S>(app: &App, io: S, peer: SocketAddr, https_port: u16)
+pub async fn serve<S>(app: &App, io: S, peer: SocketAddr, name: &str, https_port: u16)
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -152,7 +185,7 @@ where
             return;
         }
     };
-    match location(&head, https_port) {
+    match location(&head, name, https_port) {
         Ok(loc) => {
             let r = Response {
                 status: 308,
@@ -162,6 +195,13 @@ where
             };
             let _ = client.write_all(&r.encode(head.method == "HEAD")).await;
             app.stats.count_status(r.status);
+            if !app.log.access
+                || !app
+                    .log_sampler
+                    .admit(peer.ip(), "https_redirect", app.clock.unix_now())
+            {
+                return close(&mut client).await;
+            }
             let mut f = Map::new();
             f.insert("rid".into(), json!(app.next_request_id()));
             f.insert("ip".into(), json!(peer.ip().to_string()));
@@ -207,7 +247,7 @@ mod tests {
     }
 
     fn loc(raw: &str, port: u16) -> Result<String, Error> {
-        location(&head(raw), port)
+        location(&head(raw), "relay.example.com", port)
     }
 
     #[test]
@@ -221,44 +261,68 @@ mod tests {
             loc(get, 8443).unwrap(),
             "https://relay.example.com:8443/relayapi/rt1.x/chat/completions?a=1&b=%20"
         );
-        // The plain port the client used is replaced, whatever it was.
         assert_eq!(
-            loc(
-                "POST /x HTTP/1.1\r\nHost: relay.example.com:80\r\nContent-Length: 2\r\n\r\n",
-                443
-            )
-            .unwrap(),
-            "https://relay.example.com/x"
-        );
-        assert_eq!(
-            loc("GET / HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n\r\n", 8443).unwrap(),
-            "https://127.0.0.1:8443/"
-        );
-        assert_eq!(
-            loc("GET /h HTTP/1.1\r\nHost: [::1]:80\r\n\r\n", 443).unwrap(),
+            location(&head("GET /h HTTP/1.1\r\nHost: x\r\n\r\n"), "[::1]", 443).unwrap(),
             "https://[::1]/h"
-        );
-        assert_eq!(
-            loc("GET /h HTTP/1.0\r\nHost: Relay.Example.COM\r\n\r\n", 443).unwrap(),
-            "https://Relay.Example.COM/h"
         );
     }
 
     #[test]
-    fn requests_without_a_usable_host_or_target_are_refused() {
+    fn the_client_host_is_never_reflected() {
+        // Issue 9, finding 13: whatever the client names, it is sent to the configured name.
         for raw in [
-            // HTTP/1.0 may omit Host, but then there is no name to send the client to.
-            "GET / HTTP/1.0\r\n\r\n",
-            "GET / HTTP/1.1\r\nHost:\r\n\r\n",
-            "GET / HTTP/1.1\r\nHost: a..b\r\n\r\n",
-            "GET / HTTP/1.1\r\nHost: evil.example!$&'()*+;=\r\n\r\n",
-            "GET / HTTP/1.1\r\nHost: %65vil.example\r\n\r\n",
-            "GET / HTTP/1.1\r\nHost: [fe80::1%25eth0]\r\n\r\n",
-            "OPTIONS * HTTP/1.1\r\nHost: relay.example.com\r\n\r\n",
+            "GET /x HTTP/1.1\r\nHost: evil.example\r\n\r\n",
+            "GET /x HTTP/1.1\r\nHost: evil.example:80\r\n\r\n",
+            "GET /x HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n\r\n",
+            "GET /x HTTP/1.0\r\n\r\n",
         ] {
-            let e = loc(raw, 443).unwrap_err();
-            assert_eq!(e.status(), 400, "{raw:?}: {e:?}");
+            assert_eq!(
+                loc(raw, 443).unwrap(),
+                "https://relay.example.com/x",
+                "{raw:?}"
+            );
         }
+    }
+
+    #[test]
+    fn the_public_name_is_configured_or_the_listening_address() {
+        assert_eq!(
+            public_name(Some("relay.example.com"), "0.0.0.0").unwrap(),
+            "relay.example.com"
+        );
+        assert_eq!(public_name(None, "127.0.0.1").unwrap(), "127.0.0.1");
+        assert_eq!(public_name(None, "::1").unwrap(), "[::1]");
+        assert_eq!(
+            public_name(Some("2001:db8::1"), "::").unwrap(),
+            "[2001:db8::1]"
+        );
+        assert_eq!(
+            public_name(Some("203.0.113.9"), "::").unwrap(),
+            "203.0.113.9"
+        );
+        for wildcard in ["0.0.0.0", "::"] {
+            assert!(public_name(None, wildcard).is_err(), "{wildcard}");
+        }
+        for bad in [
+            "",
+            "a..b",
+            "relay.example.com:443",
+            "https://relay.example.com",
+            "relay.example.com/x",
+            "evil.example!$&",
+            "%65vil.example",
+            "[fe80::1%25eth0]",
+        ] {
+            assert!(public_name(Some(bad), "127.0.0.1").is_err(), "{bad:?}");
+        }
+        let long = format!("{}.example", "a".repeat(64));
+        assert!(public_name(Some(&long), "127.0.0.1").is_err());
+    }
+
+    #[test]
+    fn requests_without_a_target_or_with_bad_framing_are_refused() {
+        let e = loc("OPTIONS * HTTP/1.1\r\nHost: relay.example.com\r\n\r\n", 443).unwrap_err();
+        assert_eq!(e.status(), 400);
         // The framing gate's own refusals pass through.
         for raw in [
             "GET / HTTP/1.1\r\n\r\n",
@@ -267,7 +331,5 @@ mod tests {
         ] {
             assert_eq!(loc(raw, 443).unwrap_err().status(), 400, "{raw:?}");
         }
-        let long = format!("GET / HTTP/1.1\r\nHost: {}.example\r\n\r\n", "a".repeat(64));
-        assert_eq!(loc(&long, 443).unwrap_err().status(), 400);
     }
 }

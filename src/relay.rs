@@ -1,6 +1,7 @@
-//! One request, top to bottom: frame it, route it, rate-limit it, prove its token, apply the token's
-//! limits, read the body, reserve a call, then forward it to the provider with the real key and stream
-//! the answer back. Everything that can fail before the response head is sent becomes an error response
+//! One request, top to bottom: frame it, charge its address, route it, check its method, prove its
+//! token, refuse a token remembered dead, apply the token's limits, charge the relay-wide limit, reserve
+//! a call, read the body, then forward it to the provider with the real key and stream the answer back.
+//! The admission rules (what is charged where, and when) are `admission.rs`. Everything that can fail before the response head is sent becomes an error response
 //! (via `respond.rs`); a failure mid-stream aborts the connection, since appending an error to a
 //! half-sent answer would corrupt it.
 
@@ -13,6 +14,7 @@ use serde_json::json;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
 
+use crate::admission;
 use crate::app::App;
 use crate::chunked::{ChunkedDecoder, ChunkedLimits};
 use crate::conn::{Client, Next, MAX_CHUNK_EXT_BYTES, MAX_DISCARD_BYTES, MAX_TRAILER_BYTES};
@@ -24,16 +26,16 @@ use crate::framing::{
     request_framing, response_framing, BodyFraming, RequestFraming, ResponseBody,
 };
 use crate::head::{parse_response_head, trim_ows, HeadLimits, RequestHead, ResponseHead, Version};
-use crate::limiter::client_key;
 use crate::log::{redact_target, AccessLine};
+use crate::log_sampler::status_class;
 use crate::policy;
 use crate::provider::{AuthStyle, Provider};
 use crate::respond::{reason, Response, SAFETY_HEADERS};
 use crate::secret::SecretString;
 use crate::shutdown::ShutdownWatch;
 use crate::store::{Reservation, TokenRef};
-use crate::store_redis::{SharedRejection, SharedScope};
 use crate::token::{self, Claims, TimeError};
+use crate::token_cache::Verdict;
 use crate::upstream::Conn;
 
 /// Read size for the upstream socket; SSE events are forwarded as soon as each read returns.
@@ -84,6 +86,8 @@ pub(crate) struct Ctx {
     pub(crate) ip: IpAddr,
     pub(crate) method: String,
     pub(crate) origin: Option<String>,
+    /// An `Origin` header was sent but is not a well-formed origin: refused like a disallowed one.
+    pub(crate) bad_origin: bool,
     pub(crate) tenant: Option<String>,
     pub(crate) jti: Option<String>,
     pub(crate) provider: Option<String>,
@@ -91,6 +95,8 @@ pub(crate) struct Ctx {
     pub(crate) ttfb: Option<Duration>,
     /// Set once the token is proven authentic: only then is `provider` a bounded metrics label.
     pub(crate) authenticated: bool,
+    /// Set once the store counted the call: such requests are always logged (see `log_sampler.rs`).
+    pub(crate) reserved: bool,
 }
 
 /// How a request ended, for the log and the connection loop.
@@ -109,21 +115,23 @@ pub async fn handle<S: AsyncRead + AsyncWrite + Unpin>(
 ) -> Next {
     app.stats.requests.fetch_add(1, Ordering::Relaxed);
     client.consume(head.head_len);
+    let origin = head.header("origin");
     let mut ctx = Ctx {
         rid: app.next_request_id(),
         started: Instant::now(),
         ip: client_ip(app, client.peer.ip(), &head),
         method: head.method.clone(),
-        origin: head
-            .header("origin")
+        origin: origin
             .and_then(|o| std::str::from_utf8(o).ok())
             .map(str::to_string),
+        bad_origin: origin.is_some_and(|o| !cors::is_origin(o)),
         tenant: None,
         jti: None,
         provider: None,
         uid: None,
         ttfb: None,
         authenticated: false,
+        reserved: false,
     };
     let done = match request_framing(&head) {
         Err(e) => reply_error(app, client, &ctx, None, Error::from(e), None).await,
@@ -159,6 +167,14 @@ async fn route<S: AsyncRead + AsyncWrite + Unpin>(
         Some((p, q)) => (p, Some(q)),
         None => (head.target.as_str(), None),
     };
+    // Every routed request spends its sender's allowance first (junk, 404s and preflights included),
+    // and nothing else's: the relay-wide limit is charged only once a token is proven.
+    if admission::charges_ip(app, ctx.ip, path) {
+        if let Err(e) = admission::charge_ip(app, ctx.ip).await {
+            app.stats.rate_limited.fetch_add(1, Ordering::Relaxed);
+            return reply_error(app, client, ctx, Some(framing), e, None).await;
+        }
+    }
     // A CORS preflight carries no credentials by design: answer it before any token work, and never
     // count it as a call.
     if head.method == "OPTIONS" && head.header("access-control-request-method").is_some() {
@@ -220,10 +236,13 @@ async fn proxy<S: AsyncRead + AsyncWrite + Unpin>(
     if shutdown.is_shutting_down() {
         return Err(Error::ShuttingDown.into());
     }
-    // 1. Cheap limits first, so floods are turned away before any cryptography.
-    if let Err(e) = rate_limit(app, ctx.ip).await {
-        app.stats.rate_limited.fetch_add(1, Ordering::Relaxed);
-        return Err(e.into());
+    // 1. Requests no provider API needs are refused before any token work (the per-address bucket was
+    // charged in `route`).
+    if !admission::method_forwarded(&head.method) {
+        return Err(Error::MethodNotAllowed(admission::ALLOW_FORWARDED).into());
+    }
+    if ctx.bad_origin {
+        return Err(Error::OriginNotAllowed.into());
     }
 
     // 2. Find the token and the provider-relative path.
@@ -260,6 +279,13 @@ async fn proxy<S: AsyncRead + AsyncWrite + Unpin>(
         TimeError::NotYetValid => Error::TokenNotYetValid,
         TimeError::LifetimeTooLong => Error::TokenLifetimeTooLong,
     })?;
+    // A token this relay already found revoked or used up costs nothing more: no store operation, no
+    // body byte read.
+    match app.tokens.verdict(&claims.tid, &claims.jti, now) {
+        Some(Verdict::Exhausted) => return Err(Error::TokenExhausted.into()),
+        Some(Verdict::Revoked) => return Err(Error::TokenRevoked.into()),
+        None => {}
+    }
 
     // 4. Limits the token carries that need no body.
     let provider = app
@@ -280,6 +306,11 @@ async fn proxy<S: AsyncRead + AsyncWrite + Unpin>(
         }
     }
     policy::check_endpoint(&claims, provider.family, &loc.rest)?;
+    // 5. The relay-wide limit: spent by authenticated calls only, before any store work.
+    if let Err(e) = admission::charge_global(app).await {
+        app.stats.rate_limited.fetch_add(1, Ordering::Relaxed);
+        return Err(e.into());
+    }
     let _in_flight = app
         .token_limits
         .try_acquire(
@@ -295,27 +326,9 @@ async fn proxy<S: AsyncRead + AsyncWrite + Unpin>(
             crate::limiter::TokenRejection::TooManyConcurrent => Error::TooManyConcurrent,
         })?;
 
-    // 5. Only an authenticated, permitted request may make the client send its body.
-    if framing.expect_continue && framing.body != BodyFraming::None {
-        client
-            .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
-            .await
-            .map_err(|_| Error::BadRequest("client gone"))?;
-    }
-    let body = client
-        .read_body(framing.body, app.cfg.server.max_body_bytes)
-        .await?;
-    let applied =
-        policy::apply(&claims, provider.family, &loc.rest, body).map_err(|error| Failure {
-            error,
-            body_read: true,
-        })?;
-    let body = applied.body;
-    if let Some(path) = applied.path {
-        loc.rest = path;
-    }
-
-    // 6. Reserve the call. From here on it counts, unless it provably never leaves the relay.
+    // 6. Reserve the call before a body byte is read: a used-up or revoked token is refused without
+    // reading its body. From here on the call counts, unless it provably never leaves the relay (body
+    // or policy failure, provider unreachable), in which case it is given back.
     let tref = TokenRef {
         jti: &claims.jti,
         tenant: &claims.tid,
@@ -323,36 +336,76 @@ async fn proxy<S: AsyncRead + AsyncWrite + Unpin>(
         exp: claims.exp,
         max: claims.max,
     };
-    let fail = |error| Failure {
-        error,
-        body_read: true,
-    };
+    let epoch = app.tokens.epoch();
     let store_started = Instant::now();
     let reserved = app.store.reserve(tref, now).await;
     app.metrics.store_latency.observe(store_started.elapsed());
     match reserved {
-        Ok(Reservation::Granted { .. }) => {}
-        Ok(Reservation::Exhausted) => return Err(fail(Error::TokenExhausted)),
-        Ok(Reservation::Revoked) => return Err(fail(Error::TokenRevoked)),
+        Ok(Reservation::Granted { .. }) => ctx.reserved = true,
+        Ok(Reservation::Exhausted) => {
+            app.tokens
+                .remember(&claims.tid, &claims.jti, Verdict::Exhausted, now, epoch);
+            return Err(Error::TokenExhausted.into());
+        }
+        Ok(Reservation::Revoked) => {
+            app.tokens
+                .remember(&claims.tid, &claims.jti, Verdict::Revoked, now, epoch);
+            return Err(Error::TokenRevoked.into());
+        }
         Err(e) => {
             app.log
                 .warn("store unavailable", json!({"error": e.to_string()}));
-            return Err(fail(Error::StoreUnavailable));
+            return Err(Error::StoreUnavailable.into());
         }
+    }
+
+    // 7. Only an authenticated, permitted, counted request may make the client send its body.
+    if framing.expect_continue
+        && framing.body != BodyFraming::None
+        && client
+            .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
+            .await
+            .is_err()
+    {
+        give_back(app, &claims).await;
+        return Err(Error::BadRequest("client gone").into());
+    }
+    let body = match client
+        .read_body(framing.body, app.cfg.server.max_body_bytes)
+        .await
+    {
+        Ok(body) => body,
+        Err(e) => {
+            give_back(app, &claims).await;
+            return Err(e.into());
+        }
+    };
+    let fail = |error| Failure {
+        error,
+        body_read: true,
+    };
+    let applied = match policy::apply(&claims, provider.family, &loc.rest, body) {
+        Ok(applied) => applied,
+        Err(e) => {
+            give_back(app, &claims).await;
+            return Err(fail(e));
+        }
+    };
+    let body = applied.body;
+    if let Some(path) = applied.path {
+        loc.rest = path;
     }
     let conn = match app.upstream.checkout(&provider.base).await {
         Ok(c) => c,
         Err(e) => {
             // Connect and TLS failures happen before a byte of the request left: give the call back.
-            if app.store.refund(&claims.tid, &claims.jti).await.is_err() {
-                app.log.warn("refund failed", json!({"jti": claims.jti}));
-            }
+            give_back(app, &claims).await;
             app.stats.upstream_errors.fetch_add(1, Ordering::Relaxed);
             return Err(fail(e));
         }
     };
 
-    // 7. Forward, then stream the answer.
+    // 8. Forward, then stream the answer.
     app.stats.proxied.fetch_add(1, Ordering::Relaxed);
     let upstream_req = build_upstream_request(head, &provider, &api_key, &loc, &body);
     exchange(
@@ -373,33 +426,13 @@ async fn proxy<S: AsyncRead + AsyncWrite + Unpin>(
     })
 }
 
-/// The global and per-IP limits: this process's buckets, or with `rate_limit.shared` the ones in Redis
-/// that every instance shares (a store failure refuses the request: limits never fail open).
-async fn rate_limit(app: &App, ip: IpAddr) -> Result<(), Error> {
-    let rl = &app.cfg.rate_limit;
-    if rl.shared {
-        let scope = |per_second, burst| SharedScope { per_second, burst };
-        let checked = app
-            .store
-            .shared_rate_check(
-                client_key(ip),
-                scope(rl.ip_limit.requests_per_second, rl.ip_limit.burst),
-                scope(rl.requests_per_second, rl.burst),
-            )
-            .await
-            .map_err(|_| Error::StoreUnavailable)?;
-        return checked.map_err(|r| match r {
-            SharedRejection::Ip(d) => Error::RateLimited(LimitScope::Ip, d),
-            SharedRejection::Global(d) => Error::RateLimited(LimitScope::Global, d),
-        });
+/// Give back a reserved call that provably never left the relay, and drop a "used up" verdict this
+/// relay may have remembered meanwhile (the call is available again).
+async fn give_back(app: &App, claims: &Claims) {
+    if app.store.refund(&claims.tid, &claims.jti).await.is_err() {
+        app.log.warn("refund failed", json!({"jti": claims.jti}));
     }
-    app.limiter.check(ip, app.clock.mono_now()).map_err(|r| {
-        let scope = match r.scope {
-            crate::limiter::Scope::Global => LimitScope::Global,
-            crate::limiter::Scope::Ip => LimitScope::Ip,
-        };
-        Error::RateLimited(scope, r.retry_after)
-    })
+    app.tokens.forget_exhausted(&claims.tid, &claims.jti);
 }
 
 /// Where the token came from and what to forward.
@@ -458,15 +491,13 @@ fn is_token_like(s: &str) -> bool {
 }
 
 fn header_token(head: &RequestHead) -> Option<String> {
-    if let Some(v) = head.header("authorization") {
-        let v = std::str::from_utf8(v).ok()?;
-        if let Some(t) = v
-            .strip_prefix("Bearer ")
-            .or_else(|| v.strip_prefix("bearer "))
-        {
-            if is_token_like(t.trim()) {
-                return Some(t.trim().to_string());
-            }
+    // The scheme is case-insensitive (RFC 9110 §11.1): `BEARER` is as good as `Bearer`.
+    if let Some(t) = head
+        .header("authorization")
+        .and_then(admission::bearer_token)
+    {
+        if is_token_like(t) {
+            return Some(t.to_string());
         }
     }
     for name in ["x-api-key", "x-goog-api-key"] {
@@ -966,11 +997,11 @@ fn log_access(app: &App, ctx: &Ctx, done: &Done, target: &str) {
     if !app.log.access {
         return;
     }
-    // A flood of rate-limited requests is exactly when logs must not grow without bound: log at most a
-    // few of them per second (the metrics still count every one).
-    if done.reason.is_some_and(|r| r.starts_with("rate_limited"))
-        && !app.log_sampler.admit(app.clock.unix_now())
-    {
+    // Counted calls are always logged; everything else (404s, health checks, preflights, refusals) is
+    // sampled per client and reason, so a flood cannot grow the log without bound (the metrics still
+    // count every request, and held-back lines are reported by count).
+    let class = done.reason.unwrap_or(status_class(done.status));
+    if !ctx.reserved && !app.log_sampler.admit(ctx.ip, class, app.clock.unix_now()) {
         return;
     }
     let path = redact_target(target.as_bytes());

@@ -74,6 +74,9 @@ impl Response {
                 crate::limiter::retry_after_secs(d).to_string(),
             ));
         }
+        if let Error::MethodNotAllowed(allow) = e {
+            r.headers.push(("allow".into(), (*allow).into()));
+        }
         if e.should_not_retry() {
             // Official OpenAI/Anthropic SDKs honour this and do not retry what cannot succeed.
             r.headers.push(("x-should-retry".into(), "false".into()));
@@ -122,6 +125,13 @@ pub async fn error_and_log<S: AsyncRead + AsyncWrite + Unpin>(
     r.close = true;
     let _ = client.write_all(&r.encode(false)).await;
     app.stats.count_status(r.status);
+    if !app.log.access
+        || !app
+            .log_sampler
+            .admit(client.peer.ip(), e.code(), app.clock.unix_now())
+    {
+        return;
+    }
     let mut f = Map::new();
     f.insert("rid".into(), json!(rid));
     f.insert("ip".into(), json!(client.peer.ip().to_string()));

@@ -152,15 +152,15 @@ impl Store {
         }
     }
 
-    /// Shared global and per-client rate limits (`rate_limit.shared`); only Redis can share them.
-    pub async fn shared_rate_check(
+    /// Charge one request to a shared rate-limit scope (`rate_limit.shared`): the client key's, or
+    /// with `None` the relay-wide one. Only Redis can share them.
+    pub async fn shared_rate_take(
         &self,
-        client: std::net::IpAddr,
-        ip: crate::store_redis::SharedScope,
-        global: crate::store_redis::SharedScope,
+        client: Option<std::net::IpAddr>,
+        limit: crate::store_redis::SharedScope,
     ) -> Result<Result<(), crate::store_redis::SharedRejection>, StoreError> {
         match self {
-            Store::Redis(r) => r.rate_check(client, ip, global).await,
+            Store::Redis(r) => r.rate_take(client, limit).await,
             _ => Err(StoreError("shared rate limits need the Redis store".into())),
         }
     }

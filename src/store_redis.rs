@@ -84,31 +84,22 @@ return cur
 ";
 
 /// Shared rate limits (`rate_limit.shared`): GCRA, the exact equivalent of a token bucket, on the
-/// server's own clock so that instances with skewed clocks still agree. KEYS: per-IP key, global key.
-/// ARGV: per-IP emission interval (µs, 0 = scope off), per-IP burst, global interval, global burst.
-/// Checks the client's scope first, then the global one, and charges both or neither. Answers
-/// {0, 0} when allowed, or {1 (per-IP) | 2 (global), microseconds until a retry can succeed}.
+/// server's own clock so that instances with skewed clocks still agree. One scope per call, so the
+/// relay can charge the client's key for every routed request and the global key only for calls whose
+/// token is proven authentic (issue 9, finding 4). KEYS: the scope's key. ARGV: emission interval in
+/// µs (never 0: a scope that is off is not sent), burst. Answers 0 and charges the key when allowed, or
+/// the microseconds until a retry can succeed (positive), charging nothing.
 const RATE: &str = r"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local function plan(key, interval, burst)
-  if interval == 0 then return nil, 0 end
-  local tat = tonumber(redis.call('GET', key) or '0')
-  if tat < now then tat = now end
-  local new = tat + interval
-  local allow_at = new - burst * interval
-  if now < allow_at then return nil, allow_at - now end
-  return new, 0
-end
-local ip_i, ip_b = tonumber(ARGV[1]), tonumber(ARGV[2])
-local g_i, g_b = tonumber(ARGV[3]), tonumber(ARGV[4])
-local ip_new, ip_wait = plan(KEYS[1], ip_i, ip_b)
-if ip_i > 0 and not ip_new then return {1, ip_wait} end
-local g_new, g_wait = plan(KEYS[2], g_i, g_b)
-if g_i > 0 and not g_new then return {2, g_wait} end
-if ip_new then redis.call('SET', KEYS[1], string.format('%.0f', ip_new), 'PX', math.ceil((ip_new - now) / 1000) + 1) end
-if g_new then redis.call('SET', KEYS[2], string.format('%.0f', g_new), 'PX', math.ceil((g_new - now) / 1000) + 1) end
-return {0, 0}
+local interval, burst = tonumber(ARGV[1]), tonumber(ARGV[2])
+local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
+if tat < now then tat = now end
+local new = tat + interval
+local allow_at = new - burst * interval
+if now < allow_at then return allow_at - now end
+redis.call('SET', KEYS[1], string.format('%.0f', new), 'PX', math.ceil((new - now) / 1000) + 1)
+return 0
 ";
 
 /// One scope of the shared limiter: requests per second and burst (rate 0 = off).
@@ -335,31 +326,31 @@ impl RedisStore {
         }
     }
 
-    /// The relay-wide and per-client rate limits, shared by every instance using this server.
-    /// `client` is the limiter's client key (IPv4 address or IPv6 /64).
-    pub(crate) async fn rate_check(
+    /// Charge one request to a shared scope: the client's (`client` is the limiter's client key, an
+    /// IPv4 address or IPv6 /64) or, with `None`, the relay-wide one. A scope with rate 0 is off.
+    pub(crate) async fn rate_take(
         &self,
-        client: std::net::IpAddr,
-        ip: SharedScope,
-        global: SharedScope,
+        client: Option<std::net::IpAddr>,
+        limit: SharedScope,
     ) -> Result<Result<(), SharedRejection>, StoreError> {
-        let ip_key = format!("{}rl:ip:{client}", self.prefix);
-        let global_key = format!("{}rl:global", self.prefix);
-        let args = [
-            ip.interval_micros().to_string(),
-            ip.burst.to_string(),
-            global.interval_micros().to_string(),
-            global.burst.to_string(),
-        ];
-        let (scope, wait): (i64, i64) = self
-            .eval(&self.scripts.rate, &[&ip_key, &global_key], &args)
-            .await?;
-        let wait = Duration::from_micros(wait.max(0) as u64);
-        Ok(match scope {
-            0 => Ok(()),
-            1 => Err(SharedRejection::Ip(wait)),
-            _ => Err(SharedRejection::Global(wait)),
-        })
+        let interval = limit.interval_micros();
+        if interval == 0 {
+            return Ok(Ok(()));
+        }
+        let key = match client {
+            Some(ip) => format!("{}rl:ip:{ip}", self.prefix),
+            None => format!("{}rl:global", self.prefix),
+        };
+        let args = [interval.to_string(), limit.burst.to_string()];
+        let wait: i64 = self.eval(&self.scripts.rate, &[&key], &args).await?;
+        if wait <= 0 {
+            return Ok(Ok(()));
+        }
+        let wait = Duration::from_micros(wait as u64);
+        Ok(Err(match client {
+            Some(_) => SharedRejection::Ip(wait),
+            None => SharedRejection::Global(wait),
+        }))
     }
 
     pub(crate) async fn refund(&self, tenant: &str, jti: &str) -> Result<(), StoreError> {

@@ -507,6 +507,7 @@ mod tests {
             min_version: "1.2".into(),
             handshake_timeout: 3,
             redirect_http_port: None,
+            redirect_host: None,
             reload_interval: 5,
         };
         (dir, cfg)

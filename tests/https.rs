@@ -497,12 +497,10 @@ async fn plain_port_redirects_every_request_to_https() {
     let mut buf = Vec::new();
     let r = read_response(&mut s, &mut buf, false).await.unwrap();
     assert_eq!(r.status, 308);
+    // The configured name (here server.host, as no tls.redirect_host is set), never the client's Host.
     assert_eq!(
         r.header("location"),
-        Some(
-            format!("https://relay.example.com:{https_port}/relayapi/x/chat/completions?a=1")
-                .as_str()
-        )
+        Some(format!("https://127.0.0.1:{https_port}/relayapi/x/chat/completions?a=1").as_str())
     );
     assert_eq!(r.header("connection"), Some("close"));
     assert!(common::closed_by_peer(&mut s).await);
@@ -540,7 +538,6 @@ async fn plain_port_redirects_every_request_to_https() {
     // Heads are parsed as strictly as on the main listener; refusals are 400 and close.
     for bad in [
         &b"GET / HTTP/1.1\nHost: relay.example.com\n\n"[..],
-        b"GET / HTTP/1.0\r\n\r\n",
         b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
         b"OPTIONS * HTTP/1.1\r\nHost: relay.example.com\r\n\r\n",
     ] {
@@ -551,6 +548,33 @@ async fn plain_port_redirects_every_request_to_https() {
         assert_eq!(r.status, 400, "{:?}", String::from_utf8_lossy(bad));
         assert!(r.header("location").is_none());
         assert!(common::closed_by_peer(&mut s).await);
+    }
+}
+
+/// Issue 9, finding 13: the redirect listener puts the configured name in `Location`, whatever `Host`
+/// the client sends (a reflected Host makes the relay an open redirector).
+#[tokio::test]
+async fn redirect_location_uses_the_configured_name_never_the_host_header() {
+    let certs = CertDir::new("server");
+    let (_up, relay) = start(
+        &certs,
+        json!({"redirect_http_port": 0, "redirect_host": "relay.example.com"}),
+    )
+    .await;
+    let plain = redirect_addr(&relay).await;
+    let https_port = relay.addr.port();
+    for req in [
+        &b"GET /health HTTP/1.1\r\nHost: evil.example\r\n\r\n"[..],
+        b"GET /health HTTP/1.1\r\nHost: evil.example:443\r\n\r\n",
+        b"GET /health HTTP/1.1\r\nHost: 203.0.113.66\r\n\r\n",
+        b"GET /health HTTP/1.0\r\n\r\n",
+    ] {
+        let r = common::raw(plain, req).await.unwrap();
+        assert_eq!(r.status, 308, "{:?}", String::from_utf8_lossy(req));
+        assert_eq!(
+            r.header("location"),
+            Some(format!("https://relay.example.com:{https_port}/health").as_str())
+        );
     }
 }
 

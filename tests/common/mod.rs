@@ -668,3 +668,48 @@ pub async fn closed_by_peer(s: &mut TcpStream) -> bool {
         Ok(Ok(0)) | Ok(Err(_))
     )
 }
+
+/// A connection from a chosen loopback source address: 127.0.0.x stands for a distinct client.
+pub async fn connect_from(src: [u8; 4], addr: SocketAddr) -> TcpStream {
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.bind(SocketAddr::from((src, 0))).unwrap();
+    sock.connect(addr).await.unwrap()
+}
+
+/// One request on an open (keep-alive) connection; `None` if the connection ended first.
+pub async fn send_on(
+    s: &mut TcpStream,
+    buf: &mut Vec<u8>,
+    method: &str,
+    target: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> Option<Resp> {
+    let mut req = format!("{method} {target} HTTP/1.1\r\nhost: relay.test\r\n");
+    if !body.is_empty() || method == "POST" {
+        req.push_str(&format!("content-length: {}\r\n", body.len()));
+    }
+    for (n, v) in headers {
+        req.push_str(&format!("{n}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    req.push_str(body);
+    s.write_all(req.as_bytes()).await.ok()?;
+    read_response(s, buf, method == "HEAD").await
+}
+
+/// One request from source address `src` on a fresh connection.
+pub async fn request_from(
+    src: [u8; 4],
+    addr: SocketAddr,
+    method: &str,
+    target: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> Resp {
+    let mut s = connect_from(src, addr).await;
+    let mut buf = Vec::new();
+    send_on(&mut s, &mut buf, method, target, headers, body)
+        .await
+        .expect("a response")
+}
