@@ -136,9 +136,11 @@ async fn revocation_through_one_relay_is_honoured_by_the_other() {
     }
 
     // A tenant-wide mark set through b stops tokens on a.
-    let older = a.token("openai", None);
+    let older_claims = a.claims("openai", None);
+    let older = a.mint(&older_claims);
     assert_eq!(chat(a.addr, &older).await.status, 200);
-    let before = claims.iat + 1;
+    // Just after the later of the two issue times (a second may have passed between the mints).
+    let before = claims.iat.max(older_claims.iat) + 1;
     let r = admin(
         &b,
         "POST",
