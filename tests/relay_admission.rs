@@ -156,7 +156,11 @@ async fn per_address_limit_covers_404s_and_preflights_and_health_from_outside() 
             );
         }
         assert!(got[..3].iter().all(|s| *s != 429), "{target}: {got:?}");
-        assert_eq!(got[3..], [429, 429, 429], "{target}: {got:?}");
+        // The burst of 3 is spent; only a refill (1/s) could let one more through.
+        assert!(
+            got[3..].iter().filter(|s| **s == 429).count() >= 2,
+            "{target}: {got:?}"
+        );
     }
     // Monitoring from the /metrics ranges (loopback 127.0.0.1 by default) is never refused.
     let mut s = connect_from([127, 0, 0, 1], relay.addr).await;
@@ -390,7 +394,25 @@ async fn access_log_volume_is_bounded_per_client_and_reason() {
             .unwrap();
         rids.push(rid.1.clone());
     }
-    let lines = access_lines(&relay);
+    // Lines reach stdout just after each answer: wait (bounded) until every one of these is there.
+    let mut lines = access_lines(&relay);
+    for _ in 0..100 {
+        if rids
+            .iter()
+            .all(|rid| lines.iter().any(|l| l["rid"] == rid.as_str()))
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        lines = access_lines(&relay);
+    }
+    for rid in &rids {
+        assert!(
+            lines.iter().any(|l| l["rid"] == rid.as_str()),
+            "{rid} not logged"
+        );
+    }
+    // Stdout keeps write order, so every flood line is in by now.
     let flood_lines = lines
         .iter()
         .filter(|l| l["ip"] == "127.0.0.2" && l["status"] == 404)
@@ -428,12 +450,6 @@ async fn access_log_volume_is_bounded_per_client_and_reason() {
     assert_eq!(reported as usize + flood_lines, 2000, "{reports:?}");
     assert_eq!(reports[0]["top"][0]["ip"], "127.0.0.2", "{reports:?}");
     assert_eq!(reports[0]["top"][0]["class"], "not_found", "{reports:?}");
-    for rid in &rids {
-        assert!(
-            lines.iter().any(|l| l["rid"] == rid.as_str()),
-            "{rid} not logged"
-        );
-    }
 }
 
 #[tokio::test]
