@@ -44,12 +44,20 @@ pub fn bearer_token(value: &[u8]) -> Option<&str> {
     (!t.is_empty()).then_some(t)
 }
 
-/// Whether a request to `path` from `ip` is charged to the per-address bucket. Everything routed is,
-/// except `/health` and `/metrics` from the monitoring ranges (`metrics.allowed_ips`, loopback by
-/// default): a load balancer's or Prometheus' probe must never be refused because the limit is tight,
-/// and those addresses belong to the operator. Anyone else's `/health` is charged like any request, so
-/// it cannot be used to flood the relay for free.
+/// Whether a request to `path` from `ip` is charged to the per-address bucket when it is routed.
+/// Everything is, except:
+/// - `/health` and `/metrics` from the monitoring ranges (`metrics.allowed_ips`, loopback by default):
+///   a load balancer's or Prometheus' probe must never be refused because the limit is tight, and those
+///   addresses belong to the operator. Anyone else's `/health` is charged like any request.
+/// - the admin API (`/admin/v1/`), which is charged only when its signature fails (`endpoints.rs`): a
+///   tenant's backend revoking a thousand tokens after an incident must not be throttled to the
+///   per-address rate meant for browsers, while junk admin requests still spend their sender's
+///   allowance (and are refused once it is gone). Their cost before that is bounded: a body of at most
+///   16 KiB and one HMAC.
 pub fn charges_ip(app: &App, ip: IpAddr, path: &str) -> bool {
+    if path.starts_with("/admin/v1/") {
+        return false;
+    }
     let monitoring = matches!(path, "/health" | "/metrics");
     !(monitoring && app.metrics_allowed.iter().any(|n| n.contains(ip)))
 }

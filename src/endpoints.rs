@@ -10,6 +10,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::admin;
 use crate::admin_http;
+use crate::admission;
 use crate::app::App;
 use crate::conn::{Client, Next, MAX_DISCARD_BYTES};
 use crate::cors;
@@ -177,6 +178,19 @@ pub(crate) async fn metrics<S: AsyncRead + AsyncWrite + Unpin>(
     send(client, framing, ctx, r, false).await
 }
 
+/// An admin request refused before its signature was proven is junk from its address: charge it to the
+/// address's bucket (signed requests are not charged, see `admission::charges_ip`). Once the address's
+/// allowance is gone, the answer is the rate-limit refusal instead of `e`.
+async fn unproven_admin(app: &App, ctx: &Ctx, e: Error) -> Error {
+    match admission::charge_ip(app, ctx.ip).await {
+        Ok(()) => e,
+        Err(limited) => {
+            app.stats.rate_limited.fetch_add(1, Ordering::Relaxed);
+            limited
+        }
+    }
+}
+
 /// The admin API: read the small body, prove the signature, then act for the proven tenant only.
 pub(crate) async fn admin<S: AsyncRead + AsyncWrite + Unpin>(
     app: &App,
@@ -187,29 +201,26 @@ pub(crate) async fn admin<S: AsyncRead + AsyncWrite + Unpin>(
     path: &str,
 ) -> Done {
     if matches!(framing.body, BodyFraming::Length(n) if n > admin_http::MAX_ADMIN_BODY) {
-        return reply_error(app, client, ctx, Some(framing), Error::BodyTooLarge, None).await;
+        let e = unproven_admin(app, ctx, Error::BodyTooLarge).await;
+        return reply_error(app, client, ctx, Some(framing), e, None).await;
     }
     let body = match client
         .read_body(framing.body, admin_http::MAX_ADMIN_BODY)
         .await
     {
         Ok(b) => b,
-        Err(e) => return reply_error(app, client, ctx, Some(framing), e, Some(true)).await,
+        Err(e) => {
+            let e = unproven_admin(app, ctx, e).await;
+            return reply_error(app, client, ctx, Some(framing), e, Some(true)).await;
+        }
     };
     let auth = head.header("authorization").unwrap_or_default();
     let now = app.clock.unix_now();
     let Ok(tenant) =
         admin::verify_request(&app.keyring, auth, &head.method, &head.target, &body, now)
     else {
-        return reply_error(
-            app,
-            client,
-            ctx,
-            Some(framing),
-            Error::InvalidAdminSignature,
-            Some(true),
-        )
-        .await;
+        let e = unproven_admin(app, ctx, Error::InvalidAdminSignature).await;
+        return reply_error(app, client, ctx, Some(framing), e, Some(true)).await;
     };
     ctx.tenant = Some(tenant.clone());
     match admin_http::dispatch(app, &tenant, &head.method, path, &body).await {

@@ -676,3 +676,40 @@ async fn dead_tokens_are_refused_from_memory_without_a_store_operation() {
     );
     assert_eq!(up.count(), 1);
 }
+
+/// Signed admin requests are never throttled to the per-address rate (a backend revoking many tokens
+/// at once), while admin requests with a bad signature spend their sender's allowance like other junk.
+#[tokio::test]
+async fn signed_admin_calls_are_not_charged_but_bad_signatures_are() {
+    let up = MockUpstream::start(false).await;
+    let mut cfg = test_config(&up);
+    cfg["rate_limit"] = json!({"requests_per_second": 0, "burst": 0,
+        "ip_limit": {"requests_per_second": 1, "burst": 3, "max_tracked_ips": 100}});
+    let relay = Relay::start(cfg);
+    for _ in 0..10 {
+        let id = relay.claims("openai", None).jti;
+        let r = admin(&relay, "POST", &format!("/admin/v1/tokens/{id}/revoke"), "").await;
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+    let mut got = Vec::new();
+    let mut s = connect_from([127, 0, 0, 5], relay.addr).await;
+    let mut buf = Vec::new();
+    for _ in 0..6 {
+        let r = send_on(
+            &mut s,
+            &mut buf,
+            "GET",
+            "/admin/v1/tokens/0123456789abcdef0123456789abcdef",
+            &[("authorization", "RelayAPI-HMAC-SHA256 nonsense")],
+            "",
+        )
+        .await
+        .unwrap();
+        got.push(r.status);
+    }
+    assert_eq!(got[..3], [401, 401, 401], "{got:?}");
+    assert!(
+        got[3..].iter().filter(|s| **s == 429).count() >= 2,
+        "{got:?}"
+    );
+}
