@@ -482,7 +482,7 @@ impl ServerConfig {
 /// Parse and validate `config.json` text. `file` is only used in error messages.
 pub fn parse_config(text: &str, file: &Path) -> Result<Config, ConfigError> {
     let de = &mut serde_json::Deserializer::from_str(text);
-    let mut cfg: Config = serde_path_to_error::deserialize(de).map_err(|e| {
+    let mut cfg: Config = serde_path_to_error::deserialize(&mut *de).map_err(|e| {
         let field = e.path().to_string();
         let inner = e.into_inner();
         ConfigError {
@@ -490,6 +490,13 @@ pub fn parse_config(text: &str, file: &Path) -> Result<Config, ConfigError> {
             field: if field == "." { String::new() } else { field },
             problem: inner.to_string(),
         }
+    })?;
+    // serde_json stops after the first value; text after it (two configs pasted together, a stray
+    // brace) is a broken file, not something to ignore. Found by the `config` fuzz target.
+    de.end().map_err(|e| ConfigError {
+        file: file.to_path_buf(),
+        field: String::new(),
+        problem: e.to_string(),
     })?;
     if let Some(tls) = &mut cfg.tls {
         // Operators keep certificates beside config.json; the relay's working directory is whatever
@@ -849,6 +856,14 @@ mod tests {
 
     fn parse(text: &str) -> Result<Config, ConfigError> {
         parse_config(text, Path::new("config.json"))
+    }
+
+    #[test]
+    fn text_after_the_object_is_refused() {
+        // fuzz/regressions/config/trailing-characters
+        assert!(parse("{}oooo").is_err());
+        assert!(parse("{} {}").is_err());
+        assert!(parse("{}\n\t ").is_ok());
     }
 
     #[test]

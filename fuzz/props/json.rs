@@ -1,0 +1,105 @@
+//! JSON as the references see it: `serde_json`'s own parse, plus the duplicate-member detection that
+//! `serde_json::Value` lacks (its maps silently keep the last value of a repeated name).
+
+use std::cell::Cell;
+use std::collections::HashSet;
+use std::fmt;
+
+use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde_json::Value;
+
+/// A JSON text as `serde_json` reads it, and whether some object in it repeats a member name (after
+/// unescaping: `"a"` and `"\u0061"` are the same name). `None` when it is not JSON.
+pub fn parse(text: &str) -> Option<(Value, bool)> {
+    let value: Value = serde_json::from_str(text).ok()?;
+    let duplicate = Cell::new(false);
+    let mut de = serde_json::Deserializer::from_str(text);
+    Walk(&duplicate).deserialize(&mut de).ok()?;
+    de.end().ok()?;
+    Some((value, duplicate.get()))
+}
+
+/// Visits every value, recording a repeated member name in any object.
+#[derive(Clone, Copy)]
+struct Walk<'a>(&'a Cell<bool>);
+
+impl<'de> DeserializeSeed<'de> for Walk<'_> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Walk<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_str<E>(self, _: &str) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_unit<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while seq.next_element_seed(self)?.is_some() {}
+        Ok(())
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let mut seen = HashSet::new();
+        while let Some(name) = map.next_key::<String>()? {
+            if !seen.insert(name) {
+                self.0.set(true);
+            }
+            map.next_value_seed(self)?;
+        }
+        Ok(())
+    }
+}
+
+/// Every string value held, directly or nested, by a member named `member` anywhere in `value`.
+pub fn strings_under<'a>(value: &'a Value, member: &str, out: &mut Vec<&'a str>) {
+    match value {
+        Value::Array(items) => items.iter().for_each(|v| strings_under(v, member, out)),
+        Value::Object(map) => {
+            for (name, v) in map {
+                if name == member {
+                    collect_strings(v, out);
+                }
+                strings_under(v, member, out);
+            }
+        }
+        _ => {}
+    }
+}
+
+fn collect_strings<'a>(value: &'a Value, out: &mut Vec<&'a str>) {
+    match value {
+        Value::String(s) => out.push(s),
+        Value::Array(items) => items.iter().for_each(|v| collect_strings(v, out)),
+        Value::Object(map) => map.values().for_each(|v| collect_strings(v, out)),
+        _ => {}
+    }
+}
