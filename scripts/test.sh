@@ -35,6 +35,9 @@ step "Rust: unit and integration tests"
 apt_install redis-server redis-server
 cargo test --locked
 
+step "Rust: fuzz targets, 10 s each from their seeds (nightly; fuzz/README.md)"
+bash fuzz/run-ci.sh 10
+
 step "Rust: static release binary (used by every end-to-end suite below)"
 bash scripts/build-static.sh
 export RELAYAPI_BIN="$ROOT/target/x86_64-unknown-linux-gnu/release/relayapi"

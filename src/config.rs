@@ -8,7 +8,8 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::de::{self, MapAccess, Visitor};
+use serde::{Deserialize, Deserializer};
 
 use crate::token::IpNet;
 
@@ -45,8 +46,10 @@ pub struct Config {
     pub rate_limit: RateLimitConfig,
     pub token: TokenConfig,
     /// Overrides of built-in providers and operator-defined providers, by name.
+    #[serde(deserialize_with = "unique_names")]
     pub providers: BTreeMap<String, ProviderOverride>,
     /// Server-side API keys that tokens may name (`kref` claim) instead of carrying a key.
+    #[serde(deserialize_with = "unique_names")]
     pub api_keys: BTreeMap<String, ApiKeySource>,
     pub upstream: UpstreamConfig,
     /// Peers whose `X-Forwarded-For` is believed (CIDR or plain addresses).
@@ -479,8 +482,52 @@ impl ServerConfig {
     }
 }
 
+/// A JSON object read as a map whose names must differ: serde's own maps keep the last of two equal
+/// names, so a provider or key listed twice would silently mean whichever line comes last. (Struct
+/// fields need no help: the derive already refuses a repeated field.) Found by the `config` fuzz target.
+fn unique_names<'de, D, V>(d: D) -> Result<BTreeMap<String, V>, D::Error>
+where
+    D: Deserializer<'de>,
+    V: Deserialize<'de>,
+{
+    struct Unique<V>(std::marker::PhantomData<V>);
+
+    impl<'de, V: Deserialize<'de>> Visitor<'de> for Unique<V> {
+        type Value = BTreeMap<String, V>;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("an object whose names appear once each")
+        }
+
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let mut out = BTreeMap::new();
+            while let Some(name) = map.next_key::<String>()? {
+                if out.contains_key(&name) {
+                    return Err(de::Error::custom(format!(
+                        "`{name}` appears twice; list each name once"
+                    )));
+                }
+                let value = map.next_value()?;
+                out.insert(name, value);
+            }
+            Ok(out)
+        }
+    }
+
+    d.deserialize_map(Unique(std::marker::PhantomData))
+}
+
 /// Parse and validate `config.json` text. `file` is only used in error messages.
 pub fn parse_config(text: &str, file: &Path) -> Result<Config, ConfigError> {
+    // The derive would also take an array, reading it as the sections in declaration order (`[]` is
+    // every default). Found by the `config` fuzz target.
+    if !text.trim_start().starts_with('{') {
+        return Err(ConfigError {
+            file: file.to_path_buf(),
+            field: String::new(),
+            problem: "expected a JSON object: {\"server\": {...}, ...}".into(),
+        });
+    }
     let de = &mut serde_json::Deserializer::from_str(text);
     let mut cfg: Config = serde_path_to_error::deserialize(&mut *de).map_err(|e| {
         let field = e.path().to_string();
@@ -864,6 +911,26 @@ mod tests {
         assert!(parse("{}oooo").is_err());
         assert!(parse("{} {}").is_err());
         assert!(parse("{}\n\t ").is_ok());
+    }
+
+    #[test]
+    fn only_an_object_is_a_config() {
+        // fuzz/regressions/config/array
+        assert!(parse("[\n   ]").is_err());
+        assert!(parse("[{}]").is_err());
+        assert!(parse(" \n{}").is_ok());
+    }
+
+    #[test]
+    fn a_provider_or_key_named_twice_is_refused() {
+        // fuzz/regressions/config/duplicate-provider
+        let twice = r#"{"providers": {"openai": {"base_url": "https://a.example.com"},
+                                      "openai": {"base_url": "https://b.example.com"}}}"#;
+        let e = parse(twice).unwrap_err();
+        assert_eq!(e.field, "providers");
+        assert!(e.problem.contains("`openai` appears twice"), "{e}");
+        let twice = r#"{"api_keys": {"main": {"env": "A"}, "main": {"env": "B"}}}"#;
+        assert!(parse(twice).is_err());
     }
 
     #[test]
