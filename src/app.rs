@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use serde_json::json;
 
+use crate::body_budget::BodyBudget;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::limiter::{RateLimiter, TokenLimits};
@@ -115,6 +116,8 @@ pub struct App {
     pub token_limits: TokenLimits,
     pub store: Store,
     pub upstream: Upstream,
+    /// Memory for request bodies a policy must read whole.
+    pub body_budget: BodyBudget,
     /// Server-side API keys (`kref` claim), read from the environment at start-up.
     pub api_keys: HashMap<String, SecretString>,
     pub trusted_proxies: Vec<IpNet>,

@@ -77,6 +77,15 @@ pub struct ServerConfig {
     pub max_headers: usize,
     pub max_uri_bytes: usize,
     pub max_body_bytes: u64,
+    /// Bytes all request bodies held whole at once (a token policy reads them) may take together; a
+    /// request that would pass it is refused with 503 at once. Bodies no policy reads are streamed and
+    /// take nothing from it.
+    pub max_buffered_body_bytes: u64,
+    /// The part of `max_buffered_body_bytes` one client address (IPv6: one /64) may hold.
+    pub max_buffered_body_bytes_per_ip: u64,
+    /// Bytes per second a request body must average once `read_timeout` has passed (only time spent
+    /// waiting for the client counts); slower bodies get 408.
+    pub min_body_rate: u64,
     pub max_connections: usize,
     /// Connections one client address (IPv6: one /64) may hold open at once; peers in
     /// `trusted_proxies` are exempt. Enough for an office behind one NAT address, where every browser
@@ -100,6 +109,9 @@ impl Default for ServerConfig {
             max_headers: 100,
             max_uri_bytes: 8 * 1024,
             max_body_bytes: 32 * 1024 * 1024,
+            max_buffered_body_bytes: 256 * 1024 * 1024,
+            max_buffered_body_bytes_per_ip: 64 * 1024 * 1024,
+            min_body_rate: 1024,
             max_connections: 4096,
             max_connections_per_ip: 128,
             shutdown_grace: 30,
@@ -620,6 +632,26 @@ impl Config {
             return Err(err(
                 "server.max_body_bytes",
                 "expected bytes from 1 to 1073741824",
+            ));
+        }
+        if s.max_buffered_body_bytes_per_ip < s.max_body_bytes {
+            return Err(err(
+                "server.max_buffered_body_bytes_per_ip",
+                "expected at least server.max_body_bytes, so one body of the largest allowed size can be held (default 67108864, 64 MiB)",
+            ));
+        }
+        if s.max_buffered_body_bytes < s.max_buffered_body_bytes_per_ip
+            || s.max_buffered_body_bytes > 1 << 40
+        {
+            return Err(err(
+                "server.max_buffered_body_bytes",
+                "expected bytes from server.max_buffered_body_bytes_per_ip to 1099511627776, well below the machine's memory (default 268435456, 256 MiB)",
+            ));
+        }
+        if s.min_body_rate == 0 || s.min_body_rate > 1 << 30 {
+            return Err(err(
+                "server.min_body_rate",
+                "expected bytes per second from 1 to 1073741824 (default 1024: slow mobile uploads still pass)",
             ));
         }
         if s.max_connections == 0 || s.max_connections > 1_000_000 {

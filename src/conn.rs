@@ -12,6 +12,8 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
 
 use crate::app::App;
+use crate::body_budget::BodyShare;
+use crate::body_pace::BodyPace;
 use crate::chunked::{ChunkedDecoder, ChunkedLimits};
 use crate::conn_limit::{Reclaim, RECLAIM_AFTER_IDLE};
 use crate::error::Error;
@@ -23,6 +25,8 @@ use crate::shutdown::ShutdownWatch;
 
 /// Read size for the client socket; one buffer per connection, grown only up to the head/body limits.
 const READ_CHUNK: usize = 8 * 1024;
+/// The one buffer a streamed request body passes through on its way to the provider.
+pub const STREAM_CHUNK: usize = 16 * 1024;
 /// Limits for chunked bodies besides the configured body size (RFC 9112 §7.1.1 extensions, §7.1.2
 /// trailers): enough for any real client, small enough that a hostile one cannot make us buffer.
 pub const MAX_CHUNK_EXT_BYTES: usize = 4096;
@@ -40,6 +44,8 @@ pub struct Client<S> {
     pub peer: SocketAddr,
     pub read_timeout: Duration,
     pub write_timeout: Duration,
+    /// Bytes per second a request body must average once `read_timeout` has passed.
+    pub min_body_rate: u64,
     /// Set once the client half-closed or vanished.
     pub eof: bool,
 }
@@ -60,26 +66,46 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
         Ok(n)
     }
 
-    /// Read a whole request body as framed (bounded by `max`), consuming it from the input. Chunked
-    /// bodies are decoded here; what is forwarded is always re-framed with a Content-Length.
+    /// Read a whole request body as framed (bounded by `max`), consuming it from the input, at the
+    /// pace `min_body_rate` demands (408 when it falls behind). Chunked bodies are decoded here; what
+    /// is forwarded is always re-framed with a Content-Length.
     pub async fn read_body(&mut self, framing: BodyFraming, max: u64) -> Result<Vec<u8>, Error> {
+        self.read_body_within(framing, max, None).await
+    }
+
+    /// [`Client::read_body`], with the bytes taken from the buffered-body budget before they are
+    /// buffered: a Content-Length body all at once, a chunked one as its bytes arrive.
+    pub async fn read_body_within(
+        &mut self,
+        framing: BodyFraming,
+        max: u64,
+        mut share: Option<&mut BodyShare<'_>>,
+    ) -> Result<Vec<u8>, Error> {
+        let mut pace = BodyPace::new(self.read_timeout, self.min_body_rate);
         match framing {
             BodyFraming::None => Ok(Vec::new()),
             BodyFraming::Length(n) => {
                 if n > max {
                     return Err(Error::BodyTooLarge);
                 }
+                if let Some(share) = share.as_deref_mut() {
+                    share.grow_to(n)?;
+                }
+                // Read straight into a body of the announced size, so the connection's input buffer
+                // never grows to the size of a body.
                 let n = n as usize;
-                while self.buf.len() < n {
-                    let deadline = Instant::now() + self.read_timeout;
-                    if self.read_more(deadline).await? == 0 {
+                let mut body = Vec::with_capacity(n);
+                let buffered = n.min(self.buf.len());
+                body.extend_from_slice(&self.buf[..buffered]);
+                self.consume(buffered);
+                while body.len() < n {
+                    let left = n - body.len();
+                    if self.read_paced(&mut pace, &mut body, left).await? == 0 {
                         return Err(Error::BadRequest(
                             "connection closed inside the request body",
                         ));
                     }
                 }
-                let body = self.buf[..n].to_vec();
-                self.consume(n);
                 Ok(body)
             }
             BodyFraming::Chunked => {
@@ -90,13 +116,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
                 });
                 let mut body = Vec::new();
                 loop {
+                    if let Some(share) = share.as_deref_mut() {
+                        // Decoding never yields more payload than the bytes it is fed.
+                        share.grow_to((body.len() + self.buf.len()) as u64)?;
+                    }
                     let used = dec.decode(&self.buf, Some(&mut body))?;
                     self.consume(used);
                     if dec.is_done() {
                         return Ok(body);
                     }
-                    let deadline = Instant::now() + self.read_timeout;
-                    if self.read_more(deadline).await? == 0 {
+                    let mut input = std::mem::take(&mut self.buf);
+                    let got = self.read_paced(&mut pace, &mut input, READ_CHUNK).await;
+                    self.buf = input;
+                    if got? == 0 {
                         return Err(Error::BadRequest(
                             "connection closed inside the request body",
                         ));
@@ -104,6 +136,67 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
                 }
             }
         }
+    }
+
+    /// Copy a Content-Length body of `n` bytes from the client to `up` as it arrives, through one
+    /// fixed buffer of [`STREAM_CHUNK`] bytes, at the body's pace (408 when it falls behind). Each
+    /// write to `up` may take `up_timeout`. On error the upstream request is incomplete: the caller
+    /// must close that connection, never reuse it.
+    pub async fn stream_body<W: AsyncWrite + Unpin>(
+        &mut self,
+        n: u64,
+        up: &mut W,
+        up_timeout: Duration,
+    ) -> Result<(), Error> {
+        let mut pace = BodyPace::new(self.read_timeout, self.min_body_rate);
+        let buffered = n.min(self.buf.len() as u64) as usize;
+        write_upstream(up, &self.buf[..buffered], up_timeout).await?;
+        self.consume(buffered);
+        let mut left = n - buffered as u64;
+        let mut chunk = Vec::with_capacity(STREAM_CHUNK);
+        while left > 0 {
+            chunk.clear();
+            let want = left.min(STREAM_CHUNK as u64) as usize;
+            let got = self.read_paced(&mut pace, &mut chunk, want).await?;
+            if got == 0 {
+                return Err(Error::BadRequest(
+                    "connection closed inside the request body",
+                ));
+            }
+            write_upstream(up, &chunk, up_timeout).await?;
+            left -= got as u64;
+        }
+        Ok(())
+    }
+
+    /// Read at most `limit` body bytes from the socket into `dst`, waiting no longer than the per-read
+    /// `read_timeout` and what the body's pace still allows. `Ok(0)` is EOF.
+    async fn read_paced(
+        &mut self,
+        pace: &mut BodyPace,
+        dst: &mut Vec<u8>,
+        limit: usize,
+    ) -> Result<usize, Error> {
+        let allowance = pace.allowance();
+        if allowance.is_zero() {
+            return Err(Error::RequestTimeout);
+        }
+        dst.reserve(limit.min(READ_CHUNK));
+        let started = Instant::now();
+        let mut limited = (&mut self.io).take(limit as u64);
+        let n = match tokio::time::timeout(allowance.min(self.read_timeout), limited.read_buf(dst))
+            .await
+        {
+            Ok(Ok(n)) => n,
+            // A reset or a TLS error ends the body just like EOF does.
+            Ok(Err(_)) => 0,
+            Err(_) => return Err(Error::RequestTimeout),
+        };
+        pace.record(started.elapsed(), n as u64);
+        if n == 0 {
+            self.eof = true;
+        }
+        Ok(n)
     }
 
     /// Wait for a complete request head. `Ok(None)`: the client closed (or, when a shutdown watch is
@@ -203,6 +296,19 @@ fn may_end_head(buf: &[u8], from: usize) -> bool {
     tail.windows(2).any(|w| w == b"\n\n") || tail.windows(3).any(|w| w == b"\n\r\n")
 }
 
+/// Write part of a streamed request body to the provider.
+async fn write_upstream<W: AsyncWrite + Unpin>(
+    up: &mut W,
+    bytes: &[u8],
+    timeout: Duration,
+) -> Result<(), Error> {
+    match tokio::time::timeout(timeout, up.write_all(bytes)).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(_)) => Err(Error::UpstreamConnect),
+        Err(_) => Err(Error::UpstreamTimeout),
+    }
+}
+
 /// Is the request-line still open (no line end yet) with more bytes after its first SP than a
 /// request-target may have? Then the parser can answer 414 at once instead of waiting for a blank
 /// line or `max_header_bytes`. Leading empty lines (RFC 9112 §2.2) are skipped; the method before the
@@ -253,6 +359,7 @@ pub async fn serve<S>(
         peer,
         read_timeout: server.read_timeout(),
         write_timeout: server.write_timeout(),
+        min_body_rate: server.min_body_rate,
         eof: false,
     };
     let limits = HeadLimits {

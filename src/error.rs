@@ -86,6 +86,8 @@ pub enum Error {
     UpstreamProtocol,
     // The relay itself.
     StoreUnavailable,
+    /// Buffered request bodies already hold `server.max_buffered_body_bytes`, or this client's share.
+    BodyBudgetExhausted,
     ShuttingDown,
 }
 
@@ -98,7 +100,9 @@ impl Error {
         use Error::*;
         match self {
             UpstreamConnect | UpstreamTls | UpstreamTimeout | UpstreamProtocol => Side::Upstream,
-            StoreUnavailable | ShuttingDown | ApiKeyUnavailable => Side::Relay,
+            StoreUnavailable | ShuttingDown | ApiKeyUnavailable | BodyBudgetExhausted => {
+                Side::Relay
+            }
             _ => Side::Client,
         }
     }
@@ -132,7 +136,7 @@ impl Error {
             | MaxTokensExceeded
             | LimitNotEnforceable(_) => 403,
             ProviderUnavailable | InvalidBody(_) | InvalidMember(..) | DuplicateMember(_) => 400,
-            ApiKeyUnavailable | StoreUnavailable | ShuttingDown => 503,
+            ApiKeyUnavailable | StoreUnavailable | ShuttingDown | BodyBudgetExhausted => 503,
             UpstreamConnect | UpstreamTls | UpstreamProtocol => 502,
             UpstreamTimeout => 504,
         }
@@ -178,6 +182,7 @@ impl Error {
             UpstreamTimeout => "upstream_timeout",
             UpstreamProtocol => "upstream_protocol_error",
             StoreUnavailable => "store_unavailable",
+            BodyBudgetExhausted => "too_many_buffered_bodies",
             ShuttingDown => "shutting_down",
         }
     }
@@ -211,7 +216,9 @@ impl Error {
             | MaxTokensExceeded
             | LimitNotEnforceable(_) => "permission_error",
             UpstreamConnect | UpstreamTls | UpstreamTimeout | UpstreamProtocol => "upstream_error",
-            StoreUnavailable | ShuttingDown | ApiKeyUnavailable => "server_error",
+            StoreUnavailable | ShuttingDown | ApiKeyUnavailable | BodyBudgetExhausted => {
+                "server_error"
+            }
             _ => "invalid_request_error",
         }
     }
@@ -287,6 +294,9 @@ impl Error {
                 "The usage store is unavailable; the request was not forwarded.".into()
             }
             ShuttingDown => "The relay is shutting down; retry on another instance.".into(),
+            BodyBudgetExhausted => {
+                "The relay is holding too many request bodies right now; retry shortly.".into()
+            }
         }
     }
 
@@ -316,14 +326,16 @@ impl Error {
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
             Error::RateLimited(_, d) => Some(*d),
-            Error::ShuttingDown | Error::StoreUnavailable | Error::TooManyConnections => {
-                Some(Duration::from_secs(1))
-            }
+            Error::ShuttingDown
+            | Error::StoreUnavailable
+            | Error::TooManyConnections
+            | Error::BodyBudgetExhausted => Some(Duration::from_secs(1)),
             _ => None,
         }
     }
 
     /// Framing errors leave the byte stream in an unknown state: the connection must not be reused.
+    /// Refusals that must not wait for a body to be drained close it too.
     pub fn must_close(&self) -> bool {
         use Error::*;
         matches!(
@@ -337,6 +349,7 @@ impl Error {
                 | NotImplemented(_)
                 | RequestTimeout
                 | TooManyConnections
+                | BodyBudgetExhausted
                 | ShuttingDown
         )
     }

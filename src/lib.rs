@@ -9,6 +9,8 @@ pub mod admin_http;
 pub mod admission;
 pub mod api_routes;
 pub mod app;
+pub mod body_budget;
+pub mod body_pace;
 pub mod body_scan;
 pub mod chunked;
 pub mod cli;

@@ -14,6 +14,7 @@ use std::time::Instant;
 use serde_json::json;
 
 use relayapi::app::{App, Stats};
+use relayapi::body_budget::BodyBudget;
 use relayapi::cli::{self, Command, MintArgs};
 use relayapi::clock::{Clock, SystemClock};
 use relayapi::config::{load_config, parse_net, Config};
@@ -264,6 +265,10 @@ fn serve(config_path: &Path, rai_path: &Path, rai_given: bool, dev: bool) -> Res
             tokens: TokenCache::new(TOKEN_CACHE_ENTRIES),
             store,
             upstream,
+            body_budget: BodyBudget::new(
+                cfg.server.max_buffered_body_bytes,
+                cfg.server.max_buffered_body_bytes_per_ip,
+            ),
             api_keys,
             clock,
             stats: Stats::default(),

@@ -166,6 +166,7 @@ where
         peer,
         read_timeout: server.read_timeout(),
         write_timeout: server.write_timeout(),
+        min_body_rate: server.min_body_rate,
         eof: false,
     };
     let limits = HeadLimits {

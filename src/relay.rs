@@ -20,7 +20,7 @@ use crate::chunked::{ChunkedDecoder, ChunkedLimits};
 use crate::conn::{Client, Next, MAX_CHUNK_EXT_BYTES, MAX_DISCARD_BYTES, MAX_TRAILER_BYTES};
 use crate::cors;
 use crate::endpoints;
-use crate::error::{Error, LimitScope};
+use crate::error::{Error, LimitScope, Side};
 use crate::forward_path;
 use crate::framing::{
     request_framing, response_framing, BodyFraming, RequestFraming, ResponseBody,
@@ -199,6 +199,12 @@ async fn route<S: AsyncRead + AsyncWrite + Unpin>(
         Some(rest) => match proxy(app, client, head, framing, ctx, rest, query, shutdown).await {
             Ok(done) => done,
             Err(f) => {
+                // Part of a streamed body may have gone: the rest must never be read as a request.
+                let closing = RequestFraming {
+                    keep_alive: false,
+                    ..framing.clone()
+                };
+                let framing = if f.close { &closing } else { framing };
                 reply_error(app, client, ctx, Some(framing), f.error, Some(f.body_read)).await
             }
         },
@@ -211,6 +217,8 @@ async fn route<S: AsyncRead + AsyncWrite + Unpin>(
 struct Failure {
     error: Error,
     body_read: bool,
+    /// The connection must close after the answer (a streamed body was cut short).
+    close: bool,
 }
 
 impl From<Error> for Failure {
@@ -218,6 +226,7 @@ impl From<Error> for Failure {
         Failure {
             error,
             body_read: false,
+            close: false,
         }
     }
 }
@@ -359,42 +368,74 @@ async fn proxy<S: AsyncRead + AsyncWrite + Unpin>(
         }
     }
 
-    // 7. Only an authenticated, permitted, counted request may make the client send its body.
-    if framing.expect_continue
-        && framing.body != BodyFraming::None
-        && client
-            .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
-            .await
-            .is_err()
-    {
+    // 7. Only an authenticated, permitted, counted request may make the client send its body. A body
+    // no policy reads is streamed to the provider as it arrives (unless it is already here whole); one
+    // a policy reads is held whole, within the buffered-body budget taken before it is read.
+    let max_body = app.cfg.server.max_body_bytes;
+    if matches!(framing.body, BodyFraming::Length(n) if n > max_body) {
         give_back(app, &claims).await;
-        return Err(Error::BadRequest("client gone").into());
+        return Err(Error::BodyTooLarge.into());
     }
-    let body = match client
-        .read_body(framing.body, app.cfg.server.max_body_bytes)
-        .await
-    {
-        Ok(body) => body,
-        Err(e) => {
-            give_back(app, &claims).await;
-            return Err(e.into());
+    let streamed = match framing.body {
+        BodyFraming::Length(n)
+            if !policy::inspects_body(&claims) && client.buf.len() < n as usize =>
+        {
+            Some(n)
         }
+        _ => None,
     };
+    let mut share = app.body_budget.share(ctx.ip);
+    let mut body = Vec::new();
+    if streamed.is_none() {
+        let whole_here =
+            matches!(framing.body, BodyFraming::Length(n) if client.buf.len() >= n as usize);
+        if let (BodyFraming::Length(n), false) = (framing.body, whole_here) {
+            if let Err(e) = share.grow_to(n) {
+                give_back(app, &claims).await;
+                return Err(e.into());
+            }
+        }
+        if framing.expect_continue
+            && framing.body != BodyFraming::None
+            && client
+                .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
+                .await
+                .is_err()
+        {
+            give_back(app, &claims).await;
+            return Err(Error::BadRequest("client gone").into());
+        }
+        let raw = match client
+            .read_body_within(framing.body, max_body, (!whole_here).then_some(&mut share))
+            .await
+        {
+            Ok(raw) => raw,
+            Err(e) => {
+                give_back(app, &claims).await;
+                return Err(e.into());
+            }
+        };
+        let applied = match policy::apply(&claims, provider.family, &loc.rest, raw) {
+            Ok(applied) => applied,
+            Err(error) => {
+                give_back(app, &claims).await;
+                return Err(Failure {
+                    error,
+                    body_read: true,
+                    close: false,
+                });
+            }
+        };
+        body = applied.body;
+        if let Some(path) = applied.path {
+            loc.rest = path;
+        }
+    }
     let fail = |error| Failure {
         error,
-        body_read: true,
+        body_read: streamed.is_none(),
+        close: false,
     };
-    let applied = match policy::apply(&claims, provider.family, &loc.rest, body) {
-        Ok(applied) => applied,
-        Err(e) => {
-            give_back(app, &claims).await;
-            return Err(fail(e));
-        }
-    };
-    let body = applied.body;
-    if let Some(path) = applied.path {
-        loc.rest = path;
-    }
     let conn = match app.upstream.checkout(&provider.base).await {
         Ok(c) => c,
         Err(e) => {
@@ -407,23 +448,28 @@ async fn proxy<S: AsyncRead + AsyncWrite + Unpin>(
 
     // 8. Forward, then stream the answer.
     app.stats.proxied.fetch_add(1, Ordering::Relaxed);
-    let upstream_req = build_upstream_request(head, &provider, &api_key, &loc, &body);
-    exchange(
-        app,
-        client,
-        head,
-        framing,
-        ctx,
-        conn,
-        &upstream_req,
-        &api_key,
-        &claims,
+    let upstream_req = build_upstream_request(head, &provider, &api_key, &loc, &body, streamed);
+    drop(body);
+    let outgoing = Outgoing {
+        bytes: &upstream_req,
+        streamed,
+    };
+    let done = exchange(
+        app, client, head, framing, ctx, conn, outgoing, &api_key, &claims,
     )
     .await
     .map_err(|error| {
-        app.stats.upstream_errors.fetch_add(1, Ordering::Relaxed);
-        fail(error)
-    })
+        if error.side() == Side::Upstream {
+            app.stats.upstream_errors.fetch_add(1, Ordering::Relaxed);
+        }
+        Failure {
+            error,
+            body_read: true,
+            close: streamed.is_some(),
+        }
+    });
+    drop(share);
+    done
 }
 
 /// Give back a reserved call that provably never left the relay, and drop a "used up" verdict this
@@ -550,6 +596,7 @@ fn build_upstream_request(
     api_key: &SecretString,
     loc: &Located,
     body: &[u8],
+    streamed: Option<u64>,
 ) -> Vec<u8> {
     let mut out = Vec::with_capacity(512 + body.len());
     let path = if loc.rest.is_empty() && provider.base.prefix.is_empty() {
@@ -590,8 +637,9 @@ fn build_upstream_request(
     // Answers come uncompressed: an error answer must be readable to be checked for the key, and the
     // client's codings cannot be trusted to be ones the relay can read.
     out.extend_from_slice(b"accept-encoding: identity\r\n");
-    if !body.is_empty() || matches!(head.method.as_str(), "POST" | "PUT" | "PATCH") {
-        let _ = write!(out, "content-length: {}\r\n", body.len());
+    let body_len = streamed.unwrap_or(body.len() as u64);
+    if body_len > 0 || matches!(head.method.as_str(), "POST" | "PUT" | "PATCH") {
+        let _ = write!(out, "content-length: {body_len}\r\n");
     }
     if provider.auth == AuthStyle::XApiKey && !has_anthropic_version {
         let _ = write!(out, "anthropic-version: {ANTHROPIC_DEFAULT_VERSION}\r\n");
@@ -610,6 +658,13 @@ fn listed_in_connection(head: &RequestHead, name: &str) -> bool {
         .any(|t| trim_ows(t).eq_ignore_ascii_case(name.as_bytes()))
 }
 
+/// The request for the provider: its head with any buffered body, and the length of a body still to be
+/// streamed from the client.
+struct Outgoing<'a> {
+    bytes: &'a [u8],
+    streamed: Option<u64>,
+}
+
 /// Send the request on `conn` and stream the answer to the client; the connection goes back to the pool
 /// only if the exchange ended exactly as framed. Errors are only returned while nothing has been sent to
 /// the client yet.
@@ -621,19 +676,28 @@ async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
     framing: &RequestFraming,
     ctx: &mut Ctx,
     mut conn: Conn,
-    request: &[u8],
+    request: Outgoing<'_>,
     api_key: &SecretString,
     claims: &Claims,
 ) -> Result<Done, Error> {
     let up = &app.cfg.upstream;
-    // One write for head and body: one syscall and, usually, one packet.
-    tokio::time::timeout(
-        Duration::from_secs(up.read_idle_timeout),
-        conn.stream.write_all(request),
-    )
-    .await
-    .map_err(|_| Error::UpstreamTimeout)?
-    .map_err(|_| Error::UpstreamConnect)?;
+    let up_write = Duration::from_secs(up.read_idle_timeout);
+    // One write for head and a buffered body: one syscall and, usually, one packet.
+    tokio::time::timeout(up_write, conn.stream.write_all(request.bytes))
+        .await
+        .map_err(|_| Error::UpstreamTimeout)?
+        .map_err(|_| Error::UpstreamConnect)?;
+    if let Some(n) = request.streamed {
+        // The call is reserved and the provider is listening: now the client may send its body.
+        if framing.expect_continue {
+            client
+                .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
+                .await
+                .map_err(|_| Error::BadRequest("client gone"))?;
+        }
+        // On error `conn` is dropped here, closing the provider's half-sent request.
+        client.stream_body(n, &mut conn.stream, up_write).await?;
+    }
 
     // Wait for the response head, skipping interim 1xx answers, while watching for the client leaving.
     let limits = HeadLimits {
