@@ -420,6 +420,66 @@ mod tests {
         assert!(!may_end_head(b"", 0));
     }
 
+    fn client_over(
+        io: tokio::io::DuplexStream,
+        buffered: &[u8],
+    ) -> Client<tokio::io::DuplexStream> {
+        Client {
+            io,
+            buf: buffered.to_vec(),
+            peer: "127.0.0.1:1".parse().unwrap(),
+            read_timeout: Duration::from_secs(5),
+            write_timeout: Duration::from_secs(5),
+            min_body_rate: 1,
+            eof: false,
+        }
+    }
+
+    /// A streamed body reaches the sink byte for byte and not one byte further, whatever part of it
+    /// was already buffered with the head and however the rest is split across reads.
+    #[tokio::test]
+    async fn streamed_bodies_stop_exactly_at_their_length_at_every_split() {
+        let body: Vec<u8> = (0..100u8).collect();
+        let next = b"GET /next HTTP/1.1\r\n\r\n";
+        let wire = [&body[..], next].concat();
+        for split in 0..=wire.len() {
+            let (mut peer, io) = tokio::io::duplex(64 * 1024);
+            let mut client = client_over(io, &wire[..split]);
+            let rest = wire[split..].to_vec();
+            let writer = tokio::spawn(async move {
+                // One byte per write for the body's tail, then the rest at once.
+                for b in rest {
+                    peer.write_all(&[b]).await.unwrap();
+                }
+                peer
+            });
+            let mut sink = Vec::new();
+            client
+                .stream_body(body.len() as u64, &mut sink, Duration::from_secs(5))
+                .await
+                .unwrap();
+            assert_eq!(sink, body, "split at {split}");
+            let _peer = writer.await.unwrap();
+            // Whatever of the next request has been read stays for the head parser.
+            assert!(next.starts_with(&client.buf), "split at {split}");
+        }
+    }
+
+    /// A client that stops mid-body ends the stream with an error, never a short success.
+    #[tokio::test]
+    async fn a_streamed_body_cut_short_is_an_error() {
+        let (mut peer, io) = tokio::io::duplex(1024);
+        let mut client = client_over(io, b"abc");
+        peer.write_all(b"def").await.unwrap();
+        drop(peer);
+        let mut sink = Vec::new();
+        let r = client
+            .stream_body(10, &mut sink, Duration::from_secs(5))
+            .await;
+        assert!(matches!(r, Err(Error::BadRequest(_))), "{r:?}");
+        assert_eq!(sink, b"abcdef");
+    }
+
     /// Issue 9, finding 13: a 9,000-byte target without a line end used to wait for `read_timeout`.
     #[test]
     fn an_open_target_over_the_limit_is_seen_at_the_first_byte_past_it() {
