@@ -138,6 +138,60 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
         }
     }
 
+    /// Read and drop a body of at most `max` bytes (a refused or self-answered request's), so the
+    /// connection can carry on; nothing is kept but one read's worth of bytes. Same pace and errors as
+    /// [`Client::read_body`].
+    pub async fn discard_body(&mut self, framing: BodyFraming, max: u64) -> Result<(), Error> {
+        let mut pace = BodyPace::new(self.read_timeout, self.min_body_rate);
+        let mut dec = match framing {
+            BodyFraming::None => return Ok(()),
+            BodyFraming::Length(n) if n > max => return Err(Error::BodyTooLarge),
+            BodyFraming::Length(_) => None,
+            BodyFraming::Chunked => Some(ChunkedDecoder::new(ChunkedLimits {
+                max_chunk_ext_bytes: MAX_CHUNK_EXT_BYTES,
+                max_trailer_bytes: MAX_TRAILER_BYTES,
+                max_body_bytes: max,
+            })),
+        };
+        let mut left = match framing {
+            BodyFraming::Length(n) => n,
+            _ => 0,
+        };
+        loop {
+            match &mut dec {
+                Some(d) => {
+                    let used = d.decode(&self.buf, None)?;
+                    self.consume(used);
+                    if d.is_done() {
+                        return Ok(());
+                    }
+                }
+                None => {
+                    let here = left.min(self.buf.len() as u64);
+                    self.consume(here as usize);
+                    left -= here;
+                    if left == 0 {
+                        return Ok(());
+                    }
+                }
+            }
+            // Only the body's own bytes are read for a Content-Length body, so the next request
+            // stays in the buffer; a chunked body's end is only known once decoded.
+            let want = match dec {
+                Some(_) => READ_CHUNK,
+                None => left.min(READ_CHUNK as u64) as usize,
+            };
+            let mut input = std::mem::take(&mut self.buf);
+            let got = self.read_paced(&mut pace, &mut input, want).await;
+            self.buf = input;
+            if got? == 0 {
+                return Err(Error::BadRequest(
+                    "connection closed inside the request body",
+                ));
+            }
+        }
+    }
+
     /// Copy a Content-Length body of `n` bytes from the client to `up` as it arrives, through one
     /// fixed buffer of [`STREAM_CHUNK`] bytes, at the body's pace (408 when it falls behind). Each
     /// write to `up` may take `up_timeout`. On error the upstream request is incomplete: the caller
@@ -463,6 +517,41 @@ mod tests {
             // Whatever of the next request has been read stays for the head parser.
             assert!(next.starts_with(&client.buf), "split at {split}");
         }
+    }
+
+    /// A dropped body leaves exactly the next request in the buffer, at every split.
+    #[tokio::test]
+    async fn discarded_bodies_leave_the_next_request_at_every_split() {
+        let next = b"GET /next HTTP/1.1\r\n\r\n";
+        let chunked = b"3;x=y\r\nabc\r\n10\r\n0123456789abcdef\r\n0\r\nT: v\r\n\r\n";
+        let cases: [(BodyFraming, &[u8]); 2] = [
+            (BodyFraming::Length(20), b"01234567890123456789"),
+            (BodyFraming::Chunked, chunked),
+        ];
+        for (framing, body) in cases {
+            let wire = [body, next].concat();
+            for split in 0..=wire.len() {
+                let (mut peer, io) = tokio::io::duplex(64 * 1024);
+                let mut client = client_over(io, &wire[..split]);
+                peer.write_all(&wire[split..]).await.unwrap();
+                client.discard_body(framing, 1024).await.unwrap();
+                // Whatever was read past the body is the start of the next request, nothing else.
+                let mut rest = client.buf.clone();
+                let mut tail = vec![0u8; next.len() - rest.len().min(next.len())];
+                if !tail.is_empty() {
+                    peer.shutdown().await.unwrap();
+                    client.io.read_exact(&mut tail).await.unwrap();
+                }
+                rest.extend_from_slice(&tail);
+                assert_eq!(rest, next, "{framing:?} split at {split}");
+            }
+        }
+        let (_peer, io) = tokio::io::duplex(1024);
+        let mut client = client_over(io, b"");
+        assert_eq!(
+            client.discard_body(BodyFraming::Length(2048), 1024).await,
+            Err(Error::BodyTooLarge)
+        );
     }
 
     /// A client that stops mid-body ends the stream with an error, never a short success.

@@ -51,7 +51,7 @@ pub(crate) async fn preflight<S: AsyncRead + AsyncWrite + Unpin>(
     framing: &RequestFraming,
     ctx: &Ctx,
 ) -> Done {
-    if let Err(e) = client.read_body(framing.body, MAX_DISCARD_BYTES).await {
+    if let Err(e) = client.discard_body(framing.body, MAX_DISCARD_BYTES).await {
         return reply_error(app, client, ctx, None, e, Some(true)).await;
     }
     let decision = cors::preflight(
@@ -91,7 +91,7 @@ pub(crate) async fn health<S: AsyncRead + AsyncWrite + Unpin>(
         .await;
     }
     if framing.body != BodyFraming::None {
-        if let Err(e) = client.read_body(framing.body, MAX_DISCARD_BYTES).await {
+        if let Err(e) = client.discard_body(framing.body, MAX_DISCARD_BYTES).await {
             return reply_error(app, client, ctx, None, e, Some(true)).await;
         }
     }

@@ -1028,7 +1028,11 @@ pub(crate) async fn reply_error<S: AsyncRead + AsyncWrite + Unpin>(
     if let Some(f) = framing {
         if !close && body_read != Some(true) && f.body != BodyFraming::None {
             // A client waiting for 100-continue will not send the body: the exchange ends here.
-            close = f.expect_continue || client.read_body(f.body, MAX_DISCARD_BYTES).await.is_err();
+            close = f.expect_continue
+                || client
+                    .discard_body(f.body, MAX_DISCARD_BYTES)
+                    .await
+                    .is_err();
         }
     }
     app.metrics.rejection(e.reason());
