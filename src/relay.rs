@@ -16,6 +16,7 @@ use tokio::time::Instant;
 
 use crate::admission;
 use crate::app::App;
+use crate::body_budget::BodyShare;
 use crate::chunked::{ChunkedDecoder, ChunkedLimits};
 use crate::conn::{Client, Next, MAX_CHUNK_EXT_BYTES, MAX_DISCARD_BYTES, MAX_TRAILER_BYTES};
 use crate::cors;
@@ -448,12 +449,12 @@ async fn proxy<S: AsyncRead + AsyncWrite + Unpin>(
 
     // 8. Forward, then stream the answer.
     app.stats.proxied.fetch_add(1, Ordering::Relaxed);
-    let upstream_req = build_upstream_request(head, &provider, &api_key, &loc, &body, streamed);
-    drop(body);
     let outgoing = Outgoing {
-        bytes: &upstream_req,
+        bytes: build_upstream_request(head, &provider, &api_key, &loc, &body, streamed),
         streamed,
+        share,
     };
+    drop(body);
     let done = exchange(
         app, client, head, framing, ctx, conn, outgoing, &api_key, &claims,
     )
@@ -468,7 +469,6 @@ async fn proxy<S: AsyncRead + AsyncWrite + Unpin>(
             close: streamed.is_some(),
         }
     });
-    drop(share);
     done
 }
 
@@ -658,11 +658,13 @@ fn listed_in_connection(head: &RequestHead, name: &str) -> bool {
         .any(|t| trim_ows(t).eq_ignore_ascii_case(name.as_bytes()))
 }
 
-/// The request for the provider: its head with any buffered body, and the length of a body still to be
-/// streamed from the client.
+/// The request for the provider: its head with any buffered body, the length of a body still to be
+/// streamed from the client, and the buffered-body budget the request holds. The buffer and the budget
+/// are given back as soon as the request is written, not when a long answer ends.
 struct Outgoing<'a> {
-    bytes: &'a [u8],
+    bytes: Vec<u8>,
     streamed: Option<u64>,
+    share: BodyShare<'a>,
 }
 
 /// Send the request on `conn` and stream the answer to the client; the connection goes back to the pool
@@ -683,11 +685,17 @@ async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
     let up = &app.cfg.upstream;
     let up_write = Duration::from_secs(up.read_idle_timeout);
     // One write for head and a buffered body: one syscall and, usually, one packet.
-    tokio::time::timeout(up_write, conn.stream.write_all(request.bytes))
+    let Outgoing {
+        bytes,
+        streamed,
+        share,
+    } = request;
+    tokio::time::timeout(up_write, conn.stream.write_all(&bytes))
         .await
         .map_err(|_| Error::UpstreamTimeout)?
         .map_err(|_| Error::UpstreamConnect)?;
-    if let Some(n) = request.streamed {
+    drop((bytes, share));
+    if let Some(n) = streamed {
         // The call is reserved and the provider is listening: now the client may send its body.
         if framing.expect_continue {
             client
