@@ -185,10 +185,11 @@ async fn hold(from: &str, relay: &Relay, token: &str, body: &str, sent: usize) -
     s
 }
 
-/// The answer on `s` if one comes within a second (a held request gets none).
+/// The answer on `s` if one comes within a few seconds (a held request gets none; `read_timeout` is
+/// far longer).
 async fn answer(s: &mut TcpStream) -> Option<Resp> {
     tokio::time::timeout(
-        Duration::from_secs(1),
+        Duration::from_secs(3),
         read_response(s, &mut Vec::new(), false),
     )
     .await
@@ -206,6 +207,8 @@ async fn the_buffered_body_budget_answers_503_at_once() {
     cfg["server"]["max_body_bytes"] = json!(LEN);
     cfg["server"]["max_buffered_body_bytes_per_ip"] = json!(LEN);
     cfg["server"]["max_buffered_body_bytes"] = json!(2 * LEN);
+    // Held bodies must outlive the test's waits, loaded machine included.
+    cfg["server"]["read_timeout"] = json!(60);
     let relay = Relay::start(cfg);
     let mut c = relay.claims("openai", None);
     c.models = Some(vec!["m".into()]);

@@ -15,7 +15,7 @@ use tokio::net::{TcpSocket, TcpStream};
 
 /// Well below every relay timeout these tests configure: an answer that arrives within it did not wait
 /// for one of them.
-const CLIENT_WAIT: Duration = Duration::from_secs(2);
+const CLIENT_WAIT: Duration = Duration::from_secs(5);
 
 /// A connection to the relay from the loopback address `from` (127.0.0.x stands for a distinct client).
 async fn connect_from(from: &str, to: SocketAddr) -> TcpStream {
