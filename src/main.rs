@@ -147,7 +147,9 @@ fn mint(m: &MintArgs) -> Result<(), String> {
             m.provider.clone(),
         )
     };
-    claims.validate().map_err(|e| format!("cannot mint: {e}"))?;
+    claims
+        .check_mintable(&r.crypto.key_id)
+        .map_err(|e| format!("cannot mint: {e}"))?;
     println!(
         "{}",
         token::mint(&claims, &r.crypto.key_id, &r.crypto.key, &mut rng)

@@ -165,6 +165,26 @@ pub fn parse_rai(text: &str, file: &Path) -> Result<RaiConfig, RaiError> {
         field: field.to_owned(),
         expected: expected.to_owned(),
     };
+    // docs/client-config.md rule 1: the size limit (also checked before reading a file), and the JSON
+    // rules of token claims (§7.1) that serde_json does not apply.
+    if text.len() as u64 > MAX_RAI_BYTES {
+        return Err(err(
+            "",
+            &format!("a .rai file of at most {MAX_RAI_BYTES} bytes"),
+        ));
+    }
+    if text.starts_with('\u{feff}') {
+        return Err(err(
+            "",
+            "UTF-8 JSON without a byte-order mark (save the file without BOM)",
+        ));
+    }
+    if !crate::token::json_within_rules(text) {
+        return Err(err(
+            "",
+            "a JSON object nested at most 16 levels deep, as in docs/client-config.md",
+        ));
+    }
     // serde_json's own messages can quote values from the file (the key among them), so only its
     // position survives.
     let root: Json = serde_json::from_str(text).map_err(|e| {
@@ -339,13 +359,20 @@ fn take_key(obj: &mut Object<'_>, path: &str) -> Result<SecretKey, (String, Stri
     }
 }
 
-/// A DNS name (letters, digits, hyphens; dot-separated non-empty labels), an IPv4 address or a bare IPv6
-/// address. The SDKs add brackets around IPv6 when they build URLs.
+/// `docs/client-config.md` rule 3: a DNS name (letters, digits, hyphens; dot-separated non-empty labels),
+/// an IPv4 address or a bare IPv6 address. A name whose last label is all digits is never a DNS name, so
+/// it must be an IPv4 address (`010.0.0.1` and `1.2.3` are refused). The SDKs add brackets around IPv6
+/// when they build URLs.
 fn is_valid_host(host: &str) -> bool {
     if host.parse::<Ipv4Addr>().is_ok() || host.parse::<Ipv6Addr>().is_ok() {
         return true;
     }
+    let numeric_tld = host
+        .rsplit('.')
+        .next()
+        .is_some_and(|l| !l.is_empty() && l.bytes().all(|b| b.is_ascii_digit()));
     !host.is_empty()
+        && !numeric_tld
         && host.len() <= MAX_HOST_LEN
         && host.split('.').all(|label| {
             (1..=63).contains(&label.len())

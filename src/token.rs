@@ -24,9 +24,15 @@ use crate::rai::{is_valid_key_id, is_valid_tenant_id, Keyring};
 use crate::secret::SecretKey;
 pub use crate::secret::SecretString;
 
-/// Longest token text accepted, in bytes (§3). Checked before any decoding so that an attacker cannot make
-/// the relay base64-decode or allocate for arbitrarily long input.
+/// Longest token text, in bytes (§3; a token is ASCII, so bytes and characters agree). Verifiers check it
+/// before any decoding so that an attacker cannot make the relay base64-decode or allocate for
+/// arbitrarily long input; minters refuse to produce a longer token (§6 step 8).
 pub const MAX_TOKEN_LEN: usize = 4096;
+
+/// Most levels of nested arrays and objects in a claims document (§7.1 J6; the top-level object is level
+/// 1). Claims need 2; the same limit holds in both SDKs and for `.rai` files, and it is checked by a flat
+/// scan before serde_json (whose own limit is 128) sees the text.
+pub const MAX_JSON_DEPTH: usize = 16;
 
 /// Every token text starts with this (§3).
 pub const PREFIX: &str = "rt1.";
@@ -51,12 +57,14 @@ const MAX_CONC: u64 = 10_000;
 const MAX_MODELS: usize = 64;
 const MAX_KEY_LEN: usize = 1024;
 const MAX_PRV_LEN: usize = 32;
-/// `ext.rep_m` length in characters.
-const MAX_REP_M_CHARS: usize = 256;
+/// `ext.rep_m` and `models` entry length in Unicode scalar values (§5.1.3).
+const MAX_TEXT_CHARS: usize = 256;
+/// `kref` length in bytes (§5.1.9, the `config.json` `api_keys` naming rule).
+const MAX_KREF_LEN: usize = 64;
 /// `url` length in bytes; a base URL longer than this is a mistake, not a deployment.
 const MAX_URL_LEN: usize = 2048;
-/// `uid` length in characters.
-const MAX_UID_CHARS: usize = 128;
+/// `uid` length in bytes of printable ASCII (§5.1.18).
+const MAX_UID_LEN: usize = 128;
 
 /// The authenticated contents of a token (§5). Field order is the canonical member order.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -117,8 +125,9 @@ impl MtokMode {
 
 /// An IP range in CIDR form, e.g. `203.0.113.0/24` or `2001:db8::/32`.
 ///
-/// Host bits below the prefix are allowed and ignored when matching (`203.0.113.7/24` is the same range as
-/// `203.0.113.0/24`); `Display` writes the address as given, so a parsed range prints the way it was minted.
+/// Two parsers: [`IpNet::parse_canonical`] for the `ips` claim, where only the one §5.1.16 spelling of
+/// each range is accepted, and the lenient [`IpNet::parse`] for `config.json` lists, where host bits are
+/// ignored when matching. `Display` always writes the canonical address text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct IpNet {
     addr: IpAddr,
@@ -132,9 +141,9 @@ impl IpNet {
         (prefix <= max).then_some(IpNet { addr, prefix })
     }
 
-    /// Parses `address/prefix`. The prefix is plain decimal digits without sign or leading zeros; the
-    /// address is what `std::net` accepts (dotted quad without leading zeros, or RFC 4291 IPv6 without
-    /// zone). A bare address without `/prefix` is not CIDR and is refused.
+    /// Parses `address/prefix` leniently, for `config.json`: the prefix is plain decimal digits without
+    /// sign or leading zeros; the address is what `std::net` accepts (dotted quad without leading zeros,
+    /// or RFC 4291 IPv6 without zone); host bits are allowed. A bare address is refused.
     pub fn parse(text: &str) -> Option<Self> {
         let (addr, prefix) = text.split_once('/')?;
         let addr: IpAddr = addr.parse().ok()?;
@@ -146,6 +155,26 @@ impl IpNet {
             return None;
         }
         IpNet::new(addr, prefix.parse().ok()?)
+    }
+
+    /// Parses an `ips` entry (§5.1.16): only the canonical spelling, which is exactly what `Display`
+    /// writes. A zone id, brackets, leading zeros, upper-case hex, an uncompressed or embedded-IPv4 IPv6
+    /// spelling, set host bits and IPv4-mapped addresses are all refused.
+    pub fn parse_canonical(text: &str) -> Option<Self> {
+        let net = IpNet::parse(text)?;
+        (net.is_canonical() && net.to_string() == text).then_some(net)
+    }
+
+    /// No address bit set after the prefix, and not an IPv4-mapped IPv6 address (§5.1.16 items 4-5).
+    pub fn is_canonical(&self) -> bool {
+        let prefix = u32::from(self.prefix);
+        match self.addr {
+            IpAddr::V4(v4) => u32::from(v4).checked_shl(prefix).unwrap_or(0) == 0,
+            IpAddr::V6(v6) => {
+                v6.to_ipv4_mapped().is_none()
+                    && u128::from(v6).checked_shl(prefix).unwrap_or(0) == 0
+            }
+        }
     }
 
     pub fn addr(&self) -> IpAddr {
@@ -194,7 +223,46 @@ fn unmap_ip(ip: IpAddr) -> IpAddr {
 
 impl fmt::Display for IpNet {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.addr, self.prefix)
+        write!(f, "{}/{}", canonical_ip_text(self.addr), self.prefix)
+    }
+}
+
+/// The §5.1.16 text of an address: dotted quad for IPv4; for IPv6 RFC 5952 §4 (lower-case hex without
+/// leading zeros, the first longest run of two or more zero groups as `::`) and never a dotted quad.
+/// Written out rather than left to `Ipv6Addr`'s `Display`, whose embedded-IPv4 forms are not part of the
+/// contract.
+pub fn canonical_ip_text(addr: IpAddr) -> String {
+    let v6 = match addr {
+        IpAddr::V4(v4) => return v4.to_string(),
+        IpAddr::V6(v6) => v6,
+    };
+    let groups = v6.segments();
+    // (start, len) of the first longest run of zero groups, if it is at least two long.
+    let mut best: Option<(usize, usize)> = None;
+    let mut i = 0;
+    while i < groups.len() {
+        if groups[i] == 0 {
+            let start = i;
+            while i < groups.len() && groups[i] == 0 {
+                i += 1;
+            }
+            let len = i - start;
+            if len >= 2 && best.is_none_or(|(_, l)| len > l) {
+                best = Some((start, len));
+            }
+        } else {
+            i += 1;
+        }
+    }
+    let hex = |gs: &[u16]| {
+        gs.iter()
+            .map(|g| format!("{g:x}"))
+            .collect::<Vec<_>>()
+            .join(":")
+    };
+    match best {
+        None => hex(&groups),
+        Some((start, len)) => format!("{}::{}", hex(&groups[..start]), hex(&groups[start + len..])),
     }
 }
 
@@ -325,10 +393,15 @@ impl Claims {
                 }
             }
             (None, Some(kref)) => {
-                // §5 gives no format; an empty name can never name a configured key. (The SDKs hold
-                // what they mint to config.json's naming rule; the verifier only enforces §5.)
-                if kref.is_empty() {
-                    return Err(claim_err("kref", "a non-empty key name"));
+                let ok = (1..=MAX_KREF_LEN).contains(&kref.len())
+                    && kref
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+                if !ok {
+                    return Err(claim_err(
+                        "kref",
+                        "a key name of 1 to 64 characters from A-Z a-z 0-9 . _ -",
+                    ));
                 }
             }
             _ => return Err(claim_err("key", "exactly one of `key` and `kref`")),
@@ -346,9 +419,13 @@ impl Claims {
                 return Err(claim_err("max", "an integer from 1 to 2^53-1"));
             }
         }
-        if let Some(Ext { rep_m: Some(m) }) = &self.ext {
-            if !(1..=MAX_REP_M_CHARS).contains(&m.chars().count()) {
-                return Err(claim_err("ext.rep_m", "a string of 1 to 256 characters"));
+        if let Some(ext) = &self.ext {
+            // `"ext":{}` would be a second spelling of "no extension" (§5.1.11).
+            if !ext.rep_m.as_deref().is_some_and(is_text) {
+                return Err(claim_err(
+                    "ext.rep_m",
+                    "present, 1 to 256 characters without control characters",
+                ));
             }
         }
         if let Some(rate) = self.rate {
@@ -364,32 +441,43 @@ impl Claims {
                 return Err(claim_err("conc", "an integer from 1 to 10000"));
             }
         }
-        // §5 fixes the number of `models` and that arrays are non-empty, but no format for the entries:
-        // an entry that matches nothing only makes the relay refuse requests, so the verifier accepts
-        // any string and leaves format hygiene to the minters.
-        if matches!(&self.models, Some(m) if !(1..=MAX_MODELS).contains(&m.len())) {
-            return Err(claim_err("models", "an array of 1 to 64 strings"));
+        // §5.1.13-15: one format per entry, for minters and verifiers alike.
+        if matches!(&self.models, Some(m) if !(1..=MAX_MODELS).contains(&m.len())
+            || !m.iter().all(|e| is_text(e)))
+        {
+            return Err(claim_err(
+                "models",
+                "an array of 1 to 64 names of 1 to 256 characters without control characters",
+            ));
         }
-        if matches!(&self.paths, Some(p) if p.is_empty()) {
-            return Err(claim_err("paths", "a non-empty array of strings"));
+        if matches!(&self.paths, Some(p) if p.is_empty() || !p.iter().all(|e| is_path(e))) {
+            return Err(claim_err(
+                "paths",
+                "a non-empty array of paths such as \"/chat/completions\" (no query or fragment)",
+            ));
         }
-        if matches!(&self.origins, Some(o) if o.is_empty()) {
-            return Err(claim_err("origins", "a non-empty array of strings"));
+        if matches!(&self.origins, Some(o) if o.is_empty() || !o.iter().all(|e| is_origin(e))) {
+            return Err(claim_err(
+                "origins",
+                "a non-empty array of origins such as \"https://app.example.com\" (lower case, no default port, no path)",
+            ));
         }
-        if matches!(&self.ips, Some(i) if i.is_empty()) {
-            return Err(claim_err("ips", "a non-empty array of CIDR ranges"));
+        if matches!(&self.ips, Some(i) if i.is_empty() || !i.iter().all(IpNet::is_canonical)) {
+            return Err(claim_err(
+                "ips",
+                "a non-empty array of canonical CIDR ranges without host bits, such as 203.0.113.0/24",
+            ));
         }
-        // §5 gives no lower bound; a ceiling of zero tokens is a mistake, and both SDK verifiers refuse
-        // it too, so all three implementations agree.
         if matches!(self.mtok, Some(m) if !(1..=MAX_INT).contains(&m)) {
             return Err(claim_err("mtok", "an integer from 1 to 2^53-1"));
         }
+        if self.mtok_mode.is_some() && self.mtok.is_none() {
+            return Err(claim_err("mtok_mode", "only together with `mtok`"));
+        }
         if let Some(uid) = &self.uid {
-            // The doc says printable ASCII, but the shared escaping vector (generate.json) carries control
-            // characters and non-ASCII in `uid` and verify.json expects it to verify; the vectors win, so
-            // only the length is checked and log writers must escape `uid`.
-            if !(1..=MAX_UID_CHARS).contains(&uid.chars().count()) {
-                return Err(claim_err("uid", "a string of 1 to 128 characters"));
+            // Printable ASCII (§5.1.18): the uid is written into access logs.
+            if !((1..=MAX_UID_LEN).contains(&uid.len()) && uid.bytes().all(is_printable_ascii)) {
+                return Err(claim_err("uid", "1 to 128 printable ASCII characters"));
             }
         }
         Ok(())
@@ -398,7 +486,10 @@ impl Claims {
     /// Parses and checks a claims JSON object (§5; members in any order) without the tenant check that
     /// needs the key. Used by verification and by tools that hold claims as JSON.
     pub fn from_json(text: &str) -> Result<Claims, ClaimError> {
-        let not_json = || claim_err("(claims)", "a JSON object following §5");
+        let not_json = || claim_err("(claims)", "a JSON object following §5 and §7.1");
+        if !json_within_rules(text) {
+            return Err(not_json());
+        }
         serde_json::from_str::<ObjectShape>(text).map_err(|_| not_json())?;
         let raw: RawClaims = serde_json::from_str(text).map_err(|_| not_json())?;
         let claims = raw.into_claims()?;
@@ -409,6 +500,101 @@ impl Claims {
 
 fn is_printable_ascii(b: u8) -> bool {
     (0x20..=0x7e).contains(&b)
+}
+
+/// §5.1.3 text of 1 to 256 Unicode scalar values with no C0, DEL or C1 control character.
+fn is_text(s: &str) -> bool {
+    (1..=MAX_TEXT_CHARS).contains(&s.chars().count()) && !s.chars().any(char::is_control)
+}
+
+/// §5.1.14: `/` then visible ASCII except `?` and `#`.
+fn is_path(p: &str) -> bool {
+    p.starts_with('/')
+        && p.bytes()
+            .all(|b| (0x21..=0x7e).contains(&b) && b != b'?' && b != b'#')
+}
+
+/// §5.1.15: an origin exactly as browsers serialise it: `http` or `https`, a lower-case host (or a
+/// canonical bracketed IPv6 address), and a port only when it is not the scheme's default.
+fn is_origin(o: &str) -> bool {
+    let (rest, default_port) = if let Some(r) = o.strip_prefix("https://") {
+        (r, 443)
+    } else if let Some(r) = o.strip_prefix("http://") {
+        (r, 80)
+    } else {
+        return false;
+    };
+    let (host_ok, port) = if let Some(v6) = rest.strip_prefix('[') {
+        let Some((inside, after)) = v6.split_once(']') else {
+            return false;
+        };
+        let canonical = inside
+            .parse::<Ipv6Addr>()
+            .is_ok_and(|a| canonical_ip_text(IpAddr::V6(a)) == inside);
+        match after {
+            "" => (canonical, None),
+            p => match p.strip_prefix(':') {
+                Some(p) => (canonical, Some(p)),
+                None => return false,
+            },
+        }
+    } else {
+        let (host, port) = match rest.split_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (rest, None),
+        };
+        let host_ok = host.split('.').all(|label| {
+            (1..=63).contains(&label.len())
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+        });
+        (host_ok, port)
+    };
+    let port_ok = port.is_none_or(|p| {
+        (1..=5).contains(&p.len())
+            && p.bytes().all(|b| b.is_ascii_digit())
+            && !p.starts_with('0')
+            && p.parse::<u32>()
+                .is_ok_and(|n| n <= 65535 && n != default_port)
+    });
+    host_ok && port_ok
+}
+
+/// The §7.1 rules that serde_json does not apply itself: no byte-order mark (J1) and at most
+/// [`MAX_JSON_DEPTH`] levels of nesting (J6), found by one flat scan that tracks strings and escapes.
+/// serde_json refuses the rest: duplicates via the derive (J3, names compared after unescaping), lone
+/// surrogates (J4), and signs, fractions and exponents for the `u64` members (J5).
+pub fn json_within_rules(text: &str) -> bool {
+    if text.starts_with('\u{feff}') {
+        return false;
+    }
+    let mut depth = 0usize;
+    let mut in_string = false;
+    let mut escaped = false;
+    for b in text.bytes() {
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+        } else {
+            match b {
+                b'"' => in_string = true,
+                b'[' | b'{' => {
+                    depth += 1;
+                    if depth > MAX_JSON_DEPTH {
+                        return false;
+                    }
+                }
+                b']' | b'}' => depth = depth.saturating_sub(1),
+                _ => {}
+            }
+        }
+    }
+    true
 }
 
 /// An RFC 3986 `absolute-URI` (so no fragment, §4.3) with scheme `https`, a non-empty host and no user
@@ -621,7 +807,7 @@ impl RawClaims {
         let ips = match self.ips {
             Some(list) => Some(
                 list.iter()
-                    .map(|s| IpNet::parse(s))
+                    .map(|s| IpNet::parse_canonical(s))
                     .collect::<Option<Vec<_>>>()
                     .ok_or(claim_err(
                         "ips",
@@ -838,14 +1024,36 @@ fn seal(kid: &str, key: &SecretKey, salt: [u8; SALT_LEN], plaintext: &[u8]) -> S
     text
 }
 
-/// Mints a token with the given salt (§6 steps 3-7). Deterministic, for the vectors and tests; real
+/// Length in bytes of the token for a `kid_len`-byte kid and `claims_len` bytes of claims JSON (§6 step 8).
+pub fn token_len(kid_len: usize, claims_len: usize) -> usize {
+    let blob = FIXED_HEADER_LEN + kid_len + SALT_LEN + claims_len + TAG_LEN;
+    PREFIX.len() + (4 * blob).div_ceil(3)
+}
+
+impl Claims {
+    /// Everything [`mint_with`] requires: [`Claims::validate`], then that the token under `kid` stays
+    /// within [`MAX_TOKEN_LEN`] (§6 step 8). Callers holding untrusted input call this first to report a
+    /// readable error instead of reaching the panic.
+    pub fn check_mintable(&self, kid: &str) -> Result<(), ClaimError> {
+        self.validate()?;
+        if token_len(kid.len(), canonical_json(self).len()) > MAX_TOKEN_LEN {
+            return Err(claim_err(
+                "(claims)",
+                "claims small enough for a token of at most 4096 bytes (fewer or shorter list entries)",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Mints a token with the given salt (§6 steps 3-8). Deterministic, for the vectors and tests; real
 /// tokens come from [`mint`], which draws the salt.
 ///
-/// Panics if the claims break §5 ([`Claims::validate`]) or `kid` is not a valid key id: both are caller
-/// bugs, and a token that every verifier would refuse must not leave the minter. Callers holding
-/// untrusted input check `validate` first to report a readable error.
+/// Panics if [`Claims::check_mintable`] fails (claims that break §5, or a token over 4096 bytes) or `kid`
+/// is not a valid key id: both are caller bugs, and a token that every verifier would refuse must not
+/// leave the minter.
 pub fn mint_with(c: &Claims, kid: &str, key: &SecretKey, salt: [u8; SALT_LEN]) -> String {
-    if let Err(e) = c.validate() {
+    if let Err(e) = c.check_mintable(kid) {
         panic!("refusing to mint invalid claims: {e}");
     }
     let plaintext = Zeroizing::new(canonical_json(c));
@@ -1078,6 +1286,20 @@ mod tests {
             r#""ips":["10.0.0.0/+8"]"#,
             r#""ips":["2001:db8::/129"]"#,
             r#""mtok_mode":"Clamp""#,
+            r#""mtok_mode":"clamp""#,
+            r#""models":["", "any string"]"#,
+            r#""models":["a\u0001"]"#,
+            r#""paths":["chat/completions"]"#,
+            r#""paths":["/x?y"]"#,
+            r#""origins":["https://app.example.com/"]"#,
+            r#""origins":["https://App.example.com"]"#,
+            r#""origins":["https://app.example.com:443"]"#,
+            r#""ext":{}"#,
+            r#""ips":["203.0.113.7/24"]"#,
+            r#""ips":["2001:DB8::/32"]"#,
+            r#""ips":["::ffff:10.0.0.0/104"]"#,
+            r#""uid":"a\nb""#,
+            r#""uid":"é""#,
             r#""uid":"""#,
             r#""url":"https://""#,
             r#""url":"https://user@example.com/""#,
@@ -1114,17 +1336,17 @@ mod tests {
             r#""origins":["http://localhost:3000","https://[::1]:8443","https://app.example.com"]"#,
             r#""url":"https://my_host.example.com/v1/%2F""#,
             r#""url":"https://example.com/v1?api-version=2024-06-01""#,
-            r#""models":["", "any string"]"#,
-            r#""paths":["chat/completions", "/x?y"]"#,
-            r#""origins":["https://app.example.com/"]"#,
-            r#""ext":{}"#,
+            r#""models":["any string", "modèle 😀"]"#,
+            r#""paths":["/chat/completions", "/x:y"]"#,
+            r#""origins":["https://app.example.com"]"#,
+            r#""ext":{"rep_m":"m"}"#,
             r#""rate":{"s":31536000,"n":1}"#,
-            r#""ips":["0.0.0.0/0","::/0","203.0.113.7/24"]"#,
+            r#""ips":["0.0.0.0/0","::/0","203.0.113.0/24"]"#,
             r#""url":"https://example.com""#,
             r#""url":"https://example.com:8443/v1/""#,
             r#""url":"https://[2001:db8::1]:443/v1""#,
             r#""url":"https://10.0.0.1/""#,
-            r#""mtok_mode":"clamp""#,
+            r#""mtok":5,"mtok_mode":"clamp""#,
         ];
         for extra in good {
             assert!(
@@ -1149,8 +1371,13 @@ mod tests {
             verify(&sealed(&canonical_json(&c)), &ring),
             Err(InvalidToken)
         );
-        // §5 gives kref no format beyond being a string; minters keep their own naming rule.
+        // §5.1.9: the config.json naming rule, nothing else.
         c.kref = Some("any name, even with spaces".into());
+        assert_eq!(
+            verify(&sealed(&canonical_json(&c)), &ring),
+            Err(InvalidToken)
+        );
+        c.kref = Some("k".repeat(64));
         assert!(verify(&sealed(&canonical_json(&c)), &ring).is_ok());
         for key in [
             String::new(),
@@ -1206,14 +1433,34 @@ mod tests {
     #[test]
     fn length_limit_is_exactly_4096() {
         let (ring, key) = keyring();
-        let token_with_model_len = |n: usize| {
+        let claims_with_model_len = |n: usize| {
             let mut c = claims();
             // Thirteen long entries bring the token near the limit; the last one fine-tunes it.
             let mut models = vec!["m".repeat(200); 13];
             models.push("m".repeat(n));
             c.models = Some(models);
-            mint_with(&c, "k1", &key, [0; 16])
+            c
         };
+        // Sealed without the minter's checks, so that the over-long token exists to be refused.
+        let token_with_model_len = |n: usize| {
+            seal(
+                "k1",
+                &key,
+                [0; 16],
+                canonical_json(&claims_with_model_len(n)).as_bytes(),
+            )
+        };
+        for n in 1..=256 {
+            let c = claims_with_model_len(n);
+            let len = token_with_model_len(n).len();
+            assert_eq!(token_len(2, canonical_json(&c).len()), len);
+            // §6 step 8: the minter refuses exactly the tokens verifiers refuse for their length.
+            assert_eq!(
+                c.check_mintable("k1").is_ok(),
+                len <= MAX_TOKEN_LEN,
+                "{len}"
+            );
+        }
         // Base64 output lengths step by 1 or 2, so 4096 is reachable and 4097 is not; 4098 is the next.
         let at_limit = (1..=256)
             .map(token_with_model_len)
@@ -1260,9 +1507,7 @@ mod tests {
         assert!(!v4.contains("203.0.114.0".parse().unwrap()));
         assert!(v4.contains("::ffff:203.0.113.9".parse().unwrap()));
         assert!(!v4.contains("2001:db8::1".parse().unwrap()));
-        let host_bits = IpNet::parse("203.0.113.77/24").unwrap();
-        assert!(host_bits.contains("203.0.113.1".parse().unwrap()));
-        assert_eq!(host_bits.to_string(), "203.0.113.77/24");
+        assert_eq!(v4.to_string(), "203.0.113.0/24");
         let v6 = IpNet::parse("2001:db8::/32").unwrap();
         assert!(v6.contains("2001:db8:ffff::1".parse().unwrap()));
         assert!(!v6.contains("2001:db9::".parse().unwrap()));
@@ -1272,6 +1517,33 @@ mod tests {
         let one = IpNet::parse("10.0.0.1/32").unwrap();
         assert!(one.contains("10.0.0.1".parse().unwrap()));
         assert!(!one.contains("10.0.0.2".parse().unwrap()));
+        let ten = IpNet::parse("10.0.0.0/8").unwrap();
+        assert!(ten.contains("::ffff:10.1.2.3".parse().unwrap()));
+        assert!(!ten.contains("::ffff:11.1.2.3".parse().unwrap()));
+        // §5.1.16: one spelling per range; Display writes exactly what parses.
+        for good in [
+            "2001:db8:0:0:1::/80",
+            "2001:db8::1:0:0:1/128",
+            "::102:304/128",
+            "::/0",
+        ] {
+            assert_eq!(IpNet::parse_canonical(good).unwrap().to_string(), good);
+        }
+        for bad in [
+            "203.0.113.77/24",
+            "::ffff:10.0.0.0/104",
+            "::ffff:a00:0/104",
+            "2001:DB8::/32",
+            "2001:db8:0:0:1::1/128",
+            "2001:db8::1:1:1:1:1/128",
+            "::1.2.3.4/128",
+        ] {
+            assert_eq!(IpNet::parse_canonical(bad), None, "{bad}");
+        }
+        // config.json's lenient parser ignores host bits and keeps mapped ranges matching IPv4 clients.
+        let host_bits = IpNet::parse("203.0.113.77/24").unwrap();
+        assert!(host_bits.contains("203.0.113.1".parse().unwrap()));
+        assert!(!host_bits.is_canonical());
         let mapped = IpNet::parse("::ffff:10.0.0.0/104").unwrap();
         assert!(mapped.contains("10.1.2.3".parse().unwrap()));
         assert!(!mapped.contains("11.1.2.3".parse().unwrap()));
@@ -1295,6 +1567,14 @@ mod tests {
         let json = canonical_json(&c);
         let expected = concat!(r#","uid":"a\"\\\b\f\n\r\t\u0001\u001f"#, "\u{7f}/é😀\"}");
         assert!(json.ends_with(expected), "{json}");
+        // Written as §5 says, but no valid claim holds control characters or non-ASCII in uid (§5.1.18).
+        assert!(Claims::from_json(&json).is_err());
+        c.uid = None;
+        c.ext = Some(Ext {
+            rep_m: Some("a\"\\/é😀".into()),
+        });
+        let json = canonical_json(&c);
+        assert!(json.ends_with(r#""ext":{"rep_m":"a\"\\/é😀"}}"#), "{json}");
         assert_eq!(Claims::from_json(&json), Ok(c));
     }
 
@@ -1305,6 +1585,8 @@ mod tests {
         c.ext = Some(Ext::default());
         c.mtok_mode = Some(MtokMode::Clamp);
         let json = canonical_json(&c);
+        // Serialised faithfully, though `"ext":{}` and a mode without `mtok` are refused (§5.1.11, 17).
+        assert!(c.validate().is_err());
         assert!(
             json.contains(r#""max":10,"ext":{},"rate":{"n":5,"s":60},"mtok_mode":"clamp"}"#),
             "{json}"

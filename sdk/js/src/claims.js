@@ -3,11 +3,10 @@
  *
  * One checker serves both directions. Minting runs it on the claims built from `createToken` options so
  * the SDK never mints a token the relay would refuse; verification runs it on the decrypted JSON. It
- * applies what §5 defines and no more, exactly as the relay and the Python SDK do, so a token from any
- * conforming minter decodes the same everywhere; the extra hygiene the SDK applies to what *it* mints
- * (formats of paths, origins, key names) lives in generator.js. Serialisation writes the members in
- * table order, which is what makes minters in different languages agree byte for byte. Encryption lives
- * in token.js.
+ * applies the rules of §5.1 exactly as the relay and the Python SDK do (minters refuse non-canonical
+ * input, verifiers refuse non-canonical tokens; nothing is normalised), and conformance.json pins every
+ * verdict in all three. Serialisation writes the members in table order, which is what makes minters in
+ * different languages agree byte for byte. Encryption lives in token.js.
  *
  * @module
  */
@@ -42,8 +41,8 @@ const MAX_SAFE = Number.MAX_SAFE_INTEGER; // 2^53-1: every integer claim stays e
 const RATE_MAX = 86400 * 365; // seconds and calls of a rate window: at most one year
 const CONC_MAX = 10000; // concurrent requests per token
 export const MODELS_MAX = 64; // entries of `models`
-const REP_M_MAX = 256; // characters of `ext.rep_m`
-export const UID_MAX = 128; // characters of `uid`
+const TEXT_MAX = 256; // Unicode scalar values of `ext.rep_m` and of each `models` entry (§5.1.3)
+export const UID_MAX = 128; // bytes of printable ASCII in `uid` (§5.1.18)
 const KEY_MAX = 1024; // characters of an inline provider key
 const URL_MAX = 2048; // characters of `url`
 
@@ -53,6 +52,13 @@ const PROVIDER = /^[a-z0-9_-]{1,32}$/;
 // Printable ASCII (§5): a control character could split the HTTP header the key goes into.
 export const PRINTABLE = /^[\x20-\x7e]+$/;
 const PREFIX = /^(?:0|[1-9][0-9]{0,2})$/;
+const KEY_NAME = /^[A-Za-z0-9._-]{1,64}$/; // §5.1.9, the config.json api_keys naming rule
+// eslint-disable-next-line no-control-regex -- C0, DEL and C1 controls are exactly what §5.1.3 refuses
+const CONTROL = /[\u0000-\u001f\u007f-\u009f]/;
+const PATH = /^\/[\x21\x22\x24-\x3e\x40-\x7e]*$/; // §5.1.14: visible ASCII except '#' and '?'
+const ORIGIN =
+  /^(https?):\/\/(?:([a-z0-9_-]{1,63}(?:\.[a-z0-9_-]{1,63})*)|\[([0-9a-f:]+)\])(?::([1-9][0-9]{0,4}))?$/;
+const DEFAULT_PORTS = { http: 80, https: 443 };
 
 /** Thrown by {@link checkClaims}; `field` names the claim (minting maps it back to the option name). */
 export class ClaimError extends Error {
@@ -125,17 +131,106 @@ function list(field, v, maxItems, item) {
   return v.map((x, i) => item(x, `${field}[${i}]`));
 }
 
-/** @param {string} s */
-function isCidr(s) {
-  const slash = s.indexOf('/');
-  if (slash < 0 || s.includes('%')) return false;
-  const addr = s.slice(0, slash);
-  const prefix = s.slice(slash + 1);
-  if (!PREFIX.test(prefix)) return false;
-  if (isIPv4(addr)) return Number(prefix) <= 32;
-  if (isIPv6(addr)) return Number(prefix) <= 128;
-  return false;
+/**
+ * The eight 16-bit groups of an IPv6 address written in lower-case hex with at most one `::`, or null.
+ * Only the spellings rule 5.1.16.2 can produce get this far, so no dotted quad, zone or upper case.
+ *
+ * @param {string} s
+ * @returns {number[] | null}
+ */
+function ipv6Groups(s) {
+  if (!/^[0-9a-f:]+$/.test(s)) return null;
+  const halves = s.split('::');
+  if (halves.length > 2) return null;
+  const part = (/** @type {string} */ h) => (h === '' ? [] : h.split(':'));
+  const head = part(halves[0]);
+  const tail = halves.length === 2 ? part(halves[1]) : [];
+  if (![...head, ...tail].every((g) => /^[0-9a-f]{1,4}$/.test(g))) return null;
+  const hex = (/** @type {string[]} */ gs) => gs.map((g) => Number.parseInt(g, 16));
+  if (halves.length === 1) return head.length === 8 ? hex(head) : null;
+  if (head.length + tail.length > 7) return null;
+  return [...hex(head), ...new Array(8 - head.length - tail.length).fill(0), ...hex(tail)];
 }
+
+/**
+ * RFC 5952 §4 text of eight groups (rule 5.1.16.2): no leading zeros, the first longest run of two or
+ * more zero groups as `::`, never a dotted quad.
+ *
+ * @param {number[]} groups
+ */
+function ipv6Text(groups) {
+  let bestStart = -1;
+  let bestLen = 1;
+  for (let i = 0; i < 8;) {
+    if (groups[i] !== 0) {
+      i += 1;
+      continue;
+    }
+    let j = i;
+    while (j < 8 && groups[j] === 0) j += 1;
+    if (j - i > bestLen) {
+      bestStart = i;
+      bestLen = j - i;
+    }
+    i = j;
+  }
+  const hex = (/** @type {number[]} */ gs) => gs.map((g) => g.toString(16)).join(':');
+  if (bestStart < 0) return hex(groups);
+  return `${hex(groups.slice(0, bestStart))}::${hex(groups.slice(bestStart + bestLen))}`;
+}
+
+/** @param {string} s canonical IPv6 text, or null */
+function canonicalIpv6(s) {
+  const groups = ipv6Groups(s);
+  return groups !== null && ipv6Text(groups) === s ? groups : null;
+}
+
+/**
+ * Rule 5.1.16: `address/prefix` in its one canonical spelling, without host bits or IPv4-mapped address.
+ *
+ * @param {string} s
+ */
+export function isCanonicalCidr(s) {
+  const slash = s.indexOf('/');
+  if (slash < 0) return false;
+  const addr = s.slice(0, slash);
+  const prefixText = s.slice(slash + 1);
+  if (!PREFIX.test(prefixText)) return false;
+  const prefix = Number(prefixText);
+  if (addr.includes(':')) {
+    const groups = canonicalIpv6(addr);
+    if (groups === null || prefix > 128) return false;
+    const mapped = groups.slice(0, 5).every((g) => g === 0) && groups[5] === 0xffff;
+    if (mapped) return false;
+    const value = groups.reduce((acc, g) => (acc << 16n) | BigInt(g), 0n);
+    return prefix === 128 || (value & ((1n << BigInt(128 - prefix)) - 1n)) === 0n;
+  }
+  if (!isIPv4(addr) || prefix > 32) return false;
+  const octets = addr.split('.');
+  // node:net accepts exactly the dotted quads without leading zeros; the check keeps that explicit.
+  if (octets.some((o) => o.length > 1 && o.startsWith('0'))) return false;
+  const value = octets.reduce((acc, o) => acc * 256 + Number(o), 0);
+  return prefix === 32 || value % 2 ** (32 - prefix) === 0;
+}
+
+/**
+ * Rule 5.1.15: an origin exactly as a browser serialises it (lower case, no default port, no path).
+ *
+ * @param {string} s
+ */
+export function isOrigin(s) {
+  const m = ORIGIN.exec(s);
+  if (m === null) return false;
+  const [, scheme, , v6, port] = m;
+  if (v6 !== undefined && canonicalIpv6(v6) === null) return false;
+  if (port === undefined) return true;
+  const n = Number(port);
+  return n <= 65535 && n !== DEFAULT_PORTS[/** @type {'http' | 'https'} */ (scheme)];
+}
+
+/** Rule 5.1.3: text of 1 to 256 Unicode scalar values without control characters. */
+const isText = (/** @type {string} */ s) =>
+  !CONTROL.test(s) && codePoints(s) >= 1 && codePoints(s) <= TEXT_MAX;
 
 // RFC 3986 unreserved and reserved characters plus "%", without "#" (an absolute-URI has no fragment).
 const URL_CHARS = /^[A-Za-z0-9\-._~:/?[\]@!$&'()*+,;=%]*$/;
@@ -196,8 +291,8 @@ const CHECKS = {
       (s) => s.length <= KEY_MAX && PRINTABLE.test(s),
       `1 to ${KEY_MAX} printable ASCII characters`,
     ),
-  // §5 gives kref no format; an empty name can never name a configured key.
-  kref: (/** @type {unknown} */ v) => str('kref', v, (s) => s.length > 0, 'a non-empty key name'),
+  kref: (/** @type {unknown} */ v) =>
+    str('kref', v, (s) => KEY_NAME.test(s), 'a key name of 1 to 64 characters from A-Z a-z 0-9 . _ -'),
   url: (/** @type {unknown} */ v) =>
     str('url', v, isHttpsUrl, 'an absolute https:// URL with a host, without credentials or fragment'),
   max: (/** @type {unknown} */ v) => int('max', v, 1, MAX_SAFE),
@@ -209,14 +304,9 @@ const CHECKS = {
     for (const name of Object.keys(ext)) {
       if (name !== 'rep_m') throw new ClaimError(`ext.${name}`, 'is not a known member (only rep_m)');
     }
-    if (Object.hasOwn(ext, 'rep_m')) {
-      out.rep_m = str(
-        'ext.rep_m',
-        ext.rep_m,
-        (s) => codePoints(s) >= 1 && codePoints(s) <= REP_M_MAX,
-        `1 to ${REP_M_MAX} characters`,
-      );
-    }
+    // `"ext":{}` would be a second spelling of "no extension" (§5.1.11).
+    if (!Object.hasOwn(ext, 'rep_m')) throw new ClaimError('ext.rep_m', 'is required inside ext');
+    out.rep_m = str('ext.rep_m', ext.rep_m, isText, `1 to ${TEXT_MAX} characters without control characters`);
     return out;
   },
   rate: (/** @type {unknown} */ v) => {
@@ -231,22 +321,44 @@ const CHECKS = {
     return { n: int('rate.n', rate.n, 1, RATE_MAX), s: int('rate.s', rate.s, 1, RATE_MAX) };
   },
   conc: (/** @type {unknown} */ v) => int('conc', v, 1, CONC_MAX),
-  // §5 fixes the number of entries but no format for them: an entry that matches nothing only makes
-  // the relay refuse requests. The minter checks the formats of what it writes (generator.js).
-  models: (/** @type {unknown} */ v) => list('models', v, MODELS_MAX, (x, f) => str(f, x, () => true, '')),
-  paths: (/** @type {unknown} */ v) => list('paths', v, MAX_SAFE, (x, f) => str(f, x, () => true, '')),
-  origins: (/** @type {unknown} */ v) => list('origins', v, MAX_SAFE, (x, f) => str(f, x, () => true, '')),
+  // §5.1.13-16: one format per entry, for minters and verifiers alike.
+  models: (/** @type {unknown} */ v) =>
+    list('models', v, MODELS_MAX, (x, f) =>
+      str(f, x, isText, `1 to ${TEXT_MAX} characters without controls`),
+    ),
+  paths: (/** @type {unknown} */ v) =>
+    list('paths', v, MAX_SAFE, (x, f) =>
+      str(f, x, (s) => PATH.test(s), 'a path such as "/chat/completions" (no query or fragment)'),
+    ),
+  origins: (/** @type {unknown} */ v) =>
+    list('origins', v, MAX_SAFE, (x, f) =>
+      str(
+        f,
+        x,
+        isOrigin,
+        'an origin such as "https://app.example.com" (lower case, no default port, no path)',
+      ),
+    ),
   ips: (/** @type {unknown} */ v) =>
     list('ips', v, MAX_SAFE, (x, f) =>
-      str(f, x, isCidr, 'an IP range in CIDR form like 203.0.113.0/24 or 2001:db8::/32'),
+      str(
+        f,
+        x,
+        isCanonicalCidr,
+        'a canonical CIDR range without host bits, like 203.0.113.0/24 or 2001:db8::/32',
+      ),
     ),
   mtok: (/** @type {unknown} */ v) => int('mtok', v, 1, MAX_SAFE),
   mtok_mode: (/** @type {unknown} */ v) =>
     str('mtok_mode', v, (s) => s === 'clamp' || s === 'reject', '"clamp" or "reject"'),
-  // §5 says printable ASCII, but the shared vectors carry a uid with control characters and non-ASCII
-  // text that every verifier must accept, so only the length is enforced (see the README).
+  // §5.1.18: printable ASCII, because the uid is written into access logs.
   uid: (/** @type {unknown} */ v) =>
-    str('uid', v, (s) => codePoints(s) >= 1 && codePoints(s) <= UID_MAX, `1 to ${UID_MAX} characters`),
+    str(
+      'uid',
+      v,
+      (s) => s.length <= UID_MAX && PRINTABLE.test(s),
+      `1 to ${UID_MAX} printable ASCII characters`,
+    ),
 };
 
 /**
@@ -276,6 +388,9 @@ export function checkClaims(input, tenant) {
     if (Object.hasOwn(claims, name)) {
       out[name] = CHECKS[/** @type {keyof typeof CHECKS} */ (name)](claims[name]);
     }
+  }
+  if (Object.hasOwn(out, 'mtok_mode') && !Object.hasOwn(out, 'mtok')) {
+    throw new ClaimError('mtok_mode', 'is only allowed together with mtok');
   }
   if (/** @type {number} */ (out.exp) <= /** @type {number} */ (out.iat)) {
     throw new ClaimError('exp', 'must be after iat');

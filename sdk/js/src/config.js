@@ -9,7 +9,7 @@
  */
 
 import { readFileSync } from 'node:fs';
-import { isIPv6 } from 'node:net';
+import { isIPv4, isIPv6 } from 'node:net';
 
 import { ConfigError } from './errors.js';
 import { JsonSyntaxError, parseStrictJson } from './json.js';
@@ -18,10 +18,16 @@ import { decodeBase64url } from './token.js';
 export const KEY_METHOD = 'aes-256-gcm-hkdf-sha256';
 export const DEFAULT_BASE_PATH = '/relayapi/';
 const ID = /^[A-Za-z0-9._-]+$/;
-// Host names as the frontend reaches them; IDNs must be given in their ASCII (punycode) form.
-const HOSTNAME = /^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,251}[A-Za-z0-9])?$/;
-// RFC 3986 pchar plus "/", without "%" so a base path can never smuggle an encoded separator.
+// One DNS label (docs/client-config.md rule 3); IDNs must be given in their ASCII (xn--) form.
+const LABEL = /^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$/;
+const MAX_HOST_BYTES = 253;
+// RFC 3986 pchar plus "/", without "%" so a base path can never smuggle an encoded separator (rule 5).
 const BASE_PATH = /^\/(?:[A-Za-z0-9._~!$&'()*+,;=:@-]+\/)*$/;
+const MAX_BASE_PATH_BYTES = 128;
+// Rotation keeps one or two old keys; a long list is a mistake, and every key can still mint (rule 9).
+const MAX_PREVIOUS_KEYS = 16;
+// A `.rai` is a few hundred bytes; a bigger file is a wrong path (a log, a binary), not a config (rule 1).
+const MAX_RAI_BYTES = 64 * 1024;
 const DEFAULT_PORTS = { http: 80, https: 443 };
 
 /**
@@ -108,21 +114,27 @@ function tenantKey(v, field) {
  * @returns {{ host: string, urlHost: string }}
  */
 function host(v) {
-  if (typeof v !== 'string' || v.length === 0 || v.length > 253) {
+  if (typeof v !== 'string' || v.length === 0 || v.length > MAX_HOST_BYTES) {
     throw new ConfigError('server.host', 'expected a host name or IP address');
   }
-  const bare = v.startsWith('[') && v.endsWith(']') ? v.slice(1, -1) : v;
-  if (bare.includes(':')) {
-    if (bare.includes('%')) {
+  if (v.includes(':')) {
+    // docs/client-config.md rule 3: a bare IPv6 address, no brackets and no zone id.
+    if (v.includes('%')) {
       throw new ConfigError('server.host', 'IPv6 zone ids are not usable in relay URLs');
     }
-    if (isIPv6(bare)) return { host: bare, urlHost: `[${bare}]` };
-    throw new ConfigError('server.host', 'expected a valid IPv6 address');
+    if (isIPv6(v)) return { host: v, urlHost: `[${v}]` };
+    throw new ConfigError('server.host', 'expected a valid IPv6 address (without brackets)');
   }
-  if (bare === v && HOSTNAME.test(v)) return { host: v, urlHost: v };
+  const labels = v.split('.');
+  let ok = labels.every((l) => LABEL.test(l));
+  // A numeric last label is never a DNS name: the whole host must then be a canonical IPv4 address.
+  if (ok && /^[0-9]+$/.test(labels[labels.length - 1])) {
+    ok = isIPv4(v) && !labels.some((o) => o.length > 1 && o.startsWith('0'));
+  }
+  if (ok) return { host: v, urlHost: v };
   throw new ConfigError(
     'server.host',
-    "expected a host name (ASCII letters, digits, '.', '-') or IP address",
+    "expected a host name (labels of ASCII letters, digits and inner '-') or IP address",
   );
 }
 
@@ -154,7 +166,12 @@ export function parseRai(doc) {
     throw new ConfigError('server.port', 'expected an integer from 1 to 65535');
   }
   const basePath = optional(server, 'base_path', DEFAULT_BASE_PATH);
-  if (typeof basePath !== 'string' || !BASE_PATH.test(basePath)) {
+  if (
+    typeof basePath !== 'string' ||
+    basePath.length > MAX_BASE_PATH_BYTES ||
+    !BASE_PATH.test(basePath) ||
+    basePath.split('/').some((seg) => seg === '.' || seg === '..')
+  ) {
     throw new ConfigError(
       'server.base_path',
       'expected a path that starts and ends with "/" and holds only URL path characters, e.g. "/relayapi/"',
@@ -176,7 +193,9 @@ export function parseRai(doc) {
   const tenantId = identifier(required(crypto, 'tenant_id', 'crypto.tenant_id'), 'crypto.tenant_id', 64);
 
   const previous = optional(crypto, 'previous_keys', []);
-  if (!Array.isArray(previous)) throw new ConfigError('crypto.previous_keys', 'expected an array');
+  if (!Array.isArray(previous) || previous.length > MAX_PREVIOUS_KEYS) {
+    throw new ConfigError('crypto.previous_keys', `expected an array of at most ${MAX_PREVIOUS_KEYS} keys`);
+  }
   const seen = new Set([keyId]);
   const previousKeys = previous.map((entry, i) => {
     const field = `crypto.previous_keys[${i}]`;
@@ -192,7 +211,9 @@ export function parseRai(doc) {
   return { scheme, host: hostName, port, basePath, origin, keyId, key, tenantId, previousKeys };
 }
 
-const UTF8 = new TextDecoder('utf-8', { fatal: true });
+// `ignoreBOM` keeps a leading U+FEFF in the text so the strict parser refuses it (rule 1) instead of the
+// decoder silently dropping it, as the relay and the Python SDK refuse it.
+const UTF8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 
 /**
  * Loads a `.rai` config from a parsed object or from a file path.
@@ -212,6 +233,9 @@ export function loadConfig(source) {
     } catch (err) {
       const why = /** @type {NodeJS.ErrnoException} */ (err).code ?? 'unreadable';
       throw new ConfigError('<file>', `${String(source)} cannot be read (${why})`, { cause: err });
+    }
+    if (bytes.length > MAX_RAI_BYTES) {
+      throw new ConfigError('<file>', `${String(source)} is larger than ${MAX_RAI_BYTES} bytes`);
     }
     let doc;
     try {

@@ -94,6 +94,21 @@ export class TokenNotYetValidError extends InvalidTokenError {
   }
 }
 
+/**
+ * The token is authentic but `exp - iat` exceeds the verifier's `maxLifetime` (§7 step 9, the relay's
+ * `token_lifetime_too_long`).
+ */
+export class TokenLifetimeTooLongError extends InvalidTokenError {
+  static code = 'ERR_TOKEN_LIFETIME_TOO_LONG';
+
+  /** @param {Record<string, unknown>} claims */
+  constructor(claims) {
+    super();
+    this.message = 'token lifetime too long';
+    this.claims = claims;
+  }
+}
+
 /** The relay answered with a non-2xx status. */
 export class APIError extends RelayAPIError {
   static code = 'ERR_API';

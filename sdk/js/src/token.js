@@ -11,11 +11,19 @@
 import { createCipheriv, createDecipheriv, hkdfSync } from 'node:crypto';
 
 import { ClaimError, canonicalJson, checkClaims } from './claims.js';
-import { InvalidTokenError, TokenExpiredError, TokenNotYetValidError } from './errors.js';
+import {
+  InvalidTokenError,
+  TokenExpiredError,
+  TokenLifetimeTooLongError,
+  TokenNotYetValidError,
+} from './errors.js';
 import { JsonSyntaxError, parseStrictJson } from './json.js';
 
 export const TOKEN_PREFIX = 'rt1.';
-/** §3: longer token text is refused before any decoding work. */
+/**
+ * §3: longest token text in bytes (a token is ASCII, so also in characters). Verifiers refuse longer text
+ * before any decoding work; minters refuse to produce it (§6 step 8).
+ */
 export const MAX_TOKEN_CHARS = 4096;
 const VERSION = 0x01;
 const MODE_SYMMETRIC = 0x01;
@@ -84,6 +92,17 @@ export function seal(key, kid, salt, plaintext) {
 }
 
 /**
+ * Length in bytes of a token with a `kidLen`-byte kid and `claimsLen` bytes of claims JSON (§6 step 8).
+ *
+ * @param {number} kidLen
+ * @param {number} claimsLen
+ */
+export function tokenLength(kidLen, claimsLen) {
+  const blob = 3 + kidLen + SALT_BYTES + claimsLen + TAG_BYTES;
+  return TOKEN_PREFIX.length + Math.ceil((4 * blob) / 3);
+}
+
+/**
  * The "from parts" minter (§6 with injected time and randomness), used by the vector tests and by
  * generator.js, which supplies fresh values.
  *
@@ -93,11 +112,16 @@ export function seal(key, kid, salt, plaintext) {
  * @param {Uint8Array} parts.key 32-byte tenant key
  * @param {Uint8Array} parts.salt 16 bytes
  * @returns {{ token: string, claimsJson: string, claims: Record<string, unknown> }}
- * @throws {ClaimError} when the claims break §5
+ * @throws {ClaimError} when the claims break §5, or (field `token`) the token would exceed 4096 bytes
  */
 export function mintFromParts({ claims, kid, key, salt }) {
   const checked = checkClaims(claims);
   const claimsJson = canonicalJson(checked);
+  const length = tokenLength(Buffer.byteLength(kid, 'latin1'), Buffer.byteLength(claimsJson, 'utf8'));
+  if (length > MAX_TOKEN_CHARS) {
+    // Every verifier refuses longer text unread, so such a token is never returned.
+    throw new ClaimError('token', `the claims make the token ${length} bytes long, over ${MAX_TOKEN_CHARS}`);
+  }
   return { token: seal(key, kid, salt, Buffer.from(claimsJson, 'utf8')), claimsJson, claims: checked };
 }
 
@@ -156,16 +180,18 @@ export function openToken(text, keyring) {
 }
 
 /**
- * §7 steps 7-8 with the relay's comparison rules.
+ * §7 steps 7-9 with the relay's comparison rules, in the relay's order (the first failing check wins).
  *
  * @param {Record<string, unknown>} claims verified claims
  * @param {number} now UTC seconds
  * @param {number} leeway seconds of clock skew to tolerate
- * @throws {TokenNotYetValidError | TokenExpiredError}
+ * @param {number} [maxLifetime] when given, `exp - iat` above it is refused (step 9)
+ * @throws {TokenNotYetValidError | TokenExpiredError | TokenLifetimeTooLongError}
  */
-export function checkTime(claims, now, leeway) {
+export function checkTime(claims, now, leeway, maxLifetime) {
   const iat = /** @type {number} */ (claims.iat);
   const exp = /** @type {number} */ (claims.exp);
   if (iat > now + leeway) throw new TokenNotYetValidError(claims);
   if (now >= exp + leeway) throw new TokenExpiredError(claims);
+  if (maxLifetime !== undefined && exp - iat > maxLifetime) throw new TokenLifetimeTooLongError(claims);
 }

@@ -85,8 +85,18 @@ const CASES = {
   },
   max: { ok: [1, 100, Number.MAX_SAFE_INTEGER], bad: [0, -1, 2 ** 53, 1.5, '100', null] },
   ext: {
-    ok: [{ rep_m: 'gpt-4o' }, { rep_m: 'x'.repeat(256) }, { rep_m: '😀'.repeat(256) }, {}],
-    bad: [{ rep_m: '' }, { rep_m: 'x'.repeat(257) }, { other: 1 }, { rep_m: 'a', other: 1 }, [], 'gpt', null],
+    ok: [{ rep_m: 'gpt-4o' }, { rep_m: 'x'.repeat(256) }, { rep_m: '😀'.repeat(256) }],
+    bad: [
+      { rep_m: '' },
+      { rep_m: 'x'.repeat(257) },
+      { other: 1 },
+      { rep_m: 'a', other: 1 },
+      {},
+      { rep_m: 'a\n' },
+      [],
+      'gpt',
+      null,
+    ],
   },
   rate: {
     ok: [
@@ -96,25 +106,33 @@ const CASES = {
     bad: [{ n: 10 }, { n: 0, s: 60 }, { n: 1, s: 31536001 }, { n: 1, s: 1, w: 1 }, [10, 60], null],
   },
   conc: { ok: [1, 10000], bad: [0, 10001, 2.5] },
-  // §5 limits the number of entries but not their format; minting checks formats (generator tests).
+  // §5.1.13-16: one format per entry (conformance.json holds the full case list).
   models: {
-    ok: [['gpt-4o'], Array(64).fill('m'), [''], ['x'.repeat(300)]],
-    bad: [[], Array(65).fill('m'), 'gpt-4o', [1], [null], ['\ud800']],
+    ok: [['gpt-4o'], Array(64).fill('m'), ['x'.repeat(256)], ['modèle 😀']],
+    bad: [[], Array(65).fill('m'), 'gpt-4o', [1], [null], ['\ud800'], [''], ['x'.repeat(257)], ['a\u0085']],
   },
   paths: {
-    ok: [['/chat/completions', '/v1/messages'], ['/'], ['chat/completions', '/x?y']],
-    bad: [[], '/chat/completions', [1]],
+    ok: [['/chat/completions', '/v1/messages'], ['/'], ['/x:y']],
+    bad: [[], '/chat/completions', [1], ['chat/completions'], ['/x?y'], ['/a b']],
   },
   origins: {
-    ok: [
-      ['https://app.example.com', 'http://localhost:5173', 'http://[::1]:8080'],
+    ok: [['https://app.example.com', 'http://localhost:5173', 'http://[::1]:8080']],
+    bad: [
+      [],
+      'https://app.example.com',
+      [{}],
       ['https://app.example.com/'],
+      ['https://App.example.com'],
+      ['https://a.example:443'],
+      ['*'],
     ],
-    bad: [[], 'https://app.example.com', [{}]],
   },
   ips: {
-    ok: [['203.0.113.0/24', '2001:db8::/32', '0.0.0.0/0', '::/0', '10.1.2.3/32', '::ffff:1.2.3.4/128']],
+    ok: [['203.0.113.0/24', '2001:db8::/32', '0.0.0.0/0', '::/0', '10.1.2.3/32', '::102:304/128']],
     bad: [
+      ['::ffff:1.2.3.4/128'],
+      ['203.0.113.7/24'],
+      ['2001:DB8::/32'],
       [],
       ['10.0.0.300/8'],
       ['10.0.0.0'],
@@ -126,20 +144,23 @@ const CASES = {
     ],
   },
   mtok: { ok: [1, 512], bad: [0, -5, 1.5] },
-  mtok_mode: { ok: ['clamp', 'reject'], bad: ['ignore', '', 'CLAMP'] },
+  mtok_mode: { ok: [], bad: ['ignore', '', 'CLAMP', 'clamp'] },
   uid: {
-    // The vectors require control characters and non-ASCII to verify; only the length is limited.
-    ok: ['user-42', 'u"\\\n\t\u0001\u001f/é漢字😀', 'x'.repeat(128), '😀'.repeat(128)],
-    bad: ['', 'x'.repeat(129), '\ud800', 42],
+    // §5.1.18: printable ASCII only.
+    ok: ['user-42', 'u "\\/~', 'x'.repeat(128)],
+    bad: ['', 'x'.repeat(129), '\ud800', 42, 'a\nb', 'é', '😀'],
   },
 };
 
 describe('checkClaims member rules', () => {
   for (const [member, { ok, bad }] of Object.entries(CASES)) {
-    it(`${member}: accepts valid values`, () => {
-      for (const v of ok)
-        assert.doesNotThrow(() => checkClaims(withClaims({ [member]: v })), JSON.stringify(v));
-    });
+    // mtok_mode is only valid next to mtok; its own test below covers the accepted values.
+    if (ok.length > 0) {
+      it(`${member}: accepts valid values`, () => {
+        for (const v of ok)
+          assert.doesNotThrow(() => checkClaims(withClaims({ [member]: v })), JSON.stringify(v));
+      });
+    }
     it(`${member}: refuses invalid values, naming the member`, () => {
       for (const v of bad) {
         assert.throws(
@@ -162,10 +183,16 @@ describe('checkClaims member rules', () => {
     assert.throws(() => checkClaims(withClaims({ kref: 'openai-main' })), ClaimError);
     assert.throws(() => checkClaims(withClaims({ key: undefined })), ClaimError);
     assert.throws(() => checkClaims(withClaims({ key: undefined, kref: '' })), { field: 'kref' });
-    // §5 gives kref no format; minters keep their own naming rule.
-    assert.doesNotThrow(() =>
-      checkClaims(withClaims({ key: undefined, kref: 'any name, even with spaces' })),
-    );
+    // §5.1.9: the config.json naming rule.
+    assert.throws(() => checkClaims(withClaims({ key: undefined, kref: 'any name, even with spaces' })), {
+      field: 'kref',
+    });
+  });
+
+  it('accepts mtok_mode only next to mtok', () => {
+    for (const mode of ['clamp', 'reject']) {
+      assert.doesNotThrow(() => checkClaims(withClaims({ mtok: 5, mtok_mode: mode })));
+    }
   });
 
   it('refuses unknown members, so an old verifier never ignores a newer limit', () => {
@@ -200,10 +227,13 @@ describe('canonicalJson', () => {
   });
 
   it('escapes exactly as §5 says', () => {
+    // canonicalJson serialises whatever it is given; checkClaims keeps control characters out of valid
+    // claims (§5.1.3), so only the escaping itself is under test here.
     const uid = 'q"b\\\b\f\n\r\t\u0000\u0001\u001f\u007f/é\u2028😀';
-    const json = canonicalJson(checkClaims(withClaims({ uid })));
+    const json = canonicalJson({ ...BASE, uid });
     const expected = '"uid":"q\\"b\\\\\\b\\f\\n\\r\\t\\u0000\\u0001\\u001f\u007f/é\u2028😀"';
     assert.ok(json.endsWith(`${expected}}`), json);
+    assert.throws(() => checkClaims(withClaims({ uid })), ClaimError);
   });
 
   it('is compact', () => {

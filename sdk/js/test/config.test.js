@@ -55,7 +55,9 @@ describe('loadConfig', () => {
     );
     assert.equal(origin({ scheme: 'http', port: 443 }), 'http://127.0.0.1:443');
     assert.equal(origin({ host: '::1' }), 'http://[::1]:8080');
-    assert.equal(origin({ host: '[2001:db8::5]' }), 'http://[2001:db8::5]:8080');
+    assert.equal(origin({ host: '2001:db8::5' }), 'http://[2001:db8::5]:8080');
+    // The file holds the bare address (docs/client-config.md rule 3); brackets are for URLs only.
+    assert.throws(() => origin({ host: '[2001:db8::5]' }), { field: 'server.host' });
   });
 
   it('reads a file by path or file URL', () => {

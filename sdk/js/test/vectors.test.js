@@ -1,4 +1,4 @@
-// The shared vectors of docs/token-format.md §8, run through the JS implementation after checking the
+// The shared vectors of docs/token-format.md §9, run through the JS implementation after checking the
 // files' shape against tests/vectors/schema.json.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
@@ -15,6 +15,7 @@ const files = {
   generate: readVector('generate.json'),
   verify: readVector('verify.json'),
   invalid: readVector('invalid.json'),
+  conformance: readVector('conformance.json'),
 };
 
 describe('vector files match schema.json', () => {
@@ -51,17 +52,21 @@ describe('generate.json: byte-identical minting', () => {
   }
 });
 
-describe('verify.json: results at the given time, leeway 0', () => {
+describe('verify.json: results at the given time and max_lifetime, leeway 0', () => {
   const ring = vectorKeyring();
   for (const v of files.verify) {
     it(v.desc, () => {
       const { claims } = openToken(v.token, ring);
       if (v.result === 'ok') {
-        checkTime(claims, v.now, 0);
+        checkTime(claims, v.now, 0, v.max_lifetime);
         assert.deepEqual(claims, v.claims);
       } else {
-        const code = { expired: 'ERR_TOKEN_EXPIRED', not_yet_valid: 'ERR_TOKEN_NOT_YET_VALID' }[v.result];
-        assert.throws(() => checkTime(claims, v.now, 0), { code });
+        const code = {
+          expired: 'ERR_TOKEN_EXPIRED',
+          not_yet_valid: 'ERR_TOKEN_NOT_YET_VALID',
+          lifetime_too_long: 'ERR_TOKEN_LIFETIME_TOO_LONG',
+        }[v.result];
+        assert.throws(() => checkTime(claims, v.now, 0, v.max_lifetime), { code });
       }
     });
   }

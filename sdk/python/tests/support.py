@@ -46,6 +46,7 @@ KEYS = load_vectors("keys")
 GENERATE = load_vectors("generate")
 VERIFY = load_vectors("verify")
 INVALID = load_vectors("invalid")
+CONFORMANCE = load_vectors("conformance")
 KEY_BY_KID = {k["kid"]: k for k in KEYS}
 
 

@@ -108,9 +108,15 @@ def test_member_refused(member: str, value: Any) -> None:
         validate_claims(claims)
 
 
-def test_section_5_leaves_entry_formats_open() -> None:
-    claims = {**BASE, "models": [""], "paths": ["chat"], "origins": ["*"], "uid": "\u00e9\n"}
-    validate_claims(claims)
+@pytest.mark.parametrize(
+    ("member", "value"),
+    [("models", [""]), ("paths", ["chat"]), ("origins", ["*"]), ("uid", "\u00e9\n"), ("kref", "a b")],
+)
+def test_section_5_1_pins_entry_formats(member: str, value: Any) -> None:
+    # Rule 5.1: verifiers and minters share one rule set, so no format is left for a minter to guess.
+    claims = {k: v for k, v in BASE.items() if not (member == "kref" and k == "key")}
+    with pytest.raises(ClaimError):
+        validate_claims({**claims, member: value})
 
 
 @pytest.mark.parametrize(

@@ -144,7 +144,9 @@ def test_missing_required_field_is_named(path: str) -> None:
 
 def test_ipv6_host_is_bracketed_once() -> None:
     assert load_config(rai_dict(host="::1")).host == "[::1]"
-    assert load_config(rai_dict(host="[2001:db8::7]")).host == "[2001:db8::7]"
+    # The file holds the bare address (docs/client-config.md rule 3); brackets are for URLs only.
+    with pytest.raises(ConfigError):
+        load_config(rai_dict(host="[2001:db8::7]"))
 
 
 def test_missing_file(tmp_path: pathlib.Path) -> None:

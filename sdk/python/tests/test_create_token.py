@@ -9,6 +9,7 @@ import pytest
 
 from relayapi import InvalidArgumentError, RelayAPIClient, TokenGenerator
 from relayapi._b64 import decode as b64decode
+from relayapi.claims import ClaimError
 from relayapi.token import seal
 
 from .support import rai_dict
@@ -196,15 +197,13 @@ def test_a_token_too_long_to_verify_is_refused(client: RelayAPIClient) -> None:
     assert client.decode_token(client.create_token("test-key-123", allowed_origins=origins[:100]))
 
 
-def test_decode_accepts_what_section_5_leaves_open() -> None:
-    # Other conforming minters may write formats the SDK itself refuses to mint; decode must not reject
-    # a token the relay would accept.
+def test_seal_refuses_what_every_verifier_refuses() -> None:
+    # Section 5.1: one rule set for minters and verifiers, so there is no token another conforming minter
+    # may write that this SDK refuses to decode, and no claims this SDK writes that a verifier refuses.
     gen = TokenGenerator(rai_dict())
-    claims = {
-        "jti": "cd" * 16, "tid": "acme", "iat": 1_790_000_000, "exp": 1_790_000_060, "prv": "openai",
-        "kref": "team/main key", "url": "https://llm-proxy.example.com/v1?x=1", "models": [""],
-        "paths": ["chat"], "origins": ["*"],
-    }  # fmt: skip
+    base = {"jti": "cd" * 16, "tid": "acme", "iat": 1_790_000_000, "exp": 1_790_000_060, "prv": "openai"}
     key = gen.config.key
-    token = seal(claims, kid=key.key_id, key=key.key, salt=bytes(16))
-    assert gen.decode_token(token) == claims
+    for extra in ({"kref": "team/main key"}, {"key": "k", "models": [""]}, {"key": "k", "paths": ["chat"]},
+                  {"key": "k", "origins": ["*"]}, {"key": "k", "ips": ["10.0.0.1/8"]}):  # fmt: skip
+        with pytest.raises(ClaimError):
+            seal({**base, **extra}, kid=key.key_id, key=key.key, salt=bytes(16))

@@ -23,7 +23,7 @@ TOKEN = GENERATE[0]["token"]
         ({"host": "relay.example.com", "port": 80, "scheme": "https"}, "https://relay.example.com:80"),
         ({"host": "relay.example.com", "port": 8443, "scheme": "https"}, "https://relay.example.com:8443"),
         ({"host": "::1", "port": 8080}, "http://[::1]:8080"),
-        ({"host": "[2001:db8::1]", "port": 443, "scheme": "https"}, "https://[2001:db8::1]"),
+        ({"host": "2001:db8::1", "port": 443, "scheme": "https"}, "https://[2001:db8::1]"),
         ({"host": "2001:db8::1", "port": 80}, "http://[2001:db8::1]"),
     ],
 )

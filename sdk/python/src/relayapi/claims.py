@@ -1,12 +1,11 @@
 """Token claims: the rules of docs/token-format.md section 5, their canonical JSON, and strict parsing.
 
-Pure functions over values, no crypto and no clock. Minting and verification share this validator so the
-SDK can never mint a token that it (and, by the shared vectors, the relay) would refuse. It applies what
-section 5 defines and no more, so tokens from other conforming minters still decode; the extra hygiene
-the SDK applies to what *it* mints (formats of paths, origins, key names...) lives in
-:mod:`relayapi.token`. The validator raises :class:`ClaimError` with a readable reason; the token layer
-turns that into the detail-free ``InvalidTokenError`` when verifying, and into ``InvalidArgumentError``
-when minting.
+Pure functions over values, no crypto and no clock. Minting and verification share this validator, so
+the SDK refuses exactly the claims that every verifier refuses (section 5.1: minters refuse non-canonical
+input, verifiers refuse non-canonical tokens; nothing is normalised into shape). The shared vectors
+(``conformance.json``) pin the verdict of every rule in the relay and both SDKs. The validator raises
+:class:`ClaimError` with a readable reason; the token layer turns that into the detail-free
+``InvalidTokenError`` when verifying, and into ``InvalidArgumentError`` when minting.
 """
 
 from __future__ import annotations
@@ -16,7 +15,9 @@ import json
 import re
 import string
 from collections.abc import Mapping
-from typing import Any, Optional
+from typing import Any, Optional, Union
+
+from ._json import JsonRuleError, loads_strict
 
 __all__ = ["CLAIM_ORDER", "ClaimError", "parse_claims", "serialize_claims", "validate_claims"]
 
@@ -44,7 +45,16 @@ _JTI = re.compile(r"[0-9a-f]{32}")
 _TENANT = re.compile(r"[A-Za-z0-9._-]{1,64}")
 _PROVIDER = re.compile(r"[a-z0-9_-]{1,32}")
 _PRINTABLE = re.compile(r"[\x20-\x7e]+")
-_CIDR_PREFIX = re.compile(r"[0-9]{1,3}")
+_CIDR_PREFIX = re.compile(r"0|[1-9][0-9]{0,2}")
+_KEY_NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
+# C0 controls, DEL and C1 controls (rule 5.1.3).
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+# "/" then visible ASCII except "#" (0x23) and "?" (0x3f) (rule 5.1.14).
+_PATH = re.compile(r"/[\x21\x22\x24-\x3e\x40-\x7e]*")
+_ORIGIN = re.compile(
+    r"(https?)://(?:([a-z0-9_-]{1,63}(?:\.[a-z0-9_-]{1,63})*)|\[([0-9a-f:]+)\])(?::([1-9][0-9]{0,4}))?"
+)
+_DEFAULT_PORTS = {"http": 80, "https": 443}
 # RFC 3986 unreserved and reserved characters plus "%".
 _URI_CHARS = frozenset(string.ascii_letters + string.digits + "-._~:/?#[]@!$&'()*+,;=%")
 _HOST_LABEL = re.compile(r"[A-Za-z0-9_-]{1,63}")
@@ -91,16 +101,84 @@ def _string_list(claims: Mapping[str, Any], name: str, max_items: int | None = N
     return [_string(item, f"{name}[{i}]") for i, item in enumerate(v)]
 
 
-def _check_cidr(text: str, name: str) -> None:
-    addr, sep, prefix = text.partition("/")
-    if not sep or not _CIDR_PREFIX.fullmatch(prefix) or "%" in addr:
-        raise ClaimError(name, f"{text!r} is not a CIDR range such as 203.0.113.0/24 or 2001:db8::/32")
+def ipv6_text(packed: bytes) -> str:
+    """RFC 5952 section 4 text of a 16-byte IPv6 address (rule 5.1.16.2): lower-case hex, no leading
+    zeros, the first longest run of two or more zero groups as ``::``, never a dotted quad."""
+    groups = [int.from_bytes(packed[i : i + 2], "big") for i in range(0, 16, 2)]
+    best_start, best_len = -1, 1
+    i = 0
+    while i < 8:
+        if groups[i] == 0:
+            j = i
+            while j < 8 and groups[j] == 0:
+                j += 1
+            if j - i > best_len:
+                best_start, best_len = i, j - i
+            i = j
+        else:
+            i += 1
+    hexes = [f"{g:x}" for g in groups]
+    if best_start < 0:
+        return ":".join(hexes)
+    return ":".join(hexes[:best_start]) + "::" + ":".join(hexes[best_start + best_len :])
+
+
+def _canonical_ipv6(text: str) -> Optional[ipaddress.IPv6Address]:
+    """The address if ``text`` is its canonical RFC 5952 form (no zone, no dotted quad), else None."""
+    if "%" in text or "." in text:
+        return None
     try:
-        ip = ipaddress.ip_address(addr)
-    except ValueError as exc:
-        raise ClaimError(name, f"{text!r} has an invalid address") from exc
-    if int(prefix) > ip.max_prefixlen:
-        raise ClaimError(name, f"{text!r} has a prefix longer than {ip.max_prefixlen} bits")
+        addr = ipaddress.IPv6Address(text)
+    except ValueError:
+        return None
+    return addr if ipv6_text(addr.packed) == text else None
+
+
+def is_canonical_cidr(text: str) -> bool:
+    """Rule 5.1.16: canonical address, decimal prefix without leading zeros, no host bits, not mapped."""
+    addr_text, sep, prefix_text = text.partition("/")
+    if not sep or not _CIDR_PREFIX.fullmatch(prefix_text):
+        return False
+    addr: Union[ipaddress.IPv4Address, ipaddress.IPv6Address, None]
+    if ":" in addr_text:
+        addr = _canonical_ipv6(addr_text)
+        if addr is None or addr.ipv4_mapped is not None:
+            return False
+    else:
+        try:
+            addr = ipaddress.IPv4Address(addr_text)
+        except ValueError:
+            return False
+        if str(addr) != addr_text:
+            return False
+    prefix = int(prefix_text)
+    if prefix > addr.max_prefixlen:
+        return False
+    return int(addr) & ((1 << (addr.max_prefixlen - prefix)) - 1) == 0
+
+
+def is_origin(text: str) -> bool:
+    """Rule 5.1.15: an origin exactly as browsers serialise it (lower case, no default port, no path)."""
+    m = _ORIGIN.fullmatch(text)
+    if m is None:
+        return False
+    scheme, v6, port = m.group(1), m.group(3), m.group(4)
+    if v6 is not None and _canonical_ipv6(v6) is None:
+        return False
+    return port is None or (int(port) <= 65535 and int(port) != _DEFAULT_PORTS[scheme])
+
+
+def is_path(text: str) -> bool:
+    """Rule 5.1.14: "/" then visible ASCII without "?" and "#"."""
+    return _PATH.fullmatch(text) is not None
+
+
+def _text(v: Any, name: str, max_len: int) -> str:
+    """Rule 5.1.3: Unicode text without control characters, 1 to ``max_len`` scalar values."""
+    text = _string(v, name)
+    if not 1 <= len(text) <= max_len or _CONTROL.search(text):
+        raise ClaimError(name, f"must be 1 to {max_len} characters without control characters")
+    return text
 
 
 def _check_url(text: str) -> None:
@@ -165,8 +243,8 @@ def validate_claims(claims: Mapping[str, Any]) -> None:
         key = _string(claims["key"], "key")
         if not _PRINTABLE.fullmatch(key) or len(key) > MAX_KEY_CHARS:
             raise ClaimError("key", f"must be 1 to {MAX_KEY_CHARS} printable ASCII characters")
-    if "kref" in claims and not _string(claims["kref"], "kref"):
-        raise ClaimError("kref", "must be a non-empty key name")
+    if "kref" in claims and not _KEY_NAME.fullmatch(_string(claims["kref"], "kref")):
+        raise ClaimError("kref", "must be a key name of 1 to 64 characters from A-Z a-z 0-9 . _ -")
     if "url" in claims:
         _check_url(_string(claims["url"], "url"))
     if "max" in claims:
@@ -179,10 +257,9 @@ def validate_claims(claims: Mapping[str, Any]) -> None:
         for name in ext:
             if name != "rep_m":
                 raise ClaimError(f"ext.{name}", "unknown extension member (only rep_m is defined)")
-        if "rep_m" in ext:
-            rep_m = _string(ext["rep_m"], "ext.rep_m")
-            if not 1 <= len(rep_m) <= MAX_MODEL_CHARS:
-                raise ClaimError("ext.rep_m", f"must be 1 to {MAX_MODEL_CHARS} characters")
+        if "rep_m" not in ext:
+            raise ClaimError("ext", 'must hold rep_m (leave ext out for "no extension")')
+        _text(ext["rep_m"], "ext.rep_m", MAX_MODEL_CHARS)
 
     if "rate" in claims:
         rate = claims["rate"]
@@ -193,25 +270,31 @@ def validate_claims(claims: Mapping[str, Any]) -> None:
     if "conc" in claims:
         _int(claims, "conc", 1, MAX_CONCURRENT)
 
-    # Section 5 fixes no format for the entries of models, paths and origins; the minter checks its own.
-    for name, limit in (("models", MAX_MODELS), ("paths", None), ("origins", None)):
+    if "models" in claims:
+        for i, model in enumerate(_string_list(claims, "models", MAX_MODELS)):
+            _text(model, f"models[{i}]", MAX_MODEL_CHARS)
+    for name, entry_ok, example in (
+        ("paths", is_path, '"/chat/completions" (no query or fragment)'),
+        ("origins", is_origin, '"https://app.example.com" (lower case, no default port, no path)'),
+        ("ips", is_canonical_cidr, '"203.0.113.0/24" or "2001:db8::/32" (canonical, no host bits)'),
+    ):
         if name in claims:
-            _string_list(claims, name, limit)
-    if "ips" in claims:
-        for i, cidr in enumerate(_string_list(claims, "ips")):
-            _check_cidr(cidr, f"ips[{i}]")
+            for i, entry in enumerate(_string_list(claims, name)):
+                if not entry_ok(entry):
+                    raise ClaimError(f"{name}[{i}]", f"{entry!r} is not valid; expected e.g. {example}")
 
     if "mtok" in claims:
         _int(claims, "mtok", 1, MAX_SAFE_INT)
-    if "mtok_mode" in claims and claims["mtok_mode"] not in ("clamp", "reject"):
-        raise ClaimError("mtok_mode", 'must be "clamp" or "reject"')
+    if "mtok_mode" in claims:
+        if claims["mtok_mode"] not in ("clamp", "reject"):
+            raise ClaimError("mtok_mode", 'must be "clamp" or "reject"')
+        if "mtok" not in claims:
+            raise ClaimError("mtok_mode", "is only allowed together with mtok")
     if "uid" in claims:
-        # The spec's table says printable ASCII, but the shared vectors (verify.json, "escaping") carry a
-        # uid with control characters and non-ASCII that verifiers must accept; the verifier follows the
-        # vectors, and create_token applies the stricter rule to what it mints.
+        # Rule 5.1.18: printable ASCII, for minters and verifiers alike (it is written into access logs).
         uid = _string(claims["uid"], "uid")
-        if not 1 <= len(uid) <= MAX_UID_CHARS:
-            raise ClaimError("uid", f"must be 1 to {MAX_UID_CHARS} characters")
+        if not _PRINTABLE.fullmatch(uid) or len(uid) > MAX_UID_CHARS:
+            raise ClaimError("uid", f"must be 1 to {MAX_UID_CHARS} printable ASCII characters")
 
 
 def serialize_claims(claims: Mapping[str, Any]) -> str:
@@ -229,31 +312,11 @@ def serialize_claims(claims: Mapping[str, Any]) -> str:
     return json.dumps(ordered, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
-class _DuplicateMemberError(ValueError):
-    pass
-
-
-def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in pairs:
-        if k in out:
-            raise _DuplicateMemberError(k)
-        out[k] = v
-    return out
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"non-standard JSON constant {name}")
-
-
 def parse_claims(plaintext: bytes) -> dict[str, Any]:
     """Parse and validate decrypted claims; raise :class:`ClaimError` for anything outside section 5."""
     try:
-        text = plaintext.decode("utf-8")
-        claims = json.loads(text, object_pairs_hook=_reject_duplicates, parse_constant=_reject_constant)
-    except _DuplicateMemberError as exc:
-        raise ClaimError(str(exc), "duplicate member") from exc
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise ClaimError("claims", "not UTF-8 JSON") from exc
+        claims = loads_strict(plaintext.decode("utf-8"))
+    except (UnicodeDecodeError, JsonRuleError):
+        raise ClaimError("claims", "not UTF-8 JSON following section 7.1") from None
     validate_claims(claims)
     return claims

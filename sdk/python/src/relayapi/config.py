@@ -8,7 +8,6 @@ into shape. Building URLs from the loaded config is left to :mod:`relayapi.urls`
 from __future__ import annotations
 
 import ipaddress
-import json
 import os
 import re
 from collections.abc import Mapping
@@ -16,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Union
 
 from . import _b64
+from ._json import JsonRuleError, loads_strict
 from .errors import ConfigError
 
 __all__ = ["KEY_BYTES", "RaiConfig", "RaiKey", "load_config"]
@@ -27,10 +27,16 @@ DEFAULT_BASE_PATH = "/relayapi/"
 
 _KID = re.compile(r"[A-Za-z0-9._-]{1,32}")
 _TENANT = re.compile(r"[A-Za-z0-9._-]{1,64}")
-# Host names as the frontend reaches them; IDNs must be given in their ASCII (punycode) form.
-_HOSTNAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,251}[A-Za-z0-9])?")
-# RFC 3986 pchar plus "/", without "%" so a base path can never smuggle an encoded separator.
+# One DNS label (docs/client-config.md rule 3); IDNs must be given in their ASCII (xn--) form.
+_LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
+MAX_HOST_BYTES = 253
+# RFC 3986 pchar plus "/", without "%" so a base path can never smuggle an encoded separator (rule 5).
 _BASE_PATH = re.compile(r"/(?:[A-Za-z0-9._~!$&'()*+,;=:@-]+/)*")
+MAX_BASE_PATH_BYTES = 128
+#: A `.rai` is a few hundred bytes; a bigger file is a wrong path (a log, a binary), not a config (rule 1).
+MAX_RAI_BYTES = 64 * 1024
+#: Rotation keeps one or two old keys; a long list is a mistake, and every key can still mint (rule 9).
+MAX_PREVIOUS_KEYS = 16
 
 ConfigSource = Union[str, "os.PathLike[str]", Mapping[str, Any], "RaiConfig"]
 
@@ -78,27 +84,16 @@ def load_config(source: ConfigSource) -> RaiConfig:
             raise ConfigError("<file>", f"cannot read {path!r}: {exc.strerror or exc}") from exc
         except UnicodeDecodeError as exc:
             raise ConfigError("<file>", f"{path!r} is not UTF-8") from exc
+        if len(text.encode("utf-8")) > MAX_RAI_BYTES:
+            raise ConfigError("<file>", f"{path!r} is larger than {MAX_RAI_BYTES} bytes")
         try:
-            data = json.loads(text, object_pairs_hook=_no_duplicates)
-        except (ValueError, _DuplicateMemberError) as exc:
-            raise ConfigError("<file>", f"{path!r} is not valid JSON: {exc}") from exc
+            data = loads_strict(text)
+        except JsonRuleError as exc:
+            raise ConfigError("<file>", f"{path!r} is not valid JSON: {exc}") from None
         if not isinstance(data, Mapping):
             raise ConfigError("<file>", f"{path!r} must hold a JSON object")
         return _parse(data)
     raise ConfigError("<config>", f"expected a .rai path or a dict, got {type(source).__name__}")
-
-
-class _DuplicateMemberError(ValueError):
-    pass
-
-
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in pairs:
-        if k in out:
-            raise _DuplicateMemberError(f"duplicate member {k!r}")
-        out[k] = v
-    return out
 
 
 def _object(value: Any, name: str, required: set[str], optional: set[str]) -> Mapping[str, Any]:
@@ -134,10 +129,16 @@ def _parse(data: Mapping[str, Any]) -> RaiConfig:
     if not _is_int(port) or not 1 <= port <= 65535:
         raise ConfigError("server.port", "must be an integer from 1 to 65535")
     base_path = server.get("base_path", DEFAULT_BASE_PATH)
-    if not isinstance(base_path, str) or not _BASE_PATH.fullmatch(base_path):
+    if (
+        not isinstance(base_path, str)
+        or len(base_path) > MAX_BASE_PATH_BYTES
+        or not _BASE_PATH.fullmatch(base_path)
+        or any(seg in (".", "..") for seg in base_path.split("/"))
+    ):
         raise ConfigError(
             "server.base_path",
-            'must start and end with "/" and hold only URL path characters, e.g. "/relayapi/"',
+            'must start and end with "/" and hold only URL path characters, e.g. "/relayapi/" '
+            '(at most 128 characters, no "%", "." or ".." segments)',
         )
 
     crypto = _object(data["crypto"], "crypto", {"method", "key_id", "key", "tenant_id"}, {"previous_keys"})
@@ -149,8 +150,10 @@ def _parse(data: Mapping[str, Any]) -> RaiConfig:
     key = _parse_key(crypto["key_id"], crypto["key"], "crypto")
 
     previous = crypto.get("previous_keys", [])
-    if not isinstance(previous, list):
-        raise ConfigError("crypto.previous_keys", "must be an array of {key_id, key} objects")
+    if not isinstance(previous, list) or len(previous) > MAX_PREVIOUS_KEYS:
+        raise ConfigError(
+            "crypto.previous_keys", f"must be an array of at most {MAX_PREVIOUS_KEYS} {{key_id, key}} objects"
+        )
     prev_keys = []
     seen = {key.key_id}
     for i, entry in enumerate(previous):
@@ -186,20 +189,31 @@ def _parse_key(key_id: Any, key_text: Any, prefix: str) -> RaiKey:
 
 
 def _parse_host(host: Any) -> str:
-    """Return the host normalised for URLs: IPv6 literals in brackets, everything else as given."""
+    """Check rule 3 and return the host as URLs need it: IPv6 literals in brackets, the rest as given."""
     if not isinstance(host, str) or not host:
         raise ConfigError("server.host", "must be a non-empty host name or IP address")
-    inner = host[1:-1] if host.startswith("[") and host.endswith("]") else host
-    if ":" in inner:
+    if ":" in host:
+        # An IPv6 literal, written without brackets and without a zone id.
         try:
-            addr = ipaddress.IPv6Address(inner)
-        except ValueError as exc:
-            raise ConfigError("server.host", f"{host!r} is not a valid IPv6 address") from exc
-        if addr.scope_id is not None:
-            raise ConfigError("server.host", "IPv6 zone ids are not usable in relay URLs")
-        return f"[{inner}]"
-    if host != inner or not _HOSTNAME.fullmatch(host):
+            if "%" in host or host.startswith("["):
+                raise ValueError(host)
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise ConfigError(
+                "server.host", f"{host!r} is not an IPv6 address (write it without brackets or zone id)"
+            ) from None
+        return f"[{host}]"
+    labels = host.split(".")
+    ok = len(host) <= MAX_HOST_BYTES and all(_LABEL.fullmatch(label) for label in labels)
+    if ok and labels[-1].isdigit():
+        # A numeric last label is never a DNS name: the whole host must be a canonical IPv4 address.
+        try:
+            ok = str(ipaddress.IPv4Address(host)) == host
+        except ValueError:
+            ok = False
+    if not ok:
         raise ConfigError(
-            "server.host", f"{host!r} is not a host name (ASCII letters, digits, '.', '-') or IP address"
+            "server.host",
+            f"{host!r} is not a host name (labels of ASCII letters, digits and inner '-') or IP address",
         )
     return host

@@ -18,6 +18,7 @@ __all__ = [
     "RelayAPIError",
     "RelayConnectionError",
     "TokenExpiredError",
+    "TokenLifetimeTooLongError",
     "TokenNotYetValidError",
 ]
 
@@ -78,6 +79,16 @@ class TokenNotYetValidError(InvalidTokenError):
         super().__init__()
         self.claims = dict(claims)
         self.args = ("token not yet valid",)
+
+
+class TokenLifetimeTooLongError(InvalidTokenError):
+    """The token is authentic but ``exp - iat`` exceeds the verifier's ``max_lifetime`` (the relay's
+    ``token_lifetime_too_long``)."""
+
+    def __init__(self, claims: Mapping[str, Any]) -> None:
+        super().__init__()
+        self.claims = dict(claims)
+        self.args = ("token lifetime too long",)
 
 
 class APIError(RelayAPIError):

@@ -33,9 +33,15 @@ from .claims import (
     serialize_claims,
 )
 from .config import ConfigSource, RaiConfig, RaiKey, load_config
-from .errors import InvalidArgumentError, InvalidTokenError, TokenExpiredError, TokenNotYetValidError
+from .errors import (
+    InvalidArgumentError,
+    InvalidTokenError,
+    TokenExpiredError,
+    TokenLifetimeTooLongError,
+    TokenNotYetValidError,
+)
 
-__all__ = ["TOKEN_PREFIX", "TokenGenerator", "check_time", "open_token", "seal"]
+__all__ = ["TOKEN_PREFIX", "TokenGenerator", "check_time", "open_token", "seal", "token_length"]
 
 TOKEN_PREFIX = "rt1."  # noqa: S105  (the format marker, not a secret)
 VERSION = 0x01
@@ -63,12 +69,18 @@ def _derive(key: bytes, salt: bytes) -> tuple[bytes, bytes]:
     return okm[:32], okm[32:]
 
 
+def token_length(kid_len: int, claims_len: int) -> int:
+    """Length in bytes of a token with a ``kid_len``-byte kid and ``claims_len`` bytes of claims JSON."""
+    blob = 3 + kid_len + SALT_BYTES + claims_len + TAG_BYTES
+    return len(TOKEN_PREFIX) + (4 * blob + 2) // 3
+
+
 def seal(claims: Mapping[str, Any], *, kid: str, key: bytes, salt: bytes) -> str:
     """Mint a token from parts: canonical claims sealed under ``key`` with the given ``salt``.
 
-    Deterministic, for the shared vectors. Raises ``ClaimError`` for claims outside section 5 and
-    ``ValueError`` for a malformed kid, key or salt. Real tokens come from
-    :meth:`TokenGenerator.create_token`.
+    Deterministic, for the shared vectors. Raises ``ClaimError`` for claims outside section 5 or a token
+    over the 4096-byte limit (member ``"token"``), and ``ValueError`` for a malformed kid, key or salt.
+    Real tokens come from :meth:`TokenGenerator.create_token`.
     """
     if not _KID.fullmatch(kid):
         raise ValueError("kid must be 1 to 32 characters from A-Z a-z 0-9 . _ -")
@@ -76,6 +88,10 @@ def seal(claims: Mapping[str, Any], *, kid: str, key: bytes, salt: bytes) -> str
         raise ValueError("key must be 32 bytes and salt 16 bytes")
     plaintext = serialize_claims(claims).encode("utf-8")
     kid_b = kid.encode("ascii")
+    length = token_length(len(kid_b), len(plaintext))
+    if length > MAX_TOKEN_CHARS:
+        # Section 6 step 8: every verifier refuses longer text unread, so such a token is never returned.
+        raise ClaimError("token", f"the claims make the token {length} bytes long, over {MAX_TOKEN_CHARS}")
     header = bytes((VERSION, MODE_SYMMETRIC, len(kid_b))) + kid_b + salt
     cek, nonce = _derive(key, salt)
     return TOKEN_PREFIX + _b64.encode(header + AESGCM(cek).encrypt(nonce, plaintext, header))
@@ -117,12 +133,17 @@ def _open(token: str, keys: Iterable[RaiKey], tenant_id: str) -> dict[str, Any]:
     return claims
 
 
-def check_time(claims: Mapping[str, Any], now: int, leeway: int = 0) -> None:
-    """Section 7 steps 7-8 for authentic claims: raise if not yet valid or expired at ``now``."""
+def check_time(
+    claims: Mapping[str, Any], now: int, leeway: int = 0, max_lifetime: Optional[int] = None
+) -> None:
+    """Section 7 steps 7-9 for authentic claims, in that order: raise if not yet valid or expired at
+    ``now``, or (only when ``max_lifetime`` is given) if ``exp - iat`` exceeds it."""
     if claims["iat"] > now + leeway:
         raise TokenNotYetValidError(claims)
     if now >= claims["exp"] + leeway:
         raise TokenExpiredError(claims)
+    if max_lifetime is not None and claims["exp"] - claims["iat"] > max_lifetime:
+        raise TokenLifetimeTooLongError(claims)
 
 
 def _is_int(v: Any) -> bool:
@@ -256,11 +277,6 @@ class TokenGenerator:
         except ClaimError as exc:
             top = exc.member.split(".")[0].split("[")[0]
             raise InvalidArgumentError(_CLAIM_TO_PARAM.get(top, top), exc.problem) from None
-        if len(token) > MAX_TOKEN_CHARS:
-            # Every verifier refuses longer text unread, so such a token could never be used.
-            raise InvalidArgumentError(
-                "token", f"the options make the token {len(token)} characters long, over {MAX_TOKEN_CHARS}"
-            )
         return token
 
     def _build_claims(
