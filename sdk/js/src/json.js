@@ -24,8 +24,9 @@ export class NonIntegerNumber {
 /** Thrown for any syntax error; callers turn it into their own error type. */
 export class JsonSyntaxError extends Error {}
 
-// Claims nest two levels deep and `.rai` files three; the cap stops a hostile document from exhausting
-// the call stack (each level is one recursive call).
+// docs/token-format.md §7.1 J6, the same limit as the relay and the Python SDK: claims nest two levels deep
+// and `.rai` files four; the cap stops a hostile document from exhausting the call stack (each level is
+// one recursive call).
 const MAX_DEPTH = 16;
 
 const WS = new Set([0x20, 0x09, 0x0a, 0x0d]);

@@ -3,7 +3,7 @@
 ``json.loads`` is too forgiving for a security format and too fragile for hostile input: it keeps the
 last of two duplicate members, turns ``-0`` into ``0``, accepts ``NaN``, a byte-order mark is only an
 error by accident, and deep nesting raises ``RecursionError`` instead of a parse error. This module owns
-exactly that gap, as ``json.js`` does for the JavaScript SDK and ``token::check_json_shape`` for the relay,
+exactly that gap, as ``json.js`` does for the JavaScript SDK and ``token::json_within_rules`` for the relay,
 so the three reach the same verdict on every document. What the values mean is left to the callers.
 """
 
@@ -15,7 +15,7 @@ from typing import Any
 __all__ = ["MAX_DEPTH", "JsonRuleError", "loads_strict"]
 
 #: Most levels of nested arrays and objects a document may have (J6; the top-level object is level 1).
-#: Claims need 2 and `.rai` files 3; the cap is checked by a flat scan before parsing, so no input can
+#: Claims need 2 and `.rai` files 4; the cap is checked by a flat scan before parsing, so no input can
 #: exhaust the recursion limit of the parser.
 MAX_DEPTH = 16
 
