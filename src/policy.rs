@@ -1312,6 +1312,284 @@ mod tests {
         );
     }
 
+    /// Every member of an object in order, duplicates kept: how a first-wins parser would see it.
+    struct Pairs(Vec<(String, serde_json::Value)>);
+
+    impl<'de> serde::Deserialize<'de> for Pairs {
+        fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct V;
+            impl<'de> serde::de::Visitor<'de> for V {
+                type Value = Pairs;
+                fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                    f.write_str("an object")
+                }
+                fn visit_map<A: serde::de::MapAccess<'de>>(
+                    self,
+                    mut m: A,
+                ) -> Result<Pairs, A::Error> {
+                    let mut v = Vec::new();
+                    while let Some(e) = m.next_entry()? {
+                        v.push(e);
+                    }
+                    Ok(Pairs(v))
+                }
+            }
+            d.deserialize_map(V)
+        }
+    }
+
+    /// No spelling slips past: random bodies built from look-alike names, escapes, duplicates, number
+    /// spellings and whitespace are either refused, or forwarded with exactly one copy of each read
+    /// member, an allowed model, and every ceiling and choice count within the token's limits, as any
+    /// parser (first copy wins or last copy wins) would read them.
+    #[test]
+    fn nothing_slips_past_randomised_bodies() {
+        let names = [
+            r#""model""#,
+            r#""m\u006fdel""#,
+            r#""\u006dodel""#,
+            r#""Model""#,
+            r#""model ""#,
+            r#""models""#,
+            r#""max_tokens""#,
+            r#""max_to\u006bens""#,
+            r#""max_completion_tokens""#,
+            r#""n""#,
+            r#""\u006e""#,
+            r#""best_of""#,
+            r#""x""#,
+        ];
+        let values = [
+            r#""ok""#,
+            r#""\u006fk""#,
+            r#""bad""#,
+            r#""ok ""#,
+            "5",
+            "100",
+            "101",
+            "1e2",
+            "100.0",
+            "-1",
+            r#""100""#,
+            "null",
+            "0",
+            "1",
+            "2",
+            "128",
+            "99999999999999999999",
+            "[]",
+            r#"{"model":"bad"}"#,
+            "true",
+        ];
+        let ws = ["", " ", "\n", "\t "];
+        let good = [
+            r#""ok""#,
+            r#""\u006fk""#,
+            "0",
+            "1",
+            "5",
+            "100",
+            "101",
+            "128",
+        ];
+        let mut state: u64 = 7;
+        let mut next = |n: usize| {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (state >> 33) as usize % n
+        };
+        let mut c = models(&["ok"]);
+        c.mtok = Some(100);
+        let (mut accepted, mut refused) = (0, 0);
+        for _ in 0..20_000 {
+            let mut b = String::from("{");
+            // Most pages name a model first.
+            let lead = next(10) < 8;
+            if lead {
+                b.push_str(names[next(3)]);
+                b.push(':');
+                b.push_str(good[next(2)]);
+            }
+            for k in usize::from(lead)..usize::from(lead) + next(5) {
+                if k > 0 {
+                    b.push(',');
+                }
+                b.push_str(ws[next(ws.len())]);
+                b.push_str(names[next(names.len())]);
+                b.push_str(ws[next(ws.len())]);
+                b.push(':');
+                b.push_str(ws[next(ws.len())]);
+                // Mostly values a real page would send, so that many bodies get through.
+                b.push_str(if next(10) < 7 {
+                    good[next(good.len())]
+                } else {
+                    values[next(values.len())]
+                });
+            }
+            b.push('}');
+            let path = ["/chat/completions", "/completions"][next(2)];
+            let Ok(out) = body(&c, OpenAi, path, &b) else {
+                refused += 1;
+                continue;
+            };
+            accepted += 1;
+            let Pairs(pairs) =
+                serde_json::from_str(&out).expect("forwarded bodies are JSON objects");
+            // The members this endpoint's rules read (others may repeat: the token does not care).
+            let read: &[&str] = if path == "/chat/completions" {
+                &[
+                    "model",
+                    "models",
+                    "max_tokens",
+                    "max_completion_tokens",
+                    "n",
+                ]
+            } else {
+                &["model", "models", "max_tokens", "n", "best_of"]
+            };
+            for name in read {
+                let copies: Vec<_> = pairs.iter().filter(|(k, _)| k == name).collect();
+                assert!(copies.len() <= 1, "{name} twice in {out} (from {b})");
+            }
+            let get = |name: &str| {
+                pairs
+                    .iter()
+                    .find(|(k, _)| k == name)
+                    .map(|(_, v)| v.clone())
+            };
+            assert_eq!(
+                get("model"),
+                Some(serde_json::json!("ok")),
+                "{out} (from {b})"
+            );
+            assert_eq!(get("models"), None);
+            let ceilings = if path == "/chat/completions" {
+                &["max_tokens", "max_completion_tokens"][..]
+            } else {
+                &["max_tokens"][..]
+            };
+            assert!(
+                ceilings.iter().any(|m| get(m).is_some()),
+                "no ceiling in {out}"
+            );
+            for m in ceilings {
+                if let Some(v) = get(m) {
+                    assert!(
+                        v.as_u64().is_some_and(|v| v <= 100),
+                        "{m} in {out} (from {b})"
+                    );
+                }
+            }
+            let multipliers = if path == "/completions" {
+                &["n", "best_of"][..]
+            } else {
+                &["n"][..]
+            };
+            for m in multipliers {
+                if let Some(v) = get(m) {
+                    assert!(
+                        v.as_u64().is_some_and(|v| v <= 1),
+                        "{m} in {out} (from {b})"
+                    );
+                }
+            }
+        }
+        assert!(
+            accepted > 1_000 && refused > 1_000,
+            "{accepted} accepted, {refused} refused"
+        );
+    }
+
+    /// The same for Gemini's `generationConfig`, with both spellings of each member.
+    #[test]
+    fn nothing_slips_past_randomised_gemini_bodies() {
+        let outer = [
+            r#""generationConfig""#,
+            r#""generation_config""#,
+            r#""generationC\u006fnfig""#,
+            r#""contents""#,
+        ];
+        let inner = [
+            r#""maxOutputTokens""#,
+            r#""max_output_tokens""#,
+            r#""maxOutputT\u006fkens""#,
+            r#""candidateCount""#,
+            r#""candidate_count""#,
+            r#""temperature""#,
+        ];
+        let values = [
+            "0", "1", "2", "50", "100", "101", "9000", "1e2", "100.0", r#""7""#, "null", "-1",
+        ];
+        let mut state: u64 = 11;
+        let mut next = |n: usize| {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (state >> 33) as usize % n
+        };
+        let c = mtok(100, None);
+        let (mut accepted, mut refused) = (0, 0);
+        for _ in 0..20_000 {
+            let mut members = Vec::new();
+            for _ in 0..next(3) {
+                let name = outer[next(outer.len())];
+                let value = if name == r#""contents""# {
+                    "[]".to_string()
+                } else {
+                    let fields: Vec<String> = (0..next(3))
+                        .map(|_| {
+                            format!(
+                                "{}: {}",
+                                inner[next(inner.len())],
+                                values[next(values.len())]
+                            )
+                        })
+                        .collect();
+                    format!("{{{}}}", fields.join(", "))
+                };
+                members.push(format!("{name}:{value}"));
+            }
+            let b = format!("{{{}}}", members.join(","));
+            let Ok(out) = body(&c, Gemini, "/v1beta/models/g:generateContent", &b) else {
+                refused += 1;
+                continue;
+            };
+            accepted += 1;
+            let Pairs(top) = serde_json::from_str(&out).unwrap();
+            let configs: Vec<_> = top
+                .iter()
+                .filter(|(k, _)| k == "generationConfig" || k == "generation_config")
+                .collect();
+            assert_eq!(configs.len(), 1, "{out} (from {b})");
+            let Pairs(cfg) = serde_json::from_value(configs[0].1.clone()).unwrap();
+            let ceilings: Vec<_> = cfg
+                .iter()
+                .filter(|(k, _)| k == "maxOutputTokens" || k == "max_output_tokens")
+                .collect();
+            assert_eq!(ceilings.len(), 1, "{out} (from {b})");
+            assert!(
+                ceilings[0].1.as_u64().is_some_and(|v| v <= 100),
+                "{out} (from {b})"
+            );
+            let counts: Vec<_> = cfg
+                .iter()
+                .filter(|(k, _)| k == "candidateCount" || k == "candidate_count")
+                .collect();
+            assert!(counts.len() <= 1, "{out} (from {b})");
+            assert!(
+                counts
+                    .iter()
+                    .all(|(_, v)| v.as_u64().is_some_and(|v| v <= 1)),
+                "{out} (from {b})"
+            );
+        }
+        assert!(
+            accepted > 1_000 && refused > 1_000,
+            "{accepted} accepted, {refused} refused"
+        );
+    }
+
     #[test]
     fn memory_does_not_grow_with_the_body() {
         // Finding 1: a 32 MiB array of zeros became a 1.3 GB tree. Now the body is scanned in place; the
