@@ -11,6 +11,7 @@ use serde_json::json;
 use crate::body_budget::BodyBudget;
 use crate::clock::Clock;
 use crate::config::Config;
+use crate::key_scrub::FragmentCache;
 use crate::limiter::{RateLimiter, TokenLimits};
 use crate::log::Logger;
 use crate::log_sampler::LogSampler;
@@ -120,6 +121,8 @@ pub struct App {
     pub body_budget: BodyBudget,
     /// Server-side API keys (`kref` claim), read from the environment at start-up.
     pub api_keys: HashMap<String, SecretString>,
+    /// Each API key's fragments, to keep the key out of response headers and error bodies (bounded).
+    pub key_fragments: FragmentCache,
     pub trusted_proxies: Vec<IpNet>,
     pub clock: Arc<dyn Clock>,
     pub stats: Stats,

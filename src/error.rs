@@ -84,6 +84,8 @@ pub enum Error {
     UpstreamTls,
     UpstreamTimeout,
     UpstreamProtocol,
+    /// The provider's error answer could not be checked for the API key (too large, or compressed).
+    UpstreamErrorUnchecked,
     // The relay itself.
     StoreUnavailable,
     /// Buffered request bodies already hold `server.max_buffered_body_bytes`, or this client's share.
@@ -99,7 +101,11 @@ impl Error {
     pub fn side(&self) -> Side {
         use Error::*;
         match self {
-            UpstreamConnect | UpstreamTls | UpstreamTimeout | UpstreamProtocol => Side::Upstream,
+            UpstreamConnect
+            | UpstreamTls
+            | UpstreamTimeout
+            | UpstreamProtocol
+            | UpstreamErrorUnchecked => Side::Upstream,
             StoreUnavailable | ShuttingDown | ApiKeyUnavailable | BodyBudgetExhausted => {
                 Side::Relay
             }
@@ -137,7 +143,7 @@ impl Error {
             | LimitNotEnforceable(_) => 403,
             ProviderUnavailable | InvalidBody(_) | InvalidMember(..) | DuplicateMember(_) => 400,
             ApiKeyUnavailable | StoreUnavailable | ShuttingDown | BodyBudgetExhausted => 503,
-            UpstreamConnect | UpstreamTls | UpstreamProtocol => 502,
+            UpstreamConnect | UpstreamTls | UpstreamProtocol | UpstreamErrorUnchecked => 502,
             UpstreamTimeout => 504,
         }
     }
@@ -181,6 +187,7 @@ impl Error {
             UpstreamTls => "upstream_tls_failed",
             UpstreamTimeout => "upstream_timeout",
             UpstreamProtocol => "upstream_protocol_error",
+            UpstreamErrorUnchecked => "upstream_error_unchecked",
             StoreUnavailable => "store_unavailable",
             BodyBudgetExhausted => "too_many_buffered_bodies",
             ShuttingDown => "shutting_down",
@@ -215,7 +222,11 @@ impl Error {
             | IpNotAllowed
             | MaxTokensExceeded
             | LimitNotEnforceable(_) => "permission_error",
-            UpstreamConnect | UpstreamTls | UpstreamTimeout | UpstreamProtocol => "upstream_error",
+            UpstreamConnect
+            | UpstreamTls
+            | UpstreamTimeout
+            | UpstreamProtocol
+            | UpstreamErrorUnchecked => "upstream_error",
             StoreUnavailable | ShuttingDown | ApiKeyUnavailable | BodyBudgetExhausted => {
                 "server_error"
             }
@@ -290,6 +301,11 @@ impl Error {
             UpstreamTls => "TLS handshake with the provider failed.".into(),
             UpstreamTimeout => "The provider did not answer in time.".into(),
             UpstreamProtocol => "The provider sent an invalid HTTP response.".into(),
+            UpstreamErrorUnchecked => format!(
+                "The provider answered with an error whose body could not be checked for the API key \
+                 (larger than {} KiB, or compressed); it was withheld.",
+                crate::key_scrub::MAX_ERROR_BODY_BYTES / 1024
+            ),
             StoreUnavailable => {
                 "The usage store is unavailable; the request was not forwarded.".into()
             }

@@ -25,6 +25,7 @@ pub mod forward_headers;
 pub mod forward_path;
 pub mod framing;
 pub mod head;
+pub mod key_scrub;
 pub mod limiter;
 pub mod log;
 pub mod log_sampler;

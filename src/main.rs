@@ -18,6 +18,7 @@ use relayapi::body_budget::BodyBudget;
 use relayapi::cli::{self, Command, MintArgs};
 use relayapi::clock::{Clock, SystemClock};
 use relayapi::config::{load_config, parse_net, Config};
+use relayapi::key_scrub::FragmentCache;
 use relayapi::limiter::{RateLimiter, TokenLimits};
 use relayapi::log::Logger;
 use relayapi::log_sampler::{LogSampler, REPORT_INTERVAL_SECS};
@@ -272,6 +273,7 @@ fn serve(config_path: &Path, rai_path: &Path, rai_given: bool, dev: bool) -> Res
                 cfg.server.max_buffered_body_bytes_per_ip,
             ),
             api_keys,
+            key_fragments: FragmentCache::default(),
             clock,
             stats: Stats::default(),
             metrics: Metrics::default(),

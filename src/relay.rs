@@ -17,7 +17,7 @@ use tokio::time::Instant;
 use crate::admission;
 use crate::app::App;
 use crate::body_budget::BodyShare;
-use crate::chunked::{ChunkedDecoder, ChunkedLimits};
+use crate::chunked::{ChunkError, ChunkedDecoder, ChunkedLimits};
 use crate::conn::{Client, Next, MAX_CHUNK_EXT_BYTES, MAX_DISCARD_BYTES, MAX_TRAILER_BYTES};
 use crate::cors;
 use crate::endpoints;
@@ -27,6 +27,7 @@ use crate::framing::{
     request_framing, response_framing, BodyFraming, RequestFraming, ResponseBody,
 };
 use crate::head::{parse_response_head, trim_ows, HeadLimits, RequestHead, ResponseHead, Version};
+use crate::key_scrub::{KeyFragments, MAX_ERROR_BODY_BYTES};
 use crate::log::{redact_target, AccessLine};
 use crate::log_sampler::status_class;
 use crate::policy;
@@ -743,6 +744,19 @@ async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
     ctx.ttfb = Some(ctx.started.elapsed());
     let (body_kind, upstream_keep_alive) =
         response_framing(&resp, &head.method).map_err(|_| Error::UpstreamProtocol)?;
+    let key = app.key_fragments.get(api_key);
+    // Error answers are small: read whole and scrubbed of the key before anything is sent.
+    if resp.status >= 400 && body_kind != ResponseBody::None {
+        let plan = BodyPlan {
+            kind: body_kind,
+            dechunk: false,
+            upstream_keep_alive,
+        };
+        return error_answer(
+            app, client, framing, ctx, conn, rbuf, &resp, plan, &key, claims,
+        )
+        .await;
+    }
 
     // HTTP/1.0 clients cannot read chunked framing: de-chunk for them and end by closing.
     let dechunk = head.version == Version::Http10 && body_kind == ResponseBody::Chunked;
@@ -754,7 +768,7 @@ async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
         dechunk,
         close_client,
         ctx,
-        api_key,
+        &key,
         claims,
     );
     // When body bytes came with the head (the usual case for JSON answers), head and body leave in one
@@ -800,6 +814,128 @@ async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
             reason: Some(why),
         },
     })
+}
+
+/// An error answer's body, read whole.
+enum ErrorBody {
+    /// The payload, and whether the provider's bytes ended exactly where it did (the connection may
+    /// then be reused).
+    Read(Vec<u8>, bool),
+    ClientGone,
+}
+
+/// Answer the client with the provider's error (status >= 400): read its body whole (at most
+/// `MAX_ERROR_BODY_BYTES`), replace every run of the key with `[redacted]` (`key_scrub.rs`) and send
+/// it with its new Content-Length. A body that cannot be checked (compressed, or too large) is
+/// withheld: nothing has been sent yet, so the relay answers `upstream_error_unchecked` instead.
+#[allow(clippy::too_many_arguments)]
+async fn error_answer<S: AsyncRead + AsyncWrite + Unpin>(
+    app: &App,
+    client: &mut Client<S>,
+    framing: &RequestFraming,
+    ctx: &Ctx,
+    mut conn: Conn,
+    pending: Vec<u8>,
+    resp: &ResponseHead,
+    plan: BodyPlan,
+    key: &KeyFragments,
+    claims: &Claims,
+) -> Result<Done, Error> {
+    // The relay asked for `identity`; a coded body would hide the key from the scrub.
+    if resp
+        .headers_named("content-encoding")
+        .any(|v| !trim_ows(v).eq_ignore_ascii_case(b"identity"))
+    {
+        return Err(Error::UpstreamErrorUnchecked);
+    }
+    let gone = |status| Done {
+        status,
+        bytes: 0,
+        next: Next::Close,
+        reason: Some("client_closed"),
+    };
+    let (body, clean) = match read_error_body(app, client, &mut conn, pending, plan.kind).await? {
+        ErrorBody::Read(body, clean) => (body, clean),
+        ErrorBody::ClientGone => return Ok(gone(499)),
+    };
+    if clean && plan.upstream_keep_alive {
+        app.upstream.release(conn);
+    }
+    let body = key.scrub(&body).unwrap_or(body);
+    let close = !framing.keep_alive;
+    let len = ResponseBody::Length(body.len() as u64);
+    let mut out = client_response_head(app, resp, len, false, close, ctx, key, claims);
+    out.extend_from_slice(&body);
+    if client.write_all(&out).await.is_err() {
+        return Ok(gone(resp.status));
+    }
+    Ok(Done {
+        status: resp.status,
+        bytes: body.len() as u64,
+        next: if close { Next::Close } else { Next::KeepAlive },
+        reason: None,
+    })
+}
+
+/// Read a whole response body of framing `kind` (never `None`), starting with the bytes already
+/// read, up to `MAX_ERROR_BODY_BYTES`; each read waits at most `upstream.read_idle_timeout`.
+async fn read_error_body<S: AsyncRead + AsyncWrite + Unpin>(
+    app: &App,
+    client: &mut Client<S>,
+    conn: &mut Conn,
+    mut pending: Vec<u8>,
+    kind: ResponseBody,
+) -> Result<ErrorBody, Error> {
+    let cap = MAX_ERROR_BODY_BYTES as u64;
+    if matches!(kind, ResponseBody::Length(n) if n > cap) {
+        return Err(Error::UpstreamErrorUnchecked);
+    }
+    let mut dec = (kind == ResponseBody::Chunked).then(|| {
+        ChunkedDecoder::new(ChunkedLimits {
+            max_chunk_ext_bytes: MAX_CHUNK_EXT_BYTES,
+            max_trailer_bytes: MAX_TRAILER_BYTES,
+            max_body_bytes: cap,
+        })
+    });
+    let mut body = Vec::new();
+    let idle = Duration::from_secs(app.cfg.upstream.read_idle_timeout);
+    loop {
+        match (&mut dec, kind) {
+            (Some(d), _) => {
+                let used = d.decode(&pending, Some(&mut body)).map_err(|e| match e {
+                    ChunkError::TooLarge => Error::UpstreamErrorUnchecked,
+                    ChunkError::Malformed(_) => Error::UpstreamProtocol,
+                })?;
+                pending.drain(..used);
+                if d.is_done() {
+                    return Ok(ErrorBody::Read(body, pending.is_empty()));
+                }
+            }
+            (None, ResponseBody::Length(n)) => {
+                if pending.len() as u64 >= n {
+                    let clean = pending.len() as u64 == n;
+                    pending.truncate(n as usize);
+                    return Ok(ErrorBody::Read(pending, clean));
+                }
+            }
+            (None, _) => {
+                if pending.len() as u64 > cap {
+                    return Err(Error::UpstreamErrorUnchecked);
+                }
+            }
+        }
+        match read_upstream_or_client(client, conn, &mut pending, Instant::now() + idle).await? {
+            Read::Upstream(0) if kind == ResponseBody::UntilClose => {
+                if pending.len() as u64 > cap {
+                    return Err(Error::UpstreamErrorUnchecked);
+                }
+                return Ok(ErrorBody::Read(pending, false));
+            }
+            Read::Upstream(0) => return Err(Error::UpstreamProtocol),
+            Read::Upstream(_) => {}
+            Read::ClientGone => return Ok(ErrorBody::ClientGone),
+        }
+    }
 }
 
 /// How a response body is framed and passed on.
@@ -965,18 +1101,20 @@ fn client_response_head(
     dechunk: bool,
     close: bool,
     ctx: &Ctx,
-    api_key: &SecretString,
+    key: &KeyFragments,
     claims: &Claims,
 ) -> Vec<u8> {
     let mut out = Vec::with_capacity(1024);
-    let _ = write!(out, "HTTP/1.1 {} {}\r\n", resp.status, reason_or(resp));
-    let key = api_key.expose().as_bytes();
+    // A provider echoing the key, whole or in part (debug headers, misconfigured gateways), must not
+    // hand it to the page: such a reason phrase is replaced and such a header dropped.
+    let phrase = if key.found_in(resp.reason.as_bytes()) {
+        reason(resp.status)
+    } else {
+        reason_or(resp)
+    };
+    let _ = write!(out, "HTTP/1.1 {} {phrase}\r\n", resp.status);
     for h in &resp.headers {
-        if DROP_RESPONSE_HEADERS.contains(&h.name.as_str()) {
-            continue;
-        }
-        // A provider echoing the key (debug headers, misconfigured gateways) must not hand it to the page.
-        if !key.is_empty() && h.value.windows(key.len()).any(|w| w == key) {
+        if DROP_RESPONSE_HEADERS.contains(&h.name.as_str()) || key.found_in(&h.value) {
             continue;
         }
         out.extend_from_slice(h.name.as_bytes());

@@ -192,3 +192,198 @@ async fn issue9_request_headers_are_forwarded_by_allow_list() {
     assert_eq!(rec.header("user-agent"), None);
     assert_eq!(rec.header("connection"), None);
 }
+
+/// A key that looks like a real one: no English word in it, so only echoes can match.
+const RANDOM_KEY: &str = "sk-proj-Q7vX2mK9pL4nR8tW3yZ6bC1dF5gH0jJxE2";
+
+/// Every 8-byte run of `key` found in `hay` (8 is `key_scrub::MIN_FRAGMENT_BYTES`).
+fn key_runs_in(hay: &[u8], key: &str) -> Vec<String> {
+    key.as_bytes()
+        .windows(8)
+        .filter(|w| hay.windows(8).any(|h| h == *w))
+        .map(|w| String::from_utf8_lossy(w).into_owned())
+        .collect()
+}
+
+fn token_with_key(relay: &Relay, prv: &str) -> String {
+    let mut c = relay.claims(prv, None);
+    c.key = Some(relayapi::secret::SecretString::new(RANDOM_KEY));
+    relay.mint(&c)
+}
+
+fn head_bytes(r: &Resp) -> Vec<u8> {
+    r.headers
+        .iter()
+        .flat_map(|(n, v)| format!("{n}: {v}\r\n").into_bytes())
+        .collect()
+}
+
+#[tokio::test]
+async fn issue9_partial_key_echoes_never_reach_the_client_in_headers() {
+    let up = MockUpstream::start(false).await;
+    let relay = Relay::start(test_config(&up));
+    for prv in ["openai", "anthropic", "gemini"] {
+        let t = token_with_key(&relay, prv);
+        let mut s = tokio::net::TcpStream::connect(relay.addr).await.unwrap();
+        let req = format!(
+            "POST /relayapi/{t}/echo-key-partial HTTP/1.1\r\nhost: x\r\ncontent-length: 2\r\n\r\n{{}}"
+        );
+        tokio::io::AsyncWriteExt::write_all(&mut s, req.as_bytes())
+            .await
+            .unwrap();
+        let mut buf = Vec::new();
+        let r = read_response(&mut s, &mut buf, false).await.unwrap();
+        assert_eq!(r.status, 200, "{prv}");
+        // The mock received the key (and echoed pieces of it)...
+        let rec = up.requests().pop().unwrap();
+        assert!(
+            rec.headers.iter().any(|(_, v)| v.contains(RANDOM_KEY)),
+            "{prv}"
+        );
+        // ...and not one 8-byte run of it reached the client, nor the reason phrase it was in.
+        let seen = head_bytes(&r);
+        assert_eq!(
+            key_runs_in(&seen, RANDOM_KEY),
+            Vec::<String>::new(),
+            "{prv}"
+        );
+        for h in ["x-debug-partial", "x-debug-tail", "x-debug-mid"] {
+            assert_eq!(r.header(h), None, "{prv}: {h}");
+        }
+        assert_eq!(r.header("x-safe"), Some("yes"), "{prv}");
+    }
+}
+
+#[tokio::test]
+async fn issue9_error_bodies_are_scrubbed_of_the_key_in_every_framing() {
+    let up = MockUpstream::start(false).await;
+    let relay = Relay::start(test_config(&up));
+    let t = token_with_key(&relay, "openai");
+    for framing in ["length", "chunked", "close"] {
+        let target = format!("/relayapi/{t}/error-echo-auth?framing={framing}");
+        let r = request(relay.addr, "POST", &target, &[], "{}").await;
+        assert_eq!(r.status, 401, "{framing}: {}", r.text());
+        assert_eq!(
+            key_runs_in(&r.body, RANDOM_KEY),
+            Vec::<String>::new(),
+            "{framing}: {}",
+            r.text()
+        );
+        assert_eq!(
+            key_runs_in(&head_bytes(&r), RANDOM_KEY),
+            Vec::<String>::new()
+        );
+        // The provider's answer is still there, with every run of the key replaced and a length that
+        // matches what was sent.
+        let v = r.json();
+        let msg = v["error"]["message"].as_str().unwrap_or_default();
+        assert!(
+            msg.starts_with("Incorrect API key provided: [redacted]****[redacted]."),
+            "{framing}: {msg}"
+        );
+        assert_eq!(v["error"]["echo"]["authorization"], "Bearer [redacted]");
+        assert_eq!(v["error"]["code"], "invalid_api_key");
+        assert_eq!(
+            r.header("content-length"),
+            Some(r.body.len().to_string().as_str()),
+            "{framing}"
+        );
+        assert_eq!(r.header("transfer-encoding"), None, "{framing}");
+    }
+    // Each provider's own auth header is scrubbed the same way.
+    for prv in ["anthropic", "gemini"] {
+        let t = token_with_key(&relay, prv);
+        let r = request(
+            relay.addr,
+            "POST",
+            &format!("/relayapi/{t}/error-echo-auth"),
+            &[],
+            "{}",
+        )
+        .await;
+        assert_eq!(r.status, 401, "{prv}");
+        assert_eq!(
+            key_runs_in(&r.body, RANDOM_KEY),
+            Vec::<String>::new(),
+            "{prv}"
+        );
+        assert_eq!(r.json()["error"]["echo"]["authorization"], "[redacted]");
+    }
+    // Error answers without the key pass as the provider sent them.
+    let r = request(
+        relay.addr,
+        "POST",
+        &format!("/relayapi/{t}/error-plain"),
+        &[],
+        "{}",
+    )
+    .await;
+    assert_eq!(r.status, 404);
+    assert_eq!(r.json()["error"]["message"], "No such model: gpt-0");
+}
+
+#[tokio::test]
+async fn issue9_a_connection_serves_the_next_request_after_a_scrubbed_error() {
+    let up = MockUpstream::start(false).await;
+    let relay = Relay::start(test_config(&up));
+    let t = token_with_key(&relay, "openai");
+    let mut s = tokio::net::TcpStream::connect(relay.addr).await.unwrap();
+    let mut buf = Vec::new();
+    for path in ["/error-echo-auth?framing=chunked", "/chat/completions"] {
+        let body = r#"{"model":"m","messages":[]}"#;
+        let req = format!(
+            "POST /relayapi/{t}{path} HTTP/1.1\r\nhost: x\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        tokio::io::AsyncWriteExt::write_all(&mut s, req.as_bytes())
+            .await
+            .unwrap();
+        let r = read_response(&mut s, &mut buf, false).await.unwrap();
+        assert!(r.status == 401 || r.status == 200, "{path}: {}", r.status);
+        assert_eq!(key_runs_in(&r.body, RANDOM_KEY), Vec::<String>::new());
+    }
+    assert!(buf.is_empty(), "no bytes beyond the two answers");
+}
+
+#[tokio::test]
+async fn issue9_error_bodies_that_cannot_be_checked_are_withheld() {
+    let up = MockUpstream::start(false).await;
+    let relay = Relay::start(test_config(&up));
+    let t = token_with_key(&relay, "openai");
+    for query in [
+        // Over the 256 KiB cap, announced by Content-Length, by chunks, and by closing.
+        "size=300000",
+        "size=300000&framing=chunked",
+        "size=300000&framing=close",
+        // Compressed (the relay asked for identity): the key could hide in it.
+        "coding=gzip",
+    ] {
+        let r = request(
+            relay.addr,
+            "POST",
+            &format!("/relayapi/{t}/error-echo-auth?{query}"),
+            &[],
+            "{}",
+        )
+        .await;
+        assert_eq!(r.status, 502, "{query}");
+        assert_eq!(
+            r.json()["error"]["code"],
+            "upstream_error_unchecked",
+            "{query}"
+        );
+        assert_eq!(key_runs_in(&r.body, RANDOM_KEY), Vec::<String>::new());
+    }
+    // Just under the cap passes, scrubbed.
+    let r = request(
+        relay.addr,
+        "POST",
+        &format!("/relayapi/{t}/error-echo-auth?size=200000&framing=chunked"),
+        &[],
+        "{}",
+    )
+    .await;
+    assert_eq!(r.status, 401);
+    assert!(r.body.len() > 200_000);
+    assert_eq!(key_runs_in(&r.body, RANDOM_KEY), Vec::<String>::new());
+}

@@ -54,6 +54,13 @@ impl Recorded {
 /// - `/hang`: reads the request and never answers (to test timeouts and client aborts).
 /// - `/echo-key`: answers with the received auth headers echoed in response headers, and a cookie.
 /// - `/close-delimited`: answers without Content-Length and closes.
+/// - `/echo-key-partial`: 200 whose reason phrase and `x-debug-*` headers carry pieces of the received
+///   key (first 12 bytes, last 9, the middle), plus a harmless `x-safe`.
+/// - `/error-echo-auth`: 401 whose JSON body quotes the received auth header whole and in part, the
+///   way gateways and debug pages do; `?framing=chunked` sends it chunked with the key split across
+///   chunks, `?framing=close` without a length, ending by closing; `?size=N` pads the message to N
+///   bytes; `?coding=gzip` labels the body `content-encoding: gzip`.
+/// - `/error-plain`: 404 with a JSON body that holds no key (error answers still pass).
 pub struct MockUpstream {
     pub addr: SocketAddr,
     pub requests: Arc<Mutex<Vec<Recorded>>>,
@@ -229,6 +236,18 @@ async fn write_json<S: AsyncWrite + Unpin>(s: &mut S, status: u16, v: Value, ext
 /// Bodies larger than this are recorded but not parsed by the mock (see `respond_mock`).
 const MOCK_PARSE_LIMIT: usize = 1 << 20;
 
+/// The provider key the relay sent, whatever the auth style.
+fn received_key(r: &Recorded) -> String {
+    let v = r
+        .header("authorization")
+        .map(|v| v.strip_prefix("Bearer ").unwrap_or(v))
+        .or(r.header("x-api-key"))
+        .or(r.header("x-goog-api-key"))
+        .or(r.header("api-key"))
+        .unwrap_or("");
+    v.to_string()
+}
+
 async fn respond_mock<S: AsyncWrite + AsyncRead + Unpin>(
     s: &mut S,
     r: &Recorded,
@@ -260,6 +279,89 @@ async fn respond_mock<S: AsyncWrite + AsyncRead + Unpin>(
             r.header("authorization").or(r.header("x-api-key")).unwrap_or("")
         );
         return write_json(s, 200, json!({"ok": true}), &extra).await;
+    }
+    if path.ends_with("/echo-key-partial") {
+        let key = received_key(r);
+        let n = key.len();
+        let head = format!(
+            "HTTP/1.1 200 OK {}\r\ncontent-type: application/json\r\ncontent-length: 2\r\nx-debug-partial: {}\r\nx-debug-tail: ...{}\r\nx-debug-mid: key={}...\r\nx-safe: yes\r\n\r\n{{}}",
+            &key[..12.min(n)],
+            &key[..12.min(n)],
+            &key[n.saturating_sub(9)..],
+            &key[n / 3..(n / 3 + 10).min(n)],
+        );
+        return s.write_all(head.as_bytes()).await.is_ok();
+    }
+    if path.ends_with("/error-echo-auth") {
+        let key = received_key(r);
+        let auth = r
+            .header("authorization")
+            .or(r.header("x-api-key"))
+            .or(r.header("x-goog-api-key"))
+            .unwrap_or("");
+        let query = r.target.split_once('?').map(|(_, q)| q).unwrap_or("");
+        let param = |name: &str| {
+            query
+                .split('&')
+                .find_map(|p| p.strip_prefix(name).and_then(|v| v.strip_prefix('=')))
+        };
+        let mut message = format!(
+            "Incorrect API key provided: {}****{}. You sent: {auth}",
+            &key[..12.min(key.len())],
+            &key[key.len().saturating_sub(8)..]
+        );
+        if let Some(size) = param("size").and_then(|v| v.parse::<usize>().ok()) {
+            while message.len() < size {
+                message.push_str(" padding");
+            }
+        }
+        let body = json!({"error": {"message": message, "type": "invalid_request_error",
+                                    "code": "invalid_api_key", "echo": {"authorization": auth}}})
+        .to_string();
+        let coding = param("coding")
+            .map(|c| format!("content-encoding: {c}\r\n"))
+            .unwrap_or_default();
+        let head = |framing: &str| {
+            format!("HTTP/1.1 401 Unauthorized\r\ncontent-type: application/json\r\n{coding}{framing}\r\n")
+        };
+        return match param("framing") {
+            Some("chunked") => {
+                // Split inside the key, so a scrub that looks at one chunk at a time would miss it.
+                let at = body
+                    .find(&key)
+                    .map(|i| i + key.len() / 2)
+                    .unwrap_or(body.len() / 2);
+                let (a, b) = body.split_at(at);
+                let out = format!(
+                    "{}{:x}\r\n{a}\r\n{:x}\r\n{b}\r\n0\r\n\r\n",
+                    head("transfer-encoding: chunked\r\n"),
+                    a.len(),
+                    b.len()
+                );
+                s.write_all(out.as_bytes()).await.is_ok()
+            }
+            Some("close") => {
+                let out = format!("{}{body}", head("connection: close\r\n"));
+                let _ = s.write_all(out.as_bytes()).await;
+                false
+            }
+            _ => {
+                let out = format!(
+                    "{}{body}",
+                    head(&format!("content-length: {}\r\n", body.len()))
+                );
+                s.write_all(out.as_bytes()).await.is_ok()
+            }
+        };
+    }
+    if path.ends_with("/error-plain") {
+        return write_json(
+            s,
+            404,
+            json!({"error": {"message": "No such model: gpt-0", "type": "invalid_request_error"}}),
+            "",
+        )
+        .await;
     }
     if path.ends_with("/close-delimited") {
         let _ = s.write_all(b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\nconnection: close\r\n\r\nuntil-close-body").await;
