@@ -14,8 +14,6 @@
 
 use std::sync::Arc;
 
-use crate::provider::AuthStyle;
-
 /// Longest field name an operator may list; real ones are far shorter.
 pub const MAX_NAME_BYTES: usize = 64;
 
@@ -105,30 +103,25 @@ pub const NEVER: &[&str] = &[
     "x-real-ip",
 ];
 
-/// The header families of the provider APIs.
+/// The header families of the provider APIs; `provider.rs` maps each provider's API family
+/// (`ApiFamily`) onto one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Family {
+    /// OpenAI, Azure OpenAI and the OpenAI-compatible APIs.
     OpenAi,
     Anthropic,
     Gemini,
+    /// An API the relay knows nothing about: the common fields and the operator's list only.
+    Other,
 }
 
 impl Family {
-    /// A provider speaks the API of the family its auth style comes from (operator-defined providers
-    /// included: an `x-api-key` provider is Anthropic-shaped, like the `anthropic-version` default).
-    pub fn of(auth: AuthStyle) -> Family {
-        match auth {
-            AuthStyle::Bearer | AuthStyle::ApiKey => Family::OpenAi,
-            AuthStyle::XApiKey => Family::Anthropic,
-            AuthStyle::XGoogApiKey => Family::Gemini,
-        }
-    }
-
     fn list(self) -> &'static [&'static str] {
         match self {
             Family::OpenAi => OPENAI,
             Family::Anthropic => ANTHROPIC,
             Family::Gemini => GEMINI,
+            Family::Other => &[],
         }
     }
 
@@ -228,7 +221,12 @@ mod tests {
 
     #[test]
     fn billing_meaning_and_look_alike_headers_are_dropped() {
-        for family in [Family::OpenAi, Family::Anthropic, Family::Gemini] {
+        for family in [
+            Family::OpenAi,
+            Family::Anthropic,
+            Family::Gemini,
+            Family::Other,
+        ] {
             let r = rule(family, &["x-title"]);
             for h in [
                 "openai-organization",
@@ -260,11 +258,19 @@ mod tests {
     }
 
     #[test]
-    fn family_follows_the_auth_style() {
-        assert_eq!(Family::of(AuthStyle::Bearer), Family::OpenAi);
-        assert_eq!(Family::of(AuthStyle::ApiKey), Family::OpenAi);
-        assert_eq!(Family::of(AuthStyle::XApiKey), Family::Anthropic);
-        assert_eq!(Family::of(AuthStyle::XGoogApiKey), Family::Gemini);
+    fn an_unknown_api_gets_the_common_fields_and_the_operators_list() {
+        let other = rule(Family::Other, &["x-title"]);
+        for h in ["content-type", "accept", "user-agent", "x-title"] {
+            assert!(other.allows(h), "{h}");
+        }
+        for h in [
+            "openai-beta",
+            "anthropic-version",
+            "x-goog-api-client",
+            "x-stainless-lang",
+        ] {
+            assert!(!other.allows(h), "{h}");
+        }
     }
 
     #[test]

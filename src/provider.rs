@@ -94,6 +94,16 @@ impl ApiFamily {
         }
     }
 
+    /// Which client headers the provider's API takes (`forward_headers.rs`).
+    pub fn headers(self) -> Family {
+        match self {
+            ApiFamily::OpenAi | ApiFamily::OpenAiCompatible | ApiFamily::Azure => Family::OpenAi,
+            ApiFamily::Anthropic => Family::Anthropic,
+            ApiFamily::Gemini => Family::Gemini,
+            ApiFamily::Other => Family::Other,
+        }
+    }
+
     /// The family of an operator-defined provider that does not name one: the API its auth style
     /// belongs to (`bearer` is the OpenAI-compatible convention).
     pub fn for_auth(auth: AuthStyle) -> ApiFamily {
@@ -369,7 +379,7 @@ impl Registry {
                     name: b.name.into(),
                     base,
                     auth: b.auth,
-                    headers: ForwardHeaders::new(Family::of(b.auth), extra_headers.clone()),
+                    headers: ForwardHeaders::new(b.family.headers(), extra_headers.clone()),
                     family: b.family,
                 }),
             );
@@ -412,7 +422,7 @@ impl Registry {
                     name: name.clone(),
                     base,
                     auth,
-                    headers: ForwardHeaders::new(Family::of(auth), extra),
+                    headers: ForwardHeaders::new(family.headers(), extra),
                     family,
                 }),
             );
@@ -450,7 +460,7 @@ impl Registry {
                     None => {
                         let (auth, family) = self.auth_only.get(name).copied()?;
                         let headers =
-                            ForwardHeaders::new(Family::of(auth), self.extra_headers.clone());
+                            ForwardHeaders::new(family.headers(), self.extra_headers.clone());
                         (auth, family, headers)
                     }
                 };
@@ -585,7 +595,8 @@ mod tests {
     fn forwarded_header_additions_per_provider() {
         let cfg = crate::config::parse_config(
             r#"{"providers": {"openrouter": {"forward_headers": ["x-title", "http-referer"]},
-                              "corp": {"base_url": "https://llm.corp.example", "auth": "x-api-key"}},
+                              "corp": {"base_url": "https://llm.corp.example", "auth": "x-api-key"},
+                              "plain": {"base_url": "https://plain.example", "auth": "bearer", "family": "other"}},
                 "upstream": {"forward_headers": ["traceparent"],
                              "allowed_base_urls": ["https://eu.proxy.example/v1"]}}"#,
             std::path::Path::new("config.json"),
@@ -600,6 +611,10 @@ mod tests {
         assert!(openai.headers.allows("traceparent") && !openai.headers.allows("x-title"));
         // An x-api-key provider speaks Anthropic's headers.
         assert!(r.get("corp").unwrap().headers.allows("anthropic-version"));
+        // An API the relay does not know gets the common fields and the operator's list only.
+        let plain = r.get("plain").unwrap();
+        assert!(plain.headers.allows("traceparent") && plain.headers.allows("content-type"));
+        assert!(!plain.headers.allows("openai-beta") && !plain.headers.allows("x-stainless-lang"));
         let via_claim = r
             .resolve("azure", Some("https://eu.proxy.example/v1"))
             .unwrap();

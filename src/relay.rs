@@ -31,7 +31,7 @@ use crate::key_scrub::{KeyFragments, MAX_ERROR_BODY_BYTES};
 use crate::log::{redact_target, AccessLine};
 use crate::log_sampler::status_class;
 use crate::policy;
-use crate::provider::{AuthStyle, Provider};
+use crate::provider::{ApiFamily, Provider};
 use crate::respond::{reason, Response, SAFETY_HEADERS};
 use crate::secret::SecretString;
 use crate::shutdown::ShutdownWatch;
@@ -642,7 +642,7 @@ fn build_upstream_request(
     if body_len > 0 || matches!(head.method.as_str(), "POST" | "PUT" | "PATCH") {
         let _ = write!(out, "content-length: {body_len}\r\n");
     }
-    if provider.auth == AuthStyle::XApiKey && !has_anthropic_version {
+    if provider.family == ApiFamily::Anthropic && !has_anthropic_version {
         let _ = write!(out, "anthropic-version: {ANTHROPIC_DEFAULT_VERSION}\r\n");
     }
     // The provider's credential goes in last, after every client header has been filtered out.
