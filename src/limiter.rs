@@ -1,7 +1,9 @@
 //! Request rate limits, as pure state machines over an injected monotonic `now`.
 //!
 //! This file owns three things: the token bucket (`TokenBucket`), the relay-wide and per-client-IP
-//! limiter built from it (`RateLimiter`, checked before a token is even decoded), and the per-token
+//! limiter built from it (`RateLimiter`: the client's scope is charged for every routed request before
+//! a token is even decoded, the relay-wide one only once a token is proven; see `admission.rs`), and
+//! the per-token
 //! limits read from an authenticated token's claims (`TokenLimits`: `rate` = at most n calls in any
 //! window of s seconds, `conc` = at most c requests in flight). It never reads a clock, never does I/O
 //! and holds no global state; the connection loop passes `Instant`s from `crate::clock` and turns a
@@ -219,6 +221,7 @@ impl fmt::Display for Scope {
 
 /// A request refused by `RateLimiter::check`: which scope, and the exact wait until that scope would
 /// accept it (round it with `retry_after_secs` for `Retry-After`).
+#[cfg(test)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Rejection {
     pub scope: Scope,
@@ -386,8 +389,8 @@ struct LimiterState {
     ip: Option<IpTable>,
 }
 
-/// The relay-wide and per-client-IP request limits, checked for every request before its token is
-/// decoded.
+/// The relay-wide and per-client-IP request limits. The relay charges them separately: `check_ip` for
+/// every routed request, `check_global` only for calls whose token is proven authentic.
 ///
 /// The per-IP table holds at most `max_tracked_ips` buckets. When a new address arrives and the table
 /// is full, buckets that have refilled to `burst` are dropped first (a full bucket is the same as no
@@ -452,13 +455,13 @@ impl RateLimiter {
         )
     }
 
-    /// Admits or refuses one request from `ip` at `now`.
-    ///
-    /// The client's own limit is checked first, then the global one; a request is charged to both or
-    /// to neither, so a refused request never uses up anybody's allowance.
+    /// Both scopes as one atomic step: the client's own limit first, then the global one, charged to
+    /// both or to neither. The relay no longer admits this way (it charges the scopes at different
+    /// points, see `check_ip`); the table and bucket properties below are proven through it.
     ///
     /// # Errors
     /// A `Rejection` naming the refusing scope and the wait until it would accept.
+    #[cfg(test)]
     pub fn check(&self, ip: IpAddr, now: Instant) -> Result<(), Rejection> {
         let mut st = lock(&self.state);
         let st = &mut *st;
