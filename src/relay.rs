@@ -483,17 +483,19 @@ async fn give_back(app: &App, claims: &Claims) {
 }
 
 /// Where the token came from and what to forward.
-struct Located {
-    token: Option<SecretString>,
+pub struct Located {
+    pub token: Option<SecretString>,
     /// Provider-relative path, starting with '/' (or empty).
-    rest: String,
+    pub rest: String,
     /// The query to forward, without any `token` parameter, including the leading '?' when non-empty.
-    query: String,
+    pub query: String,
 }
 
 /// Path form `{base}{token}/rest`, query form `{base}rest?token=...`, or a header carrying the token
-/// (`Authorization: Bearer`, `x-api-key`, `x-goog-api-key`), in that order of precedence.
-fn locate_token(head: &RequestHead, after_base: &str, query: Option<&str>) -> Located {
+/// (`Authorization: Bearer`, `x-api-key`, `x-goog-api-key`), in that order of precedence. `after_base`
+/// is the request path after the base path, `query` the request's query without its `?`. Pure; public
+/// for the `locate` fuzz target.
+pub fn locate_token(head: &RequestHead, after_base: &str, query: Option<&str>) -> Located {
     let mut token = None;
     let rest = match after_base.split_once('/') {
         Some((first, rest)) if is_token_like(first) => {

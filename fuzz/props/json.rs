@@ -103,3 +103,54 @@ fn collect_strings<'a>(value: &'a Value, out: &mut Vec<&'a str>) {
         _ => {}
     }
 }
+
+/// The member names of a top-level JSON object, in order, repeats included (after unescaping); `None`
+/// when the text is not a JSON object.
+pub fn top_level_names(text: &str) -> Option<Vec<String>> {
+    struct Names;
+
+    impl<'de> Visitor<'de> for Names {
+        type Value = Vec<String>;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a JSON object")
+        }
+
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Vec<String>, A::Error> {
+            let mut names = Vec::new();
+            while let Some(name) = map.next_key::<String>()? {
+                map.next_value::<serde::de::IgnoredAny>()?;
+                names.push(name);
+            }
+            Ok(names)
+        }
+    }
+
+    let mut de = serde_json::Deserializer::from_str(text);
+    let names = de.deserialize_map(Names).ok()?;
+    de.end().ok()?;
+    Some(names)
+}
+
+/// Whether `serde_json` refuses `text` only for one of its own limits that RFC 8259 does not have: an
+/// unpaired surrogate escape, a number beyond `f64`, nesting beyond its recursion limit. Parsers that
+/// only check the grammar (the relay's body scanner, many providers') accept such texts.
+pub fn refused_for_serde_limit(text: &str) -> bool {
+    match serde_json::from_str::<Value>(text) {
+        Ok(_) => false,
+        Err(e) => {
+            let e = e.to_string();
+            // A leading surrogate not followed by `\u` is reported as the end of the escape.
+            let leading = text.as_bytes().windows(4).any(|w| {
+                w[0] == b'\\'
+                    && w[1] == b'u'
+                    && matches!(w[2], b'd' | b'D')
+                    && b"89abAB".contains(&w[3])
+            });
+            e.contains("surrogate")
+                || (leading && e.contains("unexpected end of hex escape"))
+                || e.contains("number out of range")
+                || e.contains("recursion")
+        }
+    }
+}

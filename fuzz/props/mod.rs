@@ -16,6 +16,8 @@ pub mod cors;
 pub mod framing;
 pub mod head;
 pub mod json;
+pub mod locate;
+pub mod policy;
 pub mod rai;
 pub mod token;
 
@@ -32,6 +34,8 @@ pub const TARGETS: &[(&str, Check)] = &[
     ("cors", cors::check),
     ("framing", framing::check),
     ("head", head::check),
+    ("locate", locate::check),
+    ("policy", policy::check),
     ("rai", rai::check),
     ("token", token::check),
 ];

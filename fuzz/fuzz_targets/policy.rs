@@ -1,0 +1,9 @@
+//! Fuzz target `policy`: the properties are in `fuzz/props/policy.rs` (shared with the stable replay in
+//! `tests/fuzz_regressions.rs`).
+#![no_main]
+
+#[allow(dead_code)]
+#[path = "../props/mod.rs"]
+mod props;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| props::policy::check(data));
