@@ -1,11 +1,11 @@
 //! The claims JSON of §5 (`Claims::from_json`), differential against `serde_json`: a reference reads
 //! the text with `serde_json::Value`, refuses repeated member names (detected separately, since
 //! `Value` keeps the last one), unknown members, `null` for optional members, non-integer or negative
-//! numbers and arrays where objects belong, builds the claims by hand and runs `Claims::validate`.
+//! numbers, arrays where objects belong and nesting deeper than §7.1 allows, builds the claims by hand and runs `Claims::validate`.
 //! Both must agree on every input, value for value; accepted claims survive canonical re-encoding
 //! byte for byte.
 
-use relayapi::token::{Claims, Ext, IpNet, MtokMode, Rate, SecretString};
+use relayapi::token::{Claims, Ext, IpNet, MtokMode, Rate, SecretString, MAX_JSON_DEPTH};
 use serde_json::{Map, Value};
 
 use super::json;
@@ -47,7 +47,8 @@ pub fn check(data: &[u8]) {
 /// `Some(claims)` exactly when `text` is valid §5 claims.
 pub fn reference(text: &str) -> Option<Claims> {
     let (value, duplicate) = json::parse(text)?;
-    if duplicate {
+    // §7.1 J3 and J6: no repeated name, at most MAX_JSON_DEPTH levels of objects and arrays.
+    if duplicate || depth(&value) > MAX_JSON_DEPTH {
         return None;
     }
     let obj = value.as_object()?;
@@ -66,7 +67,10 @@ pub fn reference(text: &str) -> Option<Claims> {
         paths: opt(obj, "paths", strings)?,
         origins: opt(obj, "origins", strings)?,
         ips: opt(obj, "ips", |v| {
-            strings(v)?.iter().map(|s| IpNet::parse(s)).collect()
+            strings(v)?
+                .iter()
+                .map(|s| IpNet::parse_canonical(s))
+                .collect()
         })?,
         mtok: opt(obj, "mtok", int)?,
         mtok_mode: opt(obj, "mtok_mode", |v| match v.as_str()? {
@@ -85,6 +89,15 @@ pub fn reference(text: &str) -> Option<Claims> {
     };
     claims.validate().ok()?;
     Some(claims)
+}
+
+/// Levels of objects and arrays, the outermost counting 1.
+fn depth(v: &Value) -> usize {
+    match v {
+        Value::Array(items) => 1 + items.iter().map(depth).max().unwrap_or(0),
+        Value::Object(map) => 1 + map.values().map(depth).max().unwrap_or(0),
+        _ => 0,
+    }
 }
 
 /// An optional member: absent is `Some(None)`; present must convert (`null` does not).
