@@ -15,12 +15,12 @@ HELLO = [{"role": "user", "content": "hello claude"}]
 
 
 def _token(sdk: RelayAPIClient, **options: object) -> str:
-    return sdk.create_token(REAL_KEY, max_calls=5, provider="anthropic", **options)  # type: ignore[arg-type]
+    return sdk.create_token(api_key=REAL_KEY, max_calls=5, provider="anthropic", **options)  # type: ignore[arg-type]
 
 
 def test_messages_path_form(mock: MockUpstream, sdk: RelayAPIClient) -> None:
     token = _token(sdk)
-    client = anthropic_client(sdk.generate_api_url_with_token(token))
+    client = anthropic_client(sdk.url_for_token(token))
     reply = client.messages.create(model="claude-test-model", max_tokens=64, messages=HELLO)
     assert reply.content[0].type == "text"
     assert reply.content[0].text == "echo: hello claude"
@@ -41,7 +41,7 @@ def test_messages_header_form(mock: MockUpstream, sdk: RelayAPIClient) -> None:
 
 def test_messages_streamed(mock: MockUpstream, sdk: RelayAPIClient) -> None:
     token = _token(sdk)
-    client = anthropic_client(sdk.generate_api_url_with_token(token))
+    client = anthropic_client(sdk.url_for_token(token))
     with client.messages.stream(model="claude-test-model", max_tokens=64, messages=HELLO) as stream:
         text = "".join(stream.text_stream)
         final = stream.get_final_message()
@@ -56,7 +56,7 @@ def test_streamed_events_arrive_while_the_mock_is_still_producing(
     mock: MockUpstream, sdk: RelayAPIClient
 ) -> None:
     gate = uuid.uuid4().hex
-    client = anthropic_client(sdk.generate_api_url_with_token(_token(sdk)))
+    client = anthropic_client(sdk.url_for_token(_token(sdk)))
     events = iter(
         client.messages.create(
             model="claude-test-model",
@@ -76,9 +76,7 @@ def test_streamed_events_arrive_while_the_mock_is_still_producing(
 
 
 def test_forced_model(mock: MockUpstream, sdk: RelayAPIClient) -> None:
-    client = anthropic_client(
-        sdk.generate_api_url_with_token(_token(sdk, ext_info='{"rep_m": "claude-forced"}'))
-    )
+    client = anthropic_client(sdk.url_for_token(_token(sdk, ext_info='{"rep_m": "claude-forced"}')))
     reply = client.messages.create(model="claude-test-model", max_tokens=64, messages=HELLO)
     assert reply.model == "claude-forced"
     body = json.loads(only_request(mock)["body"])

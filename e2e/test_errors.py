@@ -49,11 +49,11 @@ def _pre_auth_failure(relay: Relay, token: str) -> openai.AuthenticationError:
 def test_invalid_tampered_and_foreign_tokens_get_one_identical_answer(
     relay: Relay, sdk: RelayAPIClient, mock: MockUpstream
 ) -> None:
-    good = sdk.create_token(REAL_KEY, max_calls=5)
+    good = sdk.create_token(api_key=REAL_KEY, max_calls=5)
     # Same key id, different key: what someone who guessed the kid but not the key would mint.
     forged_rai = relay.rai_for_client()
     forged_rai["crypto"]["key"] = "A" * 43
-    forged = RelayAPIClient(forged_rai).create_token(REAL_KEY)
+    forged = RelayAPIClient(forged_rai).create_token(api_key=REAL_KEY)
     failures = [
         _pre_auth_failure(relay, token)
         for token in ("rt1." + "A" * 80, _tampered(good), forged, "rt1.AAAA", good[:-4])
@@ -77,7 +77,7 @@ def test_no_token_at_all(relay: Relay, sdk: RelayAPIClient, mock: MockUpstream) 
 def test_expired(sdk: RelayAPIClient, mock: MockUpstream) -> None:
     token = _minted_at(sdk, int(time.time()) - 7200, expire_seconds=600)
     with pytest.raises(openai.AuthenticationError) as info:
-        _chat(sdk.generate_api_url_with_token(token))
+        _chat(sdk.url_for_token(token))
     assert info.value.code == "token_expired"
     assert info.value.response.headers.get("x-should-retry") == "false"
     assert mock.requests() == []
@@ -86,7 +86,7 @@ def test_expired(sdk: RelayAPIClient, mock: MockUpstream) -> None:
 def test_not_yet_valid(sdk: RelayAPIClient, mock: MockUpstream) -> None:
     token = _minted_at(sdk, int(time.time()) + 7200, expire_seconds=600)
     with pytest.raises(openai.AuthenticationError) as info:
-        _chat(sdk.generate_api_url_with_token(token))
+        _chat(sdk.url_for_token(token))
     assert info.value.code == "token_not_yet_valid"
     assert mock.requests() == []
 
@@ -104,8 +104,8 @@ def test_used_up(sdk: RelayAPIClient, mock: MockUpstream) -> None:
 
 
 def test_revoked(sdk: RelayAPIClient, mock: MockUpstream) -> None:
-    token = sdk.create_token(REAL_KEY, max_calls=5)
-    base_url = sdk.generate_api_url_with_token(token)
+    token = sdk.create_token(api_key=REAL_KEY, max_calls=5)
+    base_url = sdk.url_for_token(token)
     _chat(base_url)
     usage = sdk.revoke(token)
     assert usage["revoked"] is True
@@ -122,7 +122,7 @@ def test_revoke_before(sdk: RelayAPIClient, mock: MockUpstream) -> None:
     old = _minted_at(sdk, now - 100, expire_seconds=3600)
     sdk.revoke_before(now - 50)
     with pytest.raises(openai.AuthenticationError) as info:
-        _chat(sdk.generate_api_url_with_token(old))
+        _chat(sdk.url_for_token(old))
     assert info.value.code == "token_revoked"
     # Tokens issued after the cut still work.
     _chat(sdk.generate_url(api_key=REAL_KEY, max_calls=1))
@@ -166,6 +166,6 @@ def test_anthropic_sdk_sees_the_same_errors(relay: Relay, sdk: RelayAPIClient, m
 
     expired = _minted_at(sdk, int(time.time()) - 7200, expire_seconds=600, provider="anthropic")
     with pytest.raises(anthropic.AuthenticationError) as late:
-        ask(sdk.generate_api_url_with_token(expired))
+        ask(sdk.url_for_token(expired))
     assert late.value.body["error"]["code"] == "token_expired"  # type: ignore[index]
     assert len(mock.requests()) == 1

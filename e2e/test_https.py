@@ -145,7 +145,7 @@ def test_plain_http_port_redirects_to_https(https_relay: Relay) -> None:
 def test_a_token_sent_in_clear_is_redirected_never_forwarded(
     mock: MockUpstream, https_relay: Relay, https_sdk: RelayAPIClient
 ) -> None:
-    token = https_sdk.create_token(REAL_KEY, max_calls=5)
+    token = https_sdk.create_token(api_key=REAL_KEY, max_calls=5)
     target = f"/relayapi/{token}/chat/completions"
     body = json.dumps({"model": "gpt-4o-mini", "messages": HELLO}).encode()
     resp = _plain_request(_redirect_port(https_relay), "POST", target, body)

@@ -70,7 +70,7 @@ def test_rust_minted_forced_model_reaches_the_upstream(
 ) -> None:
     token = _rust_mint(relay, "--provider", "openai", "--key-env", MINT_KEY_ENV, "--model", "gpt-rust")
     assert sdk.decode_token(token)["ext"] == {"rep_m": "gpt-rust"}
-    reply = openai_client(sdk.generate_api_url_with_token(token)).chat.completions.create(
+    reply = openai_client(sdk.url_for_token(token)).chat.completions.create(
         model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}]
     )
     assert reply.model == "gpt-rust"
@@ -84,7 +84,7 @@ def test_rust_minted_key_reference(relay: Relay, sdk: RelayAPIClient, mock: Mock
     claims = sdk.decode_token(token)
     assert claims["kref"] == SERVER_KEY_NAME
     assert "key" not in claims
-    openai_client(sdk.generate_api_url_with_token(token)).chat.completions.create(
+    openai_client(sdk.url_for_token(token)).chat.completions.create(
         model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}]
     )
     assert_clean_upstream(only_request(mock), token, provider="openai", key=SERVER_KEY)
@@ -115,8 +115,8 @@ def test_python_token_with_every_limit_passes_the_relay(sdk: RelayAPIClient, moc
 
 
 def test_relay_log_never_holds_keys_or_tokens(relay: Relay, sdk: RelayAPIClient, mock: MockUpstream) -> None:
-    token = sdk.create_token(REAL_KEY, max_calls=2)
-    openai_client(sdk.generate_api_url_with_token(token)).chat.completions.create(
+    token = sdk.create_token(api_key=REAL_KEY, max_calls=2)
+    openai_client(sdk.url_for_token(token)).chat.completions.create(
         model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}]
     )
     time.sleep(0.2)  # let the access log line reach our reader

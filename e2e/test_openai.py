@@ -37,7 +37,7 @@ def test_chat_path_form(mock: MockUpstream, sdk: RelayAPIClient) -> None:
 
 
 def test_chat_header_form(mock: MockUpstream, sdk: RelayAPIClient) -> None:
-    token = sdk.create_token(REAL_KEY, max_calls=5)
+    token = sdk.create_token(api_key=REAL_KEY, max_calls=5)
     reply = openai_client(sdk.relay_base_url, api_key=token).chat.completions.create(
         model="gpt-4o-mini", messages=HELLO
     )
@@ -46,10 +46,10 @@ def test_chat_header_form(mock: MockUpstream, sdk: RelayAPIClient) -> None:
 
 
 def test_chat_query_form(mock: MockUpstream, sdk: RelayAPIClient) -> None:
-    token = sdk.create_token(REAL_KEY, max_calls=5)
+    token = sdk.create_token(api_key=REAL_KEY, max_calls=5)
     body = json.dumps({"model": "gpt-4o-mini", "messages": HELLO}).encode()
     req = urllib.request.Request(
-        sdk.generate_query_url(token),
+        sdk.query_url_for_token(token),
         data=body,
         method="POST",
         headers={"Content-Type": "application/json"},
@@ -122,8 +122,8 @@ def test_images(mock: MockUpstream, sdk: RelayAPIClient) -> None:
 
 
 def test_models_get(mock: MockUpstream, sdk: RelayAPIClient) -> None:
-    token = sdk.create_token(REAL_KEY, max_calls=5)
-    models = openai_client(sdk.generate_api_url_with_token(token)).models.list()
+    token = sdk.create_token(api_key=REAL_KEY, max_calls=5)
+    models = openai_client(sdk.url_for_token(token)).models.list()
     assert [m.id for m in models] == ["gpt-4o-mini"]
     seen = only_request(mock)
     assert (seen["method"], seen["path"]) == ("GET", "/v1/models")
@@ -131,14 +131,14 @@ def test_models_get(mock: MockUpstream, sdk: RelayAPIClient) -> None:
 
 
 def test_sdk_helpers_against_the_relay(mock: MockUpstream, sdk: RelayAPIClient) -> None:
-    token = sdk.create_token(REAL_KEY, max_calls=5)
-    assert sdk.chat_completions(token, HELLO, "gpt-4o-mini")["choices"][0]["message"]["content"] == (
-        "echo: hello relay"
-    )
-    streamed = sdk.chat_completions(token, HELLO, "gpt-4o-mini", stream=True)
+    token = sdk.create_token(api_key=REAL_KEY, max_calls=5)
+    assert sdk.chat_completions(token, messages=HELLO, model="gpt-4o-mini")["choices"][0]["message"][
+        "content"
+    ] == ("echo: hello relay")
+    streamed = sdk.chat_completions(token, messages=HELLO, model="gpt-4o-mini", stream=True)
     assert "".join(c["choices"][0]["delta"].get("content") or "" for c in streamed) == "echo: hello relay"
-    assert len(sdk.embeddings(token, "abc", "text-embedding-3-small")["data"]) == 1
-    assert len(sdk.images_generations(token, "a cat")["data"]) == 1
+    assert len(sdk.embeddings(token, input="abc", model="text-embedding-3-small")["data"]) == 1
+    assert len(sdk.images_generations(token, prompt="a cat")["data"]) == 1
     assert [r["path"] for r in mock.requests()] == [
         "/v1/chat/completions",
         "/v1/chat/completions",
@@ -157,18 +157,16 @@ def test_forced_model_rewrites_the_body(mock: MockUpstream, sdk: RelayAPIClient)
 
 def test_server_side_key_reference(mock: MockUpstream, sdk: RelayAPIClient) -> None:
     token = sdk.create_token(key_ref=SERVER_KEY_NAME, max_calls=5)
-    openai_client(sdk.generate_api_url_with_token(token)).chat.completions.create(
-        model="gpt-4o-mini", messages=HELLO
-    )
+    openai_client(sdk.url_for_token(token)).chat.completions.create(model="gpt-4o-mini", messages=HELLO)
     assert_clean_upstream(only_request(mock), token, provider="openai", key=SERVER_KEY)
 
 
 def test_usage_reflects_calls(mock: MockUpstream, sdk: RelayAPIClient) -> None:
-    token = sdk.create_token(REAL_KEY, max_calls=5)
+    token = sdk.create_token(api_key=REAL_KEY, max_calls=5)
     claims = sdk.decode_token(token)
     fresh = sdk.get_usage(token)
     assert fresh["calls_used"] == 0
-    client = openai_client(sdk.generate_api_url_with_token(token))
+    client = openai_client(sdk.url_for_token(token))
     for _ in range(2):
         client.chat.completions.create(model="gpt-4o-mini", messages=HELLO)
     usage = sdk.get_usage(claims["jti"])
@@ -182,7 +180,7 @@ def test_usage_reflects_calls(mock: MockUpstream, sdk: RelayAPIClient) -> None:
 
 def test_cors_preflight_needs_no_token(mock: MockUpstream, sdk: RelayAPIClient) -> None:
     # A browser sends the preflight without credentials; it must be answered before any token check.
-    url = sdk.generate_api_url_with_token(sdk.create_token(REAL_KEY, max_calls=1), "chat_completions")
+    url = sdk.url_for_token(sdk.create_token(api_key=REAL_KEY, max_calls=1), "chat_completions")
     req = urllib.request.Request(
         url,
         method="OPTIONS",

@@ -50,6 +50,8 @@ fi
 .venv/bin/pip install -q -e "sdk/python[dev]" -r e2e/requirements.txt
 .venv/bin/ruff check sdk/python e2e bench
 .venv/bin/ruff format --check sdk/python e2e bench
+# The type checker of the Python SDK, as tsc is for the JS SDK (mypy comes with the SDK's dev extra).
+.venv/bin/mypy --strict sdk/python/src
 
 step "Python: SDK tests, end-to-end suite and the benchmark's own tests (parsers, nginx configs)"
 apt_install nginx nginx

@@ -1,5 +1,5 @@
 // The example's backend: serves the chat page and hands the page a relay base URL minted with
-// relayapi-sdk. The provider key never leaves this process except encrypted inside the token, so the
+// relayapi-tokens. The provider key never leaves this process except encrypted inside the token, so the
 // browser, its devtools and its extensions only ever see a URL that is limited in calls, lifetime,
 // endpoint, model and origin.
 //
@@ -11,7 +11,7 @@ import { createServer } from 'node:http';
 import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-import { RelayAPIClient, RelayAPIError } from 'relayapi-sdk';
+import { RelayAPIClient, RelayAPIError } from 'relayapi-tokens';
 
 /** Calls one minted URL allows: enough for a chat session, never an open tap on the key. */
 export const DEFAULT_MAX_CALLS = 20;
@@ -231,7 +231,7 @@ export function createChatServer(options) {
       return sendJson(res, 500, { error: 'cannot mint a relay URL' });
     }
     const { exp } = client.decodeToken(token);
-    sendJson(res, 200, { baseURL: client.generateUrl(token), model, expiresAt: exp, maxCalls });
+    sendJson(res, 200, { baseURL: client.urlForToken(token), model, expiresAt: exp, maxCalls });
   }
 
   return server;

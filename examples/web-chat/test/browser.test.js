@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 
-import { RelayAPIClient } from 'relayapi-sdk';
+import { RelayAPIClient } from 'relayapi-tokens';
 
 import { createChatServer } from '../server.js';
 import { launchChromium, startMockUpstream, startRelay } from './harness.js';
@@ -201,7 +201,7 @@ describe('web chat page in headless Chromium', { timeout: 120000 }, () => {
     const page = await browser.newPage();
     const { port } = /** @type {import('node:net').AddressInfo} */ (backend.address());
     await page.goto(`http://localhost:${port}/`);
-    const url = client.generateUrl(tokens[0], 'chat_completions');
+    const url = client.urlForToken(tokens[0], 'chat_completions');
     const outcome = await page.evaluate(async (target) => {
       try {
         const res = await fetch(target, {

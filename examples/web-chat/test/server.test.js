@@ -11,7 +11,7 @@ import { createInterface } from 'node:readline';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 
-import { RelayAPIClient } from 'relayapi-sdk';
+import { RelayAPIClient } from 'relayapi-tokens';
 
 import { DEFAULT_EXPIRE_SECONDS, DEFAULT_MAX_CALLS, DEFAULT_MODEL, createChatServer } from '../server.js';
 

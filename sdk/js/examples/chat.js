@@ -8,7 +8,7 @@
 import { fileURLToPath } from 'node:url';
 
 import { config as loadEnv } from 'dotenv';
-import { APIError, RelayAPIClient, RelayAPIError } from 'relayapi-sdk';
+import { APIError, RelayAPIClient, RelayAPIError } from 'relayapi-tokens';
 
 loadEnv({ path: fileURLToPath(new URL('../.env', import.meta.url)), quiet: true });
 
@@ -29,7 +29,7 @@ async function main() {
   // What a frontend gets: a base URL for the official SDK, e.g.
   //   new OpenAI({ baseURL, apiKey: 'unused', dangerouslyAllowBrowser: true })
   // It carries a token that allows 10 calls in the next 5 minutes and never shows the key.
-  const baseURL = client.generateBaseUrl({ apiKey, maxCalls: 10, expireSeconds: 300 });
+  const baseURL = client.generateUrl({ apiKey, maxCalls: 10, expireSeconds: 300 });
   console.log(`base URL for a frontend: ${baseURL.slice(0, 60)}...`);
 
   // What a backend script can do itself with the helpers: one token, limited to these endpoints.
@@ -40,17 +40,16 @@ async function main() {
     allowedEndpoints: ['/chat/completions', '/images/generations', '/embeddings'],
   });
 
-  const reply = await client.chat({ token, model, messages });
+  const reply = await client.chatCompletions(token, { model, messages });
   console.log(`chat: ${reply.choices?.[0]?.message?.content ?? JSON.stringify(reply)}`);
 
   process.stdout.write('chat (streamed): ');
-  for await (const chunk of await client.chat({ token, model, messages, stream: true })) {
+  for await (const chunk of await client.chatCompletions(token, { model, messages, stream: true })) {
     process.stdout.write(chunk.choices?.[0]?.delta?.content ?? '');
   }
   process.stdout.write('\n');
 
-  const image = await client.generateImage({
-    token,
+  const image = await client.imagesGenerations(token, {
     prompt: 'A small paper boat on a calm lake, watercolour',
     model: process.env.RELAYAPI_IMAGE_MODEL || 'dall-e-2',
     size: '256x256',
@@ -58,8 +57,7 @@ async function main() {
   });
   console.log(`image: ${image.data?.[0]?.url ?? `${String(image.data?.[0]?.b64_json).slice(0, 40)}...`}`);
 
-  const embedding = await client.createEmbedding({
-    token,
+  const embedding = await client.embeddings(token, {
     model: process.env.RELAYAPI_EMBEDDING_MODEL || 'text-embedding-3-small',
     input: prompt,
   });

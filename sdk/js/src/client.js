@@ -2,27 +2,36 @@
  * `RelayAPIClient`: everything a backend does with one `.rai` config — mint tokens, build relay URLs,
  * read its own tokens back, call the relay's helpers and admin API.
  *
- * Minting is delegated to generator.js, token opening to token.js, the wire to http.js; this file
- * decides which URL, headers and body each operation uses.
+ * Minting and reading tokens are inherited from generator.js's `TokenGenerator` (as in the Python SDK),
+ * the wire is http.js; this file decides which URL, headers and body each operation uses. Names,
+ * arguments and defaults mirror the Python SDK's through sdk/api.json.
  *
  * @module
  */
 
 import { signAdminRequest } from './admin.js';
-import { keyringOf, loadConfig } from './config.js';
 import { InvalidArgumentError } from './errors.js';
-import { createToken } from './generator.js';
+import { TokenGenerator, configOf } from './generator.js';
 import { requestJson, requestStream } from './http.js';
-import { MAX_TOKEN_CHARS, checkTime, openToken } from './token.js';
+import { MAX_TOKEN_CHARS } from './token.js';
 
-const USER_AGENT = 'relayapi-sdk-js/0.1.0';
+const USER_AGENT = 'relayapi-tokens-js/2.0.0';
 
-/** Default deadline for an answer, and for each read of a stream: model calls can think for minutes. */
+/**
+ * Seconds of silence accepted: for the answer's head and for each read of its body. A long answer
+ * that keeps arriving is never cut (model calls stream for minutes); the same in the Python SDK.
+ */
 export const DEFAULT_TIMEOUT_SECONDS = 600;
 /** Node's timers hold at most 2^31-1 ms and fire at once beyond that, so longer timeouts are refused. */
 const MAX_TIMEOUT_SECONDS = Math.floor((2 ** 31 - 1) / 1000);
+/**
+ * How far past this machine's clock `revokeBefore` may reach, in seconds: the relay's default
+ * `token.clock_skew`. A later time would refuse every token minted until then, so it is a mistake
+ * (often `Date.now()`, which is milliseconds).
+ */
+export const MAX_CLOCK_SKEW_SECONDS = 60;
 
-/** `generateUrl` endpoint names (the original SDK's api types) → provider-relative paths. */
+/** Endpoint names (the original SDK's api types) → provider-relative paths. */
 export const ENDPOINTS = Object.freeze({
   '': '',
   chat_completions: '/chat/completions',
@@ -65,28 +74,53 @@ function endpointPath(endpoint) {
   );
 }
 
-export class RelayAPIClient {
-  /** @type {import('./config.js').RaiConfig} */
-  #config;
+/**
+ * Checks a `revokeBefore` time against the clock: UTC seconds, at most {@link MAX_CLOCK_SKEW_SECONDS}
+ * after `now`. Pure, for tests.
+ *
+ * @param {unknown} ts
+ * @param {number} now UTC seconds
+ * @throws {InvalidArgumentError}
+ */
+export function checkRevokeBefore(ts, now) {
+  if (typeof ts !== 'number' || !Number.isSafeInteger(ts) || ts < 0) {
+    throw new InvalidArgumentError('ts', 'must be UTC seconds as a non-negative integer');
+  }
+  if (ts > now + MAX_CLOCK_SKEW_SECONDS) {
+    const seconds = Math.floor(ts / 1000);
+    const hint =
+      seconds >= 1e9 && seconds <= now + MAX_CLOCK_SKEW_SECONDS
+        ? '; it looks like milliseconds (Date.now()): pass Math.floor(Date.now() / 1000)'
+        : '';
+    throw new InvalidArgumentError(
+      'ts',
+      `${ts} is more than ${MAX_CLOCK_SKEW_SECONDS} s after now (${now}): revoking up to a future time ` +
+        `would also refuse every token minted until then${hint}`,
+    );
+  }
+}
+
+/**
+ * Everything a backend does with one `.rai` config: mint tokens and URLs (inherited from
+ * {@link TokenGenerator}), call the relay's helpers and its admin API.
+ */
+export class RelayAPIClient extends TokenGenerator {
   /** @type {typeof fetch} */
   #fetch;
   /** @type {number} */
   #timeoutMs;
-  /** @type {() => number} */
-  #now;
-  /** @type {import('./token.js').Keyring} */
-  #keyring;
 
   /**
    * @param {unknown} config a `.rai` object or the path of a `.rai` file
-   * @param {{ timeout?: number, fetch?: typeof fetch }} [options] `timeout` in seconds (default 600);
-   *   `fetch` replaces the global fetch (e.g. for a proxy agent)
+   * @param {{ timeout?: number, fetch?: typeof fetch }} [options] `timeout` in seconds of silence per
+   *   wait (default 600); `fetch` replaces the global fetch (e.g. for a proxy agent)
    * @throws {import('./errors.js').ConfigError}
    */
-  constructor(config, options = {}) {
-    this.#config = loadConfig(config);
-    this.#keyring = keyringOf(this.#config);
-    const { timeout = DEFAULT_TIMEOUT_SECONDS, fetch: fetchImpl = globalThis.fetch, ...rest } = options;
+  constructor(
+    config,
+    { timeout = DEFAULT_TIMEOUT_SECONDS, fetch: fetchImpl = globalThis.fetch, ...rest } = {},
+  ) {
+    super(config);
     const unknown = Object.keys(rest);
     if (unknown.length > 0) throw new InvalidArgumentError(unknown[0], 'is not a client option');
     if (typeof timeout !== 'number' || !(timeout > 0) || timeout > MAX_TIMEOUT_SECONDS) {
@@ -98,12 +132,11 @@ export class RelayAPIClient {
     if (typeof fetchImpl !== 'function') throw new InvalidArgumentError('fetch', 'must be a function');
     this.#fetch = fetchImpl;
     this.#timeoutMs = timeout * 1000;
-    this.#now = () => Math.floor(Date.now() / 1000);
   }
 
   /** `scheme://host[:port]` of the relay, from the `.rai`. */
   get origin() {
-    return this.#config.origin;
+    return configOf(this).origin;
   }
 
   /**
@@ -111,22 +144,33 @@ export class RelayAPIClient {
    * API key; the relay reads it from `Authorization: Bearer`, `x-api-key` or `x-goog-api-key`.
    */
   get relayBaseUrl() {
-    return this.#config.origin + this.#config.basePath;
+    return configOf(this).origin + configOf(this).basePath;
   }
 
   /**
-   * Mints a fresh token: new token id and salt from the CSPRNG, `iat` from the system clock. Same
-   * options and defaults as `TokenGenerator#createToken`.
+   * Mints a token (options as for {@link createToken}) and returns the path-form URL carrying it: with
+   * the default `endpoint: ""` the base URL a provider SDK takes as `baseURL`.
    *
-   * @param {import('../types/index.js').CreateTokenOptions} options
+   * @param {import('../types/index.js').GenerateUrlOptions} options
    * @returns {string}
+   * @throws {InvalidArgumentError}
    */
-  createToken(options) {
-    return createToken(this.#config, options);
+  generateUrl(options) {
+    if (typeof options === 'string') {
+      // 1.x took an existing token here; say where that went instead of "must be an object".
+      throw new InvalidArgumentError(
+        'options',
+        'generateUrl mints a token from options since 2.0; use urlForToken(token, endpoint) for an existing token',
+      );
+    }
+    const { endpoint = '', ...tokenOptions } = options ?? {};
+    endpointPath(endpoint); // fail on a bad endpoint before minting anything
+    return this.urlForToken(this.createToken(tokenOptions), endpoint);
   }
 
   /**
-   * A path-form relay URL carrying `token`: `{scheme}://{host}[:{port}]{base_path}{token}{endpoint}`.
+   * A path-form relay URL carrying an existing token:
+   * `{scheme}://{host}[:{port}]{base_path}{token}{endpoint}`.
    *
    * @param {string} token
    * @param {string} [endpoint] "" for the base URL (what a provider SDK takes as `baseURL`),
@@ -134,122 +178,80 @@ export class RelayAPIClient {
    * @returns {string}
    * @throws {InvalidArgumentError}
    */
-  generateUrl(token, endpoint = '') {
+  urlForToken(token, endpoint = '') {
     const t = checkTokenText(token);
-    return `${this.#config.origin}${this.#config.basePath}${t}${endpointPath(endpoint)}`;
+    return `${this.relayBaseUrl}${t}${endpointPath(endpoint)}`;
   }
 
   /**
    * A query-form endpoint URL, the original RelayAPI's shape: `{base_path}{endpoint}?token={token}`.
    *
    * @param {string} token
-   * @param {string} [endpoint] as for {@link generateUrl}, default "chat_completions"; "" is refused
+   * @param {string} [endpoint] as for {@link urlForToken}, default "chat_completions"; "" is refused
    *   because the query form has no base URL a provider SDK could extend
    * @returns {string}
    * @throws {InvalidArgumentError}
    */
-  generateQueryUrl(token, endpoint = 'chat_completions') {
+  queryUrlForToken(token, endpoint = 'chat_completions') {
     const t = checkTokenText(token);
     const path = endpointPath(endpoint);
     if (path === '') throw new InvalidArgumentError('endpoint', 'the query form needs an endpoint');
-    return `${this.#config.origin}${this.#config.basePath}${path.slice(1)}?token=${t}`;
-  }
-
-  /**
-   * Mints a token and returns its base URL in one step, ready for a provider SDK's `baseURL`.
-   *
-   * @param {import('../types/index.js').CreateTokenOptions} options as for {@link createToken}
-   * @returns {string}
-   */
-  generateBaseUrl(options) {
-    return this.generateUrl(this.createToken(options), '');
-  }
-
-  /**
-   * Authenticates a token of this config's tenant (minted with the current or a previous key) and
-   * returns its claims (§7 steps 1-6). Expiry is deliberately not checked, so an expired token can still
-   * be inspected or used for usage queries; see {@link verifyToken}.
-   *
-   * @param {string} token
-   * @returns {Record<string, unknown>}
-   * @throws {import('./errors.js').InvalidTokenError} for every failure, without saying which
-   */
-  decodeToken(token) {
-    return openToken(token, this.#keyring).claims;
-  }
-
-  /**
-   * {@link decodeToken}, then the time checks of §7 steps 7-8.
-   *
-   * @param {string} token
-   * @param {{ now?: number, leeway?: number }} [options] `now` in UTC seconds (default: the system
-   *   clock), `leeway` in seconds of tolerated clock skew (default 0; the relay's default is 60)
-   * @returns {Record<string, unknown>}
-   * @throws {import('./errors.js').InvalidTokenError} or its subclasses TokenExpiredError and
-   *   TokenNotYetValidError for authentic tokens outside their lifetime
-   */
-  verifyToken(token, { now, leeway = 0 } = {}) {
-    const at = now ?? this.#now();
-    if (!Number.isSafeInteger(at) || at < 0) throw new InvalidArgumentError('now', 'must be UTC seconds');
-    if (!Number.isSafeInteger(leeway) || leeway < 0) {
-      throw new InvalidArgumentError('leeway', 'must be a non-negative integer number of seconds');
-    }
-    const claims = this.decodeToken(token);
-    checkTime(claims, at, leeway);
-    return claims;
+    return `${this.relayBaseUrl}${path.slice(1)}?token=${t}`;
   }
 
   /**
    * Chat completion through the relay (OpenAI-compatible providers).
    *
-   * @param {{ token: string, messages: unknown[], model: string, stream?: boolean, signal?: AbortSignal,
-   *           [param: string]: unknown }} request extra members go into the JSON body as they are
+   * @param {string} token
+   * @param {{ model: string, messages: unknown[], stream?: boolean, signal?: AbortSignal,
+   *           [param: string]: unknown }} request further members go into the JSON body as they are
    * @returns {Promise<unknown>} the completion, or with `stream: true` an async iterator of chunks
    */
-  async chat({ token, messages, model, stream = false, signal, ...params }) {
-    if (!Array.isArray(messages)) throw new InvalidArgumentError('messages', 'must be an array');
+  async chatCompletions(token, { model, messages, stream = false, signal, ...body }) {
     if (typeof model !== 'string' || model === '') throw new InvalidArgumentError('model', 'is required');
+    if (!Array.isArray(messages)) throw new InvalidArgumentError('messages', 'must be an array');
     if (typeof stream !== 'boolean') throw new InvalidArgumentError('stream', 'must be a boolean');
-    const body = { ...params, model, messages, ...(stream ? { stream: true } : {}) };
-    const spec = this.#post(token, 'chat_completions', body, signal);
+    const payload = { ...body, model, messages, ...(stream ? { stream: true } : {}) };
+    const spec = this.#post(token, 'chat_completions', payload, signal);
     return stream ? requestStream(spec) : requestJson(spec);
   }
 
   /**
    * Image generation through the relay.
    *
-   * @param {{ token: string, prompt: string, signal?: AbortSignal, [param: string]: unknown }} request
+   * @param {string} token
+   * @param {{ prompt: string, signal?: AbortSignal, [param: string]: unknown }} request
    * @returns {Promise<unknown>}
    */
-  async generateImage({ token, prompt, signal, ...params }) {
+  async imagesGenerations(token, { prompt, signal, ...body }) {
     if (typeof prompt !== 'string' || prompt === '') throw new InvalidArgumentError('prompt', 'is required');
-    return requestJson(this.#post(token, 'images_generations', { ...params, prompt }, signal));
+    return requestJson(this.#post(token, 'images_generations', { ...body, prompt }, signal));
   }
 
   /**
    * Embeddings through the relay.
    *
-   * @param {{ token: string, input: unknown, model: string, signal?: AbortSignal,
-   *           [param: string]: unknown }} request
+   * @param {string} token
+   * @param {{ model: string, input: unknown, signal?: AbortSignal, [param: string]: unknown }} request
    * @returns {Promise<unknown>}
    */
-  async createEmbedding({ token, input, model, signal, ...params }) {
-    if (input === undefined || input === null) throw new InvalidArgumentError('input', 'is required');
+  async embeddings(token, { model, input, signal, ...body }) {
     if (typeof model !== 'string' || model === '') throw new InvalidArgumentError('model', 'is required');
-    return requestJson(this.#post(token, 'embeddings', { ...params, model, input }, signal));
+    if (input === undefined || input === null) throw new InvalidArgumentError('input', 'is required');
+    return requestJson(this.#post(token, 'embeddings', { ...body, model, input }, signal));
   }
 
   /**
    * `GET /health` of the relay.
    *
    * @param {{ signal?: AbortSignal }} [options]
-   * @returns {Promise<unknown>} e.g. `{ status: "ok", version, uptime_secs, requests }`
+   * @returns {Promise<unknown>} e.g. `{ status: "ok", version }`
    */
   async healthCheck({ signal } = {}) {
     return requestJson({
       fetch: this.#fetch,
       method: 'GET',
-      url: `${this.#config.origin}/health`,
+      url: `${this.origin}/health`,
       headers: { 'user-agent': USER_AGENT },
       timeoutMs: this.#timeoutMs,
       signal,
@@ -279,12 +281,59 @@ export class RelayAPIClient {
   /**
    * Revokes every token of this tenant issued strictly before `ts`.
    *
-   * @param {number} ts UTC seconds
+   * @param {number} ts UTC seconds, at most {@link MAX_CLOCK_SKEW_SECONDS} after this machine's clock
+   *   (`Date.now()` is milliseconds: pass `Math.floor(Date.now() / 1000)`)
    * @returns {Promise<unknown>} `{ tenant_id, revoked_before }`
+   * @throws {InvalidArgumentError} for anything else, before sending
    */
   async revokeBefore(ts) {
-    if (!Number.isSafeInteger(ts) || ts < 0) throw new InvalidArgumentError('ts', 'must be UTC seconds');
+    checkRevokeBefore(ts, Math.floor(Date.now() / 1000));
     return this.#admin('POST', '/admin/v1/revoke-before', JSON.stringify({ before: ts }));
+  }
+
+  // -- deprecated names (1.x), kept as thin wrappers ----------------------------------------------
+
+  /**
+   * @deprecated since 2.0: use {@link generateUrl}.
+   * @param {import('../types/index.js').CreateTokenOptions} options
+   */
+  generateBaseUrl(options) {
+    return this.generateUrl({ ...options, endpoint: '' });
+  }
+
+  /**
+   * @deprecated since 2.0: use {@link queryUrlForToken}.
+   * @param {string} token
+   * @param {string} [endpoint]
+   */
+  generateQueryUrl(token, endpoint = 'chat_completions') {
+    return this.queryUrlForToken(token, endpoint);
+  }
+
+  /**
+   * @deprecated since 2.0: use {@link chatCompletions}`(token, request)`.
+   * @param {{ token: string, model: string, messages: unknown[], stream?: boolean, signal?: AbortSignal,
+   *           [param: string]: unknown }} request
+   */
+  async chat({ token, ...request }) {
+    return this.chatCompletions(token, request);
+  }
+
+  /**
+   * @deprecated since 2.0: use {@link imagesGenerations}`(token, request)`.
+   * @param {{ token: string, prompt: string, signal?: AbortSignal, [param: string]: unknown }} request
+   */
+  async generateImage({ token, ...request }) {
+    return this.imagesGenerations(token, request);
+  }
+
+  /**
+   * @deprecated since 2.0: use {@link embeddings}`(token, request)`.
+   * @param {{ token: string, model: string, input: unknown, signal?: AbortSignal,
+   *           [param: string]: unknown }} request
+   */
+  async createEmbedding({ token, ...request }) {
+    return this.embeddings(token, request);
   }
 
   /**
@@ -306,18 +355,19 @@ export class RelayAPIClient {
    * @param {string} body
    */
   async #admin(method, target, body) {
+    const config = configOf(this);
     const authorization = signAdminRequest({
-      kid: this.#config.keyId,
-      tenantKey: this.#config.key,
+      kid: config.keyId,
+      tenantKey: config.key,
       method,
       target,
       body,
-      ts: this.#now(),
+      ts: Math.floor(Date.now() / 1000),
     });
     return requestJson({
       fetch: this.#fetch,
       method,
-      url: this.#config.origin + target,
+      url: this.origin + target,
       headers: {
         authorization,
         'user-agent': USER_AGENT,

@@ -1,14 +1,15 @@
 /**
- * Error classes of relayapi-sdk.
+ * Error classes of relayapi-tokens.
  *
  * Every error the SDK throws on purpose is a `RelayAPIError` with a stable string `code`, so callers can
  * branch on `err.code` without depending on class identity (which breaks when two copies of the package
- * end up in one bundle) or on message wording (which may improve between releases).
+ * end up in one bundle) or on message wording (which may improve between releases). The Python SDK's
+ * exceptions carry the same classes and codes; sdk/api.json lists them and both test suites check it.
  *
  * @module
  */
 
-/** Base class of every error thrown by relayapi-sdk. */
+/** Base class of every error thrown by relayapi-tokens. */
 export class RelayAPIError extends Error {
   /** @type {string} */
   static code = 'ERR_RELAYAPI';
@@ -122,7 +123,7 @@ export class APIError extends RelayAPIError {
     const errorCode = details.code ?? null;
     super(`relay answered ${status}${errorCode ? ` ${errorCode}` : ''}: ${details.message ?? 'no message'}`);
     this.status = status;
-    /** The relay's own error code, e.g. `token_expired`, or null when the body had none. */
+    /** The relay's own error code, e.g. `token_expired` (its `type` when it has no code), or null. */
     this.errorCode = errorCode;
     this.errorType = details.type ?? null;
     this.body = details.body ?? null;
@@ -137,7 +138,20 @@ export class RelayConnectionError extends RelayAPIError {
   static code = 'ERR_CONNECTION';
 }
 
-/** The relay answered 2xx with a body the SDK could not understand (not JSON, broken stream). */
+/**
+ * The relay answered 2xx with a body the SDK cannot read: not JSON, or not the event stream asked for.
+ * `status` is the HTTP status and `body` the start of what arrived.
+ */
 export class BadResponseError extends RelayAPIError {
   static code = 'ERR_BAD_RESPONSE';
+
+  /**
+   * @param {string} message
+   * @param {{ status?: number, body?: unknown, cause?: unknown }} [details]
+   */
+  constructor(message, { status = 0, body = null, cause } = {}) {
+    super(message, cause === undefined ? undefined : { cause });
+    this.status = status;
+    this.body = body;
+  }
 }

@@ -12,10 +12,10 @@
 import { randomBytes } from 'node:crypto';
 
 import { ClaimError, PRINTABLE, UID_MAX } from './claims.js';
-import { loadConfig } from './config.js';
+import { keyringOf, loadConfig } from './config.js';
 import { InvalidArgumentError } from './errors.js';
 import { JsonSyntaxError, parseStrictJson } from './json.js';
-import { MAX_TOKEN_CHARS, mintFromParts } from './token.js';
+import { MAX_TOKEN_CHARS, checkTime, mintFromParts, openToken } from './token.js';
 
 export const DEFAULT_MAX_CALLS = 100;
 export const DEFAULT_EXPIRE_SECONDS = 3600;
@@ -40,7 +40,26 @@ const OPTION_CLAIM = Object.freeze({
   userId: 'uid',
 });
 const CLAIM_OPTION = Object.fromEntries(Object.entries(OPTION_CLAIM).map(([o, c]) => [c, o]));
-const KNOWN_OPTIONS = new Set([...Object.keys(OPTION_CLAIM), 'expireSeconds']);
+/** Every `createToken` option, in the order of sdk/api.json's `token_options`. */
+export const TOKEN_OPTIONS = Object.freeze([
+  'apiKey',
+  'keyRef',
+  'maxCalls',
+  'expireSeconds',
+  'provider',
+  'extInfo',
+  'baseUrl',
+  'rateLimit',
+  'maxConcurrent',
+  'allowedModels',
+  'allowedEndpoints',
+  'allowedOrigins',
+  'allowedIps',
+  'maxTokens',
+  'maxTokensMode',
+  'userId',
+]);
+const KNOWN_OPTIONS = new Set(TOKEN_OPTIONS);
 
 // Minting hygiene beyond §5, which leaves these formats open (the verifier accepts any string). The
 // Python SDK's create_token applies the same rules, so both SDKs mint the same tokens from the same input.
@@ -255,22 +274,37 @@ export function mintChecked(config, claims, salt) {
   return token;
 }
 
+/** The loaded config of each generator, for the client subclass; private to the package. */
+const CONFIGS = new WeakMap();
+
 /**
- * Mints tokens for one `.rai` config.
+ * The loaded config of a {@link TokenGenerator} (or client); internal to the package.
+ *
+ * @param {TokenGenerator} generator
+ * @returns {import('./config.js').RaiConfig}
+ */
+export function configOf(generator) {
+  return CONFIGS.get(generator);
+}
+
+/**
+ * Mints and reads tokens for one `.rai` config.
  *
  * Tokens are always minted with the config's current key (`crypto.key_id`); previous keys are only
  * ever used to read tokens.
  */
 export class TokenGenerator {
-  /** @type {import('./config.js').RaiConfig} */
-  #config;
+  /** @type {import('./token.js').Keyring} */
+  #keyring;
 
   /**
    * @param {unknown} config a `.rai` object or the path of a `.rai` file
    * @throws {import('./errors.js').ConfigError}
    */
   constructor(config) {
-    this.#config = loadConfig(config);
+    const loaded = loadConfig(config);
+    CONFIGS.set(this, loaded);
+    this.#keyring = keyringOf(loaded);
   }
 
   /**
@@ -278,9 +312,44 @@ export class TokenGenerator {
    *
    * @param {import('../types/index.js').CreateTokenOptions} options
    * @returns {string}
-   * @throws {InvalidArgumentError} naming the option that breaks docs/token-format.md §5
+   * @throws {InvalidArgumentError} naming the option that breaks docs/token-format.md §5, or an
+   *   unknown option
    */
   createToken(options) {
-    return createToken(this.#config, options);
+    return createToken(configOf(this), options);
+  }
+
+  /**
+   * Authenticates a token of this config's tenant (minted with the current or a previous key) and
+   * returns its claims (§7 steps 1-6). Expiry is deliberately not checked, so an expired token can still
+   * be inspected or used for usage queries; see {@link verifyToken}.
+   *
+   * @param {string} token
+   * @returns {Record<string, unknown>}
+   * @throws {import('./errors.js').InvalidTokenError} for every failure, without saying which
+   */
+  decodeToken(token) {
+    return openToken(token, this.#keyring).claims;
+  }
+
+  /**
+   * {@link decodeToken}, then the time checks of §7 steps 7-8.
+   *
+   * @param {string} token
+   * @param {{ now?: number | null, leeway?: number }} [options] `now` in UTC seconds (default: the
+   *   system clock), `leeway` in seconds of tolerated clock skew (default 0; the relay's default is 60)
+   * @returns {Record<string, unknown>}
+   * @throws {import('./errors.js').InvalidTokenError} or its subclasses TokenExpiredError and
+   *   TokenNotYetValidError for authentic tokens outside their lifetime
+   */
+  verifyToken(token, { now = null, leeway = 0 } = {}) {
+    const at = now ?? Math.floor(Date.now() / 1000);
+    if (!Number.isSafeInteger(at) || at < 0) throw new InvalidArgumentError('now', 'must be UTC seconds');
+    if (!Number.isSafeInteger(leeway) || leeway < 0) {
+      throw new InvalidArgumentError('leeway', 'must be a non-negative integer number of seconds');
+    }
+    const claims = this.decodeToken(token);
+    checkTime(claims, at, leeway);
+    return claims;
   }
 }

@@ -16,9 +16,9 @@ const ERROR_SNIPPET_CHARS = 200;
 /**
  * One abort controller fed by the caller's signal and by a re-armable timer.
  *
- * A request has two phases with their own deadline: until the response headers (and, for plain JSON,
- * the whole body) arrive, and then, for event streams, each read of the next chunk. A long stream is
- * never cut by a total deadline as long as it keeps producing.
+ * The timeout bounds each wait, never the whole answer: until the response headers arrive, then each
+ * read of the next body chunk (JSON and event streams alike). An answer is never cut as long as it keeps
+ * arriving; the Python SDK's socket timeout means the same.
  */
 class Deadline {
   /**
@@ -94,12 +94,33 @@ function apiError(res, text) {
       const e = /** @type {Record<string, unknown>} */ (error);
       if (typeof e.message === 'string') message = e.message;
       if (typeof e.type === 'string') type = e.type;
-      if (typeof e.code === 'string') code = e.code;
+      // As in the Python SDK: Anthropic-style bodies name the kind only in `type`.
+      code = typeof e.code === 'string' ? e.code : type;
     }
   } catch {
     // Not JSON (e.g. a proxy's HTML page): keep the text snippet as the message.
   }
   return new APIError(res.status, { message, type, code, body, headers: res.headers });
+}
+
+/**
+ * Reads a whole body as text, re-arming the deadline before each read.
+ *
+ * @param {Response} res
+ * @param {Deadline} deadline
+ * @returns {Promise<string>}
+ */
+async function readText(res, deadline) {
+  if (res.body === null) return '';
+  const reader = res.body.getReader();
+  const decoder = new TextDecoder();
+  let text = '';
+  for (;;) {
+    deadline.arm();
+    const { done, value } = await reader.read();
+    if (done) return text + decoder.decode();
+    text += decoder.decode(value, { stream: true });
+  }
 }
 
 /**
@@ -130,12 +151,16 @@ export async function requestJson(spec) {
       body: spec.body,
       signal: deadline.signal,
     });
-    const text = await res.text();
+    const text = await readText(res, deadline);
     if (!res.ok) throw apiError(res, text);
     try {
       return JSON.parse(text);
     } catch (err) {
-      throw new BadResponseError(`${what}: answer is not JSON`, { cause: err });
+      throw new BadResponseError(`${what}: answer is not JSON`, {
+        status: res.status,
+        body: text.slice(0, ERROR_SNIPPET_CHARS),
+        cause: err,
+      });
     }
   } catch (err) {
     throw deadline.translate(err, what);
@@ -171,7 +196,7 @@ export async function requestStream(spec) {
     const type = res.headers.get('content-type') ?? '';
     if (!type.toLowerCase().startsWith('text/event-stream')) {
       await res.body?.cancel();
-      throw new BadResponseError(`${what}: expected an event stream, got "${type}"`);
+      throw new BadResponseError(`${what}: expected an event stream, got "${type}"`, { status: res.status });
     }
   } catch (err) {
     deadline.done();
@@ -207,7 +232,17 @@ async function* streamEvents(body, deadline, what, res) {
       try {
         parsed = JSON.parse(event.data);
       } catch (err) {
-        throw new BadResponseError(`${what}: stream event is not JSON`, { cause: err });
+        throw new BadResponseError(`${what}: stream event is not JSON`, {
+          status: res.status,
+          body: event.data.slice(0, ERROR_SNIPPET_CHARS),
+          cause: err,
+        });
+      }
+      if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
+        throw new BadResponseError(`${what}: stream event is not a JSON object`, {
+          status: res.status,
+          body: parsed,
+        });
       }
       // Providers report mid-stream failures as an event carrying an `error` object.
       if (typeof parsed === 'object' && parsed !== null && 'error' in parsed && parsed.error) {

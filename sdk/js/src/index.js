@@ -1,5 +1,5 @@
 /**
- * relayapi-sdk: mint RelayAPI tokens and relay URLs for a frontend, and talk to the relay.
+ * relayapi-tokens: mint RelayAPI tokens and relay URLs for a frontend, and talk to the relay.
  *
  * The public surface is exactly what this file exports; every other module is internal and not
  * reachable through the package's `exports` map.
@@ -7,7 +7,7 @@
  * @module
  */
 
-export { RelayAPIClient, ENDPOINTS, DEFAULT_TIMEOUT_SECONDS } from './client.js';
+export { RelayAPIClient, ENDPOINTS, DEFAULT_TIMEOUT_SECONDS, MAX_CLOCK_SKEW_SECONDS } from './client.js';
 export { TokenGenerator, DEFAULT_MAX_CALLS, DEFAULT_EXPIRE_SECONDS, DEFAULT_PROVIDER } from './generator.js';
 export {
   RelayAPIError,

@@ -13,16 +13,16 @@ const client = new RelayAPIClient(raiObject());
 describe('generateUrl (path form)', () => {
   it('builds the base URL and the endpoint URLs', () => {
     const base = `http://127.0.0.1:8080/relayapi/${TOKEN}`;
-    assert.equal(client.generateUrl(TOKEN), base);
-    assert.equal(client.generateUrl(TOKEN, ''), base);
-    assert.equal(client.generateUrl(TOKEN, 'chat_completions'), `${base}/chat/completions`);
-    assert.equal(client.generateUrl(TOKEN, 'images_generations'), `${base}/images/generations`);
-    assert.equal(client.generateUrl(TOKEN, 'embeddings'), `${base}/embeddings`);
-    assert.equal(client.generateUrl(TOKEN, '/v1/messages'), `${base}/v1/messages`);
+    assert.equal(client.urlForToken(TOKEN), base);
+    assert.equal(client.urlForToken(TOKEN, ''), base);
+    assert.equal(client.urlForToken(TOKEN, 'chat_completions'), `${base}/chat/completions`);
+    assert.equal(client.urlForToken(TOKEN, 'images_generations'), `${base}/images/generations`);
+    assert.equal(client.urlForToken(TOKEN, 'embeddings'), `${base}/embeddings`);
+    assert.equal(client.urlForToken(TOKEN, '/v1/messages'), `${base}/v1/messages`);
   });
 
   it('follows the .rai scheme, host, port and base_path', () => {
-    const c = (/** @type {object} */ server) => new RelayAPIClient(raiObject({ server })).generateUrl(TOKEN);
+    const c = (/** @type {object} */ server) => new RelayAPIClient(raiObject({ server })).urlForToken(TOKEN);
     assert.equal(
       c({ scheme: 'https', host: 'relay.example.com', port: 443 }),
       `https://relay.example.com/relayapi/${TOKEN}`,
@@ -48,7 +48,7 @@ describe('generateUrl (path form)', () => {
       `rt1.${'A'.repeat(4093)}`,
       42,
     ]) {
-      assert.throws(() => client.generateUrl(/** @type {any} */ (bad)), {
+      assert.throws(() => client.urlForToken(/** @type {any} */ (bad)), {
         code: 'ERR_INVALID_ARGUMENT',
         param: 'token',
       });
@@ -69,7 +69,7 @@ describe('generateUrl (path form)', () => {
       7,
     ]) {
       assert.throws(
-        () => client.generateUrl(TOKEN, /** @type {any} */ (bad)),
+        () => client.urlForToken(TOKEN, /** @type {any} */ (bad)),
         { param: 'endpoint' },
         String(bad),
       );
@@ -80,14 +80,14 @@ describe('generateUrl (path form)', () => {
 describe('generateQueryUrl and relayBaseUrl', () => {
   it('builds the original query form', () => {
     assert.equal(
-      client.generateQueryUrl(TOKEN),
+      client.queryUrlForToken(TOKEN),
       `http://127.0.0.1:8080/relayapi/chat/completions?token=${TOKEN}`,
     );
     assert.equal(
-      client.generateQueryUrl(TOKEN, 'embeddings'),
+      client.queryUrlForToken(TOKEN, 'embeddings'),
       `http://127.0.0.1:8080/relayapi/embeddings?token=${TOKEN}`,
     );
-    assert.throws(() => client.generateQueryUrl(TOKEN, ''), { param: 'endpoint' });
+    assert.throws(() => client.queryUrlForToken(TOKEN, ''), { param: 'endpoint' });
   });
 
   it('gives the header-form base URL without a token', () => {
@@ -98,7 +98,7 @@ describe('generateQueryUrl and relayBaseUrl', () => {
 
 describe('generateBaseUrl', () => {
   it('mints a token and returns its base URL in one step', () => {
-    const url = client.generateBaseUrl({ apiKey: 'test-key-123', maxCalls: 3, provider: 'anthropic' });
+    const url = client.generateUrl({ apiKey: 'test-key-123', maxCalls: 3, provider: 'anthropic' });
     const prefix = 'http://127.0.0.1:8080/relayapi/';
     assert.ok(url.startsWith(prefix));
     const claims = client.decodeToken(url.slice(prefix.length));

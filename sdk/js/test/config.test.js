@@ -9,7 +9,7 @@ import { pathToFileURL } from 'node:url';
 import { keyringOf, loadConfig } from '../src/config.js';
 import { raiObject } from './helpers.js';
 
-const dir = mkdtempSync(join(tmpdir(), 'relayapi-sdk-js-'));
+const dir = mkdtempSync(join(tmpdir(), 'relayapi-tokens-js-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
 
 /** Asserts a ConfigError naming `field`. */

@@ -70,7 +70,7 @@ describe('provider helpers send the header form', () => {
   it('chat posts model, messages and extra parameters with the token as a bearer', async () => {
     handler = (_req, res) => json(res, 200, { id: 'chatcmpl-1', choices: [{ message: { content: 'hi' } }] });
     const messages = [{ role: 'user', content: 'Hello' }];
-    const out = await client.chat({ token: TOKEN, model: 'gpt-4o-mini', messages, temperature: 0.2 });
+    const out = await client.chatCompletions(TOKEN, { model: 'gpt-4o-mini', messages, temperature: 0.2 });
     assert.deepEqual(out, { id: 'chatcmpl-1', choices: [{ message: { content: 'hi' } }] });
     assert.equal(seen.length, 1);
     const [req] = seen;
@@ -79,15 +79,15 @@ describe('provider helpers send the header form', () => {
     assert.equal(req.headers.authorization, `Bearer ${TOKEN}`);
     assert.equal(req.headers['content-type'], 'application/json');
     assert.equal(req.headers.accept, 'application/json');
-    assert.match(String(req.headers['user-agent']), /^relayapi-sdk-js\//);
+    assert.match(String(req.headers['user-agent']), /^relayapi-tokens-js\//);
     assert.deepEqual(JSON.parse(req.body), { temperature: 0.2, model: 'gpt-4o-mini', messages });
     assert.ok(!req.url.includes(TOKEN), 'the token must not be in the URL');
   });
 
   it('generateImage and createEmbedding post to their endpoints', async () => {
     handler = (_req, res) => json(res, 200, { data: [] });
-    await client.generateImage({ token: TOKEN, prompt: 'a red fox', size: '256x256', n: 1 });
-    await client.createEmbedding({ token: TOKEN, model: 'text-embedding-3-small', input: ['a', 'b'] });
+    await client.imagesGenerations(TOKEN, { prompt: 'a red fox', size: '256x256', n: 1 });
+    await client.embeddings(TOKEN, { model: 'text-embedding-3-small', input: ['a', 'b'] });
     assert.deepEqual(
       seen.map((r) => [r.url, JSON.parse(r.body)]),
       [
@@ -98,15 +98,15 @@ describe('provider helpers send the header form', () => {
   });
 
   it('refuses bad arguments before sending anything', async () => {
-    await assert.rejects(client.chat({ token: 'nope', model: 'm', messages: [] }), { param: 'token' });
-    await assert.rejects(client.chat(/** @type {any} */ ({ token: TOKEN, model: 'm' })), {
+    await assert.rejects(client.chatCompletions('nope', { model: 'm', messages: [] }), { param: 'token' });
+    await assert.rejects(client.chatCompletions(TOKEN, /** @type {any} */ ({ model: 'm' })), {
       param: 'messages',
     });
-    await assert.rejects(client.chat(/** @type {any} */ ({ token: TOKEN, messages: [] })), {
+    await assert.rejects(client.chatCompletions(TOKEN, /** @type {any} */ ({ messages: [] })), {
       param: 'model',
     });
-    await assert.rejects(client.generateImage(/** @type {any} */ ({ token: TOKEN })), { param: 'prompt' });
-    await assert.rejects(client.createEmbedding(/** @type {any} */ ({ token: TOKEN, model: 'm' })), {
+    await assert.rejects(client.imagesGenerations(TOKEN, /** @type {any} */ ({})), { param: 'prompt' });
+    await assert.rejects(client.embeddings(TOKEN, /** @type {any} */ ({ model: 'm' })), {
       param: 'input',
     });
     assert.equal(seen.length, 0);
@@ -136,7 +136,7 @@ describe('streamed chat', () => {
       res.write('data: [DONE]\n\ndata: {"after":"done"}\n\n');
       res.end();
     };
-    const stream = await client.chat({ token: TOKEN, model: 'gpt-4o-mini', messages: [], stream: true });
+    const stream = await client.chatCompletions(TOKEN, { model: 'gpt-4o-mini', messages: [], stream: true });
     assert.deepEqual(JSON.parse(seen[0].body).stream, true);
     assert.equal(seen[0].headers.accept, 'text/event-stream');
     const parts = [];
@@ -156,7 +156,7 @@ describe('streamed chat', () => {
         res.on('close', () => clearInterval(timer));
       };
     });
-    const stream = await client.chat({ token: TOKEN, model: 'm', messages: [], stream: true });
+    const stream = await client.chatCompletions(TOKEN, { model: 'm', messages: [], stream: true });
     for await (const _ of stream) break;
     assert.equal(await closed, true);
   });
@@ -171,7 +171,7 @@ describe('streamed chat', () => {
           'x-should-retry': 'false',
         },
       );
-    await assert.rejects(client.chat({ token: TOKEN, model: 'm', messages: [], stream: true }), {
+    await assert.rejects(client.chatCompletions(TOKEN, { model: 'm', messages: [], stream: true }), {
       code: 'ERR_API',
       status: 401,
       errorCode: 'token_expired',
@@ -184,7 +184,7 @@ describe('streamed chat', () => {
       sse(res);
       res.end('data: {"n":1}\n\ndata: {"error":{"message":"upstream died","code":"upstream_error"}}\n\n');
     };
-    let stream = await client.chat({ token: TOKEN, model: 'm', messages: [], stream: true });
+    let stream = await client.chatCompletions(TOKEN, { model: 'm', messages: [], stream: true });
     const got = [];
     await assert.rejects(
       (async () => {
@@ -198,13 +198,13 @@ describe('streamed chat', () => {
       sse(res);
       res.end('data: {not json\n\n');
     };
-    stream = await client.chat({ token: TOKEN, model: 'm', messages: [], stream: true });
+    stream = await client.chatCompletions(TOKEN, { model: 'm', messages: [], stream: true });
     await assert.rejects(stream.next(), { code: 'ERR_BAD_RESPONSE' });
   });
 
   it('refuses a 2xx answer that is not an event stream', async () => {
     handler = (_req, res) => json(res, 200, { not: 'a stream' });
-    await assert.rejects(client.chat({ token: TOKEN, model: 'm', messages: [], stream: true }), {
+    await assert.rejects(client.chatCompletions(TOKEN, { model: 'm', messages: [], stream: true }), {
       code: 'ERR_BAD_RESPONSE',
     });
   });
@@ -221,7 +221,8 @@ describe('streamed chat', () => {
       res.end('data: [DONE]\n\n');
     };
     let n = 0;
-    for await (const _ of await quick.chat({ token: TOKEN, model: 'm', messages: [], stream: true })) n += 1;
+    for await (const _ of await quick.chatCompletions(TOKEN, { model: 'm', messages: [], stream: true }))
+      n += 1;
     assert.equal(n, 8);
 
     handler = (_req, res) => {
@@ -229,9 +230,45 @@ describe('streamed chat', () => {
       res.write('data: {"i":0}\n\n');
       // ...and then silence.
     };
-    const stream = await quick.chat({ token: TOKEN, model: 'm', messages: [], stream: true });
+    const stream = await quick.chatCompletions(TOKEN, { model: 'm', messages: [], stream: true });
     assert.deepEqual((await stream.next()).value, { i: 0 });
     await assert.rejects(stream.next(), { code: 'ERR_CONNECTION', message: /no answer within 0.3 s/ });
+  });
+
+  it('times a JSON answer per read too, like the Python SDK (sdk/api.json "timeout")', async () => {
+    const quick = new RelayAPIClient(raiObject({ server: { port } }), { timeout: 0.5 });
+    handler = async (_req, res) => {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      // A JSON body in 8 pieces 150 ms apart: longer in total than the timeout, never idle for as long.
+      const text = JSON.stringify({ pieces: 'x'.repeat(70) });
+      for (let i = 0; i < 8; i += 1) {
+        res.write(text.slice(i * 10, (i + 1) * 10));
+        await sleep(150);
+      }
+      res.end(text.slice(80));
+    };
+    assert.deepEqual(await quick.healthCheck(), { pieces: 'x'.repeat(70) });
+
+    handler = (_req, res) => {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.write('{"status":');
+      // ...and then silence.
+    };
+    await assert.rejects(quick.healthCheck(), { code: 'ERR_CONNECTION', message: /no answer within 0.5 s/ });
+  });
+
+  it('reports a 2xx it cannot read as BadResponseError with the status', async () => {
+    handler = (_req, res) => {
+      res.writeHead(200, { 'content-type': 'text/html' });
+      res.end('<html>');
+    };
+    await assert.rejects(client.healthCheck(), { code: 'ERR_BAD_RESPONSE', status: 200, body: '<html>' });
+    handler = (_req, res) => {
+      sse(res);
+      res.end('data: 42\n\n');
+    };
+    const stream = await client.chatCompletions(TOKEN, { model: 'm', messages: [], stream: true });
+    await assert.rejects(stream.next(), { code: 'ERR_BAD_RESPONSE', message: /not a JSON object/ });
   });
 });
 
@@ -246,7 +283,7 @@ describe('errors', () => {
           'x-should-retry': 'false',
         },
       );
-    await assert.rejects(client.chat({ token: TOKEN, model: 'm', messages: [] }), (err) => {
+    await assert.rejects(client.chatCompletions(TOKEN, { model: 'm', messages: [] }), (err) => {
       assert.equal(err.name, 'APIError');
       assert.equal(err.code, 'ERR_API');
       assert.equal(err.status, 429);

@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
 
-import * as sdk from 'relayapi-sdk';
+import * as sdk from 'relayapi-tokens';
 
 const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8'));
 const dts = readFileSync(new URL('../types/index.d.ts', import.meta.url), 'utf8');
@@ -24,7 +24,7 @@ describe('package.json', () => {
   });
 
   it('keeps internal modules out of reach', async () => {
-    await assert.rejects(import('relayapi-sdk/src/token.js'), { code: 'ERR_PACKAGE_PATH_NOT_EXPORTED' });
+    await assert.rejects(import('relayapi-tokens/src/token.js'), { code: 'ERR_PACKAGE_PATH_NOT_EXPORTED' });
   });
 });
 

@@ -159,16 +159,22 @@ describe(
     it('chat, streamed chat, image and embedding reach the upstream with the real key, never the token', async () => {
       const token = client.createToken({ apiKey: REAL_KEY, maxCalls: 10 });
       const messages = [{ role: 'user', content: 'Hello' }];
-      const reply = /** @type {any} */ (await client.chat({ token, model: 'gpt-4o-mini', messages }));
+      const reply = /** @type {any} */ (
+        await client.chatCompletions(token, { model: 'gpt-4o-mini', messages })
+      );
       assert.equal(reply.choices[0].message.content, 'hi there');
       const parts = [];
-      for await (const chunk of await client.chat({ token, model: 'gpt-4o-mini', messages, stream: true })) {
+      for await (const chunk of await client.chatCompletions(token, {
+        model: 'gpt-4o-mini',
+        messages,
+        stream: true,
+      })) {
         parts.push(/** @type {any} */ (chunk).choices[0].delta.content);
       }
       assert.deepEqual(parts, ['Hel', 'lo']);
-      await client.generateImage({ token, prompt: 'a boat', size: '256x256' });
+      await client.imagesGenerations(token, { prompt: 'a boat', size: '256x256' });
       const emb = /** @type {any} */ (
-        await client.createEmbedding({ token, model: 'text-embedding-3-small', input: 'x' })
+        await client.embeddings(token, { model: 'text-embedding-3-small', input: 'x' })
       );
       assert.deepEqual(emb.data[0].embedding, [0.5, 0.25]);
 
@@ -199,8 +205,8 @@ describe(
           headers: { 'content-type': 'application/json' },
           body: '{"model":"m","input":"x"}',
         });
-      assert.equal((await post(client.generateUrl(token, 'embeddings'))).status, 200);
-      assert.equal((await post(client.generateQueryUrl(token, 'embeddings'))).status, 200);
+      assert.equal((await post(client.urlForToken(token, 'embeddings'))).status, 200);
+      assert.equal((await post(client.queryUrlForToken(token, 'embeddings'))).status, 200);
       assert.deepEqual(
         upstreamSeen.map((r) => r.url),
         ['/v1/embeddings', '/v1/embeddings'],
@@ -209,29 +215,29 @@ describe(
 
     it('extInfo.rep_m rewrites the model; keyRef makes the relay use its own key', async () => {
       const forced = client.createToken({ apiKey: REAL_KEY, extInfo: { rep_m: 'gpt-forced' } });
-      await client.chat({ token: forced, model: 'gpt-4o', messages: [] });
+      await client.chatCompletions(forced, { model: 'gpt-4o', messages: [] });
       assert.equal(upstreamSeen[0].body.model, 'gpt-forced');
       const byRef = client.createToken({ keyRef: 'js-main' });
-      await client.chat({ token: byRef, model: 'gpt-4o', messages: [] });
+      await client.chatCompletions(byRef, { model: 'gpt-4o', messages: [] });
       assert.equal(upstreamSeen[1].headers.authorization, `Bearer ${SERVER_KEY}`);
     });
 
     it('relay refusals surface as APIError with the documented codes', async () => {
       const token = client.createToken({ apiKey: REAL_KEY, maxCalls: 1 });
-      await client.chat({ token, model: 'm', messages: [] });
-      await assert.rejects(client.chat({ token, model: 'm', messages: [] }), {
+      await client.chatCompletions(token, { model: 'm', messages: [] });
+      await assert.rejects(client.chatCompletions(token, { model: 'm', messages: [] }), {
         code: 'ERR_API',
         status: 429,
         errorCode: 'token_exhausted',
         shouldRetry: false,
       });
       const tampered = token.slice(0, -2) + (token.endsWith('AA') ? 'BA' : 'AA');
-      await assert.rejects(client.chat({ token: tampered, model: 'm', messages: [] }), {
+      await assert.rejects(client.chatCompletions(tampered, { model: 'm', messages: [] }), {
         status: 401,
         errorCode: 'invalid_token',
       });
       const limited = client.createToken({ apiKey: REAL_KEY, allowedModels: ['gpt-4o-mini'] });
-      await assert.rejects(client.chat({ token: limited, model: 'gpt-4o', messages: [] }), {
+      await assert.rejects(client.chatCompletions(limited, { model: 'gpt-4o', messages: [] }), {
         status: 403,
         errorCode: 'model_not_allowed',
       });
@@ -254,15 +260,15 @@ describe(
         throw err;
       }
       assert.equal(fresh.calls_used, 0);
-      await client.chat({ token, model: 'm', messages: [] });
-      await client.chat({ token, model: 'm', messages: [] });
+      await client.chatCompletions(token, { model: 'm', messages: [] });
+      await client.chatCompletions(token, { model: 'm', messages: [] });
       const used = /** @type {any} */ (await client.getUsage(token));
       assert.equal(used.token_id, jti);
       assert.equal(used.tenant_id, 'js');
       assert.equal(used.calls_used, 2);
       assert.equal(used.revoked, false);
       assert.equal(/** @type {any} */ (await client.revoke(token)).revoked, true);
-      await assert.rejects(client.chat({ token, model: 'm', messages: [] }), {
+      await assert.rejects(client.chatCompletions(token, { model: 'm', messages: [] }), {
         status: 401,
         errorCode: 'token_revoked',
       });
@@ -270,7 +276,7 @@ describe(
       const older = client.createToken({ apiKey: REAL_KEY });
       const cut = Math.floor(Date.now() / 1000) + 1;
       assert.deepEqual(await client.revokeBefore(cut), { tenant_id: 'js', revoked_before: cut });
-      await assert.rejects(client.chat({ token: older, model: 'm', messages: [] }), {
+      await assert.rejects(client.chatCompletions(older, { model: 'm', messages: [] }), {
         errorCode: 'token_revoked',
       });
     });

@@ -8,7 +8,7 @@ import {
   type CreateTokenOptions,
   type TokenClaims,
   type TokenUsage,
-} from 'relayapi-sdk';
+} from 'relayapi-tokens';
 
 export async function usage(): Promise<void> {
   const client = new RelayAPIClient('./default.rai', { timeout: 30 });
@@ -28,18 +28,25 @@ export async function usage(): Promise<void> {
     server: { host: '127.0.0.1', port: 8080 },
     crypto: { method: 'aes-256-gcm-hkdf-sha256', key_id: 'k1', key: 'A'.repeat(43), tenant_id: 't' },
   }).createToken(options);
-  const baseURL: string = client.generateBaseUrl({ keyRef: 'openai-main' });
+  const baseURL: string = client.generateUrl({ keyRef: 'openai-main' });
+  const chatURL: string = client.generateUrl({ keyRef: 'openai-main', endpoint: 'chat_completions' });
   const url: string =
-    client.generateUrl(token, 'chat_completions') + client.generateUrl(token, '/v1/messages');
+    client.urlForToken(token, 'chat_completions') + client.urlForToken(token, '/v1/messages');
+  const queryURL: string = client.queryUrlForToken(token);
   const claims: TokenClaims = client.verifyToken(token, { leeway: 60 });
   const jti: string = client.decodeToken(token).jti;
 
-  const reply = await client.chat({ token, model: 'gpt-4o-mini', messages: [], temperature: 0 });
-  const stream = await client.chat({ token, model: 'gpt-4o-mini', messages: [], stream: true });
+  const reply = await client.chatCompletions(token, { model: 'gpt-4o-mini', messages: [], temperature: 0 });
+  const stream = await client.chatCompletions(token, { model: 'gpt-4o-mini', messages: [], stream: true });
   for await (const chunk of stream) void chunk.choices;
   const use: TokenUsage = await client.getUsage(jti);
   const remaining: number | null = use.remaining;
-  void [baseURL, url, claims, reply, remaining, client.relayBaseUrl, await client.healthCheck()];
+  void [baseURL, chatURL, url, queryURL, claims, reply, remaining, client.relayBaseUrl];
+  void [await client.healthCheck(), await client.revokeBefore(Math.floor(Date.now() / 1000))];
+  void [
+    await client.imagesGenerations(token, { prompt: 'p' }),
+    await client.embeddings(token, { model: 'm', input: 'x' }),
+  ];
 
   try {
     await client.revoke(token);
@@ -52,10 +59,12 @@ export async function usage(): Promise<void> {
   // @ts-expect-error -- rateLimit is a [calls, seconds] pair
   client.createToken({ apiKey: 'k', rateLimit: { n: 1, s: 1 } });
   // @ts-expect-error -- the query form has no base URL
-  client.generateQueryUrl(token, '');
+  client.queryUrlForToken(token, '');
+  // @ts-expect-error -- 2.0: generateUrl mints from options; urlForToken wraps an existing token
+  client.generateUrl(token);
 }
 
 export async function streamFlag(client: RelayAPIClient, token: string, stream: boolean): Promise<void> {
-  const result = await client.chat({ token, model: 'm', messages: [], stream });
+  const result = await client.chatCompletions(token, { model: 'm', messages: [], stream });
   if (Symbol.asyncIterator in result) for await (const chunk of result) void chunk;
 }

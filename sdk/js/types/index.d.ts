@@ -1,4 +1,4 @@
-// Type declarations for relayapi-sdk, kept by hand next to src/. test/exports.test.js checks that the
+// Type declarations for relayapi-tokens, kept by hand next to src/. test/exports.test.js checks that the
 // runtime exports and these declarations name the same things, and `npm run lint` compiles
 // test/types-usage.ts against this file.
 
@@ -23,7 +23,10 @@ export interface RaiFile {
 /** A `.rai` object, or the path (string or file URL) of a `.rai` file. */
 export type RaiSource = RaiFile | string | URL;
 
-/** Options of `createToken` / `generateBaseUrl`; `null` means "absent", like Python's `None`. */
+/**
+ * Options of `createToken` / `generateUrl`; `null` means "absent", like Python's `None`. The same
+ * names (in snake_case), defaults and units as the Python SDK's `TokenOptions` (sdk/api.json).
+ */
 export interface CreateTokenOptions {
   /** The provider API key carried (encrypted) in the token. Exactly one of apiKey and keyRef. */
   apiKey?: string | null;
@@ -84,22 +87,29 @@ export interface TokenClaims {
 
 export type Endpoint = '' | 'chat_completions' | 'images_generations' | 'embeddings' | `/${string}`;
 
+/** Options of `generateUrl`: the token options plus the endpoint of the URL (default "", the base URL). */
+export interface GenerateUrlOptions extends CreateTokenOptions {
+  endpoint?: Endpoint;
+}
+
 export interface ClientOptions {
-  /** Seconds to wait for an answer, and for each read of a stream; default 600. */
+  /**
+   * Seconds of silence accepted per wait (the answer's head, each read of its body); an answer that
+   * keeps arriving is never cut. Default 600.
+   */
   timeout?: number;
   /** Replaces the global fetch. */
   fetch?: typeof fetch;
 }
 
 export interface VerifyOptions {
-  /** UTC seconds; default the system clock. */
-  now?: number;
+  /** UTC seconds; default (absent or null) the system clock. */
+  now?: number | null;
   /** Seconds of clock skew tolerated; default 0 (the relay's default is 60). */
   leeway?: number;
 }
 
 interface RequestBase {
-  token: string;
   signal?: AbortSignal;
   /** Any other member is sent in the JSON body as it is (temperature, max_tokens, ...). */
   [param: string]: unknown;
@@ -149,6 +159,7 @@ export const DEFAULT_MAX_CALLS: 100;
 export const DEFAULT_EXPIRE_SECONDS: 3600;
 export const DEFAULT_PROVIDER: 'openai';
 export const DEFAULT_TIMEOUT_SECONDS: 600;
+export const MAX_CLOCK_SKEW_SECONDS: 60;
 export const ENDPOINTS: Readonly<
   Record<'' | 'chat_completions' | 'images_generations' | 'embeddings', string>
 >;
@@ -158,40 +169,52 @@ export class TokenGenerator {
   constructor(config: RaiSource);
   /** @throws {InvalidArgumentError} */
   createToken(options: CreateTokenOptions): string;
+  /** Claims of an authentic token of this tenant; time not checked. @throws {InvalidTokenError} */
+  decodeToken(token: string): TokenClaims;
+  /** decodeToken plus the expiry checks. @throws {InvalidTokenError} (or TokenExpiredError, TokenNotYetValidError) */
+  verifyToken(token: string, options?: VerifyOptions): TokenClaims;
 }
 
-export class RelayAPIClient {
+type Chunk = Record<string, unknown>;
+type ChunkStream = AsyncGenerator<Chunk, void, undefined>;
+
+export class RelayAPIClient extends TokenGenerator {
   /** @throws {ConfigError} */
   constructor(config: RaiSource, options?: ClientOptions);
   /** `scheme://host[:port]` of the relay. */
   readonly origin: string;
   /** Header-form base URL (ends with "/", no token in it); pass the token as the provider SDK's API key. */
   readonly relayBaseUrl: string;
-  /** @throws {InvalidArgumentError} */
-  createToken(options: CreateTokenOptions): string;
-  /** Path-form URL: base URL for `endpoint` "" (default), else the endpoint URL. */
-  generateUrl(token: string, endpoint?: Endpoint): string;
+  /** Mints a token and returns its path-form URL: the base URL for a provider SDK's `baseURL` by default. */
+  generateUrl(options: GenerateUrlOptions): string;
+  /** Path-form URL of an existing token: base URL for `endpoint` "" (default), else the endpoint URL. */
+  urlForToken(token: string, endpoint?: Endpoint): string;
   /** Query-form endpoint URL (`...?token=`); default endpoint "chat_completions". */
-  generateQueryUrl(token: string, endpoint?: Exclude<Endpoint, ''>): string;
-  /** Mints a token and returns its path-form base URL, for a provider SDK's `baseURL`. */
-  generateBaseUrl(options: CreateTokenOptions): string;
-  /** Claims of an authentic token of this tenant; time not checked. @throws {InvalidTokenError} */
-  decodeToken(token: string): TokenClaims;
-  /** decodeToken plus the expiry checks. @throws {InvalidTokenError} (or TokenExpiredError, TokenNotYetValidError) */
-  verifyToken(token: string, options?: VerifyOptions): TokenClaims;
-  chat(
-    request: ChatRequest & { stream: true },
-  ): Promise<AsyncGenerator<Record<string, unknown>, void, undefined>>;
-  chat(request: ChatRequest & { stream?: false }): Promise<Record<string, unknown>>;
-  chat(
-    request: ChatRequest,
-  ): Promise<Record<string, unknown> | AsyncGenerator<Record<string, unknown>, void, undefined>>;
-  generateImage(request: ImageRequest): Promise<Record<string, unknown>>;
-  createEmbedding(request: EmbeddingRequest): Promise<Record<string, unknown>>;
+  queryUrlForToken(token: string, endpoint?: Exclude<Endpoint, ''>): string;
+  chatCompletions(token: string, request: ChatRequest & { stream: true }): Promise<ChunkStream>;
+  chatCompletions(token: string, request: ChatRequest & { stream?: false }): Promise<Chunk>;
+  chatCompletions(token: string, request: ChatRequest): Promise<Chunk | ChunkStream>;
+  imagesGenerations(token: string, request: ImageRequest): Promise<Chunk>;
+  embeddings(token: string, request: EmbeddingRequest): Promise<Chunk>;
   healthCheck(options?: { signal?: AbortSignal }): Promise<HealthStatus>;
   getUsage(tokenOrId: string): Promise<TokenUsage>;
   revoke(tokenOrId: string): Promise<TokenUsage>;
+  /** @throws {InvalidArgumentError} when `ts` is not UTC seconds up to now + MAX_CLOCK_SKEW_SECONDS */
   revokeBefore(ts: number): Promise<RevokeBeforeResult>;
+  /** @deprecated since 2.0: use generateUrl(options). */
+  generateBaseUrl(options: CreateTokenOptions): string;
+  /** @deprecated since 2.0: use queryUrlForToken. */
+  generateQueryUrl(token: string, endpoint?: Exclude<Endpoint, ''>): string;
+  /** @deprecated since 2.0: use chatCompletions(token, request). */
+  chat(request: ChatRequest & { token: string; stream: true }): Promise<ChunkStream>;
+  /** @deprecated since 2.0: use chatCompletions(token, request). */
+  chat(request: ChatRequest & { token: string; stream?: false }): Promise<Chunk>;
+  /** @deprecated since 2.0: use chatCompletions(token, request). */
+  chat(request: ChatRequest & { token: string }): Promise<Chunk | ChunkStream>;
+  /** @deprecated since 2.0: use imagesGenerations(token, request). */
+  generateImage(request: ImageRequest & { token: string }): Promise<Chunk>;
+  /** @deprecated since 2.0: use embeddings(token, request). */
+  createEmbedding(request: EmbeddingRequest & { token: string }): Promise<Chunk>;
 }
 
 export class RelayAPIError extends Error {
@@ -256,4 +279,8 @@ export class RelayConnectionError extends RelayAPIError {
 export class BadResponseError extends RelayAPIError {
   static readonly code: 'ERR_BAD_RESPONSE';
   readonly code: 'ERR_BAD_RESPONSE';
+  /** HTTP status of the answer (2xx). */
+  readonly status: number;
+  /** The start of what arrived. */
+  readonly body: unknown;
 }

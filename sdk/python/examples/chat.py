@@ -39,13 +39,13 @@ def main() -> int:
     token = client.create_token(api_key=api_key, max_calls=1, expire_seconds=300)
     try:
         print("helper: ", end="")
-        for chunk in client.chat_completions(token, messages, MODEL, stream=True):
+        for chunk in client.chat_completions(token, messages=messages, model=MODEL, stream=True):
             for choice in chunk.get("choices", []):
                 print(choice.get("delta", {}).get("content") or "", end="", flush=True)
         print()
         print("usage:", client.get_usage(token))
     except APIError as exc:
-        print(f"\nrelay said {exc.status} {exc.code}: {exc.message}", file=sys.stderr)
+        print(f"\nrelay said {exc.status} {exc.error_code}: {exc.message}", file=sys.stderr)
         return 1
     except RelayAPIError as exc:
         print(f"\n{exc}", file=sys.stderr)

@@ -31,10 +31,10 @@ def main() -> int:
         print(exc, file=sys.stderr)
         return 1
 
-    print("base URL (OpenAI(base_url=...)):", client.generate_api_url_with_token(token))
+    print("base URL (OpenAI(base_url=...)):", client.url_for_token(token))
     for api_type in ("chat_completions", "images_generations", "embeddings"):
-        print(f"{api_type} URL:", client.generate_api_url_with_token(token, api_type))
-    print("query form:", client.generate_query_url(token))
+        print(f"{api_type} URL:", client.url_for_token(token, api_type))
+    print("query form:", client.query_url_for_token(token))
     print("header form: base_url =", client.relay_base_url, "and the token as api_key")
 
     # Or mint and build in one step; this is a second, independent token.

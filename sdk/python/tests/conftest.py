@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -31,3 +31,9 @@ def fake_relay() -> Iterator[FakeRelay]:
 def relay_client(fake_relay: FakeRelay) -> RelayAPIClient:
     """A client whose `.rai` points at the fake relay."""
     return RelayAPIClient(rai_dict("k1", port=fake_relay.port), timeout=10)
+
+
+@pytest.fixture
+def relay_client_factory(fake_relay: FakeRelay) -> Callable[..., RelayAPIClient]:
+    """Clients pointing at the fake relay, with the options given (e.g. a short ``timeout``)."""
+    return lambda **options: RelayAPIClient(rai_dict("k1", port=fake_relay.port), **options)

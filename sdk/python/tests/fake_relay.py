@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable, Optional, Union
 
@@ -23,7 +23,8 @@ class Recorded:
 @dataclass
 class Reply:
     status: int = 200
-    headers: dict[str, str] = field(default_factory=lambda: {"Content-Type": "application/json"})
+    #: Default: application/json for a bytes body, text/event-stream for a streamed one.
+    headers: Optional[dict[str, str]] = None
     #: bytes are sent with Content-Length; an iterable is sent chunked, one chunk per item, flushed each.
     body: Union[bytes, Iterable[bytes]] = b"{}"
     #: Close the connection without the terminating chunk (a stream that breaks mid-way).
@@ -57,7 +58,9 @@ class FakeRelay:
                 route = relay.routes.get((self.command, self.path.split("?")[0]))
                 reply = route(rec) if route else Reply(404, body=b'{"error":{"code":"not_found"}}')
                 self.send_response(reply.status)
-                for k, v in reply.headers.items():
+                default = "application/json" if isinstance(reply.body, bytes) else "text/event-stream"
+                headers = {"Content-Type": default} if reply.headers is None else reply.headers
+                for k, v in headers.items():
                     self.send_header(k, v)
                 if isinstance(reply.body, bytes):
                     self.send_header("Content-Length", str(len(reply.body)))

@@ -12,6 +12,7 @@ import pytest
 
 from relayapi import APIError, InvalidArgumentError, InvalidTokenError, RelayAPIClient
 from relayapi.admin import admin_key, authorization_header
+from relayapi.client import MAX_CLOCK_SKEW_SECONDS, check_revoke_before
 
 from .fake_relay import FakeRelay, Recorded, Reply
 from .support import GENERATE, KEY_BY_KID, rai_dict
@@ -81,7 +82,7 @@ def test_get_usage_by_token_and_by_id(fake_relay: FakeRelay, relay_client: Relay
 
 
 def test_revoke(fake_relay: FakeRelay, relay_client: RelayAPIClient) -> None:
-    token = relay_client.create_token("test-key-123")
+    token = relay_client.create_token(api_key="test-key-123")
     jti = relay_client.decode_token(token)["jti"]
     path = f"/admin/v1/tokens/{jti}/revoke"
     fake_relay.route(
@@ -120,7 +121,7 @@ def test_refused_signature_is_an_api_error(fake_relay: FakeRelay, relay_client: 
     )
     with pytest.raises(APIError) as info:
         relay_client.revoke_before(1)
-    assert (info.value.status, info.value.code) == (401, "invalid_admin_signature")
+    assert (info.value.status, info.value.error_code) == (401, "invalid_admin_signature")
 
 
 @pytest.mark.parametrize("bad", ["74281F178E39643B62DDD692C98D6547", "1234", "../../health", "", 42], ids=str)
@@ -141,3 +142,37 @@ def test_a_foreign_token_is_refused_locally(relay_client: RelayAPIClient, fake_r
 def test_bad_revoke_before_time(relay_client: RelayAPIClient, ts: object) -> None:
     with pytest.raises(InvalidArgumentError):
         relay_client.revoke_before(ts)  # type: ignore[arg-type]
+
+
+NOW = 1_790_000_000
+
+
+@pytest.mark.parametrize("ts", [0, NOW - 86_400, NOW, NOW + MAX_CLOCK_SKEW_SECONDS])
+def test_revoke_before_accepts_up_to_now_plus_clock_skew(ts: int) -> None:
+    check_revoke_before(ts, NOW)
+
+
+@pytest.mark.parametrize(
+    ("ts", "hint"),
+    [
+        (NOW + MAX_CLOCK_SKEW_SECONDS + 1, False),
+        (NOW + 3600, False),
+        (9_999_999_999, False),  # issue 9 finding 9: year 2286 silently killed every future token
+        (NOW * 1000, True),  # int(time.time() * 1000): milliseconds passed as seconds
+        (NOW * 1000 + 999, True),
+    ],
+)
+def test_revoke_before_refuses_a_future_time(ts: int, hint: bool) -> None:
+    with pytest.raises(InvalidArgumentError) as info:
+        check_revoke_before(ts, NOW)
+    assert info.value.param == "ts"
+    assert "future" in str(info.value)
+    assert ("milliseconds" in str(info.value)) is hint
+
+
+def test_revoke_before_in_the_future_sends_nothing(
+    relay_client: RelayAPIClient, fake_relay: FakeRelay
+) -> None:
+    with pytest.raises(InvalidArgumentError):
+        relay_client.revoke_before(int(time.time() * 1000))
+    assert fake_relay.requests == []

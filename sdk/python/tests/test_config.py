@@ -10,7 +10,8 @@ from typing import Any, Callable
 
 import pytest
 
-from relayapi import ConfigError, RaiConfig, RelayAPIClient, TokenGenerator, load_config
+from relayapi import ConfigError, RelayAPIClient, TokenGenerator
+from relayapi.config import RaiConfig, load_config
 
 from .support import KEY_BY_KID, rai_dict
 

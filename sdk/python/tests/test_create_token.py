@@ -17,7 +17,7 @@ from .support import rai_dict
 
 def test_defaults(client: RelayAPIClient) -> None:
     before = int(time.time())
-    claims = client.decode_token(client.create_token("test-key-123"))
+    claims = client.decode_token(client.create_token(api_key="test-key-123"))
     after = int(time.time())
     assert before <= claims["iat"] <= after
     assert claims["exp"] == claims["iat"] + 3600
@@ -37,11 +37,31 @@ def test_create_token_never_repeats(client: RelayAPIClient) -> None:
     assert len(salts) == 200
 
 
-def test_positional_arguments_keep_the_original_order(client: RelayAPIClient) -> None:
-    claims = client.decode_token(client.create_token("test-key-123", 7, 60, "anthropic", '{"rep_m": "m1"}'))
+def test_options_are_keyword_only(client: RelayAPIClient) -> None:
+    # 2.0: the 1.x positional order (api_key, max_calls, expire_seconds, provider, ext_info) is gone, so a
+    # positional call fails loudly instead of putting a value into the wrong option.
+    with pytest.raises(TypeError):
+        client.create_token("test-key-123", 7)  # type: ignore[call-arg]
+    claims = client.decode_token(
+        client.create_token(
+            api_key="test-key-123",
+            max_calls=7,
+            expire_seconds=60,
+            provider="anthropic",
+            ext_info='{"rep_m": "m1"}',
+        )
+    )
     assert (claims["max"], claims["exp"] - claims["iat"], claims["prv"], claims["ext"]) == (
         7, 60, "anthropic", {"rep_m": "m1"},
     )  # fmt: skip
+
+
+@pytest.mark.parametrize("method", ["create_token", "generate_url"])
+def test_unknown_option_is_named(client: RelayAPIClient, method: str) -> None:
+    with pytest.raises(InvalidArgumentError) as info:
+        getattr(client, method)(api_key="test-key-123", max_call=5)
+    assert info.value.param == "max_call"
+    assert info.value.code == "ERR_INVALID_ARGUMENT"
 
 
 def test_every_option_maps_to_its_claim(client: RelayAPIClient) -> None:
@@ -83,7 +103,7 @@ def test_every_option_maps_to_its_claim(client: RelayAPIClient) -> None:
 
 @pytest.mark.parametrize("ext_info", ["", None, "{}", {}], ids=["empty", "None", "empty JSON", "empty dict"])
 def test_empty_ext_info_writes_no_ext(client: RelayAPIClient, ext_info: Any) -> None:
-    assert "ext" not in client.decode_token(client.create_token("test-key-123", ext_info=ext_info))
+    assert "ext" not in client.decode_token(client.create_token(api_key="test-key-123", ext_info=ext_info))
 
 
 def test_from_parts_is_deterministic() -> None:
@@ -170,15 +190,15 @@ def test_bad_argument_is_named(client: RelayAPIClient, kwargs: dict[str, Any], p
     assert isinstance(info.value, ValueError)
 
 
-def test_unknown_keyword_is_a_type_error(client: RelayAPIClient) -> None:
-    with pytest.raises(TypeError):
+def test_unknown_keyword_is_refused(client: RelayAPIClient) -> None:
+    with pytest.raises(InvalidArgumentError, match="expire_days: is not a create_token option"):
         client.create_token(api_key="test-key-123", expire_days=1)  # type: ignore[call-arg]
 
 
 def test_boundaries_are_accepted(client: RelayAPIClient) -> None:
     claims = client.decode_token(
         client.create_token(
-            "k" * 1024, max_calls=2**53 - 1, expire_seconds=1, rate_limit=(86400 * 365, 1),
+            api_key="k" * 1024, max_calls=2**53 - 1, expire_seconds=1, rate_limit=(86400 * 365, 1),
             max_concurrent=10_000, allowed_models=[f"m{i}" for i in range(64)], user_id="u" * 128,
             allowed_ips=["0.0.0.0/0", "::/0", "192.0.2.7/32"],
         )
@@ -191,10 +211,10 @@ def test_boundaries_are_accepted(client: RelayAPIClient) -> None:
 def test_a_token_too_long_to_verify_is_refused(client: RelayAPIClient) -> None:
     origins = [f"https://app{i}.example.com" for i in range(200)]
     with pytest.raises(InvalidArgumentError) as info:
-        client.create_token("test-key-123", allowed_origins=origins)
+        client.create_token(api_key="test-key-123", allowed_origins=origins)
     assert info.value.param == "token"
     # Just under the limit still works and verifies.
-    assert client.decode_token(client.create_token("test-key-123", allowed_origins=origins[:100]))
+    assert client.decode_token(client.create_token(api_key="test-key-123", allowed_origins=origins[:100]))
 
 
 def test_seal_refuses_what_every_verifier_refuses() -> None:

@@ -6,10 +6,18 @@ import json
 import socket
 import threading
 import time
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
-from relayapi import APIError, RelayAPIClient, RelayConnectionError
+from relayapi import (
+    APIError,
+    BadResponseError,
+    InvalidArgumentError,
+    RelayAPIClient,
+    RelayConnectionError,
+)
 
 from .fake_relay import FakeRelay, Recorded, Reply, sse
 from .support import rai_dict
@@ -18,7 +26,7 @@ MESSAGES = [{"role": "user", "content": "Hello"}]
 
 
 def _token(client: RelayAPIClient) -> str:
-    return client.create_token("test-key-123", max_calls=5)
+    return client.create_token(api_key="test-key-123", max_calls=5)
 
 
 def test_chat_completions_sends_the_token_in_the_header(
@@ -27,14 +35,14 @@ def test_chat_completions_sends_the_token_in_the_header(
     answer = {"id": "chatcmpl-1", "choices": [{"message": {"role": "assistant", "content": "Hi"}}]}
     fake_relay.route("POST", "/relayapi/chat/completions", Reply(body=json.dumps(answer).encode()))
     token = _token(relay_client)
-    result = relay_client.chat_completions(token, MESSAGES, "gpt-4o-mini", temperature=0.2)
+    result = relay_client.chat_completions(token, messages=MESSAGES, model="gpt-4o-mini", temperature=0.2)
     assert result == answer
     [req] = fake_relay.requests
     assert req.method == "POST"
     assert req.path == "/relayapi/chat/completions"  # token stays out of the URL
     assert req.headers["authorization"] == f"Bearer {token}"
     assert req.headers["content-type"] == "application/json"
-    assert req.headers["user-agent"].startswith("relayapi-sdk-python/")
+    assert req.headers["user-agent"].startswith("relayapi-tokens-python/")
     assert json.loads(req.body) == {"model": "gpt-4o-mini", "messages": MESSAGES, "temperature": 0.2}
 
 
@@ -55,7 +63,11 @@ def test_streamed_chat_yields_parsed_chunks_until_done(
         "/relayapi/chat/completions",
         Reply(headers={"Content-Type": "text/event-stream"}, body=frames),
     )
-    chunks = list(relay_client.chat_completions(_token(relay_client), MESSAGES, "gpt-4o-mini", stream=True))
+    chunks = list(
+        relay_client.chat_completions(
+            _token(relay_client), messages=MESSAGES, model="gpt-4o-mini", stream=True
+        )
+    )
     assert chunks == [
         {"choices": [{"delta": {"content": "He"}}]},
         {"choices": [{"delta": {"content": "llo"}}]},
@@ -69,7 +81,9 @@ def test_stream_without_done_ends_at_end_of_body(fake_relay: FakeRelay, relay_cl
     fake_relay.route(
         "POST", "/relayapi/chat/completions", Reply(body=sse('{"type":"message_stop"}', done=False))
     )
-    chunks = list(relay_client.chat_completions(_token(relay_client), MESSAGES, "m", stream=True))
+    chunks = list(
+        relay_client.chat_completions(_token(relay_client), messages=MESSAGES, model="m", stream=True)
+    )
     assert chunks == [{"type": "message_stop"}]
 
 
@@ -78,7 +92,7 @@ def test_stream_events_arrive_before_the_server_finishes(
 ) -> None:
     gate = threading.Event()
     fake_relay.route("POST", "/relayapi/chat/completions", Reply(body=sse('{"n":1}', '{"n":2}', gate=gate)))
-    stream = relay_client.chat_completions(_token(relay_client), MESSAGES, "m", stream=True)
+    stream = relay_client.chat_completions(_token(relay_client), messages=MESSAGES, model="m", stream=True)
     started = time.monotonic()
     assert next(stream) == {"n": 1}
     # The server is still blocked on the gate: the first event was delivered while it was producing.
@@ -94,11 +108,11 @@ def test_error_event_in_stream_raises(fake_relay: FakeRelay, relay_client: Relay
         "/relayapi/chat/completions",
         Reply(body=sse('{"n":1}', '{"error":{"message":"upstream went away","code":"upstream_error"}}')),
     )
-    stream = relay_client.chat_completions(_token(relay_client), MESSAGES, "m", stream=True)
+    stream = relay_client.chat_completions(_token(relay_client), messages=MESSAGES, model="m", stream=True)
     assert next(stream) == {"n": 1}
     with pytest.raises(APIError) as info:
         next(stream)
-    assert info.value.code == "upstream_error"
+    assert info.value.error_code == "upstream_error"
 
 
 def test_stream_cut_mid_way_is_a_connection_error(
@@ -107,7 +121,7 @@ def test_stream_cut_mid_way_is_a_connection_error(
     fake_relay.route(
         "POST", "/relayapi/chat/completions", Reply(body=sse('{"n":1}', done=False), truncate=True)
     )
-    stream = relay_client.chat_completions(_token(relay_client), MESSAGES, "m", stream=True)
+    stream = relay_client.chat_completions(_token(relay_client), messages=MESSAGES, model="m", stream=True)
     assert next(stream) == {"n": 1}
     with pytest.raises(RelayConnectionError):
         next(stream)
@@ -117,10 +131,12 @@ def test_images_and_embeddings(fake_relay: FakeRelay, relay_client: RelayAPIClie
     fake_relay.route("POST", "/relayapi/images/generations", Reply(body=b'{"data":[{"url":"u"}]}'))
     fake_relay.route("POST", "/relayapi/embeddings", Reply(body=b'{"data":[{"embedding":[0.5]}]}'))
     token = _token(relay_client)
-    assert relay_client.images_generations(token, "a cat", n=1, size="256x256") == {"data": [{"url": "u"}]}
-    assert relay_client.embeddings(token, ("a", "b"), "text-embedding-3-small")["data"][0]["embedding"] == [
-        0.5
-    ]
+    assert relay_client.images_generations(token, prompt="a cat", n=1, size="256x256") == {
+        "data": [{"url": "u"}]
+    }
+    assert relay_client.embeddings(token, input=("a", "b"), model="text-embedding-3-small")["data"][0][
+        "embedding"
+    ] == [0.5]
     img, emb = fake_relay.requests
     assert (img.path, json.loads(img.body)) == (
         "/relayapi/images/generations",
@@ -142,9 +158,9 @@ def test_error_answer_becomes_api_error(fake_relay: FakeRelay, relay_client: Rel
         ),
     )
     with pytest.raises(APIError) as info:
-        relay_client.chat_completions(_token(relay_client), MESSAGES, "m")
+        relay_client.chat_completions(_token(relay_client), messages=MESSAGES, model="m")
     err = info.value
-    assert (err.status, err.code, err.message, err.error_type) == (
+    assert (err.status, err.error_code, err.message, err.error_type) == (
         429,
         "token_exhausted",
         "max calls used",
@@ -159,8 +175,8 @@ def test_streamed_request_raises_at_call_time(fake_relay: FakeRelay, relay_clien
         "POST", "/relayapi/chat/completions", Reply(401, body=b'{"error":{"code":"invalid_token"}}')
     )
     with pytest.raises(APIError) as info:
-        relay_client.chat_completions(_token(relay_client), MESSAGES, "m", stream=True)
-    assert (info.value.status, info.value.code) == (401, "invalid_token")
+        relay_client.chat_completions(_token(relay_client), messages=MESSAGES, model="m", stream=True)
+    assert (info.value.status, info.value.error_code) == (401, "invalid_token")
 
 
 def test_non_json_error(fake_relay: FakeRelay, relay_client: RelayAPIClient) -> None:
@@ -168,8 +184,12 @@ def test_non_json_error(fake_relay: FakeRelay, relay_client: RelayAPIClient) -> 
         "POST", "/relayapi/embeddings", Reply(502, {"Content-Type": "text/plain"}, b"bad gateway from proxy")
     )
     with pytest.raises(APIError) as info:
-        relay_client.embeddings(_token(relay_client), "x", "m")
-    assert (info.value.status, info.value.code, info.value.message) == (502, None, "bad gateway from proxy")
+        relay_client.embeddings(_token(relay_client), input="x", model="m")
+    assert (info.value.status, info.value.error_code, info.value.message) == (
+        502,
+        None,
+        "bad gateway from proxy",
+    )
 
 
 def test_redirect_is_not_followed(fake_relay: FakeRelay, relay_client: RelayAPIClient) -> None:
@@ -177,7 +197,7 @@ def test_redirect_is_not_followed(fake_relay: FakeRelay, relay_client: RelayAPIC
         "POST", "/relayapi/chat/completions", Reply(307, {"Location": "http://127.0.0.1:9/steal"}, b"")
     )
     with pytest.raises(APIError) as info:
-        relay_client.chat_completions(_token(relay_client), MESSAGES, "m")
+        relay_client.chat_completions(_token(relay_client), messages=MESSAGES, model="m")
     assert info.value.status == 307
     assert len(fake_relay.requests) == 1
 
@@ -191,9 +211,60 @@ def test_health_check_is_at_the_root(fake_relay: FakeRelay, relay_client: RelayA
 
 
 def test_success_that_is_not_json(fake_relay: FakeRelay, relay_client: RelayAPIClient) -> None:
+    # The same class as the JS SDK's for a 2xx it cannot read (sdk/api.json "non_json_2xx").
     fake_relay.route("GET", "/health", Reply(headers={"Content-Type": "text/html"}, body=b"<html>"))
-    with pytest.raises(APIError):
+    with pytest.raises(BadResponseError) as info:
         relay_client.health_check()
+    assert (info.value.code, info.value.status, info.value.body) == ("ERR_BAD_RESPONSE", 200, b"<html>")
+
+
+def test_stream_answer_that_is_not_an_event_stream(
+    fake_relay: FakeRelay, relay_client: RelayAPIClient
+) -> None:
+    fake_relay.route("POST", "/relayapi/chat/completions", Reply(body=b'{"choices":[]}'))
+    with pytest.raises(BadResponseError, match="expected an event stream"):
+        relay_client.chat_completions(_token(relay_client), messages=MESSAGES, model="m", stream=True)
+
+
+def test_stream_event_that_is_not_json(fake_relay: FakeRelay, relay_client: RelayAPIClient) -> None:
+    fake_relay.route("POST", "/relayapi/chat/completions", Reply(body=sse("{not json")))
+    stream = relay_client.chat_completions(_token(relay_client), messages=MESSAGES, model="m", stream=True)
+    with pytest.raises(BadResponseError):
+        next(stream)
+
+
+def test_timeout_is_per_wait_not_for_the_whole_answer(
+    fake_relay: FakeRelay, relay_client_factory: Any
+) -> None:
+    # Six events, each 0.5 s after the previous one: the whole answer takes longer than the 2 s timeout,
+    # but no single wait does, so it completes (sdk/api.json "timeout", as in the JS SDK).
+    def slow() -> Iterator[bytes]:
+        for i in range(6):
+            time.sleep(0.5)
+            yield f'data: {{"n":{i}}}\n\n'.encode()
+
+    fake_relay.route("POST", "/relayapi/chat/completions", Reply(body=slow()))
+    client = relay_client_factory(timeout=2)
+    chunks = list(client.chat_completions(_token(client), messages=MESSAGES, model="m", stream=True))
+    assert chunks == [{"n": i} for i in range(6)]
+
+
+def test_timeout_fires_on_silence(fake_relay: FakeRelay, relay_client_factory: Any) -> None:
+    gate = threading.Event()
+    fake_relay.route("POST", "/relayapi/chat/completions", Reply(body=sse('{"n":1}', '{"n":2}', gate=gate)))
+    client = relay_client_factory(timeout=0.5)
+    stream = client.chat_completions(_token(client), messages=MESSAGES, model="m", stream=True)
+    assert next(stream) == {"n": 1}
+    with pytest.raises(RelayConnectionError):
+        next(stream)
+    gate.set()
+
+
+@pytest.mark.parametrize("timeout", [0, -1, True, "10", 10**7])
+def test_timeout_must_be_positive_seconds(timeout: Any) -> None:
+    with pytest.raises(InvalidArgumentError) as info:
+        RelayAPIClient(rai_dict(), timeout=timeout)
+    assert info.value.param == "timeout"
 
 
 def test_unreachable_relay() -> None:

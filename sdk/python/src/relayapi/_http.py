@@ -1,7 +1,10 @@
 """The SDK's small HTTP layer on the standard library (urllib) and its SSE reader.
 
 It owns turning relay answers into Python values and errors: JSON bodies into dicts, error statuses into
-:class:`~relayapi.errors.APIError`, network failures into :class:`~relayapi.errors.RelayConnectionError`.
+:class:`~relayapi.errors.APIError`, 2xx answers it cannot read into
+:class:`~relayapi.errors.BadResponseError`, network failures into
+:class:`~relayapi.errors.RelayConnectionError`. The timeout is per wait (connect, each read), never for
+the whole answer, as in the JS SDK.
 Which URL and headers to send is the client's business.
 """
 
@@ -15,9 +18,9 @@ import urllib.request
 from collections.abc import Iterator, Mapping
 from typing import Any, Optional
 
-from .errors import APIError, RelayConnectionError
+from .errors import APIError, BadResponseError, RelayConnectionError
 
-__all__ = ["Transport", "iter_sse", "read_json"]
+__all__ = ["Transport", "iter_sse", "open_stream", "read_json"]
 
 #: Longest error body read into an APIError; a misbehaving server must not make us buffer gigabytes.
 MAX_ERROR_BODY_BYTES = 64 * 1024
@@ -89,7 +92,16 @@ def read_json(response: http.client.HTTPResponse) -> Any:
     try:
         return json.loads(raw)
     except ValueError as exc:
-        raise APIError(response.status, None, "the answer is not JSON", body=raw[:500]) from exc
+        raise BadResponseError("the answer is not JSON", status=response.status, body=raw[:500]) from exc
+
+
+def open_stream(response: http.client.HTTPResponse) -> Iterator[dict[str, Any]]:
+    """Check that a successful answer is an event stream and return the iterator of its events."""
+    kind = response.headers.get("Content-Type", "")
+    if not kind.lower().startswith("text/event-stream"):
+        response.close()
+        raise BadResponseError(f'expected an event stream, got "{kind}"', status=response.status)
+    return iter_sse(response)
 
 
 def iter_sse(response: http.client.HTTPResponse) -> Iterator[dict[str, Any]]:
@@ -132,9 +144,9 @@ def _event_json(status: int, payload: str) -> dict[str, Any]:
     try:
         event = json.loads(payload)
     except ValueError as exc:
-        raise APIError(status, None, "a stream event is not JSON", body=payload[:500]) from exc
+        raise BadResponseError("a stream event is not JSON", status=status, body=payload[:500]) from exc
     if not isinstance(event, dict):
-        raise APIError(status, None, "a stream event is not a JSON object", body=event)
+        raise BadResponseError("a stream event is not a JSON object", status=status, body=event)
     err = event.get("error")
     if isinstance(err, dict) and ("choices" not in event):
         code = err.get("code") if isinstance(err.get("code"), str) else err.get("type")

@@ -319,4 +319,4 @@ def parse_claims(plaintext: bytes) -> dict[str, Any]:
     except (UnicodeDecodeError, JsonRuleError):
         raise ClaimError("claims", "not UTF-8 JSON following section 7.1") from None
     validate_claims(claims)
-    return claims
+    return claims  # type: ignore[no-any-return]  # validate_claims checked it is an object

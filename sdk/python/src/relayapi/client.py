@@ -10,123 +10,117 @@ from __future__ import annotations
 import json
 import re
 import time
+import warnings
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Any, Literal, Optional, Union, overload
+from typing import TYPE_CHECKING, Any, Literal, Union, overload
 
 from . import __version__, urls
-from ._http import Transport, iter_sse, read_json
+from ._http import Transport, open_stream, read_json
 from .admin import authorization_header
 from .claims import MAX_SAFE_INT
 from .config import ConfigSource
 from .errors import InvalidArgumentError
-from .token import TOKEN_PREFIX, ExtInfo, TokenGenerator
+from .options import TokenOptions
+from .token import TOKEN_PREFIX, TokenGenerator
 
-__all__ = ["DEFAULT_TIMEOUT", "RelayAPIClient"]
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
-#: Seconds to wait for connect and for each read. Long completions stream, so this bounds silence, not
-#: the whole answer.
-DEFAULT_TIMEOUT = 600.0
+__all__ = ["DEFAULT_TIMEOUT", "DEFAULT_TIMEOUT_SECONDS", "MAX_CLOCK_SKEW_SECONDS", "RelayAPIClient"]
+
+#: Seconds of silence accepted: for connecting, for the answer's head and for each read of its body. A
+#: long answer that keeps arriving is never cut (model calls stream for minutes); same in the JS SDK.
+DEFAULT_TIMEOUT_SECONDS = 600
+#: Deprecated name of :data:`DEFAULT_TIMEOUT_SECONDS`.
+DEFAULT_TIMEOUT = float(DEFAULT_TIMEOUT_SECONDS)
+#: Longest timeout accepted, in seconds: Node's timers hold at most 2**31-1 ms, and both SDKs accept the
+#: same values.
+MAX_TIMEOUT_SECONDS = (2**31 - 1) // 1000
+#: How far past this machine's clock ``revoke_before`` may reach, in seconds: the relay's default
+#: ``token.clock_skew``. A later time would refuse every token minted until then, so it is a mistake
+#: (often milliseconds passed as seconds).
+MAX_CLOCK_SKEW_SECONDS = 60
 _TOKEN_ID = re.compile(r"[0-9a-f]{32}")
-_USER_AGENT = f"relayapi-sdk-python/{__version__}"
+_USER_AGENT = f"relayapi-tokens-python/{__version__}"
+
+
+def _deprecated(old: str, new: str) -> None:
+    warnings.warn(f"{old} is deprecated; use {new}", DeprecationWarning, stacklevel=3)
 
 
 class RelayAPIClient(TokenGenerator):
     """Mint tokens, build relay URLs and call the relay, all from one `.rai` config.
 
     ``config`` is a `.rai` path, the parsed dict or a :class:`~relayapi.config.RaiConfig` (``ConfigError``
-    otherwise). ``timeout`` is in seconds, per connect and per read.
+    otherwise). ``timeout`` is in seconds of silence: each wait (connecting, the answer's head, every read
+    of its body) may last that long, the whole answer may take longer.
     """
 
-    def __init__(self, config: ConfigSource, *, timeout: float = DEFAULT_TIMEOUT) -> None:
+    def __init__(self, config: ConfigSource, *, timeout: float = DEFAULT_TIMEOUT_SECONDS) -> None:
         super().__init__(config)
-        self._transport = Transport(timeout=timeout)
+        if (
+            not isinstance(timeout, (int, float))
+            or isinstance(timeout, bool)
+            or not 0 < timeout <= MAX_TIMEOUT_SECONDS
+        ):
+            raise InvalidArgumentError(
+                "timeout", f"must be a positive number of seconds up to {MAX_TIMEOUT_SECONDS}"
+            )
+        self._transport = Transport(timeout=float(timeout))
 
     # -- URLs ------------------------------------------------------------------------------------------
+
+    @property
+    def origin(self) -> str:
+        """``scheme://host[:port]`` of the relay, from the `.rai`."""
+        return urls.origin(self.config)
 
     @property
     def relay_base_url(self) -> str:
         """Base URL for the header form: pass it as ``base_url`` and the token as the SDK's API key."""
         return urls.header_base_url(self.config)
 
-    def generate_url(
-        self,
-        api_key: Optional[str] = None,
-        max_calls: Optional[int] = 100,
-        expire_seconds: int = 3600,
-        provider: str = "openai",
-        ext_info: ExtInfo = "",
-        *,
-        key_ref: Optional[str] = None,
-        base_url: Optional[str] = None,
-        rate_limit: Optional[tuple[int, int]] = None,
-        max_concurrent: Optional[int] = None,
-        allowed_models: Optional[Sequence[str]] = None,
-        allowed_endpoints: Optional[Sequence[str]] = None,
-        allowed_origins: Optional[Sequence[str]] = None,
-        allowed_ips: Optional[Sequence[str]] = None,
-        max_tokens: Optional[int] = None,
-        max_tokens_mode: Optional[str] = None,
-        user_id: Optional[str] = None,
-    ) -> str:
-        """Mint a token (same arguments as :meth:`create_token`) and return the relay base URL carrying it.
+    def generate_url(self, *, endpoint: str = "", **options: Unpack[TokenOptions]) -> str:
+        """Mint a token (options as for :meth:`create_token`) and return the path-form URL carrying it.
 
-        Hand the result to the provider's official SDK as ``base_url`` / ``baseURL``.
+        With the default ``endpoint=""`` that is the base URL to hand to the provider's official SDK as
+        ``base_url`` / ``baseURL``; ``endpoint`` may also name an endpoint (``"chat_completions"``...) or
+        be a provider-relative path such as ``"/v1/messages"``.
         """
-        token = self.create_token(
-            api_key, max_calls, expire_seconds, provider, ext_info,
-            key_ref=key_ref, base_url=base_url, rate_limit=rate_limit, max_concurrent=max_concurrent,
-            allowed_models=allowed_models, allowed_endpoints=allowed_endpoints,
-            allowed_origins=allowed_origins, allowed_ips=allowed_ips, max_tokens=max_tokens,
-            max_tokens_mode=max_tokens_mode, user_id=user_id,
-        )  # fmt: skip
-        return urls.path_base_url(self.config, token)
+        urls.endpoint(endpoint)  # fail on a bad endpoint before minting anything
+        return urls.api_url(self.config, self.create_token(**options), endpoint)
+
+    def url_for_token(self, token: str, endpoint: str = "") -> str:
+        """Path-form URL for an existing token: ``{scheme}://{host}[:{port}]{base_path}{token}{endpoint}``.
+
+        ``endpoint`` is ``""`` (the base URL), ``"chat_completions"``, ``"images_generations"``,
+        ``"embeddings"`` or a provider-relative path such as ``"/v1/messages"``.
+        """
+        return urls.api_url(self.config, token, endpoint)
+
+    def query_url_for_token(self, token: str, endpoint: str = "chat_completions") -> str:
+        """Query-form endpoint URL (``...?token=...``), the original RelayAPI's URL shape."""
+        return urls.query_url(self.config, token, endpoint)
 
     def generate_api_url_with_token(self, token: str, api_type: str = "") -> str:
-        """Path-form URL for an existing token: the base URL, or an endpoint URL for ``api_type``
-        (``"chat_completions"``, ``"images_generations"``, ``"embeddings"``; ``""`` = base URL)."""
-        return urls.api_url(self.config, token, api_type)
+        """Deprecated since 2.0: use :meth:`url_for_token`."""
+        _deprecated("generate_api_url_with_token", "url_for_token")
+        return self.url_for_token(token, api_type)
 
     def generate_query_url(self, token: str, api_type: str = "chat_completions") -> str:
-        """Query-form endpoint URL (``...?token=...``), the original RelayAPI's URL shape."""
-        return urls.query_url(self.config, token, api_type)
+        """Deprecated since 2.0: use :meth:`query_url_for_token`."""
+        _deprecated("generate_query_url", "query_url_for_token")
+        return self.query_url_for_token(token, api_type)
 
-    def generate_api_url(
-        self,
-        api_key: Optional[str] = None,
-        max_calls: Optional[int] = 100,
-        expire_seconds: int = 3600,
-        provider: str = "openai",
-        ext_info: ExtInfo = "",
-        *,
-        api_type: str = "chat_completions",
-        key_ref: Optional[str] = None,
-        base_url: Optional[str] = None,
-        rate_limit: Optional[tuple[int, int]] = None,
-        max_concurrent: Optional[int] = None,
-        allowed_models: Optional[Sequence[str]] = None,
-        allowed_endpoints: Optional[Sequence[str]] = None,
-        allowed_origins: Optional[Sequence[str]] = None,
-        allowed_ips: Optional[Sequence[str]] = None,
-        max_tokens: Optional[int] = None,
-        max_tokens_mode: Optional[str] = None,
-        user_id: Optional[str] = None,
-    ) -> str:
-        """Mint a token and return the path-form endpoint URL for ``api_type`` in one step."""
-        urls.endpoint(api_type)  # fail on a bad api_type before minting anything
-        token = self.create_token(
-            api_key, max_calls, expire_seconds, provider, ext_info,
-            key_ref=key_ref, base_url=base_url, rate_limit=rate_limit, max_concurrent=max_concurrent,
-            allowed_models=allowed_models, allowed_endpoints=allowed_endpoints,
-            allowed_origins=allowed_origins, allowed_ips=allowed_ips, max_tokens=max_tokens,
-            max_tokens_mode=max_tokens_mode, user_id=user_id,
-        )  # fmt: skip
-        return urls.api_url(self.config, token, api_type)
+    def generate_api_url(self, *, api_type: str = "chat_completions", **options: Unpack[TokenOptions]) -> str:
+        """Deprecated since 2.0: use ``generate_url(endpoint=..., **options)``."""
+        _deprecated("generate_api_url", "generate_url(endpoint=...)")
+        return self.generate_url(endpoint=api_type, **options)
 
     # -- provider calls through the relay --------------------------------------------------------------
 
-    def _post(self, token: str, api_type: str, body: Mapping[str, Any], *, stream: bool = False) -> Any:
-        endpoint = urls.API_TYPES[api_type]
-        url = urls.header_base_url(self.config) + endpoint.lstrip("/")
+    def _post(self, token: str, endpoint: str, body: Mapping[str, Any], *, stream: bool = False) -> Any:
+        url = urls.header_base_url(self.config) + urls.ENDPOINTS[endpoint].lstrip("/")
         headers = {
             "Authorization": f"Bearer {urls.check_token(token)}",
             "Content-Type": "application/json",
@@ -135,57 +129,63 @@ class RelayAPIClient(TokenGenerator):
         }
         data = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
         response = self._transport.send("POST", url, headers=headers, body=data)
-        return iter_sse(response) if stream else read_json(response)
+        return open_stream(response) if stream else read_json(response)
 
     @overload
     def chat_completions(
-        self, token: str, messages: Sequence[Mapping[str, Any]], model: str, stream: Literal[False] = False,
-        **kwargs: Any,
+        self, token: str, *, model: str, messages: Sequence[Mapping[str, Any]],
+        stream: Literal[False] = False, **body: Any,
     ) -> dict[str, Any]: ...  # fmt: skip
 
     @overload
     def chat_completions(
-        self,
-        token: str,
-        messages: Sequence[Mapping[str, Any]],
-        model: str,
-        stream: Literal[True],
-        **kwargs: Any,
-    ) -> Iterator[dict[str, Any]]: ...
+        self, token: str, *, model: str, messages: Sequence[Mapping[str, Any]], stream: Literal[True],
+        **body: Any,
+    ) -> Iterator[dict[str, Any]]: ...  # fmt: skip
 
     def chat_completions(
         self,
         token: str,
-        messages: Sequence[Mapping[str, Any]],
+        *,
         model: str,
+        messages: Sequence[Mapping[str, Any]],
         stream: bool = False,
-        **kwargs: Any,
+        **body: Any,
     ) -> Union[dict[str, Any], Iterator[dict[str, Any]]]:
-        """``POST /chat/completions`` through the relay; extra keyword arguments go into the JSON body.
+        """``POST /chat/completions`` through the relay; further keyword arguments go into the JSON body.
 
         With ``stream=True`` the request is sent at once (errors raise here) and the returned iterator
         yields each parsed SSE chunk as a dict until ``[DONE]``. Raises :class:`~relayapi.errors.APIError`
-        for error answers and :class:`~relayapi.errors.RelayConnectionError` for network failures.
+        for error answers, :class:`~relayapi.errors.BadResponseError` for a 2xx answer that is not JSON
+        (or not an event stream) and :class:`~relayapi.errors.RelayConnectionError` for network failures.
         """
-        body: dict[str, Any] = {"model": model, "messages": list(messages), **kwargs}
+        if not isinstance(model, str) or not model:
+            raise InvalidArgumentError("model", "is required")
+        if isinstance(messages, (str, bytes)) or not isinstance(messages, Sequence):
+            raise InvalidArgumentError("messages", "must be a list")
+        if not isinstance(stream, bool):
+            raise InvalidArgumentError("stream", "must be a boolean")
+        payload: dict[str, Any] = {**body, "model": model, "messages": list(messages)}
         if stream:
-            body["stream"] = True
-        return self._post(token, "chat_completions", body, stream=stream)  # type: ignore[no-any-return]
+            payload["stream"] = True
+        return self._post(token, "chat_completions", payload, stream=stream)  # type: ignore[no-any-return]
 
-    def images_generations(self, token: str, prompt: str, **kwargs: Any) -> dict[str, Any]:
-        """``POST /images/generations`` through the relay; extra keyword arguments go into the body."""
-        return self._post(token, "images_generations", {"prompt": prompt, **kwargs})  # type: ignore[no-any-return]
+    def images_generations(self, token: str, *, prompt: str, **body: Any) -> dict[str, Any]:
+        """``POST /images/generations`` through the relay; further keyword arguments go into the body."""
+        if not isinstance(prompt, str) or not prompt:
+            raise InvalidArgumentError("prompt", "is required")
+        return self._post(token, "images_generations", {**body, "prompt": prompt})  # type: ignore[no-any-return]
 
     def embeddings(
-        self,
-        token: str,
-        input: Union[str, Sequence[Any]],
-        model: str,
-        **kwargs: Any,
+        self, token: str, *, model: str, input: Union[str, Sequence[Any]], **body: Any
     ) -> dict[str, Any]:
-        """``POST /embeddings`` through the relay; extra keyword arguments go into the body."""
+        """``POST /embeddings`` through the relay; further keyword arguments go into the body."""
+        if not isinstance(model, str) or not model:
+            raise InvalidArgumentError("model", "is required")
+        if input is None:
+            raise InvalidArgumentError("input", "is required")
         value = input if isinstance(input, str) else list(input)
-        return self._post(token, "embeddings", {"model": model, "input": value, **kwargs})  # type: ignore[no-any-return]
+        return self._post(token, "embeddings", {**body, "model": model, "input": value})  # type: ignore[no-any-return]
 
     def health_check(self) -> dict[str, Any]:
         """``GET /health`` of the relay: ``{"status": "ok", "version": ..., ...}``."""
@@ -236,8 +236,28 @@ class RelayAPIClient(TokenGenerator):
         return self._admin("POST", f"/admin/v1/tokens/{self._token_id(token_or_id)}/revoke")
 
     def revoke_before(self, ts: int) -> dict[str, Any]:
-        """Revoke every token of this tenant issued strictly before UTC second ``ts``."""
-        if not isinstance(ts, int) or isinstance(ts, bool) or not 0 <= ts <= MAX_SAFE_INT:
-            raise InvalidArgumentError("ts", "must be UTC seconds as a non-negative integer")
+        """Revoke every token of this tenant issued strictly before UTC second ``ts``.
+
+        ``ts`` may not lie more than :data:`MAX_CLOCK_SKEW_SECONDS` after this machine's clock: a later
+        time would also refuse every token minted until then. Raises :class:`InvalidArgumentError`.
+        """
+        check_revoke_before(ts, int(time.time()))
         body = json.dumps({"before": ts}, separators=(",", ":")).encode("ascii")
         return self._admin("POST", "/admin/v1/revoke-before", body)
+
+
+def check_revoke_before(ts: Any, now: int) -> None:
+    """Refuse a ``revoke_before`` time that is not UTC seconds up to ``now + MAX_CLOCK_SKEW_SECONDS``."""
+    if not isinstance(ts, int) or isinstance(ts, bool) or not 0 <= ts <= MAX_SAFE_INT:
+        raise InvalidArgumentError("ts", "must be UTC seconds as a non-negative integer")
+    if ts > now + MAX_CLOCK_SKEW_SECONDS:
+        hint = (
+            "; it looks like milliseconds: pass int(time.time())"
+            if 10**9 <= ts // 1000 <= now + MAX_CLOCK_SKEW_SECONDS
+            else ""
+        )
+        raise InvalidArgumentError(
+            "ts",
+            f"{ts} is more than {MAX_CLOCK_SKEW_SECONDS} s after now ({now}): revoking up to a future time "
+            f"would also refuse every token minted until then{hint}",
+        )

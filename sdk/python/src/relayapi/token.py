@@ -13,7 +13,7 @@ import os
 import re
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, Callable, Optional, Union
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
@@ -40,6 +40,11 @@ from .errors import (
     TokenLifetimeTooLongError,
     TokenNotYetValidError,
 )
+from .options import ExtInfo, TokenOptions
+from .options import resolve as resolve_options
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 __all__ = ["TOKEN_PREFIX", "TokenGenerator", "check_time", "open_token", "seal", "token_length"]
 
@@ -60,8 +65,6 @@ _ENDPOINT = re.compile(r"/[\x21-\x7e]*")
 _ORIGIN = re.compile(r"https?://(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?")
 _PRINTABLE = re.compile(r"[\x20-\x7e]+")
 _MIN_BLOB = 3 + 1 + SALT_BYTES + TAG_BYTES
-
-ExtInfo = Union[str, Mapping[str, Any], None]
 
 
 def _derive(key: bytes, salt: bytes) -> tuple[bytes, bytes]:
@@ -153,7 +156,7 @@ def _is_int(v: Any) -> bool:
 def _int_arg(name: str, value: Any, lo: int, hi: int) -> int:
     if not _is_int(value) or not lo <= value <= hi:
         raise InvalidArgumentError(name, f"must be an integer from {lo} to {hi}, got {value!r}")
-    return value
+    return int(value)
 
 
 def _list_arg(name: str, value: Any, entry_ok: Callable[[str], bool], example: str) -> list[str]:
@@ -221,52 +224,16 @@ class TokenGenerator:
     def __init__(self, config: ConfigSource) -> None:
         self.config: RaiConfig = load_config(config)
 
-    def create_token(
-        self,
-        api_key: Optional[str] = None,
-        max_calls: Optional[int] = 100,
-        expire_seconds: int = 3600,
-        provider: str = "openai",
-        ext_info: ExtInfo = "",
-        *,
-        key_ref: Optional[str] = None,
-        base_url: Optional[str] = None,
-        rate_limit: Optional[tuple[int, int]] = None,
-        max_concurrent: Optional[int] = None,
-        allowed_models: Optional[Sequence[str]] = None,
-        allowed_endpoints: Optional[Sequence[str]] = None,
-        allowed_origins: Optional[Sequence[str]] = None,
-        allowed_ips: Optional[Sequence[str]] = None,
-        max_tokens: Optional[int] = None,
-        max_tokens_mode: Optional[str] = None,
-        user_id: Optional[str] = None,
-    ) -> str:
+    def create_token(self, **options: Unpack[TokenOptions]) -> str:
         """Mint a fresh token; the current UTC second, a random ``jti`` and a random salt every call.
 
-        Exactly one of ``api_key`` (the provider key, carried encrypted) and ``key_ref`` (the name of a key
-        held by the relay) is required. ``max_calls=None`` means unlimited; ``rate_limit`` is
-        ``(calls, seconds)``. Raises :class:`InvalidArgumentError` naming the offending argument.
+        Options are keyword-only (:class:`~relayapi.options.TokenOptions`): exactly one of ``api_key``
+        (the provider key, carried encrypted) and ``key_ref`` (the name of a key held by the relay) is
+        required. ``max_calls=None`` means unlimited; ``rate_limit`` is ``(calls, seconds)``. Raises
+        :class:`InvalidArgumentError` naming the offending option (also for an unknown option).
         """
         return self._create_token_from_parts(
-            now=int(time.time()),
-            jti=os.urandom(JTI_BYTES).hex(),
-            salt=os.urandom(SALT_BYTES),
-            api_key=api_key,
-            max_calls=max_calls,
-            expire_seconds=expire_seconds,
-            provider=provider,
-            ext_info=ext_info,
-            key_ref=key_ref,
-            base_url=base_url,
-            rate_limit=rate_limit,
-            max_concurrent=max_concurrent,
-            allowed_models=allowed_models,
-            allowed_endpoints=allowed_endpoints,
-            allowed_origins=allowed_origins,
-            allowed_ips=allowed_ips,
-            max_tokens=max_tokens,
-            max_tokens_mode=max_tokens_mode,
-            user_id=user_id,
+            now=int(time.time()), jti=os.urandom(JTI_BYTES).hex(), salt=os.urandom(SALT_BYTES), **options
         )
 
     def _create_token_from_parts(self, *, now: int, jti: str, salt: bytes, **options: Any) -> str:
@@ -279,28 +246,14 @@ class TokenGenerator:
             raise InvalidArgumentError(_CLAIM_TO_PARAM.get(top, top), exc.problem) from None
         return token
 
-    def _build_claims(
-        self,
-        *,
-        now: int,
-        jti: str,
-        api_key: Optional[str] = None,
-        max_calls: Optional[int] = 100,
-        expire_seconds: int = 3600,
-        provider: str = "openai",
-        ext_info: ExtInfo = "",
-        key_ref: Optional[str] = None,
-        base_url: Optional[str] = None,
-        rate_limit: Optional[tuple[int, int]] = None,
-        max_concurrent: Optional[int] = None,
-        allowed_models: Optional[Sequence[str]] = None,
-        allowed_endpoints: Optional[Sequence[str]] = None,
-        allowed_origins: Optional[Sequence[str]] = None,
-        allowed_ips: Optional[Sequence[str]] = None,
-        max_tokens: Optional[int] = None,
-        max_tokens_mode: Optional[str] = None,
-        user_id: Optional[str] = None,
-    ) -> dict[str, Any]:
+    def _build_claims(self, *, now: int, jti: str, **options: Any) -> dict[str, Any]:
+        o = resolve_options(options)
+        api_key, key_ref, base_url, max_calls = o["api_key"], o["key_ref"], o["base_url"], o["max_calls"]
+        expire_seconds, provider, ext_info = o["expire_seconds"], o["provider"], o["ext_info"]
+        rate_limit, max_concurrent, user_id = o["rate_limit"], o["max_concurrent"], o["user_id"]
+        allowed_models, allowed_endpoints = o["allowed_models"], o["allowed_endpoints"]
+        allowed_origins, allowed_ips = o["allowed_origins"], o["allowed_ips"]
+        max_tokens, max_tokens_mode = o["max_tokens"], o["max_tokens_mode"]
         _int_arg("now", now, 0, MAX_SAFE_INT)
         expire_seconds = _int_arg("expire_seconds", expire_seconds, 1, MAX_SAFE_INT - now)
         if not isinstance(provider, str):

@@ -8,12 +8,15 @@ is the bare relay base URL with the token sent as the SDK's API key.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
+from types import MappingProxyType
 
 from .config import RaiConfig
 from .errors import InvalidArgumentError
 
 __all__ = [
     "API_TYPES",
+    "ENDPOINTS",
     "api_url",
     "check_token",
     "endpoint",
@@ -23,13 +26,19 @@ __all__ = [
     "query_url",
 ]
 
-#: ``api_type`` values accepted by the URL helpers and the provider-relative path each maps to.
-API_TYPES = {
+#: Endpoint names accepted by the URL helpers (the original SDK's api types) and the provider-relative
+#: path each maps to. Any other provider-relative path (``"/v1/messages"``) is accepted as it is.
+ENDPOINTS: Mapping[str, str] = MappingProxyType({
     "": "",
     "chat_completions": "/chat/completions",
     "images_generations": "/images/generations",
     "embeddings": "/embeddings",
-}
+})  # fmt: skip
+#: Deprecated name of :data:`ENDPOINTS`.
+API_TYPES = ENDPOINTS
+# A provider-relative path as it may appear in a URL: no query, fragment, spaces or dot segments. The
+# same pattern as the JS SDK's.
+_ENDPOINT_PATH = re.compile(r"(?:/(?!\.\.?(?:/|$))[A-Za-z0-9._~!$&'()*+,;=:@%-]+)+")
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 # What a token's text can hold; checked so a caller's typo can never inject "/", "?" or "#" into a URL.
 _TOKEN_TEXT = re.compile(r"rt1\.[A-Za-z0-9_-]+")
@@ -52,13 +61,18 @@ def check_token(token: str) -> str:
     return token
 
 
-def endpoint(api_type: str) -> str:
-    try:
-        return API_TYPES[api_type]
-    except (KeyError, TypeError):
-        raise InvalidArgumentError(
-            "api_type", f"must be one of {', '.join(repr(t) for t in API_TYPES)}; got {api_type!r}"
-        ) from None
+def endpoint(name: str) -> str:
+    """The provider-relative path of an endpoint name or path; ``""`` for the base URL."""
+    if isinstance(name, str):
+        if name in ENDPOINTS:
+            return ENDPOINTS[name]
+        if _ENDPOINT_PATH.fullmatch(name):
+            return name
+    raise InvalidArgumentError(
+        "endpoint",
+        f"must be one of {', '.join(repr(t) for t in ENDPOINTS)} or a path such as '/v1/messages'; "
+        f"got {name!r}",
+    )
 
 
 def path_base_url(config: RaiConfig, token: str) -> str:
@@ -66,14 +80,14 @@ def path_base_url(config: RaiConfig, token: str) -> str:
     return header_base_url(config) + check_token(token)
 
 
-def api_url(config: RaiConfig, token: str, api_type: str = "") -> str:
-    """Path-form endpoint URL: the base URL plus the endpoint of ``api_type`` ("" = the base URL)."""
-    return path_base_url(config, token) + endpoint(api_type)
+def api_url(config: RaiConfig, token: str, name: str = "") -> str:
+    """Path-form endpoint URL: the base URL plus the endpoint ``name`` ("" = the base URL)."""
+    return path_base_url(config, token) + endpoint(name)
 
 
-def query_url(config: RaiConfig, token: str, api_type: str = "chat_completions") -> str:
+def query_url(config: RaiConfig, token: str, name: str = "chat_completions") -> str:
     """Query-form endpoint URL of the original RelayAPI: ``{base_path}{endpoint}?token={token}``."""
-    path = endpoint(api_type)
+    path = endpoint(name)
     if not path:
-        raise InvalidArgumentError("api_type", "the query form needs an endpoint, not the base URL")
+        raise InvalidArgumentError("endpoint", "the query form needs an endpoint, not the base URL")
     return header_base_url(config) + path.lstrip("/") + "?token=" + check_token(token)
