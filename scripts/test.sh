@@ -50,6 +50,8 @@ fi
 .venv/bin/pip install -q -e "sdk/python[dev]" -r e2e/requirements.txt
 .venv/bin/ruff check sdk/python e2e bench
 .venv/bin/ruff format --check sdk/python e2e bench
+.venv/bin/ruff check --config e2e/ruff.toml examples/mock_provider.py
+.venv/bin/ruff format --check --config e2e/ruff.toml examples/mock_provider.py
 # The type checker of the Python SDK, as tsc is for the JS SDK (mypy comes with the SDK's dev extra).
 .venv/bin/mypy --strict sdk/python/src
 

@@ -1,5 +1,7 @@
-//! Command-line parsing: the serve command and the `gen-rai` and `mint` subcommands, with the help text.
-//! Pure (arguments in, a command or a usage error out), so it is tested without starting anything.
+//! Command-line parsing: the serve command and the `gen-rai` and `mint` subcommands, with the help text
+//! of each. Pure (arguments in, a command or a usage error out), so it is tested without starting
+//! anything. Every subcommand knows its own options: an unknown one is named as such before any value
+//! is taken for it.
 
 use std::path::PathBuf;
 
@@ -10,8 +12,9 @@ USAGE:
     relayapi [--config PATH] [--rai PATH|DIR] [--dev]
     relayapi gen-rai [--scheme http|https] [--host HOST] [--port PORT] [--tenant ID] [--key-id ID] [--out FILE]
     relayapi mint --rai FILE --provider NAME (--key-env VAR | --key-ref NAME)
-                  [--max-calls N] [--expire-seconds S] [--model M]
+                  [--max-calls N] [--expire-seconds S] [--model M] [--config PATH]
     relayapi --help | --version
+    relayapi gen-rai --help | relayapi mint --help     (the options of one subcommand)
 
 SERVE (default):
     --config PATH     server settings (default: ./config.json)
@@ -24,18 +27,88 @@ SERVE (default):
     a non-loopback address. Make your own with `relayapi gen-rai --out prod.rai`.
 
 GEN-RAI:
-    Writes a new .rai client config with a fresh random 32-byte key (to --out, or stdout).
-    --scheme, --host, --port describe how frontends reach the relay (defaults: http, 127.0.0.1, 8080).
-    --tenant (default: default) and --key-id (default: key-<date>) name the tenant and the key.
+    Writes a new .rai client config with a fresh random key; see `relayapi gen-rai --help`.
 
 MINT (development and operations):
-    Prints one token minted with the Rust implementation of the token format. The API key is read from
-    the environment variable named by --key-env so it never appears in the process list, or the token
-    names a server-side key (config.json api_keys) with --key-ref.
-    --max-calls (default 100, 0 = unlimited), --expire-seconds (default 3600), --model forces a model.
+    Prints one token for a provider the relay knows; see `relayapi mint --help`.
 
 Docs: README.md, docs/token-format.md, docs/client-config.md, docs/providers.md.
 ";
+
+pub const GEN_RAI_HELP: &str = "\
+relayapi gen-rai - write a new .rai client config with a fresh random 32-byte key
+
+USAGE:
+    relayapi gen-rai [--scheme http|https] [--host HOST] [--port PORT] [--tenant ID] [--key-id ID] [--out FILE]
+
+OPTIONS:
+    --scheme http|https   how backends and frontends reach the relay (default: http)
+    --host HOST           the relay's host name or address as clients use it (default: 127.0.0.1)
+    --port PORT           the relay's port (default: 8080)
+    --tenant ID           tenant id carried in every token (default: default)
+    --key-id ID           id of the new key, 1 to 32 of A-Z a-z 0-9 . _ -
+                          (default: key-<Unix seconds now>, e.g. key-1796000000, so keys generated
+                          later sort after earlier ones and never share an id)
+    --out FILE            write the file there, readable by its owner only, and refuse to overwrite
+                          (default: print to stdout)
+
+The file holds the key in clear: whoever has it can mint tokens. Give it to the relay (--rai) and to
+your backend, nobody else.
+";
+
+pub const MINT_HELP: &str = "\
+relayapi mint - print one token minted with the Rust implementation of the token format
+
+USAGE:
+    relayapi mint --rai FILE --provider NAME (--key-env VAR | --key-ref NAME)
+                  [--max-calls N] [--expire-seconds S] [--model M] [--config PATH]
+
+OPTIONS:
+    --rai FILE            the .rai client config whose current key mints the token
+    --provider NAME       a provider the relay knows: a built-in one (openai, anthropic, gemini, ...;
+                          docs/providers.md) or one under `providers` in the relay's config.json.
+                          An unknown name is refused here rather than at the first call.
+    --key-env VAR         read the provider API key from environment variable VAR (so it never
+                          appears in the process list or shell history)
+    --key-ref NAME        or: name a server-side key (config.json `api_keys`) instead of carrying one
+    --max-calls N         calls the token allows (default: 100; 0 = unlimited)
+    --expire-seconds S    lifetime in seconds (default: 3600)
+    --model M             force this model on every call (claim ext.rep_m)
+    --config PATH         the relay's config.json, for its providers (default: ./config.json when
+                          it exists, else the built-in providers only)
+";
+
+/// Which help text `--help` asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HelpTopic {
+    Main,
+    GenRai,
+    Mint,
+}
+
+impl HelpTopic {
+    pub fn text(self) -> &'static str {
+        match self {
+            HelpTopic::Main => HELP,
+            HelpTopic::GenRai => GEN_RAI_HELP,
+            HelpTopic::Mint => MINT_HELP,
+        }
+    }
+}
+
+/// Options each command takes (all take a value except `--dev`).
+const SERVE_OPTIONS: &[&str] = &["config", "rai", "dev"];
+const GEN_RAI_OPTIONS: &[&str] = &["scheme", "host", "port", "tenant", "key-id", "out"];
+const MINT_OPTIONS: &[&str] = &[
+    "rai",
+    "provider",
+    "key-env",
+    "key-ref",
+    "max-calls",
+    "expire-seconds",
+    "model",
+    "config",
+];
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
@@ -55,7 +128,7 @@ pub enum Command {
         out: Option<PathBuf>,
     },
     Mint(MintArgs),
-    Help,
+    Help(HelpTopic),
     Version,
 }
 
@@ -68,6 +141,8 @@ pub struct MintArgs {
     pub max_calls: u64,
     pub expire_seconds: u64,
     pub model: Option<String>,
+    /// The relay's config.json, for the provider registry; `None`: ./config.json if it exists.
+    pub config: Option<PathBuf>,
 }
 
 /// Parse `args` (without the program name). The error is a one-line message for stderr.
@@ -77,30 +152,52 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
         Some("gen-rai") | Some("mint") => it.next().cloned(),
         _ => None,
     };
+    let (topic, known, usage) = match sub.as_deref() {
+        None => (HelpTopic::Main, SERVE_OPTIONS, "relayapi --help"),
+        Some("gen-rai") => (
+            HelpTopic::GenRai,
+            GEN_RAI_OPTIONS,
+            "relayapi gen-rai --help",
+        ),
+        Some(_) => (HelpTopic::Mint, MINT_OPTIONS, "relayapi mint --help"),
+    };
     let mut opts: Vec<(String, String)> = Vec::new();
     while let Some(a) = it.next() {
         match a.as_str() {
-            "-h" | "--help" | "help" => return Ok(Command::Help),
+            "-h" | "--help" | "help" => return Ok(Command::Help(topic)),
             "-V" | "--version" => return Ok(Command::Version),
-            "--dev" => {
-                opts.push(("dev".into(), "true".into()));
-                continue;
-            }
             _ => {}
         }
         let Some(name) = a.strip_prefix("--") else {
-            return Err(format!("unexpected argument `{a}`; see `relayapi --help`"));
+            return Err(format!("unexpected argument `{a}`; see `{usage}`"));
         };
-        let (name, value) = match name.split_once('=') {
-            Some((n, v)) => (n.to_string(), v.to_string()),
-            None => {
-                let v = it
-                    .next()
-                    .ok_or_else(|| format!("option `--{name}` needs a value"))?;
-                (name.to_string(), v.clone())
+        let (name, inline) = match name.split_once('=') {
+            Some((n, v)) => (n, Some(v)),
+            None => (name, None),
+        };
+        // Checked before a value is taken, so `--bogus` is "unknown", never "needs a value".
+        if !known.contains(&name) {
+            return Err(format!("unknown option `--{name}`; see `{usage}`"));
+        }
+        if opts.iter().any(|(n, _)| n == name) {
+            return Err(format!("option `--{name}` is given twice"));
+        }
+        if name == "dev" {
+            if inline.is_some() {
+                return Err("option `--dev` takes no value".into());
             }
+            opts.push(("dev".into(), "true".into()));
+            continue;
+        }
+        let value = match inline {
+            Some(v) => v.to_string(),
+            None => it
+                .next()
+                .filter(|v| !v.starts_with("--"))
+                .ok_or_else(|| format!("option `--{name}` needs a value; see `{usage}`"))?
+                .clone(),
         };
-        opts.push((name, value));
+        opts.push((name.to_string(), value));
     }
     let mut take = |name: &str| -> Option<String> {
         let i = opts.iter().position(|(n, _)| n == name)?;
@@ -142,12 +239,11 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
                 max_calls: parse_num(take("max-calls"), "max-calls", 100)?,
                 expire_seconds: parse_num(take("expire-seconds"), "expire-seconds", 3600)?,
                 model: take("model"),
+                config: take("config").map(PathBuf::from),
             })
         }
     };
-    if let Some((name, _)) = opts.first() {
-        return Err(format!("unknown option `--{name}`; see `relayapi --help`"));
-    }
+    debug_assert!(opts.is_empty(), "every known option is taken: {opts:?}");
     Ok(cmd)
 }
 
@@ -192,13 +288,95 @@ mod tests {
             p(&["--dev", "--config", "c.json"]).unwrap(),
             Command::Serve { dev: true, .. }
         ));
-        assert_eq!(p(&["--help"]).unwrap(), Command::Help);
+        assert_eq!(p(&["--help"]).unwrap(), Command::Help(HelpTopic::Main));
         assert_eq!(p(&["-V"]).unwrap(), Command::Version);
+    }
+
+    /// Issue 11 §3: `gen-rai --help` and `mint --help` printed the global text.
+    #[test]
+    fn each_subcommand_has_its_own_help() {
+        assert_eq!(
+            p(&["gen-rai", "--help"]).unwrap(),
+            Command::Help(HelpTopic::GenRai)
+        );
+        assert_eq!(
+            p(&["mint", "--rai", "x.rai", "-h"]).unwrap(),
+            Command::Help(HelpTopic::Mint)
+        );
+        assert!(GEN_RAI_HELP.contains("--key-id") && !GEN_RAI_HELP.contains("--key-env"));
+        assert!(MINT_HELP.contains("--key-env") && !MINT_HELP.contains("--scheme"));
+        // Every option a subcommand parses is in its help, and nothing else claims to be.
+        for (help, known) in [
+            (GEN_RAI_HELP, GEN_RAI_OPTIONS),
+            (MINT_HELP, MINT_OPTIONS),
+            (HELP, SERVE_OPTIONS),
+        ] {
+            for o in known {
+                assert!(help.contains(&format!("--{o}")), "--{o} missing from help");
+            }
+        }
+    }
+
+    /// Issue 11 §3: the default key id was documented as `key-<date>` but is Unix seconds.
+    #[test]
+    fn key_id_default_is_documented_as_it_is() {
+        assert!(GEN_RAI_HELP.contains("key-<Unix seconds now>"));
+        assert!(!HELP.contains("key-<date>") && !GEN_RAI_HELP.contains("key-<date>"));
+    }
+
+    /// Issue 11 §3: `gen-rai --bogus` said "needs a value".
+    #[test]
+    fn unknown_options_are_named_per_subcommand() {
+        for args in [
+            &["gen-rai", "--bogus"][..],
+            &["gen-rai", "--bogus", "1"],
+            &["gen-rai", "--key-env", "K"],
+            &["mint", "--scheme", "https"],
+            &["--bogus"],
+            &["--port", "1"],
+        ] {
+            let e = p(args).unwrap_err();
+            assert!(e.starts_with("unknown option `--"), "{args:?}: {e}");
+            assert!(!e.contains("needs a value"), "{args:?}: {e}");
+        }
+        assert!(p(&["gen-rai", "--bogus"])
+            .unwrap_err()
+            .contains("relayapi gen-rai --help"));
+        assert!(p(&["gen-rai", "--host"])
+            .unwrap_err()
+            .contains("needs a value"));
+        // A following option is not swallowed as the value.
+        assert!(p(&["gen-rai", "--host", "--port", "1"])
+            .unwrap_err()
+            .contains("`--host` needs a value"));
+        assert!(p(&["gen-rai", "--port", "1", "--port", "2"])
+            .unwrap_err()
+            .contains("twice"));
+        assert!(p(&["--dev=yes"]).unwrap_err().contains("no value"));
     }
 
     #[test]
     fn errors_are_specific() {
         assert!(p(&["--bogus", "1"]).unwrap_err().contains("--bogus"));
+        assert_eq!(
+            p(&[
+                "mint",
+                "--rai",
+                "a",
+                "--provider",
+                "openai",
+                "--key-ref",
+                "k",
+                "--config",
+                "c.json"
+            ])
+            .map(|c| match c {
+                Command::Mint(m) => m.config,
+                _ => None,
+            })
+            .unwrap(),
+            Some(PathBuf::from("c.json"))
+        );
         assert!(p(&["--config"]).unwrap_err().contains("needs a value"));
         assert!(p(&["serve"]).unwrap_err().contains("unexpected argument"));
         assert!(p(&["gen-rai", "--port", "http"])

@@ -542,12 +542,13 @@ pub fn parse_config(text: &str, file: &Path) -> Result<Config, ConfigError> {
     }
     let de = &mut serde_json::Deserializer::from_str(text);
     let mut cfg: Config = serde_path_to_error::deserialize(&mut *de).map_err(|e| {
-        let field = e.path().to_string();
-        let inner = e.into_inner();
+        let path = e.path().to_string();
+        let (field, problem) =
+            crate::config_words::describe(if path == "." { "" } else { &path }, e.inner());
         ConfigError {
             file: file.to_path_buf(),
-            field: if field == "." { String::new() } else { field },
-            problem: inner.to_string(),
+            field,
+            problem,
         }
     })?;
     // serde_json stops after the first value; text after it (two configs pasted together, a stray
@@ -555,7 +556,7 @@ pub fn parse_config(text: &str, file: &Path) -> Result<Config, ConfigError> {
     de.end().map_err(|e| ConfigError {
         file: file.to_path_buf(),
         field: String::new(),
-        problem: e.to_string(),
+        problem: crate::config_words::describe("", &e).1,
     })?;
     if let Some(tls) = &mut cfg.tls {
         // Operators keep certificates beside config.json; the relay's working directory is whatever

@@ -249,7 +249,10 @@ impl Error {
                 "Too many open connections from your address; close idle ones and retry.".into()
             }
             NotFound => {
-                "Not found. Relay URLs look like {base_path}{token}/... (see the README).".into()
+                "Not found. Relay URLs are the relay's base path (server.base_path, /relayapi/ \
+                          by default), then a token, then the provider's path: \
+                          /relayapi/rt1.<token>/chat/completions (see the README)."
+                    .into()
             }
             MethodNotAllowed(allow) => {
                 format!("Method not allowed on this path; allowed: {allow}.")

@@ -16,6 +16,7 @@ pub mod chunked;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod config_words;
 pub mod conn;
 pub mod conn_limit;
 pub mod cors;

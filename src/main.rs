@@ -47,8 +47,8 @@ fn main() -> ExitCode {
         }
     };
     let result = match cmd {
-        Command::Help => {
-            print!("{}", cli::HELP);
+        Command::Help(topic) => {
+            print!("{}", topic.text());
             Ok(())
         }
         Command::Version => {
@@ -123,7 +123,38 @@ fn write_private(path: &Path, text: &str) -> Result<(), String> {
         .map_err(|e| format!("{}: cannot write: {e}", path.display()))
 }
 
+/// Refuse a provider the relay would not know, at mint time rather than at the first call: the
+/// built-ins plus `providers` of the relay's config.json (`--config`, else ./config.json if present).
+fn check_mint_provider(m: &MintArgs) -> Result<(), String> {
+    let default = Path::new("config.json");
+    let cfg = match &m.config {
+        Some(path) => load_config(path).map_err(|e| e.to_string())?,
+        None if default.is_file() => load_config(default).map_err(|e| e.to_string())?,
+        None => Config::default(),
+    };
+    let registry = Registry::from_config(&cfg);
+    if registry.get(&m.provider).is_some() {
+        return Ok(());
+    }
+    let known: Vec<&str> = registry.names().collect();
+    let hint = relayapi::provider::closest(&m.provider, &known)
+        .map(|n| format!(" (did you mean `{n}`?)"))
+        .unwrap_or_default();
+    let source = match &m.config {
+        Some(p) => p.display().to_string(),
+        None if default.is_file() => "config.json".into(),
+        None => "no config.json".into(),
+    };
+    Err(format!(
+        "unknown provider `{}`{hint}: known are {} (built-ins plus `providers` in {source}); \
+         see docs/providers.md",
+        m.provider,
+        known.join(", ")
+    ))
+}
+
 fn mint(m: &MintArgs) -> Result<(), String> {
+    check_mint_provider(m)?;
     let r = rai::load_rai_file(&m.rai).map_err(|e| e.to_string())?;
     let key = match &m.key_env {
         Some(var) => {
@@ -207,6 +238,14 @@ fn serve(config_path: &Path, rai_path: &Path, rai_given: bool, dev: bool) -> Res
     }
     let (keyring, rais) = rai::load_keyring(rai_path).map_err(|e| e.to_string())?;
     check_published_key(&cfg, &keyring, rai_path)?;
+    let published_dev_key = keyring.contains_published_dev_key();
+    if published_dev_key {
+        log.warn(
+            "serving the published development key (the repository's default.rai): anyone can mint \
+             tokens for this relay, so it only listens on loopback; make your own with `relayapi gen-rai`",
+            json!({"rai": rai_path.display().to_string()}),
+        );
+    }
     for r in &rais {
         if r.server.base_path != cfg.server.base_path {
             log.warn(
@@ -290,10 +329,22 @@ fn serve(config_path: &Path, rai_path: &Path, rai_given: bool, dev: bool) -> Res
             request_seq: AtomicU64::new(0),
             cfg,
         });
+        // What a new user needs to see at start: which files were read, whether the published
+        // development key is in use, and where each overridden provider now points.
+        let overrides: serde_json::Map<String, serde_json::Value> = app
+            .cfg
+            .providers
+            .iter()
+            .map(|(name, p)| (name.clone(), json!(p.base_url)))
+            .collect();
         let mut fields = json!({
             "addr": local.to_string(),
             "scheme": if tls.is_some() { "https" } else { "http" },
             "version": env!("CARGO_PKG_VERSION"),
+            "config": config_path.display().to_string(),
+            "rai": rai_path.display().to_string(),
+            "published_dev_key": published_dev_key,
+            "provider_overrides": overrides,
             "tenants": app.keyring.len(),
             "store": app.store.kind(),
         });

@@ -74,6 +74,8 @@ pub struct Metrics {
     rejections: Mutex<BTreeMap<&'static str, u64>>,
     /// Upstream error kind → count.
     upstream_errors: Mutex<BTreeMap<&'static str, u64>>,
+    /// Provider connections that failed, by `upstream::Cause` label (four values).
+    upstream_unreachable: Mutex<BTreeMap<&'static str, u64>>,
     pub latency: Histogram,
     pub ttfb: Histogram,
     pub store_latency: Histogram,
@@ -85,6 +87,7 @@ impl Default for Metrics {
             requests: Mutex::default(),
             rejections: Mutex::default(),
             upstream_errors: Mutex::default(),
+            upstream_unreachable: Mutex::default(),
             latency: Histogram::new(LATENCY_BUCKETS),
             ttfb: Histogram::new(LATENCY_BUCKETS),
             store_latency: Histogram::new(STORE_BUCKETS),
@@ -136,6 +139,11 @@ impl Metrics {
         *lock(&self.upstream_errors).entry(kind).or_insert(0) += 1;
     }
 
+    /// A provider that could not be reached; `cause` is an `upstream::Cause` label.
+    pub fn upstream_unreachable(&self, cause: &'static str) {
+        *lock(&self.upstream_unreachable).entry(cause).or_insert(0) += 1;
+    }
+
     /// The Prometheus text exposition (format 0.0.4). Gauges come from the caller.
     pub fn render(&self, gauges: &[(&str, &str, u64)]) -> String {
         let mut out = String::with_capacity(4096);
@@ -162,6 +170,17 @@ impl Metrics {
         out.push_str("# TYPE relayapi_upstream_errors_total counter\n");
         for (kind, n) in lock(&self.upstream_errors).iter() {
             let _ = writeln!(out, "relayapi_upstream_errors_total{{kind=\"{kind}\"}} {n}");
+        }
+        out.push_str(
+            "# HELP relayapi_upstream_unreachable_total Provider connections that failed, by cause \
+             (dns, refused, tls, timeout).\n",
+        );
+        out.push_str("# TYPE relayapi_upstream_unreachable_total counter\n");
+        for (cause, n) in lock(&self.upstream_unreachable).iter() {
+            let _ = writeln!(
+                out,
+                "relayapi_upstream_unreachable_total{{cause=\"{cause}\"}} {n}"
+            );
         }
         self.latency.render(
             &mut out,

@@ -336,6 +336,33 @@ pub const BUILTINS: &[Builtin] = &[
 /// `config.json` override (`providers.azure.base_url`) or an allowed `url` claim.
 pub const AZURE: &str = "azure";
 
+/// The known name closest to `name` when it is a likely typo (at most two edits away), for "did you
+/// mean" hints.
+pub fn closest<'a>(name: &str, known: &[&'a str]) -> Option<&'a str> {
+    known
+        .iter()
+        .map(|k| (edit_distance(name, k), *k))
+        .filter(|(d, _)| *d <= 2)
+        .min()
+        .map(|(_, k)| k)
+}
+
+/// Levenshtein distance over bytes (provider names are ASCII).
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b = b.as_bytes();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.bytes().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let cur = row[j + 1];
+            row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(cur + 1);
+            prev = cur;
+        }
+    }
+    row[b.len()]
+}
+
 pub fn builtin(name: &str) -> Option<&'static Builtin> {
     BUILTINS.iter().find(|b| b.name == name)
 }
@@ -445,6 +472,11 @@ impl Registry {
         self.providers.get(name).cloned()
     }
 
+    /// Names of the providers in force (built-ins and `config.json` ones), sorted.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.providers.keys().map(String::as_str)
+    }
+
     /// The upstream for a token: its `url` claim when the operator allowed that URL, else the registry.
     /// `None` when the provider is unknown or the URL is not allowed.
     pub fn resolve(&self, name: &str, url_claim: Option<&str>) -> Option<Arc<Provider>> {
@@ -537,6 +569,17 @@ mod tests {
             ("x-goog-api-key", "k".into())
         );
         assert_eq!(AuthStyle::ApiKey.header("k"), ("api-key", "k".into()));
+    }
+
+    #[test]
+    fn closest_names_a_likely_typo_only() {
+        let known = ["openai", "anthropic", "gemini", "gemini-openai"];
+        assert_eq!(closest("opnai", &known), Some("openai"));
+        assert_eq!(closest("antropic", &known), Some("anthropic"));
+        assert_eq!(closest("gemni", &known), Some("gemini"));
+        assert_eq!(closest("mistral", &known), None);
+        assert_eq!(edit_distance("", "abc"), 3);
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
     }
 
     #[test]

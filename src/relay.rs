@@ -440,11 +440,17 @@ async fn proxy<S: AsyncRead + AsyncWrite + Unpin>(
     };
     let conn = match app.upstream.checkout(&provider.base).await {
         Ok(c) => c,
-        Err(e) => {
+        Err(unreachable) => {
             // Connect and TLS failures happen before a byte of the request left: give the call back.
             give_back(app, &claims).await;
             app.stats.upstream_errors.fetch_add(1, Ordering::Relaxed);
-            return Err(fail(e));
+            app.metrics.upstream_unreachable(unreachable.cause.label());
+            app.log.warn(
+                "provider unreachable",
+                json!({"provider": provider.name, "host": provider.base.authority(),
+                       "cause": unreachable.cause.label(), "error": unreachable.detail, "rid": ctx.rid}),
+            );
+            return Err(fail(unreachable.error()));
         }
     };
 

@@ -1,7 +1,8 @@
 //! The upstream leg's transport: DNS (pure Rust, so a static binary needs no NSS), TCP with
 //! `TCP_NODELAY`, rustls with the webpki roots plus an optional extra CA, and a bounded pool of idle
 //! keep-alive connections per upstream. It leaves HTTP itself to `relay.rs`; a connection goes back to
-//! the pool only when `relay.rs` says the exchange ended cleanly.
+//! the pool only when `relay.rs` says the exchange ended cleanly. A provider that cannot be reached comes
+//! back as an [`Unreachable`] naming the cause (DNS, refused, TLS, timeout), for the log and `/metrics`.
 
 use std::collections::HashMap;
 use std::io;
@@ -22,6 +23,57 @@ use tokio_rustls::TlsConnector;
 use crate::config::UpstreamConfig;
 use crate::error::Error;
 use crate::provider::BaseUrl;
+
+/// Why a provider could not be reached. A fixed set, so it can be a `/metrics` label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cause {
+    /// The host name did not resolve (or no resolver is configured).
+    Dns,
+    /// Every address refused the TCP connection, or the network is unreachable.
+    Refused,
+    /// The TLS handshake failed (certificate, name, protocol).
+    Tls,
+    /// Resolving, connecting or the handshake took longer than its `upstream` timeout.
+    Timeout,
+}
+
+impl Cause {
+    /// The label value in `relayapi_upstream_unreachable_total{cause=...}` and the log's `cause`.
+    pub fn label(self) -> &'static str {
+        match self {
+            Cause::Dns => "dns",
+            Cause::Refused => "refused",
+            Cause::Tls => "tls",
+            Cause::Timeout => "timeout",
+        }
+    }
+}
+
+/// A provider that could not be reached: the cause and the system's own words for it. The detail comes
+/// from the resolver, the socket or rustls, which never see the API key.
+#[derive(Debug, Clone)]
+pub struct Unreachable {
+    pub cause: Cause,
+    pub detail: String,
+}
+
+impl Unreachable {
+    fn new(cause: Cause, detail: impl std::fmt::Display) -> Unreachable {
+        Unreachable {
+            cause,
+            detail: detail.to_string(),
+        }
+    }
+
+    /// The client-facing error (502, or 504 for a timeout).
+    pub fn error(&self) -> Error {
+        match self.cause {
+            Cause::Dns | Cause::Refused => Error::UpstreamConnect,
+            Cause::Tls => Error::UpstreamTls,
+            Cause::Timeout => Error::UpstreamTimeout,
+        }
+    }
+}
 
 /// A byte stream to a provider, plain or TLS.
 pub enum Stream {
@@ -148,7 +200,7 @@ impl Upstream {
     }
 
     /// A pooled connection that still looks healthy, or a fresh one.
-    pub async fn checkout(&self, base: &BaseUrl) -> Result<Conn, Error> {
+    pub async fn checkout(&self, base: &BaseUrl) -> Result<Conn, Unreachable> {
         let key = PoolKey::of(base);
         if let Some(stream) = self.take_idle(&key) {
             return Ok(Conn {
@@ -219,36 +271,39 @@ impl Upstream {
         None
     }
 
-    async fn connect(&self, base: &BaseUrl) -> Result<Stream, Error> {
+    async fn connect(&self, base: &BaseUrl) -> Result<Stream, Unreachable> {
         let addrs = self.resolve(&base.host, base.port).await?;
         let tcp = tokio::time::timeout(self.connect_timeout, connect_any(&addrs))
             .await
-            .map_err(|_| Error::UpstreamConnect)?
-            .map_err(|_| Error::UpstreamConnect)?;
+            .map_err(|_| Unreachable::new(Cause::Timeout, "TCP connect timed out"))?
+            .map_err(|e| Unreachable::new(Cause::Refused, e))?;
         tcp.set_nodelay(true).ok();
         if !base.tls {
             return Ok(Stream::Plain(tcp));
         }
-        let name = ServerName::try_from(base.host.clone()).map_err(|_| Error::UpstreamTls)?;
+        let name =
+            ServerName::try_from(base.host.clone()).map_err(|e| Unreachable::new(Cause::Tls, e))?;
         let tls = tokio::time::timeout(self.handshake_timeout, self.tls.connect(name, tcp))
             .await
-            .map_err(|_| Error::UpstreamTimeout)?
-            .map_err(|_| Error::UpstreamTls)?;
+            .map_err(|_| Unreachable::new(Cause::Timeout, "TLS handshake timed out"))?
+            .map_err(|e| Unreachable::new(Cause::Tls, e))?;
         Ok(Stream::Tls(Box::new(tls)))
     }
 
-    async fn resolve(&self, host: &str, port: u16) -> Result<Vec<SocketAddr>, Error> {
+    async fn resolve(&self, host: &str, port: u16) -> Result<Vec<SocketAddr>, Unreachable> {
         if let Ok(ip) = host.parse::<IpAddr>() {
             return Ok(vec![SocketAddr::new(ip, port)]);
         }
-        let resolver = self.resolver.as_ref().ok_or(Error::UpstreamConnect)?;
+        let resolver = self.resolver.as_ref().ok_or_else(|| {
+            Unreachable::new(Cause::Dns, "no DNS resolver (missing /etc/resolv.conf)")
+        })?;
         let lookup = tokio::time::timeout(self.connect_timeout, resolver.lookup_ip(host))
             .await
-            .map_err(|_| Error::UpstreamTimeout)?
-            .map_err(|_| Error::UpstreamConnect)?;
+            .map_err(|_| Unreachable::new(Cause::Timeout, "DNS lookup timed out"))?
+            .map_err(|e| Unreachable::new(Cause::Dns, e))?;
         let addrs: Vec<SocketAddr> = lookup.iter().map(|ip| SocketAddr::new(ip, port)).collect();
         if addrs.is_empty() {
-            return Err(Error::UpstreamConnect);
+            return Err(Unreachable::new(Cause::Dns, "no address for the host"));
         }
         Ok(addrs)
     }
