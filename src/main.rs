@@ -335,7 +335,12 @@ fn serve(config_path: &Path, rai_path: &Path, rai_given: bool, dev: bool) -> Res
             .cfg
             .providers
             .iter()
-            .map(|(name, p)| (name.clone(), json!(p.base_url)))
+            .map(|(name, p)| {
+                (
+                    name.clone(),
+                    json!(p.base_url.as_deref().unwrap_or("built-in")),
+                )
+            })
             .collect();
         let mut fields = json!({
             "addr": local.to_string(),
