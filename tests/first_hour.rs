@@ -241,8 +241,15 @@ async fn call_unreachable(base_url: &str, extra: Value) -> (u16, String, String)
     let token = relay.token("openai", Some(5));
     let path = format!("/relayapi/{token}/chat/completions");
     let status = request(relay.addr, "POST", &path, &[], CHAT).await.status;
-    // The log line is written before the answer; the metrics count too.
+    // The relay counts before it answers; its log line is written before the answer too, but reaches
+    // `all_logs` through the harness's reader thread, so wait for that thread to have seen it.
     let metrics = request(relay.addr, "GET", "/metrics", &[], "").await.text();
+    for _ in 0..500 {
+        if relay.all_logs().contains("\"provider unreachable\"") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
     (status, relay.all_logs(), metrics)
 }
 
