@@ -16,6 +16,7 @@ export {
   InvalidTokenError,
   TokenExpiredError,
   TokenNotYetValidError,
+  TokenLifetimeTooLongError,
   APIError,
   RelayConnectionError,
   BadResponseError,

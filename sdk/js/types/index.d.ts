@@ -236,8 +236,9 @@ export class InvalidArgumentError extends RelayAPIError {
   readonly param: string;
 }
 
-/** Token codes: the subclasses TokenExpiredError and TokenNotYetValidError keep their own. */
-type TokenErrorCode = 'ERR_INVALID_TOKEN' | 'ERR_TOKEN_EXPIRED' | 'ERR_TOKEN_NOT_YET_VALID';
+/** Token codes: the time subclasses keep their own. */
+type TokenErrorCode =
+  'ERR_INVALID_TOKEN' | 'ERR_TOKEN_EXPIRED' | 'ERR_TOKEN_NOT_YET_VALID' | 'ERR_TOKEN_LIFETIME_TOO_LONG';
 
 /** Every verification failure, with no detail; the time subclasses below are authentic tokens. */
 export class InvalidTokenError extends RelayAPIError {
@@ -254,6 +255,13 @@ export class TokenExpiredError extends InvalidTokenError {
 export class TokenNotYetValidError extends InvalidTokenError {
   static readonly code: 'ERR_TOKEN_NOT_YET_VALID';
   readonly code: 'ERR_TOKEN_NOT_YET_VALID';
+  readonly claims: TokenClaims;
+}
+
+/** `exp - iat` exceeds the `maxLifetime` given to `checkTime`: authentic, refused. */
+export class TokenLifetimeTooLongError extends InvalidTokenError {
+  static readonly code: 'ERR_TOKEN_LIFETIME_TOO_LONG';
+  readonly code: 'ERR_TOKEN_LIFETIME_TOO_LONG';
   readonly claims: TokenClaims;
 }
 

@@ -30,6 +30,7 @@ from .errors import (
     RelayAPIError,
     RelayConnectionError,
     TokenExpiredError,
+    TokenLifetimeTooLongError,
     TokenNotYetValidError,
 )
 from .options import DEFAULT_EXPIRE_SECONDS, DEFAULT_MAX_CALLS, DEFAULT_PROVIDER, TokenOptions
@@ -53,6 +54,7 @@ __all__ = [
     "RelayConnectionError",
     "TokenExpiredError",
     "TokenGenerator",
+    "TokenLifetimeTooLongError",
     "TokenNotYetValidError",
     "TokenOptions",
     "__version__",

@@ -102,6 +102,8 @@ class TokenLifetimeTooLongError(InvalidTokenError):
     """The token is authentic but ``exp - iat`` exceeds the verifier's ``max_lifetime`` (the relay's
     ``token_lifetime_too_long``)."""
 
+    code: ClassVar[str] = "ERR_TOKEN_LIFETIME_TOO_LONG"
+
     def __init__(self, claims: Mapping[str, Any]) -> None:
         super().__init__()
         self.claims = dict(claims)
