@@ -1010,6 +1010,50 @@ mod tests {
     }
 
     #[test]
+    fn connection_and_body_limits_are_validated() {
+        let c = parse("{}").unwrap();
+        assert_eq!(
+            (
+                c.server.max_connections_per_ip,
+                c.server.max_buffered_body_bytes,
+                c.server.max_buffered_body_bytes_per_ip,
+                c.server.min_body_rate,
+            ),
+            (128, 256 << 20, 64 << 20, 1024)
+        );
+        // A per-address cap above max_connections simply never applies.
+        assert!(
+            parse(r#"{"server": {"max_connections": 8, "max_connections_per_ip": 128}}"#).is_ok()
+        );
+        for (text, field, says) in [
+            (
+                r#"{"server": {"max_connections_per_ip": 0}}"#,
+                "server.max_connections_per_ip",
+                "from 1",
+            ),
+            (
+                r#"{"server": {"max_body_bytes": 100000000}}"#,
+                "server.max_buffered_body_bytes_per_ip",
+                "at least server.max_body_bytes",
+            ),
+            (
+                r#"{"server": {"max_buffered_body_bytes": 1000}}"#,
+                "server.max_buffered_body_bytes",
+                "from server.max_buffered_body_bytes_per_ip",
+            ),
+            (
+                r#"{"server": {"min_body_rate": 0}}"#,
+                "server.min_body_rate",
+                "bytes per second",
+            ),
+        ] {
+            let e = parse(text).unwrap_err();
+            assert_eq!(e.field, field, "{text}: {e}");
+            assert!(e.problem.contains(says), "{text}: {e}");
+        }
+    }
+
+    #[test]
     fn semantic_errors_name_the_field() {
         for (text, field) in [
             (r#"{"server": {"host": "localhost"}}"#, "server.host"),
