@@ -42,8 +42,11 @@ impl std::error::Error for ConfigError {}
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
+    #[serde(deserialize_with = "object")]
     pub server: ServerConfig,
+    #[serde(deserialize_with = "object")]
     pub rate_limit: RateLimitConfig,
+    #[serde(deserialize_with = "object")]
     pub token: TokenConfig,
     /// Overrides of built-in providers and operator-defined providers, by name.
     #[serde(deserialize_with = "unique_names")]
@@ -51,14 +54,20 @@ pub struct Config {
     /// Server-side API keys that tokens may name (`kref` claim) instead of carrying a key.
     #[serde(deserialize_with = "unique_names")]
     pub api_keys: BTreeMap<String, ApiKeySource>,
+    #[serde(deserialize_with = "object")]
     pub upstream: UpstreamConfig,
     /// Peers whose `X-Forwarded-For` is believed (CIDR or plain addresses).
     pub trusted_proxies: Vec<String>,
+    #[serde(deserialize_with = "object")]
     pub cors: CorsConfig,
+    #[serde(deserialize_with = "object")]
     pub store: StoreConfig,
+    #[serde(deserialize_with = "object")]
     pub log: LogConfig,
+    #[serde(deserialize_with = "object")]
     pub metrics: MetricsConfig,
     /// HTTPS served by the relay itself; absent (or null) means plain HTTP.
+    #[serde(deserialize_with = "object_or_null")]
     pub tls: Option<TlsConfig>,
 }
 
@@ -126,6 +135,7 @@ pub struct RateLimitConfig {
     /// Relay-wide requests per second; 0 disables the global bucket.
     pub requests_per_second: u64,
     pub burst: u64,
+    #[serde(deserialize_with = "object")]
     pub ip_limit: IpLimitConfig,
     /// Keep the global and per-IP buckets in the Redis store, so every instance shares them.
     pub shared: bool,
@@ -494,6 +504,44 @@ impl ServerConfig {
     }
 }
 
+/// A section read only from a JSON object. serde's derive also takes an array and reads it by position
+/// (`"server": ["0.0.0.0", 80]` as host and port), which is never what an operator meant. Found by the
+/// `config` fuzz target.
+struct ObjectOnly<T>(T);
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for ObjectOnly<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct OnlyMaps<T>(std::marker::PhantomData<T>);
+
+        impl<'de, T: Deserialize<'de>> Visitor<'de> for OnlyMaps<T> {
+            type Value = T;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                // config_words.rs turns this into the operator's words, as for serde's own maps.
+                f.write_str("a map")
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+                // The same map access, so field paths in later errors stay exact.
+                T::deserialize(de::value::MapAccessDeserializer::new(map))
+            }
+        }
+
+        d.deserialize_map(OnlyMaps(std::marker::PhantomData))
+            .map(ObjectOnly)
+    }
+}
+
+fn object<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<T, D::Error> {
+    ObjectOnly::deserialize(d).map(|ObjectOnly(t)| t)
+}
+
+fn object_or_null<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+    d: D,
+) -> Result<Option<T>, D::Error> {
+    Option::<ObjectOnly<T>>::deserialize(d).map(|o| o.map(|ObjectOnly(t)| t))
+}
+
 /// A JSON object read as a map whose names must differ: serde's own maps keep the last of two equal
 /// names, so a provider or key listed twice would silently mean whichever line comes last. (Struct
 /// fields need no help: the derive already refuses a repeated field.) Found by the `config` fuzz target.
@@ -519,7 +567,7 @@ where
                         "`{name}` appears twice; list each name once"
                     )));
                 }
-                let value = map.next_value()?;
+                let ObjectOnly(value) = map.next_value()?;
                 out.insert(name, value);
             }
             Ok(out)
@@ -964,6 +1012,32 @@ mod tests {
         assert!(e.problem.contains("`openai` appears twice"), "{e}");
         let twice = r#"{"api_keys": {"main": {"env": "A"}, "main": {"env": "B"}}}"#;
         assert!(parse(twice).is_err());
+    }
+
+    #[test]
+    fn a_section_given_as_an_array_is_refused() {
+        // fuzz/regressions/config/section-as-array: the derive would read it by position.
+        for (text, field) in [
+            (r#"{"server": ["0.0.0.0", 80]}"#, "server"),
+            (
+                r#"{"rate_limit": {"ip_limit": [1, 2]}}"#,
+                "rate_limit.ip_limit",
+            ),
+            (
+                r#"{"providers": {"openai": ["https://a.example.com"]}}"#,
+                "providers.openai",
+            ),
+            (r#"{"api_keys": {"main": ["A"]}}"#, "api_keys.main"),
+            (r#"{"tls": ["cert.pem", "key.pem"]}"#, "tls"),
+            (r#"{"store": []}"#, "store"),
+        ] {
+            let e = parse(text).unwrap_err();
+            assert_eq!(e.field, field, "{text}: {e}");
+        }
+        // Objects and a null tls still load, with field paths inside sections intact.
+        assert!(parse(r#"{"tls": null, "server": {"port": 9000}}"#).is_ok());
+        let e = parse(r#"{"rate_limit": {"ip_limit": {"burst": "x"}}}"#).unwrap_err();
+        assert_eq!(e.field, "rate_limit.ip_limit.burst", "{e}");
     }
 
     #[test]
