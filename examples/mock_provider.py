@@ -38,9 +38,7 @@ def last_user_text(body: dict[str, Any]) -> str:
             if isinstance(content, str):
                 return content
             if isinstance(content, list):
-                return " ".join(
-                    b.get("text", "") for b in content if isinstance(b, dict)
-                )
+                return " ".join(b.get("text", "") for b in content if isinstance(b, dict))
     return ""
 
 
@@ -144,9 +142,7 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Type", "text/event-stream")
         self.send_header("Transfer-Encoding", "chunked")
         self.end_headers()
-        pieces = [{"role": "assistant", "content": ""}] + [
-            {"content": w} for w in text.split(" ")
-        ]
+        pieces = [{"role": "assistant", "content": ""}] + [{"content": w} for w in text.split(" ")]
         for i, delta in enumerate(pieces):
             if i > 1:
                 delta = {"content": " " + delta["content"]}
