@@ -317,11 +317,8 @@ async fn proxy<S: AsyncRead + AsyncWrite + Unpin>(
         }
     }
     policy::check_endpoint(&claims, provider.family, &loc.rest)?;
-    // 5. The relay-wide limit: spent by authenticated calls only, before any store work.
-    if let Err(e) = admission::charge_global(app).await {
-        app.stats.rate_limited.fetch_add(1, Ordering::Relaxed);
-        return Err(e.into());
-    }
+    // The token's own rate and concurrency come before the relay-wide limit: a public token shared by
+    // many addresses spends its own allowance, never the budget of every other caller.
     let _in_flight = app
         .token_limits
         .try_acquire(
@@ -336,6 +333,12 @@ async fn proxy<S: AsyncRead + AsyncWrite + Unpin>(
             }
             crate::limiter::TokenRejection::TooManyConcurrent => Error::TooManyConcurrent,
         })?;
+    // 5. The relay-wide limit: spent by authenticated calls within their token's limits only, before
+    // any store work.
+    if let Err(e) = admission::charge_global(app).await {
+        app.stats.rate_limited.fetch_add(1, Ordering::Relaxed);
+        return Err(e.into());
+    }
 
     // 6. Reserve the call before a body byte is read: a used-up or revoked token is refused without
     // reading its body. From here on the call counts, unless it provably never leaves the relay (body
