@@ -10,7 +10,8 @@ all at once, for `ABUSE_SECONDS` (default 30):
 - junk: 10 addresses (127.0.0.2-11) sending garbage tokens as fast as they can on keep-alive connections;
 - idle: one address (127.0.0.50) opening as many idle connections as the relay accepts;
 - big bodies: 5 addresses (127.0.0.60-64) posting 32 MiB bodies `{"model":"m","x":[0,0,...]}` with a
-  token whose policy reads the body, and with a used-up token;
+  token whose policy reads the body (and which allows 10 calls a minute, as a page's token would), and
+  with a used-up token;
 - drip: 5 addresses (127.0.0.70-74), 4 connections each, announcing 32 MiB and sending a byte every 2 s.
 
 The relay runs with the repository's default limits (config.json's values, usage in memory) against a
@@ -338,7 +339,9 @@ async def run(s: Settings) -> dict:
         capture_output=True,
     )
     good = mint(s.relay_bin, rai, "--max-calls", "0", "--expire-seconds", "3600")
-    inspected = mint(s.relay_bin, rai, "--max-calls", "0", "--model", "gpt-4o-mini")
+    # The attackers hold what a page hands every visitor: a token whose policy reads the body and that
+    # carries its own rate limit, and one whose calls are used up.
+    inspected = mint(s.relay_bin, rai, "--max-calls", "0", "--model", "gpt-4o-mini", "--rate", "10/60")
     used_up = mint(s.relay_bin, rai, "--max-calls", "1", "--model", "gpt-4o-mini")
     (work / "config.json").write_text(json.dumps(relay_config(port, up_port)))
     log_path = work / "access.log"

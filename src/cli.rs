@@ -61,7 +61,7 @@ relayapi mint - print one token minted with the Rust implementation of the token
 
 USAGE:
     relayapi mint --rai FILE --provider NAME (--key-env VAR | --key-ref NAME)
-                  [--max-calls N] [--expire-seconds S] [--model M] [--config PATH]
+                  [--max-calls N] [--expire-seconds S] [--model M] [--rate N/S] [--config PATH]
 
 OPTIONS:
     --rai FILE            the .rai client config whose current key mints the token
@@ -74,6 +74,7 @@ OPTIONS:
     --max-calls N         calls the token allows (default: 100; 0 = unlimited)
     --expire-seconds S    lifetime in seconds (default: 3600)
     --model M             force this model on every call (claim ext.rep_m)
+    --rate N/S            at most N calls in any window of S seconds (claim rate), e.g. 10/60
     --config PATH         the relay's config.json, for its providers (default: ./config.json when
                           it exists, else the built-in providers only)
 ";
@@ -107,6 +108,7 @@ const MINT_OPTIONS: &[&str] = &[
     "max-calls",
     "expire-seconds",
     "model",
+    "rate",
     "config",
 ];
 
@@ -141,6 +143,8 @@ pub struct MintArgs {
     pub max_calls: u64,
     pub expire_seconds: u64,
     pub model: Option<String>,
+    /// `--rate N/S`: at most N calls in any window of S seconds.
+    pub rate: Option<(u64, u64)>,
     /// The relay's config.json, for the provider registry; `None`: ./config.json if it exists.
     pub config: Option<PathBuf>,
 }
@@ -239,12 +243,25 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
                 max_calls: parse_num(take("max-calls"), "max-calls", 100)?,
                 expire_seconds: parse_num(take("expire-seconds"), "expire-seconds", 3600)?,
                 model: take("model"),
+                rate: take("rate").map(|v| parse_rate(&v)).transpose()?,
                 config: take("config").map(PathBuf::from),
             })
         }
     };
     debug_assert!(opts.is_empty(), "every known option is taken: {opts:?}");
     Ok(cmd)
+}
+
+/// `N/S` with both parts whole numbers above zero (the token format's `rate` claim, §5).
+fn parse_rate(v: &str) -> Result<(u64, u64), String> {
+    let bad = || format!("option `--rate`: `{v}` is not N/S (calls per seconds, e.g. 10/60)");
+    let (n, s) = v.split_once('/').ok_or_else(bad)?;
+    let n: u64 = n.parse().map_err(|_| bad())?;
+    let s: u64 = s.parse().map_err(|_| bad())?;
+    if n == 0 || s == 0 {
+        return Err(bad());
+    }
+    Ok((n, s))
 }
 
 fn parse_num<T: std::str::FromStr>(v: Option<String>, name: &str, default: T) -> Result<T, String> {
@@ -425,6 +442,31 @@ mod tests {
         {
             Command::Mint(m) => assert_eq!((m.max_calls, m.key_env.as_deref()), (5, Some("K"))),
             c => panic!("{c:?}"),
+        }
+    }
+
+    #[test]
+    fn mint_rate_is_calls_per_seconds() {
+        let mint = |rate: &str| {
+            p(&[
+                "mint",
+                "--rai",
+                "x.rai",
+                "--provider",
+                "openai",
+                "--key-env",
+                "K",
+                "--rate",
+                rate,
+            ])
+        };
+        match mint("10/60").unwrap() {
+            Command::Mint(m) => assert_eq!(m.rate, Some((10, 60))),
+            c => panic!("{c:?}"),
+        }
+        for bad in ["10", "0/60", "10/0", "a/b", "10/60/1", "-1/5", ""] {
+            let e = mint(bad).unwrap_err();
+            assert!(e.contains("--rate") && e.contains("N/S"), "{bad}: {e}");
         }
     }
 }

@@ -171,6 +171,7 @@ fn mint(m: &MintArgs) -> Result<(), String> {
         kref: m.key_ref.clone(),
         max: (m.max_calls > 0).then_some(m.max_calls),
         ext: m.model.clone().map(|rep_m| Ext { rep_m: Some(rep_m) }),
+        rate: m.rate.map(|(n, s)| token::Rate { n, s }),
         ..Claims::new(
             token::new_token_id(&mut rng),
             r.crypto.tenant_id.clone(),
