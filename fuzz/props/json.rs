@@ -79,27 +79,20 @@ impl<'de> Visitor<'de> for Walk<'_> {
     }
 }
 
-/// Every string value held, directly or nested, by a member named `member` anywhere in `value`.
+/// Every string that is the value of a member named `member`, anywhere in `value`.
 pub fn strings_under<'a>(value: &'a Value, member: &str, out: &mut Vec<&'a str>) {
     match value {
         Value::Array(items) => items.iter().for_each(|v| strings_under(v, member, out)),
         Value::Object(map) => {
             for (name, v) in map {
-                if name == member {
-                    collect_strings(v, out);
+                // Only a string value is a key; an object or array under the name holds other members
+                // (a method name, a host) that messages may rightly quote.
+                if let (true, Value::String(s)) = (name == member, v) {
+                    out.push(s);
                 }
                 strings_under(v, member, out);
             }
         }
-        _ => {}
-    }
-}
-
-fn collect_strings<'a>(value: &'a Value, out: &mut Vec<&'a str>) {
-    match value {
-        Value::String(s) => out.push(s),
-        Value::Array(items) => items.iter().for_each(|v| collect_strings(v, out)),
-        Value::Object(map) => map.values().for_each(|v| collect_strings(v, out)),
         _ => {}
     }
 }
