@@ -34,8 +34,17 @@ pub fn check(data: &[u8]) {
         Err(e) => {
             assert_eq!(e.file, Path::new(FILE));
             let message = e.to_string();
-            for k in &keys {
-                assert!(!message.contains(k), "error repeats a key: {message}");
+            for k in keys.iter().filter(|k| message.contains(**k)) {
+                // The message may quote fixed wording that happens to equal the key's text. It leaks
+                // the key only if it stops quoting it once the key's value is spelled differently.
+                let other = text.replacen(*k, &"#".repeat(k.len()), 1);
+                let again = parse_rai(&other, Path::new(FILE))
+                    .err()
+                    .map(|e| e.to_string());
+                assert!(
+                    again.is_some_and(|m| m.contains(*k)),
+                    "error repeats a key: {message}"
+                );
             }
             return;
         }
