@@ -174,7 +174,7 @@ impl FragmentCache {
 mod tests {
     use super::*;
 
-    const KEY: &str = "sk-proj-AbCdEfGhIjKlMnOpQrStUvWxYz0123456789";
+    const KEY: &str = "fake-key-AbCdEfGhIjKlMnOpQrStUvWxYz0123456789";
 
     fn frags() -> KeyFragments {
         KeyFragments::new(KEY.as_bytes())

@@ -194,7 +194,7 @@ async fn issue9_request_headers_are_forwarded_by_allow_list() {
 }
 
 /// A key that looks like a real one: no English word in it, so only echoes can match.
-const RANDOM_KEY: &str = "sk-proj-Q7vX2mK9pL4nR8tW3yZ6bC1dF5gH0jJxE2";
+const RANDOM_KEY: &str = "fake-key-Q7vX2mK9pL4nR8tW3yZ6bC1dF5gH0jJxE2";
 
 /// Every 8-byte run of `key` found in `hay` (8 is `key_scrub::MIN_FRAGMENT_BYTES`).
 fn key_runs_in(hay: &[u8], key: &str) -> Vec<String> {
