@@ -99,6 +99,15 @@ def parse_vm_hwm(status_text: str) -> int | None:
     return None
 
 
+def content_length(head: bytes) -> int:
+    """The Content-Length of a message head; 0 when it has none."""
+    for line in head.split(b"\r\n"):
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            return int(value.strip())
+    return 0
+
+
 def status_of(head: bytes) -> int | None:
     """The status code of a response head, or None when it is not one."""
     parts = head.split(b" ", 2)
@@ -114,11 +123,7 @@ async def upstream_conn(reader: asyncio.StreamReader, writer: asyncio.StreamWrit
     try:
         while True:
             head = await reader.readuntil(b"\r\n\r\n")
-            length = 0
-            for line in head.split(b"\r\n"):
-                name, _, value = line.partition(b":")
-                if name.strip().lower() == b"content-length":
-                    length = int(value.strip())
+            length = content_length(head)
             if length:
                 await reader.readexactly(length)
             writer.write(
@@ -154,11 +159,16 @@ async def one_request(
         writer.close()
 
 
-def post(path: str, body: bytes, extra: str = "") -> bytes:
+def post_head(path: str, length: int) -> bytes:
+    """The head of a JSON POST announcing `length` body bytes."""
     return (
         f"POST {path} HTTP/1.1\r\nHost: relay\r\ncontent-type: application/json\r\n"
-        f"content-length: {len(body)}\r\n{extra}\r\n"
-    ).encode() + body
+        f"content-length: {length}\r\n\r\n"
+    ).encode()
+
+
+def post(path: str, body: bytes) -> bytes:
+    return post_head(path, len(body)) + body
 
 
 async def valid_client(port: int, source: str, token: str, until: float, t: Tally) -> None:
@@ -194,12 +204,7 @@ async def junk_client(port: int, source: str, until: float, t: Tally) -> None:
                 t.sent += 1
                 head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
                 t.status(status_of(head))
-                length = 0
-                for line in head.split(b"\r\n"):
-                    name, _, value = line.partition(b":")
-                    if name.strip().lower() == b"content-length":
-                        length = int(value.strip())
-                await reader.readexactly(length)
+                await reader.readexactly(content_length(head))
                 if b"connection: close" in head.lower():
                     break
         except (OSError, TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
@@ -242,10 +247,7 @@ async def idle_client(port: int, source: str, target: int, until: float, t: Tall
 async def big_body_client(port: int, source: str, token: str, until: float, t: Tally) -> None:
     prefix = b'{"model":"m","x":['
     body = prefix + b"0," * ((BIG_BODY_BYTES - len(prefix) - 3) // 2) + b"0]}"
-    head = (
-        f"POST /relayapi/{token}/chat/completions HTTP/1.1\r\nHost: relay\r\n"
-        f"content-type: application/json\r\ncontent-length: {len(body)}\r\n\r\n"
-    ).encode()
+    head = post_head(f"/relayapi/{token}/chat/completions", len(body))
     while time.monotonic() < until:
         t.sent += 1
         try:
@@ -270,10 +272,7 @@ async def big_body_client(port: int, source: str, token: str, until: float, t: T
 
 
 async def drip_client(port: int, source: str, token: str, until: float, t: Tally) -> None:
-    head = (
-        f"POST /relayapi/{token}/chat/completions HTTP/1.1\r\nHost: relay\r\n"
-        f"content-type: application/json\r\ncontent-length: {BIG_BODY_BYTES}\r\n\r\n{{"
-    ).encode()
+    head = post_head(f"/relayapi/{token}/chat/completions", BIG_BODY_BYTES) + b"{"
     while time.monotonic() < until:
         t.sent += 1
         try:
