@@ -8,21 +8,21 @@ use std::time::Instant;
 
 use serde_json::json;
 
-use crate::body_budget::BodyBudget;
 use crate::clock::Clock;
 use crate::config::Config;
-use crate::key_scrub::FragmentCache;
-use crate::limiter::{RateLimiter, TokenLimits};
+use crate::limits::body_budget::BodyBudget;
+use crate::limits::limiter::{RateLimiter, TokenLimits};
+use crate::limits::log_sampler::LogSampler;
 use crate::log::Logger;
-use crate::log_sampler::LogSampler;
 use crate::metrics::Metrics;
-use crate::provider::Registry;
-use crate::rai::Keyring;
-use crate::secret::SecretString;
 use crate::store::Store;
-use crate::token::IpNet;
-use crate::token_cache::TokenCache;
-use crate::upstream::Upstream;
+use crate::token::cache::TokenCache;
+use crate::token::format::IpNet;
+use crate::token::rai::Keyring;
+use crate::token::secret::SecretString;
+use crate::upstream::client::Upstream;
+use crate::upstream::key_scrub::FragmentCache;
+use crate::upstream::provider::Registry;
 
 /// Request counters for `/health` (Prometheus metrics build on the same numbers).
 #[derive(Debug, Default)]
@@ -129,7 +129,7 @@ pub struct App {
     pub metrics: Metrics,
     /// Client ranges allowed to read `/metrics`.
     pub metrics_allowed: Vec<IpNet>,
-    /// Bounds access-log lines per client and reason (`log_sampler.rs`).
+    /// Bounds access-log lines per client and reason (`limits/log_sampler.rs`).
     pub log_sampler: LogSampler,
     pub log: Logger,
     pub started: Instant,

@@ -5,9 +5,9 @@
 
 use std::time::Duration;
 
-use crate::chunked::ChunkError;
-use crate::framing::FramingError;
-use crate::head::HeadError;
+use crate::http::chunked::ChunkError;
+use crate::http::framing::FramingError;
+use crate::http::head::HeadError;
 
 /// Which party caused a failure; decides the status family and the log level.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -307,7 +307,7 @@ impl Error {
             UpstreamErrorUnchecked => format!(
                 "The provider answered with an error whose body could not be checked for the API key \
                  (larger than {} KiB, or compressed); it was withheld.",
-                crate::key_scrub::MAX_ERROR_BODY_BYTES / 1024
+                crate::upstream::key_scrub::MAX_ERROR_BODY_BYTES / 1024
             ),
             StoreUnavailable => {
                 "The usage store is unavailable; the request was not forwarded.".into()

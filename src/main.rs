@@ -14,24 +14,25 @@ use std::time::Instant;
 use serde_json::json;
 
 use relayapi::app::{App, Stats};
-use relayapi::body_budget::BodyBudget;
 use relayapi::cli::{self, Command, MintArgs};
 use relayapi::clock::{Clock, SystemClock};
 use relayapi::config::{load_config, parse_net, Config};
-use relayapi::key_scrub::FragmentCache;
-use relayapi::limiter::{RateLimiter, TokenLimits};
+use relayapi::limits::body_budget::BodyBudget;
+use relayapi::limits::limiter::{RateLimiter, TokenLimits};
+use relayapi::limits::log_sampler::{LogSampler, REPORT_INTERVAL_SECS};
 use relayapi::log::Logger;
-use relayapi::log_sampler::{LogSampler, REPORT_INTERVAL_SECS};
 use relayapi::metrics::Metrics;
-use relayapi::provider::Registry;
-use relayapi::rai::{self, Keyring};
-use relayapi::secret::SecretString;
+use relayapi::server::tls::{self, ServerTls};
+use relayapi::server::{accept, redirect};
+use relayapi::store;
 use relayapi::store::Store;
-use relayapi::tls::{self, ServerTls};
-use relayapi::token::{self, Claims, Ext};
-use relayapi::token_cache::{TokenCache, TOKEN_CACHE_ENTRIES};
-use relayapi::upstream::Upstream;
-use relayapi::{redirect, server, store};
+use relayapi::token::cache::{TokenCache, TOKEN_CACHE_ENTRIES};
+use relayapi::token::format::{self, Claims, Ext};
+use relayapi::token::rai::{self, Keyring};
+use relayapi::token::secret::SecretString;
+use relayapi::upstream::client::Upstream;
+use relayapi::upstream::key_scrub::FragmentCache;
+use relayapi::upstream::provider::Registry;
 
 /// Tokens with a `rate` or `conc` claim tracked at once; beyond this, new ones are refused until old
 /// windows pass, so a flood of fresh tokens cannot grow memory.
@@ -97,7 +98,7 @@ fn gen_rai(
 ) -> Result<(), String> {
     let default_kid = format!("key-{}", SystemClock.unix_now());
     let kid = key_id.unwrap_or(&default_kid);
-    let mut rng = token::os_rng();
+    let mut rng = format::os_rng();
     let r = rai::generate_rai(scheme, host, port, tenant, kid, &mut rng);
     let text = rai::to_json_pretty(&r);
     // Round-trip through the parser so a bad --host, --tenant or --key-id is reported like a bad file.
@@ -137,7 +138,7 @@ fn check_mint_provider(m: &MintArgs) -> Result<(), String> {
         return Ok(());
     }
     let known: Vec<&str> = registry.names().collect();
-    let hint = relayapi::provider::closest(&m.provider, &known)
+    let hint = relayapi::upstream::provider::closest(&m.provider, &known)
         .map(|n| format!(" (did you mean `{n}`?)"))
         .unwrap_or_default();
     let source = match &m.config {
@@ -165,15 +166,15 @@ fn mint(m: &MintArgs) -> Result<(), String> {
         None => None,
     };
     let now = SystemClock.unix_now();
-    let mut rng = token::os_rng();
+    let mut rng = format::os_rng();
     let claims = Claims {
         key,
         kref: m.key_ref.clone(),
         max: (m.max_calls > 0).then_some(m.max_calls),
         ext: m.model.clone().map(|rep_m| Ext { rep_m: Some(rep_m) }),
-        rate: m.rate.map(|(n, s)| token::Rate { n, s }),
+        rate: m.rate.map(|(n, s)| format::Rate { n, s }),
         ..Claims::new(
-            token::new_token_id(&mut rng),
+            format::new_token_id(&mut rng),
             r.crypto.tenant_id.clone(),
             now,
             now + m.expire_seconds,
@@ -185,7 +186,7 @@ fn mint(m: &MintArgs) -> Result<(), String> {
         .map_err(|e| format!("cannot mint: {e}"))?;
     println!(
         "{}",
-        token::mint(&claims, &r.crypto.key_id, &r.crypto.key, &mut rng)
+        format::mint(&claims, &r.crypto.key_id, &r.crypto.key, &mut rng)
     );
     Ok(())
 }
@@ -222,7 +223,7 @@ fn serve(config_path: &Path, rai_path: &Path, rai_given: bool, dev: bool) -> Res
                 rai_path.display()
             ));
         }
-        let mut rng = token::os_rng();
+        let mut rng = format::os_rng();
         let r = rai::generate_rai(
             if cfg.tls.is_some() { "https" } else { "http" },
             &cfg.server.host,
@@ -280,13 +281,13 @@ fn serve(config_path: &Path, rai_path: &Path, rai_given: bool, dev: bool) -> Res
         .build()
         .map_err(|e| format!("cannot start the runtime: {e}"))?;
     runtime.block_on(async move {
-        let listener = server::bind(addr).map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+        let listener = accept::bind(addr).map_err(|e| format!("cannot listen on {addr}: {e}"))?;
         let local = listener.local_addr().map_err(|e| e.to_string())?;
         let redirect_port = cfg.tls.as_ref().and_then(|t| t.redirect_http_port);
         let redirect_listener = match redirect_port {
             Some(port) => {
                 let a = SocketAddr::new(addr.ip(), port);
-                Some(server::bind(a).map_err(|e| {
+                Some(accept::bind(a).map_err(|e| {
                     format!(
                         "{}: field `tls.redirect_http_port`: cannot listen on {a}: {e}",
                         config_path.display()
@@ -403,7 +404,7 @@ fn serve(config_path: &Path, rai_path: &Path, rai_given: bool, dev: bool) -> Res
             shutdown_signal().await;
             let _ = stop_tx.send(true);
         });
-        server::run(app, listener, tls, stopped(stop_rx)).await;
+        accept::run(app, listener, tls, stopped(stop_rx)).await;
         for t in tasks {
             t.abort();
         }
@@ -553,6 +554,6 @@ fn open_store(cfg: &Config, config_path: &Path) -> Result<Store, String> {
 
 fn instance_id() -> String {
     let mut b = [0u8; 4];
-    token::os_rng()(&mut b);
+    format::os_rng()(&mut b);
     b.iter().map(|x| format!("{x:02x}")).collect()
 }

@@ -1,16 +1,16 @@
-//! A raw-bytes conformance corpus for the relay's HTTP/1.1 parsing: head parsing (`head.rs`), the
-//! framing gate (`framing.rs`) and chunked decoding (`chunked.rs`), run together the way the
+//! A raw-bytes conformance corpus for the relay's HTTP/1.1 parsing: head parsing (`http/head.rs`), the
+//! framing gate (`http/framing.rs`) and chunked decoding (`http/chunked.rs`), run together the way the
 //! connection loop runs them. Each case is the exact bytes a peer sends and the exact outcome for
 //! every message in them, so a pipelined request hidden in a body ("smuggled") shows up as a message
 //! of its own. Valid messages, request-smuggling shapes (CL.TE, TE.CL, TE.TE obfuscations) and
 //! malformed heads are all here; the expected outcomes follow RFC 9112 / RFC 9110 with the strict
 //! choices documented in the source files.
 
-use relayapi::chunked::{ChunkError, ChunkedDecoder, ChunkedLimits};
-use relayapi::framing::{
+use relayapi::http::chunked::{ChunkError, ChunkedDecoder, ChunkedLimits};
+use relayapi::http::framing::{
     request_framing, response_framing, BodyFraming, FramingError, ResponseBody,
 };
-use relayapi::head::{parse_request_head, parse_response_head, HeadError, HeadLimits};
+use relayapi::http::head::{parse_request_head, parse_response_head, HeadError, HeadLimits};
 
 const HEAD_LIMITS: HeadLimits = HeadLimits {
     max_head_bytes: 2048,

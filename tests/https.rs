@@ -594,10 +594,10 @@ async fn sighup_without_tls_is_logged_not_fatal() {
 fn run_binary(dir: &Path, config: &Value) -> Option<(i32, String)> {
     let cfg_path = dir.join("config.json");
     std::fs::write(&cfg_path, serde_json::to_vec_pretty(config).unwrap()).unwrap();
-    let mut rng = relayapi::token::os_rng();
-    let r = relayapi::rai::generate_rai("https", "127.0.0.1", 443, "acme", "k1", &mut rng);
+    let mut rng = relayapi::token::format::os_rng();
+    let r = relayapi::token::rai::generate_rai("https", "127.0.0.1", 443, "acme", "k1", &mut rng);
     let rai_path = dir.join("test.rai");
-    std::fs::write(&rai_path, relayapi::rai::to_json_pretty(&r)).unwrap();
+    std::fs::write(&rai_path, relayapi::token::rai::to_json_pretty(&r)).unwrap();
     // Started from another directory, so relative paths can only work if taken from config.json's.
     let mut child = Command::new(env!("CARGO_BIN_EXE_relayapi"))
         .current_dir(std::env::temp_dir())

@@ -13,8 +13,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::*;
-use relayapi::admin::sign_request;
-use relayapi::log_sampler::PER_KEY_LINES_PER_SEC;
+use relayapi::admin::signing::sign_request;
+use relayapi::limits::log_sampler::PER_KEY_LINES_PER_SEC;
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -142,7 +142,7 @@ async fn a_rate_limited_token_shared_by_ten_addresses_does_not_starve_a_valid_cl
         "ip_limit": {"requests_per_second": 5, "burst": 5, "max_tracked_ips": 1000}});
     let relay = Relay::start(cfg);
     let mut c = relay.claims("openai", None);
-    c.rate = Some(relayapi::token::Rate { n: 1, s: 3600 });
+    c.rate = Some(relayapi::token::format::Rate { n: 1, s: 3600 });
     let shared = relay.mint(&c);
     let t = relay.token("openai", None);
     let stop = Arc::new(AtomicBool::new(false));

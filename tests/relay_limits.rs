@@ -7,7 +7,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use relayapi::token::{IpNet, MtokMode, Rate};
+use relayapi::token::format::{IpNet, MtokMode, Rate};
 use serde_json::json;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;

@@ -7,7 +7,7 @@
 mod common;
 
 use common::*;
-use relayapi::token::{Claims, Ext, MtokMode};
+use relayapi::token::format::{Claims, Ext, MtokMode};
 use serde_json::json;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;

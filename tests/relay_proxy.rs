@@ -496,7 +496,7 @@ async fn token_limits_model_override_and_endpoints() {
     let up = MockUpstream::start(false).await;
     let relay = Relay::start(test_config(&up));
     let mut c = relay.claims("openai", None);
-    c.ext = Some(relayapi::token::Ext {
+    c.ext = Some(relayapi::token::format::Ext {
         rep_m: Some("forced-model".into()),
     });
     c.paths = Some(vec!["/chat/completions".into()]);

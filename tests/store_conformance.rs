@@ -484,8 +484,8 @@ fn sqlite_a_second_relay_on_one_file_fails_at_start_naming_store_path() {
             *x = seed;
         }
     };
-    let r = relayapi::rai::generate_rai("http", "127.0.0.1", 8080, "acme", "k1", &mut rng);
-    std::fs::write(&rai, relayapi::rai::to_json_pretty(&r)).unwrap();
+    let r = relayapi::token::rai::generate_rai("http", "127.0.0.1", 8080, "acme", "k1", &mut rng);
+    std::fs::write(&rai, relayapi::token::rai::to_json_pretty(&r)).unwrap();
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_relayapi"))
         .arg("--config")
         .arg(&cfg)

@@ -12,7 +12,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::*;
-use relayapi::admin::sign_request;
+use relayapi::admin::signing::sign_request;
 use serde_json::{json, Value};
 use store_support::RedisServer;
 
@@ -264,8 +264,8 @@ fn start_fails(config: Value) -> (std::process::ExitStatus, String) {
             *x = seed;
         }
     };
-    let r = relayapi::rai::generate_rai("http", "127.0.0.1", 8080, "acme", "k1", &mut rng);
-    std::fs::write(&rai_path, relayapi::rai::to_json_pretty(&r)).unwrap();
+    let r = relayapi::token::rai::generate_rai("http", "127.0.0.1", 8080, "acme", "k1", &mut rng);
+    std::fs::write(&rai_path, relayapi::token::rai::to_json_pretty(&r)).unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_relayapi"))
         .arg("--config")
         .arg(&cfg_path)

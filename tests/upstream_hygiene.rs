@@ -207,7 +207,7 @@ fn key_runs_in(hay: &[u8], key: &str) -> Vec<String> {
 
 fn token_with_key(relay: &Relay, prv: &str) -> String {
     let mut c = relay.claims(prv, None);
-    c.key = Some(relayapi::secret::SecretString::new(RANDOM_KEY));
+    c.key = Some(relayapi::token::secret::SecretString::new(RANDOM_KEY));
     relay.mint(&c)
 }
 

@@ -2,7 +2,7 @@
 //!
 //! Every file is first checked against `schema.json` (interpreted here for the keywords it uses, so a
 //! vector file that drifts from the schema fails before any case runs), then every case runs against
-//! `relayapi::token`. Property tests on top: round trips under random keys, no repeated tokens from the
+//! `relayapi::token::format`. Property tests on top: round trips under random keys, no repeated tokens from the
 //! public `mint`, and no single-bit change of a valid token that still verifies.
 
 use std::collections::HashSet;
@@ -11,12 +11,12 @@ use std::path::PathBuf;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
-use relayapi::rai::Keyring;
-use relayapi::secret::{SecretKey, SecretString};
-use relayapi::token::{
+use relayapi::token::format::{
     self, canonical_json, check_time, mint, mint_with, new_token_id, os_rng, verify, Claims, Ext,
     InvalidToken, IpNet, MtokMode, Rate, TimeError,
 };
+use relayapi::token::rai::Keyring;
+use relayapi::token::secret::{SecretKey, SecretString};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -479,7 +479,7 @@ fn conformance_rai() {
     let conf: Conformance = load("conformance.json", "conformance");
     for case in &conf.rai {
         let label = format!("{} {}", case.rule, case.desc);
-        let parsed = relayapi::rai::parse_rai(&case.rai, std::path::Path::new("case.rai"));
+        let parsed = relayapi::token::rai::parse_rai(&case.rai, std::path::Path::new("case.rai"));
         match case.verdict.as_str() {
             "load" => assert!(parsed.is_ok(), "{label}: {}", parsed.unwrap_err()),
             "refuse" => assert!(parsed.is_err(), "{label}"),
@@ -543,7 +543,7 @@ fn random_claims(r: &mut TestRng, tenant: &str) -> Claims {
         url: r
             .maybe()
             .then(|| format!("https://{}.example/v{}", r.word(b"abc", 1, 8), r.below(9))),
-        max: r.maybe().then(|| 1 + r.below(token::MAX_INT)),
+        max: r.maybe().then(|| 1 + r.below(format::MAX_INT)),
         ext: r.maybe().then(|| Ext {
             rep_m: Some("modèle-\"x\"\\😀 ".repeat(1 + r.below(3) as usize)),
         }),

@@ -1,4 +1,4 @@
-//! Admin request signatures (`src/admin.rs`) under the key ring of `tests/vectors/keys.json`.
+//! Admin request signatures (`src/admin/signing.rs`) under the key ring of `tests/vectors/keys.json`.
 //!
 //! The first byte picks the mode:
 //! - even: NUL-separated `Authorization` value, method, target and body as a client sends them. What
@@ -11,10 +11,10 @@
 //!   exactly when the clock offset is within the window, and no longer once method, target or body
 //!   change.
 
-use relayapi::admin::{
+use relayapi::admin::signing::{
     parse_authorization, sign_request, verify_request, MAX_CLOCK_DIFF_SECS, SCHEME,
 };
-use relayapi::secret::SecretKey;
+use relayapi::token::secret::SecretKey;
 
 use super::fields;
 use super::token::{b64_encode, keyring, KEYS};

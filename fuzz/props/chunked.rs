@@ -1,4 +1,4 @@
-//! The chunked decoder (`src/chunked.rs`), differential against a reference decoder written here the
+//! The chunked decoder (`src/http/chunked.rs`), differential against a reference decoder written here the
 //! simple way: the whole input at once, one grammar rule per function, positions instead of states
 //! (RFC 9112 §7.1 with our limits: at most 32 size digits, extensions counted per line and per body,
 //! trailer bytes counted with their CRLFs, CRLF as the only line ending, the body cap checked when a
@@ -8,7 +8,7 @@
 //!
 //! The first four bytes pick the limits and the split point; the rest is the body.
 
-use relayapi::chunked::{ChunkError, ChunkedDecoder, ChunkedLimits};
+use relayapi::http::chunked::{ChunkError, ChunkedDecoder, ChunkedLimits};
 
 /// `chunked.rs`'s cap on the extension bytes of one body.
 const MAX_TOTAL_EXT: usize = 64 * 1024;

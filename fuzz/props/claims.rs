@@ -5,7 +5,7 @@
 //! Both must agree on every input, value for value; accepted claims survive canonical re-encoding
 //! byte for byte.
 
-use relayapi::token::{Claims, Ext, IpNet, MtokMode, Rate, SecretString, MAX_JSON_DEPTH};
+use relayapi::token::format::{Claims, Ext, IpNet, MtokMode, Rate, SecretString, MAX_JSON_DEPTH};
 use serde_json::{Map, Value};
 
 use super::json;

@@ -1,4 +1,4 @@
-//! `config.json` loading (`src/config.rs`): what `parse_config` accepts is JSON without repeated
+//! `config.json` loading (`src/config/mod.rs`): what `parse_config` accepts is JSON without repeated
 //! member names (a repeated provider or key name would make the file mean whatever the last line
 //! says, which the operator cannot see), and its values hold the invariants the rest of the relay
 //! relies on without re-checking: head limits that fit together, a base path the router can split

@@ -1,4 +1,4 @@
-//! CORS decisions (`src/cors.rs`) against a reference written here from the Fetch standard's
+//! CORS decisions (`src/http/cors.rs`) against a reference written here from the Fetch standard's
 //! serialized origin (`scheme "://" host [ ":" port ]`, or `null`) and RFC 9110 list syntax: an
 //! origin is allowed exactly when it is well-formed and both config and the token's `origins` (when
 //! present) list it or `*`; the allowed origin is echoed byte for byte and nothing else ever is; a
@@ -12,7 +12,7 @@
 //! (LF-separated) and one config origin.
 
 use relayapi::config::CorsConfig;
-use relayapi::cors::{
+use relayapi::http::cors::{
     check_preflight, origin_allowed, preflight, response_headers, PreflightDecision, ALLOW_METHODS,
     EXPOSE_HEADERS, VARY_PREFLIGHT,
 };

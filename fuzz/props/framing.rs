@@ -1,4 +1,4 @@
-//! The framing gate (`src/framing.rs`) on heads the parser accepted, against a reference of RFC 9112
+//! The framing gate (`src/http/framing.rs`) on heads the parser accepted, against a reference of RFC 9112
 //! §6.3 with our documented strictness, written out again here: at most one Content-Length, digits
 //! only; Transfer-Encoding, over all its lines, exactly the one coding `chunked` and only in
 //! HTTP/1.1; never both. For requests, the reference decides the body and the gate must agree; the
@@ -10,8 +10,8 @@
 //! The first byte picks HEAD or GET for the response check; the rest is a head (request or response,
 //! whichever parses).
 
-use relayapi::framing::{request_framing, response_framing, BodyFraming, ResponseBody};
-use relayapi::head::{parse_request_head, parse_response_head, HeadLimits, Header, Version};
+use relayapi::http::framing::{request_framing, response_framing, BodyFraming, ResponseBody};
+use relayapi::http::head::{parse_request_head, parse_response_head, HeadLimits, Header, Version};
 
 const LIMITS: HeadLimits = HeadLimits {
     max_head_bytes: 8192,

@@ -1,4 +1,4 @@
-//! Request and response heads (`src/head.rs`), differential against `httparse`'s own verdict plus
+//! Request and response heads (`src/http/head.rs`), differential against `httparse`'s own verdict plus
 //! our stricter rules, written out again here: at most two empty lines before a request-line and
 //! none before a status-line, CRLF and nothing else as line ending, no line starting with
 //! whitespace, origin-form (or `*` for OPTIONS) request-targets of RFC 3986 path and query
@@ -11,8 +11,8 @@
 //! gate never panics on what the parser accepts. The first three input bytes pick the limits (small,
 //! so the limit paths are reached); the rest is the stream.
 
-use relayapi::framing::{request_framing, response_framing};
-use relayapi::head::{
+use relayapi::http::framing::{request_framing, response_framing};
+use relayapi::http::head::{
     parse_request_head, parse_response_head, HeadLimits, Header, RequestHead, ResponseHead, Version,
 };
 

@@ -13,9 +13,9 @@
 //! Input: a flag byte (which headers are present, whether there is a query), then NUL-separated
 //! fields: the path after the base, the query, and the three header values.
 
-use relayapi::forward_path;
-use relayapi::head::{Header, RequestHead, Version};
-use relayapi::relay::locate_token;
+use relayapi::http::head::{Header, RequestHead, Version};
+use relayapi::request::relay::locate_token;
+use relayapi::upstream::forward_path;
 
 use super::fields;
 

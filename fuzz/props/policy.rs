@@ -9,10 +9,10 @@
 //!
 //! Input: a flag byte (which limits the token carries, which endpoint), then the body.
 
-use relayapi::body_scan::{scan_object, ScanError};
-use relayapi::policy::apply;
-use relayapi::provider::ApiFamily;
-use relayapi::token::{Claims, Ext, MtokMode};
+use relayapi::request::body_scan::{scan_object, ScanError};
+use relayapi::request::policy::apply;
+use relayapi::token::format::{Claims, Ext, MtokMode};
+use relayapi::upstream::provider::ApiFamily;
 use serde_json::Value;
 
 use super::json;

@@ -1,4 +1,4 @@
-//! `.rai` loading (`src/rai.rs`, `docs/client-config.md`), differential against `serde_json`: what
+//! `.rai` loading (`src/token/rai.rs`, `docs/client-config.md`), differential against `serde_json`: what
 //! `parse_rai` accepts is a JSON object without repeated member names (rai.rs keeps duplicates that
 //! `serde_json::Value` would silently merge, and must refuse them), with only the documented members
 //! at each level, and the parsed values are the ones `serde_json` reads. An accepted file survives
@@ -7,8 +7,8 @@
 
 use std::path::Path;
 
-use relayapi::rai::{is_valid_key_id, parse_rai, to_json_pretty};
-use relayapi::secret::SecretKey;
+use relayapi::token::rai::{is_valid_key_id, parse_rai, to_json_pretty};
+use relayapi::token::secret::SecretKey;
 use serde_json::Value;
 
 use super::json;

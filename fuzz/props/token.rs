@@ -1,4 +1,4 @@
-//! Token text to claims (`src/token.rs`, `docs/token-format.md` §3-§7) under a fixed key ring, the
+//! Token text to claims (`src/token/format.rs`, `docs/token-format.md` §3-§7) under a fixed key ring, the
 //! three keys of `tests/vectors/keys.json`.
 //!
 //! The first byte picks the mode:
@@ -17,9 +17,9 @@
 use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
 use hkdf::Hkdf;
-use relayapi::rai::Keyring;
-use relayapi::secret::SecretKey;
-use relayapi::token::{self, canonical_json, mint_with, Claims, MAX_TOKEN_LEN};
+use relayapi::token::format::{self, canonical_json, mint_with, Claims, MAX_TOKEN_LEN};
+use relayapi::token::rai::Keyring;
+use relayapi::token::secret::SecretKey;
 use sha2::Sha256;
 
 /// `tests/vectors/keys.json`: key id, tenant, key (unpadded base64url).
@@ -67,7 +67,7 @@ pub fn check(data: &[u8]) {
 
 fn check_text(text: &str) {
     let ring = keyring();
-    let verified = token::verify(text, &ring);
+    let verified = format::verify(text, &ring);
     let opened = open(text);
     let expected = opened.as_ref().and_then(|o| {
         let claims = Claims::from_json(std::str::from_utf8(&o.plaintext).ok()?).ok()?;
@@ -97,7 +97,7 @@ fn check_sealed(key: usize, plaintext: &[u8]) {
         .ok()
         .and_then(|json| Claims::from_json(json).ok())
         .filter(|c| c.tid == tenant && text.len() <= MAX_TOKEN_LEN);
-    let verified = token::verify(&text, &ring);
+    let verified = format::verify(&text, &ring);
     assert_eq!(
         verified.as_ref().ok(),
         expected.as_ref(),
@@ -106,13 +106,16 @@ fn check_sealed(key: usize, plaintext: &[u8]) {
     if let Ok(claims) = verified {
         check_canonical(&claims);
         let minted = mint_with(&claims, kid, &key_of(b64), SALT);
-        assert_eq!(token::verify(&minted, &ring).as_ref(), Ok(&claims));
+        assert_eq!(format::verify(&minted, &ring).as_ref(), Ok(&claims));
         // One changed character anywhere (prefix, header, salt, ciphertext, tag) is refused.
         let mut bytes = text.clone().into_bytes();
         let at = plaintext.len().wrapping_mul(31) % bytes.len();
         bytes[at] = if bytes[at] == b'A' { b'B' } else { b'A' };
         let tampered = String::from_utf8(bytes).expect("ASCII");
-        assert!(token::verify(&tampered, &ring).is_err(), "tampered at {at}");
+        assert!(
+            format::verify(&tampered, &ring).is_err(),
+            "tampered at {at}"
+        );
     }
 }
 
@@ -132,7 +135,7 @@ struct Opened {
     plaintext: Vec<u8>,
 }
 
-/// §7 steps 1-5 written from the spec, independently of `src/token.rs`.
+/// §7 steps 1-5 written from the spec, independently of `src/token/format.rs`.
 fn open(text: &str) -> Option<Opened> {
     let blob = b64_decode(text.strip_prefix("rt1.")?)?;
     let (&[version, mode, kid_len], rest) = blob.split_first_chunk::<3>()?;

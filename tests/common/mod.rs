@@ -11,9 +11,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use relayapi::rai;
-use relayapi::secret::{SecretKey, SecretString};
-use relayapi::token::{self, Claims};
+use relayapi::token::format::{self, Claims};
+use relayapi::token::rai;
+use relayapi::token::secret::{SecretKey, SecretString};
 use serde_json::{json, Value};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -456,7 +456,7 @@ pub fn test_config(upstream: &MockUpstream) -> Value {
         },
         "upstream": {"extra_ca_file": format!("{CERTS}/ca.pem"), "response_header_timeout": 10, "read_idle_timeout": 10,
                      // The mock's test switch is not a provider header: forwarding it is the operator's
-                     // choice (`forward_headers.rs`), made here.
+                     // choice (`upstream/forward_headers.rs`), made here.
                      "forward_headers": ["x-test-gated"]},
         // Counters in memory unless a test is about a store (the default is a sqlite file).
         "store": {"type": "memory"},
@@ -558,12 +558,12 @@ impl Relay {
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
             .as_secs();
-        let mut rng = token::os_rng();
+        let mut rng = format::os_rng();
         Claims {
             key: Some(SecretString::new(FAKE_KEY)),
             max,
             ..Claims::new(
-                token::new_token_id(&mut rng),
+                format::new_token_id(&mut rng),
                 self.tenant.clone(),
                 now,
                 now + 3600,
@@ -573,7 +573,7 @@ impl Relay {
     }
 
     pub fn mint(&self, c: &Claims) -> String {
-        token::mint(c, &self.kid, &self.key, &mut token::os_rng())
+        format::mint(c, &self.kid, &self.key, &mut format::os_rng())
     }
 
     pub fn token(&self, prv: &str, max: Option<u64>) -> String {

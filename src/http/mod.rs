@@ -1,0 +1,8 @@
+//! HTTP/1.1 as bytes: request and response heads, the framing gate, chunked decoding, the replies the
+//! relay writes itself, and CORS.
+
+pub mod chunked;
+pub mod cors;
+pub mod framing;
+pub mod head;
+pub mod respond;

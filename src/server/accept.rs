@@ -1,0 +1,166 @@
+//! The accept loop: a listener with a large backlog, a connection permit taken *before* `accept` (so at
+//! most `max_connections` sockets are ever open), back-off when `accept` fails (e.g. out of file
+//! descriptors), one task per connection, and a drain on shutdown. With `tls` set, each connection's
+//! task first runs the TLS handshake (bounded by `tls.handshake_timeout`, so a stalled client holds its
+//! permit no longer than that). A connection over its address's share (`limits/conns.rs`) is closed at
+//! once with a one-shot 429 written without waiting. HTTP lives in `request/conn.rs`, TLS in `server/tls.rs`.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::json;
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
+
+use crate::app::{App, Sampler};
+use crate::error::Error;
+use crate::http::respond::Response;
+use crate::limits::conns::{ConnLimits, Reclaim};
+use crate::request::conn;
+use crate::server::shutdown::{Shutdown, ShutdownWatch};
+use crate::server::tls::ServerTls;
+
+/// Pending-connection queue; the std/mio default of 128 overflows under a burst of a few hundred
+/// connects and costs clients one-second SYN retries (see PERFORMANCE notes in the README).
+const LISTEN_BACKLOG: u32 = 4096;
+/// Longest pause after repeated `accept` failures.
+const MAX_ACCEPT_BACKOFF: Duration = Duration::from_secs(1);
+/// How often idle upstream connections past their idle timeout are closed.
+const POOL_SWEEP_EVERY: Duration = Duration::from_secs(15);
+/// Log lines per second about connections refused by the per-address cap: a client opening thousands
+/// of connections must not turn into thousands of log lines (the metrics count every one).
+const REFUSED_LOG_LINES_PER_SEC: u64 = 2;
+
+/// Bind the listening socket.
+pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    // Restarting right after a stop must not fail on sockets in TIME_WAIT.
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
+/// Serve until `stop` resolves, then stop accepting and give in-flight requests the grace period.
+/// With `tls`, the listener speaks HTTPS.
+pub async fn run(
+    app: Arc<App>,
+    listener: TcpListener,
+    tls: Option<Arc<ServerTls>>,
+    stop: impl Future<Output = ()>,
+) {
+    let shutdown = Shutdown::new();
+    let limits = ConnLimits::new(
+        app.cfg.server.max_connections,
+        app.cfg.server.max_connections_per_ip,
+        app.trusted_proxies.clone(),
+    );
+    let refused_log = Sampler::new(REFUSED_LOG_LINES_PER_SEC);
+    let sweeper = {
+        let app = app.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(POOL_SWEEP_EVERY);
+            loop {
+                tick.tick().await;
+                app.upstream.sweep();
+            }
+        })
+    };
+    tokio::pin!(stop);
+    let mut backoff = Duration::from_millis(5);
+    loop {
+        let permit = tokio::select! {
+            p = limits.permit() => p,
+            _ = &mut stop => break,
+        };
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = &mut stop => break,
+        };
+        let (stream, peer) = match accepted {
+            Ok(a) => {
+                backoff = Duration::from_millis(5);
+                a
+            }
+            Err(e) => {
+                app.log.warn(
+                    "accept failed",
+                    json!({"error": e.to_string(), "retry_ms": backoff.as_millis() as u64}),
+                );
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(MAX_ACCEPT_BACKOFF);
+                continue;
+            }
+        };
+        let slot = match limits.admit(permit, peer.ip()) {
+            Ok(slot) => slot,
+            Err(_) => {
+                refuse(&app, &refused_log, &stream, peer, tls.is_some());
+                continue;
+            }
+        };
+        // Small writes (SSE events) must leave at once, not wait for Nagle.
+        stream.set_nodelay(true).ok();
+        let app = app.clone();
+        let watch = shutdown.watcher();
+        let tls = tls.clone();
+        let reclaim = limits.reclaim();
+        tokio::spawn(async move {
+            match tls {
+                None => conn::serve(app, stream, peer, watch, reclaim).await,
+                Some(tls) => serve_tls(app, &tls, stream, peer, watch, reclaim).await,
+            }
+            drop(slot);
+        });
+    }
+    drop(listener);
+    sweeper.abort();
+    let grace = Duration::from_secs(app.cfg.server.shutdown_grace);
+    app.log
+        .info("shutting down", json!({"grace_secs": grace.as_secs()}));
+    let clean = shutdown.drain(grace).await;
+    app.log.info("stopped", json!({"drained": clean}));
+}
+
+/// Handshake, then HTTP over the TLS stream. A failed or timed-out handshake just closes: on a public
+/// port most of them are scanners, so they are not logged one by one.
+async fn serve_tls(
+    app: Arc<App>,
+    tls: &ServerTls,
+    stream: TcpStream,
+    peer: SocketAddr,
+    mut watch: ShutdownWatch,
+    reclaim: Reclaim,
+) {
+    let accepted = tokio::select! {
+        a = tls.accept(stream) => a,
+        // A handshake in progress is not a request in flight: drop it at once on shutdown.
+        _ = watch.wait() => return,
+    };
+    if let Ok(io) = accepted {
+        conn::serve(app, io, peer, watch, reclaim).await;
+    }
+}
+
+/// Close a connection over its address's share. On plain HTTP a short 429 goes out if the socket
+/// takes it at once (`try_write`: never waits, never buffers); on HTTPS nothing can be said before a
+/// handshake, so the socket just closes.
+fn refuse(app: &App, log_sampler: &Sampler, stream: &TcpStream, peer: SocketAddr, tls: bool) {
+    let e = Error::TooManyConnections;
+    app.metrics.rejection(e.reason());
+    if !tls {
+        let mut r = Response::error(&e);
+        r.close = true;
+        let _ = stream.try_write(&r.encode(false));
+    }
+    if log_sampler.admit(app.clock.unix_now()) {
+        app.log.warn(
+            "connection refused: per-address connection cap reached",
+            json!({"ip": peer.ip().to_string(), "max_connections_per_ip": app.cfg.server.max_connections_per_ip}),
+        );
+    }
+}

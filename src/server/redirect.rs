@@ -1,0 +1,336 @@
+//! The optional plain-HTTP listener of an HTTPS relay (`tls.redirect_http_port`): every request gets a
+//! `308 Permanent Redirect` to the same target on `https://`, and the connection closes. 308 rather
+//! than 301 so that a POST stays a POST with its body (RFC 9110 §15.4.9). Nothing is ever proxied here:
+//! a token sent in clear has already been exposed, and serving it would teach clients that plain HTTP
+//! works.
+//!
+//! Heads are parsed by the same strict `http/head.rs` and `http/framing.rs` gate as on the main listener, with
+//! the same limits and deadlines; what fails it gets the same 4xx and a close. The `Location` host is the
+//! configured name (`tls.redirect_host`, else `server.host`), never the request's `Host`: reflecting a
+//! client-chosen name would make the relay an open redirector for anyone who can set a Host header
+//! (issue 9, finding 13). The port is the HTTPS listener's, left out when it is 443.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{json, Map};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio::time::Instant;
+
+use crate::app::App;
+use crate::error::Error;
+use crate::http::framing::request_framing;
+use crate::http::head::{HeadLimits, RequestHead};
+use crate::http::respond::{self, Response};
+use crate::limits::conns::Reclaim;
+use crate::log::redact_target;
+use crate::request::conn::Client;
+
+/// Connections the redirect listener holds at once. Each lives for one short exchange; past this,
+/// new ones wait in the kernel backlog.
+const MAX_CONNECTIONS: usize = 1024;
+/// After answering, how long the unread rest of a request (a POST body) is read and dropped before the
+/// socket closes: closing with unread input makes the kernel send a reset that can destroy the
+/// response before the client has read it (RFC 9112 §9.6).
+const LINGER: Duration = Duration::from_secs(2);
+/// Bytes drained during the linger; a client still sending after this gets the reset.
+const LINGER_BYTES: usize = 256 * 1024;
+/// Longest host name put in a `Location` (RFC 1035: 253 characters for a DNS name).
+const MAX_HOST_BYTES: usize = 253;
+
+/// The name to put in `Location`: `configured` (`tls.redirect_host`) when set, else `server_host` when it
+/// is a specific address. IPv6 addresses come back bracketed.
+///
+/// # Errors
+/// A sentence for the operator: the configured name is not a DNS name or IP address, or there is none
+/// and `server.host` is a wildcard (0.0.0.0, ::) that names no server.
+pub fn public_name(configured: Option<&str>, server_host: &str) -> Result<String, &'static str> {
+    let name = match configured {
+        Some(n) => n,
+        None => {
+            let ip: std::net::IpAddr = server_host.parse().map_err(|_| {
+                "server.host is not an address; set tls.redirect_host to the relay's public name"
+            })?;
+            if ip.is_unspecified() {
+                return Err(
+                    "set the relay's public DNS name (e.g. \"relay.example.com\") for the redirect's Location",
+                );
+            }
+            server_host
+        }
+    };
+    let bracketed = match name.parse::<std::net::Ipv6Addr>() {
+        Ok(_) => format!("[{name}]"),
+        Err(_) => name.to_string(),
+    };
+    match host_name(&bracketed) {
+        Some(n) if n == bracketed => Ok(bracketed),
+        _ => Err("expected a DNS name (e.g. \"relay.example.com\") or an IP address, without scheme, port or path"),
+    }
+}
+
+/// The `Location` for `head`: `https://` + `name` (from `public_name`) + the HTTPS port unless 443 +
+/// the target.
+///
+/// Errors (all 400): `OPTIONS *`, which names no resource to redirect to. Framing errors from
+/// `http/framing.rs` (a missing or repeated Host included) are passed on as they are.
+pub fn location(head: &RequestHead, name: &str, https_port: u16) -> Result<String, Error> {
+    request_framing(head)?;
+    if !head.target.starts_with('/') {
+        return Err(Error::BadRequest(
+            "no https URL for an asterisk-form target",
+        ));
+    }
+    let port = if https_port == 443 {
+        String::new()
+    } else {
+        format!(":{https_port}")
+    };
+    Ok(format!("https://{name}{port}{}", head.target))
+}
+
+/// The host part of a validated `Host` value, when it is a DNS name, an IPv4 address or a bracketed
+/// IPv6 address. The port the client used (the plain one) is dropped.
+fn host_name(host: &str) -> Option<&str> {
+    let name = if host.starts_with('[') {
+        let end = host.find(']')?;
+        let literal = &host[1..end];
+        literal.parse::<std::net::Ipv6Addr>().ok()?;
+        &host[..=end]
+    } else {
+        let name = host.split(':').next().unwrap_or_default();
+        let labels_ok = name.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        });
+        if !labels_ok {
+            return None;
+        }
+        name
+    };
+    (!name.is_empty() && name.len() <= MAX_HOST_BYTES).then_some(name)
+}
+
+/// Answer on `listener` until `stop` resolves. `name` is the relay's public name (`public_name`),
+/// `https_port` the port of the relay's HTTPS listener.
+pub async fn run(
+    app: Arc<App>,
+    listener: TcpListener,
+    name: String,
+    https_port: u16,
+    stop: impl Future<Output = ()>,
+) {
+    let name: Arc<str> = name.into();
+    let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    tokio::pin!(stop);
+    loop {
+        let permit = tokio::select! {
+            p = permits.clone().acquire_owned() => p.expect("the semaphore is never closed"),
+            _ = &mut stop => return,
+        };
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = &mut stop => return,
+        };
+        let Ok((stream, peer)) = accepted else {
+            // Out of descriptors and the like: the main listener logs these; back off quietly.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        };
+        stream.set_nodelay(true).ok();
+        let app = app.clone();
+        let name = name.clone();
+        tokio::spawn(async move {
+            serve(&app, stream, peer, &name, https_port).await;
+            drop(permit);
+        });
+    }
+}
+
+/// One connection: read one head, answer it, close.
+pub async fn serve<S>(app: &App, io: S, peer: SocketAddr, name: &str, https_port: u16)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let server = &app.cfg.server;
+    let mut client = Client {
+        io,
+        buf: Vec::with_capacity(4096),
+        peer,
+        read_timeout: server.read_timeout(),
+        write_timeout: server.write_timeout(),
+        min_body_rate: server.min_body_rate,
+        eof: false,
+    };
+    let limits = HeadLimits {
+        max_head_bytes: server.max_header_bytes,
+        max_headers: server.max_headers,
+        max_uri_bytes: server.max_uri_bytes,
+    };
+    let head = match client
+        .read_head(&limits, server.idle_timeout(), None, &mut Reclaim::never())
+        .await
+    {
+        Ok(Some(h)) => h,
+        Ok(None) => return,
+        Err(e) => {
+            respond::error_and_log(app, &mut client, None, &e, None).await;
+            close(&mut client).await;
+            return;
+        }
+    };
+    match location(&head, name, https_port) {
+        Ok(loc) => {
+            let r = Response {
+                status: 308,
+                headers: vec![("location".into(), loc)],
+                body: Vec::new(),
+                close: true,
+            };
+            let _ = client.write_all(&r.encode(head.method == "HEAD")).await;
+            app.stats.count_status(r.status);
+            if !app.log.access
+                || !app
+                    .log_sampler
+                    .admit(peer.ip(), "https_redirect", app.clock.unix_now())
+            {
+                return close(&mut client).await;
+            }
+            let mut f = Map::new();
+            f.insert("rid".into(), json!(app.next_request_id()));
+            f.insert("ip".into(), json!(peer.ip().to_string()));
+            f.insert("method".into(), json!(head.method));
+            f.insert("path".into(), json!(redact_target(head.target.as_bytes())));
+            f.insert("status".into(), json!(r.status));
+            f.insert("reason".into(), json!("https_redirect"));
+            app.log.access(f);
+        }
+        Err(e) => respond::error_and_log(app, &mut client, Some(&head), &e, None).await,
+    }
+    close(&mut client).await;
+}
+
+/// Half-close, then read and drop what the client still sends, for a bounded time and amount.
+async fn close<S: AsyncRead + AsyncWrite + Unpin>(client: &mut Client<S>) {
+    let _ = tokio::time::timeout(Duration::from_secs(1), client.io.shutdown()).await;
+    let deadline = Instant::now() + LINGER;
+    let mut drained = 0;
+    let mut sink = [0u8; 8192];
+    while drained < LINGER_BYTES {
+        match tokio::time::timeout_at(deadline, client.io.read(&mut sink)).await {
+            Ok(Ok(n)) if n > 0 => drained += n,
+            _ => break,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::head::parse_request_head;
+
+    fn head(raw: &str) -> RequestHead {
+        let limits = HeadLimits {
+            max_head_bytes: 16 * 1024,
+            max_headers: 100,
+            max_uri_bytes: 8 * 1024,
+        };
+        parse_request_head(raw.as_bytes(), &limits)
+            .unwrap()
+            .expect("a complete head")
+    }
+
+    fn loc(raw: &str, port: u16) -> Result<String, Error> {
+        location(&head(raw), "relay.example.com", port)
+    }
+
+    #[test]
+    fn location_keeps_the_target_and_uses_the_https_port() {
+        let get = "GET /relayapi/rt1.x/chat/completions?a=1&b=%20 HTTP/1.1\r\nHost: relay.example.com\r\n\r\n";
+        assert_eq!(
+            loc(get, 443).unwrap(),
+            "https://relay.example.com/relayapi/rt1.x/chat/completions?a=1&b=%20"
+        );
+        assert_eq!(
+            loc(get, 8443).unwrap(),
+            "https://relay.example.com:8443/relayapi/rt1.x/chat/completions?a=1&b=%20"
+        );
+        assert_eq!(
+            location(&head("GET /h HTTP/1.1\r\nHost: x\r\n\r\n"), "[::1]", 443).unwrap(),
+            "https://[::1]/h"
+        );
+    }
+
+    #[test]
+    fn the_client_host_is_never_reflected() {
+        // Issue 9, finding 13: whatever the client names, it is sent to the configured name.
+        for raw in [
+            "GET /x HTTP/1.1\r\nHost: evil.example\r\n\r\n",
+            "GET /x HTTP/1.1\r\nHost: evil.example:80\r\n\r\n",
+            "GET /x HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n\r\n",
+            "GET /x HTTP/1.0\r\n\r\n",
+        ] {
+            assert_eq!(
+                loc(raw, 443).unwrap(),
+                "https://relay.example.com/x",
+                "{raw:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_public_name_is_configured_or_the_listening_address() {
+        assert_eq!(
+            public_name(Some("relay.example.com"), "0.0.0.0").unwrap(),
+            "relay.example.com"
+        );
+        assert_eq!(public_name(None, "127.0.0.1").unwrap(), "127.0.0.1");
+        assert_eq!(public_name(None, "::1").unwrap(), "[::1]");
+        assert_eq!(
+            public_name(Some("2001:db8::1"), "::").unwrap(),
+            "[2001:db8::1]"
+        );
+        assert_eq!(
+            public_name(Some("203.0.113.9"), "::").unwrap(),
+            "203.0.113.9"
+        );
+        for wildcard in ["0.0.0.0", "::"] {
+            assert!(public_name(None, wildcard).is_err(), "{wildcard}");
+        }
+        for bad in [
+            "",
+            "a..b",
+            "relay.example.com:443",
+            "https://relay.example.com",
+            "relay.example.com/x",
+            "evil.example!$&",
+            "%65vil.example",
+            "[fe80::1%25eth0]",
+        ] {
+            assert!(public_name(Some(bad), "127.0.0.1").is_err(), "{bad:?}");
+        }
+        let long = format!("{}.example", "a".repeat(64));
+        assert!(public_name(Some(&long), "127.0.0.1").is_err());
+    }
+
+    #[test]
+    fn requests_without_a_target_or_with_bad_framing_are_refused() {
+        let e = loc("OPTIONS * HTTP/1.1\r\nHost: relay.example.com\r\n\r\n", 443).unwrap_err();
+        assert_eq!(e.status(), 400);
+        // The framing gate's own refusals pass through.
+        for raw in [
+            "GET / HTTP/1.1\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+            "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n",
+        ] {
+            assert_eq!(loc(raw, 443).unwrap_err().status(), 400, "{raw:?}");
+        }
+    }
+}

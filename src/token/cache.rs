@@ -1,0 +1,255 @@
+//! A small, bounded cache of tokens already proven authentic, so a frontend that makes many calls with
+//! one token pays for key derivation, decryption and claims parsing once. Only successful verifications
+//! are cached (a flood of invalid tokens cannot fill it), entries are the immutable claims of the exact
+//! token text, and every check that depends on time or state (expiry, revocation, call counts, limits)
+//! still runs on each request.
+//!
+//! It also remembers definite store verdicts for token ids (`Verdict`): a token found revoked stays
+//! revoked, and a token found used up is remembered for `EXHAUSTED_MEMORY_SECS`, so repeat requests
+//! with a dead token are refused before any store operation or body read. A remembered verdict only
+//! ever refuses more; a revocation made through another relay is still caught by the store at
+//! reservation, and a call given back in this process (`forget_exhausted`) clears the verdict at once.
+//! A "used up" answer that raced with a give-back in this process is not remembered at all (the
+//! give-back epoch in `remember`), so a token with a call left is never refused from memory because of
+//! a refund in this process.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use crate::token::format::{self, Claims, InvalidToken};
+use crate::token::rai::Keyring;
+
+/// Tokens remembered at once. A few thousand covers the active tokens of a busy relay; when full, the
+/// cache starts over, which costs one verification per active token and keeps memory bounded
+/// (about 1 KiB per entry).
+pub const TOKEN_CACHE_ENTRIES: usize = 4096;
+
+/// Seconds a "used up" verdict is remembered. A call can be given back (a refund when a request never
+/// left the relay), possibly by another relay sharing the store, so "used up" is not forever; for this
+/// long after the verdict, requests with that token are refused without asking the store (at most one
+/// store operation per token and relay per interval), and a refund elsewhere is noticed at most this
+/// late. Refunds in this process clear the verdict at once.
+pub const EXHAUSTED_MEMORY_SECS: u64 = 10;
+
+/// A definite answer of the store about a token id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Every call is used (until a call is given back).
+    Exhausted,
+    /// Revoked, by id or by the tenant's revoke-before mark: never undone.
+    Revoked,
+}
+
+pub struct TokenCache {
+    entries: Mutex<HashMap<Box<str>, Arc<Claims>>>,
+    verdicts: Mutex<Verdicts>,
+    capacity: usize,
+}
+
+#[derive(Default)]
+struct Verdicts {
+    /// `tenant/jti` to the verdict and the Unix second it holds until (exclusive).
+    map: HashMap<Box<str>, (Verdict, u64)>,
+    /// Counts give-backs in this process; a "used up" answer obtained before the latest one is stale.
+    epoch: u64,
+}
+
+fn verdict_key(tenant: &str, jti: &str) -> String {
+    // Tenant ids never contain '/', token ids are hex: the key is unambiguous.
+    format!("{tenant}/{jti}")
+}
+
+impl TokenCache {
+    pub fn new(capacity: usize) -> TokenCache {
+        TokenCache {
+            entries: Mutex::new(HashMap::new()),
+            verdicts: Mutex::new(Verdicts::default()),
+            capacity,
+        }
+    }
+
+    /// `format::verify`, remembered. The key ring is fixed for the life of the process, so a cached
+    /// answer is exactly what verification would answer again.
+    pub fn verify(&self, text: &str, keyring: &Keyring) -> Result<Arc<Claims>, InvalidToken> {
+        if self.capacity == 0 {
+            return format::verify(text, keyring).map(Arc::new);
+        }
+        if let Some(c) = self.lock().get(text) {
+            return Ok(c.clone());
+        }
+        let claims = Arc::new(format::verify(text, keyring)?);
+        let mut entries = self.lock();
+        if entries.len() >= self.capacity {
+            entries.clear();
+        }
+        entries.insert(text.into(), claims.clone());
+        Ok(claims)
+    }
+
+    /// A verdict remembered for this token id and still in force at `now` (Unix seconds).
+    pub fn verdict(&self, tenant: &str, jti: &str, now: u64) -> Option<Verdict> {
+        self.verdicts()
+            .map
+            .get(verdict_key(tenant, jti).as_str())
+            .filter(|(_, until)| now < *until)
+            .map(|(verdict, _)| *verdict)
+    }
+
+    /// The give-back epoch: read it before asking the store, pass it to `remember`.
+    pub fn epoch(&self) -> u64 {
+        self.verdicts().epoch
+    }
+
+    /// Remember the store's definite `verdict` about a token id, seen at `now`, from a store answer
+    /// obtained after `epoch` was read. A "used up" answer is dropped when a call was given back in this
+    /// process since then (it may be stale). Bounded like the token entries: when full, the table starts
+    /// over (which only costs store operations).
+    pub fn remember(&self, tenant: &str, jti: &str, verdict: Verdict, now: u64, epoch: u64) {
+        if self.capacity == 0 {
+            return;
+        }
+        let mut v = self.verdicts();
+        let until = match verdict {
+            Verdict::Exhausted if v.epoch != epoch => return,
+            Verdict::Exhausted => now.saturating_add(EXHAUSTED_MEMORY_SECS),
+            Verdict::Revoked => u64::MAX,
+        };
+        if v.map.len() >= self.capacity {
+            v.map.clear();
+        }
+        let key = verdict_key(tenant, jti).into_boxed_str();
+        // Revoked is final: a later "used up" answer must not shorten it.
+        if v.map
+            .get(&key)
+            .is_some_and(|(old, _)| *old == Verdict::Revoked)
+        {
+            return;
+        }
+        v.map.insert(key, (verdict, until));
+    }
+
+    /// A call of this token was given back (call after the store's refund): a "used up" verdict no
+    /// longer holds, and answers obtained before now are not remembered.
+    pub fn forget_exhausted(&self, tenant: &str, jti: &str) {
+        let mut v = self.verdicts();
+        v.epoch = v.epoch.wrapping_add(1);
+        let key = verdict_key(tenant, jti);
+        if v.map
+            .get(key.as_str())
+            .is_some_and(|(old, _)| *old == Verdict::Exhausted)
+        {
+            v.map.remove(key.as_str());
+        }
+    }
+
+    fn verdicts(&self) -> std::sync::MutexGuard<'_, Verdicts> {
+        self.verdicts.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Box<str>, Arc<Claims>>> {
+        self.entries.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::token::secret::SecretKey;
+
+    fn setup() -> (Keyring, SecretKey, Claims) {
+        let key = SecretKey::from_bytes([7; 32]);
+        let mut ring = Keyring::new();
+        ring.insert("k", "acme", key.clone()).unwrap();
+        let claims = Claims::from_json(
+            r#"{"jti":"0123456789abcdef0123456789abcdef","tid":"acme","iat":1,"exp":2,"prv":"openai","key":"k-1"}"#,
+        )
+        .unwrap();
+        (ring, key, claims)
+    }
+
+    #[test]
+    fn caches_only_valid_tokens_and_stays_bounded() {
+        let (ring, key, claims) = setup();
+        let cache = TokenCache::new(2);
+        let t = format::mint_with(&claims, "k", &key, [1; 16]);
+        assert_eq!(*cache.verify(&t, &ring).unwrap(), claims);
+        assert_eq!(*cache.verify(&t, &ring).unwrap(), claims);
+        assert_eq!(cache.len(), 1);
+        let mut bad = t.clone();
+        bad.push('A');
+        assert!(cache.verify(&bad, &ring).is_err());
+        assert_eq!(cache.len(), 1, "failures are not cached");
+        for salt in 2..10u8 {
+            let t = format::mint_with(&claims, "k", &key, [salt; 16]);
+            cache.verify(&t, &ring).unwrap();
+            assert!(cache.len() <= 2);
+        }
+    }
+
+    #[test]
+    fn verdicts_expire_stay_bounded_and_revocation_is_final() {
+        let cache = TokenCache::new(2);
+        assert_eq!(cache.verdict("acme", "a", 100), None);
+        cache.remember("acme", "a", Verdict::Exhausted, 100, cache.epoch());
+        assert_eq!(cache.verdict("acme", "a", 100), Some(Verdict::Exhausted));
+        assert_eq!(
+            cache.verdict("acme", "a", 100 + EXHAUSTED_MEMORY_SECS - 1),
+            Some(Verdict::Exhausted)
+        );
+        assert_eq!(
+            cache.verdict("acme", "a", 100 + EXHAUSTED_MEMORY_SECS),
+            None
+        );
+        // Another tenant's token with the same id is another token.
+        assert_eq!(cache.verdict("other", "a", 100), None);
+        // A refund clears "used up" but never "revoked".
+        cache.forget_exhausted("acme", "a");
+        assert_eq!(cache.verdict("acme", "a", 100), None);
+        cache.remember("acme", "b", Verdict::Revoked, 100, cache.epoch());
+        cache.remember("acme", "b", Verdict::Exhausted, 200, cache.epoch());
+        cache.forget_exhausted("acme", "b");
+        assert_eq!(
+            cache.verdict("acme", "b", u64::MAX - 1),
+            Some(Verdict::Revoked)
+        );
+        // Bounded: a third id starts the table over.
+        cache.remember("acme", "a", Verdict::Exhausted, 100, cache.epoch());
+        cache.remember("acme", "c", Verdict::Exhausted, 100, cache.epoch());
+        let remembered = ["a", "b", "c"]
+            .iter()
+            .filter(|j| cache.verdict("acme", j, 100).is_some())
+            .count();
+        assert!(remembered <= 2);
+        assert_eq!(cache.verdict("acme", "c", 100), Some(Verdict::Exhausted));
+        // A "used up" answer read before a give-back is stale and not remembered; "revoked" always is.
+        let seen = cache.epoch();
+        cache.forget_exhausted("acme", "z");
+        cache.remember("acme", "d", Verdict::Exhausted, 100, seen);
+        assert_eq!(cache.verdict("acme", "d", 100), None);
+        cache.remember("acme", "d", Verdict::Revoked, 100, seen);
+        assert_eq!(cache.verdict("acme", "d", 100), Some(Verdict::Revoked));
+        // A cache with no room remembers nothing.
+        let off = TokenCache::new(0);
+        off.remember("acme", "a", Verdict::Revoked, 1, 0);
+        assert_eq!(off.verdict("acme", "a", 1), None);
+    }
+
+    #[test]
+    fn a_cached_token_is_still_checked_against_the_ring() {
+        let (ring, key, claims) = setup();
+        let cache = TokenCache::new(16);
+        let t = format::mint_with(&claims, "k", &key, [3; 16]);
+        cache.verify(&t, &ring).unwrap();
+        // A cache in another process with another ring proves nothing about this one.
+        let other = TokenCache::new(16);
+        assert!(other.verify(&t, &Keyring::new()).is_err());
+    }
+}

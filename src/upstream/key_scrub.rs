@@ -1,0 +1,253 @@
+//! Keeping the provider's API key out of what the page receives: a provider, a debug header or a
+//! misconfigured gateway may echo the key, whole or in part, in a response header or an error body.
+//! This module finds every run of the key of at least [`MIN_FRAGMENT_BYTES`] bytes in a byte string
+//! and replaces it with `[redacted]`; `request/relay.rs` drops response headers that hold one and passes error
+//! bodies (status >= 400) through [`KeyFragments::scrub`]. Successful bodies stream untouched.
+//!
+//! The fragments of a key (each of its `MIN_FRAGMENT_BYTES`-byte windows, packed into a `u64`) are
+//! built once per key and kept in a bounded cache, so checking a header costs one binary search per
+//! byte and no allocation. Matching is on exact bytes: a key echoed in another encoding (base64,
+//! percent-encoding, a different letter case) is not recognised.
+
+use std::borrow::Borrow;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use zeroize::{Zeroize, Zeroizing};
+
+use crate::token::secret::SecretString;
+
+/// Shortest run of the key that counts as a leak (or the whole key, when it is shorter). Eight bytes
+/// of a random key are far more than a guesser can use against the rest, and short enough that an
+/// echo of "the first characters, for debugging" is caught; ordinary text almost never holds eight
+/// consecutive bytes of a random key by chance.
+pub const MIN_FRAGMENT_BYTES: usize = 8;
+
+/// Keys whose fragments are kept (server-side keys plus the keys carried by tokens in use). When full
+/// the cache starts over: rebuilding one key's fragments costs microseconds.
+pub const MAX_CACHED_KEYS: usize = 1024;
+
+/// Error answers (status >= 400) are read whole to be scrubbed, up to this size. Providers' error
+/// bodies are a few hundred bytes; a bigger one is withheld (`upstream_error_unchecked`, 502) rather
+/// than passed on unchecked or held in memory without bound.
+pub const MAX_ERROR_BODY_BYTES: usize = 256 * 1024;
+
+/// What a run of the key is replaced with.
+pub const REDACTED: &[u8] = b"[redacted]";
+
+/// Every window of one key, ready to be searched for. `Debug` shows only the window length.
+pub struct KeyFragments {
+    /// Window length: `min(MIN_FRAGMENT_BYTES, key length)`; 0 for an empty key (nothing to find).
+    len: usize,
+    /// Each `len`-byte window of the key, big-endian in a `u64`, sorted and deduplicated.
+    windows: Zeroizing<Vec<u64>>,
+}
+
+impl KeyFragments {
+    pub fn new(key: &[u8]) -> KeyFragments {
+        let len = key.len().min(MIN_FRAGMENT_BYTES);
+        let mut windows = Zeroizing::new(Vec::new());
+        if len > 0 {
+            windows.extend(key.windows(len).map(pack));
+            windows.sort_unstable();
+            windows.dedup();
+        }
+        KeyFragments { len, windows }
+    }
+
+    /// Whether `hay` holds a run of the key at least `min(MIN_FRAGMENT_BYTES, key length)` long.
+    pub fn found_in(&self, hay: &[u8]) -> bool {
+        self.matches(hay).next().is_some()
+    }
+
+    /// `hay` with every run of the key replaced by [`REDACTED`] (overlapping or touching runs become
+    /// one), or `None` when it holds none.
+    pub fn scrub(&self, hay: &[u8]) -> Option<Vec<u8>> {
+        let mut starts = self.matches(hay).peekable();
+        starts.peek()?;
+        let mut out = Vec::with_capacity(hay.len());
+        // `copied` is where the next unredacted byte starts; `run_end` the end of the current run.
+        let mut copied = 0;
+        let mut run_end: Option<usize> = None;
+        for start in starts {
+            match run_end {
+                Some(end) if start <= end => {}
+                _ => {
+                    if let Some(end) = run_end {
+                        out.extend_from_slice(REDACTED);
+                        copied = end;
+                    }
+                    out.extend_from_slice(&hay[copied..start]);
+                    copied = start;
+                }
+            }
+            run_end = Some(start + self.len);
+        }
+        if let Some(end) = run_end {
+            out.extend_from_slice(REDACTED);
+            copied = end;
+        }
+        out.extend_from_slice(&hay[copied..]);
+        Some(out)
+    }
+
+    /// Offsets in `hay` where a window of the key starts, in increasing order.
+    fn matches<'a>(&'a self, hay: &'a [u8]) -> impl Iterator<Item = usize> + 'a {
+        let len = self.len;
+        let mask = if len >= 8 {
+            u64::MAX
+        } else {
+            (1u64 << (8 * len)).wrapping_sub(1)
+        };
+        let mut acc = 0u64;
+        hay.iter().enumerate().filter_map(move |(i, &b)| {
+            acc = ((acc << 8) | u64::from(b)) & mask;
+            let start = (i + 1).checked_sub(len)?;
+            (len > 0 && self.windows.binary_search(&acc).is_ok()).then_some(start)
+        })
+    }
+}
+
+impl std::fmt::Debug for KeyFragments {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "KeyFragments {{ len: {}, windows: [redacted] }}",
+            self.len
+        )
+    }
+}
+
+fn pack(window: &[u8]) -> u64 {
+    window
+        .iter()
+        .fold(0u64, |acc, &b| (acc << 8) | u64::from(b))
+}
+
+/// The key's bytes as a map key, wiped when the entry goes.
+#[derive(PartialEq, Eq, Hash)]
+struct KeyBytes(Box<[u8]>);
+
+impl Borrow<[u8]> for KeyBytes {
+    fn borrow(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl Drop for KeyBytes {
+    fn drop(&mut self) {
+        self.0.zeroize();
+    }
+}
+
+/// Fragments by key, bounded by [`MAX_CACHED_KEYS`].
+#[derive(Default)]
+pub struct FragmentCache {
+    map: Mutex<HashMap<KeyBytes, Arc<KeyFragments>>>,
+}
+
+impl FragmentCache {
+    pub fn get(&self, key: &SecretString) -> Arc<KeyFragments> {
+        let bytes = key.expose().as_bytes();
+        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(f) = map.get(bytes) {
+            return f.clone();
+        }
+        let f = Arc::new(KeyFragments::new(bytes));
+        if map.len() >= MAX_CACHED_KEYS {
+            map.clear();
+        }
+        map.insert(KeyBytes(bytes.into()), f.clone());
+        f
+    }
+
+    pub fn len(&self) -> usize {
+        self.map.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KEY: &str = "fake-key-AbCdEfGhIjKlMnOpQrStUvWxYz0123456789";
+
+    fn frags() -> KeyFragments {
+        KeyFragments::new(KEY.as_bytes())
+    }
+
+    #[test]
+    fn finds_every_run_of_eight_or_more() {
+        let f = frags();
+        for i in 0..=KEY.len() - MIN_FRAGMENT_BYTES {
+            for end in [i + MIN_FRAGMENT_BYTES, KEY.len()] {
+                let hay = format!("x-debug: {}!", &KEY[i..end]);
+                assert!(f.found_in(hay.as_bytes()), "{i}..{end}");
+            }
+        }
+        assert!(
+            !f.found_in(&KEY.as_bytes()[..7]),
+            "seven bytes are not a fragment"
+        );
+        assert!(!f.found_in(b"content-type: application/json"));
+        assert!(!f.found_in(b""));
+        // Exact bytes: another letter case is another string.
+        assert!(!f.found_in(KEY[8..30].to_ascii_uppercase().as_bytes()));
+    }
+
+    #[test]
+    fn scrub_replaces_runs_and_keeps_the_rest() {
+        let f = frags();
+        assert_eq!(f.scrub(b"nothing here"), None);
+        let whole = format!(r#"{{"auth":"Bearer {KEY}","n":1}}"#);
+        assert_eq!(
+            f.scrub(whole.as_bytes()).unwrap(),
+            br#"{"auth":"Bearer [redacted]","n":1}"#
+        );
+        let partial = format!("a {} b {} c", &KEY[..12], &KEY[20..30]);
+        assert_eq!(
+            f.scrub(partial.as_bytes()).unwrap(),
+            b"a [redacted] b [redacted] c"
+        );
+        // Two runs that touch become one; a run at either end of the input is found.
+        let touching = format!("{}{}", &KEY[..10], &KEY[30..40]);
+        assert_eq!(f.scrub(touching.as_bytes()).unwrap(), b"[redacted]");
+        let ends = format!("{}-mid-{}", &KEY[..9], &KEY[KEY.len() - 9..]);
+        assert_eq!(
+            f.scrub(ends.as_bytes()).unwrap(),
+            b"[redacted]-mid-[redacted]"
+        );
+        // Nothing of eight bytes survives.
+        let out = f
+            .scrub(format!("{KEY}{KEY} {}", &KEY[5..25]).as_bytes())
+            .unwrap();
+        assert!(!f.found_in(&out), "{}", String::from_utf8_lossy(&out));
+    }
+
+    #[test]
+    fn short_and_empty_keys() {
+        let f = KeyFragments::new(b"abc");
+        assert!(f.found_in(b"xxabcxx"));
+        assert!(!f.found_in(b"xxabxcxx"));
+        assert_eq!(f.scrub(b"1abc2").unwrap(), b"1[redacted]2");
+        let none = KeyFragments::new(b"");
+        assert!(!none.found_in(b"anything"));
+        assert_eq!(none.scrub(b"anything"), None);
+    }
+
+    #[test]
+    fn cache_is_bounded_and_reuses_fragments() {
+        let c = FragmentCache::default();
+        let k = SecretString::new(KEY);
+        let a = c.get(&k);
+        assert!(Arc::ptr_eq(&a, &c.get(&k)));
+        for i in 0..MAX_CACHED_KEYS + 10 {
+            c.get(&SecretString::new(format!("key-{i:08}")));
+        }
+        assert!(c.len() <= MAX_CACHED_KEYS);
+    }
+}
