@@ -13,7 +13,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::*;
-use relayapi::admin::signing::sign_request;
 use relayapi::limits::log_sampler::PER_KEY_LINES_PER_SEC;
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -243,22 +242,6 @@ async fn head_only(addr: std::net::SocketAddr, token: &str, extra: &str, len: u6
     String::from_utf8_lossy(&got).into_owned()
 }
 
-async fn admin(relay: &Relay, method: &str, target: &str, body: &str) -> Resp {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    let auth = sign_request(&relay.kid, &relay.key, method, target, body.as_bytes(), now);
-    request(
-        relay.addr,
-        method,
-        target,
-        &[("authorization", &auth)],
-        body,
-    )
-    .await
-}
-
 #[tokio::test]
 async fn used_up_or_revoked_tokens_are_refused_before_the_body_is_read() {
     let up = MockUpstream::start(false).await;
@@ -289,13 +272,13 @@ async fn used_up_or_revoked_tokens_are_refused_before_the_body_is_read() {
             .status,
         200
     );
-    let revoked = admin(
-        &relay,
-        "POST",
-        &format!("/admin/v1/tokens/{}/revoke", claims.jti),
-        "",
-    )
-    .await;
+    let revoked = relay
+        .admin(
+            "POST",
+            &format!("/admin/v1/tokens/{}/revoke", claims.jti),
+            "",
+        )
+        .await;
     assert_eq!(revoked.status, 200, "{}", revoked.text());
     for (extra, len) in [("expect: 100-continue\r\n", 1000), ("", 32 << 20)] {
         let got = head_only(relay.addr, &r, extra, len).await;
@@ -645,7 +628,7 @@ async fn revoke_before_in_the_future_is_refused() {
         .as_secs();
     for before in [9_999_999_999, now * 1000, now + 3600] {
         let body = format!(r#"{{"before": {before}}}"#);
-        let r = admin(&relay, "POST", "/admin/v1/revoke-before", &body).await;
+        let r = relay.admin("POST", "/admin/v1/revoke-before", &body).await;
         assert_eq!(r.status, 400, "{before}: {}", r.text());
         assert_eq!(r.json()["error"]["code"], "invalid_parameter");
         let msg = r.json()["error"]["message"].as_str().unwrap().to_string();
@@ -663,7 +646,7 @@ async fn revoke_before_in_the_future_is_refused() {
     );
     // Now is fine (within the clock skew), and revokes what was issued before it.
     let body = format!(r#"{{"before": {}}}"#, now + 30);
-    let r = admin(&relay, "POST", "/admin/v1/revoke-before", &body).await;
+    let r = relay.admin("POST", "/admin/v1/revoke-before", &body).await;
     assert_eq!(r.status, 200, "{}", r.text());
     let r = request(relay.addr, "POST", &chat_target(&t), &[], CHAT).await;
     assert_eq!(r.json()["error"]["code"], "token_revoked");
@@ -704,13 +687,13 @@ async fn dead_tokens_are_refused_from_memory_without_a_store_operation() {
     assert_eq!(r.json()["error"]["code"], "token_exhausted");
     let claims = relay.claims("openai", None);
     let revoked = relay.mint(&claims);
-    let r = admin(
-        &relay,
-        "POST",
-        &format!("/admin/v1/tokens/{}/revoke", claims.jti),
-        "",
-    )
-    .await;
+    let r = relay
+        .admin(
+            "POST",
+            &format!("/admin/v1/tokens/{}/revoke", claims.jti),
+            "",
+        )
+        .await;
     assert_eq!(r.status, 200, "{}", r.text());
     server.stop();
     let r = request(relay.addr, "POST", &chat_target(&revoked), &[], CHAT).await;
@@ -739,7 +722,9 @@ async fn signed_admin_calls_are_not_charged_but_bad_signatures_are() {
     let relay = Relay::start(cfg);
     for _ in 0..10 {
         let id = relay.claims("openai", None).jti;
-        let r = admin(&relay, "POST", &format!("/admin/v1/tokens/{id}/revoke"), "").await;
+        let r = relay
+            .admin("POST", &format!("/admin/v1/tokens/{id}/revoke"), "")
+            .await;
         assert_eq!(r.status, 200, "{}", r.text());
     }
     let mut got = Vec::new();

@@ -9,10 +9,9 @@ mod store_support;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use common::*;
-use relayapi::admin::signing::sign_request;
 use serde_json::{json, Value};
 use store_support::RedisServer;
 
@@ -122,7 +121,7 @@ async fn revocation_through_one_relay_is_honoured_by_the_other() {
     assert_eq!(chat(b.addr, &t).await.status, 200);
 
     let target = format!("/admin/v1/tokens/{}/revoke", claims.jti);
-    let r = admin(&a, "POST", &target, "").await;
+    let r = a.admin("POST", &target, "").await;
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(
         (r.json()["revoked"].clone(), r.json()["calls_used"].clone()),
@@ -141,13 +140,13 @@ async fn revocation_through_one_relay_is_honoured_by_the_other() {
     assert_eq!(chat(a.addr, &older).await.status, 200);
     // Just after the later of the two issue times (a second may have passed between the mints).
     let before = claims.iat.max(older_claims.iat) + 1;
-    let r = admin(
-        &b,
-        "POST",
-        "/admin/v1/revoke-before",
-        &format!(r#"{{"before": {before}}}"#),
-    )
-    .await;
+    let r = b
+        .admin(
+            "POST",
+            "/admin/v1/revoke-before",
+            &format!(r#"{{"before": {before}}}"#),
+        )
+        .await;
     assert_eq!(r.json()["revoked_before"], json!(before), "{}", r.text());
     let r = chat(a.addr, &older).await;
     assert_eq!(r.json()["error"]["code"], "token_revoked", "{}", r.text());
@@ -174,22 +173,6 @@ async fn calls_that_never_left_are_refunded_on_every_store() {
             assert_eq!(r.status, 502, "{store}: {}", r.text());
         }
     }
-}
-
-async fn admin(relay: &Relay, method: &str, target: &str, body: &str) -> Resp {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    let auth = sign_request(&relay.kid, &relay.key, method, target, body.as_bytes(), now);
-    request(
-        relay.addr,
-        method,
-        target,
-        &[("authorization", &auth)],
-        body,
-    )
-    .await
 }
 
 #[tokio::test]

@@ -580,6 +580,23 @@ impl Relay {
         self.mint(&self.claims(prv, max))
     }
 
+    /// An admin API call signed with this relay's tenant key (docs/admin-api.md), as a backend makes it.
+    pub async fn admin(&self, method: &str, target: &str, body: &str) -> Resp {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let auth = relayapi::admin::signing::sign_request(
+            &self.kid,
+            &self.key,
+            method,
+            target,
+            body.as_bytes(),
+            now,
+        );
+        request(self.addr, method, target, &[("authorization", &auth)], body).await
+    }
+
     pub fn all_logs(&self) -> String {
         let mut s = self.stdout.lock().unwrap().join("\n");
         s.push('\n');
