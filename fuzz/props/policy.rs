@@ -9,7 +9,7 @@
 //!
 //! Input: a flag byte (which limits the token carries, which endpoint), then the body.
 
-use relayapi::request::body_scan::{scan_object, ScanError};
+use relayapi::json::body_scan::{scan_object, ScanError};
 use relayapi::request::policy::apply;
 use relayapi::token::format::{Claims, Ext, MtokMode};
 use relayapi::upstream::provider::ApiFamily;

@@ -2,7 +2,6 @@
 //! exchanged with the provider.
 
 pub mod admission;
-pub mod body_scan;
 pub mod conn;
 pub mod endpoints;
 pub mod policy;

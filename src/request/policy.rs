@@ -4,7 +4,7 @@
 //! segment, Gemini's `models/{m}` path), which members bound the output (`max_tokens`,
 //! `max_completion_tokens`, `max_output_tokens`, `generationConfig.maxOutputTokens`, ...) and which
 //! multiply it (`n`, `best_of`, `candidateCount`); those shapes are classified in `upstream/api_routes.rs`.
-//! Bodies are read with `request/body_scan.rs` (no tree, no copy) and rewritten by splicing byte ranges. Where
+//! Bodies are read with `json/body_scan.rs` (no tree, no copy) and rewritten by splicing byte ranges. Where
 //! a rule cannot tell what a request will do (an endpoint it does not know, a body it cannot read), the
 //! request is refused rather than forwarded unchecked; the table of what is enforced where is in
 //! `docs/providers.md`. Pure functions over the path and body bytes; `request/relay.rs` calls
@@ -13,7 +13,7 @@
 use std::ops::Range;
 
 use crate::error::Error;
-use crate::request::body_scan::{self, ObjectScan, ScanError};
+use crate::json::body_scan::{self, ObjectScan, ScanError};
 use crate::token::format::{Claims, MtokMode};
 use crate::upstream::api_routes::{route, BodyModel, Generates, Group, Output, Route};
 use crate::upstream::provider::ApiFamily;

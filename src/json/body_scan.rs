@@ -1,11 +1,11 @@
-//! Reading a few members of a JSON request body without building a tree: a strict RFC 8259 scanner over
-//! the body's bytes that validates the whole document, follows one object's members, and reports the
-//! byte range of the values a caller asked for. Nothing is allocated per member or per nesting level
-//! (the open containers are bits in one `u128`), so inspecting a 32 MiB body costs a few hundred bytes
-//! whatever its shape. Member names are unescaped before they are compared (`"m\u006fdel"` is `model`),
-//! and a name the caller reads that appears twice is an error: providers' parsers disagree on which copy
-//! wins. Policy (which members matter and what to do with them) lives in `request/policy.rs`; this file knows
-//! only JSON.
+//! Reading a few members of a JSON document (a request body, a provider's usage report) without building a
+//! tree: a strict RFC 8259 scanner over the bytes that validates the whole document, follows one object's
+//! members, and reports the byte range of the values a caller asked for. Nothing is allocated per member or
+//! per nesting level (the open containers are bits in one `u128`), so inspecting a 32 MiB body costs a few
+//! hundred bytes whatever its shape. Member names are unescaped before they are compared (`"m\u006fdel"` is
+//! `model`), and a name the caller reads that appears twice is an error: providers' parsers disagree on
+//! which copy wins. Policy (which members matter and what to do with them) lives in `request/policy.rs` and
+//! `meter/`; this file knows only JSON.
 
 use std::ops::Range;
 

@@ -1,0 +1,6 @@
+//! JSON read without building a tree, shared by the request policy and the usage meter: `body_scan`
+//! validates a whole document in memory and reports the byte ranges of the members asked for; `skim`
+//! follows a document fed in pieces and keeps only the few values it was told to watch.
+
+pub mod body_scan;
+pub mod skim;

@@ -1,0 +1,683 @@
+//! Following a JSON document fed in pieces and keeping only the values at a few watched paths (a provider
+//! response's `usage`, `response.usage`, each array element's `usageMetadata`, ...), so a body of any
+//! size is read as it passes by with a fixed amount of memory: one nesting bit per open container (as in
+//! `body_scan.rs`), one member name of at most [`MAX_RAW_NAME_BYTES`], and one captured value of at most
+//! [`MAX_CAPTURE_BYTES`]. It is a skimmer, not a parser: it checks the structure it walks (strings closed,
+//! no control characters in them, brackets matched, names where names go, commas and colons in place, one
+//! top-level value) and treats any run of `[A-Za-z0-9+.-]` as a scalar without checking its grammar. The
+//! values it hands back are read with the strict `body_scan.rs`, and member names on a watched path are
+//! unescaped by it too (`"usag\u0065"` is `usage`), so the validation that matters is done once, there.
+//! A watched member that appears twice in one object is an error: which copy a client reads is unknown.
+
+use crate::json::body_scan::{self, MAX_DEPTH};
+
+/// Largest value kept for one watched path, in bytes. A usage report is a few hundred bytes (OpenAI's
+/// with every detail object is under 600); a larger one is reported as oversized, never buffered.
+pub const MAX_CAPTURE_BYTES: usize = 4096;
+
+/// Longest watched member name after unescaping, in bytes (the longest real one, Anthropic's
+/// `cache_creation_input_tokens`, is 27; `body_scan` compares names of up to 64).
+pub const MAX_NAME_BYTES: usize = 64;
+
+/// Longest raw member name kept for comparison: [`MAX_NAME_BYTES`] characters written as `\uXXXX`
+/// escapes, plus the quotes. A longer name can never unescape to a watched one.
+pub const MAX_RAW_NAME_BYTES: usize = MAX_NAME_BYTES * 6 + 2;
+
+/// Most paths one skimmer watches (they are bits of a `u32`).
+pub const MAX_PATHS: usize = 32;
+
+/// Longest watched path, in steps.
+pub const MAX_PATH_STEPS: usize = 3;
+
+/// One step of a watched path, from the top-level value down.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// The member of this name (compared after unescaping) of an object.
+    Member(&'static str),
+    /// Any element of an array.
+    Element,
+}
+
+/// A watched path: the steps from the top-level value to the value to keep.
+pub type Path = &'static [Step];
+
+/// What a watched value turned out to be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Captured<'a> {
+    /// The value's bytes, from its first to its last byte.
+    Value(&'a [u8]),
+    /// The value was longer than [`MAX_CAPTURE_BYTES`] and was skipped.
+    Oversized,
+}
+
+/// Why a document could not be followed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SkimError {
+    /// Not the structure of a JSON value (or a watched name with a bad escape or bad UTF-8).
+    Syntax,
+    /// Nested deeper than `body_scan::MAX_DEPTH`.
+    TooDeep,
+    /// A watched member appears twice in one object.
+    Duplicate,
+    /// The input ended inside the value (or held no value at all).
+    Truncated,
+}
+
+/// Where the lexer is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Lex {
+    Outside,
+    /// Inside a string; `escape` after a backslash; `name` when it is a member name.
+    Str {
+        escape: bool,
+        name: bool,
+    },
+    Scalar,
+}
+
+/// What the innermost open container (or the top level) accepts next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Expect {
+    /// A value (at the top level, after `:` or after `,` in an array).
+    Value,
+    /// Just after `[`: a value or `]`.
+    ValueOrClose,
+    /// Just after `{`: a name or `}`.
+    NameOrClose,
+    /// After `,` in an object.
+    Name,
+    /// After a member name.
+    Colon,
+    /// After a value inside a container.
+    CommaOrClose,
+    /// After the top-level value: nothing but whitespace.
+    End,
+}
+
+/// A value being kept.
+struct Capture {
+    path: usize,
+    /// Open containers around the value when it started.
+    depth: usize,
+    oversized: bool,
+}
+
+/// An incremental skimmer over one JSON document. Feed it the document in pieces of any size; it calls
+/// the sink once per watched value, as soon as the value ends.
+pub struct Skimmer {
+    paths: &'static [Path],
+    lex: Lex,
+    expect: Expect,
+    /// Open containers.
+    depth: usize,
+    /// Bit `k`: the `k`-th open container (from 0) is an object.
+    stack: u128,
+    /// `live[d]`: the paths whose first `d` steps lead to the open container at depth `d` (`live[0]`:
+    /// every path, for the top-level value).
+    live: [u32; MAX_PATH_STEPS + 1],
+    /// Per open container at depth `d <= MAX_PATH_STEPS`, the paths whose member at that level was
+    /// already seen in it.
+    seen: [u32; MAX_PATH_STEPS + 1],
+    /// The paths that the next value's step matches.
+    pending: u32,
+    name: [u8; MAX_RAW_NAME_BYTES],
+    name_len: usize,
+    name_fits: bool,
+    name_escaped: bool,
+    capture: Option<Capture>,
+    buf: Vec<u8>,
+    started: bool,
+    error: Option<SkimError>,
+}
+
+impl Skimmer {
+    /// A skimmer for one document, watching `paths` (at most [`MAX_PATHS`] of at most
+    /// [`MAX_PATH_STEPS`] non-empty steps, member names at most [`MAX_NAME_BYTES`]; overlapping paths
+    /// keep the outer value only).
+    pub fn new(paths: &'static [Path]) -> Self {
+        assert!(paths.len() <= MAX_PATHS, "too many watched paths");
+        assert!(
+            paths.iter().all(|p| !p.is_empty()
+                && p.len() <= MAX_PATH_STEPS
+                && p.iter().all(|s| match s {
+                    Step::Member(n) => n.len() <= MAX_NAME_BYTES,
+                    Step::Element => true,
+                })),
+            "a watched path must have 1 to MAX_PATH_STEPS steps and names of at most MAX_NAME_BYTES"
+        );
+        let all = if paths.len() == 32 {
+            u32::MAX
+        } else {
+            (1u32 << paths.len()) - 1
+        };
+        Skimmer {
+            paths,
+            lex: Lex::Outside,
+            expect: Expect::Value,
+            depth: 0,
+            stack: 0,
+            live: [all, 0, 0, 0],
+            seen: [0; MAX_PATH_STEPS + 1],
+            pending: all,
+            name: [0; MAX_RAW_NAME_BYTES],
+            name_len: 0,
+            name_fits: true,
+            name_escaped: false,
+            capture: None,
+            buf: Vec::new(),
+            started: false,
+            error: None,
+        }
+    }
+
+    /// Start over on a new document with the same paths, keeping the capture buffer's memory.
+    pub fn reset(&mut self) {
+        let buf = std::mem::take(&mut self.buf);
+        *self = Skimmer::new(self.paths);
+        self.buf = buf;
+        self.buf.clear();
+    }
+
+    /// The error met so far, if any (after an error the rest of the input is ignored).
+    pub fn error(&self) -> Option<SkimError> {
+        self.error
+    }
+
+    /// Follow the next piece of the document. `sink(path_index, captured)` is called for each watched
+    /// value as it ends.
+    pub fn feed(&mut self, input: &[u8], sink: &mut dyn FnMut(usize, Captured<'_>)) {
+        let mut i = 0;
+        while i < input.len() && self.error.is_none() {
+            // Fast path: the inside of a string nobody keeps.
+            if let Lex::Str {
+                escape: false,
+                name: false,
+            } = self.lex
+            {
+                if self.capture.is_none() {
+                    let run = input[i..]
+                        .iter()
+                        .position(|&c| c == b'"' || c == b'\\' || c < 0x20)
+                        .unwrap_or(input.len() - i);
+                    i += run;
+                    if i == input.len() {
+                        break;
+                    }
+                }
+            }
+            let b = input[i];
+            i += 1;
+            if let Err(e) = self.byte(b, sink) {
+                self.error = Some(e);
+            }
+        }
+    }
+
+    /// The document ended: report whether it was one complete value.
+    pub fn finish(&mut self, sink: &mut dyn FnMut(usize, Captured<'_>)) -> Result<(), SkimError> {
+        if let Some(e) = self.error {
+            return Err(e);
+        }
+        if self.lex == Lex::Scalar {
+            self.lex = Lex::Outside;
+            self.value_end(sink);
+        }
+        if self.lex != Lex::Outside || self.expect != Expect::End {
+            return Err(SkimError::Truncated);
+        }
+        Ok(())
+    }
+
+    fn keep(&mut self, b: u8) {
+        if let Some(c) = &mut self.capture {
+            if c.oversized {
+                return;
+            }
+            if self.buf.len() < MAX_CAPTURE_BYTES {
+                self.buf.push(b);
+            } else {
+                c.oversized = true;
+                self.buf.clear();
+            }
+        }
+    }
+
+    fn byte(&mut self, b: u8, sink: &mut dyn FnMut(usize, Captured<'_>)) -> Result<(), SkimError> {
+        match self.lex {
+            Lex::Str { escape, name } => {
+                self.keep(b);
+                if name {
+                    if self.name_fits && self.name_len < MAX_RAW_NAME_BYTES {
+                        self.name[self.name_len] = b;
+                        self.name_len += 1;
+                    } else {
+                        self.name_fits = false;
+                    }
+                }
+                if escape {
+                    self.lex = Lex::Str {
+                        escape: false,
+                        name,
+                    };
+                } else if b == b'\\' {
+                    self.name_escaped |= name;
+                    self.lex = Lex::Str { escape: true, name };
+                } else if b < 0x20 {
+                    // RFC 8259 §7: control characters must be escaped.
+                    return Err(SkimError::Syntax);
+                } else if b == b'"' {
+                    self.lex = Lex::Outside;
+                    if name {
+                        self.name_end()?;
+                    } else {
+                        self.value_end(sink);
+                    }
+                }
+                return Ok(());
+            }
+            Lex::Scalar => {
+                if is_scalar_byte(b) {
+                    self.keep(b);
+                    return Ok(());
+                }
+                self.lex = Lex::Outside;
+                self.value_end(sink);
+            }
+            Lex::Outside => {}
+        }
+        match b {
+            // RFC 8259 §2: insignificant whitespace.
+            b' ' | b'\t' | b'\n' | b'\r' => self.keep(b),
+            b'{' | b'[' => {
+                self.value_start()?;
+                self.keep(b);
+                if self.depth >= MAX_DEPTH {
+                    return Err(SkimError::TooDeep);
+                }
+                let object = b == b'{';
+                if object {
+                    self.stack |= 1 << self.depth;
+                } else {
+                    self.stack &= !(1 << self.depth);
+                }
+                self.depth += 1;
+                if self.depth <= MAX_PATH_STEPS {
+                    let d = self.depth;
+                    let mask = self.pending & self.longer_than(d - 1);
+                    self.live[d] = mask;
+                    self.seen[d] = 0;
+                }
+                self.expect = if object {
+                    Expect::NameOrClose
+                } else {
+                    self.element_pending();
+                    Expect::ValueOrClose
+                };
+            }
+            b'}' | b']' => {
+                let object = b == b'}';
+                let ok = match self.expect {
+                    Expect::NameOrClose => object,
+                    Expect::ValueOrClose => !object,
+                    Expect::CommaOrClose => self.in_object() == object,
+                    _ => false,
+                };
+                if !ok || self.depth == 0 {
+                    return Err(SkimError::Syntax);
+                }
+                self.keep(b);
+                self.depth -= 1;
+                self.value_end(sink);
+            }
+            b',' => {
+                if self.expect != Expect::CommaOrClose {
+                    return Err(SkimError::Syntax);
+                }
+                self.keep(b);
+                if self.in_object() {
+                    self.expect = Expect::Name;
+                } else {
+                    self.element_pending();
+                    self.expect = Expect::Value;
+                }
+            }
+            b':' => {
+                if self.expect != Expect::Colon {
+                    return Err(SkimError::Syntax);
+                }
+                self.keep(b);
+                self.expect = Expect::Value;
+            }
+            b'"' => match self.expect {
+                Expect::Name | Expect::NameOrClose => {
+                    self.keep(b);
+                    self.name[0] = b'"';
+                    self.name_len = 1;
+                    self.name_fits = true;
+                    self.name_escaped = false;
+                    self.lex = Lex::Str {
+                        escape: false,
+                        name: true,
+                    };
+                }
+                _ => {
+                    self.value_start()?;
+                    self.keep(b);
+                    self.lex = Lex::Str {
+                        escape: false,
+                        name: false,
+                    };
+                }
+            },
+            c if is_scalar_byte(c) => {
+                self.value_start()?;
+                self.keep(b);
+                self.lex = Lex::Scalar;
+            }
+            _ => return Err(SkimError::Syntax),
+        }
+        Ok(())
+    }
+
+    fn in_object(&self) -> bool {
+        self.depth > 0 && self.stack & (1 << (self.depth - 1)) != 0
+    }
+
+    /// The paths with more than `steps` steps.
+    fn longer_than(&self, steps: usize) -> u32 {
+        self.mask(|p| p.len() > steps)
+    }
+
+    fn mask(&self, f: impl Fn(Path) -> bool) -> u32 {
+        self.paths
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| f(p))
+            .fold(0, |m, (k, _)| m | 1 << k)
+    }
+
+    /// The next value is an element of the array at `depth`: which paths it continues.
+    fn element_pending(&mut self) {
+        let d = self.depth;
+        self.pending = if d <= MAX_PATH_STEPS && self.live[d] != 0 {
+            self.live[d] & self.mask(|p| p.get(d - 1) == Some(&Step::Element))
+        } else {
+            0
+        };
+    }
+
+    /// A member name ended (its raw bytes are in `name`): which paths its value continues.
+    fn name_end(&mut self) -> Result<(), SkimError> {
+        self.expect = Expect::Colon;
+        let d = self.depth;
+        self.pending = 0;
+        if d > MAX_PATH_STEPS || self.live[d] == 0 || !self.name_fits {
+            return Ok(());
+        }
+        let raw = &self.name[..self.name_len];
+        let decoded;
+        let name: &[u8] = if self.name_escaped {
+            decoded =
+                body_scan::decode_string(raw, MAX_NAME_BYTES).map_err(|_| SkimError::Syntax)?;
+            match &decoded {
+                Some(s) => s.as_bytes(),
+                None => return Ok(()),
+            }
+        } else {
+            &raw[1..raw.len() - 1]
+        };
+        let live = self.live[d];
+        let hit =
+            self.mask(|p| matches!(p.get(d - 1), Some(Step::Member(n)) if n.as_bytes() == name));
+        let hit = hit & live;
+        if hit & self.seen[d] != 0 {
+            return Err(SkimError::Duplicate);
+        }
+        self.seen[d] |= hit;
+        self.pending = hit;
+        Ok(())
+    }
+
+    /// A value starts at the current depth.
+    fn value_start(&mut self) -> Result<(), SkimError> {
+        match self.expect {
+            Expect::Value | Expect::ValueOrClose => {}
+            _ => return Err(SkimError::Syntax),
+        }
+        self.started = true;
+        if self.capture.is_none() && self.pending != 0 {
+            let d = self.depth;
+            if let Some(k) = (0..self.paths.len())
+                .find(|&k| self.pending & (1 << k) != 0 && self.paths[k].len() == d)
+            {
+                self.buf.clear();
+                self.capture = Some(Capture {
+                    path: k,
+                    depth: d,
+                    oversized: false,
+                });
+            }
+        }
+        if self.depth > MAX_PATH_STEPS || self.capture.is_some() {
+            self.pending = 0;
+        }
+        Ok(())
+    }
+
+    /// The value at the current depth ended.
+    fn value_end(&mut self, sink: &mut dyn FnMut(usize, Captured<'_>)) {
+        self.expect = if self.depth == 0 {
+            Expect::End
+        } else {
+            Expect::CommaOrClose
+        };
+        self.pending = 0;
+        if matches!(&self.capture, Some(c) if c.depth == self.depth) {
+            let c = self.capture.take().expect("checked above");
+            if c.oversized {
+                sink(c.path, Captured::Oversized);
+            } else {
+                sink(c.path, Captured::Value(&self.buf));
+            }
+            self.buf.clear();
+        }
+    }
+
+    /// Whether any value started (a document of only whitespace has none).
+    pub fn started(&self) -> bool {
+        self.started
+    }
+}
+
+/// Bytes that may continue a number or a `true`/`false`/`null` literal (checked only loosely here).
+fn is_scalar_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const USAGE: Path = &[Step::Member("usage")];
+    const RESPONSE_USAGE: Path = &[Step::Member("response"), Step::Member("usage")];
+    const ELEMENT_META: Path = &[Step::Element, Step::Member("usageMetadata")];
+    const PATHS: &[Path] = &[USAGE, RESPONSE_USAGE, ELEMENT_META];
+
+    /// Everything the skimmer reports for `doc` fed in the given pieces.
+    fn skim(pieces: &[&[u8]]) -> (Vec<(usize, Option<String>)>, Result<(), SkimError>) {
+        let mut s = Skimmer::new(PATHS);
+        let mut out = Vec::new();
+        let mut sink = |k: usize, c: Captured<'_>| {
+            out.push((
+                k,
+                match c {
+                    Captured::Value(v) => Some(String::from_utf8_lossy(v).into_owned()),
+                    Captured::Oversized => None,
+                },
+            ))
+        };
+        for p in pieces {
+            s.feed(p, &mut sink);
+        }
+        let r = s.finish(&mut sink);
+        (out, r)
+    }
+
+    /// The same result whole, split at every byte, and one byte at a time.
+    fn skim_all_splits(doc: &str) -> (Vec<(usize, Option<String>)>, Result<(), SkimError>) {
+        let d = doc.as_bytes();
+        let whole = skim(&[d]);
+        for at in 0..=d.len() {
+            assert_eq!(skim(&[&d[..at], &d[at..]]), whole, "split at {at}: {doc}");
+        }
+        let bytes: Vec<&[u8]> = d.chunks(1).collect();
+        assert_eq!(skim(&bytes), whole, "bytewise: {doc}");
+        whole
+    }
+
+    #[test]
+    fn keeps_watched_values_only() {
+        let doc = r#"{"id":"x","usage" : {"a":1, "b":[2,3]} ,"choices":[{"usage":5}],"n":-1.5e3}"#;
+        assert_eq!(
+            skim_all_splits(doc),
+            (vec![(0, Some(r#"{"a":1, "b":[2,3]}"#.into()))], Ok(()))
+        );
+        let doc =
+            r#"{"type":"response.completed","response":{"id":"r","usage":{"input_tokens":3}}}"#;
+        assert_eq!(
+            skim_all_splits(doc),
+            (vec![(1, Some(r#"{"input_tokens":3}"#.into()))], Ok(()))
+        );
+        let doc = r#"[{"usageMetadata":{"p":1}},{"x":{"usageMetadata":0}},{"usageMetadata":null}]"#;
+        assert_eq!(
+            skim_all_splits(doc),
+            (
+                vec![(2, Some(r#"{"p":1}"#.into())), (2, Some("null".into()))],
+                Ok(())
+            )
+        );
+        // Scalars end at the byte after them, which is not kept.
+        assert_eq!(
+            skim_all_splits(r#"{"usage":12}"#),
+            (vec![(0, Some("12".into()))], Ok(()))
+        );
+        assert_eq!(
+            skim_all_splits("{\"usage\":true\n}"),
+            (vec![(0, Some("true".into()))], Ok(()))
+        );
+    }
+
+    #[test]
+    fn names_are_compared_unescaped_and_strings_are_opaque() {
+        assert_eq!(
+            skim_all_splits(r#"{"usag\u0065":{"x":1}}"#),
+            (vec![(0, Some(r#"{"x":1}"#.into()))], Ok(()))
+        );
+        // Brackets, quotes and names inside strings are text.
+        let doc = r#"{"content":"{\"usage\":1} ]}[","usage":"\"}"}"#;
+        assert_eq!(
+            skim_all_splits(doc),
+            (vec![(0, Some(r#""\"}""#.into()))], Ok(()))
+        );
+        assert_eq!(
+            skim_all_splits(r#"{"usage ":1,"Usage":2,"x":{"usage":3}}"#),
+            (vec![], Ok(()))
+        );
+        assert_eq!(
+            skim_all_splits(r#"{"x":{"\ud800":1}}"#).1,
+            Ok(()),
+            "names off the watched paths are not decoded"
+        );
+        assert_eq!(
+            skim_all_splits(r#"{"\ud800sage":1}"#).1,
+            Err(SkimError::Syntax)
+        );
+    }
+
+    #[test]
+    fn duplicates_of_watched_members_are_refused() {
+        assert_eq!(
+            skim_all_splits(r#"{"usage":1,"usage":2}"#).1,
+            Err(SkimError::Duplicate)
+        );
+        assert_eq!(
+            skim_all_splits(r#"{"usage":1,"u\u0073age":2}"#).1,
+            Err(SkimError::Duplicate)
+        );
+        assert_eq!(
+            skim_all_splits(r#"{"response":{},"response":{"usage":1}}"#).1,
+            Err(SkimError::Duplicate)
+        );
+        // Repeats off the watched paths are not the skimmer's business.
+        assert_eq!(skim_all_splits(r#"{"a":1,"a":2}"#).1, Ok(()));
+    }
+
+    #[test]
+    fn structure_errors() {
+        for doc in [
+            "{",
+            "}",
+            "[}",
+            "{]",
+            "{\"a\"}",
+            "{\"a\":}",
+            "{\"a\":1,}",
+            "[1,]",
+            "[1 2]",
+            "{\"a\" 1}",
+            "{a:1}",
+            "{'a':1}",
+            "1 2",
+            "{} {}",
+            "[\"a\nb\"]",
+            "{\"a\":1}x",
+            "{\"a\":\"open",
+            "",
+            "   ",
+            "[",
+            "{\"usage\":{\"a\":",
+            "@",
+        ] {
+            assert!(skim_all_splits(doc).1.is_err(), "{doc:?}");
+        }
+        let deep = format!("{}{}", "[".repeat(MAX_DEPTH + 1), "]".repeat(MAX_DEPTH + 1));
+        assert_eq!(skim(&[deep.as_bytes()]).1, Err(SkimError::TooDeep));
+        let ok = format!("{}{}", "[".repeat(MAX_DEPTH), "]".repeat(MAX_DEPTH));
+        assert_eq!(skim(&[ok.as_bytes()]).1, Ok(()));
+        assert_eq!(skim(&[b"{\"a\":1"]).1, Err(SkimError::Truncated));
+        assert_eq!(skim(&[b""]).1, Err(SkimError::Truncated));
+    }
+
+    #[test]
+    fn oversized_values_are_skipped_not_kept() {
+        let big = format!(r#"{{"usage":"{}","x":1}}"#, "a".repeat(MAX_CAPTURE_BYTES));
+        assert_eq!(skim(&[big.as_bytes()]), (vec![(0, None)], Ok(())));
+        let fits = format!(r#"{{"usage":"{}"}}"#, "a".repeat(MAX_CAPTURE_BYTES - 2));
+        assert_eq!(skim(&[fits.as_bytes()]).0.len(), 1);
+        assert!(skim(&[fits.as_bytes()]).0[0].1.is_some());
+        // A huge document costs no more memory than its watched values.
+        let mut s = Skimmer::new(PATHS);
+        let mut n = 0;
+        s.feed(b"{\"content\":\"", &mut |_, _| n += 1);
+        let chunk = vec![b'x'; 1 << 16];
+        for _ in 0..64 {
+            s.feed(&chunk, &mut |_, _| n += 1);
+        }
+        s.feed(b"\",\"usage\":{}}", &mut |_, _| n += 1);
+        assert_eq!(s.finish(&mut |_, _| n += 1), Ok(()));
+        assert_eq!(n, 1);
+        assert!(s.buf.capacity() <= MAX_CAPTURE_BYTES);
+    }
+
+    #[test]
+    fn reset_starts_a_new_document() {
+        let mut s = Skimmer::new(PATHS);
+        let mut got = Vec::new();
+        s.feed(b"{\"usage\":1", &mut |k, _| got.push(k));
+        s.reset();
+        s.feed(b"[]", &mut |k, _| got.push(k));
+        assert_eq!(s.finish(&mut |k, _| got.push(k)), Ok(()));
+        assert!(got.is_empty());
+        assert!(s.started());
+    }
+}
