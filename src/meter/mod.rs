@@ -1,0 +1,6 @@
+//! Metering what a provider reports a call used, and pricing it: pure functions over bytes, fed as the
+//! response passes by, with fixed memory whatever the body.
+
+pub mod extract;
+pub mod sse;
+pub mod usage;
