@@ -2,5 +2,6 @@
 //! response passes by, with fixed memory whatever the body.
 
 pub mod extract;
+pub mod price;
 pub mod sse;
 pub mod usage;
