@@ -503,8 +503,11 @@ mod tests {
     const ELEMENT_META: Path = &[Step::Element, Step::Member("usageMetadata")];
     const PATHS: &[Path] = &[USAGE, RESPONSE_USAGE, ELEMENT_META];
 
+    /// The values kept (path index, text or `None` when oversized) and the verdict.
+    type Skimmed = (Vec<(usize, Option<String>)>, Result<(), SkimError>);
+
     /// Everything the skimmer reports for `doc` fed in the given pieces.
-    fn skim(pieces: &[&[u8]]) -> (Vec<(usize, Option<String>)>, Result<(), SkimError>) {
+    fn skim(pieces: &[&[u8]]) -> Skimmed {
         let mut s = Skimmer::new(PATHS);
         let mut out = Vec::new();
         let mut sink = |k: usize, c: Captured<'_>| {
@@ -524,7 +527,7 @@ mod tests {
     }
 
     /// The same result whole, split at every byte, and one byte at a time.
-    fn skim_all_splits(doc: &str) -> (Vec<(usize, Option<String>)>, Result<(), SkimError>) {
+    fn skim_all_splits(doc: &str) -> Skimmed {
         let d = doc.as_bytes();
         let whole = skim(&[d]);
         for at in 0..=d.len() {
