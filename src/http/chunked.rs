@@ -9,6 +9,8 @@
 //! Trailer fields are validated like header fields and then dropped (RFC 9110 §6.5.1 lets a
 //! recipient discard them); the relay never merges them into the head.
 
+use std::ops::Range;
+
 use crate::http::head::{is_field_value_byte, is_tchar};
 
 /// Default cap on the chunk extensions of one size line, in bytes. Extensions carry nothing the
@@ -150,6 +152,25 @@ impl ChunkedDecoder {
         mut out: Option<&mut Vec<u8>>,
     ) -> Result<usize, ChunkError> {
         let mut pos = 0;
+        loop {
+            let (used, data) = self.next_data(&input[pos..])?;
+            if let Some(out) = out.as_deref_mut() {
+                out.extend_from_slice(&input[pos..][data]);
+            }
+            pos += used;
+            if used == 0 || pos == input.len() {
+                return Ok(pos);
+            }
+        }
+    }
+
+    /// Consumes a prefix of `input` up to and including the next run of chunk-data, and says where
+    /// that run is: `(consumed, data)` with `data` a range of `input` that ends at `consumed` (empty
+    /// when the prefix held framing only). Call again with the rest of the input for the next run.
+    /// Consumes all of `input` unless a run of data or the body ends inside it; `Ok((0, 0..0))` once
+    /// done. Errors as [`ChunkedDecoder::decode`]; the payload is handed out without a copy.
+    pub fn next_data(&mut self, input: &[u8]) -> Result<(usize, Range<usize>), ChunkError> {
+        let mut pos = 0;
         while pos < input.len() {
             match self.state {
                 State::Done => break,
@@ -157,14 +178,11 @@ impl ChunkedDecoder {
                 State::Data => {
                     // Bounded by the input length, so the cast cannot truncate.
                     let n = self.remaining.min((input.len() - pos) as u64) as usize;
-                    if let Some(out) = out.as_deref_mut() {
-                        out.extend_from_slice(&input[pos..pos + n]);
-                    }
                     self.remaining -= n as u64;
-                    pos += n;
                     if self.remaining == 0 {
                         self.state = State::DataCr;
                     }
+                    return Ok((pos + n, pos..pos + n));
                 }
                 _ => {
                     if let Err(e) = self.step(input[pos]) {
@@ -177,7 +195,7 @@ impl ChunkedDecoder {
         }
         match self.state {
             State::Failed(ref e) => Err(e.clone()),
-            _ => Ok(pos),
+            _ => Ok((pos, pos..pos)),
         }
     }
 
