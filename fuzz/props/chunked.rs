@@ -16,7 +16,7 @@ const MAX_TOTAL_EXT: usize = 64 * 1024;
 const MAX_SIZE_DIGITS: usize = 32;
 
 /// What a caller sees: bytes consumed (or the error), the payload, and whether the body ended.
-type Outcome = (Result<usize, ChunkError>, Vec<u8>, bool);
+pub type Outcome = (Result<usize, ChunkError>, Vec<u8>, bool);
 
 pub fn check(data: &[u8]) {
     let [a, b, c, d, body @ ..] = data else {
@@ -81,7 +81,7 @@ struct Reader<'a> {
     trailer: usize,
 }
 
-fn reference(input: &[u8], limits: &ChunkedLimits) -> Outcome {
+pub fn reference(input: &[u8], limits: &ChunkedLimits) -> Outcome {
     let mut r = Reader {
         input,
         pos: 0,
@@ -101,14 +101,14 @@ fn reference(input: &[u8], limits: &ChunkedLimits) -> Outcome {
 
 /// The outcome with the error message dropped: the decoder's messages are for people, only the
 /// kind of error is part of the contract.
-fn kind(o: Outcome) -> Outcome {
+pub fn kind(o: Outcome) -> Outcome {
     match o {
         (Err(ChunkError::Malformed(_)), payload, done) => (Err(malformed_error()), payload, done),
         o => o,
     }
 }
 
-fn malformed_error() -> ChunkError {
+pub fn malformed_error() -> ChunkError {
     ChunkError::Malformed("reference")
 }
 

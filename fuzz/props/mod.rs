@@ -5,10 +5,11 @@
 //!
 //! Where two implementations of the same rule exist, the check is differential: the relay's parser
 //! against a crate that does the same job (`httparse`, `serde_json`) plus our documented stricter
-//! rules, or against a small reference written here from the spec (chunked decoding, the token
-//! envelope). The references are deliberately simple and slow; they only have to be obviously right.
+//! rules, or against a small reference written here from the spec (chunked and body decoding, the
+//! token envelope). The references are deliberately simple and slow; they only have to be obviously right.
 
 pub mod admin;
+pub mod body;
 pub mod chunked;
 pub mod claims;
 pub mod config;
@@ -28,6 +29,7 @@ pub type Check = fn(&[u8]);
 /// same names).
 pub const TARGETS: &[(&str, Check)] = &[
     ("admin", admin::check),
+    ("body", body::check),
     ("chunked", chunked::check),
     ("claims_json", claims::check),
     ("config", config::check),
