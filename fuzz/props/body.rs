@@ -48,7 +48,9 @@ pub fn check(data: &[u8]) {
     let mut rng = u64::from(*seed) | 0x100;
     let mut random: Vec<usize> = (0..(*seed % 8))
         .map(|_| {
-            rng = rng.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            rng = rng
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             (rng >> 33) as usize % (wire.len() + 1)
         })
         .collect();
@@ -65,13 +67,19 @@ pub fn check(data: &[u8]) {
                 assert!(wire.starts_with(&got.payload));
                 assert!(got.payload.len() as u64 <= limits.max_body_bytes);
             } else {
-                assert_eq!(got, expected, "{framing:?}, cuts {cuts:?}, slices {by_slices}");
+                assert_eq!(
+                    got, expected,
+                    "{framing:?}, cuts {cuts:?}, slices {by_slices}"
+                );
             }
         }
     }
     let mut scanner = BodyDecoder::new(framing, limits);
     let scanned = scanner.decode(wire, None).map_err(same_kind);
-    assert_eq!((scanned, scanner.is_done()), (expected.consumed, expected.done));
+    assert_eq!(
+        (scanned, scanner.is_done()),
+        (expected.consumed, expected.done)
+    );
 }
 
 fn reference(framing: Framing, limits: &ChunkedLimits, wire: &[u8]) -> Outcome {
@@ -97,7 +105,11 @@ fn reference(framing: Framing, limits: &ChunkedLimits, wire: &[u8]) -> Outcome {
                 consumed: Ok(take),
                 payload: wire[..take].to_vec(),
                 done,
-                at_eof: if done { Ok(()) } else { Err(BodyError::Truncated) },
+                at_eof: if done {
+                    Ok(())
+                } else {
+                    Err(BodyError::Truncated)
+                },
             }
         }
         Framing::UntilClose if wire.len() as u64 > max => refused(BodyError::TooLarge),
@@ -191,7 +203,10 @@ fn feed(
             }
         }
         if !dec.is_done() {
-            assert_eq!(consumed, end, "a piece is consumed whole unless the body ends in it");
+            assert_eq!(
+                consumed, end,
+                "a piece is consumed whole unless the body ends in it"
+            );
         }
         if let Some(left) = dec.bytes_left() {
             assert!(matches!(framing, Framing::Empty | Framing::Length(_)) || left == 0);
