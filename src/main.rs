@@ -13,7 +13,7 @@ use std::time::Instant;
 
 use serde_json::json;
 
-use relayapi::app::{App, Stats};
+use relayapi::app::App;
 use relayapi::cli::{self, Command, MintArgs};
 use relayapi::clock::{Clock, SystemClock};
 use relayapi::config::{load_config, parse_net, Config};
@@ -22,6 +22,7 @@ use relayapi::limits::limiter::{RateLimiter, TokenLimits};
 use relayapi::limits::log_sampler::{LogSampler, REPORT_INTERVAL_SECS};
 use relayapi::log::Logger;
 use relayapi::metrics::Metrics;
+use relayapi::metrics::Stats;
 use relayapi::server::tls::{self, ServerTls};
 use relayapi::server::{accept, redirect};
 use relayapi::store;

@@ -1,12 +1,15 @@
 //! Prometheus metrics: counters and histograms the request path updates, rendered as text for
 //! `GET /metrics`. Every label set is bounded (status codes, provider names from the registry, fixed
-//! reason codes): never token ids, tenants' end users or client addresses.
+//! reason codes): never token ids, tenants' end users or client addresses. Also the request counters
+//! `/health` reports (`Stats`), and the gauges of what is open right now, which only a guard can raise.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
+
+use serde_json::json;
 
 /// Upper bounds (seconds) of the latency buckets: from sub-millisecond relay answers to long streams.
 const LATENCY_BUCKETS: &[f64] = &[
@@ -20,6 +23,80 @@ const STORE_BUCKETS: &[f64] = &[
 /// Distinct provider label values kept; anything beyond folds into "other" so labels stay bounded even
 /// with many operator-defined providers.
 const MAX_PROVIDER_LABELS: usize = 64;
+
+/// Request counters for `/health` (Prometheus metrics build on the same numbers).
+#[derive(Debug, Default)]
+pub struct Stats {
+    pub requests: AtomicU64,
+    pub proxied: AtomicU64,
+    pub status_2xx: AtomicU64,
+    pub status_4xx: AtomicU64,
+    pub status_5xx: AtomicU64,
+    pub rejected_token: AtomicU64,
+    pub rate_limited: AtomicU64,
+    pub upstream_errors: AtomicU64,
+    /// Open client connections.
+    pub active_connections: Gauge,
+    /// Responses being relayed right now.
+    pub active_streams: Gauge,
+}
+
+impl Stats {
+    pub fn count_status(&self, status: u16) {
+        let c = match status {
+            200..=299 => &self.status_2xx,
+            400..=499 => &self.status_4xx,
+            500..=599 => &self.status_5xx,
+            _ => return,
+        };
+        c.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn snapshot(&self) -> serde_json::Value {
+        let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        json!({
+            "total": g(&self.requests),
+            "proxied": g(&self.proxied),
+            "status_2xx": g(&self.status_2xx),
+            "status_4xx": g(&self.status_4xx),
+            "status_5xx": g(&self.status_5xx),
+            "rejected_token": g(&self.rejected_token),
+            "rate_limited": g(&self.rate_limited),
+            "upstream_errors": g(&self.upstream_errors),
+            "active_connections": self.active_connections.get(),
+            "active_streams": self.active_streams.get(),
+        })
+    }
+}
+
+/// A count of things open right now (connections, streams). It is raised only by [`Gauge::enter`],
+/// whose guard lowers it again when dropped: an early return, a cancelled task or a caught panic cannot
+/// leave it inflated.
+#[derive(Debug, Default)]
+pub struct Gauge(AtomicU64);
+
+impl Gauge {
+    /// Count one more until the returned guard is dropped.
+    pub fn enter(&self) -> GaugeGuard<'_> {
+        self.0.fetch_add(1, Ordering::Relaxed);
+        GaugeGuard(&self.0)
+    }
+
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// One unit of a [`Gauge`], given back on drop.
+#[must_use = "the gauge falls back as soon as the guard is dropped"]
+#[derive(Debug)]
+pub struct GaugeGuard<'a>(&'a AtomicU64);
+
+impl Drop for GaugeGuard<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
 
 pub struct Histogram {
     bounds: &'static [f64],
@@ -232,6 +309,27 @@ mod tests {
         assert!(text.contains("relayapi_request_duration_seconds_bucket{le=\"0.0025\"} 0"));
         assert!(text.contains("relayapi_request_duration_seconds_count 1"));
         assert!(text.contains("relayapi_active_connections 7"));
+    }
+
+    /// A panic caught while a guard is held (tokio catches a connection task's panic the same way)
+    /// leaves the gauge where it was before.
+    #[test]
+    fn a_gauge_falls_back_when_its_holder_panics() {
+        let stats = Stats::default();
+        let held = stats.active_streams.enter();
+        let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let _open = stats.active_connections.enter();
+            let _stream = stats.active_streams.enter();
+            assert_eq!(stats.active_connections.get(), 1);
+            assert_eq!(stats.active_streams.get(), 2);
+            panic!("request task failed");
+        }));
+        assert!(caught.is_err());
+        assert_eq!(stats.active_connections.get(), 0);
+        assert_eq!(stats.active_streams.get(), 1);
+        drop(held);
+        assert_eq!(stats.active_streams.get(), 0);
+        assert_eq!(stats.snapshot()["active_connections"], 0);
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! Where the token is found (`relay::locate_token`: path, then query, then headers) and the safety
+//! Where the token is found (`route::locate`: path, then query, then headers) and the safety
 //! check of the provider-relative path that is forwarded (`forward_path::check`).
 //!
 //! The path and query rules are written out again as a reference: a first path segment starting
@@ -14,7 +14,7 @@
 //! fields: the path after the base, the query, and the three header values.
 
 use relayapi::http::head::{Header, RequestHead, Version};
-use relayapi::request::relay::locate_token;
+use relayapi::request::route::locate as locate_token;
 use relayapi::upstream::forward_path;
 
 use super::fields;

@@ -29,7 +29,7 @@ const MAX_REQUEST_HEADERS_LEN: usize = 4096;
 /// (`request/admission.rs`). A preflight asking for another is denied. Compared byte for byte: browsers
 /// upper-case only the methods the Fetch standard normalises, so a page sending `patch` would fail the
 /// browser's own check anyway.
-pub const ALLOW_METHODS: &str = crate::request::admission::ALLOW_FORWARDED;
+pub const ALLOW_METHODS: &str = crate::request::methods::ALLOW_FORWARDED;
 
 /// `Vary` for preflight answers: the answer depends on all three request headers, so a cache must not
 /// serve one origin's (or one header list's) answer to another.
@@ -272,7 +272,7 @@ pub fn check_preflight(
         allowed_origin(origin, cfg, token_origins).ok_or(PreflightDenial::OriginNotAllowed)?;
     let method = req_method.ok_or(PreflightDenial::NoRequestMethod)?;
     let forwarded =
-        std::str::from_utf8(method).is_ok_and(crate::request::admission::method_forwarded);
+        std::str::from_utf8(method).is_ok_and(crate::request::methods::method_forwarded);
     if !forwarded {
         return Err(PreflightDenial::MethodNotAllowed);
     }

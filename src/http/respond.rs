@@ -1,17 +1,11 @@
 //! Responses the relay writes itself (errors, `/health`, preflights, admin answers): status line, a
-//! fixed set of safety headers and a JSON body, written in one call. Proxied responses are assembled
-//! in `request/relay.rs`; both share `status_line` and `SAFETY_HEADERS`.
+//! fixed set of safety headers and a JSON body, encoded into one buffer for one write. Pure: who writes
+//! it where is `request/reply.rs`. Proxied response heads are assembled in `request/forward.rs`; both
+//! share `reason` and `SAFETY_HEADERS`.
 
 use std::io::Write as _;
 
-use serde_json::{json, Map};
-use tokio::io::{AsyncRead, AsyncWrite};
-
-use crate::app::App;
 use crate::error::Error;
-use crate::http::head::RequestHead;
-use crate::log::redact_target;
-use crate::request::conn::Client;
 
 /// Sent on every response: relay URLs carry tokens, so a page must never leak them in `Referer`.
 pub const SAFETY_HEADERS: &str =
@@ -107,39 +101,4 @@ impl Response {
         }
         out
     }
-}
-
-/// Answer a request that failed before it could be attributed to a token (bad framing and the like),
-/// close-delimited, and log it.
-pub async fn error_and_log<S: AsyncRead + AsyncWrite + Unpin>(
-    app: &App,
-    client: &mut Client<S>,
-    head: Option<&RequestHead>,
-    e: &Error,
-    request_id: Option<&str>,
-) {
-    let rid = request_id
-        .map(str::to_string)
-        .unwrap_or_else(|| app.next_request_id());
-    let mut r = Response::error(e).header("x-request-id", rid.clone());
-    r.close = true;
-    let _ = client.write_all(&r.encode(false)).await;
-    app.stats.count_status(r.status);
-    if !app.log.access
-        || !app
-            .log_sampler
-            .admit(client.peer.ip(), e.code(), app.clock.unix_now())
-    {
-        return;
-    }
-    let mut f = Map::new();
-    f.insert("rid".into(), json!(rid));
-    f.insert("ip".into(), json!(client.peer.ip().to_string()));
-    if let Some(h) = head {
-        f.insert("method".into(), json!(h.method));
-        f.insert("path".into(), json!(redact_target(h.target.as_bytes())));
-    }
-    f.insert("status".into(), json!(r.status));
-    f.insert("reason".into(), json!(e.code()));
-    app.log.access(f);
 }

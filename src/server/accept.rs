@@ -7,13 +7,14 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::json;
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 
-use crate::app::{App, Sampler};
+use crate::app::App;
 use crate::error::Error;
 use crate::http::respond::Response;
 use crate::limits::conns::{ConnLimits, Reclaim};
@@ -162,5 +163,58 @@ fn refuse(app: &App, log_sampler: &Sampler, stream: &TcpStream, peer: SocketAddr
             "connection refused: per-address connection cap reached",
             json!({"ip": peer.ip().to_string(), "max_connections_per_ip": app.cfg.server.max_connections_per_ip}),
         );
+    }
+}
+
+/// Admits at most `per_second` events per wall-clock second (for sampling log lines under floods).
+#[derive(Debug)]
+pub struct Sampler {
+    per_second: u64,
+    /// Second in the high 32 bits, count in the low 32: one atomic word, no lock.
+    state: AtomicU64,
+}
+
+impl Sampler {
+    pub fn new(per_second: u64) -> Sampler {
+        Sampler {
+            per_second,
+            state: AtomicU64::new(0),
+        }
+    }
+
+    pub fn admit(&self, now: u64) -> bool {
+        let sec = now & 0xffff_ffff;
+        let mut cur = self.state.load(Ordering::Relaxed);
+        loop {
+            let (s, n) = (cur >> 32, cur & 0xffff_ffff);
+            let next = if s == sec {
+                (sec << 32) | (n + 1)
+            } else {
+                (sec << 32) | 1
+            };
+            if s == sec && n >= self.per_second {
+                return false;
+            }
+            match self
+                .state
+                .compare_exchange_weak(cur, next, Ordering::Relaxed, Ordering::Relaxed)
+            {
+                Ok(_) => return true,
+                Err(actual) => cur = actual,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sampler_caps_each_second() {
+        let s = Sampler::new(3);
+        let admitted = (0..10).filter(|_| s.admit(100)).count();
+        assert_eq!(admitted, 3);
+        assert!(s.admit(101), "a new second starts a new allowance");
     }
 }

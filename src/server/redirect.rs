@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{json, Map};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
@@ -24,11 +24,13 @@ use tokio::time::Instant;
 use crate::app::App;
 use crate::error::Error;
 use crate::http::framing::request_framing;
-use crate::http::head::{HeadLimits, RequestHead};
-use crate::http::respond::{self, Response};
+use crate::http::head::RequestHead;
+use crate::http::respond::Response;
 use crate::limits::conns::Reclaim;
 use crate::log::redact_target;
-use crate::request::conn::Client;
+use crate::request::client::Client;
+use crate::request::conn::{head_limits, pace};
+use crate::request::reply;
 
 /// Connections the redirect listener holds at once. Each lives for one short exchange; past this,
 /// new ones wait in the kernel backlog.
@@ -160,20 +162,8 @@ where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let server = &app.cfg.server;
-    let mut client = Client {
-        io,
-        buf: Vec::with_capacity(4096),
-        peer,
-        read_timeout: server.read_timeout(),
-        write_timeout: server.write_timeout(),
-        min_body_rate: server.min_body_rate,
-        eof: false,
-    };
-    let limits = HeadLimits {
-        max_head_bytes: server.max_header_bytes,
-        max_headers: server.max_headers,
-        max_uri_bytes: server.max_uri_bytes,
-    };
+    let mut client = Client::new(io, peer, pace(app));
+    let limits = head_limits(app);
     let head = match client
         .read_head(&limits, server.idle_timeout(), None, &mut Reclaim::never())
         .await
@@ -181,7 +171,7 @@ where
         Ok(Some(h)) => h,
         Ok(None) => return,
         Err(e) => {
-            respond::error_and_log(app, &mut client, None, &e, None).await;
+            reply::unframed(app, &mut client, None, &e).await;
             close(&mut client).await;
             return;
         }
@@ -212,29 +202,21 @@ where
             f.insert("reason".into(), json!("https_redirect"));
             app.log.access(f);
         }
-        Err(e) => respond::error_and_log(app, &mut client, Some(&head), &e, None).await,
+        Err(e) => reply::unframed(app, &mut client, Some(&head), &e).await,
     }
     close(&mut client).await;
 }
 
 /// Half-close, then read and drop what the client still sends, for a bounded time and amount.
 async fn close<S: AsyncRead + AsyncWrite + Unpin>(client: &mut Client<S>) {
-    let _ = tokio::time::timeout(Duration::from_secs(1), client.io.shutdown()).await;
-    let deadline = Instant::now() + LINGER;
-    let mut drained = 0;
-    let mut sink = [0u8; 8192];
-    while drained < LINGER_BYTES {
-        match tokio::time::timeout_at(deadline, client.io.read(&mut sink)).await {
-            Ok(Ok(n)) if n > 0 => drained += n,
-            _ => break,
-        }
-    }
+    client.shutdown().await;
+    client.linger(Instant::now() + LINGER, LINGER_BYTES).await;
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::http::head::parse_request_head;
+    use crate::http::head::{parse_request_head, HeadLimits};
 
     fn head(raw: &str) -> RequestHead {
         let limits = HeadLimits {

@@ -17,6 +17,8 @@ use std::sync::Mutex;
 
 pub use crate::store::redis::RedisOptions;
 use crate::store::redis::RedisStore;
+/// The vocabulary of the shared (cross-instance) rate limit, for callers of `Store::shared_rate_take`.
+pub use crate::store::redis::{SharedRejection, SharedScope};
 use crate::store::sqlite::SqliteStore;
 
 /// Seconds a token's usage is kept after its `exp`. It must exceed the clock skew the relay tolerates

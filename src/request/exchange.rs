@@ -1,0 +1,246 @@
+//! One exchange with the provider, once the request is admitted and its head built: write the request
+//! (and stream the client's body after it when it was not buffered), wait for the response head while
+//! watching for the client leaving, then either relay the answer as it arrives (`request/pump.rs`) or,
+//! for an error answer, read it whole, scrub the key out of it and send it with its new length. The
+//! provider connection goes back to the pool only when the exchange ended exactly as framed. Errors are
+//! only returned while nothing has been sent to the client yet; later failures are [`Outcome::Cut`].
+
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::time::Instant;
+
+use crate::error::Error;
+use crate::http::cors;
+use crate::http::framing::{response_framing, ResponseBody};
+use crate::http::head::{parse_response_head, trim_ows, HeadLimits, ResponseHead, Version};
+use crate::limits::body_budget::BodyShare;
+use crate::request::admit::Admitted;
+use crate::request::context::Request;
+use crate::request::forward::{self, Relayed};
+use crate::request::outcome::{closes, Cut, Outcome};
+use crate::request::pump::{self, BodyPlan, ErrorBody, Read, UPSTREAM_READ};
+use crate::upstream::client::Conn;
+use crate::upstream::key_scrub::KeyFragments;
+
+/// Cap on a provider's response head (status line and headers).
+const MAX_RESPONSE_HEAD: usize = 64 * 1024;
+/// Cap on the fields of a provider's response head.
+const MAX_RESPONSE_HEADERS: usize = 256;
+
+/// The request for the provider: its head with any buffered body, the length of a body still to be
+/// streamed from the client, and the buffered-body budget the request holds. The buffer and the budget
+/// are given back as soon as the request is written, not when a long answer ends.
+pub struct Outgoing<'a> {
+    pub bytes: Vec<u8>,
+    pub streamed: Option<u64>,
+    pub share: BodyShare<'a>,
+}
+
+/// Send the request on `conn` and relay the answer to the client.
+pub async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
+    req: &mut Request<'_, S>,
+    mut conn: Conn,
+    request: Outgoing<'_>,
+    admitted: &Admitted,
+) -> Result<Outcome, Error> {
+    let up = &req.app.cfg.upstream;
+    let up_write = Duration::from_secs(up.read_idle_timeout);
+    // One write for head and a buffered body: one syscall and, usually, one packet.
+    let Outgoing {
+        bytes,
+        streamed,
+        share,
+    } = request;
+    tokio::time::timeout(up_write, conn.stream.write_all(&bytes))
+        .await
+        .map_err(|_| Error::UpstreamTimeout)?
+        .map_err(|_| Error::UpstreamConnect)?;
+    drop((bytes, share));
+    if let Some(n) = streamed {
+        // The call is reserved and the provider is listening: now the client may send its body.
+        if req.framing.expect_continue {
+            req.client
+                .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
+                .await
+                .map_err(|_| Error::BadRequest("client gone"))?;
+        }
+        // On error `conn` is dropped here, closing the provider's half-sent request.
+        req.client
+            .stream_body(n, &mut conn.stream, up_write)
+            .await?;
+    }
+
+    let deadline = Instant::now() + Duration::from_secs(up.response_header_timeout);
+    let mut rbuf: Vec<u8> = Vec::with_capacity(UPSTREAM_READ);
+    let Some(resp) = read_response_head(req, &mut conn, &mut rbuf, deadline).await? else {
+        return Ok(Outcome::client_gone());
+    };
+    rbuf.drain(..resp.head_len);
+    req.ttfb = Some(req.started.elapsed());
+    let (kind, upstream_keep_alive) =
+        response_framing(&resp, &req.head.method).map_err(|_| Error::UpstreamProtocol)?;
+    let key = req.app.key_fragments.get(&admitted.api_key);
+    let answer = Answer {
+        resp: &resp,
+        key: &key,
+        admitted,
+    };
+    // Error answers are small: read whole and scrubbed of the key before anything is sent.
+    if resp.status >= 400 && kind != ResponseBody::None {
+        let plan = BodyPlan {
+            kind,
+            dechunk: false,
+            upstream_keep_alive,
+        };
+        return error_answer(req, conn, rbuf, plan, answer).await;
+    }
+
+    // HTTP/1.0 clients cannot read chunked framing: de-chunk for them and end by closing.
+    let dechunk = req.head.version == Version::Http10 && kind == ResponseBody::Chunked;
+    let relayed = Relayed {
+        kind,
+        dechunk,
+        close: closes(
+            &req.framing,
+            true,
+            kind != ResponseBody::UntilClose && !dechunk,
+        ),
+    };
+    let out_head = answer.head(req, relayed);
+    // When body bytes came with the head (the usual case for JSON answers), head and body leave in one
+    // write. Otherwise (a stream whose first event is still being generated) the head goes now, so the
+    // client sees the status at once.
+    let mut head_out = Some(out_head);
+    if rbuf.is_empty() || kind == ResponseBody::None {
+        let h = head_out.take().unwrap_or_default();
+        if req.client.write_all(&h).await.is_err() {
+            return Ok(Outcome::Cut {
+                status: resp.status,
+                bytes: 0,
+                cut: Cut::ClientClosed,
+            });
+        }
+    }
+
+    let _streaming = req.app.stats.active_streams.enter();
+    let plan = BodyPlan {
+        kind,
+        dechunk,
+        upstream_keep_alive,
+    };
+    Ok(
+        match pump::pump_body(req, conn, head_out, rbuf, plan).await {
+            Ok(bytes) => Outcome::Answered {
+                status: resp.status,
+                bytes,
+                close: relayed.close,
+            },
+            Err((bytes, cut)) => Outcome::Cut {
+                status: resp.status,
+                bytes,
+                cut,
+            },
+        },
+    )
+}
+
+/// Wait for the final response head, skipping interim 1xx answers. `None`: the client left first.
+async fn read_response_head<S: AsyncRead + AsyncWrite + Unpin>(
+    req: &mut Request<'_, S>,
+    conn: &mut Conn,
+    rbuf: &mut Vec<u8>,
+    deadline: Instant,
+) -> Result<Option<ResponseHead>, Error> {
+    let limits = HeadLimits {
+        max_head_bytes: MAX_RESPONSE_HEAD,
+        max_headers: MAX_RESPONSE_HEADERS,
+        max_uri_bytes: MAX_RESPONSE_HEAD,
+    };
+    loop {
+        if let Some(r) = parse_response_head(rbuf, &limits).map_err(|_| Error::UpstreamProtocol)? {
+            if (100..200).contains(&r.status) {
+                if r.status == 101 {
+                    return Err(Error::UpstreamProtocol);
+                }
+                rbuf.drain(..r.head_len);
+                continue;
+            }
+            return Ok(Some(r));
+        }
+        match pump::read_upstream_or_client(req.client, conn, rbuf, deadline).await? {
+            Read::Upstream(0) => return Err(Error::UpstreamProtocol),
+            Read::Upstream(_) => {}
+            Read::ClientGone => return Ok(None),
+        }
+    }
+}
+
+/// The provider's answer head and what the client's version of it depends on.
+#[derive(Clone, Copy)]
+struct Answer<'a> {
+    resp: &'a ResponseHead,
+    key: &'a KeyFragments,
+    admitted: &'a Admitted,
+}
+
+impl Answer<'_> {
+    /// The client's response head (`request/forward.rs`), with this request's CORS fields and id.
+    fn head<S>(&self, req: &Request<'_, S>, relayed: Relayed) -> Vec<u8> {
+        let cors = cors::response_headers(
+            req.origin,
+            &req.app.cfg.cors,
+            self.admitted.claims.origins.as_deref(),
+        );
+        forward::response_head(self.resp, relayed, self.key, &cors, &req.rid)
+    }
+}
+
+/// Answer the client with the provider's error (status >= 400): read its body whole (at most
+/// `MAX_ERROR_BODY_BYTES`), replace every run of the key with `[redacted]` (`upstream/key_scrub.rs`) and
+/// send it with its new Content-Length. A body that cannot be checked (compressed, or too large) is
+/// withheld: nothing has been sent yet, so the relay answers `upstream_error_unchecked` instead.
+async fn error_answer<S: AsyncRead + AsyncWrite + Unpin>(
+    req: &mut Request<'_, S>,
+    mut conn: Conn,
+    pending: Vec<u8>,
+    plan: BodyPlan,
+    answer: Answer<'_>,
+) -> Result<Outcome, Error> {
+    let status = answer.resp.status;
+    // The relay asked for `identity`; a coded body would hide the key from the scrub.
+    if answer
+        .resp
+        .headers_named("content-encoding")
+        .any(|v| !trim_ows(v).eq_ignore_ascii_case(b"identity"))
+    {
+        return Err(Error::UpstreamErrorUnchecked);
+    }
+    let (body, clean) = match pump::read_error_body(req, &mut conn, pending, plan.kind).await? {
+        ErrorBody::Read(body, clean) => (body, clean),
+        ErrorBody::ClientGone => return Ok(Outcome::client_gone()),
+    };
+    if clean && plan.upstream_keep_alive {
+        req.app.upstream.release(conn);
+    }
+    let body = answer.key.scrub(&body).unwrap_or(body);
+    let relayed = Relayed {
+        kind: ResponseBody::Length(body.len() as u64),
+        dechunk: false,
+        close: closes(&req.framing, true, true),
+    };
+    let mut out = answer.head(req, relayed);
+    out.extend_from_slice(&body);
+    if req.client.write_all(&out).await.is_err() {
+        return Ok(Outcome::Cut {
+            status,
+            bytes: 0,
+            cut: Cut::ClientClosed,
+        });
+    }
+    Ok(Outcome::Answered {
+        status,
+        bytes: body.len() as u64,
+        close: relayed.close,
+    })
+}

@@ -1,0 +1,356 @@
+//! Which answer a request gets. `handle` frames the request, builds its [`Request`], charges the
+//! sender's own allowance, and sends it to one of the relay's own answers (`request/endpoints.rs`:
+//! preflight, `/health`, `/metrics`, admin) or to the relay proper (`request/relay.rs`), then records
+//! the outcome. The pure parts are [`route`] (path to answer) and [`locate`] (where the token is and
+//! what is forwarded), unit-tested here and fuzzed (`fuzz/props/locate.rs`).
+
+use std::net::IpAddr;
+use std::sync::atomic::Ordering;
+
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::time::Instant;
+
+use crate::app::App;
+use crate::error::Error;
+use crate::http::cors;
+use crate::http::framing::{request_framing, BodyFraming, RequestFraming};
+use crate::http::head::RequestHead;
+use crate::request::client::Client;
+use crate::request::context::{Request, Who};
+use crate::request::outcome::{Next, Outcome};
+use crate::request::reply::{self, Body};
+use crate::request::{access_log, admit, endpoints, relay};
+use crate::server::shutdown::ShutdownWatch;
+use crate::token::secret::SecretString;
+
+/// The answer a request is routed to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route<'a> {
+    /// A CORS preflight: answered from config, before any token work.
+    Preflight,
+    Health,
+    Metrics,
+    /// The admin API; the path, whole.
+    Admin(&'a str),
+    /// The relay: the path after the base path, and the query without its `?`.
+    Relay {
+        after_base: &'a str,
+        query: Option<&'a str>,
+    },
+    NotFound,
+}
+
+/// Route a request by method, path and whether it asks for a preflight (`Access-Control-Request-Method`
+/// present). `base` is `server.base_path` (ending in `/`).
+pub fn route<'a>(method: &str, target: &'a str, preflight: bool, base: &str) -> Route<'a> {
+    let (path, query) = match target.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (target, None),
+    };
+    if method == "OPTIONS" && preflight {
+        return Route::Preflight;
+    }
+    match path {
+        "/health" => return Route::Health,
+        "/metrics" => return Route::Metrics,
+        _ if path.starts_with("/admin/v1/") => return Route::Admin(path),
+        _ => {}
+    }
+    let after_base = if path == base.trim_end_matches('/') {
+        Some("")
+    } else {
+        path.strip_prefix(base)
+    };
+    match after_base {
+        Some(after_base) => Route::Relay { after_base, query },
+        None => Route::NotFound,
+    }
+}
+
+/// Take one request through the pipeline and say how the connection continues.
+pub async fn handle<S: AsyncRead + AsyncWrite + Unpin>(
+    app: &App,
+    client: &mut Client<S>,
+    head: &RequestHead,
+    shutdown: &ShutdownWatch,
+) -> Next {
+    app.stats.requests.fetch_add(1, Ordering::Relaxed);
+    client.consume(head.head_len);
+    let framed = request_framing(head);
+    let origin = head.header("origin");
+    let mut req = Request {
+        app,
+        ip: client_ip(app, client.peer().ip(), head),
+        client,
+        head,
+        framing: framed.clone().unwrap_or_else(|_| RequestFraming {
+            body: BodyFraming::None,
+            keep_alive: false,
+            expect_continue: false,
+            host: String::new(),
+        }),
+        rid: app.next_request_id(),
+        started: Instant::now(),
+        origin,
+        bad_origin: origin.is_some_and(|o| !cors::is_origin(o)),
+        who: Who::Nobody,
+        ttfb: None,
+        reserved: false,
+    };
+    let outcome = match framed {
+        Err(e) => reply::refuse(&mut req, Error::from(e), Body::Cut).await,
+        Ok(_) => dispatch(&mut req, shutdown).await,
+    };
+    access_log::record(&req, &outcome);
+    outcome.next()
+}
+
+async fn dispatch<S: AsyncRead + AsyncWrite + Unpin>(
+    req: &mut Request<'_, S>,
+    shutdown: &ShutdownWatch,
+) -> Outcome {
+    let app = req.app;
+    let head = req.head;
+    let to = route(
+        &head.method,
+        &head.target,
+        head.header("access-control-request-method").is_some(),
+        &app.cfg.server.base_path,
+    );
+    // Every routed request spends its sender's allowance first (junk, 404s and preflights included),
+    // and nothing else's: the relay-wide limit is charged only once a token is proven.
+    let path = head.target.split('?').next().unwrap_or_default();
+    if admit::charges_ip(app, req.ip, path) {
+        if let Err(e) = admit::charge_ip(app, req.ip).await {
+            app.stats.rate_limited.fetch_add(1, Ordering::Relaxed);
+            return reply::refuse(req, e, Body::Unread).await;
+        }
+    }
+    match to {
+        Route::Preflight => endpoints::preflight(req).await,
+        Route::Health => endpoints::health(req).await,
+        Route::Metrics => endpoints::metrics(req).await,
+        Route::Admin(path) => endpoints::admin(req, path).await,
+        Route::Relay { after_base, query } => relay::relay(req, after_base, query, shutdown).await,
+        Route::NotFound => reply::refuse(req, Error::NotFound, Body::Unread).await,
+    }
+}
+
+/// Where the token came from and what to forward.
+pub struct Located {
+    pub token: Option<SecretString>,
+    /// Provider-relative path, starting with '/' (or empty).
+    pub rest: String,
+    /// The query to forward, without any `token` parameter, including the leading '?' when non-empty.
+    pub query: String,
+}
+
+/// Path form `{base}{token}/rest`, query form `{base}rest?token=...`, or a header carrying the token
+/// (`Authorization: Bearer`, `x-api-key`, `x-goog-api-key`), in that order of precedence. `after_base`
+/// is the request path after the base path, `query` the request's query without its `?`. Pure; public
+/// for the `locate` fuzz target.
+pub fn locate(head: &RequestHead, after_base: &str, query: Option<&str>) -> Located {
+    let mut token = None;
+    let rest = match after_base.split_once('/') {
+        Some((first, rest)) if is_token_like(first) => {
+            token = Some(first);
+            format!("/{rest}")
+        }
+        None if is_token_like(after_base) => {
+            token = Some(after_base);
+            String::new()
+        }
+        _ if after_base.is_empty() => String::new(),
+        _ => format!("/{after_base}"),
+    };
+    let mut kept = String::new();
+    for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+        match pair.split_once('=') {
+            Some(("token", v)) => {
+                token = token.or(Some(v));
+            }
+            _ => {
+                kept.push(if kept.is_empty() { '?' } else { '&' });
+                kept.push_str(pair);
+            }
+        }
+    }
+    let token = token.or_else(|| header_token(head));
+    Located {
+        token: token.map(|t| SecretString::new(t.to_string())),
+        rest,
+        query: kept,
+    }
+}
+
+fn is_token_like(s: &str) -> bool {
+    s.starts_with("rt1.")
+}
+
+fn header_token(head: &RequestHead) -> Option<&str> {
+    // The scheme is case-insensitive (RFC 9110 §11.1): `BEARER` is as good as `Bearer`.
+    if let Some(t) = head.header("authorization").and_then(bearer_token) {
+        if is_token_like(t) {
+            return Some(t);
+        }
+    }
+    ["x-api-key", "x-goog-api-key"]
+        .into_iter()
+        .filter_map(|name| head.header(name).and_then(|v| std::str::from_utf8(v).ok()))
+        .find(|v| is_token_like(v))
+}
+
+/// The credentials of an `Authorization: Bearer` value. The scheme is matched case-insensitively and
+/// may be followed by one or more spaces (RFC 9110 §11.1, §11.4); anything that is not UTF-8 or names
+/// another scheme carries no bearer credential.
+pub fn bearer_token(value: &[u8]) -> Option<&str> {
+    let text = std::str::from_utf8(value).ok()?;
+    let (scheme, rest) = text.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return None;
+    }
+    let t = rest.trim_matches(|c| c == ' ' || c == '\t');
+    (!t.is_empty()).then_some(t)
+}
+
+/// The client address: the peer, or the right-most untrusted address of `X-Forwarded-For` when the peer
+/// is a trusted proxy (left-most entries are client-controlled and never believed alone).
+fn client_ip(app: &App, peer: IpAddr, head: &RequestHead) -> IpAddr {
+    let trusted = |ip: IpAddr| app.trusted_proxies.iter().any(|n| n.contains(ip));
+    if !trusted(peer) {
+        return peer;
+    }
+    let mut ip = peer;
+    let all: Vec<IpAddr> = head
+        .headers_named("x-forwarded-for")
+        .filter_map(|v| std::str::from_utf8(v).ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|s| s.trim().parse().ok())
+        .collect();
+    for hop in all.iter().rev() {
+        ip = *hop;
+        if !trusted(*hop) {
+            break;
+        }
+    }
+    ip
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::head::{Header, Version};
+
+    fn head(headers: &[(&str, &[u8])]) -> RequestHead {
+        RequestHead {
+            method: "POST".into(),
+            target: "/".into(),
+            version: Version::Http11,
+            headers: headers
+                .iter()
+                .map(|(n, v)| Header {
+                    name: n.to_string(),
+                    value: v.to_vec(),
+                })
+                .collect(),
+            head_len: 0,
+        }
+    }
+
+    fn token(l: &Located) -> Option<&str> {
+        l.token.as_ref().map(|t| t.expose())
+    }
+
+    #[test]
+    fn routes_by_path_after_the_base() {
+        let b = "/relayapi/";
+        assert_eq!(route("GET", "/health", false, b), Route::Health);
+        assert_eq!(route("GET", "/metrics?x", false, b), Route::Metrics);
+        assert_eq!(
+            route("POST", "/admin/v1/tokens/revoke", false, b),
+            Route::Admin("/admin/v1/tokens/revoke")
+        );
+        assert_eq!(route("OPTIONS", "/relayapi/x", true, b), Route::Preflight);
+        assert_eq!(
+            route("OPTIONS", "/relayapi/x", false, b),
+            Route::Relay {
+                after_base: "x",
+                query: None
+            }
+        );
+        assert_eq!(
+            route("POST", "/relayapi/rt1.a/v1/chat?token=z&a=b", false, b),
+            Route::Relay {
+                after_base: "rt1.a/v1/chat",
+                query: Some("token=z&a=b")
+            }
+        );
+        assert_eq!(
+            route("GET", "/relayapi", false, b),
+            Route::Relay {
+                after_base: "",
+                query: None
+            }
+        );
+        assert_eq!(route("GET", "/relayapix", false, b), Route::NotFound);
+        assert_eq!(route("GET", "/", false, b), Route::NotFound);
+    }
+
+    #[test]
+    fn the_path_token_wins_then_the_query_then_headers() {
+        let h = head(&[("authorization", b"Bearer rt1.header")]);
+        let l = locate(&h, "rt1.path/v1/chat", Some("token=rt1.query&a=1"));
+        assert_eq!(token(&l), Some("rt1.path"));
+        assert_eq!((l.rest.as_str(), l.query.as_str()), ("/v1/chat", "?a=1"));
+        let l = locate(&h, "v1/chat", Some("a=1&token=rt1.query&b=2&token=x"));
+        assert_eq!(token(&l), Some("rt1.query"));
+        assert_eq!(
+            (l.rest.as_str(), l.query.as_str()),
+            ("/v1/chat", "?a=1&b=2")
+        );
+        let l = locate(&h, "v1/chat", None);
+        assert_eq!(token(&l), Some("rt1.header"));
+        assert_eq!((l.rest.as_str(), l.query.as_str()), ("/v1/chat", ""));
+        let l = locate(&head(&[]), "rt1.only", Some("&&"));
+        assert_eq!(token(&l), Some("rt1.only"));
+        assert_eq!((l.rest.as_str(), l.query.as_str()), ("", ""));
+        assert_eq!(token(&locate(&head(&[]), "", None)), None);
+    }
+
+    #[test]
+    fn header_tokens_must_look_like_tokens() {
+        let l = locate(&head(&[("x-api-key", b"sk-real-key")]), "v1/x", None);
+        assert_eq!(token(&l), None);
+        let l = locate(
+            &head(&[
+                ("authorization", b"Basic rt1.x"),
+                ("x-goog-api-key", b"rt1.goog"),
+            ]),
+            "v1/x",
+            None,
+        );
+        assert_eq!(token(&l), Some("rt1.goog"));
+    }
+
+    #[test]
+    fn bearer_scheme_is_case_insensitive() {
+        for v in [
+            "Bearer rt1.x",
+            "bearer rt1.x",
+            "BEARER rt1.x",
+            "bEaReR   rt1.x",
+        ] {
+            assert_eq!(bearer_token(v.as_bytes()), Some("rt1.x"), "{v}");
+        }
+        for v in [
+            &b"Basic rt1.x"[..],
+            b"Bearerrt1.x",
+            b"Bearer ",
+            b"Bearer",
+            b"Bearer \xffrt1",
+            b"Bear rt1.x",
+        ] {
+            assert_eq!(bearer_token(v), None, "{v:?}");
+        }
+    }
+}
