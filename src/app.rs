@@ -1,8 +1,9 @@
 //! The relay's shared state, built once at start-up from the validated config and key files and handed
-//! to every connection task by `Arc`. Nothing in here is global; tests build their own.
+//! to every connection task by `Arc`. State only, grouped by what it serves, so a step takes the group
+//! it needs: the keys that prove requests, the limits that bound them, the providers they go to, and
+//! what the relay reports. Nothing in here is global; tests build their own.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -12,7 +13,7 @@ use crate::limits::body_budget::BodyBudget;
 use crate::limits::limiter::{RateLimiter, TokenLimits};
 use crate::limits::log_sampler::LogSampler;
 use crate::log::Logger;
-use crate::metrics::{Metrics, Stats};
+use crate::metrics::{Metrics, RequestIds, Stats};
 use crate::store::Store;
 use crate::token::cache::TokenCache;
 use crate::token::format::IpNet;
@@ -24,38 +25,59 @@ use crate::upstream::provider::Registry;
 
 pub struct App {
     pub cfg: Config,
-    pub keyring: Keyring,
-    /// Tokens already proven authentic (bounded).
-    pub tokens: TokenCache,
-    pub registry: Registry,
-    pub limiter: RateLimiter,
-    pub token_limits: TokenLimits,
+    pub clock: Arc<dyn Clock>,
+    pub keys: Keys,
+    pub limits: Limits,
+    /// Per-token call counts and revocations (`store/`).
     pub store: Store,
-    pub upstream: Upstream,
-    /// Memory for request bodies a policy must read whole.
-    pub body_budget: BodyBudget,
+    pub upstream: Upstreams,
+    pub nets: Nets,
+    pub obs: Observability,
+}
+
+/// What proves a request, and the provider keys a proven one is sent with.
+pub struct Keys {
+    pub keyring: Keyring,
+    /// Tokens already proven authentic, and remembered verdicts (bounded).
+    pub tokens: TokenCache,
     /// Server-side API keys (`kref` claim), read from the environment at start-up.
     pub api_keys: HashMap<String, SecretString>,
     /// Each API key's fragments, to keep the key out of response headers and error bodies (bounded).
-    pub key_fragments: FragmentCache,
-    pub trusted_proxies: Vec<IpNet>,
-    pub clock: Arc<dyn Clock>,
-    pub stats: Stats,
-    pub metrics: Metrics,
-    /// Client ranges allowed to read `/metrics`.
-    pub metrics_allowed: Vec<IpNet>,
-    /// Bounds access-log lines per client and reason (`limits/log_sampler.rs`).
-    pub log_sampler: LogSampler,
-    pub log: Logger,
-    pub started: Instant,
-    /// Random per-process prefix of request ids, so ids from several instances do not collide.
-    pub instance_id: String,
-    pub request_seq: AtomicU64,
+    pub fragments: FragmentCache,
 }
 
-impl App {
-    pub fn next_request_id(&self) -> String {
-        let n = self.request_seq.fetch_add(1, Ordering::Relaxed);
-        format!("{}-{n:x}", self.instance_id)
-    }
+/// What bounds what a client may spend.
+pub struct Limits {
+    /// The per-address and relay-wide buckets (in-process).
+    pub rate: RateLimiter,
+    /// Each token's own rate and concurrency.
+    pub tokens: TokenLimits,
+    /// Memory for request bodies a policy must read whole.
+    pub bodies: BodyBudget,
+}
+
+/// Where calls go.
+pub struct Upstreams {
+    pub registry: Registry,
+    /// Connections to providers (pooled).
+    pub pool: Upstream,
+}
+
+/// Address ranges with a role.
+pub struct Nets {
+    /// Proxies whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<IpNet>,
+    /// Client ranges allowed to read `/metrics` and `/health` details.
+    pub monitoring: Vec<IpNet>,
+}
+
+/// What the relay reports about itself.
+pub struct Observability {
+    pub stats: Stats,
+    pub metrics: Metrics,
+    pub log: Logger,
+    /// Bounds access-log lines per client and reason (`limits/log_sampler.rs`).
+    pub log_sampler: LogSampler,
+    pub started: Instant,
+    pub ids: RequestIds,
 }

@@ -7,13 +7,12 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::ExitCode;
-use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Instant;
 
 use serde_json::json;
 
-use relayapi::app::App;
+use relayapi::app::{App, Keys, Limits, Nets, Observability, Upstreams};
 use relayapi::cli::{self, Command, MintArgs};
 use relayapi::clock::{Clock, SystemClock};
 use relayapi::config::{load_config, parse_net, Config};
@@ -22,7 +21,7 @@ use relayapi::limits::limiter::{RateLimiter, TokenLimits};
 use relayapi::limits::log_sampler::{LogSampler, REPORT_INTERVAL_SECS};
 use relayapi::log::Logger;
 use relayapi::metrics::Metrics;
-use relayapi::metrics::Stats;
+use relayapi::metrics::{RequestIds, Stats};
 use relayapi::server::tls::{self, ServerTls};
 use relayapi::server::{accept, redirect};
 use relayapi::store;
@@ -302,34 +301,43 @@ fn serve(config_path: &Path, rai_path: &Path, rai_given: bool, dev: bool) -> Res
         let hup = reload_requests().map_err(|e| format!("cannot install a SIGHUP handler: {e}"))?;
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let app = Arc::new(App {
-            limiter,
-            token_limits: TokenLimits::new(TOKEN_TABLE_ENTRIES),
-            registry: Registry::from_config(&cfg),
-            trusted_proxies: cfg.trusted_proxy_nets(),
-            keyring,
-            tokens: TokenCache::new(TOKEN_CACHE_ENTRIES),
+            keys: Keys {
+                keyring,
+                tokens: TokenCache::new(TOKEN_CACHE_ENTRIES),
+                api_keys,
+                fragments: FragmentCache::default(),
+            },
+            limits: Limits {
+                rate: limiter,
+                tokens: TokenLimits::new(TOKEN_TABLE_ENTRIES),
+                bodies: BodyBudget::new(
+                    cfg.server.max_buffered_body_bytes,
+                    cfg.server.max_buffered_body_bytes_per_ip,
+                ),
+            },
             store,
-            upstream,
-            body_budget: BodyBudget::new(
-                cfg.server.max_buffered_body_bytes,
-                cfg.server.max_buffered_body_bytes_per_ip,
-            ),
-            api_keys,
-            key_fragments: FragmentCache::default(),
+            upstream: Upstreams {
+                registry: Registry::from_config(&cfg),
+                pool: upstream,
+            },
+            nets: Nets {
+                trusted_proxies: cfg.trusted_proxy_nets(),
+                monitoring: cfg
+                    .metrics
+                    .allowed_ips
+                    .iter()
+                    .filter_map(|p| parse_net(p))
+                    .collect(),
+            },
             clock,
-            stats: Stats::default(),
-            metrics: Metrics::default(),
-            metrics_allowed: cfg
-                .metrics
-                .allowed_ips
-                .iter()
-                .filter_map(|p| parse_net(p))
-                .collect(),
-            log_sampler: LogSampler::new(),
-            log: log.clone(),
-            started: Instant::now(),
-            instance_id: instance_id(),
-            request_seq: AtomicU64::new(0),
+            obs: Observability {
+                stats: Stats::default(),
+                metrics: Metrics::default(),
+                log: log.clone(),
+                log_sampler: LogSampler::new(),
+                started: Instant::now(),
+                ids: RequestIds::new(instance_id()),
+            },
             cfg,
         });
         // What a new user needs to see at start: which files were read, whether the published
@@ -353,7 +361,7 @@ fn serve(config_path: &Path, rai_path: &Path, rai_given: bool, dev: bool) -> Res
             "rai": rai_path.display().to_string(),
             "published_dev_key": published_dev_key,
             "provider_overrides": overrides,
-            "tenants": app.keyring.len(),
+            "tenants": app.keys.keyring.len(),
             "store": app.store.kind(),
         });
         if let Some(t) = &tls {
@@ -419,7 +427,7 @@ async fn report_suppressed_lines(app: Arc<App>) {
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(REPORT_INTERVAL_SECS));
     loop {
         tick.tick().await;
-        if let Some(r) = app.log_sampler.take_report() {
+        if let Some(r) = app.obs.log_sampler.take_report() {
             let top: Vec<_> = r
                 .top
                 .iter()
@@ -427,7 +435,7 @@ async fn report_suppressed_lines(app: Arc<App>) {
                     |(ip, class, n)| json!({"ip": ip.to_string(), "class": class, "suppressed": n}),
                 )
                 .collect();
-            app.log.warn(
+            app.obs.log.warn(
                 "access log lines suppressed",
                 json!({"suppressed": r.suppressed, "interval_secs": REPORT_INTERVAL_SECS, "top": top}),
             );

@@ -69,6 +69,30 @@ impl Stats {
     }
 }
 
+/// Request ids: a random per-process prefix, so ids from several instances do not collide, and a
+/// counter.
+#[derive(Debug)]
+pub struct RequestIds {
+    instance: String,
+    seq: AtomicU64,
+}
+
+impl RequestIds {
+    /// Ids under `instance` (a short random hex string, from the caller's RNG).
+    pub fn new(instance: String) -> RequestIds {
+        RequestIds {
+            instance,
+            seq: AtomicU64::new(0),
+        }
+    }
+
+    /// The next id, `{instance}-{n:x}`.
+    pub fn next(&self) -> String {
+        let n = self.seq.fetch_add(1, Ordering::Relaxed);
+        format!("{}-{n:x}", self.instance)
+    }
+}
+
 /// A count of things open right now (connections, streams). It is raised only by [`Gauge::enter`],
 /// whose guard lowers it again when dropped: an early return, a cancelled task or a caught panic cannot
 /// leave it inflated.
@@ -330,6 +354,13 @@ mod tests {
         drop(held);
         assert_eq!(stats.active_streams.get(), 0);
         assert_eq!(stats.snapshot()["active_connections"], 0);
+    }
+
+    #[test]
+    fn request_ids_are_prefixed_and_distinct() {
+        let ids = RequestIds::new("ab12".into());
+        assert_eq!(ids.next(), "ab12-0");
+        assert_eq!(ids.next(), "ab12-1");
     }
 
     #[test]

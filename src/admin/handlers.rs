@@ -13,7 +13,7 @@ use crate::token::cache::Verdict;
 /// Admin bodies are tiny JSON documents; anything larger is refused before it is buffered.
 pub const MAX_ADMIN_BODY: u64 = 16 * 1024;
 
-/// An admin answer: status and JSON body, or an error for `request/relay.rs` to render.
+/// An admin answer: status and JSON body, or an error for `request/reply.rs` to render.
 pub type AdminResult = Result<(u16, String), Error>;
 
 /// Dispatch an authenticated admin request. `tenant` comes from the verified signature.
@@ -44,8 +44,9 @@ pub async fn dispatch(
                 .await
                 .map_err(|_| Error::StoreUnavailable)?;
             // This relay refuses the token from now on without asking the store again.
-            let (now, epoch) = (app.clock.unix_now(), app.tokens.epoch());
-            app.tokens
+            let (now, epoch) = (app.clock.unix_now(), app.keys.tokens.epoch());
+            app.keys
+                .tokens
                 .remember(tenant, id, Verdict::Revoked, now, epoch);
             Ok((200, usage_doc(tenant, id, Some(&usage)).to_string()))
         }

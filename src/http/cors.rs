@@ -26,7 +26,7 @@ const MAX_REQUEST_HEADERS: usize = 64;
 const MAX_REQUEST_HEADERS_LEN: usize = 4096;
 
 /// `Access-Control-Allow-Methods` for every allowed preflight: exactly the methods the relay forwards
-/// (`request/admission.rs`). A preflight asking for another is denied. Compared byte for byte: browsers
+/// (`request/methods.rs`). A preflight asking for another is denied. Compared byte for byte: browsers
 /// upper-case only the methods the Fetch standard normalises, so a page sending `patch` would fail the
 /// browser's own check anyway.
 pub const ALLOW_METHODS: &str = crate::request::methods::ALLOW_FORWARDED;

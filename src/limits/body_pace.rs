@@ -5,7 +5,7 @@
 //! deadline would cut slow but honest uploads of large files. Only time spent waiting for the client
 //! counts, so a slow provider on a streamed body never makes the client look slow.
 //!
-//! Plain arithmetic over durations and byte counts; `request/conn.rs` measures the waits and asks
+//! Plain arithmetic over durations and byte counts; `request/client/body.rs` measures the waits and asks
 //! [`BodyPace::allowance`] how long the next read may take.
 
 use std::time::Duration;

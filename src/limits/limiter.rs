@@ -2,7 +2,7 @@
 //!
 //! This file owns three things: the token bucket (`TokenBucket`), the relay-wide and per-client-IP
 //! limiter built from it (`RateLimiter`: the client's scope is charged for every routed request before
-//! a token is even decoded, the relay-wide one only once a token is proven; see `request/admission.rs`), and
+//! a token is even decoded, the relay-wide one only once a token is proven; see `request/admit.rs`), and
 //! the per-token
 //! limits read from an authenticated token's claims (`TokenLimits`: `rate` = at most n calls in any
 //! window of s seconds, `conc` = at most c requests in flight). It never reads a clock, never does I/O

@@ -15,25 +15,30 @@ use crate::request::outcome::Outcome;
 pub fn record<S>(req: &Request<'_, S>, outcome: &Outcome) {
     let app = req.app;
     let status = outcome.status();
-    app.stats.count_status(status);
+    app.obs.stats.count_status(status);
     if let Outcome::Refused { error, .. } = outcome {
         if error.side() == Side::Upstream {
-            app.stats.upstream_errors.fetch_add(1, Ordering::Relaxed);
+            app.obs
+                .stats
+                .upstream_errors
+                .fetch_add(1, Ordering::Relaxed);
         }
     }
     let claims = req.claims();
-    app.metrics.request(status, claims.map(|c| c.prv.as_str()));
+    app.obs
+        .metrics
+        .request(status, claims.map(|c| c.prv.as_str()));
     if let Some(reason) = outcome.rejection() {
-        app.metrics.rejection(reason);
+        app.obs.metrics.rejection(reason);
     }
     if let Some(kind) = outcome.upstream_failure() {
-        app.metrics.upstream_error(kind);
+        app.obs.metrics.upstream_error(kind);
     }
-    app.metrics.latency.observe(req.started.elapsed());
+    app.obs.metrics.latency.observe(req.started.elapsed());
     if let Some(t) = req.ttfb {
-        app.metrics.ttfb.observe(t);
+        app.obs.metrics.ttfb.observe(t);
     }
-    if !app.log.access {
+    if !app.obs.log.access {
         return;
     }
     // Counted calls are always logged; everything else (404s, health checks, preflights, refusals) is
@@ -41,11 +46,16 @@ pub fn record<S>(req: &Request<'_, S>, outcome: &Outcome) {
     // count every request, and held-back lines are reported by count).
     let reason = outcome.reason();
     let class = reason.unwrap_or(status_class(status));
-    if !req.reserved && !app.log_sampler.admit(req.ip, class, app.clock.unix_now()) {
+    if !req.reserved
+        && !app
+            .obs
+            .log_sampler
+            .admit(req.ip, class, app.clock.unix_now())
+    {
         return;
     }
     let path = redact_target(req.head.target.as_bytes());
-    app.log.access_line(&AccessLine {
+    app.obs.log.access_line(&AccessLine {
         rid: &req.rid,
         ip: req.ip,
         method: &req.head.method,

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use serde_json::json;
 use tokio::time::Instant;
 
-use crate::app::App;
+use crate::app::{App, Keys};
 use crate::error::{Error, LimitScope};
 use crate::http::cors;
 use crate::limits::limiter::{client_key, ConcurrencyGuard, TokenRejection};
@@ -65,17 +65,18 @@ pub async fn admit<S>(
     // 2. Find the token and the provider-relative path.
     let mut loc = locate(req.head, after_base, query);
     let Some(token_text) = loc.token.take() else {
-        app.stats.rejected_token.fetch_add(1, Ordering::Relaxed);
+        app.obs.stats.rejected_token.fetch_add(1, Ordering::Relaxed);
         return Err(Error::InvalidToken);
     };
     forward_path::check(&loc.rest).map_err(Error::BadRequest)?;
 
     // 3. Prove the token. Every failure up to here is the same 401.
     let claims = app
+        .keys
         .tokens
-        .verify(token_text.expose(), &app.keyring)
+        .verify(token_text.expose(), &app.keys.keyring)
         .map_err(|_| {
-            app.stats.rejected_token.fetch_add(1, Ordering::Relaxed);
+            app.obs.stats.rejected_token.fetch_add(1, Ordering::Relaxed);
             Error::InvalidToken
         })?;
     drop(token_text);
@@ -94,7 +95,7 @@ pub async fn admit<S>(
     })?;
     // A token this relay already found revoked or used up costs nothing more: no store operation, no
     // body byte read.
-    match app.tokens.verdict(&claims.tid, &claims.jti, now) {
+    match app.keys.tokens.verdict(&claims.tid, &claims.jti, now) {
         Some(Verdict::Exhausted) => return Err(Error::TokenExhausted),
         Some(Verdict::Revoked) => return Err(Error::TokenRevoked),
         None => {}
@@ -102,10 +103,11 @@ pub async fn admit<S>(
 
     // 4. Limits the token carries that need no body.
     let provider = app
+        .upstream
         .registry
         .resolve(&claims.prv, claims.url.as_deref())
         .ok_or(Error::ProviderUnavailable)?;
-    let api_key = api_key_for(app, &claims)?;
+    let api_key = api_key_for(&app.keys, &claims)?;
     if let Some(nets) = &claims.ips {
         if !nets.iter().any(|n| n.contains(req.ip)) {
             return Err(Error::IpNotAllowed);
@@ -122,7 +124,8 @@ pub async fn admit<S>(
     // The token's own rate and concurrency come before the relay-wide limit: a public token shared by
     // many addresses spends its own allowance, never the budget of every other caller.
     let slot = app
-        .token_limits
+        .limits
+        .tokens
         .try_acquire(
             &format!("{}/{}", claims.tid, claims.jti),
             claims.rate.as_ref().map(|r| (r.n, r.s)),
@@ -136,7 +139,7 @@ pub async fn admit<S>(
     // 5. The relay-wide limit: spent by authenticated calls within their token's limits only, before
     // any store work.
     if let Err(e) = charge_global(app).await {
-        app.stats.rate_limited.fetch_add(1, Ordering::Relaxed);
+        app.obs.stats.rate_limited.fetch_add(1, Ordering::Relaxed);
         return Err(e);
     }
 
@@ -164,21 +167,26 @@ async fn reserve(app: &App, claims: &Claims, now: u64) -> Result<(), Error> {
         exp: claims.exp,
         max: claims.max,
     };
-    let epoch = app.tokens.epoch();
+    let epoch = app.keys.tokens.epoch();
     let store_started = Instant::now();
     let reserved = app.store.reserve(tref, now).await;
-    app.metrics.store_latency.observe(store_started.elapsed());
+    app.obs
+        .metrics
+        .store_latency
+        .observe(store_started.elapsed());
     let verdict = match reserved {
         Ok(Reservation::Granted { .. }) => return Ok(()),
         Ok(Reservation::Exhausted) => Verdict::Exhausted,
         Ok(Reservation::Revoked) => Verdict::Revoked,
         Err(e) => {
-            app.log
+            app.obs
+                .log
                 .warn("store unavailable", json!({"error": e.to_string()}));
             return Err(Error::StoreUnavailable);
         }
     };
-    app.tokens
+    app.keys
+        .tokens
         .remember(&claims.tid, &claims.jti, verdict, now, epoch);
     Err(match verdict {
         Verdict::Exhausted => Error::TokenExhausted,
@@ -190,17 +198,19 @@ async fn reserve(app: &App, claims: &Claims, now: u64) -> Result<(), Error> {
 /// relay may have remembered meanwhile (the call is available again).
 pub async fn give_back(app: &App, claims: &Claims) {
     if app.store.refund(&claims.tid, &claims.jti).await.is_err() {
-        app.log.warn("refund failed", json!({"jti": claims.jti}));
+        app.obs
+            .log
+            .warn("refund failed", json!({"jti": claims.jti}));
     }
-    app.tokens.forget_exhausted(&claims.tid, &claims.jti);
+    app.keys.tokens.forget_exhausted(&claims.tid, &claims.jti);
 }
 
-fn api_key_for(app: &App, claims: &Claims) -> Result<SecretString, Error> {
+fn api_key_for(keys: &Keys, claims: &Claims) -> Result<SecretString, Error> {
     if let Some(k) = &claims.key {
         return Ok(k.clone());
     }
     let name = claims.kref.as_deref().unwrap_or_default();
-    app.api_keys
+    keys.api_keys
         .get(name)
         .cloned()
         .ok_or(Error::ApiKeyUnavailable)
@@ -221,7 +231,7 @@ pub fn charges_ip(app: &App, ip: IpAddr, path: &str) -> bool {
         return false;
     }
     let monitoring = matches!(path, "/health" | "/metrics");
-    !(monitoring && app.metrics_allowed.iter().any(|n| n.contains(ip)))
+    !(monitoring && app.nets.monitoring.iter().any(|n| n.contains(ip)))
 }
 
 /// Charge one request to the client's own bucket. Refusals cost nothing further; limits never fail
@@ -235,7 +245,8 @@ pub async fn charge_ip(app: &App, ip: IpAddr) -> Result<(), Error> {
         };
         return shared(app, Some(client_key(ip)), limit).await;
     }
-    app.limiter
+    app.limits
+        .rate
         .check_ip(ip, app.clock.mono_now())
         .map_err(|d| Error::RateLimited(LimitScope::Ip, d))
 }
@@ -251,7 +262,8 @@ pub async fn charge_global(app: &App) -> Result<(), Error> {
         };
         return shared(app, None, limit).await;
     }
-    app.limiter
+    app.limits
+        .rate
         .check_global(app.clock.mono_now())
         .map_err(|d| Error::RateLimited(LimitScope::Global, d))
 }

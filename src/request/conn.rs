@@ -28,7 +28,7 @@ pub async fn serve<S>(
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
     // Held for the life of the connection, and given back even if a request task panics.
-    let _open = app.stats.active_connections.enter();
+    let _open = app.obs.stats.active_connections.enter();
     let server = &app.cfg.server;
     let mut client = Client::new(io, peer, pace(app.as_ref()));
     let limits = head_limits(app.as_ref());

@@ -80,9 +80,9 @@ pub async fn health<S: AsyncRead + AsyncWrite + Unpin>(req: &mut Request<'_, S>)
         json!({
             "status": "ok",
             "version": env!("CARGO_PKG_VERSION"),
-            "uptime_secs": app.started.elapsed().as_secs(),
+            "uptime_secs": app.obs.started.elapsed().as_secs(),
             "store": app.store.kind(),
-            "requests": app.stats.snapshot(),
+            "requests": app.obs.stats.snapshot(),
         })
     } else {
         json!({"status": "ok"})
@@ -96,7 +96,7 @@ pub async fn health<S: AsyncRead + AsyncWrite + Unpin>(req: &mut Request<'_, S>)
 
 /// Whether the request comes from the ranges that may read `/metrics` (`metrics.allowed_ips`).
 fn monitoring<S>(app: &App, req: &Request<'_, S>) -> bool {
-    app.metrics_allowed.iter().any(|n| n.contains(req.ip))
+    app.nets.monitoring.iter().any(|n| n.contains(req.ip))
 }
 
 pub async fn metrics<S: AsyncRead + AsyncWrite + Unpin>(req: &mut Request<'_, S>) -> Outcome {
@@ -109,8 +109,8 @@ pub async fn metrics<S: AsyncRead + AsyncWrite + Unpin>(req: &mut Request<'_, S>
     if req.head.method != "GET" {
         return refuse(req, Error::MethodNotAllowed("GET"), Body::Unread).await;
     }
-    let st = &app.stats;
-    let body = app.metrics.render(&[
+    let st = &app.obs.stats;
+    let body = app.obs.metrics.render(&[
         (
             "relayapi_active_connections",
             "Open client connections.",
@@ -124,17 +124,17 @@ pub async fn metrics<S: AsyncRead + AsyncWrite + Unpin>(req: &mut Request<'_, S>
         (
             "relayapi_upstream_idle_connections",
             "Pooled idle provider connections.",
-            app.upstream.idle_count() as u64,
+            app.upstream.pool.idle_count() as u64,
         ),
         (
             "relayapi_tracked_ips",
             "Entries in the per-IP rate-limit table.",
-            app.limiter.tracked_ips() as u64,
+            app.limits.rate.tracked_ips() as u64,
         ),
         (
             "relayapi_uptime_seconds",
             "Seconds since start.",
-            app.started.elapsed().as_secs(),
+            app.obs.started.elapsed().as_secs(),
         ),
     ]);
     let mut r = Response::json(200, body);
@@ -152,7 +152,7 @@ async fn unproven_admin(app: &App, ip: IpAddr, e: Error) -> Error {
     match admit::charge_ip(app, ip).await {
         Ok(()) => e,
         Err(limited) => {
-            app.stats.rate_limited.fetch_add(1, Ordering::Relaxed);
+            app.obs.stats.rate_limited.fetch_add(1, Ordering::Relaxed);
             limited
         }
     }
@@ -182,9 +182,14 @@ pub async fn admin<S: AsyncRead + AsyncWrite + Unpin>(
     };
     let auth = head.header("authorization").unwrap_or_default();
     let now = app.clock.unix_now();
-    let Ok(tenant) =
-        signing::verify_request(&app.keyring, auth, &head.method, &head.target, &body, now)
-    else {
+    let Ok(tenant) = signing::verify_request(
+        &app.keys.keyring,
+        auth,
+        &head.method,
+        &head.target,
+        &body,
+        now,
+    ) else {
         let e = unproven_admin(app, ip, Error::InvalidAdminSignature).await;
         return refuse(req, e, Body::Done).await;
     };

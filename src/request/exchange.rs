@@ -80,7 +80,7 @@ pub async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
     req.ttfb = Some(req.started.elapsed());
     let (kind, upstream_keep_alive) =
         response_framing(&resp, &req.head.method).map_err(|_| Error::UpstreamProtocol)?;
-    let key = req.app.key_fragments.get(&admitted.api_key);
+    let key = req.app.keys.fragments.get(&admitted.api_key);
     let answer = Answer {
         resp: &resp,
         key: &key,
@@ -123,7 +123,7 @@ pub async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
         }
     }
 
-    let _streaming = req.app.stats.active_streams.enter();
+    let _streaming = req.app.obs.stats.active_streams.enter();
     let plan = BodyPlan {
         kind,
         dechunk,
@@ -221,7 +221,7 @@ async fn error_answer<S: AsyncRead + AsyncWrite + Unpin>(
         ErrorBody::ClientGone => return Ok(Outcome::client_gone()),
     };
     if clean && plan.upstream_keep_alive {
-        req.app.upstream.release(conn);
+        req.app.upstream.pool.release(conn);
     }
     let body = answer.key.scrub(&body).unwrap_or(body);
     let relayed = Relayed {

@@ -88,7 +88,7 @@ pub async fn pump_body<S: AsyncRead + AsyncWrite + Unpin>(
         dechunk,
         upstream_keep_alive,
     } = plan;
-    let pool = &req.app.upstream;
+    let pool = &req.app.upstream.pool;
     let mut conn = Some(conn);
     let release = |conn: &mut Option<Conn>, clean: bool| {
         if let Some(c) = conn.take() {

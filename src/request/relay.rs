@@ -65,7 +65,7 @@ async fn forward_call<S: AsyncRead + AsyncWrite + Unpin>(
         }
         _ => None,
     };
-    let mut share = app.body_budget.share(req.ip);
+    let mut share = app.limits.bodies.share(req.ip);
     let mut body = Vec::new();
     if streamed.is_none() {
         let whole_here = matches!(framing, BodyFraming::Length(n) if buffered >= n as usize);
@@ -116,13 +116,15 @@ async fn forward_call<S: AsyncRead + AsyncWrite + Unpin>(
         Body::Unread
     };
     let provider = &admitted.provider;
-    let conn = match app.upstream.checkout(&provider.base).await {
+    let conn = match app.upstream.pool.checkout(&provider.base).await {
         Ok(c) => c,
         Err(unreachable) => {
             // Connect and TLS failures happen before a byte of the request left: give the call back.
             admit::give_back(app, claims).await;
-            app.metrics.upstream_unreachable(unreachable.cause.label());
-            app.log.warn(
+            app.obs
+                .metrics
+                .upstream_unreachable(unreachable.cause.label());
+            app.obs.log.warn(
                 "provider unreachable",
                 json!({"provider": provider.name, "host": provider.base.authority(),
                        "cause": unreachable.cause.label(), "error": unreachable.detail, "rid": req.rid}),
@@ -132,7 +134,7 @@ async fn forward_call<S: AsyncRead + AsyncWrite + Unpin>(
     };
 
     // Forward, then relay the answer.
-    app.stats.proxied.fetch_add(1, Ordering::Relaxed);
+    app.obs.stats.proxied.fetch_add(1, Ordering::Relaxed);
     let outgoing = Outgoing {
         bytes: forward::request(
             req.head,

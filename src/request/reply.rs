@@ -87,13 +87,18 @@ pub async fn unframed<S: AsyncRead + AsyncWrite + Unpin>(
     head: Option<&RequestHead>,
     e: &Error,
 ) {
-    let rid = app.next_request_id();
+    let rid = app.obs.ids.next();
     let mut r = Response::error(e).header("x-request-id", rid.clone());
     r.close = true;
     let _ = client.write_all(&r.encode(false)).await;
-    app.stats.count_status(r.status);
+    app.obs.stats.count_status(r.status);
     let ip = client.peer().ip();
-    if !app.log.access || !app.log_sampler.admit(ip, e.code(), app.clock.unix_now()) {
+    if !app.obs.log.access
+        || !app
+            .obs
+            .log_sampler
+            .admit(ip, e.code(), app.clock.unix_now())
+    {
         return;
     }
     let mut f = Map::new();
@@ -105,5 +110,5 @@ pub async fn unframed<S: AsyncRead + AsyncWrite + Unpin>(
     }
     f.insert("status".into(), json!(r.status));
     f.insert("reason".into(), json!(e.code()));
-    app.log.access(f);
+    app.obs.log.access(f);
 }

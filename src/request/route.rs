@@ -10,7 +10,7 @@ use std::sync::atomic::Ordering;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Instant;
 
-use crate::app::App;
+use crate::app::{App, Nets};
 use crate::error::Error;
 use crate::http::cors;
 use crate::http::framing::{request_framing, BodyFraming, RequestFraming};
@@ -74,13 +74,13 @@ pub async fn handle<S: AsyncRead + AsyncWrite + Unpin>(
     head: &RequestHead,
     shutdown: &ShutdownWatch,
 ) -> Next {
-    app.stats.requests.fetch_add(1, Ordering::Relaxed);
+    app.obs.stats.requests.fetch_add(1, Ordering::Relaxed);
     client.consume(head.head_len);
     let framed = request_framing(head);
     let origin = head.header("origin");
     let mut req = Request {
         app,
-        ip: client_ip(app, client.peer().ip(), head),
+        ip: client_ip(&app.nets, client.peer().ip(), head),
         client,
         head,
         framing: framed.clone().unwrap_or_else(|_| RequestFraming {
@@ -89,7 +89,7 @@ pub async fn handle<S: AsyncRead + AsyncWrite + Unpin>(
             expect_continue: false,
             host: String::new(),
         }),
-        rid: app.next_request_id(),
+        rid: app.obs.ids.next(),
         started: Instant::now(),
         origin,
         bad_origin: origin.is_some_and(|o| !cors::is_origin(o)),
@@ -122,7 +122,7 @@ async fn dispatch<S: AsyncRead + AsyncWrite + Unpin>(
     let path = head.target.split('?').next().unwrap_or_default();
     if admit::charges_ip(app, req.ip, path) {
         if let Err(e) = admit::charge_ip(app, req.ip).await {
-            app.stats.rate_limited.fetch_add(1, Ordering::Relaxed);
+            app.obs.stats.rate_limited.fetch_add(1, Ordering::Relaxed);
             return reply::refuse(req, e, Body::Unread).await;
         }
     }
@@ -215,8 +215,8 @@ pub fn bearer_token(value: &[u8]) -> Option<&str> {
 
 /// The client address: the peer, or the right-most untrusted address of `X-Forwarded-For` when the peer
 /// is a trusted proxy (left-most entries are client-controlled and never believed alone).
-fn client_ip(app: &App, peer: IpAddr, head: &RequestHead) -> IpAddr {
-    let trusted = |ip: IpAddr| app.trusted_proxies.iter().any(|n| n.contains(ip));
+fn client_ip(nets: &Nets, peer: IpAddr, head: &RequestHead) -> IpAddr {
+    let trusted = |ip: IpAddr| nets.trusted_proxies.iter().any(|n| n.contains(ip));
     if !trusted(peer) {
         return peer;
     }

@@ -58,7 +58,7 @@ pub async fn run(
     let limits = ConnLimits::new(
         app.cfg.server.max_connections,
         app.cfg.server.max_connections_per_ip,
-        app.trusted_proxies.clone(),
+        app.nets.trusted_proxies.clone(),
     );
     let refused_log = Sampler::new(REFUSED_LOG_LINES_PER_SEC);
     let sweeper = {
@@ -67,7 +67,7 @@ pub async fn run(
             let mut tick = tokio::time::interval(POOL_SWEEP_EVERY);
             loop {
                 tick.tick().await;
-                app.upstream.sweep();
+                app.upstream.pool.sweep();
             }
         })
     };
@@ -88,7 +88,7 @@ pub async fn run(
                 a
             }
             Err(e) => {
-                app.log.warn(
+                app.obs.log.warn(
                     "accept failed",
                     json!({"error": e.to_string(), "retry_ms": backoff.as_millis() as u64}),
                 );
@@ -121,10 +121,11 @@ pub async fn run(
     drop(listener);
     sweeper.abort();
     let grace = Duration::from_secs(app.cfg.server.shutdown_grace);
-    app.log
+    app.obs
+        .log
         .info("shutting down", json!({"grace_secs": grace.as_secs()}));
     let clean = shutdown.drain(grace).await;
-    app.log.info("stopped", json!({"drained": clean}));
+    app.obs.log.info("stopped", json!({"drained": clean}));
 }
 
 /// Handshake, then HTTP over the TLS stream. A failed or timed-out handshake just closes: on a public
@@ -152,14 +153,14 @@ async fn serve_tls(
 /// handshake, so the socket just closes.
 fn refuse(app: &App, log_sampler: &Sampler, stream: &TcpStream, peer: SocketAddr, tls: bool) {
     let e = Error::TooManyConnections;
-    app.metrics.rejection(e.reason());
+    app.obs.metrics.rejection(e.reason());
     if !tls {
         let mut r = Response::error(&e);
         r.close = true;
         let _ = stream.try_write(&r.encode(false));
     }
     if log_sampler.admit(app.clock.unix_now()) {
-        app.log.warn(
+        app.obs.log.warn(
             "connection refused: per-address connection cap reached",
             json!({"ip": peer.ip().to_string(), "max_connections_per_ip": app.cfg.server.max_connections_per_ip}),
         );

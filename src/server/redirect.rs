@@ -185,22 +185,23 @@ where
                 close: true,
             };
             let _ = client.write_all(&r.encode(head.method == "HEAD")).await;
-            app.stats.count_status(r.status);
-            if !app.log.access
+            app.obs.stats.count_status(r.status);
+            if !app.obs.log.access
                 || !app
+                    .obs
                     .log_sampler
                     .admit(peer.ip(), "https_redirect", app.clock.unix_now())
             {
                 return close(&mut client).await;
             }
             let mut f = Map::new();
-            f.insert("rid".into(), json!(app.next_request_id()));
+            f.insert("rid".into(), json!(app.obs.ids.next()));
             f.insert("ip".into(), json!(peer.ip().to_string()));
             f.insert("method".into(), json!(head.method));
             f.insert("path".into(), json!(redact_target(head.target.as_bytes())));
             f.insert("status".into(), json!(r.status));
             f.insert("reason".into(), json!("https_redirect"));
-            app.log.access(f);
+            app.obs.log.access(f);
         }
         Err(e) => reply::unframed(app, &mut client, Some(&head), &e).await,
     }

@@ -5,7 +5,7 @@
 //! `OpenAI-Project`, `x-goog-user-project`), change what the request means to a gateway
 //! (`X-HTTP-Method-Override`, `X-Original-URL`, `Transfer_Encoding`), or reach the provider with fields
 //! nobody has looked at. The relay writes `host`, `content-length`, `accept-encoding` and the
-//! provider's credential itself (`request/relay.rs`, `build_upstream_request`); fields in [`NEVER`] cannot be
+//! provider's credential itself (`request/forward.rs`, `request`); fields in [`NEVER`] cannot be
 //! allowed even by the operator.
 //!
 //! Sources for the lists: the official SDKs (openai-python / openai-node, anthropic-sdk-python /

@@ -1,7 +1,7 @@
 //! Keeping the provider's API key out of what the page receives: a provider, a debug header or a
 //! misconfigured gateway may echo the key, whole or in part, in a response header or an error body.
 //! This module finds every run of the key of at least [`MIN_FRAGMENT_BYTES`] bytes in a byte string
-//! and replaces it with `[redacted]`; `request/relay.rs` drops response headers that hold one and passes error
+//! and replaces it with `[redacted]`; `request/forward.rs` drops response headers that hold one and passes error
 //! bodies (status >= 400) through [`KeyFragments::scrub`]. Successful bodies stream untouched.
 //!
 //! The fragments of a key (each of its `MIN_FRAGMENT_BYTES`-byte windows, packed into a `u64`) are
