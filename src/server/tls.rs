@@ -423,8 +423,8 @@ fn report(log: &Logger, tls: &ServerTls, trigger: Trigger, outcome: &Reload) {
 /// tokio-rustls reports a write as done once rustls has taken the plaintext, even when the socket was
 /// full and part of the ciphertext is still buffered; that rest leaves only on a later write or flush.
 /// `request/client/` and `request/exchange.rs` never flush (a socket needs no flush), so the tail of a
-/// response to a slow reader could sit in the buffer while the relay waits for the client's next request or the
-/// provider's next event. This wrapper flushes what is pending before accepting new bytes, after each
+/// response to a slow reader could sit in the buffer while the relay waits for the client's next
+/// request or the provider's next event. This wrapper flushes what is pending before accepting new bytes, after each
 /// write, and whenever the connection task polls for reading, which it does while idle and while
 /// streaming.
 pub struct TlsIo<S>(pub S);
