@@ -76,19 +76,26 @@ pub async fn handle<S: AsyncRead + AsyncWrite + Unpin>(
 ) -> Next {
     app.obs.stats.requests.fetch_add(1, Ordering::Relaxed);
     client.consume(head.head_len);
-    let framed = request_framing(head);
+    // A request the framing gate refuses is answered as one that closes the connection.
+    let (framing, refused) = match request_framing(head) {
+        Ok(f) => (f, None),
+        Err(e) => {
+            let closing = RequestFraming {
+                body: BodyFraming::None,
+                keep_alive: false,
+                expect_continue: false,
+                host: String::new(),
+            };
+            (closing, Some(Error::from(e)))
+        }
+    };
     let origin = head.header("origin");
     let mut req = Request {
         app,
         ip: client_ip(&app.nets, client.peer().ip(), head),
         client,
         head,
-        framing: framed.clone().unwrap_or_else(|_| RequestFraming {
-            body: BodyFraming::None,
-            keep_alive: false,
-            expect_continue: false,
-            host: String::new(),
-        }),
+        framing,
         rid: app.obs.ids.next(),
         started: Instant::now(),
         origin,
@@ -97,9 +104,9 @@ pub async fn handle<S: AsyncRead + AsyncWrite + Unpin>(
         ttfb: None,
         reserved: false,
     };
-    let outcome = match framed {
-        Err(e) => reply::refuse(&mut req, Error::from(e), Body::Cut).await,
-        Ok(_) => dispatch(&mut req, shutdown).await,
+    let outcome = match refused {
+        Some(e) => reply::refuse(&mut req, e, Body::Cut).await,
+        None => dispatch(&mut req, shutdown).await,
     };
     access_log::record(&req, &outcome);
     outcome.next()
