@@ -73,9 +73,4 @@ impl<S> Request<'_, S> {
     pub fn claims(&self) -> Option<&Claims> {
         self.who.claims()
     }
-
-    /// The origins the proven token itself allows (CORS headers of a relayed answer).
-    pub fn token_origins(&self) -> Option<&[String]> {
-        self.claims().and_then(|c| c.origins.as_deref())
-    }
 }
