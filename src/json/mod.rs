@@ -3,4 +3,5 @@
 //! follows a document fed in pieces and keeps only the few values it was told to watch.
 
 pub mod body_scan;
+pub mod path;
 pub mod skim;

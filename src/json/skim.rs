@@ -2,7 +2,7 @@
 //! response's `usage`, `response.usage`, each array element's `usageMetadata`, ...), so a body of any
 //! size is read as it passes by with a fixed amount of memory: one nesting bit per open container (as in
 //! `body_scan.rs`), one member name of at most [`MAX_RAW_NAME_BYTES`], and one captured value of at most
-//! [`MAX_CAPTURE_BYTES`]. It is a skimmer, not a parser: it checks the structure it walks (strings closed,
+//! [`MAX_CAPTURE_BYTES`]; which paths are watched is `json/path.rs`. It is a skimmer, not a parser: it checks the structure it walks (strings closed,
 //! no control characters in them, brackets matched, names where names go, commas and colons in place, one
 //! top-level value) and treats any run of `[A-Za-z0-9+.-]` as a scalar without checking its grammar. The
 //! values it hands back are read with the strict `body_scan.rs`, and member names on a watched path are
@@ -10,36 +10,16 @@
 //! A watched member that appears twice in one object is an error: which copy a client reads is unknown.
 
 use crate::json::body_scan::{self, MAX_DEPTH};
+pub use crate::json::path::{Path, Step, MAX_NAME_BYTES};
+use crate::json::path::{Paths, MAX_PATH_STEPS};
 
 /// Largest value kept for one watched path, in bytes. A usage report is a few hundred bytes (OpenAI's
 /// with every detail object is under 600); a larger one is reported as oversized, never buffered.
 pub const MAX_CAPTURE_BYTES: usize = 4096;
 
-/// Longest watched member name after unescaping, in bytes (the longest real one, Anthropic's
-/// `cache_creation_input_tokens`, is 27; `body_scan` compares names of up to 64).
-pub const MAX_NAME_BYTES: usize = 64;
-
 /// Longest raw member name kept for comparison: [`MAX_NAME_BYTES`] characters written as `\uXXXX`
 /// escapes, plus the quotes. A longer name can never unescape to a watched one.
 pub const MAX_RAW_NAME_BYTES: usize = MAX_NAME_BYTES * 6 + 2;
-
-/// Most paths one skimmer watches (they are bits of a `u32`).
-pub const MAX_PATHS: usize = 32;
-
-/// Longest watched path, in steps.
-pub const MAX_PATH_STEPS: usize = 3;
-
-/// One step of a watched path, from the top-level value down.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Step {
-    /// The member of this name (compared after unescaping) of an object.
-    Member(&'static str),
-    /// Any element of an array.
-    Element,
-}
-
-/// A watched path: the steps from the top-level value to the value to keep.
-pub type Path = &'static [Step];
 
 /// What a watched value turned out to be.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,15 +43,15 @@ pub enum SkimError {
     Truncated,
 }
 
-/// Where the lexer is.
+/// Where the lexer is: between tokens, in a value string or a member name (just after a backslash
+/// or not), or in a scalar.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Lex {
     Outside,
-    /// Inside a string; `escape` after a backslash; `name` when it is a member name.
-    Str {
-        escape: bool,
-        name: bool,
-    },
+    Str,
+    StrEscape,
+    Name,
+    NameEscape,
     Scalar,
 }
 
@@ -105,7 +85,7 @@ struct Capture {
 /// An incremental skimmer over one JSON document. Feed it the document in pieces of any size; it calls
 /// the sink once per watched value, as soon as the value ends.
 pub struct Skimmer {
-    paths: &'static [Path],
+    paths: Paths,
     lex: Lex,
     expect: Expect,
     /// Open containers.
@@ -122,7 +102,6 @@ pub struct Skimmer {
     pending: u32,
     name: [u8; MAX_RAW_NAME_BYTES],
     name_len: usize,
-    name_fits: bool,
     name_escaped: bool,
     capture: Option<Capture>,
     buf: Vec<u8>,
@@ -131,25 +110,14 @@ pub struct Skimmer {
 }
 
 impl Skimmer {
-    /// A skimmer for one document, watching `paths` (at most [`MAX_PATHS`] of at most
-    /// [`MAX_PATH_STEPS`] non-empty steps, member names at most [`MAX_NAME_BYTES`]; overlapping paths
-    /// keep the outer value only).
+    /// A skimmer for one document, watching `paths` (within the limits of `json/path.rs`; of two
+    /// overlapping paths, the outer value is kept).
     pub fn new(paths: &'static [Path]) -> Self {
-        assert!(paths.len() <= MAX_PATHS, "too many watched paths");
-        assert!(
-            paths.iter().all(|p| !p.is_empty()
-                && p.len() <= MAX_PATH_STEPS
-                && p.iter().all(|s| match s {
-                    Step::Member(n) => n.len() <= MAX_NAME_BYTES,
-                    Step::Element => true,
-                })),
-            "a watched path must have 1 to MAX_PATH_STEPS steps and names of at most MAX_NAME_BYTES"
-        );
-        let all = if paths.len() == 32 {
-            u32::MAX
-        } else {
-            (1u32 << paths.len()) - 1
-        };
+        Skimmer::from_paths(Paths::new(paths))
+    }
+
+    fn from_paths(paths: Paths) -> Self {
+        let all = paths.all();
         Skimmer {
             paths,
             lex: Lex::Outside,
@@ -161,7 +129,6 @@ impl Skimmer {
             pending: all,
             name: [0; MAX_RAW_NAME_BYTES],
             name_len: 0,
-            name_fits: true,
             name_escaped: false,
             capture: None,
             buf: Vec::new(),
@@ -173,14 +140,9 @@ impl Skimmer {
     /// Start over on a new document with the same paths, keeping the capture buffer's memory.
     pub fn reset(&mut self) {
         let buf = std::mem::take(&mut self.buf);
-        *self = Skimmer::new(self.paths);
+        *self = Skimmer::from_paths(self.paths);
         self.buf = buf;
         self.buf.clear();
-    }
-
-    /// The error met so far, if any (after an error the rest of the input is ignored).
-    pub fn error(&self) -> Option<SkimError> {
-        self.error
     }
 
     /// Follow the next piece of the document. `sink(path_index, captured)` is called for each watched
@@ -189,20 +151,14 @@ impl Skimmer {
         let mut i = 0;
         while i < input.len() && self.error.is_none() {
             // Fast path: the inside of a string nobody keeps.
-            if let Lex::Str {
-                escape: false,
-                name: false,
-            } = self.lex
-            {
-                if self.capture.is_none() {
-                    let run = input[i..]
-                        .iter()
-                        .position(|&c| c == b'"' || c == b'\\' || c < 0x20)
-                        .unwrap_or(input.len() - i);
-                    i += run;
-                    if i == input.len() {
-                        break;
-                    }
+            if self.lex == Lex::Str && self.capture.is_none() {
+                let run = input[i..]
+                    .iter()
+                    .position(|&c| c == b'"' || c == b'\\' || c < 0x20)
+                    .unwrap_or(input.len() - i);
+                i += run;
+                if i == input.len() {
+                    break;
                 }
             }
             let b = input[i];
@@ -244,35 +200,36 @@ impl Skimmer {
 
     fn byte(&mut self, b: u8, sink: &mut dyn FnMut(usize, Captured<'_>)) -> Result<(), SkimError> {
         match self.lex {
-            Lex::Str { escape, name } => {
+            Lex::Str | Lex::StrEscape | Lex::Name | Lex::NameEscape => {
                 self.keep(b);
+                let name = matches!(self.lex, Lex::Name | Lex::NameEscape);
                 if name {
-                    if self.name_fits && self.name_len < MAX_RAW_NAME_BYTES {
-                        self.name[self.name_len] = b;
-                        self.name_len += 1;
-                    } else {
-                        self.name_fits = false;
+                    if let Some(slot) = self.name.get_mut(self.name_len) {
+                        *slot = b;
                     }
+                    self.name_len = self.name_len.saturating_add(1);
                 }
-                if escape {
-                    self.lex = Lex::Str {
-                        escape: false,
-                        name,
-                    };
-                } else if b == b'\\' {
-                    self.name_escaped |= name;
-                    self.lex = Lex::Str { escape: true, name };
-                } else if b < 0x20 {
+                self.lex = match (self.lex, b) {
+                    (Lex::StrEscape, _) => Lex::Str,
+                    (Lex::NameEscape, _) => Lex::Name,
                     // RFC 8259 §7: control characters must be escaped.
-                    return Err(SkimError::Syntax);
-                } else if b == b'"' {
-                    self.lex = Lex::Outside;
-                    if name {
-                        self.name_end()?;
-                    } else {
-                        self.value_end(sink);
+                    (_, 0..=0x1f) => return Err(SkimError::Syntax),
+                    (Lex::Str, b'\\') => Lex::StrEscape,
+                    (Lex::Name, b'\\') => {
+                        self.name_escaped = true;
+                        Lex::NameEscape
                     }
-                }
+                    (_, b'"') if name => {
+                        self.lex = Lex::Outside;
+                        return self.name_end();
+                    }
+                    (_, b'"') => {
+                        self.lex = Lex::Outside;
+                        self.value_end(sink);
+                        return Ok(());
+                    }
+                    (lex, _) => lex,
+                };
                 return Ok(());
             }
             Lex::Scalar => {
@@ -295,16 +252,11 @@ impl Skimmer {
                     return Err(SkimError::TooDeep);
                 }
                 let object = b == b'{';
-                if object {
-                    self.stack |= 1 << self.depth;
-                } else {
-                    self.stack &= !(1 << self.depth);
-                }
+                self.stack = self.stack & !(1 << self.depth) | u128::from(object) << self.depth;
                 self.depth += 1;
                 if self.depth <= MAX_PATH_STEPS {
                     let d = self.depth;
-                    let mask = self.pending & self.longer_than(d - 1);
-                    self.live[d] = mask;
+                    self.live[d] = self.pending & self.paths.longer_than(d - 1);
                     self.seen[d] = 0;
                 }
                 self.expect = if object {
@@ -353,20 +305,13 @@ impl Skimmer {
                     self.keep(b);
                     self.name[0] = b'"';
                     self.name_len = 1;
-                    self.name_fits = true;
                     self.name_escaped = false;
-                    self.lex = Lex::Str {
-                        escape: false,
-                        name: true,
-                    };
+                    self.lex = Lex::Name;
                 }
                 _ => {
                     self.value_start()?;
                     self.keep(b);
-                    self.lex = Lex::Str {
-                        escape: false,
-                        name: false,
-                    };
+                    self.lex = Lex::Str;
                 }
             },
             c if is_scalar_byte(c) => {
@@ -383,24 +328,11 @@ impl Skimmer {
         self.depth > 0 && self.stack & (1 << (self.depth - 1)) != 0
     }
 
-    /// The paths with more than `steps` steps.
-    fn longer_than(&self, steps: usize) -> u32 {
-        self.mask(|p| p.len() > steps)
-    }
-
-    fn mask(&self, f: impl Fn(Path) -> bool) -> u32 {
-        self.paths
-            .iter()
-            .enumerate()
-            .filter(|(_, p)| f(p))
-            .fold(0, |m, (k, _)| m | 1 << k)
-    }
-
     /// The next value is an element of the array at `depth`: which paths it continues.
     fn element_pending(&mut self) {
         let d = self.depth;
         self.pending = if d <= MAX_PATH_STEPS && self.live[d] != 0 {
-            self.live[d] & self.mask(|p| p.get(d - 1) == Some(&Step::Element))
+            self.live[d] & self.paths.elements_at(d)
         } else {
             0
         };
@@ -411,7 +343,7 @@ impl Skimmer {
         self.expect = Expect::Colon;
         let d = self.depth;
         self.pending = 0;
-        if d > MAX_PATH_STEPS || self.live[d] == 0 || !self.name_fits {
+        if d > MAX_PATH_STEPS || self.live[d] == 0 || self.name_len > MAX_RAW_NAME_BYTES {
             return Ok(());
         }
         let raw = &self.name[..self.name_len];
@@ -427,9 +359,7 @@ impl Skimmer {
             &raw[1..raw.len() - 1]
         };
         let live = self.live[d];
-        let hit =
-            self.mask(|p| matches!(p.get(d - 1), Some(Step::Member(n)) if n.as_bytes() == name));
-        let hit = hit & live;
+        let hit = self.paths.members_at(d, name) & live;
         if hit & self.seen[d] != 0 {
             return Err(SkimError::Duplicate);
         }
@@ -447,9 +377,7 @@ impl Skimmer {
         self.started = true;
         if self.capture.is_none() && self.pending != 0 {
             let d = self.depth;
-            if let Some(k) = (0..self.paths.len())
-                .find(|&k| self.pending & (1 << k) != 0 && self.paths[k].len() == d)
-            {
+            if let Some(k) = self.paths.ending_at(self.pending, d) {
                 self.buf.clear();
                 self.capture = Some(Capture {
                     path: k,

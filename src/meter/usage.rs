@@ -5,7 +5,7 @@
 //! [`Usage`] whose `input` counts every input token whatever the provider's convention.
 
 use crate::json::body_scan::{self, ScanError};
-use crate::json::skim::{Path, Step};
+use crate::json::path::{Path, Step};
 
 /// The shapes of usage report there are.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
