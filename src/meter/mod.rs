@@ -2,6 +2,8 @@
 //! response passes by, with fixed memory whatever the body.
 
 pub mod extract;
+pub mod include_usage;
 pub mod price;
 pub mod sse;
 pub mod usage;
+pub mod usage_filter;
