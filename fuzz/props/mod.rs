@@ -18,6 +18,7 @@ pub mod framing;
 pub mod head;
 pub mod json;
 pub mod locate;
+pub mod meter;
 pub mod policy;
 pub mod rai;
 pub mod token;
@@ -37,6 +38,7 @@ pub const TARGETS: &[(&str, Check)] = &[
     ("framing", framing::check),
     ("head", head::check),
     ("locate", locate::check),
+    ("meter", meter::check),
     ("policy", policy::check),
     ("rai", rai::check),
     ("token", token::check),

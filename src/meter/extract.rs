@@ -89,6 +89,14 @@ impl Tally {
             Captured::Oversized => self.oversized = self.oversized.saturating_add(1),
         }
     }
+
+    /// Add what one finished event reported.
+    fn merge(&mut self, event: &Tally) {
+        self.reported.merge(&event.reported);
+        self.seen |= event.seen;
+        self.bad |= event.bad;
+        self.oversized = self.oversized.saturating_add(event.oversized);
+    }
 }
 
 /// Meters one response body fed in pieces.
@@ -97,6 +105,9 @@ pub struct Meter {
     sse: Option<SseSplitter>,
     skim: Skimmer,
     tally: Tally,
+    /// What the current event reported: counted once the event is dispatched (its blank line came),
+    /// as a client would see it; an unfinished event counts for nothing.
+    event: Tally,
     malformed_events: u32,
     done_marker: bool,
     /// The first bytes of the current event's data, to recognise `[DONE]`, and the data's length.
@@ -112,6 +123,7 @@ impl Meter {
             sse: (format == BodyFormat::EventStream).then(SseSplitter::new),
             skim: Skimmer::new(family.paths()),
             tally: Tally::default(),
+            event: Tally::default(),
             malformed_events: 0,
             done_marker: false,
             head: [0; DONE.len()],
@@ -126,6 +138,7 @@ impl Meter {
             sse,
             skim,
             tally,
+            event,
             malformed_events,
             done_marker,
             head,
@@ -142,14 +155,14 @@ impl Meter {
                 let keep = (DONE.len() - at).min(d.len());
                 head[at..at + keep].copy_from_slice(&d[..keep]);
                 *data_len = data_len.saturating_add(d.len());
-                skim.feed(d, &mut |_, c| tally.take(family, c));
+                skim.feed(d, &mut |_, c| event.take(family, c));
             }
             SseItem::EventEnd { has_data, .. } => {
                 if has_data && *data_len == DONE.len() && *head == *DONE {
                     *done_marker = true;
                 } else if has_data {
-                    match skim.finish(&mut |_, c| tally.take(family, c)) {
-                        Ok(()) => {}
+                    match skim.finish(&mut |_, c| event.take(family, c)) {
+                        Ok(()) => tally.merge(event),
                         // Empty or blank data: nothing to read.
                         Err(SkimError::Truncated) if !skim.started() => {}
                         // An event's data is one JSON document; anything else cannot be metered.
@@ -160,6 +173,7 @@ impl Meter {
                     }
                 }
                 skim.reset();
+                *event = Tally::default();
                 *data_len = 0;
             }
         });

@@ -139,6 +139,14 @@ fn count(doc: &[u8], range: Option<std::ops::Range<usize>>) -> Result<Option<u64
     }
 }
 
+/// The larger of two reported values; a value beats no value.
+fn max_of(a: Option<u64>, b: Option<u64>) -> Option<u64> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.max(b)),
+        (a, b) => a.or(b),
+    }
+}
+
 impl Reported {
     /// Read one report object (`raw`: the bytes of the value at one of the family's paths) and combine
     /// it into what was seen. `Ok(false)` when the value is `null` (a stream chunk without usage).
@@ -179,13 +187,15 @@ impl Reported {
                 }
             };
         }
-        for (mine, new) in self.values.iter_mut().zip(got) {
-            *mine = match (*mine, new) {
-                (Some(a), Some(b)) => Some(a.max(b)),
-                (a, b) => a.or(b),
-            };
-        }
+        self.merge(&Reported { values: got });
         Ok(true)
+    }
+
+    /// Combine the reports of `other` into these (the largest value per member).
+    pub fn merge(&mut self, other: &Reported) {
+        for (mine, new) in self.values.iter_mut().zip(other.values) {
+            *mine = max_of(*mine, new);
+        }
     }
 
     /// The normalised usage (`None` when a sum overflows a `u64`: no real report does).

@@ -4,7 +4,8 @@
 //! `usage` is an object, and client code that reads `chunk.choices[0]` breaks on it. This filter passes
 //! every other event byte for byte and drops that one. To decide, it holds the event it is in until the
 //! blank line that ends it (a client cannot act on part of an event anyway), up to
-//! [`MAX_HELD_EVENT_BYTES`]; a longer event is no usage chunk and is passed on as it arrives. The
+//! [`MAX_HELD_EVENT_BYTES`]; a longer event is no usage chunk and is passed on as it arrives (however
+//! the stream is cut into pieces: the verdict depends on the event's length, not on when it was held). The
 //! meter (`meter/extract.rs`) reads the stream as the provider sent it, usage chunk included.
 
 use crate::json::body_scan;
@@ -70,7 +71,10 @@ impl UsageChunkFilter {
                 let raw = &input[skip(skip_lf, start)..end];
                 if *passing {
                     out.extend_from_slice(raw);
-                } else if has_data && data.len() <= MAX_HELD_EVENT_BYTES && is_usage_chunk(data) {
+                } else if has_data
+                    && held.len() + raw.len() <= MAX_HELD_EVENT_BYTES
+                    && is_usage_chunk(data)
+                {
                     *dropped = dropped.saturating_add(1);
                     *skip_lf = raw.last() == Some(&b'\r');
                 } else {
