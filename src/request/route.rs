@@ -339,6 +339,28 @@ mod tests {
         assert_eq!(token(&l), Some("rt1.goog"));
     }
 
+    /// `X-Forwarded-For` is believed only from a trusted proxy, and only up to the first hop that is
+    /// not itself trusted: entries a client wrote further left are never taken.
+    #[test]
+    fn the_client_address_is_the_rightmost_untrusted_hop() {
+        let nets = Nets {
+            trusted_proxies: vec![crate::token::format::IpNet::parse("10.0.0.0/8").unwrap()],
+            monitoring: vec![],
+        };
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let xff = head(&[("x-forwarded-for", b"6.6.6.6, 1.2.3.4, 10.0.0.7")]);
+        assert_eq!(client_ip(&nets, ip("10.0.0.1"), &xff), ip("1.2.3.4"));
+        // From an untrusted peer the header means nothing.
+        assert_eq!(client_ip(&nets, ip("5.5.5.5"), &xff), ip("5.5.5.5"));
+        // Only trusted hops: the left-most of them.
+        let inner = head(&[("x-forwarded-for", b"10.1.1.1,10.2.2.2")]);
+        assert_eq!(client_ip(&nets, ip("10.0.0.1"), &inner), ip("10.1.1.1"));
+        // Unparsable entries are skipped, and no header leaves the peer.
+        let junk = head(&[("x-forwarded-for", b"1.2.3.4, junk")]);
+        assert_eq!(client_ip(&nets, ip("10.0.0.1"), &junk), ip("1.2.3.4"));
+        assert_eq!(client_ip(&nets, ip("10.0.0.1"), &head(&[])), ip("10.0.0.1"));
+    }
+
     #[test]
     fn bearer_scheme_is_case_insensitive() {
         for v in [
