@@ -14,6 +14,7 @@ pub mod http;
 pub mod json;
 pub mod limits;
 pub mod log;
+pub mod log_writer;
 pub mod meter;
 pub mod metrics;
 pub mod request;

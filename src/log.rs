@@ -1,12 +1,17 @@
 //! Structured logs: operational events as JSON lines on stderr, one access-log JSON line per request on
-//! stdout. This file also owns redaction: a request target is logged only after every token-looking
-//! path segment and query value is replaced, so token text can never reach a log.
+//! stdout. This file formats the lines; `log_writer.rs` queues them and writes them from its own
+//! threads, so a stalled log pipe drops lines instead of stalling requests. This file also owns
+//! redaction: a request target is logged only after every token-looking path segment and query value
+//! is replaced, so token text can never reach a log.
 
-use std::io::Write;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 use serde_json::{json, Map, Value};
+
+use crate::log_writer::LogWriter;
 
 /// What a token looks like on the wire (docs/token-format.md §3).
 const TOKEN_PREFIX: &str = "rt1.";
@@ -76,13 +81,50 @@ thread_local! {
     static LINE: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
-/// Writes log lines. Holds no state beyond switches, so it is cheap to share.
-#[derive(Debug, Clone)]
+/// Writes log lines: formats them on the caller's thread and hands them to the queue of their stream.
+/// Cheap to clone (the writers are shared).
+#[derive(Clone)]
 pub struct Logger {
+    /// Whether access lines are written (`log.access`).
     pub access: bool,
+    stdout: Arc<LogWriter>,
+    stderr: Arc<LogWriter>,
+}
+
+impl std::fmt::Debug for Logger {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Logger")
+            .field("access", &self.access)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Logger {
+    /// Start the writer threads for stdout (access log, written only when `access`) and stderr
+    /// (operational events). Every line either of them drops adds one to `dropped`.
+    pub fn new(access: bool, dropped: Arc<AtomicU64>) -> std::io::Result<Logger> {
+        Ok(Logger {
+            access,
+            stdout: Arc::new(LogWriter::spawn(
+                "log-stdout",
+                Box::new(std::io::stdout()),
+                dropped.clone(),
+            )?),
+            stderr: Arc::new(LogWriter::spawn(
+                "log-stderr",
+                Box::new(std::io::stderr()),
+                dropped,
+            )?),
+        })
+    }
+
+    /// At shutdown: write every line queued so far, waiting at most `within` for each stream. Lines
+    /// logged afterwards are dropped (and counted).
+    pub fn flush(&self, within: Duration) {
+        self.stdout.close(within);
+        self.stderr.close(within);
+    }
+
     /// An operational event on stderr: `{"ts", "level", "msg", ...fields}`.
     pub fn event(&self, level: &str, msg: &str, fields: Value) {
         let mut m = Map::new();
@@ -94,7 +136,7 @@ impl Logger {
         }
         let mut line = Value::Object(m).to_string();
         line.push('\n');
-        let _ = std::io::stderr().lock().write_all(line.as_bytes());
+        self.stderr.push(line.as_bytes());
     }
 
     pub fn info(&self, msg: &str, fields: Value) {
@@ -105,7 +147,7 @@ impl Logger {
         self.event("warn", msg, fields)
     }
 
-    /// One access-log line on stdout, written with a single `write` so lines from several threads never
+    /// One access-log line on stdout. The line is queued whole, so lines from several threads never
     /// interleave.
     pub fn access_line(&self, line: &AccessLine<'_>) {
         if !self.access {
@@ -113,18 +155,9 @@ impl Logger {
         }
         LINE.with(|buf| {
             let mut buf = buf.borrow_mut();
-            buf.clear();
-            buf.extend_from_slice(b"{\"ts\":\"");
-            buf.extend_from_slice(now_rfc3339_millis().as_bytes());
-            buf.extend_from_slice(b"\",");
-            // The struct serialises as an object; splice its members after our "ts" member.
-            let start = buf.len();
-            if serde_json::to_writer(&mut *buf, line).is_err() {
-                return;
+            if format_access_line(&mut buf, line) {
+                self.stdout.push(&buf);
             }
-            buf.remove(start);
-            buf.push(b'\n');
-            let _ = std::io::stdout().lock().write_all(&buf);
         });
     }
 
@@ -136,8 +169,26 @@ impl Logger {
         fields.insert("ts".into(), json!(now_rfc3339_millis()));
         let mut line = Value::Object(fields).to_string();
         line.push('\n');
-        let _ = std::io::stdout().lock().write_all(line.as_bytes());
+        self.stdout.push(line.as_bytes());
     }
+}
+
+/// The access line's bytes, `{"ts":..., ...line}` and a newline, into `buf` (cleared first): the one
+/// place an access line is formatted, so its cost can be measured and cut here. False when the line
+/// cannot be serialised (nothing is then logged).
+pub fn format_access_line(buf: &mut Vec<u8>, line: &AccessLine<'_>) -> bool {
+    buf.clear();
+    buf.extend_from_slice(b"{\"ts\":\"");
+    buf.extend_from_slice(now_rfc3339_millis().as_bytes());
+    buf.extend_from_slice(b"\",");
+    // The struct serialises as an object; splice its members after our "ts" member.
+    let start = buf.len();
+    if serde_json::to_writer(&mut *buf, line).is_err() {
+        return false;
+    }
+    buf.remove(start);
+    buf.push(b'\n');
+    true
 }
 
 /// Replace every path segment and query value that looks like a token (or follows `token=`) with
@@ -229,6 +280,37 @@ mod tests {
     fn redaction_is_bounded() {
         let long = format!("/{}", "a".repeat(5000));
         assert!(redact_target(long.as_bytes()).len() < 600);
+    }
+
+    #[test]
+    fn access_line_format() {
+        let line = AccessLine {
+            rid: "r-1",
+            ip: "127.0.0.1".parse().unwrap(),
+            method: "POST",
+            path: "/relayapi/[token]/chat/completions",
+            status: 200,
+            bytes: 42,
+            dur_ms: 1.5,
+            ttfb_ms: None,
+            tenant: Some("acme"),
+            jti: None,
+            provider: Some("openai"),
+            uid: None,
+            reason: None,
+        };
+        let mut buf = Vec::new();
+        assert!(format_access_line(&mut buf, &line));
+        let text = String::from_utf8(buf).unwrap();
+        // `{"ts":"2026-01-01T00:00:00.000Z",` then the members in declaration order, absent ones left out.
+        assert_eq!(&text[..7], r#"{"ts":""#);
+        assert_eq!(&text[7 + 24..9 + 24], "\",");
+        assert_eq!(
+            &text[9 + 24..],
+            "\"rid\":\"r-1\",\"ip\":\"127.0.0.1\",\"method\":\"POST\",\
+             \"path\":\"/relayapi/[token]/chat/completions\",\"status\":200,\"bytes\":42,\
+             \"dur_ms\":1.5,\"tenant\":\"acme\",\"provider\":\"openai\"}\n"
+        );
     }
 
     #[test]

@@ -191,6 +191,15 @@ fn mint(m: &MintArgs) -> Result<(), String> {
     Ok(())
 }
 
+/// Writes the lines still queued in the log when `serve` returns, however it returns.
+struct FlushOnExit(Logger);
+
+impl Drop for FlushOnExit {
+    fn drop(&mut self) {
+        self.0.flush(relayapi::log_writer::FLUSH_DEADLINE);
+    }
+}
+
 fn serve(config_path: &Path, rai_path: &Path, rai_given: bool, dev: bool) -> Result<(), String> {
     let mut cfg = load_config(config_path).map_err(|e| e.to_string())?;
     if dev {
@@ -202,9 +211,11 @@ fn serve(config_path: &Path, rai_path: &Path, rai_given: bool, dev: bool) -> Res
             ..Default::default()
         };
     }
-    let log = Logger {
-        access: cfg.log.access,
-    };
+    let metrics = Metrics::default();
+    let log = Logger::new(cfg.log.access, metrics.log_lines_dropped.clone())
+        .map_err(|e| format!("cannot start the log writers: {e}"))?;
+    // Whichever way serving ends, lines logged until then are written first (bounded by a deadline).
+    let _flush = FlushOnExit(log.clone());
     if dev {
         log.warn(
             "--dev: usage counts and revocations are kept in memory and lost when the relay stops",
@@ -332,7 +343,7 @@ fn serve(config_path: &Path, rai_path: &Path, rai_given: bool, dev: bool) -> Res
             clock,
             obs: Observability {
                 stats: Stats::default(),
-                metrics: Metrics::default(),
+                metrics,
                 log: log.clone(),
                 log_sampler: LogSampler::new(),
                 started: Instant::now(),

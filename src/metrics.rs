@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::json;
@@ -180,6 +180,8 @@ pub struct Metrics {
     pub latency: Histogram,
     pub ttfb: Histogram,
     pub store_latency: Histogram,
+    /// Log lines dropped because the log's queue was full (`log_writer.rs`); shared with the writers.
+    pub log_lines_dropped: Arc<AtomicU64>,
 }
 
 impl Default for Metrics {
@@ -192,6 +194,7 @@ impl Default for Metrics {
             latency: Histogram::new(LATENCY_BUCKETS),
             ttfb: Histogram::new(LATENCY_BUCKETS),
             store_latency: Histogram::new(STORE_BUCKETS),
+            log_lines_dropped: Arc::default(),
         }
     }
 }
@@ -283,6 +286,12 @@ impl Metrics {
                 "relayapi_upstream_unreachable_total{{cause=\"{cause}\"}} {n}"
             );
         }
+        let _ = writeln!(
+            out,
+            "# HELP relayapi_log_lines_dropped_total Log lines dropped because stdout or stderr did not \
+             keep up.\n# TYPE relayapi_log_lines_dropped_total counter\nrelayapi_log_lines_dropped_total {}",
+            self.log_lines_dropped.load(Ordering::Relaxed)
+        );
         self.latency.render(
             &mut out,
             "relayapi_request_duration_seconds",
@@ -333,6 +342,7 @@ mod tests {
         assert!(text.contains("relayapi_request_duration_seconds_bucket{le=\"0.0025\"} 0"));
         assert!(text.contains("relayapi_request_duration_seconds_count 1"));
         assert!(text.contains("relayapi_active_connections 7"));
+        assert!(text.contains("relayapi_log_lines_dropped_total 0"));
     }
 
     /// A panic caught while a guard is held (tokio catches a connection task's panic the same way)
