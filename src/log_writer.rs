@@ -165,12 +165,15 @@ mod tests {
         }
     }
 
-    fn gated() -> (
-        LogWriter,
-        mpsc::Sender<()>,
-        Arc<Mutex<Vec<u8>>>,
-        Arc<AtomicU64>,
-    ) {
+    /// A writer on a [`Gated`] sink: `open` lets writes through, `out` is what was written.
+    struct Harness {
+        w: LogWriter,
+        open: mpsc::Sender<()>,
+        out: Arc<Mutex<Vec<u8>>>,
+        dropped: Arc<AtomicU64>,
+    }
+
+    fn gated() -> Harness {
         let (open, gate) = mpsc::channel();
         let out = Arc::new(Mutex::new(Vec::new()));
         let dropped = Arc::new(AtomicU64::new(0));
@@ -179,12 +182,22 @@ mod tests {
             out: out.clone(),
         };
         let w = LogWriter::spawn("test-log", Box::new(sink), dropped.clone()).unwrap();
-        (w, open, out, dropped)
+        Harness {
+            w,
+            open,
+            out,
+            dropped,
+        }
     }
 
     #[test]
     fn a_stalled_sink_drops_and_counts_instead_of_blocking() {
-        let (w, open, out, dropped) = gated();
+        let Harness {
+            w,
+            open,
+            out,
+            dropped,
+        } = gated();
         let line = [b'x'; 99];
         let line = [&line[..], b"\n"].concat();
         // The sink never lets a write through: pushing far more than the queue holds still returns.
@@ -206,7 +219,12 @@ mod tests {
 
     #[test]
     fn close_writes_every_queued_line_first() {
-        let (w, open, out, dropped) = gated();
+        let Harness {
+            w,
+            open,
+            out,
+            dropped,
+        } = gated();
         for i in 0..1000 {
             w.push(format!("line {i}\n").as_bytes());
         }
@@ -230,7 +248,7 @@ mod tests {
 
     #[test]
     fn close_gives_up_on_a_sink_that_never_moves() {
-        let (w, _open, _out, _dropped) = gated();
+        let Harness { w, open: _open, .. } = gated();
         w.push(b"stuck\n");
         assert!(!w.close(Duration::from_millis(50)));
     }
