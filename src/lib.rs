@@ -20,5 +20,6 @@ pub mod metrics;
 pub mod request;
 pub mod server;
 pub mod store;
+pub mod text;
 pub mod token;
 pub mod upstream;

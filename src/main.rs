@@ -15,7 +15,7 @@ use serde_json::json;
 use relayapi::app::{App, Keys, Limits, Nets, Observability, Upstreams};
 use relayapi::cli::{self, Command, MintArgs};
 use relayapi::clock::{Clock, SystemClock};
-use relayapi::config::{load_config, parse_net, Config};
+use relayapi::config::{load_config, parse_config, Config, StoreConfig};
 use relayapi::limits::body_budget::BodyBudget;
 use relayapi::limits::limiter::{RateLimiter, TokenLimits};
 use relayapi::limits::log_sampler::{LogSampler, REPORT_INTERVAL_SECS};
@@ -131,7 +131,7 @@ fn check_mint_provider(m: &MintArgs) -> Result<(), String> {
     let cfg = match &m.config {
         Some(path) => load_config(path).map_err(|e| e.to_string())?,
         None if default.is_file() => load_config(default).map_err(|e| e.to_string())?,
-        None => Config::default(),
+        None => parse_config("{}", Path::new("(defaults)")).map_err(|e| e.to_string())?,
     };
     let registry = Registry::from_config(&cfg);
     if registry.get(&m.provider).is_some() {
@@ -206,10 +206,7 @@ fn serve(config_path: &Path, rai_path: &Path, rai_given: bool, dev: bool) -> Res
         if cfg.rate_limit.shared {
             return Err("--dev keeps usage in memory, which cannot share rate limits: unset rate_limit.shared".into());
         }
-        cfg.store = relayapi::config::StoreConfig {
-            kind: "memory".into(),
-            ..Default::default()
-        };
+        cfg.store = StoreConfig::Memory;
     }
     let metrics = Metrics::default();
     let log = Logger::new(cfg.log.access, metrics.log_lines_dropped.clone())
@@ -224,7 +221,7 @@ fn serve(config_path: &Path, rai_path: &Path, rai_given: bool, dev: bool) -> Res
     }
     if !rai_given && !rai_path.exists() {
         // First start from a directory holding only the binary and config.json: make a key to start with.
-        if cfg.server.port == 0 {
+        if cfg.server.addr.port() == 0 {
             // The .rai tells backends where the relay is; an ephemeral port is not an address anyone can
             // be given, so refuse rather than write a file that cannot be loaded.
             return Err(format!(
@@ -237,8 +234,8 @@ fn serve(config_path: &Path, rai_path: &Path, rai_given: bool, dev: bool) -> Res
         let mut rng = format::os_rng();
         let r = rai::generate_rai(
             if cfg.tls.is_some() { "https" } else { "http" },
-            &cfg.server.host,
-            cfg.server.port,
+            &cfg.server.addr.ip().to_string(),
+            cfg.server.addr.port(),
             "default",
             "dev-local",
             &mut rng,
@@ -285,7 +282,7 @@ fn serve(config_path: &Path, rai_path: &Path, rai_given: bool, dev: bool) -> Res
     let store = open_store(&cfg, config_path)?;
     let limiter = RateLimiter::from_config(&cfg.rate_limit)
         .map_err(|e| format!("{}: field `rate_limit`: {e}", config_path.display()))?;
-    let addr = SocketAddr::new(cfg.server.host.parse().expect("validated"), cfg.server.port);
+    let addr = cfg.server.addr;
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -294,10 +291,10 @@ fn serve(config_path: &Path, rai_path: &Path, rai_given: bool, dev: bool) -> Res
     runtime.block_on(async move {
         let listener = accept::bind(addr).map_err(|e| format!("cannot listen on {addr}: {e}"))?;
         let local = listener.local_addr().map_err(|e| e.to_string())?;
-        let redirect_port = cfg.tls.as_ref().and_then(|t| t.redirect_http_port);
-        let redirect_listener = match redirect_port {
-            Some(port) => {
-                let a = SocketAddr::new(addr.ip(), port);
+        let redirect = cfg.tls.as_ref().and_then(|t| t.redirect.clone());
+        let redirect_listener = match &redirect {
+            Some(r) => {
+                let a = SocketAddr::new(addr.ip(), r.port);
                 Some(accept::bind(a).map_err(|e| {
                     format!(
                         "{}: field `tls.redirect_http_port`: cannot listen on {a}: {e}",
@@ -332,13 +329,8 @@ fn serve(config_path: &Path, rai_path: &Path, rai_given: bool, dev: bool) -> Res
                 pool: upstream,
             },
             nets: Nets {
-                trusted_proxies: cfg.trusted_proxy_nets(),
-                monitoring: cfg
-                    .metrics
-                    .allowed_ips
-                    .iter()
-                    .filter_map(|p| parse_net(p))
-                    .collect(),
+                trusted_proxies: cfg.trusted_proxies.clone(),
+                monitoring: cfg.metrics.allowed_ips.clone(),
             },
             clock,
             obs: Observability {
@@ -360,7 +352,9 @@ fn serve(config_path: &Path, rai_path: &Path, rai_given: bool, dev: bool) -> Res
             .map(|(name, p)| {
                 (
                     name.clone(),
-                    json!(p.base_url.as_deref().unwrap_or("built-in")),
+                    p.base_url
+                        .as_ref()
+                        .map_or(json!("built-in"), |u| json!(u.to_string())),
                 )
             })
             .collect();
@@ -385,16 +379,9 @@ fn serve(config_path: &Path, rai_path: &Path, rai_given: bool, dev: bool) -> Res
             let _ = rx.wait_for(|s| *s).await;
         };
         let mut tasks = Vec::new();
-        if let Some(l) = redirect_listener {
+        if let (Some(l), Some(r)) = (redirect_listener, redirect) {
             let raddr = l.local_addr().map_err(|e| e.to_string())?;
-            let name = redirect::public_name(
-                app.cfg
-                    .tls
-                    .as_ref()
-                    .and_then(|t| t.redirect_host.as_deref()),
-                &app.cfg.server.host,
-            )
-            .map_err(|e| format!("{}: field `tls.redirect_host`: {e}", config_path.display()))?;
+            let name = r.host;
             log.info(
                 "redirect listening",
                 json!({"addr": raddr.to_string(), "to_port": local.port(), "to_host": name}),
@@ -409,7 +396,7 @@ fn serve(config_path: &Path, rai_path: &Path, rai_given: bool, dev: bool) -> Res
         }
         match &tls {
             Some(t) => {
-                let interval = app.cfg.tls.as_ref().and_then(|c| c.reload_interval());
+                let interval = app.cfg.tls.as_ref().and_then(|c| c.reload_interval);
                 tasks.push(tokio::spawn(tls::watch(
                     t.clone(),
                     log.clone(),
@@ -504,7 +491,7 @@ async fn shutdown_signal() {
 /// The repository's default.rai key is public. Serving it anywhere but loopback would let anyone mint
 /// tokens for this relay.
 fn check_published_key(cfg: &Config, keyring: &Keyring, rai_path: &Path) -> Result<(), String> {
-    let ip: std::net::IpAddr = cfg.server.host.parse().expect("validated");
+    let ip = cfg.server.addr.ip();
     if keyring.contains_published_dev_key() && !ip.is_loopback() {
         return Err(format!(
             "{}: holds the published development key, which must not be served on {ip}. \
@@ -546,17 +533,17 @@ fn open_store(cfg: &Config, config_path: &Path) -> Result<Store, String> {
         .token
         .max_lifetime
         .saturating_add(cfg.token.clock_skew.saturating_mul(2));
-    let sc = &cfg.store;
-    match sc.kind.as_str() {
-        "memory" => Ok(Store::memory()),
-        "sqlite" => Store::open_sqlite(&sc.sqlite_path(config_path), max_token_life)
-            .map_err(|e| field("store.path", &e)),
-        "redis" => {
+    match &cfg.store {
+        StoreConfig::Memory => Ok(Store::memory()),
+        StoreConfig::Sqlite { path } => {
+            Store::open_sqlite(path, max_token_life).map_err(|e| field("store.path", &e))
+        }
+        StoreConfig::Redis(r) => {
             let opts = store::RedisOptions {
-                url: sc.url.clone().unwrap_or_default(),
-                key_prefix: sc.key_prefix().to_string(),
-                connect_timeout: sc.connect_timeout(),
-                command_timeout: sc.command_timeout(),
+                url: r.url.clone(),
+                key_prefix: r.key_prefix.clone(),
+                connect_timeout: r.connect_timeout,
+                command_timeout: r.command_timeout,
             };
             let s = Store::open_redis(opts, max_token_life).map_err(|e| field("store.url", &e))?;
             // A throwaway runtime: the check's connection must not outlive it, and the store opens
@@ -568,7 +555,6 @@ fn open_store(cfg: &Config, config_path: &Path) -> Result<Store, String> {
             rt.block_on(s.check()).map_err(|e| field("store.url", &e))?;
             Ok(s)
         }
-        other => Err(format!("store type {other} is not available")),
     }
 }
 

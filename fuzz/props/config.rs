@@ -2,7 +2,8 @@
 //! member names (a repeated provider or key name would make the file mean whatever the last line
 //! says, which the operator cannot see), and its values hold the invariants the rest of the relay
 //! relies on without re-checking: head limits that fit together, a base path the router can split
-//! on, trusted proxies and CORS origins that all parse. An error names the file it was given.
+//! on, every trusted proxy parsed into a range, CORS origins that all parse. An error names the file it
+//! was given.
 
 use std::path::Path;
 
@@ -31,7 +32,14 @@ pub fn check(data: &[u8]) {
     assert!(s.max_uri_bytes <= s.max_header_bytes && s.max_headers >= 1);
     assert!(s.base_path.starts_with('/') && s.base_path.ends_with('/'));
     assert!(!s.base_path.contains("//"));
-    assert_eq!(cfg.trusted_proxy_nets().len(), cfg.trusted_proxies.len());
+    // Every listed proxy and metrics reader became a range: none is dropped on the way to its type.
+    let listed = |name: &str| {
+        value
+            .get(name)
+            .and_then(|v| v.as_array())
+            .map_or(0, Vec::len)
+    };
+    assert_eq!(cfg.trusted_proxies.len(), listed("trusted_proxies"));
     assert!(cfg
         .cors
         .allowed_origins

@@ -5,8 +5,6 @@
 //! provider connection goes back to the pool only when the exchange ended exactly as framed. Errors are
 //! only returned while nothing has been sent to the client yet; later failures are [`Outcome::Cut`].
 
-use std::time::Duration;
-
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
 
@@ -45,7 +43,7 @@ pub async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
     admitted: &Admitted,
 ) -> Result<Outcome, Error> {
     let up = &req.app.cfg.upstream;
-    let up_write = Duration::from_secs(up.read_idle_timeout);
+    let up_write = up.read_idle_timeout;
     // One write for head and a buffered body: one syscall and, usually, one packet.
     let Outgoing {
         bytes,
@@ -71,7 +69,7 @@ pub async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
             .await?;
     }
 
-    let deadline = Instant::now() + Duration::from_secs(up.response_header_timeout);
+    let deadline = Instant::now() + up.response_header_timeout;
     let mut rbuf: Vec<u8> = Vec::with_capacity(UPSTREAM_READ);
     let Some(resp) = read_response_head(req, &mut conn, &mut rbuf, deadline).await? else {
         return Ok(Outcome::client_gone());

@@ -69,7 +69,7 @@ pub async fn read_upstream_or_client<S: AsyncRead + AsyncWrite + Unpin>(
 
 /// The per-read idle timeout on the provider's answer.
 fn read_idle<S>(req: &Request<'_, S>) -> Duration {
-    Duration::from_secs(req.app.cfg.upstream.read_idle_timeout)
+    req.app.cfg.upstream.read_idle_timeout
 }
 
 /// Copy the response body to the client as it arrives, `head` (the client's response head, not sent

@@ -120,7 +120,7 @@ pub async fn run(
     }
     drop(listener);
     sweeper.abort();
-    let grace = Duration::from_secs(app.cfg.server.shutdown_grace);
+    let grace = app.cfg.server.shutdown_grace;
     app.obs
         .log
         .info("shutting down", json!({"grace_secs": grace.as_secs()}));

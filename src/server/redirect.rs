@@ -41,41 +41,7 @@ const MAX_CONNECTIONS: usize = 1024;
 const LINGER: Duration = Duration::from_secs(2);
 /// Bytes drained during the linger; a client still sending after this gets the reset.
 const LINGER_BYTES: usize = 256 * 1024;
-/// Longest host name put in a `Location` (RFC 1035: 253 characters for a DNS name).
-const MAX_HOST_BYTES: usize = 253;
-
-/// The name to put in `Location`: `configured` (`tls.redirect_host`) when set, else `server_host` when it
-/// is a specific address. IPv6 addresses come back bracketed.
-///
-/// # Errors
-/// A sentence for the operator: the configured name is not a DNS name or IP address, or there is none
-/// and `server.host` is a wildcard (0.0.0.0, ::) that names no server.
-pub fn public_name(configured: Option<&str>, server_host: &str) -> Result<String, &'static str> {
-    let name = match configured {
-        Some(n) => n,
-        None => {
-            let ip: std::net::IpAddr = server_host.parse().map_err(|_| {
-                "server.host is not an address; set tls.redirect_host to the relay's public name"
-            })?;
-            if ip.is_unspecified() {
-                return Err(
-                    "set the relay's public DNS name (e.g. \"relay.example.com\") for the redirect's Location",
-                );
-            }
-            server_host
-        }
-    };
-    let bracketed = match name.parse::<std::net::Ipv6Addr>() {
-        Ok(_) => format!("[{name}]"),
-        Err(_) => name.to_string(),
-    };
-    match host_name(&bracketed) {
-        Some(n) if n == bracketed => Ok(bracketed),
-        _ => Err("expected a DNS name (e.g. \"relay.example.com\") or an IP address, without scheme, port or path"),
-    }
-}
-
-/// The `Location` for `head`: `https://` + `name` (from `public_name`) + the HTTPS port unless 443 +
+/// The `Location` for `head`: `https://` + `name` (`config::HttpRedirect::host`) + the HTTPS port unless 443 +
 /// the target.
 ///
 /// Errors (all 400): `OPTIONS *`, which names no resource to redirect to. Framing errors from
@@ -95,32 +61,8 @@ pub fn location(head: &RequestHead, name: &str, https_port: u16) -> Result<Strin
     Ok(format!("https://{name}{port}{}", head.target))
 }
 
-/// The host part of a validated `Host` value, when it is a DNS name, an IPv4 address or a bracketed
-/// IPv6 address. The port the client used (the plain one) is dropped.
-fn host_name(host: &str) -> Option<&str> {
-    let name = if host.starts_with('[') {
-        let end = host.find(']')?;
-        let literal = &host[1..end];
-        literal.parse::<std::net::Ipv6Addr>().ok()?;
-        &host[..=end]
-    } else {
-        let name = host.split(':').next().unwrap_or_default();
-        let labels_ok = name.split('.').all(|label| {
-            !label.is_empty()
-                && label.len() <= 63
-                && label
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        });
-        if !labels_ok {
-            return None;
-        }
-        name
-    };
-    (!name.is_empty() && name.len() <= MAX_HOST_BYTES).then_some(name)
-}
-
-/// Answer on `listener` until `stop` resolves. `name` is the relay's public name (`public_name`),
+/// Answer on `listener` until `stop` resolves. `name` is the relay's public name
+/// (`config::HttpRedirect::host`),
 /// `https_port` the port of the relay's HTTPS listener.
 pub async fn run(
     app: Arc<App>,
@@ -266,41 +208,6 @@ mod tests {
                 "{raw:?}"
             );
         }
-    }
-
-    #[test]
-    fn the_public_name_is_configured_or_the_listening_address() {
-        assert_eq!(
-            public_name(Some("relay.example.com"), "0.0.0.0").unwrap(),
-            "relay.example.com"
-        );
-        assert_eq!(public_name(None, "127.0.0.1").unwrap(), "127.0.0.1");
-        assert_eq!(public_name(None, "::1").unwrap(), "[::1]");
-        assert_eq!(
-            public_name(Some("2001:db8::1"), "::").unwrap(),
-            "[2001:db8::1]"
-        );
-        assert_eq!(
-            public_name(Some("203.0.113.9"), "::").unwrap(),
-            "203.0.113.9"
-        );
-        for wildcard in ["0.0.0.0", "::"] {
-            assert!(public_name(None, wildcard).is_err(), "{wildcard}");
-        }
-        for bad in [
-            "",
-            "a..b",
-            "relay.example.com:443",
-            "https://relay.example.com",
-            "relay.example.com/x",
-            "evil.example!$&",
-            "%65vil.example",
-            "[fe80::1%25eth0]",
-        ] {
-            assert!(public_name(Some(bad), "127.0.0.1").is_err(), "{bad:?}");
-        }
-        let long = format!("{}.example", "a".repeat(64));
-        assert!(public_name(Some(&long), "127.0.0.1").is_err());
     }
 
     #[test]

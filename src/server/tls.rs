@@ -38,7 +38,7 @@ use tokio::sync::mpsc;
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
 
-use crate::config::TlsConfig;
+use crate::config::{TlsConfig, TlsVersion};
 use crate::log::Logger;
 
 /// TLS 1.2 sessions remembered for resumption by session id. Each entry is a few hundred bytes, so
@@ -282,9 +282,9 @@ impl ServerTls {
         let pem = PemPair::read(&cfg.cert_file, &cfg.key_file)?;
         let ck = certified_key(&pem, &cfg.cert_file, &cfg.key_file, &provider)?;
         let current = Arc::new(CurrentCert(RwLock::new(Arc::new(ck))));
-        let versions: &[&rustls::SupportedProtocolVersion] = match cfg.min_version.as_str() {
-            "1.3" => &[&rustls::version::TLS13],
-            _ => &[&rustls::version::TLS13, &rustls::version::TLS12],
+        let versions: &[&rustls::SupportedProtocolVersion] = match cfg.min_version {
+            TlsVersion::Tls13 => &[&rustls::version::TLS13],
+            TlsVersion::Tls12 => &[&rustls::version::TLS13, &rustls::version::TLS12],
         };
         let mut sc = ServerConfig::builder_with_provider(provider.clone())
             .with_protocol_versions(versions)
@@ -300,7 +300,7 @@ impl ServerTls {
             provider,
             cert_file: cfg.cert_file.clone(),
             key_file: cfg.key_file.clone(),
-            handshake_timeout: cfg.handshake_timeout(),
+            handshake_timeout: cfg.handshake_timeout,
             state: Mutex::new(ReloadState {
                 in_force: pem.digest(),
                 last_seen: Seen::Contents(pem.digest()),
@@ -504,11 +504,10 @@ mod tests {
         let cfg = TlsConfig {
             cert_file: dir.path().join("cert.pem"),
             key_file: dir.path().join("key.pem"),
-            min_version: "1.2".into(),
-            handshake_timeout: 3,
-            redirect_http_port: None,
-            redirect_host: None,
-            reload_interval: 5,
+            min_version: TlsVersion::Tls12,
+            handshake_timeout: Duration::from_secs(3),
+            redirect: None,
+            reload_interval: Some(Duration::from_secs(5)),
         };
         (dir, cfg)
     }
@@ -685,7 +684,7 @@ mod tests {
             c.get_ref().1.protocol_version(),
             Some(rustls::ProtocolVersion::TLSv1_2)
         );
-        cfg.min_version = "1.3".into();
+        cfg.min_version = TlsVersion::Tls13;
         let tls13 = ServerTls::load(&cfg).unwrap();
         assert!(connect(&tls13, tls12_only, 64 * 1024).await.is_err());
         let (c, _s) = connect(&tls13, modern(), 64 * 1024).await.unwrap();

@@ -1,7 +1,14 @@
-//! Tokens and the keys behind them: the token format, `.rai` client configs, secret newtypes and the
-//! cache of tokens already proven.
+//! Tokens and the keys behind them: the token format (claims, their JSON, sealing), `.rai` client
+//! configs, the key ring, secret newtypes and the cache of tokens already proven.
 
 pub mod cache;
+pub mod canonical;
+pub mod claims;
+pub mod claims_json;
 pub mod format;
+pub mod keyring;
 pub mod rai;
+pub mod rai_file;
+pub mod rai_parse;
+pub mod seal;
 pub mod secret;

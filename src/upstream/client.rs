@@ -193,9 +193,9 @@ impl Upstream {
             resolver,
             idle: Mutex::new(HashMap::new()),
             max_idle_per_host: cfg.pool_max_idle_per_host,
-            pool_idle_timeout: Duration::from_secs(cfg.pool_idle_timeout),
-            connect_timeout: Duration::from_secs(cfg.connect_timeout),
-            handshake_timeout: Duration::from_secs(cfg.handshake_timeout),
+            pool_idle_timeout: cfg.pool_idle_timeout,
+            connect_timeout: cfg.connect_timeout,
+            handshake_timeout: cfg.handshake_timeout,
         })
     }
 

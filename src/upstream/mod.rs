@@ -2,6 +2,7 @@
 //! headers) and what it scrubs from answers.
 
 pub mod api_routes;
+pub mod builtins;
 pub mod client;
 pub mod forward_headers;
 pub mod forward_path;

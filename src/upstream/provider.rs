@@ -1,371 +1,16 @@
-//! The provider registry: which real AI providers exist, their default base URLs and how each one wants
-//! its API key. Only `config.json` may add or redirect providers; a client never chooses the upstream host.
-//! See `docs/providers.md` for the list and the sources of each entry.
+//! The provider registry in force: the built-ins (`upstream/builtins.rs`) with `config.json`'s overrides
+//! applied, and the resolution of a token's provider and `url` claim to an upstream. Only `config.json`
+//! may add or redirect providers; a client never chooses the upstream host.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::config::Config;
-use crate::upstream::forward_headers::{Family, ForwardHeaders};
-
-/// How a provider expects its API key.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AuthStyle {
-    /// `Authorization: Bearer <key>` (OpenAI and the OpenAI-compatible APIs).
-    Bearer,
-    /// `x-api-key: <key>` (Anthropic).
-    XApiKey,
-    /// `x-goog-api-key: <key>` (Google Gemini API).
-    XGoogApiKey,
-    /// `api-key: <key>` (Azure OpenAI).
-    ApiKey,
-}
-
-impl AuthStyle {
-    pub fn parse(s: &str) -> Option<AuthStyle> {
-        match s {
-            "bearer" => Some(AuthStyle::Bearer),
-            "x-api-key" => Some(AuthStyle::XApiKey),
-            "x-goog-api-key" => Some(AuthStyle::XGoogApiKey),
-            "api-key" => Some(AuthStyle::ApiKey),
-            _ => None,
-        }
-    }
-
-    /// The header name and value that carry `key` upstream.
-    pub fn header(self, key: &str) -> (&'static str, String) {
-        match self {
-            AuthStyle::Bearer => ("authorization", format!("Bearer {key}")),
-            AuthStyle::XApiKey => ("x-api-key", key.to_string()),
-            AuthStyle::XGoogApiKey => ("x-goog-api-key", key.to_string()),
-            AuthStyle::ApiKey => ("api-key", key.to_string()),
-        }
-    }
-}
-
-/// The API a provider speaks, which decides how a token's body limits are enforced there (`request/policy.rs`):
-/// where a request names its model and which members bound or multiply its output.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ApiFamily {
-    /// The OpenAI API itself: chat requests get `max_completion_tokens` added (reasoning models refuse
-    /// `max_tokens`).
-    OpenAi,
-    /// Servers that copy the OpenAI API (DeepSeek, DashScope compatible mode, Mistral, vLLM, ...): the
-    /// same members, but an added chat ceiling is `max_tokens`, the member they all understand.
-    OpenAiCompatible,
-    /// Azure OpenAI: the OpenAI API, with the model chosen by a deployment in the path
-    /// (`/deployments/{name}/chat/completions`).
-    Azure,
-    /// The Anthropic Messages API.
-    Anthropic,
-    /// The Google Gemini API: the model is in the path (`/v1beta/models/{m}:generateContent`) and the
-    /// output ceiling in `generationConfig`.
-    Gemini,
-    /// Anything else: the relay cannot read its requests, so tokens with `models`, `mtok` or `ext.rep_m`
-    /// are refused there.
-    Other,
-}
-
-impl ApiFamily {
-    /// The config spellings, for parsing and for error messages.
-    pub const NAMES: &'static str =
-        "\"openai\", \"openai-compatible\", \"azure\", \"anthropic\", \"gemini\" or \"other\"";
-
-    pub fn parse(s: &str) -> Option<ApiFamily> {
-        match s {
-            "openai" => Some(ApiFamily::OpenAi),
-            "openai-compatible" => Some(ApiFamily::OpenAiCompatible),
-            "azure" => Some(ApiFamily::Azure),
-            "anthropic" => Some(ApiFamily::Anthropic),
-            "gemini" => Some(ApiFamily::Gemini),
-            "other" => Some(ApiFamily::Other),
-            _ => None,
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ApiFamily::OpenAi => "openai",
-            ApiFamily::OpenAiCompatible => "openai-compatible",
-            ApiFamily::Azure => "azure",
-            ApiFamily::Anthropic => "anthropic",
-            ApiFamily::Gemini => "gemini",
-            ApiFamily::Other => "other",
-        }
-    }
-
-    /// Which client headers the provider's API takes (`upstream/forward_headers.rs`).
-    pub fn headers(self) -> Family {
-        match self {
-            ApiFamily::OpenAi | ApiFamily::OpenAiCompatible | ApiFamily::Azure => Family::OpenAi,
-            ApiFamily::Anthropic => Family::Anthropic,
-            ApiFamily::Gemini => Family::Gemini,
-            ApiFamily::Other => Family::Other,
-        }
-    }
-
-    /// The family of an operator-defined provider that does not name one: the API its auth style
-    /// belongs to (`bearer` is the OpenAI-compatible convention).
-    pub fn for_auth(auth: AuthStyle) -> ApiFamily {
-        match auth {
-            AuthStyle::Bearer => ApiFamily::OpenAiCompatible,
-            AuthStyle::XApiKey => ApiFamily::Anthropic,
-            AuthStyle::XGoogApiKey => ApiFamily::Gemini,
-            AuthStyle::ApiKey => ApiFamily::Azure,
-        }
-    }
-}
-
-/// A parsed upstream base URL: `scheme://host[:port][/prefix]`, no query, no userinfo.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BaseUrl {
-    pub tls: bool,
-    /// Host name or IP literal (IPv6 without brackets).
-    pub host: String,
-    pub port: u16,
-    /// Path prefix without a trailing slash ("" or "/v1").
-    pub prefix: String,
-}
-
-impl BaseUrl {
-    /// The `Host` header value to send upstream.
-    pub fn authority(&self) -> String {
-        let host = if self.host.contains(':') {
-            format!("[{}]", self.host)
-        } else {
-            self.host.clone()
-        };
-        let default = if self.tls { 443 } else { 80 };
-        if self.port == default {
-            host
-        } else {
-            format!("{host}:{}", self.port)
-        }
-    }
-}
-
-/// Parse an upstream base URL, with a message that says what a valid one looks like.
-pub fn parse_base_url(s: &str) -> Result<BaseUrl, String> {
-    const EXPECTED: &str =
-        "expected an absolute URL like \"https://api.example.com/v1\" (http or https, no query)";
-    let (tls, rest) = if let Some(r) = s.strip_prefix("https://") {
-        (true, r)
-    } else if let Some(r) = s.strip_prefix("http://") {
-        (false, r)
-    } else {
-        return Err(EXPECTED.into());
-    };
-    if rest.contains(['?', '#', '@', ' ', '\\'])
-        || rest.bytes().any(|b| b.is_ascii_control() || b >= 0x80)
-    {
-        return Err(EXPECTED.into());
-    }
-    let (authority, path) = match rest.find('/') {
-        Some(i) => (&rest[..i], &rest[i..]),
-        None => (rest, ""),
-    };
-    let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
-        let end = v6.find(']').ok_or(EXPECTED)?;
-        let host = &v6[..end];
-        host.parse::<std::net::Ipv6Addr>()
-            .map_err(|_| EXPECTED.to_string())?;
-        let after = &v6[end + 1..];
-        let port = match after.strip_prefix(':') {
-            Some(p) => Some(p),
-            None if after.is_empty() => None,
-            None => return Err(EXPECTED.into()),
-        };
-        (host.to_string(), port)
-    } else {
-        match authority.rsplit_once(':') {
-            Some((h, p)) => (h.to_string(), Some(p)),
-            None => (authority.to_string(), None),
-        }
-    };
-    let port = match port {
-        Some(p) => p.parse::<u16>().ok().filter(|p| *p != 0).ok_or(EXPECTED)?,
-        None if tls => 443,
-        None => 80,
-    };
-    if host.is_empty()
-        || host.len() > 253
-        || !host
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':'))
-    {
-        return Err(EXPECTED.into());
-    }
-    let prefix = path.trim_end_matches('/').to_string();
-    if prefix.split('/').any(|seg| seg == "." || seg == "..") {
-        return Err(EXPECTED.into());
-    }
-    Ok(BaseUrl {
-        tls,
-        host: host.to_ascii_lowercase(),
-        port,
-        prefix,
-    })
-}
-
-/// Provider names: what the `prv` claim and `config.json` keys may look like.
-pub fn valid_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 32
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
-}
-
-/// A built-in provider: real, documented endpoints only.
-#[derive(Debug, Clone, Copy)]
-pub struct Builtin {
-    pub name: &'static str,
-    pub base_url: &'static str,
-    pub auth: AuthStyle,
-    pub family: ApiFamily,
-}
-
-/// Each entry is the base URL that provider's own SDK (or its documented OpenAI-compatible mode) uses, so
-/// the SDK's path suffixes map onto it unchanged. Sources are listed in `docs/providers.md`.
-pub const BUILTINS: &[Builtin] = &[
-    Builtin {
-        name: "openai",
-        base_url: "https://api.openai.com/v1",
-        auth: AuthStyle::Bearer,
-        family: ApiFamily::OpenAi,
-    },
-    Builtin {
-        name: "anthropic",
-        base_url: "https://api.anthropic.com",
-        auth: AuthStyle::XApiKey,
-        family: ApiFamily::Anthropic,
-    },
-    Builtin {
-        name: "gemini",
-        base_url: "https://generativelanguage.googleapis.com",
-        auth: AuthStyle::XGoogApiKey,
-        family: ApiFamily::Gemini,
-    },
-    Builtin {
-        name: "gemini-openai",
-        base_url: "https://generativelanguage.googleapis.com/v1beta/openai",
-        auth: AuthStyle::Bearer,
-        family: ApiFamily::OpenAiCompatible,
-    },
-    Builtin {
-        name: "dashscope",
-        base_url: "https://dashscope.aliyuncs.com/compatible-mode/v1",
-        auth: AuthStyle::Bearer,
-        family: ApiFamily::OpenAiCompatible,
-    },
-    Builtin {
-        name: "dashscope-intl",
-        base_url: "https://dashscope-intl.aliyuncs.com/compatible-mode/v1",
-        auth: AuthStyle::Bearer,
-        family: ApiFamily::OpenAiCompatible,
-    },
-    Builtin {
-        name: "deepseek",
-        base_url: "https://api.deepseek.com",
-        auth: AuthStyle::Bearer,
-        family: ApiFamily::OpenAiCompatible,
-    },
-    Builtin {
-        name: "mistral",
-        base_url: "https://api.mistral.ai/v1",
-        auth: AuthStyle::Bearer,
-        family: ApiFamily::OpenAiCompatible,
-    },
-    Builtin {
-        name: "groq",
-        base_url: "https://api.groq.com/openai/v1",
-        auth: AuthStyle::Bearer,
-        family: ApiFamily::OpenAiCompatible,
-    },
-    Builtin {
-        name: "openrouter",
-        base_url: "https://openrouter.ai/api/v1",
-        auth: AuthStyle::Bearer,
-        family: ApiFamily::OpenAiCompatible,
-    },
-    Builtin {
-        name: "together",
-        base_url: "https://api.together.xyz/v1",
-        auth: AuthStyle::Bearer,
-        family: ApiFamily::OpenAiCompatible,
-    },
-    Builtin {
-        name: "xai",
-        base_url: "https://api.x.ai/v1",
-        auth: AuthStyle::Bearer,
-        family: ApiFamily::OpenAiCompatible,
-    },
-    Builtin {
-        name: "moonshot",
-        base_url: "https://api.moonshot.cn/v1",
-        auth: AuthStyle::Bearer,
-        family: ApiFamily::OpenAiCompatible,
-    },
-    Builtin {
-        name: "zhipu",
-        base_url: "https://open.bigmodel.cn/api/paas/v4",
-        auth: AuthStyle::Bearer,
-        family: ApiFamily::OpenAiCompatible,
-    },
-    Builtin {
-        name: "siliconflow",
-        base_url: "https://api.siliconflow.cn/v1",
-        auth: AuthStyle::Bearer,
-        family: ApiFamily::OpenAiCompatible,
-    },
-    Builtin {
-        name: "fireworks",
-        base_url: "https://api.fireworks.ai/inference/v1",
-        auth: AuthStyle::Bearer,
-        family: ApiFamily::OpenAiCompatible,
-    },
-    Builtin {
-        name: "perplexity",
-        base_url: "https://api.perplexity.ai",
-        auth: AuthStyle::Bearer,
-        family: ApiFamily::OpenAiCompatible,
-    },
-];
-
-/// Azure OpenAI has no global endpoint: each resource has its own host, so it is usable only with a
-/// `config.json` override (`providers.azure.base_url`) or an allowed `url` claim.
-pub const AZURE: &str = "azure";
-
-/// The known name closest to `name` when it is a likely typo (at most two edits away), for "did you
-/// mean" hints.
-pub fn closest<'a>(name: &str, known: &[&'a str]) -> Option<&'a str> {
-    known
-        .iter()
-        .map(|k| (edit_distance(name, k), *k))
-        .filter(|(d, _)| *d <= 2)
-        .min()
-        .map(|(_, k)| k)
-}
-
-/// Levenshtein distance over bytes (provider names are ASCII).
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b = b.as_bytes();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.bytes().enumerate() {
-        let mut prev = row[0];
-        row[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let cur = row[j + 1];
-            row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(cur + 1);
-            prev = cur;
-        }
-    }
-    row[b.len()]
-}
-
-pub fn builtin(name: &str) -> Option<&'static Builtin> {
-    BUILTINS.iter().find(|b| b.name == name)
-}
+pub use crate::text::base_url::{parse_base_url, BaseUrl};
+pub use crate::upstream::builtins::{
+    builtin, closest, valid_name, ApiFamily, AuthStyle, Builtin, AZURE, BUILTINS,
+};
+use crate::upstream::forward_headers::ForwardHeaders;
 
 /// A resolved provider: where to send, how to authenticate and which client headers to pass on.
 #[derive(Debug, Clone)]
@@ -389,7 +34,7 @@ pub struct Registry {
 }
 
 impl Registry {
-    /// Build from a validated config (validation already checked every URL and auth style).
+    /// The built-ins with `cfg`'s providers applied.
     pub fn from_config(cfg: &Config) -> Registry {
         let extra_headers: Arc<[Box<str>]> = cfg
             .upstream
@@ -417,25 +62,18 @@ impl Registry {
             let known = builtin(name)
                 .map(|b| (b.auth, b.family))
                 .or_else(|| auth_only.get(name).copied());
-            let auth = o
-                .auth
-                .as_deref()
-                .and_then(AuthStyle::parse)
-                .or(known.map(|k| k.0))
-                .unwrap_or(AuthStyle::Bearer);
+            let auth = o.auth.or(known.map(|k| k.0)).unwrap_or(AuthStyle::Bearer);
             // A given family wins; else a built-in keeps its own; else the auth style's API.
             let family = o
                 .family
-                .as_deref()
-                .and_then(ApiFamily::parse)
                 .or(known.map(|k| k.1))
                 .unwrap_or(ApiFamily::for_auth(auth));
-            let base = match (&o.base_url, builtin(name)) {
-                (Some(u), _) => parse_base_url(u),
-                (None, Some(b)) => parse_base_url(b.base_url),
-                (None, None) => Err(String::new()),
-            }
-            .expect("validated at load time");
+            // Validation requires a base URL of every provider that is not built in.
+            let base = match (&o.base_url, providers.get(name)) {
+                (Some(u), _) => u.clone(),
+                (None, Some(p)) => p.base.clone(),
+                (None, None) => continue,
+            };
             let extra = if o.forward_headers.is_empty() {
                 extra_headers.clone()
             } else {
@@ -454,12 +92,7 @@ impl Registry {
                 }),
             );
         }
-        let allowed_base_urls = cfg
-            .upstream
-            .allowed_base_urls
-            .iter()
-            .filter_map(|u| parse_base_url(u).ok())
-            .collect();
+        let allowed_base_urls = cfg.upstream.allowed_base_urls.clone();
         Registry {
             providers,
             auth_only,
@@ -578,8 +211,6 @@ mod tests {
         assert_eq!(closest("antropic", &known), Some("anthropic"));
         assert_eq!(closest("gemni", &known), Some("gemini"));
         assert_eq!(closest("mistral", &known), None);
-        assert_eq!(edit_distance("", "abc"), 3);
-        assert_eq!(edit_distance("kitten", "sitting"), 3);
     }
 
     #[test]
