@@ -12,10 +12,21 @@
 //! status code. Those are checked here, before or after `httparse` runs. Every rule rejects; nothing
 //! is repaired.
 
+use std::mem::MaybeUninit;
+
 /// How many empty lines (CRLF) may precede a request-line. RFC 9112 §2.2 asks servers to ignore "at
 /// least one" so that a client which sends an extra CRLF after a POST body is not refused; two covers
 /// that case, and anything beyond it is a client feeding us empty lines, which we reject.
 pub const MAX_LEADING_EMPTY_LINES: usize = 2;
+
+/// Header slots kept on the stack for one request head: the most `server.max_headers` may be set
+/// to (the configuration refuses more), so a request head never allocates slots. A larger
+/// `HeadLimits::max_headers` still works, with slots on the heap.
+const HEADER_SLOTS: usize = 1000;
+
+/// Header slots kept on the stack for one response head: the relay reads provider heads with a
+/// limit of 256 fields (the exchange with the provider); more falls back to the heap.
+const HEADER_SLOTS_RESPONSE: usize = 256;
 
 /// Bytes of an HTTP-version token (`HTTP/` DIGIT `.` DIGIT, RFC 9112 §2.3); a longer token is not a
 /// version at all and gets a 400 rather than a 505.
@@ -148,11 +159,19 @@ pub fn parse_request_head(
     };
     let scan = scan_lines(buf, start, limits.max_head_bytes)?;
 
-    let mut slots = vec![httparse::EMPTY_HEADER; limits.max_headers];
-    let mut req = httparse::Request::new(&mut slots);
+    // Header slots on the stack, left uninitialised: no allocation and no clearing per request.
+    let mut stack = [const { MaybeUninit::uninit() }; HEADER_SLOTS];
+    let mut heap;
+    let slots: &mut [MaybeUninit<httparse::Header<'_>>] = if limits.max_headers <= HEADER_SLOTS {
+        &mut stack[..limits.max_headers]
+    } else {
+        heap = vec![MaybeUninit::uninit(); limits.max_headers];
+        &mut heap
+    };
+    let mut req = httparse::Request::new(&mut []);
     let parsed_to = parse_window(buf, scan, limits);
     let status = req
-        .parse(parsed_to)
+        .parse_with_uninit_headers(parsed_to, slots)
         .map_err(|e| map_httparse_error(e, version_token(buf, start, 2)))?;
 
     // The request-line is complete once httparse has filled `path`, even if the fields are not.
@@ -208,8 +227,17 @@ pub fn parse_response_head(
     }
     let scan = scan_lines(buf, 0, limits.max_head_bytes)?;
 
-    let mut slots = vec![httparse::EMPTY_HEADER; limits.max_headers];
-    let mut resp = httparse::Response::new(&mut slots);
+    // httparse has no uninitialised-slot entry point for responses; the stack slots are still
+    // cheaper than an allocation per response.
+    let mut stack = [httparse::EMPTY_HEADER; HEADER_SLOTS_RESPONSE];
+    let mut heap;
+    let slots: &mut [httparse::Header<'_>] = if limits.max_headers <= HEADER_SLOTS_RESPONSE {
+        &mut stack[..limits.max_headers]
+    } else {
+        heap = vec![httparse::EMPTY_HEADER; limits.max_headers];
+        &mut heap
+    };
+    let mut resp = httparse::Response::new(slots);
     let parsed_to = parse_window(buf, scan, limits);
     let status = resp
         .parse(parsed_to)
