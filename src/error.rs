@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+use crate::http::body::BodyError;
 use crate::http::chunked::ChunkError;
 use crate::http::framing::FramingError;
 use crate::http::head::HeadError;
@@ -412,6 +413,17 @@ impl From<ChunkError> for Error {
         match e {
             ChunkError::Malformed(why) => Error::BadRequest(why),
             ChunkError::TooLarge => Error::BodyTooLarge,
+        }
+    }
+}
+
+/// A request body's error (the client's side); the response leg maps the provider's own.
+impl From<BodyError> for Error {
+    fn from(e: BodyError) -> Self {
+        match e {
+            BodyError::Malformed(why) => Error::BadRequest(why),
+            BodyError::TooLarge => Error::BodyTooLarge,
+            BodyError::Truncated => Error::BadRequest("connection closed inside the request body"),
         }
     }
 }

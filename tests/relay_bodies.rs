@@ -96,6 +96,88 @@ async fn a_64_mib_body_is_streamed_intact_in_bounded_memory() {
     assert_eq!(r.status, 200);
 }
 
+/// Issue 10: a chunked body no policy reads is streamed too, decoded and re-encoded chunk by chunk
+/// (the client's extensions and trailer fields are checked and dropped, never passed on), with the
+/// same payload, and the relay's memory does not grow with it.
+#[tokio::test]
+async fn a_64_mib_chunked_body_is_streamed_intact_in_bounded_memory() {
+    const LEN: usize = 64 * 1024 * 1024;
+    let up = MockUpstream::start(false).await;
+    let mut cfg = test_config(&up);
+    cfg["server"]["max_body_bytes"] = json!(LEN);
+    // The budget would let the relay buffer the whole body: only streaming keeps the peak low.
+    cfg["server"]["max_buffered_body_bytes_per_ip"] = json!(LEN);
+    cfg["server"]["max_buffered_body_bytes"] = json!(LEN);
+    let relay = Relay::start(cfg);
+    let t = relay.token("openai", None);
+    let body: Vec<u8> = (0..LEN).map(|i| (i % 251) as u8).collect();
+
+    let mut s = TcpStream::connect(relay.addr).await.unwrap();
+    let head = format!("POST /relayapi/{t}/embeddings HTTP/1.1\r\nhost: relay.test\r\ntransfer-encoding: chunked\r\n\r\n");
+    s.write_all(head.as_bytes()).await.unwrap();
+    // Chunks of uneven sizes, some with extensions, then a trailer field.
+    let mut sizes = [1usize, 7, 4096, 65_536, 1 << 20, 333].into_iter().cycle();
+    let mut at = 0;
+    while at < LEN {
+        let n = sizes.next().unwrap().min(LEN - at);
+        let ext = if n % 2 == 1 { ";x=y" } else { "" };
+        let mut wire = format!("{n:x}{ext}\r\n").into_bytes();
+        wire.extend_from_slice(&body[at..at + n]);
+        wire.extend_from_slice(b"\r\n");
+        s.write_all(&wire).await.unwrap();
+        at += n;
+    }
+    s.write_all(b"0\r\nx-client-trailer: secret\r\n\r\n")
+        .await
+        .unwrap();
+    let r = read_response(&mut s, &mut Vec::new(), false).await.unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    {
+        let recorded = up.requests.lock().unwrap();
+        assert_eq!(recorded.len(), 1);
+        assert_eq!(recorded[0].header("transfer-encoding"), Some("chunked"));
+        assert_eq!(recorded[0].header("content-length"), None);
+        assert!(recorded[0].body == body, "the provider got the same bytes");
+    }
+    let peak = peak_rss_kib(relay.child.id());
+    assert!(
+        peak < STREAMED_PEAK_RSS_KIB,
+        "relay peak RSS {peak} KiB while streaming a {} KiB chunked body",
+        LEN / 1024
+    );
+    // The connection carries on: the next request is parsed from the bytes after the body.
+    s.write_all(b"GET /health HTTP/1.1\r\nhost: relay.test\r\n\r\n")
+        .await
+        .unwrap();
+    let r = read_response(&mut s, &mut Vec::new(), false).await.unwrap();
+    assert_eq!(r.status, 200);
+}
+
+/// A streamed chunked body that breaks the chunk grammar part-way ends the exchange: the provider's
+/// request is cut (never completed with the client's bytes) and the client is answered 400 and
+/// closed.
+#[tokio::test]
+async fn a_streamed_chunked_body_broken_part_way_is_refused_and_never_completed() {
+    let up = MockUpstream::start(false).await;
+    let relay = Relay::start(test_config(&up));
+    let t = relay.token("openai", None);
+    let mut s = TcpStream::connect(relay.addr).await.unwrap();
+    let head = format!("POST /relayapi/{t}/embeddings HTTP/1.1\r\nhost: relay.test\r\ntransfer-encoding: chunked\r\n\r\n");
+    s.write_all(head.as_bytes()).await.unwrap();
+    // Sent apart from the head, so the body cannot be whole in the relay's buffer at once.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    s.write_all(b"5\r\nhello\r\nzz\r\nGET /health HTTP/1.1\r\n\r\n")
+        .await
+        .unwrap();
+    let r = read_response(&mut s, &mut Vec::new(), false).await.unwrap();
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert_eq!(r.header("connection"), Some("close"));
+    assert!(
+        up.requests.lock().unwrap().is_empty(),
+        "the provider never saw a complete request"
+    );
+}
+
 /// Send `head`, then one body byte every `every` until the relay answers (in a task of its own), and
 /// return the answer (None when none came within `wait`).
 async fn drip(

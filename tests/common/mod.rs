@@ -196,16 +196,16 @@ async fn read_request<S: AsyncRead + Unpin>(s: &mut S, buf: &mut Vec<u8>) -> Opt
                 .unwrap_or(0);
             let method = req.method.unwrap().to_string();
             let target = req.path.unwrap().to_string();
-            while buf.len() < n + len {
-                let mut tmp = [0u8; 8192];
-                let k = s.read(&mut tmp).await.ok()?;
-                if k == 0 {
-                    return None;
-                }
-                buf.extend_from_slice(&tmp[..k]);
-            }
-            let body = buf[n..n + len].to_vec();
-            buf.drain(..n + len);
+            let chunked = hs
+                .iter()
+                .any(|(n, v)| n == "transfer-encoding" && v.eq_ignore_ascii_case("chunked"));
+            let (body, end) = if chunked {
+                read_chunked(s, buf, n).await?
+            } else {
+                fill(s, buf, n + len).await?;
+                (buf[n..n + len].to_vec(), n + len)
+            };
+            buf.drain(..end);
             return Some(Recorded {
                 method,
                 target,
@@ -219,6 +219,52 @@ async fn read_request<S: AsyncRead + Unpin>(s: &mut S, buf: &mut Vec<u8>) -> Opt
             return None;
         }
         buf.extend_from_slice(&tmp[..k]);
+    }
+}
+
+/// Read from `s` until `buf` holds at least `want` bytes; `None` when the peer closes first.
+async fn fill<S: AsyncRead + Unpin>(s: &mut S, buf: &mut Vec<u8>, want: usize) -> Option<()> {
+    while buf.len() < want {
+        let mut tmp = [0u8; 64 * 1024];
+        let k = s.read(&mut tmp).await.ok()?;
+        if k == 0 {
+            return None;
+        }
+        buf.extend_from_slice(&tmp[..k]);
+    }
+    Some(())
+}
+
+/// A chunked request body starting at `buf[start..]`, the way a provider reads one: the decoded
+/// payload and where the body ends. Anything off-grammar from the relay fails the test.
+async fn read_chunked<S: AsyncRead + Unpin>(
+    s: &mut S,
+    buf: &mut Vec<u8>,
+    start: usize,
+) -> Option<(Vec<u8>, usize)> {
+    let mut body = Vec::new();
+    let mut pos = start;
+    loop {
+        match httparse::parse_chunk_size(&buf[pos..]).expect("a valid chunk size line") {
+            httparse::Status::Complete((line, 0)) => {
+                // The relay sends no trailer fields: the last chunk is followed by CRLF.
+                fill(s, buf, pos + line + 2).await?;
+                assert_eq!(&buf[pos + line..pos + line + 2], b"\r\n", "no trailers");
+                return Some((body, pos + line + 2));
+            }
+            httparse::Status::Complete((line, size)) => {
+                let data = pos + line;
+                let end = data + size as usize;
+                fill(s, buf, end + 2).await?;
+                assert_eq!(&buf[end..end + 2], b"\r\n", "CRLF after chunk data");
+                body.extend_from_slice(&buf[data..end]);
+                pos = end + 2;
+            }
+            httparse::Status::Partial => {
+                let have = buf.len();
+                fill(s, buf, have + 1).await?;
+            }
+        }
     }
 }
 
