@@ -10,7 +10,7 @@ use tokio::time::Instant;
 
 use crate::error::Error;
 use crate::http::cors;
-use crate::http::framing::{response_framing, ResponseBody};
+use crate::http::framing::{response_framing, BodyFraming, ResponseBody};
 use crate::http::head::{parse_response_head, trim_ows, HeadLimits, ResponseHead, Version};
 use crate::limits::body_budget::BodyShare;
 use crate::request::admit::Admitted;
@@ -26,12 +26,12 @@ const MAX_RESPONSE_HEAD: usize = 64 * 1024;
 /// Cap on the fields of a provider's response head.
 const MAX_RESPONSE_HEADERS: usize = 256;
 
-/// The request for the provider: its head with any buffered body, the length of a body still to be
+/// The request for the provider: its head with any buffered body, the framing of a body still to be
 /// streamed from the client, and the buffered-body budget the request holds. The buffer and the budget
 /// are given back as soon as the request is written, not when a long answer ends.
 pub struct Outgoing<'a> {
     pub bytes: Vec<u8>,
-    pub streamed: Option<u64>,
+    pub streamed: Option<BodyFraming>,
     pub share: BodyShare<'a>,
 }
 
@@ -55,7 +55,7 @@ pub async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
         .map_err(|_| Error::UpstreamTimeout)?
         .map_err(|_| Error::UpstreamConnect)?;
     drop((bytes, share));
-    if let Some(n) = streamed {
+    if let Some(framing) = streamed {
         // The call is reserved and the provider is listening: now the client may send its body.
         if req.framing.expect_continue {
             req.client
@@ -65,7 +65,12 @@ pub async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
         }
         // On error `conn` is dropped here, closing the provider's half-sent request.
         req.client
-            .stream_body(n, &mut conn.stream, up_write)
+            .stream_body(
+                framing,
+                req.app.cfg.server.max_body_bytes,
+                &mut conn.stream,
+                up_write,
+            )
             .await?;
     }
 

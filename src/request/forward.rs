@@ -7,7 +7,7 @@
 use std::io::Write as _;
 
 use crate::http::cors;
-use crate::http::framing::ResponseBody;
+use crate::http::framing::{BodyFraming, ResponseBody};
 use crate::http::head::{trim_ows, RequestHead, ResponseHead};
 use crate::http::respond::{reason, SAFETY_HEADERS};
 use crate::request::route::Located;
@@ -49,15 +49,16 @@ const DROP_RESPONSE_HEADERS: &[&str] = &[
 /// Anthropic rejects requests without a version header; official SDKs send it, raw `fetch` often not.
 const ANTHROPIC_DEFAULT_VERSION: &str = "2023-06-01";
 
-/// The request for the provider: head, then `body` when it is buffered. `streamed` is the length of a
-/// body still to come from the client (then `body` is empty).
+/// The request for the provider: head, then `body` when it is buffered. `streamed` is the framing of
+/// a body still to come from the client (then `body` is empty): a Content-Length is announced as
+/// such, a chunked body as re-encoded chunks (`transfer-encoding: chunked`).
 pub fn request(
     head: &RequestHead,
     provider: &Provider,
     api_key: &SecretString,
     loc: &Located,
     body: &[u8],
-    streamed: Option<u64>,
+    streamed: Option<BodyFraming>,
 ) -> Vec<u8> {
     let mut out = Vec::with_capacity(512 + body.len());
     let path = if loc.rest.is_empty() && provider.base.prefix.is_empty() {
@@ -98,9 +99,15 @@ pub fn request(
     // Answers come uncompressed: an error answer must be readable to be checked for the key, and the
     // client's codings cannot be trusted to be ones the relay can read.
     out.extend_from_slice(b"accept-encoding: identity\r\n");
-    let body_len = streamed.unwrap_or(body.len() as u64);
-    if body_len > 0 || matches!(head.method.as_str(), "POST" | "PUT" | "PATCH") {
-        let _ = write!(out, "content-length: {body_len}\r\n");
+    match streamed {
+        Some(BodyFraming::Chunked) => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
+        Some(BodyFraming::Length(n)) => {
+            let _ = write!(out, "content-length: {n}\r\n");
+        }
+        _ if !body.is_empty() || matches!(head.method.as_str(), "POST" | "PUT" | "PATCH") => {
+            let _ = write!(out, "content-length: {}\r\n", body.len());
+        }
+        _ => {}
     }
     if provider.family == ApiFamily::Anthropic && !has_anthropic_version {
         let _ = write!(out, "anthropic-version: {ANTHROPIC_DEFAULT_VERSION}\r\n");
@@ -281,7 +288,7 @@ mod tests {
             &key,
             &loc("/v1/messages", ""),
             b"",
-            Some(70_000),
+            Some(BodyFraming::Length(70_000)),
         ));
         assert!(out.starts_with("POST /v1/messages HTTP/1.1\r\n"), "{out}");
         assert!(out.contains("\r\ncontent-length: 70000\r\n"), "{out}");
@@ -300,6 +307,17 @@ mod tests {
             None,
         ));
         assert!(out.starts_with("GET /v1 HTTP/1.1\r\n"), "{out}");
+        assert!(!out.contains("content-length"), "{out}");
+        // A streamed chunked body goes as re-encoded chunks, announced as such and nothing else.
+        let out = text(&request(
+            &h,
+            &provider("openai"),
+            &key,
+            &loc("/chat/completions", ""),
+            b"",
+            Some(BodyFraming::Chunked),
+        ));
+        assert!(out.contains("\r\ntransfer-encoding: chunked\r\n"), "{out}");
         assert!(!out.contains("content-length"), "{out}");
     }
 

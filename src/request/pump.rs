@@ -10,7 +10,8 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::time::Instant;
 
 use crate::error::Error;
-use crate::http::chunked::{ChunkError, ChunkedDecoder, ChunkedLimits};
+use crate::http::body::{BodyDecoder, BodyError};
+use crate::http::chunked::ChunkedLimits;
 use crate::http::framing::ResponseBody;
 use crate::request::client::{Client, MAX_CHUNK_EXT_BYTES, MAX_TRAILER_BYTES};
 use crate::request::context::Request;
@@ -67,6 +68,16 @@ pub async fn read_upstream_or_client<S: AsyncRead + AsyncWrite + Unpin>(
     }
 }
 
+/// The caps on a provider's body: `max_body_bytes` of payload, the client leg's caps on chunk
+/// extensions and trailers.
+fn response_limits(max_body_bytes: u64) -> ChunkedLimits {
+    ChunkedLimits {
+        max_chunk_ext_bytes: MAX_CHUNK_EXT_BYTES,
+        max_trailer_bytes: MAX_TRAILER_BYTES,
+        max_body_bytes,
+    }
+}
+
 /// The per-read idle timeout on the provider's answer.
 fn read_idle<S>(req: &Request<'_, S>) -> Duration {
     req.app.cfg.upstream.read_idle_timeout
@@ -100,43 +111,24 @@ pub async fn pump_body<S: AsyncRead + AsyncWrite + Unpin>(
     let idle = read_idle(req);
     let client = &mut *req.client;
     let mut sent: u64 = 0;
-    let mut remaining = match kind {
-        ResponseBody::None => {
-            release(&mut conn, pending.is_empty());
-            return Ok(0);
-        }
-        ResponseBody::Length(n) => Some(n),
-        _ => None,
-    };
-    let mut dec = (kind == ResponseBody::Chunked).then(|| {
-        ChunkedDecoder::new(ChunkedLimits {
-            max_chunk_ext_bytes: MAX_CHUNK_EXT_BYTES,
-            max_trailer_bytes: MAX_TRAILER_BYTES,
-            max_body_bytes: u64::MAX,
-        })
-    });
+    if kind == ResponseBody::None {
+        release(&mut conn, pending.is_empty());
+        return Ok(0);
+    }
+    // The provider's framing is checked, not trusted: no cap on a streamed answer's size, the
+    // chunk grammar's caps on its framing.
+    let mut dec = BodyDecoder::new(kind.into(), response_limits(u64::MAX));
     let mut decoded = Vec::new();
     loop {
         if !pending.is_empty() {
             // Forward exactly the bytes that belong to this body; anything after it means the provider
             // is out of sync, and the connection is not reused.
-            let (take, finished) = match (&mut dec, remaining) {
-                (Some(d), _) => {
-                    let used = d
-                        .decode(&pending, if dechunk { Some(&mut decoded) } else { None })
-                        .map_err(|_| (sent, Cut::UpstreamBadChunked))?;
-                    (used, d.is_done())
-                }
-                (None, Some(n)) => {
-                    let take = (pending.len() as u64).min(n) as usize;
-                    remaining = Some(n - take as u64);
-                    (take, n == take as u64)
-                }
-                (None, None) => (pending.len(), false),
-            };
-            let leftover = pending.len() > take;
+            let take = dec
+                .decode(&pending, if dechunk { Some(&mut decoded) } else { None })
+                .map_err(|_| (sent, Cut::UpstreamBadChunked))?;
+            let finished = dec.is_done();
             if finished {
-                release(&mut conn, !leftover);
+                release(&mut conn, take == pending.len());
             }
             let out: &[u8] = if dechunk { &decoded } else { &pending[..take] };
             if let Some(mut h) = head.take() {
@@ -162,12 +154,12 @@ pub async fn pump_body<S: AsyncRead + AsyncWrite + Unpin>(
         let deadline = Instant::now() + idle;
         let up = conn.as_mut().expect("held until the body is complete");
         match read_upstream_or_client(client, up, &mut pending, deadline).await {
+            // The provider closing ends a body that runs until close, and cuts any other.
             Ok(Read::Upstream(0)) => {
-                return if kind == ResponseBody::UntilClose {
-                    Ok(sent)
-                } else {
-                    Err((sent, Cut::UpstreamEof))
-                };
+                return dec
+                    .eof()
+                    .map(|()| sent)
+                    .map_err(|_| (sent, Cut::UpstreamEof))
             }
             Ok(Read::Upstream(_)) => {}
             Ok(Read::ClientGone) => return Err((sent, Cut::ClientClosed)),
@@ -193,53 +185,28 @@ pub async fn read_error_body<S: AsyncRead + AsyncWrite + Unpin>(
     mut pending: Vec<u8>,
     kind: ResponseBody,
 ) -> Result<ErrorBody, Error> {
-    let cap = MAX_ERROR_BODY_BYTES as u64;
-    if matches!(kind, ResponseBody::Length(n) if n > cap) {
-        return Err(Error::UpstreamErrorUnchecked);
-    }
-    let mut dec = (kind == ResponseBody::Chunked).then(|| {
-        ChunkedDecoder::new(ChunkedLimits {
-            max_chunk_ext_bytes: MAX_CHUNK_EXT_BYTES,
-            max_trailer_bytes: MAX_TRAILER_BYTES,
-            max_body_bytes: cap,
-        })
-    });
+    // Over the cap (a Content-Length at once, any other framing as it grows) the body cannot be
+    // checked for the key: the relay answers `upstream_error_unchecked` instead.
+    let unchecked = |e: BodyError| match e {
+        BodyError::TooLarge => Error::UpstreamErrorUnchecked,
+        BodyError::Malformed(_) | BodyError::Truncated => Error::UpstreamProtocol,
+    };
+    let mut dec = BodyDecoder::new(kind.into(), response_limits(MAX_ERROR_BODY_BYTES as u64));
     let mut body = Vec::new();
     let idle = read_idle(req);
     loop {
-        match (&mut dec, kind) {
-            (Some(d), _) => {
-                let used = d.decode(&pending, Some(&mut body)).map_err(|e| match e {
-                    ChunkError::TooLarge => Error::UpstreamErrorUnchecked,
-                    ChunkError::Malformed(_) => Error::UpstreamProtocol,
-                })?;
-                pending.drain(..used);
-                if d.is_done() {
-                    return Ok(ErrorBody::Read(body, pending.is_empty()));
-                }
-            }
-            (None, ResponseBody::Length(n)) => {
-                if pending.len() as u64 >= n {
-                    let clean = pending.len() as u64 == n;
-                    pending.truncate(n as usize);
-                    return Ok(ErrorBody::Read(pending, clean));
-                }
-            }
-            (None, _) => {
-                if pending.len() as u64 > cap {
-                    return Err(Error::UpstreamErrorUnchecked);
-                }
-            }
+        let used = dec.decode(&pending, Some(&mut body)).map_err(unchecked)?;
+        if dec.is_done() {
+            return Ok(ErrorBody::Read(body, used == pending.len()));
         }
+        pending.clear();
         let deadline = Instant::now() + idle;
         match read_upstream_or_client(req.client, conn, &mut pending, deadline).await? {
-            Read::Upstream(0) if kind == ResponseBody::UntilClose => {
-                if pending.len() as u64 > cap {
-                    return Err(Error::UpstreamErrorUnchecked);
-                }
-                return Ok(ErrorBody::Read(pending, false));
+            // A body until close ends here, and its connection is never reused.
+            Read::Upstream(0) => {
+                dec.eof().map_err(unchecked)?;
+                return Ok(ErrorBody::Read(body, false));
             }
-            Read::Upstream(0) => return Err(Error::UpstreamProtocol),
             Read::Upstream(_) => {}
             Read::ClientGone => return Ok(ErrorBody::ClientGone),
         }

@@ -59,12 +59,13 @@ async fn forward_call<S: AsyncRead + AsyncWrite + Unpin>(
         return Err((Error::BodyTooLarge, Body::Unread));
     }
     let buffered = req.client.buffered();
-    let streamed = match framing {
-        BodyFraming::Length(n) if !policy::inspects_body(claims) && buffered < n as usize => {
-            Some(n)
-        }
-        _ => None,
-    };
+    // Only a body that is not already here whole is streamed, Content-Length or chunked alike; one
+    // whose buffered start already breaks its framing is refused at once, before the provider is
+    // contacted.
+    let streamed = (framing != BodyFraming::None
+        && !policy::inspects_body(claims)
+        && req.client.holds_whole_body(framing, max_body) == Ok(false))
+    .then_some(framing);
     let mut share = app.limits.bodies.share(req.ip);
     let mut body = Vec::new();
     if streamed.is_none() {

@@ -202,7 +202,7 @@ async fn read_request<S: AsyncRead + Unpin>(s: &mut S, buf: &mut Vec<u8>) -> Opt
             let (body, end) = if chunked {
                 read_chunked(s, buf, n).await?
             } else {
-                fill(s, buf, n + len).await?;
+                fill_to(s, buf, n + len).await?;
                 (buf[n..n + len].to_vec(), n + len)
             };
             buf.drain(..end);
@@ -223,7 +223,7 @@ async fn read_request<S: AsyncRead + Unpin>(s: &mut S, buf: &mut Vec<u8>) -> Opt
 }
 
 /// Read from `s` until `buf` holds at least `want` bytes; `None` when the peer closes first.
-async fn fill<S: AsyncRead + Unpin>(s: &mut S, buf: &mut Vec<u8>, want: usize) -> Option<()> {
+async fn fill_to<S: AsyncRead + Unpin>(s: &mut S, buf: &mut Vec<u8>, want: usize) -> Option<()> {
     while buf.len() < want {
         let mut tmp = [0u8; 64 * 1024];
         let k = s.read(&mut tmp).await.ok()?;
@@ -248,21 +248,21 @@ async fn read_chunked<S: AsyncRead + Unpin>(
         match httparse::parse_chunk_size(&buf[pos..]).expect("a valid chunk size line") {
             httparse::Status::Complete((line, 0)) => {
                 // The relay sends no trailer fields: the last chunk is followed by CRLF.
-                fill(s, buf, pos + line + 2).await?;
+                fill_to(s, buf, pos + line + 2).await?;
                 assert_eq!(&buf[pos + line..pos + line + 2], b"\r\n", "no trailers");
                 return Some((body, pos + line + 2));
             }
             httparse::Status::Complete((line, size)) => {
                 let data = pos + line;
                 let end = data + size as usize;
-                fill(s, buf, end + 2).await?;
+                fill_to(s, buf, end + 2).await?;
                 assert_eq!(&buf[end..end + 2], b"\r\n", "CRLF after chunk data");
                 body.extend_from_slice(&buf[data..end]);
                 pos = end + 2;
             }
             httparse::Status::Partial => {
                 let have = buf.len();
-                fill(s, buf, have + 1).await?;
+                fill_to(s, buf, have + 1).await?;
             }
         }
     }
