@@ -6,7 +6,6 @@
 use std::time::Duration;
 
 use crate::http::body::BodyError;
-use crate::http::chunked::ChunkError;
 use crate::http::framing::FramingError;
 use crate::http::head::HeadError;
 
@@ -404,15 +403,6 @@ impl From<FramingError> for Error {
             FramingError::Bad(why) => Error::BadRequest(why),
             FramingError::UnsupportedExpect => Error::ExpectationFailed,
             FramingError::NotImplemented(why) => Error::NotImplemented(why),
-        }
-    }
-}
-
-impl From<ChunkError> for Error {
-    fn from(e: ChunkError) -> Self {
-        match e {
-            ChunkError::Malformed(why) => Error::BadRequest(why),
-            ChunkError::TooLarge => Error::BodyTooLarge,
         }
     }
 }

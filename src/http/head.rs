@@ -19,14 +19,14 @@ use std::mem::MaybeUninit;
 /// that case, and anything beyond it is a client feeding us empty lines, which we reject.
 pub const MAX_LEADING_EMPTY_LINES: usize = 2;
 
-/// Header slots kept on the stack for one request head: the most `server.max_headers` may be set
-/// to (the configuration refuses more), so a request head never allocates slots. A larger
-/// `HeadLimits::max_headers` still works, with slots on the heap.
-const HEADER_SLOTS: usize = 1000;
+/// Header slots kept on the stack for one request head, so that parsing allocates none: the most
+/// `server.max_headers` may be set to (the configuration refuses more). `HeadLimits::max_headers`
+/// counts up to this many.
+pub const HEADER_SLOTS: usize = 1000;
 
 /// Header slots kept on the stack for one response head: the relay reads provider heads with a
-/// limit of 256 fields (the exchange with the provider); more falls back to the heap.
-const HEADER_SLOTS_RESPONSE: usize = 256;
+/// limit of 256 fields. `HeadLimits::max_headers` counts up to this many for a response.
+pub const HEADER_SLOTS_RESPONSE: usize = 256;
 
 /// Bytes of an HTTP-version token (`HTTP/` DIGIT `.` DIGIT, RFC 9112 §2.3); a longer token is not a
 /// version at all and gets a 400 rather than a 505.
@@ -160,18 +160,14 @@ pub fn parse_request_head(
     let scan = scan_lines(buf, start, limits.max_head_bytes)?;
 
     // Header slots on the stack, left uninitialised: no allocation and no clearing per request.
-    let mut stack = [const { MaybeUninit::uninit() }; HEADER_SLOTS];
-    let mut heap;
-    let slots: &mut [MaybeUninit<httparse::Header<'_>>] = if limits.max_headers <= HEADER_SLOTS {
-        &mut stack[..limits.max_headers]
-    } else {
-        heap = vec![MaybeUninit::uninit(); limits.max_headers];
-        &mut heap
-    };
+    let mut slots = [const { MaybeUninit::uninit() }; HEADER_SLOTS];
     let mut req = httparse::Request::new(&mut []);
     let parsed_to = parse_window(buf, scan, limits);
     let status = req
-        .parse_with_uninit_headers(parsed_to, slots)
+        .parse_with_uninit_headers(
+            parsed_to,
+            &mut slots[..limits.max_headers.min(HEADER_SLOTS)],
+        )
         .map_err(|e| map_httparse_error(e, version_token(buf, start, 2)))?;
 
     // The request-line is complete once httparse has filled `path`, even if the fields are not.
@@ -227,17 +223,11 @@ pub fn parse_response_head(
     }
     let scan = scan_lines(buf, 0, limits.max_head_bytes)?;
 
-    // httparse has no uninitialised-slot entry point for responses; the stack slots are still
-    // cheaper than an allocation per response.
-    let mut stack = [httparse::EMPTY_HEADER; HEADER_SLOTS_RESPONSE];
-    let mut heap;
-    let slots: &mut [httparse::Header<'_>] = if limits.max_headers <= HEADER_SLOTS_RESPONSE {
-        &mut stack[..limits.max_headers]
-    } else {
-        heap = vec![httparse::EMPTY_HEADER; limits.max_headers];
-        &mut heap
-    };
-    let mut resp = httparse::Response::new(slots);
+    // httparse has no uninitialised-slot entry point for responses; stack slots still beat an
+    // allocation per response.
+    let mut slots = [httparse::EMPTY_HEADER; HEADER_SLOTS_RESPONSE];
+    let mut resp =
+        httparse::Response::new(&mut slots[..limits.max_headers.min(HEADER_SLOTS_RESPONSE)]);
     let parsed_to = parse_window(buf, scan, limits);
     let status = resp
         .parse(parsed_to)
