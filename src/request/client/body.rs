@@ -9,7 +9,7 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
 
-use super::{Client, MAX_CHUNK_EXT_BYTES, MAX_TRAILER_BYTES, READ_CHUNK, STREAM_CHUNK};
+use super::{Client, Input, MAX_CHUNK_EXT_BYTES, MAX_TRAILER_BYTES, READ_CHUNK, STREAM_CHUNK};
 use crate::error::Error;
 use crate::http::body::BodyDecoder;
 use crate::http::chunked::ChunkedLimits;
@@ -146,8 +146,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
         let want = dec
             .bytes_left()
             .map_or(limit, |left| left.min(limit as u64) as usize);
-        let mut input = std::mem::take(&mut self.buf);
-        let got = self.read_paced(pace, &mut input, want).await;
+        let mut input = std::mem::replace(&mut self.buf, Input::with_capacity(0));
+        let got = self
+            .read_paced(pace, input.spare(want.min(READ_CHUNK)), want)
+            .await;
         self.buf = input;
         if got? == 0 {
             dec.eof()?;
@@ -227,7 +229,7 @@ mod tests {
             min_body_rate: 1,
         };
         let mut client = Client::new(io, "127.0.0.1:1".parse().unwrap(), pace);
-        client.buf.extend_from_slice(buffered);
+        client.buf.spare(buffered.len()).extend_from_slice(buffered);
         client
     }
 
@@ -383,7 +385,7 @@ mod tests {
                 peer.write_all(&wire[split..]).await.unwrap();
                 client.discard_body(framing, 1024).await.unwrap();
                 // Whatever was read past the body is the start of the next request, nothing else.
-                let mut rest = client.buf.clone();
+                let mut rest = client.buf.to_vec();
                 let mut tail = vec![0u8; next.len() - rest.len().min(next.len())];
                 if !tail.is_empty() {
                     peer.shutdown().await.unwrap();

@@ -6,6 +6,7 @@
 //! dropped, or streamed to the provider) are `body.rs`, beside this file.
 
 mod body;
+mod input;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -17,6 +18,7 @@ use crate::error::Error;
 use crate::http::head::{parse_request_head, HeadLimits, RequestHead};
 use crate::limits::conns::{Reclaim, RECLAIM_AFTER_IDLE};
 use crate::server::shutdown::ShutdownWatch;
+use input::Input;
 
 /// Read size for the client socket; one buffer per connection, grown only up to the head/body limits.
 pub(crate) const READ_CHUNK: usize = 8 * 1024;
@@ -48,7 +50,7 @@ pub struct Pace {
 pub struct Client<S> {
     io: S,
     /// Unconsumed input; may hold the start of the next pipelined request.
-    buf: Vec<u8>,
+    buf: Input,
     peer: SocketAddr,
     pace: Pace,
     /// Set once the client half-closed or vanished.
@@ -60,7 +62,7 @@ impl<S> Client<S> {
     pub fn new(io: S, peer: SocketAddr, pace: Pace) -> Client<S> {
         Client {
             io,
-            buf: Vec::with_capacity(READ_CHUNK),
+            buf: Input::with_capacity(READ_CHUNK),
             peer,
             pace,
             eof: false,
@@ -86,8 +88,8 @@ impl<S> Client<S> {
 impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
     /// Read more bytes into `buf`, waiting at most until `deadline`. `Ok(0)` is EOF.
     pub async fn read_more(&mut self, deadline: Instant) -> Result<usize, Error> {
-        self.buf.reserve(READ_CHUNK);
-        let n = match tokio::time::timeout_at(deadline, self.io.read_buf(&mut self.buf)).await {
+        let buf = self.buf.spare(READ_CHUNK);
+        let n = match tokio::time::timeout_at(deadline, self.io.read_buf(buf)).await {
             Ok(Ok(n)) => n,
             // A reset or a TLS error ends the connection just like EOF does.
             Ok(Err(_)) => 0,
@@ -174,7 +176,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
 
     /// Drop the first `n` bytes of input (a request head or body that has been handled).
     pub fn consume(&mut self, n: usize) {
-        self.buf.drain(..n);
+        self.buf.consume(n);
     }
 
     /// Write all of `bytes` with the per-write deadline (never a total deadline: streams may be long).
@@ -198,8 +200,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
     /// `false` once the client has gone (EOF or error), which cancels the request. Cancel-safe, for use
     /// in `select!` beside the provider's read.
     pub async fn read_ahead(&mut self) -> bool {
-        self.buf.reserve(1024);
-        match self.io.read_buf(&mut self.buf).await {
+        match self.io.read_buf(self.buf.spare(1024)).await {
             Ok(0) | Err(_) => {
                 self.eof = true;
                 false
