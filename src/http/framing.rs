@@ -9,7 +9,10 @@
 //! We are stricter than RFC 9112 requires wherever the RFC lets a server choose: a message whose
 //! framing could be read two ways is refused, never guessed at.
 
-use crate::http::head::{is_tchar, trim_ows, Header, RequestHead, ResponseHead, Version};
+use crate::http::head::{
+    is_tchar, is_unreserved_or_sub_delim, trim_ows, Header, RequestHead, ResponseHead, Version,
+};
+use crate::text::grammar::check_percent_encoded;
 
 /// Highest port a Host may name: RFC 3986 §3.2.3 allows any digits, TCP has 16 bits.
 const MAX_PORT: u32 = 65_535;
@@ -329,24 +332,7 @@ fn is_valid_host(v: &[u8]) -> bool {
     // reg-name = *( unreserved / pct-encoded / sub-delims ); an IPv4 address is a reg-name
     // syntactically, and so is the empty host. The comma is a sub-delim, but "a,b" is what two Host
     // lines look like after a proxy joined them (RFC 9110 §5.3), so we refuse it.
-    let mut i = 0;
-    while i < host.len() {
-        match host[i] {
-            b'%' => {
-                let valid = host.get(i + 1).is_some_and(u8::is_ascii_hexdigit)
-                    && host.get(i + 2).is_some_and(u8::is_ascii_hexdigit);
-                if !valid {
-                    return false;
-                }
-                i += 3;
-                continue;
-            }
-            b if b != b',' && crate::http::head::is_unreserved_or_sub_delim(b) => {}
-            _ => return false,
-        }
-        i += 1;
-    }
-    true
+    check_percent_encoded(host, |b| b != b',' && is_unreserved_or_sub_delim(b)).is_ok()
 }
 
 /// Splits a list-valued field (RFC 9110 §5.6.1) on commas and trims OWS around each element.

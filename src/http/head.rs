@@ -14,6 +14,8 @@
 
 use std::mem::MaybeUninit;
 
+use crate::text::grammar::{check_percent_encoded, PercentError};
+
 /// How many empty lines (CRLF) may precede a request-line. RFC 9112 §2.2 asks servers to ignore "at
 /// least one" so that a client which sends an extra CRLF after a POST body is not refused; two covers
 /// that case, and anything beyond it is a client feeding us empty lines, which we reject.
@@ -430,80 +432,23 @@ fn check_target(method: &str, target: &str, limits: &HeadLimits) -> Result<(), H
     }
     // origin-form = absolute-path [ "?" query ] (RFC 9112 §3.2.1), characters per RFC 3986 §3.3 and
     // §3.4. httparse lets through any visible ASCII and non-ASCII bytes; we do not.
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'%' => {
-                let valid = bytes.get(i + 1).is_some_and(u8::is_ascii_hexdigit)
-                    && bytes.get(i + 2).is_some_and(u8::is_ascii_hexdigit);
-                if !valid {
-                    return Err(HeadError::Malformed(
-                        "invalid percent-encoding in request-target",
-                    ));
-                }
-                i += 3;
-                continue;
-            }
-            // A fragment is never sent (RFC 9110 §7.1); a '#' here means the target was not
-            // encoded, and servers disagree about where such a path ends.
-            b'#' => return Err(HeadError::Malformed("fragment in request-target")),
-            b if is_pchar(b) || b == b'/' || b == b'?' => {}
-            _ => return Err(HeadError::Malformed("invalid character in request-target")),
+    match check_percent_encoded(bytes, |b| is_pchar(b) || b == b'/' || b == b'?') {
+        Ok(()) => Ok(()),
+        Err(PercentError::BadEscape) => Err(HeadError::Malformed(
+            "invalid percent-encoding in request-target",
+        )),
+        // A fragment is never sent (RFC 9110 §7.1); a '#' here means the target was not
+        // encoded, and servers disagree about where such a path ends.
+        Err(PercentError::Byte(b'#')) => Err(HeadError::Malformed("fragment in request-target")),
+        Err(PercentError::Byte(_)) => {
+            Err(HeadError::Malformed("invalid character in request-target"))
         }
-        i += 1;
     }
-    Ok(())
 }
 
-/// RFC 3986 unreserved / sub-delims: the characters a path segment and a host name share.
-pub(crate) fn is_unreserved_or_sub_delim(b: u8) -> bool {
-    b.is_ascii_alphanumeric()
-        || matches!(
-            b,
-            b'-' | b'.'
-                | b'_'
-                | b'~'
-                | b'!'
-                | b'$'
-                | b'&'
-                | b'\''
-                | b'('
-                | b')'
-                | b'*'
-                | b'+'
-                | b','
-                | b';'
-                | b'='
-        )
-}
-
-/// RFC 3986 pchar without pct-encoded: unreserved / sub-delims / ":" / "@".
-pub(crate) fn is_pchar(b: u8) -> bool {
-    is_unreserved_or_sub_delim(b) || b == b':' || b == b'@'
-}
-
-/// RFC 9110 §5.6.2: tchar, the characters of a token (field names, methods, transfer codings,
-/// connection options).
-pub(crate) fn is_tchar(b: u8) -> bool {
-    b.is_ascii_alphanumeric()
-        || matches!(
-            b,
-            b'!' | b'#'
-                | b'$'
-                | b'%'
-                | b'&'
-                | b'\''
-                | b'*'
-                | b'+'
-                | b'-'
-                | b'.'
-                | b'^'
-                | b'_'
-                | b'`'
-                | b'|'
-                | b'~'
-        )
-}
+// The RFC 3986 and RFC 9110 character classes are the grammar module's; re-exported for the HTTP
+// modules that already name them here.
+pub(crate) use crate::text::grammar::{is_pchar, is_tchar, is_unreserved_or_sub_delim};
 
 /// RFC 9110 §5.5: a byte that may appear in a field value: HTAB, SP, VCHAR or obs-text.
 pub(crate) fn is_field_value_byte(b: u8) -> bool {
