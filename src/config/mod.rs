@@ -455,4 +455,36 @@ mod tests {
         assert!(!nets[0].contains("127.0.0.2".parse().unwrap()));
         assert!(nets[1].contains("10.9.8.7".parse().unwrap()));
     }
+
+    /// `text/host.rs`: names the relay publishes follow RFC 1123, names it only looks up take `_`.
+    #[test]
+    fn published_names_follow_rfc_1123_and_looked_up_names_take_underscores() {
+        let tls = |host: &str| {
+            format!(
+                r#"{{"tls": {{"cert_file": "c", "key_file": "k", "redirect_http_port": 80, "redirect_host": "{host}"}}}}"#
+            )
+        };
+        assert!(parse(&tls("relay.example.com")).is_ok());
+        let e = parse(&tls("relay_1.example.com")).unwrap_err();
+        assert_eq!(e.field, "tls.redirect_host", "{e}");
+        let c = parse(
+            r#"{"providers": {"openai": {"base_url": "https://my_llm.internal/v1"}},
+                          "upstream": {"allowed_base_urls": ["https://my_llm.internal/v2"]},
+                          "cors": {"allowed_origins": ["https://my_app.example.com"]}}"#,
+        )
+        .unwrap();
+        let base = c.providers["openai"].base_url.as_ref().unwrap();
+        assert_eq!(base.to_string(), "https://my_llm.internal/v1");
+        assert_eq!(c.upstream.allowed_base_urls[0].prefix, "/v2");
+    }
+
+    #[test]
+    fn base_path_follows_the_rai_rule_and_key_names_the_kref_rule() {
+        let c = parse(r#"{"server": {"base_path": "/a~b/c:d/"}}"#).unwrap();
+        assert_eq!(c.server.base_path, "/a~b/c:d/");
+        let e = parse(r#"{"api_keys": {"my key": {"env": "K"}}}"#).unwrap_err();
+        assert_eq!(e.field, "api_keys.my key");
+        assert!(e.problem.contains("kref"), "{e}");
+        assert!(parse(r#"{"api_keys": {"main.eu_1": {"env": "K"}}}"#).is_ok());
+    }
 }
