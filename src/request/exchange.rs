@@ -1,11 +1,13 @@
 //! One exchange with the provider, once the request is admitted and its head built: write the request
 //! (and stream the client's body after it when it was not buffered), wait for the response head while
-//! watching for the client leaving, then either relay the answer as it arrives (`request/pump.rs`) or,
+//! watching for the client leaving (a pooled connection found stale meanwhile earns one retry on a
+//! fresh one, `upstream/retry.rs`), then either relay the answer as it arrives (`request/pump.rs`) or,
 //! for an error answer, read it whole, scrub the key out of it and send it with its new length. The
 //! provider connection goes back to the pool only when the exchange ended exactly as framed. Errors are
 //! only returned while nothing has been sent to the client yet; later failures are [`Outcome::Cut`].
 
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use serde_json::json;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Instant;
 
 use crate::error::Error;
@@ -13,13 +15,14 @@ use crate::http::cors;
 use crate::http::framing::{response_framing, BodyFraming, ResponseBody};
 use crate::http::head::{parse_response_head, trim_ows, HeadLimits, ResponseHead, Version};
 use crate::limits::body_budget::BodyShare;
-use crate::request::admit::Admitted;
+use crate::request::admit::{self, Admitted};
 use crate::request::context::Request;
 use crate::request::forward::{self, Relayed};
 use crate::request::outcome::{closes, Cut, Outcome};
 use crate::request::pump::{self, BodyPlan, ErrorBody, Read, UPSTREAM_READ};
 use crate::upstream::client::Conn;
 use crate::upstream::key_scrub::KeyFragments;
+use crate::upstream::retry::{self, Heard, SendError};
 
 /// Cap on a provider's response head (status line and headers).
 const MAX_RESPONSE_HEAD: usize = 64 * 1024;
@@ -28,7 +31,7 @@ const MAX_RESPONSE_HEADERS: usize = 256;
 
 /// The request for the provider: its head with any buffered body, the framing of a body still to be
 /// streamed from the client, and the buffered-body budget the request holds. The buffer and the budget
-/// are given back as soon as the request is written, not when a long answer ends.
+/// are given back as soon as no retry can need them (`upstream/retry.rs`), not when a long answer ends.
 pub struct Outgoing<'a> {
     pub bytes: Vec<u8>,
     pub streamed: Option<BodyFraming>,
@@ -38,47 +41,64 @@ pub struct Outgoing<'a> {
 /// Send the request on `conn` and relay the answer to the client.
 pub async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
     req: &mut Request<'_, S>,
-    mut conn: Conn,
+    conn: Conn,
     request: Outgoing<'_>,
     admitted: &Admitted,
 ) -> Result<Outcome, Error> {
     let up = &req.app.cfg.upstream;
     let up_write = up.read_idle_timeout;
-    // One write for head and a buffered body: one syscall and, usually, one packet.
     let Outgoing {
         bytes,
         streamed,
         share,
     } = request;
-    tokio::time::timeout(up_write, conn.stream.write_all(&bytes))
-        .await
-        .map_err(|_| Error::UpstreamTimeout)?
-        .map_err(|_| Error::UpstreamConnect)?;
-    drop((bytes, share));
-    if let Some(framing) = streamed {
-        // The call is reserved and the provider is listening: now the client may send its body.
-        if req.framing.expect_continue {
-            req.client
-                .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
-                .await
-                .map_err(|_| Error::BadRequest("client gone"))?;
-        }
-        // On error `conn` is dropped here, closing the provider's half-sent request.
-        req.client
-            .stream_body(
-                framing,
-                req.app.cfg.server.max_body_bytes,
-                &mut conn.stream,
-                up_write,
-            )
-            .await?;
-    }
-
-    let deadline = Instant::now() + up.response_header_timeout;
+    // Written, then the answer awaited; a pooled connection that went stale is retried once
+    // (`upstream/retry.rs`), and the call given back when the request provably never got there.
     let mut rbuf: Vec<u8> = Vec::with_capacity(UPSTREAM_READ);
-    let Some(resp) = read_response_head(req, &mut conn, &mut rbuf, deadline).await? else {
-        return Ok(Outcome::client_gone());
+    let outgoing = retry::Outgoing {
+        bytes,
+        whole: streamed.is_none(),
+        write_timeout: up_write,
+        held: share,
     };
+    let app = req.app;
+    let (pool, metrics) = (&app.upstream.pool, &app.obs.metrics);
+    let mut sending = retry::Sending::new(conn, outgoing);
+    let resp = loop {
+        let conn = match sending.write(pool, metrics).await {
+            Ok(conn) => conn,
+            Err(e) => return Err(unanswered(req, admitted, e).await),
+        };
+        if let Some(framing) = streamed {
+            // The call is reserved and the provider is listening: now the client may send its body.
+            if req.framing.expect_continue {
+                req.client
+                    .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
+                    .await
+                    .map_err(|_| Error::BadRequest("client gone"))?;
+            }
+            // On error `conn` is dropped, closing the provider's half-sent request.
+            req.client
+                .stream_body(
+                    framing,
+                    req.app.cfg.server.max_body_bytes,
+                    &mut conn.stream,
+                    up_write,
+                )
+                .await?;
+        }
+        let deadline = Instant::now() + up.response_header_timeout;
+        match read_response_head(req, conn, &mut rbuf, deadline).await? {
+            Heard::Answer(Some(resp)) => break resp,
+            Heard::Answer(None) => return Ok(Outcome::client_gone()),
+            Heard::Silent => {
+                if let Err(e) = sending.silent(pool, metrics).await {
+                    return Err(unanswered(req, admitted, e).await);
+                }
+            }
+        }
+    };
+    let conn = sending.into_conn();
     rbuf.drain(..resp.head_len);
     req.ttfb = Some(req.started.elapsed());
     let (kind, upstream_keep_alive) =
@@ -148,18 +168,20 @@ pub async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
     )
 }
 
-/// Wait for the final response head, skipping interim 1xx answers. `None`: the client left first.
+/// Wait for the final response head, skipping interim 1xx answers. `Answer(None)`: the client left
+/// first. `Silent`: the provider closed or reset the connection before a single byte of an answer.
 async fn read_response_head<S: AsyncRead + AsyncWrite + Unpin>(
     req: &mut Request<'_, S>,
     conn: &mut Conn,
     rbuf: &mut Vec<u8>,
     deadline: Instant,
-) -> Result<Option<ResponseHead>, Error> {
+) -> Result<Heard<Option<ResponseHead>>, Error> {
     let limits = HeadLimits {
         max_head_bytes: MAX_RESPONSE_HEAD,
         max_headers: MAX_RESPONSE_HEADERS,
         max_uri_bytes: MAX_RESPONSE_HEAD,
     };
+    let mut heard = false;
     loop {
         if let Some(r) = parse_response_head(rbuf, &limits).map_err(|_| Error::UpstreamProtocol)? {
             if (100..200).contains(&r.status) {
@@ -169,14 +191,41 @@ async fn read_response_head<S: AsyncRead + AsyncWrite + Unpin>(
                 rbuf.drain(..r.head_len);
                 continue;
             }
-            return Ok(Some(r));
+            return Ok(Heard::Answer(Some(r)));
         }
-        match pump::read_upstream_or_client(req.client, conn, rbuf, deadline).await? {
-            Read::Upstream(0) => return Err(Error::UpstreamProtocol),
-            Read::Upstream(_) => {}
-            Read::ClientGone => return Ok(None),
+        match pump::read_upstream_or_client(req.client, conn, rbuf, deadline).await {
+            // EOF, or a read error (a reset: `read_upstream_or_client`'s only `UpstreamProtocol`),
+            // before any byte of an answer.
+            Ok(Read::Upstream(0)) | Err(Error::UpstreamProtocol) if !heard => {
+                return Ok(Heard::Silent)
+            }
+            Ok(Read::Upstream(0)) => return Err(Error::UpstreamProtocol),
+            Ok(Read::Upstream(_)) => heard = true,
+            Ok(Read::ClientGone) => return Ok(Heard::Answer(None)),
+            Err(e) => return Err(e),
         }
     }
+}
+
+/// A request the provider never answered: the call is given back when the request provably never
+/// reached it, and a provider that could not be reached is logged and counted as at connect time.
+async fn unanswered<S>(req: &Request<'_, S>, admitted: &Admitted, e: SendError) -> Error {
+    let app = req.app;
+    if let SendError::Unreachable(unreachable) = &e {
+        let provider = &admitted.provider;
+        app.obs
+            .metrics
+            .upstream_unreachable(unreachable.cause.label());
+        app.obs.log.warn(
+            "provider unreachable",
+            json!({"provider": provider.name, "host": provider.base.authority(),
+                   "cause": unreachable.cause.label(), "error": unreachable.detail, "rid": req.rid}),
+        );
+    }
+    if e.never_reached() {
+        admit::give_back(app, &admitted.claims).await;
+    }
+    e.error()
 }
 
 /// The provider's answer head and what the client's version of it depends on.

@@ -1,7 +1,8 @@
 //! The upstream leg's transport: DNS (pure Rust, so a static binary needs no NSS), TCP with
 //! `TCP_NODELAY`, rustls with the webpki roots plus an optional extra CA, and a bounded pool of idle
-//! keep-alive connections per upstream. It leaves HTTP itself to `request/relay.rs`; a connection goes back to
-//! the pool only when `request/relay.rs` says the exchange ended cleanly. A provider that cannot be reached comes
+//! keep-alive connections per upstream. It leaves HTTP itself to `request/exchange.rs` and the retry of a
+//! stale pooled connection to `upstream/retry.rs`; a connection goes back to the pool only when
+//! `request/exchange.rs` says the exchange ended cleanly. A provider that cannot be reached comes
 //! back as an [`Unreachable`] naming the cause (DNS, refused, TLS, timeout), for the log and `/metrics`.
 
 use std::collections::HashMap;
@@ -150,7 +151,8 @@ impl PoolKey {
 pub struct Conn {
     pub stream: Stream,
     pub key: PoolKey,
-    /// True when it came from the pool (the provider may have closed it meanwhile).
+    /// True when it came from the pool: the provider may have closed it meanwhile, which earns the
+    /// request one retry on a fresh connection (`upstream/retry.rs`).
     pub reused: bool,
 }
 
@@ -209,10 +211,20 @@ impl Upstream {
                 reused: true,
             });
         }
-        let stream = self.connect(base).await?;
+        let stream = self.connect(&key).await?;
         Ok(Conn {
             stream,
             key,
+            reused: false,
+        })
+    }
+
+    /// A new connection, never one from the pool: the retry after a pooled one went stale
+    /// (`upstream/retry.rs`).
+    pub async fn connect_fresh(&self, key: &PoolKey) -> Result<Conn, Unreachable> {
+        Ok(Conn {
+            stream: self.connect(key).await?,
+            key: key.clone(),
             reused: false,
         })
     }
@@ -271,18 +283,18 @@ impl Upstream {
         None
     }
 
-    async fn connect(&self, base: &BaseUrl) -> Result<Stream, Unreachable> {
-        let addrs = self.resolve(&base.host, base.port).await?;
+    async fn connect(&self, key: &PoolKey) -> Result<Stream, Unreachable> {
+        let addrs = self.resolve(&key.host, key.port).await?;
         let tcp = tokio::time::timeout(self.connect_timeout, connect_any(&addrs))
             .await
             .map_err(|_| Unreachable::new(Cause::Timeout, "TCP connect timed out"))?
             .map_err(|e| Unreachable::new(Cause::Refused, e))?;
         tcp.set_nodelay(true).ok();
-        if !base.tls {
+        if !key.tls {
             return Ok(Stream::Plain(tcp));
         }
         let name =
-            ServerName::try_from(base.host.clone()).map_err(|e| Unreachable::new(Cause::Tls, e))?;
+            ServerName::try_from(key.host.clone()).map_err(|e| Unreachable::new(Cause::Tls, e))?;
         let tls = tokio::time::timeout(self.handshake_timeout, self.tls.connect(name, tcp))
             .await
             .map_err(|_| Unreachable::new(Cause::Timeout, "TLS handshake timed out"))?

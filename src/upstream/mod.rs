@@ -8,3 +8,4 @@ pub mod forward_headers;
 pub mod forward_path;
 pub mod key_scrub;
 pub mod provider;
+pub mod retry;
