@@ -17,19 +17,44 @@ use crate::log_writer::LogWriter;
 const TOKEN_PREFIX: &str = "rt1.";
 
 fn now_rfc3339_millis() -> String {
-    let d = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
+    let mut out = Vec::with_capacity(24);
+    write_rfc3339_millis(&mut out, SystemTime::now());
+    // Only ASCII digits and punctuation were written.
+    String::from_utf8(out).unwrap_or_default()
+}
+
+/// Appends `at` as `YYYY-MM-DDTHH:MM:SS.mmmZ` (UTC) to `out`, digit by digit: the access log writes
+/// one per request, and `format!` would cost an allocation and the formatting machinery each time.
+fn write_rfc3339_millis(out: &mut Vec<u8>, at: SystemTime) {
+    let d = at.duration_since(UNIX_EPOCH).unwrap_or_default();
     let secs = d.as_secs();
     let (days, rem) = (secs / 86_400, secs % 86_400);
     let (y, m, dd) = civil_from_days(days as i64);
-    format!(
-        "{y:04}-{m:02}-{dd:02}T{:02}:{:02}:{:02}.{:03}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60,
-        d.subsec_millis()
-    )
+    // Years outside 0..=9999 cannot come from a real clock; clamped so the field keeps its width.
+    push_digits(out, y.clamp(0, 9999) as u64, 4);
+    out.push(b'-');
+    push_digits(out, u64::from(m), 2);
+    out.push(b'-');
+    push_digits(out, u64::from(dd), 2);
+    out.push(b'T');
+    push_digits(out, rem / 3600, 2);
+    out.push(b':');
+    push_digits(out, rem % 3600 / 60, 2);
+    out.push(b':');
+    push_digits(out, rem % 60, 2);
+    out.push(b'.');
+    push_digits(out, u64::from(d.subsec_millis()), 3);
+    out.push(b'Z');
+}
+
+/// The last `width` decimal digits of `v`, zero-padded.
+fn push_digits(out: &mut Vec<u8>, mut v: u64, width: usize) {
+    let start = out.len();
+    out.resize(start + width, b'0');
+    for slot in out[start..].iter_mut().rev() {
+        *slot = b'0' + (v % 10) as u8;
+        v /= 10;
+    }
 }
 
 /// Days since 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's algorithm).
@@ -179,7 +204,7 @@ impl Logger {
 pub fn format_access_line(buf: &mut Vec<u8>, line: &AccessLine<'_>) -> bool {
     buf.clear();
     buf.extend_from_slice(b"{\"ts\":\"");
-    buf.extend_from_slice(now_rfc3339_millis().as_bytes());
+    write_rfc3339_millis(buf, SystemTime::now());
     buf.extend_from_slice(b"\",");
     // The struct serialises as an object; splice its members after our "ts" member.
     let start = buf.len();
@@ -202,8 +227,7 @@ pub fn redact_target(target: &[u8]) -> String {
         None => (&*text, None),
     };
     let mut out = String::with_capacity(text.len().min(MAX));
-    let segs: Vec<&str> = path.split('/').collect();
-    for (i, seg) in segs.iter().enumerate() {
+    for (i, seg) in path.split('/').enumerate() {
         if i > 0 {
             out.push('/');
         }
@@ -243,8 +267,15 @@ pub fn redact_target(target: &[u8]) -> String {
 /// Anything containing the token prefix, plain or with its dot percent-encoded, in any case. (A byte
 /// slice of the text's start would panic on a multi-byte character, which lossy decoding produces.)
 fn looks_like_token(s: &str) -> bool {
-    let lower = s.to_ascii_lowercase();
-    lower.contains(TOKEN_PREFIX) || lower.contains("rt1%2e")
+    contains_ignore_ascii_case(s.as_bytes(), TOKEN_PREFIX.as_bytes())
+        || contains_ignore_ascii_case(s.as_bytes(), b"rt1%2e")
+}
+
+/// Does `hay` contain `needle` (ASCII, lower case), ignoring ASCII case? Runs once per path segment of
+/// every logged request, so it compares in place instead of lower-casing a copy.
+fn contains_ignore_ascii_case(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len())
+        .any(|w| w.eq_ignore_ascii_case(needle))
 }
 
 #[cfg(test)]
@@ -311,6 +342,22 @@ mod tests {
              \"path\":\"/relayapi/[token]/chat/completions\",\"status\":200,\"bytes\":42,\
              \"dur_ms\":1.5,\"tenant\":\"acme\",\"provider\":\"openai\"}\n"
         );
+    }
+
+    #[test]
+    fn timestamps_are_rfc3339_with_milliseconds() {
+        let at = |secs: u64, millis: u64| {
+            let mut out = b"x".to_vec();
+            write_rfc3339_millis(
+                &mut out,
+                UNIX_EPOCH + std::time::Duration::from_millis(secs * 1000 + millis),
+            );
+            String::from_utf8(out).unwrap()
+        };
+        assert_eq!(at(0, 0), "x1970-01-01T00:00:00.000Z");
+        assert_eq!(at(951_782_400 + 3_723, 7), "x2000-02-29T01:02:03.007Z");
+        assert_eq!(at(1_798_761_599, 999), "x2026-12-31T23:59:59.999Z");
+        assert_eq!(now_rfc3339_millis().len(), 24);
     }
 
     #[test]
