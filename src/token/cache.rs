@@ -59,6 +59,26 @@ fn verdict_key(tenant: &str, jti: &str) -> String {
     format!("{tenant}/{jti}")
 }
 
+/// Longest `tenant/jti` key looked up without an allocation (real ones are well under it).
+const STACK_KEY_BYTES: usize = 128;
+
+/// Runs `f` on the `tenant/jti` key built on the stack: every proxied request looks its token's
+/// verdict up, and building the key on the heap was an allocation per request.
+fn with_verdict_key<R>(tenant: &str, jti: &str, f: impl FnOnce(&str) -> R) -> R {
+    let len = tenant.len() + 1 + jti.len();
+    if len <= STACK_KEY_BYTES {
+        let mut buf = [0u8; STACK_KEY_BYTES];
+        buf[..tenant.len()].copy_from_slice(tenant.as_bytes());
+        buf[tenant.len()] = b'/';
+        buf[tenant.len() + 1..len].copy_from_slice(jti.as_bytes());
+        // Two strings and an ASCII byte joined are UTF-8; the check cannot fail.
+        if let Ok(key) = std::str::from_utf8(&buf[..len]) {
+            return f(key);
+        }
+    }
+    f(&verdict_key(tenant, jti))
+}
+
 impl TokenCache {
     pub fn new(capacity: usize) -> TokenCache {
         TokenCache {
@@ -88,11 +108,16 @@ impl TokenCache {
 
     /// A verdict remembered for this token id and still in force at `now` (Unix seconds).
     pub fn verdict(&self, tenant: &str, jti: &str, now: u64) -> Option<Verdict> {
-        self.verdicts()
-            .map
-            .get(verdict_key(tenant, jti).as_str())
-            .filter(|(_, until)| now < *until)
-            .map(|(verdict, _)| *verdict)
+        let v = self.verdicts();
+        if v.map.is_empty() {
+            return None;
+        }
+        with_verdict_key(tenant, jti, |key| {
+            v.map
+                .get(key)
+                .filter(|(_, until)| now < *until)
+                .map(|(verdict, _)| *verdict)
+        })
     }
 
     /// The give-back epoch: read it before asking the store, pass it to `remember`.
@@ -133,13 +158,14 @@ impl TokenCache {
     pub fn forget_exhausted(&self, tenant: &str, jti: &str) {
         let mut v = self.verdicts();
         v.epoch = v.epoch.wrapping_add(1);
-        let key = verdict_key(tenant, jti);
-        if v.map
-            .get(key.as_str())
-            .is_some_and(|(old, _)| *old == Verdict::Exhausted)
-        {
-            v.map.remove(key.as_str());
-        }
+        with_verdict_key(tenant, jti, |key| {
+            if v.map
+                .get(key)
+                .is_some_and(|(old, _)| *old == Verdict::Exhausted)
+            {
+                v.map.remove(key);
+            }
+        });
     }
 
     fn verdicts(&self) -> std::sync::MutexGuard<'_, Verdicts> {
@@ -236,6 +262,11 @@ mod tests {
         assert_eq!(cache.verdict("acme", "d", 100), None);
         cache.remember("acme", "d", Verdict::Revoked, 100, seen);
         assert_eq!(cache.verdict("acme", "d", 100), Some(Verdict::Revoked));
+        // Keys too long for the stack are looked up all the same.
+        let long = "t".repeat(STACK_KEY_BYTES);
+        cache.remember(&long, "a", Verdict::Revoked, 100, cache.epoch());
+        assert_eq!(cache.verdict(&long, "a", 100), Some(Verdict::Revoked));
+        assert_eq!(cache.verdict(&long, "b", 100), None);
         // A cache with no room remembers nothing.
         let off = TokenCache::new(0);
         off.remember("acme", "a", Verdict::Revoked, 1, 0);
