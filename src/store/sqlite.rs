@@ -20,7 +20,8 @@
 //! granted reservation is always in the WAL. If the transaction fails, every job in it is answered
 //! with the error (the relay then refuses the call with 503, never forwards it). A job that fails on
 //! its own while the transaction stays usable (a value out of range, a constraint) is undone alone,
-//! inside its savepoint, and the others commit.
+//! inside its savepoint, and the others commit. A reservation opens its savepoint only when it needs
+//! more than one statement: the common grant is one `UPDATE`, which SQLite undoes alone if it fails.
 //!
 //! One relay owns the file: the connection runs in `locking_mode = EXCLUSIVE`, takes the file lock
 //! when it opens and keeps it until it closes. That saves the lock and unlock system calls of every
@@ -96,6 +97,11 @@ trait Job: Send {
 
     /// Sends the kept result, or `failed` (the batch's transaction did not commit) instead.
     fn answer(self: Box<Self>, failed: Option<&StoreError>);
+
+    /// True when the job opens its own savepoint ([`Db::isolate`]) before a second statement that
+    /// writes, so the batch need not open one around it: a job that fails before that has either
+    /// written nothing or had its one statement undone by SQLite.
+    fn isolates_itself(&self) -> bool;
 }
 
 /// A job made of a closure and the channel its caller waits on.
@@ -103,6 +109,8 @@ struct Pending<T, F> {
     work: Option<F>,
     outcome: Option<Result<T, StoreError>>,
     reply: oneshot::Sender<Result<T, StoreError>>,
+    /// See [`Job::isolates_itself`].
+    isolates_itself: bool,
 }
 
 impl<T, F> Pending<T, F> {
@@ -111,6 +119,7 @@ impl<T, F> Pending<T, F> {
             work: Some(work),
             outcome: None,
             reply,
+            isolates_itself: false,
         }
     }
 }
@@ -139,6 +148,10 @@ where
         };
         // The caller may have gone (client disconnected); the work is done either way.
         let _ = self.reply.send(answer);
+    }
+
+    fn isolates_itself(&self) -> bool {
+        self.isolates_itself
     }
 }
 
@@ -200,12 +213,21 @@ impl SqliteStore {
         T: Send + 'static,
         F: FnOnce(&mut Db) -> rusqlite::Result<T> + Send + 'static,
     {
+        self.submit(f, false).await
+    }
+
+    /// [`SqliteStore::run`] for a job that calls [`Db::isolate`] before its second write.
+    async fn submit<T, F>(&self, f: F, isolates_itself: bool) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Db) -> rusqlite::Result<T> + Send + 'static,
+    {
         let gone = || StoreError(format!("{}: the store thread stopped", self.path.display()));
         let jobs = self.jobs.as_ref().ok_or_else(gone)?;
         let (reply, answer) = oneshot::channel();
-        jobs.send(Box::new(Pending::new(f, reply)))
-            .await
-            .map_err(|_| gone())?;
+        let mut job = Pending::new(f, reply);
+        job.isolates_itself = isolates_itself;
+        jobs.send(Box::new(job)).await.map_err(|_| gone())?;
         answer.await.map_err(|_| gone())?
     }
 
@@ -221,11 +243,15 @@ impl SqliteStore {
     ) -> Result<Reservation, StoreError> {
         let (tenant, jti) = (t.tenant.to_string(), t.jti.to_string());
         let (iat, exp, max) = (t.iat, t.exp, t.max);
-        self.run(move |db| {
-            let r = db.reserve(&tenant, &jti, iat, exp, max, now)?;
-            db.sweep(now)?;
-            Ok(r)
-        })
+        // `Db::reserve` isolates itself; the sweep is one statement whose failure is ignored.
+        self.submit(
+            move |db| {
+                let r = db.reserve(&tenant, &jti, iat, exp, max, now)?;
+                db.sweep(now)?;
+                Ok(r)
+            },
+            true,
+        )
         .await
     }
 
@@ -326,6 +352,10 @@ struct Db {
     unseen_revocation_secs: u64,
     /// UTC seconds of the next sweep of forgotten records (0: at the first reservation).
     next_sweep: u64,
+    /// Jobs of the running batch need savepoints (it has more than one job).
+    isolating: bool,
+    /// The running job's savepoint is open.
+    in_savepoint: bool,
 }
 
 impl Db {
@@ -346,6 +376,8 @@ impl Db {
             label: path.display().to_string(),
             unseen_revocation_secs: keep_unseen_revocation_for(max_token_life),
             next_sweep: 0,
+            isolating: false,
+            in_savepoint: false,
         })
     }
 
@@ -356,6 +388,16 @@ impl Db {
     /// Runs a statement without parameters or rows, parsed once per connection.
     fn exec(&self, sql: &str) -> rusqlite::Result<()> {
         self.conn.prepare_cached(sql)?.execute([]).map(drop)
+    }
+
+    /// Opens the running job's savepoint, if its batch needs one and it is not open yet. A job that
+    /// [isolates itself](Job::isolates_itself) calls this before a second statement that writes.
+    fn isolate(&mut self) -> rusqlite::Result<()> {
+        if self.isolating && !self.in_savepoint {
+            self.exec("SAVEPOINT job")?;
+            self.in_savepoint = true;
+        }
+        Ok(())
     }
 
     /// Runs `jobs` in one transaction, then answers every one of them and empties the list.
@@ -381,11 +423,13 @@ impl Db {
         }
         self.exec("BEGIN IMMEDIATE").map_err(|e| self.fail(e))?;
         // A savepoint per job lets one job fail alone. A batch of one (every batch when the relay
-        // is not busy) does without: its failure is the transaction's.
-        let isolate = jobs.len() > 1;
+        // is not busy) does without: its failure is the transaction's. A job that isolates itself
+        // opens its savepoint only if it needs one (see `Job::isolates_itself`).
+        self.isolating = jobs.len() > 1;
         for job in jobs.iter_mut() {
-            if isolate {
-                self.exec("SAVEPOINT job").map_err(|e| self.fail(e))?;
+            self.in_savepoint = false;
+            if self.isolating && !job.isolates_itself() {
+                self.isolate().map_err(|e| self.fail(e))?;
             }
             let done = job.run(self);
             if self.conn.is_autocommit() {
@@ -395,16 +439,21 @@ impl Db {
                     .err()
                     .unwrap_or_else(|| self.fail("the transaction was rolled back")));
             }
-            match (done, isolate) {
+            match (done, self.in_savepoint) {
                 (Ok(()), false) => Ok(()),
                 (Ok(()), true) => self.exec("RELEASE job"),
-                (Err(e), false) => return Err(e),
+                // Alone in its batch: its failure is the transaction's.
+                (Err(e), false) if !self.isolating => return Err(e),
+                // A job that isolates itself failed before its second write: SQLite has undone
+                // its one statement, if any, and the others stand.
+                (Err(_), false) => Ok(()),
                 (Err(_), true) => self
                     .exec("ROLLBACK TO job")
                     .and_then(|()| self.exec("RELEASE job")),
             }
             .map_err(|e| self.fail(e))?;
         }
+        self.in_savepoint = false;
         // Answers go out only after this: a granted call is in the WAL before the relay forwards it.
         self.exec("COMMIT").map_err(|e| self.fail(e))
     }
@@ -426,6 +475,32 @@ impl Db {
         let (iat, exp_at, at) = (int(iat)?, int(exp)?, int(now)?);
         let max_calls = max.map(int).transpose()?;
         let forget_at = int(now.saturating_add(keep_token_for(exp, now)))?;
+        // The common case in one statement: a known token, not revoked (by id or by its tenant's
+        // mark), with a call left and an unchanged retention, gets its call counted and its facts
+        // refreshed exactly as the full path below would. `calls_used >= 0` always holds; saying it
+        // keeps the conversion below from failing after the write.
+        let granted: Option<i64> = self
+            .conn
+            .prepare_cached(
+                "UPDATE token_usage SET max_calls = ?3, expires_at = ?4, issued_at = ?5,
+                     calls_used = calls_used + 1,
+                     first_used_at = coalesce(first_used_at, ?6), last_used_at = ?6
+                 WHERE tenant = ?1 AND jti = ?2 AND revoked = 0 AND forget_at = ?7
+                     AND calls_used >= 0 AND (?3 IS NULL OR calls_used < ?3)
+                     AND NOT EXISTS (SELECT 1 FROM tenant_revocation t
+                                     WHERE t.tenant = ?1 AND ?5 < t.revoked_before)
+                 RETURNING calls_used",
+            )?
+            .query_row(
+                params![tenant, jti, max_calls, exp_at, iat, at, forget_at],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if let Some(used) = granted {
+            return Ok(Reservation::Granted { used: uint(used)? });
+        }
+        // Anything else may write twice (retention, then facts): inside the job's own savepoint.
+        self.isolate()?;
         let mark: Option<i64> = self
             .conn
             .prepare_cached("SELECT revoked_before FROM tenant_revocation WHERE tenant = ?1")?
@@ -734,6 +809,89 @@ mod tests {
             "a grant on a known token writes one page, a refusal with unchanged facts none"
         );
         assert_eq!(calls_used(&mut db, "a"), Some(3));
+    }
+
+    /// How the relay submits reservations: the job opens a savepoint only off the one-statement path.
+    fn reserve_isolating(
+        jti: &'static str,
+        exp: u64,
+        max: Option<u64>,
+    ) -> (Box<dyn Job>, Answer<Reservation>) {
+        let (reply, answer) = oneshot::channel();
+        let mut p = Pending::new(
+            move |db: &mut Db| db.reserve("acme", jti, 1_000, exp, max, 1_100),
+            reply,
+        );
+        p.isolates_itself = true;
+        (Box::new(p), answer)
+    }
+
+    #[test]
+    fn reservations_that_isolate_themselves_count_exactly_and_fail_alone() {
+        let (_dir, mut db) = open();
+        let mut jobs = Vec::new();
+        let mut answers = Vec::new();
+        // New record (full path), two one-statement grants, a failure before any write, a refusal
+        // (full path, inside its own savepoint), all in one batch.
+        for (exp, max) in [
+            (10_000, Some(3)),
+            (10_000, Some(3)),
+            (10_000, Some(3)),
+            (u64::MAX, Some(3)),
+            (10_000, Some(3)),
+        ] {
+            let (j, a) = reserve_isolating("a", exp, max);
+            jobs.push(j);
+            answers.push(a);
+        }
+        let (u, seen) = usage("a");
+        jobs.push(u);
+        db.run_batch(&mut jobs);
+        let got: Vec<_> = answers.into_iter().map(answered).collect();
+        assert_eq!(
+            got[..3],
+            [1, 2, 3].map(|used| Ok(Reservation::Granted { used }))
+        );
+        assert!(got[3].is_err());
+        assert_eq!(got[4], Ok(Reservation::Exhausted));
+        let u = answered(seen).unwrap().unwrap();
+        assert_eq!(
+            (u.calls_used, u.first_used_at, u.last_used_at),
+            (3, Some(1_100), Some(1_100))
+        );
+
+        // A raised limit, a changed expiry (new retention: full path) and a tenant-wide revocation
+        // are each seen, batched or alone.
+        for batched in [true, false] {
+            let (j1, a1) = reserve_isolating("b", 10_000, None);
+            let (j2, a2) = reserve_isolating("b", 20_000, None);
+            let (j3, a3) = reserve_isolating("b", 20_000, None);
+            if batched {
+                db.run_batch(&mut vec![j1, j2, j3]);
+            } else {
+                for j in [j1, j2, j3] {
+                    db.run_batch(&mut vec![j]);
+                }
+            }
+            let base = if batched { 0 } else { 3 };
+            for (i, a) in [a1, a2, a3].into_iter().enumerate() {
+                assert_eq!(
+                    answered(a),
+                    Ok(Reservation::Granted {
+                        used: base + i as u64 + 1
+                    })
+                );
+            }
+        }
+        let (j, a) = reserve_isolating("a", 10_000, Some(4));
+        db.run_batch(&mut vec![j]);
+        assert_eq!(answered(a), Ok(Reservation::Granted { used: 4 }));
+        let (mark, _) = job(|db| db.revoke_before("acme", 2_000));
+        let (j, a) = reserve_isolating("a", 10_000, None);
+        db.run_batch(&mut vec![mark, j]);
+        assert_eq!(answered(a), Ok(Reservation::Revoked));
+        assert_eq!(calls_used(&mut db, "a"), Some(4));
+        assert!(db.conn.is_autocommit());
     }
 
     #[test]
