@@ -774,6 +774,7 @@ impl TokenLimits {
     }
 
     /// Admits one request of token `jti` at `now` under its `rate` `(n, s)` and `conc` limits.
+    /// `jti` is not read when both are `None`, so callers may pass an empty key then.
     ///
     /// A request is counted against both limits or neither: a request refused for concurrency does not
     /// use up the rate, and one refused for rate does not hold a slot. When both limits refuse, the

@@ -123,11 +123,18 @@ pub async fn admit<S>(
     policy::check_endpoint(&claims, provider.family, &loc.rest)?;
     // The token's own rate and concurrency come before the relay-wide limit: a public token shared by
     // many addresses spends its own allowance, never the budget of every other caller.
+    // The key is only read when the token carries a limit: most calls build none.
+    let limited = claims.rate.is_some() || claims.conc.is_some();
+    let key = if limited {
+        format!("{}/{}", claims.tid, claims.jti)
+    } else {
+        String::new()
+    };
     let slot = app
         .limits
         .tokens
         .try_acquire(
-            &format!("{}/{}", claims.tid, claims.jti),
+            &key,
             claims.rate.as_ref().map(|r| (r.n, r.s)),
             claims.conc,
             app.clock.mono_now(),
