@@ -221,35 +221,41 @@ pub fn format_access_line(buf: &mut Vec<u8>, line: &AccessLine<'_>) -> bool {
 /// lossily decoded and capped so log lines stay bounded.
 pub fn redact_target(target: &[u8]) -> String {
     const MAX: usize = 512;
-    let text = String::from_utf8_lossy(target);
-    let (path, query) = match text.split_once('?') {
-        Some((p, q)) => (p, Some(q)),
-        None => (&*text, None),
+    // Split and checked as bytes, decoded piece by piece: the delimiters are ASCII, which is never part
+    // of an invalid UTF-8 sequence, so this is the same as decoding first, and a token segment (the
+    // longest part of most targets) is never decoded or scanned past its prefix.
+    let (path, query) = match target.iter().position(|&b| b == b'?') {
+        Some(q) => (&target[..q], Some(&target[q + 1..])),
+        None => (target, None),
     };
-    let mut out = String::with_capacity(text.len().min(MAX));
-    for (i, seg) in path.split('/').enumerate() {
+    let mut out = String::with_capacity(target.len().min(MAX));
+    for (i, seg) in path.split(|&b| b == b'/').enumerate() {
         if i > 0 {
             out.push('/');
         }
         if looks_like_token(seg) {
             out.push_str("[token]");
         } else {
-            out.push_str(seg);
+            out.push_str(&String::from_utf8_lossy(seg));
         }
     }
     if let Some(q) = query {
         out.push('?');
-        for (i, pair) in q.split('&').enumerate() {
+        for (i, pair) in q.split(|&b| b == b'&').enumerate() {
             if i > 0 {
                 out.push('&');
             }
-            match pair.split_once('=') {
-                Some((k, v)) if k.eq_ignore_ascii_case("token") || looks_like_token(v) => {
-                    out.push_str(k);
+            let kv = pair
+                .iter()
+                .position(|&b| b == b'=')
+                .map(|e| (&pair[..e], &pair[e + 1..]));
+            match kv {
+                Some((k, v)) if k.eq_ignore_ascii_case(b"token") || looks_like_token(v) => {
+                    out.push_str(&String::from_utf8_lossy(k));
                     out.push_str("=[token]");
                 }
                 _ if looks_like_token(pair) => out.push_str("[token]"),
-                _ => out.push_str(pair),
+                _ => out.push_str(&String::from_utf8_lossy(pair)),
             }
         }
     }
@@ -264,11 +270,11 @@ pub fn redact_target(target: &[u8]) -> String {
     out
 }
 
-/// Anything containing the token prefix, plain or with its dot percent-encoded, in any case. (A byte
-/// slice of the text's start would panic on a multi-byte character, which lossy decoding produces.)
-fn looks_like_token(s: &str) -> bool {
-    contains_ignore_ascii_case(s.as_bytes(), TOKEN_PREFIX.as_bytes())
-        || contains_ignore_ascii_case(s.as_bytes(), b"rt1%2e")
+/// Anything containing the token prefix, plain or with its dot percent-encoded, in any case. Checked
+/// on the raw bytes, so invalid UTF-8 next to the prefix cannot hide it.
+fn looks_like_token(s: &[u8]) -> bool {
+    contains_ignore_ascii_case(s, TOKEN_PREFIX.as_bytes())
+        || contains_ignore_ascii_case(s, b"rt1%2e")
 }
 
 /// Does `hay` contain `needle` (ASCII, lower case), ignoring ASCII case? Runs once per path segment of
