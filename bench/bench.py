@@ -360,7 +360,14 @@ def relay_kind(store: str) -> str:
 
 def relay_config(up_port: int, sse_port: int, access_log: bool, store: dict) -> dict:
     return {
-        "server": {"host": "127.0.0.1", "port": 0, "max_connections": 8192},
+        # Every client of the bench is 127.0.0.1: the per-address connection cap (128 by default) would
+        # refuse the SSE run's 200 streams, and nginx has no such cap either.
+        "server": {
+            "host": "127.0.0.1",
+            "port": 0,
+            "max_connections": 8192,
+            "max_connections_per_ip": 8192,
+        },
         # Limiters off: the comparison is the proxy path, and nginx has none configured either.
         "rate_limit": {
             "requests_per_second": 0,
