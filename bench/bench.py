@@ -1,6 +1,6 @@
 """Benchmark the relay against nginx on this machine and print one table of ratios.
 
-Layout (see /work/shared/PERFORMANCE.md): the proxy under test is pinned alone to core 0; the load
+Layout (see ../shared/PERFORMANCE.md): the proxy under test is pinned alone to core 0; the load
 generators (wrk, oha, the SSE client), the JSON upstream (nginx `return 200`) and the SSE upstream
 (bench/sse.py) share core 1. Each proxy gets one core: nginx runs one worker, the relay runs tokio with
 one worker thread. Every figure is measured for the direct upstream, nginx and the relay in the same run,

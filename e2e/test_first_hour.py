@@ -3,7 +3,7 @@
 ``examples/mock_provider.py`` stands in for OpenAI and Anthropic; the relay runs with
 ``examples/mock_provider.config.json`` (its port changed to the mock's), the repository's ``default.rai``
 (its port changed to a free one) and ``--dev``; the test waits for the ``listening`` line, mints with the
-Python SDK and calls through the official SDKs, as the README text in /work/notes/sdkmirror.md does.
+Python SDK and calls through the official SDKs, as README.md's "Try it by hand" section does.
 """
 
 from __future__ import annotations
