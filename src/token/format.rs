@@ -43,25 +43,15 @@ mod tests {
 
     fn claims() -> Claims {
         Claims {
-            jti: "0123456789abcdef0123456789abcdef".into(),
-            tid: "acme".into(),
-            iat: T0,
-            exp: T0 + 3600,
-            prv: "openai".into(),
             key: Some(SecretString::new("test-key-123")),
-            kref: None,
-            url: None,
             max: Some(10),
-            ext: None,
-            rate: None,
-            conc: None,
-            models: None,
-            paths: None,
-            origins: None,
-            ips: None,
-            mtok: None,
-            mtok_mode: None,
-            uid: None,
+            ..Claims::new(
+                "0123456789abcdef0123456789abcdef".into(),
+                "acme".into(),
+                T0,
+                T0 + 3600,
+                "openai".into(),
+            )
         }
     }
 
