@@ -578,6 +578,8 @@ fn random_claims(r: &mut TestRng, tenant: &str) -> Claims {
             }
         }),
         uid: r.maybe().then(|| r.word(b"user- \"\\~", 1, 128)),
+        bud: None,
+        uq: None,
     }
 }
 

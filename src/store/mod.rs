@@ -9,6 +9,7 @@
 //! one cannot answer, the caller gets a [`StoreError`] and the relay refuses the call.
 
 pub mod redis;
+pub mod spend;
 pub mod sqlite;
 
 use std::collections::HashMap;
@@ -19,6 +20,8 @@ pub use crate::store::redis::RedisOptions;
 use crate::store::redis::RedisStore;
 /// The vocabulary of the shared (cross-instance) rate limit, for callers of `Store::shared_rate_take`.
 pub use crate::store::redis::{SharedRejection, SharedScope};
+use crate::store::spend::MemorySpend;
+pub use crate::store::spend::{Spend, SpendLimit, SpendLine, SpendReservation};
 use crate::store::sqlite::SqliteStore;
 
 /// Seconds a token's usage is kept after its `exp`. It must exceed the clock skew the relay tolerates
@@ -202,6 +205,57 @@ impl Store {
         }
     }
 
+    /// Reserve `amount` on every line of `lines` (all of the tenant's), all or nothing: granted only if
+    /// every line's used amount plus `amount` stays within its limits; otherwise nothing changes and the
+    /// answer holds each line's used amount. On `Err` the reservation may or may not have been made:
+    /// the caller must not forward the call (the error only ever over-charges).
+    pub async fn spend_reserve(
+        &self,
+        tenant: &str,
+        lines: &[SpendLine],
+        amount: &Spend,
+        now: u64,
+    ) -> Result<SpendReservation, StoreError> {
+        match self {
+            Store::Memory(m) => Ok(m.spend.reserve(tenant, lines, amount, now)),
+            Store::Sqlite(_) | Store::Redis(_) => Err(StoreError(
+                "spend limits are not yet implemented by this store".into(),
+            )),
+        }
+    }
+
+    /// Replace a reservation by what the call used: every line gets `actual - reserved` added (each
+    /// member floored at zero). With `reserved` zero this records usage that was never reserved (a
+    /// token without a budget). Lines missing from the store are created.
+    pub async fn spend_settle(
+        &self,
+        tenant: &str,
+        lines: &[SpendLine],
+        reserved: &Spend,
+        actual: &Spend,
+    ) -> Result<(), StoreError> {
+        match self {
+            Store::Memory(m) => {
+                m.spend.settle(tenant, lines, reserved, actual);
+                Ok(())
+            }
+            Store::Sqlite(_) | Store::Redis(_) => Err(StoreError(
+                "spend limits are not yet implemented by this store".into(),
+            )),
+        }
+    }
+
+    /// What each line of `keys` has used (reservations in flight included); zero for a line the
+    /// store does not hold.
+    pub async fn spend_get(&self, tenant: &str, keys: &[&str]) -> Result<Vec<Spend>, StoreError> {
+        match self {
+            Store::Memory(m) => Ok(m.spend.get(tenant, keys)),
+            Store::Sqlite(_) | Store::Redis(_) => Err(StoreError(
+                "spend limits are not yet implemented by this store".into(),
+            )),
+        }
+    }
+
     /// Revoke every token of `tenant` issued strictly before `ts` (monotonic: never lowers the mark).
     /// Answers the mark in force. `ts` is capped at [`MAX_TIME`], above any valid `iat`.
     pub async fn revoke_before(&self, tenant: &str, ts: u64) -> Result<u64, StoreError> {
@@ -217,6 +271,7 @@ impl Store {
 #[derive(Default)]
 pub struct MemoryStore {
     inner: Mutex<MemoryInner>,
+    spend: MemorySpend,
 }
 
 #[derive(Default)]

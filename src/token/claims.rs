@@ -55,6 +55,53 @@ pub struct Claims {
     pub mtok: Option<u64>,
     pub mtok_mode: Option<MtokMode>,
     pub uid: Option<String>,
+    pub bud: Option<Budget>,
+    pub uq: Option<Vec<UserQuota>>,
+}
+
+/// The token's own spend budget over its life (§5.1.20, `docs/budgets.md`): input plus output tokens,
+/// and money in micro-units of the price table's currency. At least one is present.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Budget {
+    pub tok: Option<u64>,
+    pub cost: Option<u64>,
+}
+
+/// A window of an end user's quota: UTC calendar day, UTC calendar month, or all time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Window {
+    Day,
+    Month,
+    All,
+}
+
+impl Window {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Window::Day => "day",
+            Window::Month => "month",
+            Window::All => "all",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Window> {
+        match s {
+            "day" => Some(Window::Day),
+            "month" => Some(Window::Month),
+            "all" => Some(Window::All),
+            _ => None,
+        }
+    }
+}
+
+/// One quota of the end user named by `uid`, shared by all of that user's tokens in the tenant
+/// (§5.1.21): at most `calls` calls, `tok` tokens and `cost` micro-units per window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UserQuota {
+    pub w: Window,
+    pub calls: Option<u64>,
+    pub tok: Option<u64>,
+    pub cost: Option<u64>,
 }
 
 /// Extension info carried over from the original format.
@@ -135,6 +182,8 @@ impl Claims {
             mtok: None,
             mtok_mode: None,
             uid: None,
+            bud: None,
+            uq: None,
         }
     }
 

@@ -13,7 +13,9 @@
 pub use crate::text::ipnet::{canonical_ip_text, IpNet};
 pub use crate::text::strict_json::{json_within_rules, MAX_JSON_DEPTH};
 pub use crate::token::canonical::canonical_json;
-pub use crate::token::claims::{ClaimError, Claims, Ext, MtokMode, Rate, MAX_INT};
+pub use crate::token::claims::{
+    Budget, ClaimError, Claims, Ext, MtokMode, Rate, UserQuota, Window, MAX_INT,
+};
 pub use crate::token::seal::{
     check_time, mint, mint_with, new_token_id, os_rng, token_len, verify, InvalidToken, TimeError,
     MAX_TOKEN_LEN, PREFIX, SALT_LEN,
