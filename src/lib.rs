@@ -6,6 +6,8 @@
 
 pub mod admin;
 pub mod app;
+pub mod budget;
+pub mod calendar;
 pub mod cli;
 pub mod clock;
 pub mod config;

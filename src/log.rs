@@ -11,6 +11,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::Serialize;
 use serde_json::{json, Map, Value};
 
+use crate::calendar::civil_from_days;
 use crate::log_writer::LogWriter;
 
 /// What a token looks like on the wire (docs/token-format.md §3).
@@ -55,20 +56,6 @@ fn push_digits(out: &mut Vec<u8>, mut v: u64, width: usize) {
         *slot = b'0' + (v % 10) as u8;
         v /= 10;
     }
-}
-
-/// Days since 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's algorithm).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
 /// One access-log line (the hot path: serialised straight from borrowed fields, no intermediate map).
@@ -364,12 +351,5 @@ mod tests {
         assert_eq!(at(951_782_400 + 3_723, 7), "x2000-02-29T01:02:03.007Z");
         assert_eq!(at(1_798_761_599, 999), "x2026-12-31T23:59:59.999Z");
         assert_eq!(now_rfc3339_millis().len(), 24);
-    }
-
-    #[test]
-    fn dates() {
-        assert_eq!(civil_from_days(0), (1970, 1, 1));
-        assert_eq!(civil_from_days(20_454), (2026, 1, 1));
-        assert_eq!(civil_from_days(11_016), (2000, 2, 29));
     }
 }

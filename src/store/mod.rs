@@ -86,7 +86,7 @@ impl std::error::Error for StoreError {}
 
 /// When a record may be forgotten, as seconds after `now`: a token's record outlives the token by
 /// [`RETAIN_AFTER_EXPIRY`].
-pub(crate) fn keep_token_for(exp: u64, now: u64) -> u64 {
+pub fn keep_token_for(exp: u64, now: u64) -> u64 {
     exp.saturating_add(RETAIN_AFTER_EXPIRY)
         .saturating_sub(now)
         .clamp(1, MAX_RETENTION)

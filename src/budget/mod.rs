@@ -1,0 +1,4 @@
+//! Spend limits (`docs/budgets.md`): which counter lines a call is charged to, what its worst case is,
+//! and how a reservation is sized and settled.
+
+pub mod lines;
