@@ -1,0 +1,251 @@
+//! The SQL of the token operations (call reservation, refund, usage, revocation, clean-up), run by the
+//! store thread inside a batch's transaction.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use rusqlite::{params, OptionalExtension};
+
+use crate::store::sqlite::writer::Db;
+use crate::store::{keep_token_for, Reservation, Usage};
+
+/// Seconds between deletions of records whose token expired more than a day ago.
+const SWEEP_INTERVAL: u64 = 3_600;
+
+impl Db {
+    /// Checks and counts one call. Reads first and writes only what changed: an exhausted or
+    /// revoked token usually writes nothing, and the `forget_at` index is touched only when the
+    /// token's retention changes, so a batch of grants dirties a single page.
+    pub(super) fn reserve(
+        &mut self,
+        tenant: &str,
+        jti: &str,
+        iat: u64,
+        exp: u64,
+        max: Option<u64>,
+        now: u64,
+    ) -> rusqlite::Result<Reservation> {
+        // Converted before anything is read or written: a value SQLite cannot hold fails the job
+        // without side effects.
+        let (iat, exp_at, at) = (int(iat)?, int(exp)?, int(now)?);
+        let max_calls = max.map(int).transpose()?;
+        let forget_at = int(now.saturating_add(keep_token_for(exp, now)))?;
+        // The common case in one statement: a known token, not revoked (by id or by its tenant's
+        // mark), with a call left and an unchanged retention, gets its call counted and its facts
+        // refreshed exactly as the full path below would. `calls_used >= 0` always holds; saying it
+        // keeps the conversion below from failing after the write.
+        let granted: Option<i64> = self
+            .conn
+            .prepare_cached(
+                "UPDATE token_usage SET max_calls = ?3, expires_at = ?4, issued_at = ?5,
+                     calls_used = calls_used + 1,
+                     first_used_at = coalesce(first_used_at, ?6), last_used_at = ?6
+                 WHERE tenant = ?1 AND jti = ?2 AND revoked = 0 AND forget_at = ?7
+                     AND calls_used >= 0 AND (?3 IS NULL OR calls_used < ?3)
+                     AND NOT EXISTS (SELECT 1 FROM tenant_revocation t
+                                     WHERE t.tenant = ?1 AND ?5 < t.revoked_before)
+                 RETURNING calls_used",
+            )?
+            .query_row(
+                params![tenant, jti, max_calls, exp_at, iat, at, forget_at],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if let Some(used) = granted {
+            return Ok(Reservation::Granted { used: uint(used)? });
+        }
+        // Anything else may write twice (retention, then facts): inside the job's own savepoint.
+        self.isolate()?;
+        let mark: Option<i64> = self
+            .conn
+            .prepare_cached("SELECT revoked_before FROM tenant_revocation WHERE tenant = ?1")?
+            .query_row(params![tenant], |r| r.get(0))
+            .optional()?;
+        if mark.is_some_and(|m| iat < m) {
+            // Refused without a record, as every backend does.
+            return Ok(Reservation::Revoked);
+        }
+        type Row = (i64, bool, Option<i64>, Option<i64>, Option<i64>, i64);
+        let row: Option<Row> = self
+            .conn
+            .prepare_cached(
+                "SELECT calls_used, revoked, max_calls, expires_at, issued_at, forget_at
+                 FROM token_usage WHERE tenant = ?1 AND jti = ?2",
+            )?
+            .query_row(params![tenant, jti], |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                ))
+            })
+            .optional()?;
+        let Some((used, revoked, old_max, old_exp, old_iat, old_forget_at)) = row else {
+            // First call of this token: the record is kept even when a limit of 0 refuses it.
+            let grant = max != Some(0);
+            let first = grant.then_some(at);
+            self.conn
+                .prepare_cached(
+                    "INSERT INTO token_usage (tenant, jti, calls_used, max_calls, expires_at,
+                         issued_at, first_used_at, last_used_at, forget_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?8)",
+                )?
+                .execute(params![
+                    tenant,
+                    jti,
+                    i64::from(grant),
+                    max_calls,
+                    exp_at,
+                    iat,
+                    first,
+                    forget_at
+                ])?;
+            return Ok(if grant {
+                Reservation::Granted { used: 1 }
+            } else {
+                Reservation::Exhausted
+            });
+        };
+        if old_forget_at != forget_at {
+            // A revocation recorded before the token was seen, or a changed expiry.
+            self.conn
+                .prepare_cached(
+                    "UPDATE token_usage SET forget_at = ?3 WHERE tenant = ?1 AND jti = ?2",
+                )?
+                .execute(params![tenant, jti, forget_at])?;
+        }
+        let used = uint(used)?;
+        let grant = !revoked && max.is_none_or(|m| used < m);
+        // The token's facts are refreshed from its claims on every call, as every backend does.
+        if grant || (old_max, old_exp, old_iat) != (max_calls, Some(exp_at), Some(iat)) {
+            self.conn
+                .prepare_cached(
+                    "UPDATE token_usage SET max_calls = ?3, expires_at = ?4, issued_at = ?5,
+                         calls_used = calls_used + ?6,
+                         first_used_at = CASE WHEN ?6 THEN coalesce(first_used_at, ?7)
+                                         ELSE first_used_at END,
+                         last_used_at = CASE WHEN ?6 THEN ?7 ELSE last_used_at END
+                     WHERE tenant = ?1 AND jti = ?2",
+                )?
+                .execute(params![
+                    tenant,
+                    jti,
+                    max_calls,
+                    exp_at,
+                    iat,
+                    i64::from(grant),
+                    at
+                ])?;
+        }
+        Ok(if revoked {
+            Reservation::Revoked
+        } else if grant {
+            Reservation::Granted { used: used + 1 }
+        } else {
+            Reservation::Exhausted
+        })
+    }
+
+    pub(super) fn refund(&mut self, tenant: &str, jti: &str) -> rusqlite::Result<()> {
+        self.conn
+            .prepare_cached(
+                "UPDATE token_usage SET calls_used = calls_used - 1
+                 WHERE tenant = ?1 AND jti = ?2 AND calls_used > 0",
+            )?
+            .execute(params![tenant, jti])
+            .map(drop)
+    }
+
+    pub(super) fn usage(&mut self, tenant: &str, jti: &str) -> rusqlite::Result<Option<Usage>> {
+        self.conn
+            .prepare_cached(
+                "SELECT u.calls_used, u.max_calls, u.first_used_at, u.last_used_at, u.expires_at,
+                        u.issued_at,
+                        u.revoked OR coalesce(u.issued_at < t.revoked_before, 0)
+                 FROM token_usage u
+                 LEFT JOIN tenant_revocation t ON t.tenant = u.tenant
+                 WHERE u.tenant = ?1 AND u.jti = ?2",
+            )?
+            .query_row(params![tenant, jti], |r| {
+                let opt = |i: usize| -> rusqlite::Result<Option<u64>> {
+                    r.get::<_, Option<i64>>(i)?.map(uint).transpose()
+                };
+                Ok(Usage {
+                    tenant: tenant.to_string(),
+                    calls_used: uint(r.get(0)?)?,
+                    max_calls: opt(1)?,
+                    first_used_at: opt(2)?,
+                    last_used_at: opt(3)?,
+                    expires_at: opt(4)?,
+                    issued_at: opt(5)?,
+                    revoked: r.get(6)?,
+                })
+            })
+            .optional()
+    }
+
+    pub(super) fn revoke(&mut self, tenant: &str, jti: &str) -> rusqlite::Result<Usage> {
+        // A never-seen token's expiry is unknown: keep its revocation as long as any token could still
+        // be accepted. Only the clean-up time depends on the wall clock, and only to keep longer.
+        let forget_at = unix_now().saturating_add(self.unseen_revocation_secs);
+        self.conn
+            .prepare_cached(
+                "INSERT INTO token_usage (tenant, jti, revoked, forget_at) VALUES (?1, ?2, 1, ?3)
+                 ON CONFLICT (tenant, jti) DO UPDATE SET revoked = 1",
+            )?
+            .execute(params![tenant, jti, int(forget_at)?])?;
+        self.usage(tenant, jti)?
+            .ok_or(rusqlite::Error::QueryReturnedNoRows)
+    }
+
+    pub(super) fn revoke_before(&mut self, tenant: &str, ts: u64) -> rusqlite::Result<u64> {
+        let mark: i64 = self
+            .conn
+            .prepare_cached(
+                "INSERT INTO tenant_revocation (tenant, revoked_before) VALUES (?1, ?2)
+                 ON CONFLICT (tenant) DO UPDATE
+                     SET revoked_before = max(revoked_before, excluded.revoked_before)
+                 RETURNING revoked_before",
+            )?
+            .query_row(params![tenant, int(ts)?], |r| r.get(0))?;
+        uint(mark)
+    }
+
+    /// Deletes records of tokens that can no longer be accepted, at most once per [`SWEEP_INTERVAL`].
+    /// A failed sweep only delays clean-up: the one `DELETE` is undone alone and the reservation it
+    /// follows stands. The error is returned only when it cost the whole transaction.
+    pub(super) fn sweep(&mut self, now: u64) -> rusqlite::Result<()> {
+        if now < self.next_sweep {
+            return Ok(());
+        }
+        self.next_sweep = now.saturating_add(SWEEP_INTERVAL);
+        let Ok(now) = int(now) else {
+            return Ok(());
+        };
+        match self
+            .conn
+            .prepare_cached("DELETE FROM token_usage WHERE forget_at < ?1")
+            .and_then(|mut s| s.execute(params![now]))
+        {
+            Err(e) if self.conn.is_autocommit() => Err(e),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// SQLite integers are signed 64-bit; the store only ever holds values below 2^53.
+pub(super) fn int(v: u64) -> rusqlite::Result<i64> {
+    i64::try_from(v).map_err(|_| rusqlite::Error::IntegralValueOutOfRange(0, i64::MAX))
+}
+
+pub(super) fn uint(v: i64) -> rusqlite::Result<u64> {
+    u64::try_from(v).map_err(|_| rusqlite::Error::IntegralValueOutOfRange(0, v))
+}
+
+pub(super) fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}

@@ -1,0 +1,102 @@
+//! The SQLite file's schema and connection settings: what `PRAGMA`s the store runs with, the tables
+//! it keeps, and how a file written by an older relay is brought up to date.
+
+use std::time::Duration;
+
+use rusqlite::{Connection, ErrorCode};
+
+/// How long opening waits for another process to let go of the file, in milliseconds: long enough
+/// for a relay that is still exiting, short enough that a second relay on the same file fails fast.
+const OPEN_WAIT_MS: u64 = 2_000;
+
+/// WAL size, in 4 KiB pages, that triggers a checkpoint (SQLite's own default). The checkpoint is
+/// the only time the store calls `fsync`, so this sets how often that happens; the WAL is replayed
+/// at start after a crash, so it also bounds that work (about 4 MiB).
+const WAL_AUTOCHECKPOINT_PAGES: i64 = 1_000;
+
+/// Prepared statements kept by the connection: every statement of the store, with room to spare, so
+/// none is ever parsed twice.
+const STATEMENT_CACHE: usize = 32;
+
+/// The schema this code writes (`PRAGMA user_version`). A file from a newer relay is refused rather
+/// than misread.
+const SCHEMA_VERSION: i64 = 1;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS token_usage (
+    tenant        TEXT    NOT NULL,
+    jti           TEXT    NOT NULL,
+    calls_used    INTEGER NOT NULL DEFAULT 0,
+    max_calls     INTEGER,
+    first_used_at INTEGER,
+    last_used_at  INTEGER,
+    expires_at    INTEGER,
+    issued_at     INTEGER,
+    revoked       INTEGER NOT NULL DEFAULT 0,
+    -- UTC seconds after which the record may be deleted: the token can no longer be accepted.
+    forget_at     INTEGER NOT NULL,
+    PRIMARY KEY (tenant, jti)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS token_usage_forget_at ON token_usage (forget_at);
+CREATE TABLE IF NOT EXISTS tenant_revocation (
+    tenant         TEXT    PRIMARY KEY,
+    revoked_before INTEGER NOT NULL
+) WITHOUT ROWID;
+";
+
+/// Sets the connection up for this store; errors are for the person starting the relay.
+pub(super) fn configure(conn: &Connection) -> Result<(), String> {
+    let sql = |e: rusqlite::Error| {
+        if e.sqlite_error_code() == Some(ErrorCode::DatabaseBusy) {
+            "the file is in use by another process (is another relay running with this store.path?); \
+             a SQLite store belongs to one relay, relays that share usage need the redis store"
+                .to_string()
+        } else {
+            e.to_string()
+        }
+    };
+    conn.busy_timeout(Duration::from_millis(OPEN_WAIT_MS))
+        .map_err(sql)?;
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+    // Set before anything reads the file: a WAL database first opened in exclusive mode keeps its
+    // index in heap memory instead of the shared `-shm` mapping, and the lock taken by the first
+    // read and write below is held until the connection closes.
+    let locking: String = conn
+        .query_row("PRAGMA locking_mode = EXCLUSIVE", [], |r| r.get(0))
+        .map_err(sql)?;
+    if !locking.eq_ignore_ascii_case("exclusive") {
+        return Err(format!(
+            "cannot take the file for this relay (locking_mode is {locking})"
+        ));
+    }
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+        .map_err(sql)?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        // Without WAL the durability argument in this file's header does not hold; say so at start.
+        return Err(format!(
+            "the file system does not support WAL mode (journal_mode is {mode}); \
+             put the database on a local disk"
+        ));
+    }
+    conn.pragma_update(None, "synchronous", "NORMAL")
+        .map_err(sql)?;
+    // Savepoint journals of multi-job batches stay in memory: they only ever hold a few pages.
+    conn.pragma_update(None, "temp_store", "MEMORY")
+        .map_err(sql)?;
+    conn.pragma_update(None, "wal_autocheckpoint", WAL_AUTOCHECKPOINT_PAGES)
+        .map_err(sql)?;
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(sql)?;
+    if version > SCHEMA_VERSION {
+        return Err(format!(
+            "written by a newer relay (schema {version}; this relay knows {SCHEMA_VERSION})"
+        ));
+    }
+    // The first write: from here on the file is locked for this connection.
+    conn.execute_batch(&format!(
+        "BEGIN IMMEDIATE; {SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+    ))
+    .map_err(sql)
+}
