@@ -1,14 +1,22 @@
-"""A local stand-in for the OpenAI and Anthropic APIs, run as its own process by the end-to-end suite.
+"""A local stand-in for the OpenAI, Anthropic and Gemini APIs, run as its own process by the end-to-end suite.
 
 Standard library only. It listens on 127.0.0.1 (port from ``--port``, 0 = any free port), prints one JSON
 line ``{"port": N}`` on stdout once it accepts connections, and then serves:
 
-- OpenAI: ``POST /v1/chat/completions`` (plain and ``"stream": true``), ``POST /v1/embeddings`` (float and
-  base64 encodings), ``POST /v1/images/generations``, ``GET /v1/models``.
+- OpenAI: ``POST /v1/chat/completions`` (plain and ``"stream": true``), ``POST /v1/responses`` (plain and
+  streamed), ``POST /v1/embeddings`` (float and base64 encodings), ``POST /v1/images/generations``,
+  ``GET /v1/models``.
 - Anthropic: ``POST /v1/messages`` (plain and ``"stream": true``).
+- Gemini: ``POST /v1beta/models/{model}:generateContent`` and ``:streamGenerateContent`` (SSE with
+  ``?alt=sse``, otherwise one JSON array sent element by element), in ``mock_families.py``.
 
-Every request outside ``/_control/`` is recorded (method, path, headers in order, body) and can be read
-back with ``GET /_control/requests``; ``POST /_control/reset`` clears the record and the gates.
+Every answer reports usage the way its provider does (``mock_usage.py`` holds the rule that makes the
+figures derivable from the request): OpenAI chat streams carry the usage-only chunk (``"choices": []``)
+only when the request asks with ``stream_options.include_usage``, as OpenAI does.
+
+Every request outside ``/_control/`` is recorded (method, path, headers in order, body, and ``reported``:
+the usage the mock reported for it, normalised as ``mock_usage.Usage.normalised``, or null) and can be
+read back with ``GET /_control/requests``; ``POST /_control/reset`` clears the record and the gates.
 
 Markers in the last user message steer a request, so a test can script one call without global state:
 
@@ -16,6 +24,9 @@ Markers in the last user message steer a request, so a test can script one call 
   ``POST /_control/release/NAME`` (at most 30 s). ``GET /_control/gates/NAME`` answers
   ``{"waiting": true}`` while it waits, which proves events reach the client while the mock is producing.
 - ``[delay:SECONDS]``: sleep that long (at most 10 s) before answering, so parallel calls overlap.
+- ``[out:N]``, ``[cached:N]``, ``[cache_write:N]``: the usage to report (``mock_usage.py``).
+- ``[nousage]``: a 2xx answer without any usage report.
+- ``[status:NNN]``: answer that 4xx/5xx status with the provider's error shape and no usage.
 
 Answers echo the request's ``model`` and the last user text, so tests can see what the relay forwarded.
 """
@@ -33,6 +44,9 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Optional
 
+import mock_families
+from mock_usage import Usage, echo_words, last_user_text
+
 #: Longest wait at a gate; a test that forgets to release must not hang the suite.
 GATE_TIMEOUT_SECS = 30.0
 #: Longest accepted ``[delay:...]``.
@@ -42,6 +56,8 @@ MAX_BODY_BYTES = 8 * 1024 * 1024
 
 _GATE = re.compile(r"\[gate:([A-Za-z0-9_-]{1,64})\]")
 _DELAY = re.compile(r"\[delay:([0-9]+(?:\.[0-9]+)?)\]")
+_STATUS = re.compile(r"\[status:([45][0-9][0-9])\]")
+_NO_USAGE = "[nousage]"
 
 
 class State:
@@ -51,7 +67,7 @@ class State:
         self.lock = threading.Lock()
         self.requests: list[dict[str, Any]] = []
         self.gates: dict[str, threading.Event] = {}
-        self.waiting: dict[str, bool] = {}
+        self.waiting: dict[str, int] = {}
 
     def record(self, entry: dict[str, Any]) -> None:
         with self.lock:
@@ -71,23 +87,6 @@ class State:
 
 
 STATE = State()
-
-
-def _last_user_text(body: dict[str, Any]) -> str:
-    for message in reversed(body.get("messages") or []):
-        if isinstance(message, dict) and message.get("role") == "user":
-            content = message.get("content")
-            if isinstance(content, str):
-                return content
-            if isinstance(content, list):
-                return " ".join(str(p.get("text", "")) for p in content if isinstance(p, dict))
-    return ""
-
-
-def _words(text: str) -> list[str]:
-    reply = f"echo: {text}"
-    parts = reply.split(" ")
-    return [p if i == 0 else " " + p for i, p in enumerate(parts)]
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -127,9 +126,9 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
-    def _start_stream(self) -> None:
+    def _start_stream(self, content_type: str = "text/event-stream") -> None:
         self.send_response(200)
-        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Content-Type", content_type)
         self.send_header("Cache-Control", "no-cache")
         self.send_header("Transfer-Encoding", "chunked")
         self.end_headers()
@@ -154,18 +153,44 @@ class Handler(BaseHTTPRequestHandler):
         name = m.group(1)
         event = STATE.gate(name)
         with STATE.lock:
-            STATE.waiting[name] = True
+            STATE.waiting[name] = STATE.waiting.get(name, 0) + 1
         try:
             event.wait(GATE_TIMEOUT_SECS)
         finally:
             with STATE.lock:
-                STATE.waiting[name] = False
+                STATE.waiting[name] -= 1
 
     @staticmethod
     def _delay(text: str) -> None:
         m = _DELAY.search(text)
         if m:
             time.sleep(min(float(m.group(1)), MAX_DELAY_SECS))
+
+    def _usage(self, family: str, body: dict[str, Any], text: str, default_output: int) -> Optional[Usage]:
+        """The usage this answer reports (None for ``[nousage]``), recorded next to the request."""
+        usage = None if _NO_USAGE in text else Usage.of(family, body, text, default_output)
+        self.report(usage)
+        return usage
+
+    def report(self, usage: Optional[Usage]) -> None:
+        with STATE.lock:
+            self._entry["reported"] = None if usage is None else usage.normalised()
+
+    def _failed(self, family: str, text: str) -> bool:
+        """Answer ``[status:NNN]`` with the family's error shape; True when it did."""
+        m = _STATUS.search(text)
+        if not m:
+            return False
+        status = int(m.group(1))
+        message = f"mock error {status}"
+        if family == "anthropic":
+            error: Any = {"type": "error", "error": {"type": "api_error", "message": message}}
+        elif family == "gemini":
+            error = {"error": {"code": status, "message": message, "status": "INTERNAL"}}
+        else:
+            error = {"error": {"message": message, "type": "server_error", "param": None, "code": None}}
+        self._send_json(status, error)
+        return True
 
     # -- dispatch ------------------------------------------------------------------------------------
 
@@ -186,14 +211,14 @@ class Handler(BaseHTTPRequestHandler):
         if path.startswith("/_control/"):
             self._control(path)
             return
-        STATE.record(
-            {
-                "method": self.command,
-                "path": self.path,
-                "headers": [[k, v] for k, v in self.headers.items()],
-                "body": raw.decode("utf-8", "replace"),
-            }
-        )
+        self._entry: dict[str, Any] = {
+            "method": self.command,
+            "path": self.path,
+            "headers": [[k, v] for k, v in self.headers.items()],
+            "body": raw.decode("utf-8", "replace"),
+            "reported": None,
+        }
+        STATE.record(self._entry)
         body: dict[str, Any] = {}
         if raw:
             try:
@@ -212,11 +237,15 @@ class Handler(BaseHTTPRequestHandler):
             body = parsed if isinstance(parsed, dict) else {}
         route = {
             ("POST", "/v1/chat/completions"): self._chat,
+            ("POST", "/v1/responses"): lambda b: mock_families.responses(self, b),
             ("POST", "/v1/embeddings"): self._embeddings,
             ("POST", "/v1/images/generations"): self._images,
             ("GET", "/v1/models"): self._models,
             ("POST", "/v1/messages"): self._messages,
         }.get((self.command, path))
+        gemini = mock_families.GEMINI_PATH.fullmatch(path)
+        if route is None and gemini and self.command == "POST":
+            route = lambda b: mock_families.gemini(self, gemini.group(1), gemini.group(2), b)  # noqa: E731
         if route is None:
             self._send_json(
                 404,
@@ -233,7 +262,7 @@ class Handler(BaseHTTPRequestHandler):
     def _control(self, path: str) -> None:
         if self.command == "GET" and path == "/_control/requests":
             with STATE.lock:
-                self._send_json(200, list(STATE.requests))
+                self._send_json(200, [dict(r) for r in STATE.requests])
         elif self.command == "POST" and path == "/_control/reset":
             STATE.reset()
             self._send_json(200, {"ok": True})
@@ -242,8 +271,8 @@ class Handler(BaseHTTPRequestHandler):
             self._send_json(200, {"ok": True})
         elif self.command == "GET" and path.startswith("/_control/gates/"):
             with STATE.lock:
-                waiting = STATE.waiting.get(path.rsplit("/", 1)[1], False)
-            self._send_json(200, {"waiting": waiting})
+                count = STATE.waiting.get(path.rsplit("/", 1)[1], 0)
+            self._send_json(200, {"waiting": count > 0, "count": count})
         else:
             self._send_json(404, {"error": {"message": "unknown control path"}})
 
@@ -251,49 +280,57 @@ class Handler(BaseHTTPRequestHandler):
 
     def _chat(self, body: dict[str, Any]) -> None:
         model = body.get("model", "")
-        text = _last_user_text(body)
+        text = last_user_text(body)
         self._delay(text)
-        created = int(time.time())
-        if not body.get("stream"):
-            content = "".join(_words(text))
-            self._send_json(
-                200,
-                {
-                    "id": "chatcmpl-mock",
-                    "object": "chat.completion",
-                    "created": created,
-                    "model": model,
-                    "choices": [
-                        {
-                            "index": 0,
-                            "message": {"role": "assistant", "content": content},
-                            "finish_reason": "stop",
-                        }
-                    ],
-                    "usage": {
-                        "prompt_tokens": 3,
-                        "completion_tokens": 3,
-                        "total_tokens": 6,
-                    },
-                },
-            )
+        if self._failed("chat", text):
             return
+        created = int(time.time())
+        words = echo_words(text)
+        if not body.get("stream"):
+            answer: dict[str, Any] = {
+                "id": "chatcmpl-mock",
+                "object": "chat.completion",
+                "created": created,
+                "model": model,
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": "".join(words)},
+                        "finish_reason": "stop",
+                    }
+                ],
+            }
+            usage = self._usage("chat", body, text, len(words))
+            if usage is not None:
+                answer["usage"] = usage.openai_chat()
+            self._send_json(200, answer)
+            return
+        options = body.get("stream_options")
+        # OpenAI streams usage only when asked, and then also marks every other chunk "usage": null.
+        with_usage = isinstance(options, dict) and options.get("include_usage") is True
         self._start_stream()
 
         def chunk(delta: dict[str, Any], finish: Optional[str] = None) -> dict[str, Any]:
-            return {
+            out: dict[str, Any] = {
                 "id": "chatcmpl-mock",
                 "object": "chat.completion.chunk",
                 "created": created,
                 "model": model,
                 "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
             }
+            if with_usage:
+                out["usage"] = None
+            return out
 
         self._event(chunk({"role": "assistant", "content": ""}))
         self._wait_gate(text)
-        for word in _words(text):
+        for word in words:
             self._event(chunk({"content": word}))
         self._event(chunk({}, "stop"))
+        usage = self._usage("chat", body, text, len(words)) if with_usage else None
+        if usage is not None:
+            last = {**chunk({}), "choices": [], "usage": usage.openai_chat()}
+            self._event(last)
         self._event("[DONE]")
         self._end_stream()
 
@@ -309,15 +346,11 @@ class Handler(BaseHTTPRequestHandler):
             else:
                 embedding = vector
             data.append({"object": "embedding", "index": i, "embedding": embedding})
-        self._send_json(
-            200,
-            {
-                "object": "list",
-                "data": data,
-                "model": body.get("model", ""),
-                "usage": {"prompt_tokens": len(items), "total_tokens": len(items)},
-            },
-        )
+        usage = self._usage("embeddings", body, "", 0)
+        answer: dict[str, Any] = {"object": "list", "data": data, "model": body.get("model", "")}
+        if usage is not None:
+            answer["usage"] = usage.openai_embeddings()
+        self._send_json(200, answer)
 
     def _images(self, body: dict[str, Any]) -> None:
         n = body.get("n") or 1
@@ -347,27 +380,28 @@ class Handler(BaseHTTPRequestHandler):
 
     def _messages(self, body: dict[str, Any]) -> None:
         model = body.get("model", "")
-        text = _last_user_text(body)
+        text = last_user_text(body)
         self._delay(text)
-        words = _words(text)
-        usage = {"input_tokens": 3, "output_tokens": len(words)}
+        if self._failed("anthropic", text):
+            return
+        words = echo_words(text)
+        usage = self._usage("anthropic", body, text, len(words))
         if not body.get("stream"):
-            self._send_json(
-                200,
-                {
-                    "id": "msg_mock",
-                    "type": "message",
-                    "role": "assistant",
-                    "model": model,
-                    "content": [{"type": "text", "text": "".join(words)}],
-                    "stop_reason": "end_turn",
-                    "stop_sequence": None,
-                    "usage": usage,
-                },
-            )
+            answer: dict[str, Any] = {
+                "id": "msg_mock",
+                "type": "message",
+                "role": "assistant",
+                "model": model,
+                "content": [{"type": "text", "text": "".join(words)}],
+                "stop_reason": "end_turn",
+                "stop_sequence": None,
+            }
+            if usage is not None:
+                answer["usage"] = usage.anthropic()
+            self._send_json(200, answer)
             return
         self._start_stream()
-        start = {
+        start: dict[str, Any] = {
             "id": "msg_mock",
             "type": "message",
             "role": "assistant",
@@ -375,8 +409,10 @@ class Handler(BaseHTTPRequestHandler):
             "content": [],
             "stop_reason": None,
             "stop_sequence": None,
-            "usage": {"input_tokens": 3, "output_tokens": 1},
         }
+        if usage is not None:
+            # Anthropic reports the input and a first output count up front, then cumulative output.
+            start["usage"] = usage.anthropic(output=min(1, usage.output))
         self._event({"type": "message_start", "message": start}, "message_start")
         self._wait_gate(text)
         block = {
@@ -394,15 +430,13 @@ class Handler(BaseHTTPRequestHandler):
             }
             self._event(delta, "content_block_delta")
         self._event({"type": "content_block_stop", "index": 0}, "content_block_stop")
-        done = {"stop_reason": "end_turn", "stop_sequence": None}
-        self._event(
-            {
-                "type": "message_delta",
-                "delta": done,
-                "usage": {"output_tokens": len(words)},
-            },
-            "message_delta",
-        )
+        done: dict[str, Any] = {
+            "type": "message_delta",
+            "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+        }
+        if usage is not None:
+            done["usage"] = {"output_tokens": usage.output}
+        self._event(done, "message_delta")
         self._event({"type": "message_stop"}, "message_stop")
         self._end_stream()
 
