@@ -12,8 +12,8 @@ use std::path::PathBuf;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use relayapi::token::format::{
-    self, canonical_json, check_time, mint, mint_with, new_token_id, os_rng, verify, Claims, Ext,
-    InvalidToken, IpNet, MtokMode, Rate, TimeError,
+    self, canonical_json, check_time, mint, mint_with, new_token_id, os_rng, verify, Budget,
+    Claims, Ext, InvalidToken, IpNet, MtokMode, Rate, TimeError, UserQuota, Window,
 };
 use relayapi::token::rai::Keyring;
 use relayapi::token::secret::{SecretKey, SecretString};
@@ -341,7 +341,7 @@ fn generate_vectors() {
         );
         assert_eq!(verify(&case.token, &ring), Ok(claims), "{}", case.desc);
     }
-    assert_eq!(cases.len(), 8);
+    assert_eq!(cases.len(), 10);
 }
 
 #[test]
@@ -362,7 +362,7 @@ fn verify_vectors() {
             assert_eq!(claims, claims_of(expected), "{}", case.desc);
         }
     }
-    assert_eq!(cases.len(), 31);
+    assert_eq!(cases.len(), 37);
 }
 
 #[test]
@@ -382,7 +382,7 @@ fn invalid_vectors() {
             Err(_) => panic!("verify panicked on: {}", case.desc),
         }
     }
-    assert_eq!(cases.len(), 46);
+    assert_eq!(cases.len(), 50);
 }
 
 // ---- conformance.json -----------------------------------------------------------------------------
@@ -532,6 +532,7 @@ fn random_claims(r: &mut TestRng, tenant: &str) -> Claims {
     let use_kref = r.maybe();
     let jti = new_token_id(&mut |buf: &mut [u8]| r.fill(buf));
     let mtok = r.maybe().then(|| 1 + r.below(100_000));
+    let uid = r.maybe().then(|| r.word(b"user- \"\\~", 1, 128));
     Claims {
         jti,
         tid: tenant.to_owned(),
@@ -577,10 +578,60 @@ fn random_claims(r: &mut TestRng, tenant: &str) -> Claims {
                 MtokMode::Reject
             }
         }),
-        uid: r.maybe().then(|| r.word(b"user- \"\\~", 1, 128)),
-        bud: None,
-        uq: None,
+        bud: r.maybe().then(|| random_budget(r)),
+        // §5.1.21: user quotas only next to a uid.
+        uq: uid
+            .is_some()
+            .then(|| r.maybe().then(|| random_quotas(r)))
+            .flatten(),
+        uid,
     }
+}
+
+/// A spend amount: small, or anywhere up to 2^53-1 (§5.1.4).
+fn random_amount(r: &mut TestRng) -> u64 {
+    if r.maybe() {
+        1 + r.below(1_000_000)
+    } else {
+        1 + r.below(format::MAX_INT)
+    }
+}
+
+/// `tok`, `cost` or both (§5.1.20: never neither).
+fn random_budget(r: &mut TestRng) -> Budget {
+    match r.below(3) {
+        0 => Budget {
+            tok: Some(random_amount(r)),
+            cost: None,
+        },
+        1 => Budget {
+            tok: None,
+            cost: Some(random_amount(r)),
+        },
+        _ => Budget {
+            tok: Some(random_amount(r)),
+            cost: Some(random_amount(r)),
+        },
+    }
+}
+
+/// 1 to 3 quotas on distinct windows in a random order, each with a random non-empty set of limits.
+fn random_quotas(r: &mut TestRng) -> Vec<UserQuota> {
+    let mut windows = vec![Window::Day, Window::Month, Window::All];
+    let mut out = Vec::new();
+    for _ in 0..1 + r.below(3) {
+        let w = windows.remove(r.below(windows.len() as u64) as usize);
+        let set = 1 + r.below(7); // bits: calls, tok, cost; at least one
+        let mut pick = |bit: u64| (set & bit != 0).then(|| random_amount(r));
+        let (calls, tok, cost) = (pick(1), pick(2), pick(4));
+        out.push(UserQuota {
+            w,
+            calls,
+            tok,
+            cost,
+        });
+    }
+    out
 }
 
 #[test]

@@ -5,13 +5,15 @@
 //! Both must agree on every input, value for value; accepted claims survive canonical re-encoding
 //! byte for byte.
 
-use relayapi::token::format::{Claims, Ext, IpNet, MtokMode, Rate, SecretString, MAX_JSON_DEPTH};
+use relayapi::token::format::{
+    Budget, Claims, Ext, IpNet, MtokMode, Rate, SecretString, UserQuota, Window, MAX_JSON_DEPTH,
+};
 use serde_json::{Map, Value};
 
 use super::json;
 use super::token::check_canonical;
 
-const MEMBERS: [&str; 19] = [
+const MEMBERS: [&str; 21] = [
     "jti",
     "tid",
     "iat",
@@ -31,6 +33,8 @@ const MEMBERS: [&str; 19] = [
     "mtok",
     "mtok_mode",
     "uid",
+    "bud",
+    "uq",
 ];
 
 pub fn check(data: &[u8]) {
@@ -79,6 +83,8 @@ pub fn reference(text: &str) -> Option<Claims> {
             _ => None,
         })?,
         uid: opt(obj, "uid", string)?,
+        bud: opt(obj, "bud", budget)?,
+        uq: opt(obj, "uq", |v| v.as_array()?.iter().map(quota).collect())?,
         ..Claims::new(
             string(obj.get("jti")?)?,
             string(obj.get("tid")?)?,
@@ -146,5 +152,32 @@ fn rate(v: &Value) -> Option<Rate> {
     Some(Rate {
         n: int(obj.get("n")?)?,
         s: int(obj.get("s")?)?,
+    })
+}
+
+fn budget(v: &Value) -> Option<Budget> {
+    let obj = v.as_object()?;
+    if obj.keys().any(|k| k != "tok" && k != "cost") {
+        return None;
+    }
+    Some(Budget {
+        tok: opt(obj, "tok", int)?,
+        cost: opt(obj, "cost", int)?,
+    })
+}
+
+fn quota(v: &Value) -> Option<UserQuota> {
+    let obj = v.as_object()?;
+    if obj
+        .keys()
+        .any(|k| !["w", "calls", "tok", "cost"].contains(&k.as_str()))
+    {
+        return None;
+    }
+    Some(UserQuota {
+        w: Window::parse(obj.get("w")?.as_str()?)?,
+        calls: opt(obj, "calls", int)?,
+        tok: opt(obj, "tok", int)?,
+        cost: opt(obj, "cost", int)?,
     })
 }

@@ -65,6 +65,31 @@ pub fn canonical_json(c: &Claims) -> String {
     if let Some(uid) = &c.uid {
         w.string("uid", uid);
     }
+    if let Some(bud) = c.bud {
+        w.open("bud");
+        w.opt_int("tok", bud.tok);
+        w.opt_int("cost", bud.cost);
+        w.close();
+    }
+    if let Some(quotas) = &c.uq {
+        // Entries in the order the minter was given: the order carries no meaning, but one input
+        // must give one spelling (§5.1.21).
+        w.name("uq");
+        w.out.push('[');
+        for (i, q) in quotas.iter().enumerate() {
+            if i > 0 {
+                w.out.push(',');
+            }
+            w.out.push('{');
+            w.first = true;
+            w.string("w", q.w.as_str());
+            w.opt_int("calls", q.calls);
+            w.opt_int("tok", q.tok);
+            w.opt_int("cost", q.cost);
+            w.close();
+        }
+        w.out.push(']');
+    }
     w.finish()
 }
 
@@ -107,6 +132,12 @@ impl JsonWriter {
     fn int(&mut self, name: &str, value: u64) {
         self.name(name);
         self.out.push_str(&value.to_string());
+    }
+
+    fn opt_int(&mut self, name: &str, value: Option<u64>) {
+        if let Some(v) = value {
+            self.int(name, v);
+        }
     }
 
     fn strings<'a>(&mut self, name: &str, values: impl Iterator<Item = &'a str>) {

@@ -1,7 +1,7 @@
 //! The claims of a token (`docs/token-format.md` §5): their types and every §5 rule the types do not
-//! already enforce. Reading them from JSON is `token/claims_json.rs`'s job, writing them
-//! `token/canonical.rs`'s, sealing and opening `token/seal.rs`'s. The character and host rules come
-//! from `text/`.
+//! already enforce; the spend limits `bud` and `uq` are `token/spend_claims.rs`'s. Reading claims from
+//! JSON is `token/claims_json.rs`'s job, writing them `token/canonical.rs`'s, sealing and opening
+//! `token/seal.rs`'s. The character and host rules come from `text/`.
 
 use std::fmt;
 use std::net::{IpAddr, Ipv6Addr};
@@ -13,6 +13,8 @@ use crate::text::grammar::{
 use crate::text::host::{is_reg_label, is_reg_name, parse_port, split_authority};
 use crate::text::ipnet::{canonical_ip_text, IpNet};
 use crate::token::secret::SecretString;
+use crate::token::spend_claims::validate_spend;
+pub use crate::token::spend_claims::{Budget, UserQuota, Window};
 
 /// Every integer claim is below 2^53 so that JavaScript minters and verifiers see exact values (§5).
 pub const MAX_INT: u64 = (1 << 53) - 1;
@@ -57,51 +59,6 @@ pub struct Claims {
     pub uid: Option<String>,
     pub bud: Option<Budget>,
     pub uq: Option<Vec<UserQuota>>,
-}
-
-/// The token's own spend budget over its life (§5.1.20, `docs/budgets.md`): input plus output tokens,
-/// and money in micro-units of the price table's currency. At least one is present.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Budget {
-    pub tok: Option<u64>,
-    pub cost: Option<u64>,
-}
-
-/// A window of an end user's quota: UTC calendar day, UTC calendar month, or all time.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Window {
-    Day,
-    Month,
-    All,
-}
-
-impl Window {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Window::Day => "day",
-            Window::Month => "month",
-            Window::All => "all",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Window> {
-        match s {
-            "day" => Some(Window::Day),
-            "month" => Some(Window::Month),
-            "all" => Some(Window::All),
-            _ => None,
-        }
-    }
-}
-
-/// One quota of the end user named by `uid`, shared by all of that user's tokens in the tenant
-/// (§5.1.21): at most `calls` calls, `tok` tokens and `cost` micro-units per window.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct UserQuota {
-    pub w: Window,
-    pub calls: Option<u64>,
-    pub tok: Option<u64>,
-    pub cost: Option<u64>,
 }
 
 /// Extension info carried over from the original format.
@@ -305,7 +262,8 @@ impl Claims {
                 return Err(claim_err("uid", "1 to 128 printable ASCII characters"));
             }
         }
-        Ok(())
+        validate_spend(self.bud.as_ref(), self.uq.as_deref(), self.uid.as_deref())
+            .map_err(|(member, expected)| claim_err(member, expected))
     }
 }
 

@@ -6,7 +6,9 @@ use serde::{Deserialize, Deserializer};
 
 use crate::text::ipnet::IpNet;
 use crate::text::strict_json::{json_within_rules, present, present_object, ObjectOnly};
-use crate::token::claims::{claim_err, ClaimError, Claims, Ext, MtokMode, Rate};
+use crate::token::claims::{
+    claim_err, Budget, ClaimError, Claims, Ext, MtokMode, Rate, UserQuota, Window,
+};
 use crate::token::secret::SecretString;
 
 impl Claims {
@@ -28,7 +30,7 @@ impl Claims {
 
 /// Claims as they appear on the wire. Serde's derive refuses unknown and duplicate members; `present`
 /// refuses `null` for optional members (absent is not the same as null in §5), and `present_object` also
-/// the sequence form serde's derive would take for `ext` and `rate` (`"rate":[10,60]`).
+/// the sequence form serde's derive would take for `ext`, `rate` and `bud` (`"rate":[10,60]`).
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawClaims {
@@ -65,6 +67,10 @@ struct RawClaims {
     mtok_mode: Option<String>,
     #[serde(default, deserialize_with = "present")]
     uid: Option<String>,
+    #[serde(default, deserialize_with = "present_object")]
+    bud: Option<RawBudget>,
+    #[serde(default, deserialize_with = "present")]
+    uq: Option<Vec<ObjectOnly<RawQuota>>>,
 }
 
 #[derive(Deserialize)]
@@ -79,6 +85,28 @@ struct RawExt {
 struct RawRate {
     n: u64,
     s: u64,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBudget {
+    #[serde(default, deserialize_with = "present")]
+    tok: Option<u64>,
+    #[serde(default, deserialize_with = "present")]
+    cost: Option<u64>,
+}
+
+/// One `uq` entry; each must be an object (`ObjectOnly`), never an array read by position.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawQuota {
+    w: String,
+    #[serde(default, deserialize_with = "present")]
+    calls: Option<u64>,
+    #[serde(default, deserialize_with = "present")]
+    tok: Option<u64>,
+    #[serde(default, deserialize_with = "present")]
+    cost: Option<u64>,
 }
 
 /// `present` for the API key, moved straight into its redacting, zeroizing wrapper.
@@ -112,6 +140,25 @@ impl RawClaims {
             Some("reject") => Some(MtokMode::Reject),
             Some(_) => return Err(claim_err("mtok_mode", "\"clamp\" or \"reject\"")),
         };
+        let uq = match self.uq {
+            Some(list) => Some(
+                list.into_iter()
+                    .map(|ObjectOnly(q)| {
+                        Some(UserQuota {
+                            w: Window::parse(&q.w)?,
+                            calls: q.calls,
+                            tok: q.tok,
+                            cost: q.cost,
+                        })
+                    })
+                    .collect::<Option<Vec<_>>>()
+                    .ok_or(claim_err(
+                        "uq",
+                        "windows (`w`) \"day\", \"month\" or \"all\"",
+                    ))?,
+            ),
+            None => None,
+        };
         Ok(Claims {
             jti: self.jti,
             tid: self.tid,
@@ -132,10 +179,11 @@ impl RawClaims {
             mtok: self.mtok,
             mtok_mode,
             uid: self.uid,
-            // Read from JSON by the next step of issue 12 (`docs/budgets.md`); until then a token
-            // carrying them is refused as having unknown members.
-            bud: None,
-            uq: None,
+            bud: self.bud.map(|b| Budget {
+                tok: b.tok,
+                cost: b.cost,
+            }),
+            uq,
         })
     }
 }

@@ -12,3 +12,4 @@ pub mod rai_file;
 pub mod rai_parse;
 pub mod seal;
 pub mod secret;
+pub mod spend_claims;

@@ -21,8 +21,10 @@ HERE = pathlib.Path(__file__).resolve().parent
 INFO = b"relayapi token v1"
 ORDER = [
     "jti", "tid", "iat", "exp", "prv", "key", "kref", "url", "max", "ext", "rate", "conc",
-    "models", "paths", "origins", "ips", "mtok", "mtok_mode", "uid",
+    "models", "paths", "origins", "ips", "mtok", "mtok_mode", "uid", "bud", "uq",
 ]
+BUD_ORDER = ["tok", "cost"]
+QUOTA_ORDER = ["w", "calls", "tok", "cost"]
 
 
 def det(label: str, n: int) -> bytes:
@@ -46,6 +48,13 @@ def canonical(claims: dict) -> str:
     rate = ordered.get("rate")
     if isinstance(rate, dict) and set(rate) == {"n", "s"}:
         ordered["rate"] = OrderedDict((("n", rate["n"]), ("s", rate["s"])))
+    bud = ordered.get("bud")
+    if isinstance(bud, dict) and set(bud) <= set(BUD_ORDER):
+        ordered["bud"] = OrderedDict((k, bud[k]) for k in BUD_ORDER if k in bud)
+    uq = ordered.get("uq")
+    if isinstance(uq, list) and all(isinstance(q, dict) and set(q) <= set(QUOTA_ORDER) for q in uq):
+        # Members in rule 5.1.21 order; the entries themselves keep the order they were given.
+        ordered["uq"] = [OrderedDict((k, q[k]) for k in QUOTA_ORDER if k in q) for q in uq]
     return json.dumps(ordered, separators=(",", ":"), ensure_ascii=False)
 
 
@@ -97,6 +106,13 @@ def generate_cases() -> list[dict]:
             5, uid='u"\\/ 42', ext={"rep_m": "qwen-max-é漢字😀"}, prv="dashscope")),
         ("other tenant key", "globex", base_claims(6, tid="globex-corp", prv="gemini", exp=NOW + 60)),
         ("large integers up to 2^53-1", "k1", base_claims(7, max=2**53 - 1, exp=NOW + 31_536_000)),
+        ("spend limits: token budget and three user quotas", "k1", base_claims(
+            8, uid="user-42", bud={"tok": 200_000, "cost": 1_000_000},
+            uq=[{"w": "day", "calls": 50, "tok": 200_000, "cost": 1_000_000},
+                {"w": "month", "cost": 20_000_000}, {"w": "all", "tok": 2**53 - 1}])),
+        ("spend limits: money budget only, one monthly call quota, server-side key", "k2-2026.rotated",
+         base_claims(9, key=None, kref="openai-main", uid="u7", bud={"cost": 5000},
+                     uq=[{"w": "month", "calls": 1000}])),
     ]
     out = []
     for i, (desc, kid, claims) in enumerate(cases):
@@ -236,6 +252,11 @@ def invalid_cases(gen: list[dict]) -> list[dict]:
         ("empty models array", sealed(canonical({**c, "models": []}))),
         ("ips entry not a CIDR", sealed(canonical({**c, "ips": ["10.0.0.300/8"]}))),
         ("url not https", sealed(canonical({**c, "url": "http://example.com/v1"}))),
+        ("empty bud object", sealed(canonical({**c, "bud": {}}))),
+        ("bud with an unknown member", sealed(canonical({**c, "bud": {"tok": 1, "calls": 1}}))),
+        ("uq without uid", sealed(canonical({**c, "uq": [{"w": "day", "calls": 5}]}))),
+        ("uq with a window twice", sealed(canonical({**c, "uid": "u1", "uq": [
+            {"w": "day", "calls": 5}, {"w": "day", "tok": 5}]}))),
         ("over-long token text", "rt1." + "A" * 4100),
     ]
     return [{"desc": d, "token": t, "now": NOW} for d, t in cases]
@@ -510,6 +531,53 @@ def token_rules() -> list[tuple]:
     claims_case("5.1.18", "uid with a line feed", X, uid="u1\nfake log line")
     claims_case("5.1.18", "uid with non-ASCII", X, uid="ユーザー")
     claims_case("5.1", "unknown member", X, future_limit=1)
+
+    # 5.1.20 and 5.1.21: the spend limits (docs/budgets.md section 1).
+    day = {"w": "day", "calls": 50}
+    claims_case("5.1.20", "bud with tok and cost", V, bud={"tok": 200_000, "cost": 1_000_000})
+    claims_case("5.1.20", "bud with tok only", V, bud={"tok": 1})
+    claims_case("5.1.20", "bud with cost only", V, bud={"cost": 1})
+    raw("5.1.20", "bud members in either order: cost before tok", V,
+        splice('"bud":{"cost":7,"tok":9}'), conf_claims(bud={"tok": 9, "cost": 7}))
+    claims_case("5.1.20", "empty bud object", X, bud={})
+    claims_case("5.1.20", "bud with an unknown member", X, bud={"tok": 1, "calls": 1})
+    claims_case("5.1.20", "bud as an array", X, bud=[1, 2])
+    claims_case("5.1.20", "bud as an integer", X, bud=1000)
+    raw("5.1.1", "null bud", X, splice('"bud":null'))
+    raw("5.1.1", "null bud.tok next to cost", X, splice('"bud":{"tok":null,"cost":5}'))
+    raw("J3", "duplicate member inside bud", X, splice('"bud":{"tok":1,"tok":2}'))
+    claims_case("5.1.4", "bud.tok at 2^53-1", V, bud={"tok": MAX_SAFE})
+    claims_case("5.1.4", "bud.tok 2^53", X, bud={"tok": MAX_SAFE + 1})
+    claims_case("5.1.4", "bud.cost zero", X, bud={"cost": 0})
+    claims_case("5.1.4", "bud.cost as a string", X, bud={"cost": "5"})
+    raw("J5", "bud.tok as a fraction", X, splice('"bud":{"tok":1.0}'))
+    claims_case("5.1.21", "one daily call quota", V, uid="user-1", uq=[day])
+    claims_case("5.1.21", "quota with calls, tok and cost", V, uid="user-1",
+                uq=[{"w": "all", "calls": 1, "tok": 2, "cost": 3}])
+    claims_case("5.1.21", "three windows kept in the order given (month, all, day)", V, uid="user-1",
+                uq=[{"w": "month", "tok": 5}, {"w": "all", "cost": 9}, {"w": "day", "calls": 1}])
+    raw("5.1.21", "quota members in any order: cost, tok, w", V,
+        splice('"uid":"user-1","uq":[{"cost":3,"tok":2,"w":"day"}]'),
+        conf_claims(uid="user-1", uq=[{"w": "day", "tok": 2, "cost": 3}]))
+    claims_case("5.1.21", "uq without uid", X, uq=[day])
+    claims_case("5.1.21", "empty uq array", X, uid="user-1", uq=[])
+    claims_case("5.1.21", "four quotas", X, uid="user-1",
+                uq=[day, {"w": "month", "calls": 1}, {"w": "all", "calls": 1}, {"w": "day", "tok": 1}])
+    claims_case("5.1.21", "the same window twice", X, uid="user-1", uq=[day, {"w": "day", "tok": 1000}])
+    claims_case("5.1.21", "window in upper case", X, uid="user-1", uq=[{"w": "Day", "calls": 1}])
+    claims_case("5.1.21", "unknown window week", X, uid="user-1", uq=[{"w": "week", "calls": 1}])
+    claims_case("5.1.21", "window as an integer", X, uid="user-1", uq=[{"w": 1, "calls": 1}])
+    claims_case("5.1.21", "quota without w", X, uid="user-1", uq=[{"calls": 1}])
+    claims_case("5.1.21", "quota with a window and no limit", X, uid="user-1", uq=[{"w": "day"}])
+    claims_case("5.1.21", "quota with an unknown member", X, uid="user-1", uq=[{**day, "max": 1}])
+    claims_case("5.1.21", "quota as an array", X, uid="user-1", uq=[["day", 50]])
+    claims_case("5.1.21", "uq as an object", X, uid="user-1", uq=day)
+    raw("5.1.1", "null uq", X, splice('"uid":"user-1","uq":null'))
+    raw("5.1.1", "null calls in a quota", X, splice('"uid":"user-1","uq":[{"w":"day","calls":null,"tok":5}]'))
+    raw("J3", "duplicate w inside a quota", X, splice('"uid":"user-1","uq":[{"w":"day","calls":1,"w":"all"}]'))
+    claims_case("5.1.4", "quota tok at 2^53-1", V, uid="user-1", uq=[{"w": "day", "tok": MAX_SAFE}])
+    claims_case("5.1.4", "quota cost 2^53", X, uid="user-1", uq=[{"w": "day", "cost": MAX_SAFE + 1}])
+    claims_case("5.1.4", "quota calls zero", X, uid="user-1", uq=[{"w": "day", "calls": 0}])
 
     # Section 3 and section 6 step 8: the 4096-byte limit binds minters too.
     at = filler_models(4096)

@@ -34,7 +34,16 @@ export const CLAIM_ORDER = Object.freeze([
   'mtok',
   'mtok_mode',
   'uid',
+  'bud',
+  'uq',
 ]);
+/** Members of `bud` (§5.1.20) and of each `uq` entry (§5.1.21), in canonical order. */
+export const BUDGET_ORDER = Object.freeze(['tok', 'cost']);
+export const QUOTA_ORDER = Object.freeze(['w', 'calls', 'tok', 'cost']);
+/** Windows of an end-user quota: UTC calendar day, UTC calendar month, all time. */
+export const WINDOWS = Object.freeze(['day', 'month', 'all']);
+/** Most `uq` entries: one per window. */
+export const MAX_QUOTAS = 3;
 
 // §5 ranges, each named once so minting and verification cannot drift apart.
 const MAX_SAFE = Number.MAX_SAFE_INTEGER; // 2^53-1: every integer claim stays exact in a double
@@ -276,6 +285,68 @@ function isHttpsUrl(s) {
   return !/%(?![0-9A-Fa-f]{2})/.test(tail);
 }
 
+/**
+ * §5.1.20: `{"tok": n, "cost": n}`, at least one, nothing else; rebuilt with `tok` first.
+ *
+ * @param {unknown} v
+ */
+function checkBud(v) {
+  if (!isPlainObject(v))
+    throw new ClaimError('bud', 'must be an object {"tok": tokens, "cost": micro-units}');
+  const bud = /** @type {Record<string, unknown>} */ (v);
+  for (const name of Object.keys(bud)) {
+    if (!BUDGET_ORDER.includes(name))
+      throw new ClaimError(`bud.${name}`, 'is not a known member (tok, cost)');
+  }
+  /** @type {Record<string, number>} */
+  const out = {};
+  for (const name of BUDGET_ORDER) {
+    if (Object.hasOwn(bud, name)) out[name] = int(`bud.${name}`, bud[name], 1, MAX_SAFE);
+  }
+  // `"bud":{}` would be a second spelling of "no budget".
+  if (Object.keys(out).length === 0) throw new ClaimError('bud', 'must hold tok and/or cost');
+  return out;
+}
+
+/**
+ * §5.1.21: 1 to 3 quotas on distinct windows, each rebuilt in `w, calls, tok, cost` order; the entries
+ * keep their order. That `uq` needs `uid` is checked with the other cross-member rules.
+ *
+ * @param {unknown} v
+ */
+function checkUq(v) {
+  if (!Array.isArray(v)) throw new ClaimError('uq', 'must be an array');
+  if (v.length < 1 || v.length > MAX_QUOTAS) {
+    throw new ClaimError('uq', `must have between 1 and ${MAX_QUOTAS} entries`);
+  }
+  const seen = new Set();
+  return v.map((entry, i) => {
+    const at = `uq[${i}]`;
+    if (!isPlainObject(entry)) {
+      throw new ClaimError(at, 'must be an object {"w": window, "calls": n, "tok": n, "cost": n}');
+    }
+    const q = /** @type {Record<string, unknown>} */ (entry);
+    for (const name of Object.keys(q)) {
+      if (!QUOTA_ORDER.includes(name)) throw new ClaimError(`${at}.${name}`, 'is not a known member');
+    }
+    const w = q.w;
+    if (typeof w !== 'string' || !WINDOWS.includes(w)) {
+      throw new ClaimError(`${at}.w`, 'is required and must be "day", "month" or "all"');
+    }
+    if (seen.has(w)) throw new ClaimError(`${at}.w`, `window "${w}" appears twice`);
+    seen.add(w);
+    /** @type {Record<string, unknown>} */
+    const out = { w };
+    for (const name of QUOTA_ORDER.slice(1)) {
+      if (Object.hasOwn(q, name)) out[name] = int(`${at}.${name}`, q[name], 1, MAX_SAFE);
+    }
+    if (Object.keys(out).length === 1) {
+      throw new ClaimError(at, 'must set at least one of calls, tok and cost');
+    }
+    return out;
+  });
+}
+
 const CHECKS = {
   jti: (/** @type {unknown} */ v) => str('jti', v, (s) => HEX32.test(s), '32 lowercase hex characters'),
   tid: (/** @type {unknown} */ v) =>
@@ -359,6 +430,8 @@ const CHECKS = {
       (s) => s.length <= UID_MAX && PRINTABLE.test(s),
       `1 to ${UID_MAX} printable ASCII characters`,
     ),
+  bud: checkBud,
+  uq: checkUq,
 };
 
 /**
@@ -392,6 +465,10 @@ export function checkClaims(input, tenant) {
   if (Object.hasOwn(out, 'mtok_mode') && !Object.hasOwn(out, 'mtok')) {
     throw new ClaimError('mtok_mode', 'is only allowed together with mtok');
   }
+  // Quotas are counted per (tenant, uid, window): without a uid there is nobody to count them against.
+  if (Object.hasOwn(out, 'uq') && !Object.hasOwn(out, 'uid')) {
+    throw new ClaimError('uq', 'is only allowed together with uid');
+  }
   if (/** @type {number} */ (out.exp) <= /** @type {number} */ (out.iat)) {
     throw new ClaimError('exp', 'must be after iat');
   }
@@ -406,7 +483,8 @@ export function checkClaims(input, tenant) {
  *
  * `JSON.stringify` already escapes exactly as §5 requires (short forms for \b \f \n \r \t, lowercase
  * `\u00xx` for other controls, everything else literal); the order comes from {@link checkClaims}, which
- * rebuilt the object in table order, and from `rate` being rebuilt as {n, s}.
+ * rebuilt the object in table order, and from `rate`, `bud` and the `uq` entries being rebuilt in their
+ * members' order.
  *
  * @param {Record<string, unknown>} checked
  * @returns {string}

@@ -15,6 +15,7 @@ import { ClaimError, PRINTABLE, UID_MAX } from './claims.js';
 import { keyringOf, loadConfig } from './config.js';
 import { InvalidArgumentError } from './errors.js';
 import { JsonSyntaxError, parseStrictJson } from './json.js';
+import { budgetClaim, quotasClaim } from './spend-options.js';
 import { MAX_TOKEN_CHARS, checkTime, mintFromParts, openToken } from './token.js';
 
 export const DEFAULT_MAX_CALLS = 100;
@@ -38,6 +39,8 @@ const OPTION_CLAIM = Object.freeze({
   maxTokens: 'mtok',
   maxTokensMode: 'mtok_mode',
   userId: 'uid',
+  budgetTokens: 'bud',
+  userQuotas: 'uq',
 });
 const CLAIM_OPTION = Object.fromEntries(Object.entries(OPTION_CLAIM).map(([o, c]) => [c, o]));
 /** Every `createToken` option, in the order of sdk/api.json's `token_options`. */
@@ -58,6 +61,9 @@ export const TOKEN_OPTIONS = Object.freeze([
   'maxTokens',
   'maxTokensMode',
   'userId',
+  'budgetTokens',
+  'budgetCost',
+  'userQuotas',
 ]);
 const KNOWN_OPTIONS = new Set(TOKEN_OPTIONS);
 
@@ -197,6 +203,8 @@ export function claimsFromOptions(options, { tenant, now, jti }) {
     mtok: o.maxTokens,
     mtok_mode: o.maxTokensMode,
     uid: o.userId,
+    bud: budgetClaim(o.budgetTokens, o.budgetCost),
+    uq: quotasClaim(o.userQuotas, o.userId),
   };
   for (const [claim, value] of Object.entries(values)) {
     if (value !== undefined && value !== null) claims[claim] = value;
@@ -224,6 +232,9 @@ function asArgumentError(err) {
   const [head, ...rest] = err.field.split(/(?=[.[])/);
   const option = CLAIM_OPTION[head];
   let field = option === undefined ? err.field : option + rest.join('');
+  // bud is two options; the claim check names the member, so the option follows from it.
+  if (field === 'budgetTokens.tok') field = 'budgetTokens';
+  if (field === 'budgetTokens.cost') field = 'budgetCost';
   // rateLimit is a [calls, seconds] pair, so its members are positions rather than names.
   if (field === 'rateLimit.n') field = 'rateLimit[0]';
   if (field === 'rateLimit.s') field = 'rateLimit[1]';

@@ -22,6 +22,13 @@ export async function usage(): Promise<void> {
     allowedEndpoints: ['/chat/completions'],
     maxTokens: 512,
     maxTokensMode: 'clamp',
+    userId: 'user-42',
+    budgetTokens: 200000,
+    budgetCost: null,
+    userQuotas: [
+      { window: 'day', calls: 50, tokens: 200000, cost: 1000000 },
+      { window: 'all', cost: 5 },
+    ],
   };
   const token: string = new TokenGenerator({
     version: 1,

@@ -58,8 +58,31 @@ export interface CreateTokenOptions {
   maxTokens?: number | null;
   /** "clamp" (relay default) or "reject". */
   maxTokensMode?: 'clamp' | 'reject' | null;
-  /** End-user id written to the relay's access log. */
+  /** End-user id written to the relay's access log; required with `userQuotas`. */
   userId?: string | null;
+  /** The token's own budget over its whole life in tokens (input plus output, as the provider reports). */
+  budgetTokens?: number | null;
+  /** The token's own budget over its whole life in micro-units of the relay's price table currency. */
+  budgetCost?: number | null;
+  /**
+   * Quotas of the end user `userId`, shared by every token of that user in the tenant: 1 to 3, one per
+   * window, e.g. `[{ window: 'day', calls: 50, tokens: 200000, cost: 1000000 }]` (docs/budgets.md).
+   */
+  userQuotas?: readonly UserQuota[] | null;
+}
+
+/** A quota window: the UTC calendar day, the UTC calendar month, or all time (never resets). */
+export type QuotaWindow = 'day' | 'month' | 'all';
+
+/** One entry of `userQuotas`: the window and at least one of the three limits. */
+export interface UserQuota {
+  window: QuotaWindow;
+  /** Calls per window. */
+  calls?: number | null;
+  /** Input plus output tokens per window. */
+  tokens?: number | null;
+  /** Micro-units of money per window. */
+  cost?: number | null;
 }
 
 /** Verified token claims (docs/token-format.md §5). */
@@ -83,6 +106,8 @@ export interface TokenClaims {
   mtok?: number;
   mtok_mode?: 'clamp' | 'reject';
   uid?: string;
+  bud?: { tok?: number; cost?: number };
+  uq?: { w: QuotaWindow; calls?: number; tok?: number; cost?: number }[];
 }
 
 export type Endpoint = '' | 'chat_completions' | 'images_generations' | 'embeddings' | `/${string}`;

@@ -72,6 +72,14 @@ def _create_token_args(claims: dict[str, Any]) -> dict[str, Any]:
         "max_tokens": claims.get("mtok"),
         "max_tokens_mode": claims.get("mtok_mode"),
         "user_id": claims.get("uid"),
+        "budget_tokens": claims.get("bud", {}).get("tok"),
+        "budget_cost": claims.get("bud", {}).get("cost"),
+        "user_quotas": [
+            {"window": q["w"], "calls": q.get("calls"), "tokens": q.get("tok"), "cost": q.get("cost")}
+            for q in claims["uq"]
+        ]
+        if "uq" in claims
+        else None,
     }
 
 

@@ -19,13 +19,29 @@ from typing import Any, Optional, Union
 
 from ._json import JsonRuleError, loads_strict
 
-__all__ = ["CLAIM_ORDER", "ClaimError", "parse_claims", "serialize_claims", "validate_claims"]
+__all__ = [
+    "BUDGET_ORDER",
+    "CLAIM_ORDER",
+    "QUOTA_ORDER",
+    "WINDOWS",
+    "ClaimError",
+    "parse_claims",
+    "serialize_claims",
+    "validate_claims",
+]
 
 #: Member order of the canonical serialisation (section 5 table order).
 CLAIM_ORDER = (
     "jti", "tid", "iat", "exp", "prv", "key", "kref", "url", "max", "ext", "rate", "conc",
-    "models", "paths", "origins", "ips", "mtok", "mtok_mode", "uid",
+    "models", "paths", "origins", "ips", "mtok", "mtok_mode", "uid", "bud", "uq",
 )  # fmt: skip
+#: Members of ``bud`` (rule 5.1.20) and of each ``uq`` entry (rule 5.1.21), in canonical order.
+BUDGET_ORDER = ("tok", "cost")
+QUOTA_ORDER = ("w", "calls", "tok", "cost")
+#: Windows of an end-user quota: UTC calendar day, UTC calendar month, all time.
+WINDOWS = ("day", "month", "all")
+#: Most ``uq`` entries: one per window.
+MAX_QUOTAS = 3
 _REQUIRED = ("jti", "tid", "iat", "exp", "prv")
 
 #: Every integer in the claims is below 2^53 so that JavaScript minters and verifiers agree exactly.
@@ -215,6 +231,54 @@ def _check_url(text: str) -> None:
         raise bad
 
 
+def _amount(v: Any, name: str) -> None:
+    """Rule 5.1.4 for spend amounts: an integer from 1 to 2^53-1."""
+    if not _is_int(v) or not 1 <= v <= MAX_SAFE_INT:
+        raise ClaimError(name, f"must be an integer from 1 to {MAX_SAFE_INT}")
+
+
+def _check_bud(bud: Any) -> None:
+    """Rule 5.1.20: ``{"tok": n, "cost": n}``, at least one, nothing else."""
+    if not isinstance(bud, Mapping):
+        raise ClaimError("bud", 'must be an object {"tok": tokens, "cost": micro-units}')
+    for name in bud:
+        if name not in BUDGET_ORDER:
+            raise ClaimError(f"bud.{name}", "unknown budget member (only tok and cost)")
+    if not bud:
+        raise ClaimError("bud", 'must hold tok and/or cost (leave bud out for "no budget")')
+    for name in bud:
+        _amount(bud[name], f"bud.{name}")
+
+
+def _check_uq(claims: Mapping[str, Any]) -> None:
+    """Rule 5.1.21: 1 to 3 quotas ``{"w", "calls", "tok", "cost"}`` on distinct windows, with ``uid``."""
+    uq = claims["uq"]
+    if not isinstance(uq, list) or not 1 <= len(uq) <= MAX_QUOTAS:
+        raise ClaimError("uq", f"must be an array of 1 to {MAX_QUOTAS} quotas")
+    seen: set[str] = set()
+    for i, quota in enumerate(uq):
+        at = f"uq[{i}]"
+        if not isinstance(quota, Mapping):
+            raise ClaimError(at, 'must be an object {"w": window, "calls": n, "tok": n, "cost": n}')
+        for name in quota:
+            if name not in QUOTA_ORDER:
+                raise ClaimError(f"{at}.{name}", "unknown quota member (only w, calls, tok and cost)")
+        w = quota.get("w")
+        if not isinstance(w, str) or w not in WINDOWS:
+            raise ClaimError(f"{at}.w", 'is required and must be "day", "month" or "all"')
+        if w in seen:
+            raise ClaimError(f"{at}.w", f"window {w!r} appears twice")
+        seen.add(w)
+        limits = [name for name in QUOTA_ORDER[1:] if name in quota]
+        if not limits:
+            raise ClaimError(at, "must set at least one of calls, tok and cost")
+        for name in limits:
+            _amount(quota[name], f"{at}.{name}")
+    if "uid" not in claims:
+        # Quotas are counted per (tenant, uid, window): without a uid there is nobody to count.
+        raise ClaimError("uq", "is only allowed together with uid")
+
+
 def validate_claims(claims: Mapping[str, Any]) -> None:
     """Check a claims object against section 5; raise :class:`ClaimError` on the first violation."""
     if not isinstance(claims, Mapping):
@@ -295,6 +359,10 @@ def validate_claims(claims: Mapping[str, Any]) -> None:
         uid = _string(claims["uid"], "uid")
         if not _PRINTABLE.fullmatch(uid) or len(uid) > MAX_UID_CHARS:
             raise ClaimError("uid", f"must be 1 to {MAX_UID_CHARS} printable ASCII characters")
+    if "bud" in claims:
+        _check_bud(claims["bud"])
+    if "uq" in claims:
+        _check_uq(claims)
 
 
 def serialize_claims(claims: Mapping[str, Any]) -> str:
@@ -309,6 +377,11 @@ def serialize_claims(claims: Mapping[str, Any]) -> str:
         ordered["rate"] = {"n": ordered["rate"]["n"], "s": ordered["rate"]["s"]}
     if "ext" in ordered:
         ordered["ext"] = dict(ordered["ext"])
+    if "bud" in ordered:
+        ordered["bud"] = {name: ordered["bud"][name] for name in BUDGET_ORDER if name in ordered["bud"]}
+    if "uq" in ordered:
+        # Members in rule 5.1.21 order; the entries keep the order they were given (never sorted).
+        ordered["uq"] = [{name: q[name] for name in QUOTA_ORDER if name in q} for q in ordered["uq"]]
     return json.dumps(ordered, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 

@@ -10,7 +10,7 @@ lists them and both test suites check their SDK against it. Turning options into
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, Optional, TypedDict, Union
+from typing import Any, Literal, Optional, TypedDict, Union
 
 from .errors import InvalidArgumentError
 
@@ -21,6 +21,7 @@ __all__ = [
     "DEFAULT_PROVIDER",
     "ExtInfo",
     "TokenOptions",
+    "UserQuota",
     "resolve",
 ]
 
@@ -32,6 +33,22 @@ DEFAULT_EXPIRE_SECONDS = 3600
 DEFAULT_PROVIDER = "openai"
 
 ExtInfo = Union[str, Mapping[str, Any], None]
+
+
+class _QuotaWindow(TypedDict):
+    #: ``"day"`` (UTC calendar day), ``"month"`` (UTC calendar month) or ``"all"`` (never resets).
+    window: Literal["day", "month", "all"]
+
+
+class UserQuota(_QuotaWindow, total=False):
+    """One entry of ``user_quotas``: ``window`` and at least one of the three limits."""
+
+    #: Calls per window.
+    calls: Optional[int]
+    #: Input plus output tokens per window.
+    tokens: Optional[int]
+    #: Money per window, in micro-units of the relay's price table currency.
+    cost: Optional[int]
 
 
 class TokenOptions(TypedDict, total=False):
@@ -72,6 +89,13 @@ class TokenOptions(TypedDict, total=False):
     max_tokens_mode: Optional[str]
     #: The end user this token is for, in access logs and usage.
     user_id: Optional[str]
+    #: The token's own budget over its whole life in tokens (input plus output, as the provider reports).
+    budget_tokens: Optional[int]
+    #: The token's own budget over its whole life in micro-units of the relay's price table currency.
+    budget_cost: Optional[int]
+    #: Quotas of the end user ``user_id`` (required with them), shared by every token of that user:
+    #: ``[{"window": "day", "calls": 50, "tokens": 200000, "cost": 1000000}]``, 1 to 3, one per window.
+    user_quotas: Optional[Sequence[UserQuota]]
 
 
 #: What each option means when it is not given. Absent options not listed here default to ``None``.

@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from . import _b64
+from ._spend import budget_claim, quotas_claim
 from .claims import (
     MAX_CONCURRENT,
     MAX_KEY_CHARS,
@@ -211,7 +212,7 @@ _CLAIM_TO_PARAM = {
     "key": "api_key", "kref": "key_ref", "url": "base_url", "max": "max_calls", "ext": "ext_info",
     "rate": "rate_limit", "conc": "max_concurrent", "models": "allowed_models", "paths": "allowed_endpoints",
     "origins": "allowed_origins", "ips": "allowed_ips", "mtok": "max_tokens", "mtok_mode": "max_tokens_mode",
-    "uid": "user_id", "prv": "provider", "exp": "expire_seconds",
+    "uid": "user_id", "prv": "provider", "exp": "expire_seconds", "bud": "budget_tokens", "uq": "user_quotas",
 }  # fmt: skip
 
 
@@ -243,7 +244,8 @@ class TokenGenerator:
             token = seal(claims, kid=self.config.key.key_id, key=self.config.key.key, salt=salt)
         except ClaimError as exc:
             top = exc.member.split(".")[0].split("[")[0]
-            raise InvalidArgumentError(_CLAIM_TO_PARAM.get(top, top), exc.problem) from None
+            param = "budget_cost" if exc.member == "bud.cost" else _CLAIM_TO_PARAM.get(top, top)
+            raise InvalidArgumentError(param, exc.problem) from None
         return token
 
     def _build_claims(self, *, now: int, jti: str, **options: Any) -> dict[str, Any]:
@@ -327,6 +329,12 @@ class TokenGenerator:
                     "user_id", f"must be 1 to {MAX_UID_CHARS} printable ASCII characters"
                 )
             claims["uid"] = user_id
+        bud = budget_claim(o["budget_tokens"], o["budget_cost"])
+        if bud is not None:
+            claims["bud"] = bud
+        uq = quotas_claim(o["user_quotas"], user_id)
+        if uq is not None:
+            claims["uq"] = uq
         return claims
 
     def decode_token(self, token: str) -> dict[str, Any]:
