@@ -9,7 +9,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use relayapi::store::{
-    RedisOptions, Reservation, Store, TokenRef, Usage, MAX_TIME, RETAIN_AFTER_EXPIRY,
+    RedisOptions, Reservation, Spend, SpendLimit, SpendLine, SpendReservation, Store, TokenRef,
+    Usage, MAX_TIME, RETAIN_AFTER_EXPIRY,
 };
 use store_support::RedisServer;
 
@@ -79,6 +80,66 @@ async fn granted(s: &Store, t: TokenRef<'_>, now: u64) -> u64 {
         Reservation::Granted { used } => used,
         other => panic!("expected a granted reservation, got {other:?}"),
     }
+}
+
+/// Until when the spend lines of the shared checks are kept: far in the future on every clock,
+/// since Redis expires keys on its own (real) clock.
+const KEEP: u64 = 1 << 32;
+
+fn spend(calls: u64, input: u64, output: u64, cached_input: u64, cost: u64) -> Spend {
+    Spend {
+        calls,
+        input,
+        output,
+        cached_input,
+        cost,
+    }
+}
+
+fn limit(calls: Option<u64>, tokens: Option<u64>, cost: Option<u64>) -> SpendLimit {
+    SpendLimit {
+        calls,
+        tokens,
+        cost,
+    }
+}
+
+fn line(key: &str, limit: SpendLimit) -> SpendLine {
+    SpendLine {
+        key: key.into(),
+        limit,
+        keep_until: KEEP,
+    }
+}
+
+fn open_line(key: &str) -> SpendLine {
+    line(key, SpendLimit::default())
+}
+
+/// `amount` times `n`, member by member.
+fn times(amount: Spend, n: u64) -> Spend {
+    spend(
+        amount.calls * n,
+        amount.input * n,
+        amount.output * n,
+        amount.cached_input * n,
+        amount.cost * n,
+    )
+}
+
+async fn reserve_spend(
+    s: &Store,
+    tenant: &str,
+    lines: &[SpendLine],
+    amount: Spend,
+) -> SpendReservation {
+    s.spend_reserve(tenant, lines, &amount, 1_100)
+        .await
+        .unwrap()
+}
+
+async fn spent(s: &Store, tenant: &str, keys: &[&str]) -> Vec<Spend> {
+    s.spend_get(tenant, keys).await.unwrap()
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -325,6 +386,397 @@ async fn a_token_facts_follow_its_latest_claims(s: &Store) {
     );
 }
 
+// ---------------------------------------------------------------------------------------------------
+// Spend lines (docs/budgets.md §3-4)
+// ---------------------------------------------------------------------------------------------------
+
+async fn spend_is_all_or_nothing_across_lines(s: &Store) {
+    let a = spend(1, 30, 20, 7, 5);
+    let lines = [
+        line("t/tok", limit(Some(10), None, None)),
+        line("u/ann/d/2026-12-07", limit(None, Some(100), None)),
+        open_line("u/ann/a"),
+    ];
+    let keys = ["t/tok", "u/ann/d/2026-12-07", "u/ann/a"];
+    assert_eq!(spent(s, "acme", &keys).await, [Spend::default(); 3]);
+    for n in 1..=2 {
+        assert_eq!(
+            reserve_spend(s, "acme", &lines, a).await,
+            SpendReservation::Granted
+        );
+        assert_eq!(spent(s, "acme", &keys).await, [times(a, n); 3]);
+    }
+    // The day line holds 100 tokens: a third reservation of 50 fits the others but not it.
+    assert_eq!(
+        reserve_spend(s, "acme", &lines, a).await,
+        SpendReservation::NoRoom(vec![times(a, 2); 3]),
+        "each line's use, in the order given"
+    );
+    assert_eq!(
+        spent(s, "acme", &keys).await,
+        [times(a, 2); 3],
+        "nothing added anywhere"
+    );
+    // The full line first, then a line never seen: still nothing written, the new line stays
+    // unknown (zero), and the answer says so.
+    let with_new = [lines[1].clone(), open_line("u/bob/a"), lines[0].clone()];
+    assert_eq!(
+        reserve_spend(s, "acme", &with_new, a).await,
+        SpendReservation::NoRoom(vec![times(a, 2), Spend::default(), times(a, 2)])
+    );
+    assert_eq!(
+        spent(s, "acme", &["u/bob/a", "t/tok"]).await,
+        [Spend::default(), times(a, 2)]
+    );
+    // A reservation on no line at all has nothing to refuse.
+    assert_eq!(
+        reserve_spend(s, "acme", &[], a).await,
+        SpendReservation::Granted
+    );
+    assert_eq!(spent(s, "acme", &[]).await, []);
+}
+
+async fn spend_limit_of_n_allows_n_never_n_plus_one(s: &Store) {
+    // Calls: 7 reservations of one call each, then none.
+    let calls = [line("calls", limit(Some(7), None, None))];
+    for _ in 0..7 {
+        assert_eq!(
+            reserve_spend(s, "acme", &calls, spend(1, 0, 0, 0, 0)).await,
+            SpendReservation::Granted
+        );
+    }
+    assert_eq!(
+        reserve_spend(s, "acme", &calls, spend(1, 0, 0, 0, 0)).await,
+        SpendReservation::NoRoom(vec![spend(7, 0, 0, 0, 0)])
+    );
+    // Tokens are input plus output: 60 + 40 fills a limit of 100 exactly; one more token does not fit.
+    let tokens = [line("tokens", limit(None, Some(100), None))];
+    assert_eq!(
+        reserve_spend(s, "acme", &tokens, spend(0, 101, 0, 0, 0)).await,
+        SpendReservation::NoRoom(vec![Spend::default()]),
+        "N + 1 at once"
+    );
+    assert_eq!(
+        reserve_spend(s, "acme", &tokens, spend(0, 60, 40, 0, 0)).await,
+        SpendReservation::Granted
+    );
+    assert_eq!(
+        reserve_spend(s, "acme", &tokens, spend(0, 0, 1, 0, 0)).await,
+        SpendReservation::NoRoom(vec![spend(0, 60, 40, 0, 0)])
+    );
+    // Money: a limit of 1000 micro-units takes 999 then 1, and refuses the next one.
+    let cost = [line("cost", limit(None, None, Some(1_000)))];
+    for c in [999, 1] {
+        assert_eq!(
+            reserve_spend(s, "acme", &cost, spend(0, 0, 0, 0, c)).await,
+            SpendReservation::Granted
+        );
+    }
+    assert_eq!(
+        reserve_spend(s, "acme", &cost, spend(0, 0, 0, 0, 1)).await,
+        SpendReservation::NoRoom(vec![spend(0, 0, 0, 0, 1_000)])
+    );
+    // The largest limit a claim can carry, filled exactly.
+    let big = [line(
+        "big",
+        limit(Some(MAX_TIME), Some(MAX_TIME), Some(MAX_TIME)),
+    )];
+    let most = spend(MAX_TIME, MAX_TIME - 1, 1, 0, MAX_TIME);
+    assert_eq!(
+        reserve_spend(s, "acme", &big, most).await,
+        SpendReservation::Granted
+    );
+    assert_eq!(spent(s, "acme", &["big"]).await, [most], "held exactly");
+    assert_eq!(
+        reserve_spend(s, "acme", &big, spend(0, 0, 1, 0, 0)).await,
+        SpendReservation::NoRoom(vec![most])
+    );
+}
+
+async fn spend_each_unit_limits_on_its_own(s: &Store) {
+    let huge = spend(1, 1_000_000, 1_000_000, 1_000_000, 1_000_000);
+    // A calls limit ignores tokens and money, however large.
+    let calls = [line("c", limit(Some(2), None, None))];
+    for _ in 0..2 {
+        assert_eq!(
+            reserve_spend(s, "acme", &calls, huge).await,
+            SpendReservation::Granted
+        );
+    }
+    assert!(matches!(
+        reserve_spend(s, "acme", &calls, spend(1, 0, 0, 0, 0)).await,
+        SpendReservation::NoRoom(_)
+    ));
+    // A tokens limit ignores calls, money and cached input (already counted in input).
+    let tokens = [line("k", limit(None, Some(10), None))];
+    for _ in 0..20 {
+        assert_eq!(
+            reserve_spend(s, "acme", &tokens, spend(1_000, 0, 0, 1_000, 1_000)).await,
+            SpendReservation::Granted
+        );
+    }
+    assert_eq!(
+        reserve_spend(s, "acme", &tokens, spend(0, 6, 4, 50, 0)).await,
+        SpendReservation::Granted
+    );
+    assert!(matches!(
+        reserve_spend(s, "acme", &tokens, spend(0, 1, 0, 0, 0)).await,
+        SpendReservation::NoRoom(_)
+    ));
+    // A money limit ignores calls and tokens.
+    let cost = [line("m", limit(None, None, Some(10)))];
+    assert_eq!(
+        reserve_spend(s, "acme", &cost, spend(500, 10_000, 10_000, 0, 10)).await,
+        SpendReservation::Granted
+    );
+    assert!(matches!(
+        reserve_spend(s, "acme", &cost, spend(0, 0, 0, 0, 1)).await,
+        SpendReservation::NoRoom(_)
+    ));
+    // With every unit limited, the first one exhausted refuses, whichever it is.
+    let all = [line("all", limit(Some(3), Some(30), Some(300)))];
+    assert_eq!(
+        reserve_spend(s, "acme", &all, spend(1, 10, 10, 0, 100)).await,
+        SpendReservation::Granted
+    );
+    for over in [
+        spend(3, 0, 0, 0, 0),
+        spend(0, 0, 11, 0, 0),
+        spend(0, 0, 0, 0, 201),
+    ] {
+        assert!(matches!(
+            reserve_spend(s, "acme", &all, over).await,
+            SpendReservation::NoRoom(_)
+        ));
+    }
+    assert_eq!(spent(s, "acme", &["all"]).await, [spend(1, 10, 10, 0, 100)]);
+}
+
+async fn spend_settles_down_and_up(s: &Store) {
+    let lines = [
+        line("t/s", limit(None, Some(300), None)),
+        open_line("u/s/a"),
+    ];
+    let keys = ["t/s", "u/s/a"];
+    let reserved = spend(1, 100, 50, 0, 500);
+    assert_eq!(
+        reserve_spend(s, "acme", &lines, reserved).await,
+        SpendReservation::Granted
+    );
+    // Down: the provider reported less than the worst case.
+    let actual = spend(1, 80, 20, 10, 300);
+    s.spend_settle("acme", &lines, &reserved, &actual)
+        .await
+        .unwrap();
+    assert_eq!(spent(s, "acme", &keys).await, [actual; 2]);
+    // Up: more than reserved is still charged, past the limit (an overshoot).
+    assert_eq!(
+        reserve_spend(s, "acme", &lines, reserved).await,
+        SpendReservation::Granted
+    );
+    let over = spend(1, 400, 100, 0, 900);
+    s.spend_settle("acme", &lines, &reserved, &over)
+        .await
+        .unwrap();
+    let total = spend(2, 480, 120, 10, 1_200);
+    assert_eq!(spent(s, "acme", &keys).await, [total; 2]);
+    assert_eq!(
+        reserve_spend(s, "acme", &lines, spend(0, 0, 1, 0, 0)).await,
+        SpendReservation::NoRoom(vec![total; 2]),
+        "a line past its limit refuses everything"
+    );
+    // Floored at zero: settling more than the line holds (say, after its window was forgotten).
+    s.spend_settle(
+        "acme",
+        &lines,
+        &spend(5, 1_000, 1_000, 1_000, 2_000),
+        &Spend::default(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(spent(s, "acme", &keys).await, [Spend::default(); 2]);
+    // Lines missing from the store are created: usage never reserved (a token without a budget).
+    let fresh = [open_line("t/unbudgeted")];
+    s.spend_settle("acme", &fresh, &Spend::default(), &actual)
+        .await
+        .unwrap();
+    s.spend_settle("acme", &[open_line("t/gone")], &reserved, &actual)
+        .await
+        .unwrap();
+    assert_eq!(
+        spent(s, "acme", &["t/unbudgeted", "t/gone"]).await,
+        [actual, spend(0, 0, 0, 10, 0)],
+        "each member on its own, floored at zero"
+    );
+}
+
+async fn spend_values_are_exact_up_to_2_pow_53(s: &Store) {
+    let l = [open_line("big")];
+    let near = spend(MAX_TIME - 2, MAX_TIME - 1, 1, 3, MAX_TIME - 3);
+    s.spend_settle("acme", &l, &Spend::default(), &near)
+        .await
+        .unwrap();
+    assert_eq!(spent(s, "acme", &["big"]).await, [near], "held exactly");
+    assert_eq!(
+        reserve_spend(s, "acme", &l, spend(1, 1, 1, 1, 1)).await,
+        SpendReservation::Granted
+    );
+    assert_eq!(
+        spent(s, "acme", &["big"]).await,
+        [spend(MAX_TIME - 1, MAX_TIME, 2, 4, MAX_TIME - 2)]
+    );
+    // Capped at 2^53 - 1, whatever is added, reserved or settled.
+    assert_eq!(
+        reserve_spend(s, "acme", &l, spend(5, 5, u64::MAX, 0, 1)).await,
+        SpendReservation::Granted
+    );
+    s.spend_settle("acme", &l, &Spend::default(), &spend(0, 0, 0, u64::MAX, 1))
+        .await
+        .unwrap();
+    let capped = spend(MAX_TIME, MAX_TIME, MAX_TIME, MAX_TIME, MAX_TIME);
+    assert_eq!(spent(s, "acme", &["big"]).await, [capped]);
+    // And back down exactly.
+    s.spend_settle(
+        "acme",
+        &l,
+        &spend(1, 2, MAX_TIME - 3, 4, 5),
+        &Spend::default(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        spent(s, "acme", &["big"]).await,
+        [spend(
+            MAX_TIME - 1,
+            MAX_TIME - 2,
+            3,
+            MAX_TIME - 4,
+            MAX_TIME - 5
+        )]
+    );
+    // Limits decide exactly next to 2^53, in every unit: 2^53 - 2 used plus 2 does not fit 2^53 - 1,
+    // plus 1 does.
+    let edge = [line(
+        "edge",
+        limit(Some(MAX_TIME), Some(MAX_TIME), Some(MAX_TIME)),
+    )];
+    s.spend_settle(
+        "acme",
+        &edge,
+        &Spend::default(),
+        &spend(MAX_TIME - 1, MAX_TIME - 2, 1, 0, MAX_TIME - 1),
+    )
+    .await
+    .unwrap();
+    for over in [
+        spend(2, 0, 0, 0, 0),
+        spend(0, 1, 1, 0, 0),
+        spend(0, 0, 0, 0, 2),
+    ] {
+        assert!(
+            matches!(
+                reserve_spend(s, "acme", &edge, over).await,
+                SpendReservation::NoRoom(_)
+            ),
+            "{over:?}"
+        );
+    }
+    assert_eq!(
+        reserve_spend(s, "acme", &edge, spend(1, 0, 1, 0, 1)).await,
+        SpendReservation::Granted
+    );
+    // Limits beyond 2^53 (never minted, but the type allows them) still compare exactly.
+    let wide = [line(
+        "wide",
+        limit(Some(u64::MAX), Some(u64::MAX), Some(u64::MAX)),
+    )];
+    assert_eq!(
+        reserve_spend(s, "acme", &wide, spend(u64::MAX, u64::MAX, 0, 0, u64::MAX)).await,
+        SpendReservation::Granted
+    );
+    assert!(matches!(
+        reserve_spend(s, "acme", &wide, spend(0, u64::MAX, 1, 0, 0)).await,
+        SpendReservation::NoRoom(_)
+    ));
+}
+
+async fn spend_tenants_never_share_lines(s: &Store) {
+    let l = [line("u/same/a", limit(Some(1), None, None))];
+    let one = spend(1, 10, 10, 0, 10);
+    assert_eq!(
+        reserve_spend(s, "acme", &l, one).await,
+        SpendReservation::Granted
+    );
+    assert_eq!(
+        reserve_spend(s, "globex", &l, one).await,
+        SpendReservation::Granted,
+        "another tenant's line with the same key is its own"
+    );
+    assert!(matches!(
+        reserve_spend(s, "acme", &l, one).await,
+        SpendReservation::NoRoom(_)
+    ));
+    s.spend_settle("globex", &l, &one, &Spend::default())
+        .await
+        .unwrap();
+    assert_eq!(spent(s, "acme", &["u/same/a"]).await, [one]);
+    assert_eq!(spent(s, "globex", &["u/same/a"]).await, [Spend::default()]);
+    assert_eq!(spent(s, "initech", &["u/same/a"]).await, [Spend::default()]);
+}
+
+async fn spend_keep_until_is_only_raised(s: &Store) {
+    // A later reservation or settlement naming an earlier keep_until never shortens the line's life
+    // (the backends' own tests check when each forgets it).
+    let mut l = line("t/keep", limit(Some(10), None, None));
+    assert_eq!(
+        reserve_spend(s, "acme", &[l.clone()], spend(1, 0, 0, 0, 0)).await,
+        SpendReservation::Granted
+    );
+    l.keep_until = 5_000;
+    assert_eq!(
+        reserve_spend(s, "acme", &[l.clone()], spend(1, 0, 0, 0, 0)).await,
+        SpendReservation::Granted
+    );
+    s.spend_settle("acme", &[l], &Spend::default(), &spend(1, 0, 0, 0, 0))
+        .await
+        .unwrap();
+    assert_eq!(spent(s, "acme", &["t/keep"]).await, [spend(3, 0, 0, 0, 0)]);
+}
+
+/// 200 reservations of one amount race against lines that hold exactly 50 of them (several tasks,
+/// several stores on one backend when `stores` has more than one): exactly 50 are granted, and every
+/// line holds exactly 50 amounts.
+async fn spend_parallel_reservations_grant_exactly_the_limit(stores: Vec<Arc<Store>>) {
+    let a = spend(1, 300, 700, 11, 1_234);
+    let lines = Arc::new([
+        line("t/race", limit(None, Some(50 * 1_000), None)),
+        line("u/race/d/2026-12-07", limit(None, None, Some(50 * 1_234))),
+        line("u/race/m/2026-12", limit(Some(50), None, None)),
+        line("u/race/a", limit(Some(1_000), Some(1 << 40), Some(1 << 40))),
+    ]);
+    let mut tasks = Vec::new();
+    for i in 0..200 {
+        let (s, lines) = (stores[i % stores.len()].clone(), lines.clone());
+        tasks.push(tokio::spawn(async move {
+            s.spend_reserve("acme", &lines[..], &a, 1_100)
+                .await
+                .unwrap()
+        }));
+    }
+    let mut granted = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            SpendReservation::Granted => granted += 1,
+            SpendReservation::NoRoom(used) => assert_eq!(used.len(), 4),
+        }
+    }
+    assert_eq!(granted, 50, "exactly the limit");
+    let keys: Vec<&str> = lines.iter().map(|l| l.key.as_str()).collect();
+    for s in &stores {
+        assert_eq!(spent(s, "acme", &keys).await, [times(a, 50); 4]);
+    }
+}
+
 macro_rules! conformance {
     ($backend:ident) => {
         mod $backend {
@@ -387,6 +839,53 @@ macro_rules! conformance {
 conformance!(memory);
 conformance!(sqlite);
 conformance!(redis);
+
+/// The spend-line checks, for every backend (`docs/budgets.md` §4).
+macro_rules! spend_conformance {
+    ($backend:ident, $name:ident) => {
+        mod $name {
+            use super::*;
+
+            #[tokio::test]
+            async fn spend_is_all_or_nothing_across_lines() {
+                super::spend_is_all_or_nothing_across_lines(&super::$backend().store).await
+            }
+            #[tokio::test]
+            async fn spend_limit_of_n_allows_n_never_n_plus_one() {
+                super::spend_limit_of_n_allows_n_never_n_plus_one(&super::$backend().store).await
+            }
+            #[tokio::test]
+            async fn spend_each_unit_limits_on_its_own() {
+                super::spend_each_unit_limits_on_its_own(&super::$backend().store).await
+            }
+            #[tokio::test]
+            async fn spend_settles_down_and_up() {
+                super::spend_settles_down_and_up(&super::$backend().store).await
+            }
+            #[tokio::test]
+            async fn spend_values_are_exact_up_to_2_pow_53() {
+                super::spend_values_are_exact_up_to_2_pow_53(&super::$backend().store).await
+            }
+            #[tokio::test]
+            async fn spend_tenants_never_share_lines() {
+                super::spend_tenants_never_share_lines(&super::$backend().store).await
+            }
+            #[tokio::test]
+            async fn spend_keep_until_is_only_raised() {
+                super::spend_keep_until_is_only_raised(&super::$backend().store).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn spend_parallel_reservations_grant_exactly_the_limit() {
+                let f = super::$backend();
+                let store = Arc::new(f.store);
+                super::spend_parallel_reservations_grant_exactly_the_limit(vec![store]).await;
+            }
+        }
+    };
+}
+
+spend_conformance!(memory, memory_spend);
+spend_conformance!(sqlite, sqlite_spend);
 
 // ---------------------------------------------------------------------------------------------------
 // SQLite only
@@ -582,6 +1081,92 @@ async fn sqlite_forgets_tokens_a_day_after_expiry() {
             .unwrap()
             .revoked,
         "a revocation of an unseen token is kept as long as a token may live"
+    );
+}
+
+#[tokio::test]
+async fn sqlite_spend_lines_survive_reopening_and_go_after_keep_until() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("usage.db");
+    let a = spend(1, 10, 20, 0, 30);
+    let mut l = line("u/ann/d/2026-12-07", limit(Some(3), None, None));
+    l.keep_until = 5_000;
+    let other = [line("u/ann/a", SpendLimit::default())];
+    {
+        let s = Store::open_sqlite(&path, TOKEN_LIFE).unwrap();
+        // The first reservation also runs the first clean-up (next one an hour later).
+        let r = s.spend_reserve("acme", &[l.clone()], &a, 1_000).await;
+        assert_eq!(r.unwrap(), SpendReservation::Granted);
+        let mut earlier = l.clone();
+        earlier.keep_until = 3_000;
+        let r = s.spend_reserve("acme", &[earlier], &a, 1_000).await;
+        assert_eq!(r.unwrap(), SpendReservation::Granted);
+        let mut later = l.clone();
+        later.keep_until = 20_000;
+        s.spend_settle("acme", &[later], &Spend::default(), &Spend::default())
+            .await
+            .unwrap();
+    }
+    let s = Store::open_sqlite(&path, TOKEN_LIFE).unwrap();
+    assert_eq!(
+        spent(&s, "acme", &[&l.key]).await,
+        [times(a, 2)],
+        "kept across a restart"
+    );
+    // Past both earlier keep_until values, before the latest: a clean-up keeps the line.
+    let r = s.spend_reserve("acme", &other, &a, 6_000).await;
+    assert_eq!(r.unwrap(), SpendReservation::Granted);
+    assert_eq!(spent(&s, "acme", &[&l.key]).await, [times(a, 2)]);
+    // On its keep_until: still kept.
+    s.spend_reserve("acme", &other, &a, 20_000).await.unwrap();
+    assert_eq!(spent(&s, "acme", &[&l.key]).await, [times(a, 2)]);
+    // After it, at the next clean-up (an hour on): gone, and the limit starts over.
+    s.spend_reserve("acme", &other, &a, 23_600).await.unwrap();
+    assert_eq!(spent(&s, "acme", &[&l.key]).await, [Spend::default()]);
+    assert_eq!(
+        spent(&s, "acme", &[&other[0].key]).await,
+        [times(a, 3)],
+        "a line kept longer stays"
+    );
+}
+
+#[tokio::test]
+async fn sqlite_a_file_of_schema_1_is_upgraded_in_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("old.db");
+    // What a relay before spend limits wrote.
+    let c = rusqlite::Connection::open(&path).unwrap();
+    c.execute_batch(
+        "CREATE TABLE token_usage (
+             tenant TEXT NOT NULL, jti TEXT NOT NULL, calls_used INTEGER NOT NULL DEFAULT 0,
+             max_calls INTEGER, first_used_at INTEGER, last_used_at INTEGER, expires_at INTEGER,
+             issued_at INTEGER, revoked INTEGER NOT NULL DEFAULT 0, forget_at INTEGER NOT NULL,
+             PRIMARY KEY (tenant, jti)) WITHOUT ROWID;
+         CREATE INDEX token_usage_forget_at ON token_usage (forget_at);
+         CREATE TABLE tenant_revocation (
+             tenant TEXT PRIMARY KEY, revoked_before INTEGER NOT NULL) WITHOUT ROWID;
+         INSERT INTO token_usage (tenant, jti, calls_used, max_calls, expires_at, issued_at,
+             forget_at) VALUES ('acme', 'old', 2, 5, 10000, 1000, 99999);
+         PRAGMA user_version = 1;",
+    )
+    .unwrap();
+    drop(c);
+    {
+        let s = Store::open_sqlite(&path, TOKEN_LIFE).unwrap();
+        assert_eq!(s.usage("acme", "old").await.unwrap().unwrap().calls_used, 2);
+        let r = s
+            .spend_reserve("acme", &[open_line("t/old")], &spend(1, 2, 3, 4, 5), 1_100)
+            .await;
+        assert_eq!(r.unwrap(), SpendReservation::Granted);
+        assert_eq!(granted(&s, tok("acme", "old", Some(5)), 1_100).await, 3);
+    }
+    let c = rusqlite::Connection::open(&path).unwrap();
+    let version: i64 = c
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(
+        version, 2,
+        "a relay of schema 1 now refuses the file instead of ignoring budgets"
     );
 }
 

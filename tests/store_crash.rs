@@ -2,16 +2,22 @@
 //! in flight (some held open at the mock provider, many more racing through), then restarted on the
 //! same database file: every call the provider received is still counted, and a `max_calls` token
 //! cannot exceed its limit across the restart.
+//!
+//! Spend reservations get the same proof with a child process of their own (the test binary run again
+//! as `spend_reserving_child`): every reservation it reported granted before `kill -9` is still in the
+//! file, on every line it touched, and what is left of the limit is exactly what the file says.
 
 mod common;
 
+use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::*;
-use relayapi::store::Store;
+use relayapi::store::{Spend, SpendLimit, SpendLine, SpendReservation, Store};
 use serde_json::json;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
@@ -167,4 +173,137 @@ async fn counts_survive_kill_9_mid_load() {
         open_used + 1,
         "the restarted relay counts on from the recovered number"
     );
+}
+
+/// Where `spend_reserving_child` finds its database.
+const SPEND_DB_VAR: &str = "RELAYAPI_TEST_SPEND_DB";
+
+/// Calls the child's token line allows; far more than it reaches before the kill.
+const SPEND_LIMIT: u64 = 1_000_000;
+
+/// What each of the child's reservations takes.
+const SPEND_AMOUNT: Spend = Spend {
+    calls: 1,
+    input: 120,
+    output: 380,
+    cached_input: 7,
+    cost: 2_500,
+};
+
+/// The lines every reservation of the child touches, all or nothing.
+fn spend_lines() -> [SpendLine; 2] {
+    [
+        SpendLine {
+            key: "t/crash".into(),
+            limit: SpendLimit {
+                calls: Some(SPEND_LIMIT),
+                ..SpendLimit::default()
+            },
+            keep_until: 1 << 32,
+        },
+        SpendLine {
+            key: "u/crash/a".into(),
+            limit: SpendLimit::default(),
+            keep_until: 1 << 32,
+        },
+    ]
+}
+
+/// The child process of `spend_reservations_survive_kill_9`, never run on its own: reserves from
+/// several tasks on the SQLite file named by [`SPEND_DB_VAR`] and prints `granted` on stdout after
+/// each reservation the store granted, until it is killed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "the child process of spend_reservations_survive_kill_9"]
+async fn spend_reserving_child() {
+    let db = std::env::var_os(SPEND_DB_VAR).expect("run by spend_reservations_survive_kill_9");
+    let s = Arc::new(Store::open_sqlite(std::path::Path::new(&db), 3600).unwrap());
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let s = s.clone();
+        tasks.push(tokio::spawn(async move {
+            let lines = spend_lines();
+            loop {
+                let r = s.spend_reserve("acme", &lines, &SPEND_AMOUNT, 1_100).await;
+                assert_eq!(r.unwrap(), SpendReservation::Granted);
+                let mut out = std::io::stdout().lock();
+                writeln!(out, "granted").unwrap();
+                out.flush().unwrap();
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn spend_reservations_survive_kill_9() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("usage.db");
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "spend_reserving_child",
+            "--exact",
+            "--ignored",
+            "--nocapture",
+        ])
+        .env(SPEND_DB_VAR, &db)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut reported = 0u64;
+    while reported < 500 {
+        let line = lines
+            .next()
+            .expect("the child stopped before reporting 500 grants")
+            .unwrap();
+        reported += u64::from(line == "granted");
+    }
+    child.kill().unwrap(); // SIGKILL, with reservations still racing
+    child.wait().unwrap();
+    // Grants the child printed after the 500th but before the kill count too.
+    reported += lines
+        .map_while(Result::ok)
+        .filter(|l| l == "granted")
+        .count() as u64;
+
+    // Opening the file replays its WAL, as a restarted relay does.
+    let s = Store::open_sqlite(&db, 3600).unwrap();
+    let got = s
+        .spend_get("acme", &["t/crash", "u/crash/a"])
+        .await
+        .unwrap();
+    let used = got[0].calls;
+    assert!(
+        used >= reported && used < SPEND_LIMIT,
+        "{used} reservations in the file, {reported} reported granted"
+    );
+    let each = |n: u64| Spend {
+        calls: n,
+        input: SPEND_AMOUNT.input * n,
+        output: SPEND_AMOUNT.output * n,
+        cached_input: SPEND_AMOUNT.cached_input * n,
+        cost: SPEND_AMOUNT.cost * n,
+    };
+    assert_eq!(
+        got,
+        [each(used); 2],
+        "every line holds every reservation whole"
+    );
+    // What is left of the limit is exactly what the file says: it takes that much and no more.
+    let lines = spend_lines();
+    let rest = Spend {
+        calls: SPEND_LIMIT - used,
+        ..Spend::default()
+    };
+    let r = s.spend_reserve("acme", &lines, &rest, 1_200).await.unwrap();
+    assert_eq!(r, SpendReservation::Granted);
+    let one = Spend {
+        calls: 1,
+        ..Spend::default()
+    };
+    let r = s.spend_reserve("acme", &lines, &one, 1_200).await.unwrap();
+    assert!(matches!(r, SpendReservation::NoRoom(_)), "{r:?}");
 }

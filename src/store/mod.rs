@@ -218,7 +218,8 @@ impl Store {
     ) -> Result<SpendReservation, StoreError> {
         match self {
             Store::Memory(m) => Ok(m.spend.reserve(tenant, lines, amount, now)),
-            Store::Sqlite(_) | Store::Redis(_) => Err(StoreError(
+            Store::Sqlite(s) => s.spend_reserve(tenant, lines, amount, now).await,
+            Store::Redis(_) => Err(StoreError(
                 "spend limits are not yet implemented by this store".into(),
             )),
         }
@@ -239,7 +240,8 @@ impl Store {
                 m.spend.settle(tenant, lines, reserved, actual);
                 Ok(())
             }
-            Store::Sqlite(_) | Store::Redis(_) => Err(StoreError(
+            Store::Sqlite(s) => s.spend_settle(tenant, lines, reserved, actual).await,
+            Store::Redis(_) => Err(StoreError(
                 "spend limits are not yet implemented by this store".into(),
             )),
         }
@@ -250,7 +252,8 @@ impl Store {
     pub async fn spend_get(&self, tenant: &str, keys: &[&str]) -> Result<Vec<Spend>, StoreError> {
         match self {
             Store::Memory(m) => Ok(m.spend.get(tenant, keys)),
-            Store::Sqlite(_) | Store::Redis(_) => Err(StoreError(
+            Store::Sqlite(s) => s.spend_get(tenant, keys).await,
+            Store::Redis(_) => Err(StoreError(
                 "spend limits are not yet implemented by this store".into(),
             )),
         }

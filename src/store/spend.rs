@@ -24,13 +24,14 @@ impl Spend {
         self.input.saturating_add(self.output)
     }
 
-    /// Every member of `self` plus `delta` minus `minus`, each floored at zero and capped at
-    /// [`crate::store::MAX_TIME`] (2^53 - 1, what every backend holds exactly).
+    /// Every member of `self` plus `plus` minus `minus`, each floored at zero and capped at
+    /// [`crate::store::MAX_TIME`] (2^53 - 1, what every backend holds exactly). Computed without
+    /// intermediate overflow, so the result is the exact clamped difference for any inputs.
     pub fn adjusted(&self, plus: &Spend, minus: &Spend) -> Spend {
         let f = |a: u64, p: u64, m: u64| {
-            a.saturating_add(p)
-                .saturating_sub(m)
-                .min(crate::store::MAX_TIME)
+            let exact = i128::from(a) + i128::from(p) - i128::from(m);
+            // The clamp keeps the value in 0..=2^53-1, so the conversion cannot fail.
+            u64::try_from(exact.clamp(0, i128::from(crate::store::MAX_TIME))).unwrap_or(0)
         };
         Spend {
             calls: f(self.calls, plus.calls, minus.calls),
@@ -51,14 +52,15 @@ pub struct SpendLimit {
 }
 
 impl SpendLimit {
-    /// Whether `used + amount` stays within every limit.
+    /// Whether `used + amount` stays within every limit, compared exactly (no sum saturates).
     pub fn fits(&self, used: &Spend, amount: &Spend) -> bool {
-        let within = |limit: Option<u64>, used: u64, add: u64| {
-            limit.is_none_or(|l| used.checked_add(add).is_some_and(|t| t <= l))
+        let within = |limit: Option<u64>, used: u128, add: u128| {
+            limit.is_none_or(|l| used + add <= u128::from(l))
         };
-        within(self.calls, used.calls, amount.calls)
-            && within(self.tokens, used.tokens(), amount.tokens())
-            && within(self.cost, used.cost, amount.cost)
+        let tokens = |s: &Spend| u128::from(s.input) + u128::from(s.output);
+        within(self.calls, used.calls.into(), amount.calls.into())
+            && within(self.tokens, tokens(used), tokens(amount))
+            && within(self.cost, used.cost.into(), amount.cost.into())
     }
 }
 
@@ -97,7 +99,7 @@ impl MemorySpend {
     ) -> SpendReservation {
         let mut g = self.lines.lock().unwrap_or_else(|p| p.into_inner());
         if g.len() > 10_000 {
-            g.retain(|_, (_, keep)| *keep > now);
+            g.retain(|_, (_, keep)| *keep >= now);
         }
         let used: Vec<Spend> = lines
             .iter()
@@ -144,5 +146,79 @@ impl MemorySpend {
                     .unwrap_or_default()
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::MAX_TIME;
+
+    fn each(v: u64) -> Spend {
+        Spend {
+            calls: v,
+            input: v,
+            output: v,
+            cached_input: v,
+            cost: v,
+        }
+    }
+
+    #[test]
+    fn adjusted_is_the_exact_clamped_difference() {
+        assert_eq!(each(5).adjusted(&each(3), &each(6)), each(2));
+        assert_eq!(each(5).adjusted(&each(0), &each(6)), each(0), "floored");
+        assert_eq!(each(5).adjusted(&each(u64::MAX), &each(0)), each(MAX_TIME));
+        // Without intermediate saturation: 5 + MAX - MAX is 5, not 0.
+        assert_eq!(each(5).adjusted(&each(u64::MAX), &each(u64::MAX)), each(5));
+    }
+
+    #[test]
+    fn fits_compares_exactly() {
+        let l = SpendLimit {
+            calls: None,
+            tokens: Some(u64::MAX),
+            cost: None,
+        };
+        let half = Spend {
+            input: u64::MAX,
+            output: 1,
+            ..Spend::default()
+        };
+        assert!(!l.fits(&Spend::default(), &half), "the sum exceeds u64");
+        let max = Spend { output: 0, ..half };
+        assert!(l.fits(&Spend::default(), &max), "exactly at the limit");
+    }
+
+    #[test]
+    fn memory_lines_are_forgotten_after_keep_until_once_many() {
+        let m = MemorySpend::default();
+        let line = |key: String, keep_until: u64| SpendLine {
+            key,
+            limit: SpendLimit::default(),
+            keep_until,
+        };
+        for i in 0..10_001 {
+            m.settle(
+                "acme",
+                &[line(format!("k{i}"), 100)],
+                &Spend::default(),
+                &each(1),
+            );
+        }
+        m.settle(
+            "acme",
+            &[line("long".into(), 200)],
+            &Spend::default(),
+            &each(1),
+        );
+        // On its keep_until a line is still kept; the sweep runs at this size only.
+        m.reserve("acme", &[line("x".into(), 300)], &each(1), 100);
+        assert_eq!(m.get("acme", &["k0", "long"]), [each(1), each(1)]);
+        m.reserve("acme", &[line("x".into(), 300)], &each(1), 101);
+        assert_eq!(
+            m.get("acme", &["k0", "long", "x"]),
+            [each(0), each(1), each(2)]
+        );
     }
 }

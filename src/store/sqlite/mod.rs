@@ -31,10 +31,11 @@
 //!
 //! Files: this one holds the handle the relay calls; `writer.rs` the thread, its batches and their
 //! transactions; `schema.rs` the tables and connection settings; `ops.rs` the SQL of the token
-//! operations.
+//! operations and `spend.rs` that of the spend lines (`docs/budgets.md` §4).
 
 mod ops;
 mod schema;
+mod spend;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -43,7 +44,7 @@ use std::thread::JoinHandle;
 use tokio::sync::oneshot;
 
 use crate::store::sqlite::writer::{Db, Jobs, Pending};
-use crate::store::{Reservation, StoreError, TokenRef, Usage};
+use crate::store::{Reservation, Spend, SpendLine, SpendReservation, StoreError, TokenRef, Usage};
 
 /// Handle to the store thread. Dropping it lets the thread finish the queued jobs, close the
 /// database and release the file, and waits for that.
@@ -134,6 +135,54 @@ impl SqliteStore {
     pub(crate) async fn revoke_before(&self, tenant: &str, ts: u64) -> Result<u64, StoreError> {
         let tenant = tenant.to_string();
         self.run(move |db| db.revoke_before(&tenant, ts)).await
+    }
+
+    /// All-or-nothing reservation on spend lines (see `Store::spend_reserve`), answered only once
+    /// committed. `now` drives the clean-up of forgotten records, as for call reservations.
+    pub(crate) async fn spend_reserve(
+        &self,
+        tenant: &str,
+        lines: &[SpendLine],
+        amount: &Spend,
+        now: u64,
+    ) -> Result<SpendReservation, StoreError> {
+        let (tenant, lines, amount) = (tenant.to_string(), lines.to_vec(), *amount);
+        // `Db::spend_reserve` isolates itself; the sweep is one statement whose failure is ignored.
+        self.submit(
+            move |db| {
+                let r = db.spend_reserve(&tenant, &lines, &amount)?;
+                db.sweep(now)?;
+                Ok(r)
+            },
+            true,
+        )
+        .await
+    }
+
+    pub(crate) async fn spend_settle(
+        &self,
+        tenant: &str,
+        lines: &[SpendLine],
+        reserved: &Spend,
+        actual: &Spend,
+    ) -> Result<(), StoreError> {
+        let (tenant, lines) = (tenant.to_string(), lines.to_vec());
+        let (reserved, actual) = (*reserved, *actual);
+        self.submit(
+            move |db| db.spend_settle(&tenant, &lines, &reserved, &actual),
+            true,
+        )
+        .await
+    }
+
+    pub(crate) async fn spend_get(
+        &self,
+        tenant: &str,
+        keys: &[&str],
+    ) -> Result<Vec<Spend>, StoreError> {
+        let tenant = tenant.to_string();
+        let keys: Vec<String> = keys.iter().map(|k| (*k).to_string()).collect();
+        self.run(move |db| db.spend_get(&tenant, &keys)).await
     }
 }
 

@@ -8,7 +8,8 @@ use rusqlite::{params, OptionalExtension};
 use crate::store::sqlite::writer::Db;
 use crate::store::{keep_token_for, Reservation, Usage};
 
-/// Seconds between deletions of records whose token expired more than a day ago.
+/// Seconds between deletions of forgotten records (tokens expired more than a day ago, spend lines
+/// past their `keep_until`).
 const SWEEP_INTERVAL: u64 = 3_600;
 
 impl Db {
@@ -213,9 +214,10 @@ impl Db {
         uint(mark)
     }
 
-    /// Deletes records of tokens that can no longer be accepted, at most once per [`SWEEP_INTERVAL`].
-    /// A failed sweep only delays clean-up: the one `DELETE` is undone alone and the reservation it
-    /// follows stands. The error is returned only when it cost the whole transaction.
+    /// Deletes records of tokens that can no longer be accepted and spend lines past their
+    /// `keep_until`, at most once per [`SWEEP_INTERVAL`]. A failed sweep only delays clean-up: each
+    /// `DELETE` is undone alone and the reservation it follows stands. The error is returned only
+    /// when it cost the whole transaction.
     pub(super) fn sweep(&mut self, now: u64) -> rusqlite::Result<()> {
         if now < self.next_sweep {
             return Ok(());
@@ -224,14 +226,20 @@ impl Db {
         let Ok(now) = int(now) else {
             return Ok(());
         };
-        match self
-            .conn
-            .prepare_cached("DELETE FROM token_usage WHERE forget_at < ?1")
-            .and_then(|mut s| s.execute(params![now]))
-        {
-            Err(e) if self.conn.is_autocommit() => Err(e),
-            _ => Ok(()),
+        for sql in [
+            "DELETE FROM token_usage WHERE forget_at < ?1",
+            "DELETE FROM spend_line WHERE keep_until < ?1",
+        ] {
+            let deleted = self
+                .conn
+                .prepare_cached(sql)
+                .and_then(|mut s| s.execute(params![now]));
+            match deleted {
+                Err(e) if self.conn.is_autocommit() => return Err(e),
+                _ => {}
+            }
         }
+        Ok(())
     }
 }
 

@@ -19,8 +19,10 @@ const WAL_AUTOCHECKPOINT_PAGES: i64 = 1_000;
 const STATEMENT_CACHE: usize = 32;
 
 /// The schema this code writes (`PRAGMA user_version`). A file from a newer relay is refused rather
-/// than misread.
-const SCHEMA_VERSION: i64 = 1;
+/// than misread. Version 2 added `spend_line`: an older relay would count calls on such a file but
+/// never see its budgets, so it must refuse it instead. Every table is created `IF NOT EXISTS`, which
+/// is the whole migration from an older file: opening it adds what it lacks and keeps what it holds.
+pub(super) const SCHEMA_VERSION: i64 = 2;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS token_usage (
@@ -42,6 +44,21 @@ CREATE TABLE IF NOT EXISTS tenant_revocation (
     tenant         TEXT    PRIMARY KEY,
     revoked_before INTEGER NOT NULL
 ) WITHOUT ROWID;
+-- Spend counters (docs/budgets.md §4), keyed by tenant and line key (`t/<jti>`, `u/<uid>/d/<day>`, ...).
+-- Every amount is 0..=2^53-1; reservations in flight are included.
+CREATE TABLE IF NOT EXISTS spend_line (
+    tenant       TEXT    NOT NULL,
+    key          TEXT    NOT NULL,
+    calls        INTEGER NOT NULL,
+    input        INTEGER NOT NULL,
+    output       INTEGER NOT NULL,
+    cached_input INTEGER NOT NULL,
+    cost         INTEGER NOT NULL,
+    -- UTC seconds until which the line is kept (only ever raised); deleted once past.
+    keep_until   INTEGER NOT NULL,
+    PRIMARY KEY (tenant, key)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS spend_line_keep_until ON spend_line (keep_until);
 ";
 
 /// Sets the connection up for this store; errors are for the person starting the relay.
