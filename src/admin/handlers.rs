@@ -1,10 +1,12 @@
 //! The admin endpoints a backend calls with its `.rai` key (docs/admin-api.md): a token's usage,
-//! revoking one token, revoking everything of the tenant issued before a time. Signature checking is
-//! `admin/signing.rs`; this file routes, reads the small JSON bodies and shapes the answers. A tenant only
-//! ever reaches its own tokens because every store call is scoped by the tenant the signature proved.
+//! revoking one token, revoking everything of the tenant issued before a time, an end user's usage.
+//! Signature checking is `admin/signing.rs`, the spend documents `admin/spend_docs.rs`; this file routes,
+//! reads the small JSON bodies and shapes the answers. A tenant only ever reaches its own tokens and
+//! users because every store call is scoped by the tenant the signature proved.
 
 use serde_json::{json, Value};
 
+use crate::admin::spend_docs;
 use crate::app::App;
 use crate::error::Error;
 use crate::store::Usage;
@@ -68,7 +70,13 @@ pub async fn dispatch(
                 json!({"tenant_id": tenant, "revoked_before": mark}).to_string(),
             ))
         }
-        (_, ["tokens", _]) => Err(Error::MethodNotAllowed("GET")),
+        ("GET", ["users", uid, "usage"]) => {
+            let uid = spend_docs::decode_uid(uid)?;
+            let doc =
+                spend_docs::user_usage(&app.store, tenant, &uid, app.clock.unix_now()).await?;
+            Ok((200, doc.to_string()))
+        }
+        (_, ["tokens", _]) | (_, ["users", _, "usage"]) => Err(Error::MethodNotAllowed("GET")),
         (_, ["tokens", _, "revoke"]) | (_, ["revoke-before"]) => {
             Err(Error::MethodNotAllowed("POST"))
         }

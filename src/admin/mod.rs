@@ -1,4 +1,6 @@
-//! The admin API a backend calls with its `.rai` key: request signatures and the endpoints.
+//! The admin API a backend calls with its `.rai` key: request signatures, the endpoints and their
+//! spend documents.
 
 pub mod handlers;
 pub mod signing;
+pub mod spend_docs;

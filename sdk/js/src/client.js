@@ -10,6 +10,7 @@
  */
 
 import { signAdminRequest } from './admin.js';
+import { PRINTABLE, UID_MAX } from './claims.js';
 import { InvalidArgumentError } from './errors.js';
 import { TokenGenerator, configOf } from './generator.js';
 import { requestJson, requestStream } from './http.js';
@@ -41,6 +42,8 @@ export const ENDPOINTS = Object.freeze({
 
 const TOKEN_TEXT = /^rt1\.[A-Za-z0-9_-]+$/;
 const TOKEN_ID = /^[0-9a-f]{32}$/;
+/** RFC 3986 unreserved: the only bytes a user id keeps unescaped in its admin path segment. */
+const UNRESERVED = /^[A-Za-z0-9\-._~]$/;
 // A provider-relative path as it may appear in a URL: no query, fragment, spaces or dot segments.
 const ENDPOINT_PATH = /^(?:\/(?!\.\.?(?:\/|$))[A-Za-z0-9._~!$&'()*+,;=:@%-]+)+$/;
 
@@ -72,6 +75,26 @@ function endpointPath(endpoint) {
       .map((e) => JSON.stringify(e))
       .join(', ')} or a path such as "/v1/messages"`,
   );
+}
+
+/**
+ * A user id as one path segment: the uid rule of the token format (§5.1.18), then every byte outside
+ * RFC 3986 unreserved as %XX (upper-case hex), the same bytes the Python SDK sends. `.` and `..` are
+ * refused: `fetch` resolves them as dot segments (even escaped), so they could never reach the relay.
+ *
+ * @param {unknown} userId
+ * @returns {string}
+ */
+function userSegment(userId) {
+  if (typeof userId !== 'string' || userId.length > UID_MAX || !PRINTABLE.test(userId)) {
+    throw new InvalidArgumentError('userId', `must be 1 to ${UID_MAX} printable ASCII characters`);
+  }
+  if (userId === '.' || userId === '..') {
+    throw new InvalidArgumentError('userId', 'cannot be "." or "..", which URLs treat as dot segments');
+  }
+  return [...userId]
+    .map((c) => (UNRESERVED.test(c) ? c : `%${c.charCodeAt(0).toString(16).toUpperCase().padStart(2, '0')}`))
+    .join('');
 }
 
 /**
@@ -266,6 +289,18 @@ export class RelayAPIClient extends TokenGenerator {
    */
   async getUsage(tokenOrId) {
     return this.#admin('GET', `/admin/v1/tokens/${this.#tokenId(tokenOrId)}`, '');
+  }
+
+  /**
+   * Usage of one end user of this tenant (docs/admin-api.md `GET /admin/v1/users/{uid}/usage`): what
+   * the user's tokens used in the current UTC day and month and in all time.
+   *
+   * @param {string} userId the `userId` the tokens were minted with
+   * @returns {Promise<unknown>} `{ tenant_id, user_id, windows: { day, month, all } }`
+   * @throws {InvalidArgumentError} for a user id no token can carry, before sending
+   */
+  async getUserUsage(userId) {
+    return this.#admin('GET', `/admin/v1/users/${userSegment(userId)}/usage`, '');
   }
 
   /**

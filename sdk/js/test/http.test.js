@@ -411,6 +411,69 @@ describe('admin API', () => {
     assert.equal(seen.length, 0);
   });
 
+  const userUsage = {
+    tenant_id: 'acme',
+    user_id: 'user 42/a',
+    windows: {
+      day: {
+        period: '2026-12-07',
+        calls: 3,
+        tokens: { input: 120, output: 80, cached_input: 0 },
+        cost: 1500,
+        resets_at: 1796688000,
+      },
+      month: {
+        period: '2026-12',
+        calls: 9,
+        tokens: { input: 400, output: 300, cached_input: 64 },
+        cost: 4100,
+        resets_at: 1798761600,
+      },
+      all: {
+        period: null,
+        calls: 9,
+        tokens: { input: 400, output: 300, cached_input: 64 },
+        cost: 4100,
+        resets_at: null,
+      },
+    },
+  };
+
+  it('getUserUsage sends the user id as one percent-encoded segment (the bytes Python sends)', async () => {
+    handler = (_req, res) => json(res, 200, userUsage);
+    for (const [userId, segment] of [
+      ['user-42', 'user-42'],
+      ['user 42/a', 'user%2042%2Fa'],
+      ['Az09-._~', 'Az09-._~'],
+      [
+        '!*\'()"%+:@?#&=;,$[]\\^`{|}<>',
+        '%21%2A%27%28%29%22%25%2B%3A%40%3F%23%26%3D%3B%2C%24%5B%5D%5C%5E%60%7B%7C%7D%3C%3E',
+      ],
+      ['u'.repeat(128), 'u'.repeat(128)],
+    ]) {
+      seen.length = 0;
+      assert.deepEqual(await client.getUserUsage(userId), userUsage);
+      assert.equal(seen.length, 1);
+      assert.equal(seen[0].method, 'GET');
+      assert.equal(seen[0].url, `/admin/v1/users/${segment}/usage`);
+      assert.equal(seen[0].body, '');
+      assertSigned(seen[0]);
+    }
+  });
+
+  it('getUserUsage refuses a user id no token can carry, without sending', async () => {
+    for (const bad of ['', 'u'.repeat(129), 'line\nbreak', 'usér', '.', '..', null, 42]) {
+      await assert.rejects(client.getUserUsage(/** @type {any} */ (bad)), { param: 'userId' });
+    }
+    assert.equal(seen.length, 0);
+  });
+
+  it('getUserUsage reports relay errors as APIError', async () => {
+    handler = (_req, res) =>
+      json(res, 503, { error: { message: 'store unavailable', type: 'server', code: 'store_unavailable' } });
+    await assert.rejects(client.getUserUsage('u1'), { status: 503, errorCode: 'store_unavailable' });
+  });
+
   it('reports a refused signature as APIError', async () => {
     handler = (_req, res) =>
       json(res, 401, {

@@ -281,6 +281,25 @@ describe(
       });
     });
 
+    it('admin: getUserUsage reaches the user through one encoded segment', async () => {
+      const before = Math.floor(Date.now() / 1000);
+      const doc = /** @type {any} */ (await client.getUserUsage('user 42/"a"'));
+      assert.equal(doc.tenant_id, 'js');
+      assert.equal(doc.user_id, 'user 42/"a"');
+      assert.deepEqual(Object.keys(doc.windows), ['day', 'month', 'all']);
+      const day = new Date(before * 1000).toISOString().slice(0, 10);
+      const after = new Date(Date.now()).toISOString().slice(0, 10);
+      assert.ok([day, after].includes(doc.windows.day.period), doc.windows.day.period);
+      assert.equal(doc.windows.month.period, doc.windows.day.period.slice(0, 7));
+      assert.ok(doc.windows.day.resets_at > before && doc.windows.day.resets_at % 86400 === 0);
+      assert.equal(doc.windows.all.period, null);
+      assert.equal(doc.windows.all.resets_at, null);
+      for (const w of Object.values(doc.windows)) {
+        assert.deepEqual(Object.keys(/** @type {any} */ (w).tokens), ['input', 'output', 'cached_input']);
+        assert.equal(typeof (/** @type {any} */ (w).cost), 'number');
+      }
+    });
+
     it('a token minted by the Rust implementation decodes here', () => {
       const token = execFileSync(
         /** @type {string} */ (BINARY),

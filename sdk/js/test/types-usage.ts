@@ -8,6 +8,7 @@ import {
   type CreateTokenOptions,
   type TokenClaims,
   type TokenUsage,
+  type UserUsage,
 } from 'relayapi-tokens';
 
 export async function usage(): Promise<void> {
@@ -48,6 +49,10 @@ export async function usage(): Promise<void> {
   for await (const chunk of stream) void chunk.choices;
   const use: TokenUsage = await client.getUsage(jti);
   const remaining: number | null = use.remaining;
+  const user: UserUsage = await client.getUserUsage('user-42');
+  const today: string | null = user.windows.day.period;
+  const spent: number = user.windows.month.tokens.input + user.windows.all.cost;
+  void [user, today, spent];
   void [baseURL, chatURL, url, queryURL, claims, reply, remaining, client.relayBaseUrl];
   void [await client.healthCheck(), await client.revokeBefore(Math.floor(Date.now() / 1000))];
   void [

@@ -175,6 +175,32 @@ export interface TokenUsage {
   revoked: boolean;
 }
 
+/** Tokens the provider reported, as the admin usage documents count them. */
+export interface TokenCounts {
+  input: number;
+  output: number;
+  cached_input: number;
+}
+
+/** One window of an end user's usage: what it holds now and when it starts over. */
+export interface UsageWindow {
+  /** "2026-12-07" for the day, "2026-12" for the month, null for all time. */
+  period: string | null;
+  calls: number;
+  tokens: TokenCounts;
+  /** Micro-units of the relay's price table currency. */
+  cost: number;
+  /** UTC seconds when the window resets; null for all time. */
+  resets_at: number | null;
+}
+
+/** docs/admin-api.md `GET /admin/v1/users/{uid}/usage`. */
+export interface UserUsage {
+  tenant_id: string;
+  user_id: string;
+  windows: { day: UsageWindow; month: UsageWindow; all: UsageWindow };
+}
+
 export interface RevokeBeforeResult {
   tenant_id: string;
   revoked_before: number;
@@ -223,6 +249,8 @@ export class RelayAPIClient extends TokenGenerator {
   embeddings(token: string, request: EmbeddingRequest): Promise<Chunk>;
   healthCheck(options?: { signal?: AbortSignal }): Promise<HealthStatus>;
   getUsage(tokenOrId: string): Promise<TokenUsage>;
+  /** Usage of one end user of this tenant per UTC day, month and all time. @throws {InvalidArgumentError} */
+  getUserUsage(userId: string): Promise<UserUsage>;
   revoke(tokenOrId: string): Promise<TokenUsage>;
   /** @throws {InvalidArgumentError} when `ts` is not UTC seconds up to now + MAX_CLOCK_SKEW_SECONDS */
   revokeBefore(ts: number): Promise<RevokeBeforeResult>;

@@ -176,3 +176,78 @@ def test_revoke_before_in_the_future_sends_nothing(
     with pytest.raises(InvalidArgumentError):
         relay_client.revoke_before(int(time.time() * 1000))
     assert fake_relay.requests == []
+
+
+USER_USAGE = {
+    "tenant_id": "acme",
+    "user_id": "user 42/a",
+    "windows": {
+        "day": {
+            "period": "2026-12-07",
+            "calls": 3,
+            "tokens": {"input": 120, "output": 80, "cached_input": 0},
+            "cost": 1500,
+            "resets_at": 1796688000,
+        },
+        "month": {
+            "period": "2026-12",
+            "calls": 9,
+            "tokens": {"input": 400, "output": 300, "cached_input": 64},
+            "cost": 4100,
+            "resets_at": 1798761600,
+        },
+        "all": {
+            "period": None,
+            "calls": 9,
+            "tokens": {"input": 400, "output": 300, "cached_input": 64},
+            "cost": 4100,
+            "resets_at": None,
+        },
+    },
+}
+
+
+@pytest.mark.parametrize(
+    ("user_id", "segment"),
+    [
+        ("user-42", "user-42"),
+        ("user 42/a", "user%2042%2Fa"),
+        ("Az09-._~", "Az09-._~"),
+        (
+            "!*'()\"%+:@?#&=;,$[]\\^`{|}<>",
+            "%21%2A%27%28%29%22%25%2B%3A%40%3F%23%26%3D%3B%2C%24%5B%5D%5C%5E%60%7B%7C%7D%3C%3E",
+        ),
+        ("u" * 128, "u" * 128),
+    ],
+)
+def test_get_user_usage_sends_the_uid_as_one_encoded_segment(
+    fake_relay: FakeRelay, relay_client: RelayAPIClient, user_id: str, segment: str
+) -> None:
+    path = f"/admin/v1/users/{segment}/usage"
+    fake_relay.route("GET", path, Reply(body=json.dumps(USER_USAGE).encode()))
+    assert relay_client.get_user_usage(user_id) == USER_USAGE
+    [rec] = fake_relay.requests
+    _check_signed(rec, "GET", path, b"")
+
+
+@pytest.mark.parametrize("bad", ["", "u" * 129, "line\nbreak", "usér", ".", "..", None, 42], ids=repr)
+def test_get_user_usage_refuses_an_impossible_user_id(
+    relay_client: RelayAPIClient, fake_relay: FakeRelay, bad: object
+) -> None:
+    with pytest.raises(InvalidArgumentError) as info:
+        relay_client.get_user_usage(bad)  # type: ignore[arg-type]
+    assert info.value.param == "user_id"
+    assert fake_relay.requests == []
+
+
+def test_get_user_usage_reports_relay_errors(fake_relay: FakeRelay, relay_client: RelayAPIClient) -> None:
+    fake_relay.route(
+        "GET",
+        "/admin/v1/users/u1/usage",
+        Reply(
+            503, body=b'{"error":{"message":"store unavailable","type":"server","code":"store_unavailable"}}'
+        ),
+    )
+    with pytest.raises(APIError) as info:
+        relay_client.get_user_usage("u1")
+    assert (info.value.status, info.value.error_code) == (503, "store_unavailable")

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Literal, Union, overload
 from . import __version__, urls
 from ._http import Transport, open_stream, read_json
 from .admin import authorization_header
-from .claims import MAX_SAFE_INT
+from .claims import MAX_SAFE_INT, MAX_UID_CHARS
 from .config import ConfigSource
 from .errors import InvalidArgumentError
 from .options import TokenOptions
@@ -41,6 +41,9 @@ MAX_TIMEOUT_SECONDS = (2**31 - 1) // 1000
 #: (often milliseconds passed as seconds).
 MAX_CLOCK_SKEW_SECONDS = 60
 _TOKEN_ID = re.compile(r"[0-9a-f]{32}")
+_PRINTABLE = re.compile(r"[\x20-\x7e]+")
+#: RFC 3986 unreserved: the only characters a user id keeps unescaped in its admin path segment.
+_UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
 _USER_AGENT = f"relayapi-tokens-python/{__version__}"
 
 
@@ -231,6 +234,15 @@ class RelayAPIClient(TokenGenerator):
         """
         return self._admin("GET", f"/admin/v1/tokens/{self._token_id(token_or_id)}")
 
+    def get_user_usage(self, user_id: str) -> dict[str, Any]:
+        """Usage of one end user of this tenant: ``{"tenant_id", "user_id", "windows": {"day", "month",
+        "all"}}``, each window with its ``period``, ``calls``, ``tokens``, ``cost`` and ``resets_at``.
+
+        ``user_id`` is the ``user_id`` the tokens were minted with; one that no token can carry raises
+        :class:`InvalidArgumentError` before anything is sent.
+        """
+        return self._admin("GET", f"/admin/v1/users/{user_segment(user_id)}/usage")
+
     def revoke(self, token_or_id: str) -> dict[str, Any]:
         """Revoke one token on every relay sharing the store; idempotent. Returns the usage document."""
         return self._admin("POST", f"/admin/v1/tokens/{self._token_id(token_or_id)}/revoke")
@@ -244,6 +256,17 @@ class RelayAPIClient(TokenGenerator):
         check_revoke_before(ts, int(time.time()))
         body = json.dumps({"before": ts}, separators=(",", ":")).encode("ascii")
         return self._admin("POST", "/admin/v1/revoke-before", body)
+
+
+def user_segment(user_id: Any) -> str:
+    """A user id as one path segment: the uid rule of the token format (5.1.18), then every character
+    outside RFC 3986 unreserved as ``%XX`` (upper-case hex), the same bytes the JS SDK sends. ``"."`` and
+    ``".."`` are refused as in the JS SDK, whose ``fetch`` resolves them as dot segments."""
+    if not isinstance(user_id, str) or not _PRINTABLE.fullmatch(user_id) or len(user_id) > MAX_UID_CHARS:
+        raise InvalidArgumentError("user_id", f"must be 1 to {MAX_UID_CHARS} printable ASCII characters")
+    if user_id in (".", ".."):
+        raise InvalidArgumentError("user_id", 'cannot be "." or "..", which URLs treat as dot segments')
+    return "".join(c if c in _UNRESERVED else f"%{ord(c):02X}" for c in user_id)
 
 
 def check_revoke_before(ts: Any, now: int) -> None:
