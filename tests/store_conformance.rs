@@ -886,6 +886,7 @@ macro_rules! spend_conformance {
 
 spend_conformance!(memory, memory_spend);
 spend_conformance!(sqlite, sqlite_spend);
+spend_conformance!(redis, redis_spend);
 
 // ---------------------------------------------------------------------------------------------------
 // SQLite only
@@ -1290,6 +1291,128 @@ async fn redis_instances_share_limits_and_revocations() {
         1,
         "another key prefix is another namespace"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn redis_two_relays_share_a_spend_line_exactly() {
+    // Two stores on one server are two relays: 200 reservations split between them against lines
+    // that hold 50 grant exactly 50, and both read the same lines.
+    let server = RedisServer::start();
+    let open = || {
+        Arc::new(
+            Store::open_redis(
+                redis_options(&server, "shared:", Duration::from_secs(2)),
+                TOKEN_LIFE,
+            )
+            .unwrap(),
+        )
+    };
+    spend_parallel_reservations_grant_exactly_the_limit(vec![open(), open()]).await;
+    let elsewhere = Store::open_redis(
+        redis_options(&server, "other-app:", Duration::from_secs(2)),
+        TOKEN_LIFE,
+    )
+    .unwrap();
+    assert_eq!(
+        spent(&elsewhere, "acme", &["t/race"]).await,
+        [Spend::default()],
+        "another key prefix is another namespace"
+    );
+}
+
+/// Seconds until `key` expires on the server.
+fn ttl(server: &RedisServer, key: &str) -> i64 {
+    server
+        .command(&format!("TTL {key}"))
+        .trim_start_matches(':')
+        .parse()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn redis_spend_lines_expire_at_keep_until() {
+    let server = RedisServer::start();
+    let s = Store::open_redis(
+        redis_options(&server, "ttl:", Duration::from_secs(2)),
+        TOKEN_LIFE,
+    )
+    .unwrap();
+    // Redis forgets lines on its own clock: keep_until is a real time here.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let a = spend(1, 2, 3, 4, 5);
+    let mut l = line("u/ann/d/2026-12-07", limit(Some(10), None, None));
+    let key = "ttl:sp:acme:u/ann/d/2026-12-07";
+    l.keep_until = now + 1_000;
+    assert_eq!(
+        reserve_spend(&s, "acme", std::slice::from_ref(&l), a).await,
+        SpendReservation::Granted
+    );
+    assert!(
+        (995..=1_000).contains(&ttl(&server, key)),
+        "{}",
+        ttl(&server, key)
+    );
+    // An earlier keep_until never shortens the line's life.
+    l.keep_until = now + 10;
+    assert_eq!(
+        reserve_spend(&s, "acme", std::slice::from_ref(&l), a).await,
+        SpendReservation::Granted
+    );
+    s.spend_settle("acme", std::slice::from_ref(&l), &a, &a)
+        .await
+        .unwrap();
+    assert!(
+        (995..=1_000).contains(&ttl(&server, key)),
+        "{}",
+        ttl(&server, key)
+    );
+    // A later one extends it, by settlement as by reservation.
+    l.keep_until = now + 5_000;
+    s.spend_settle("acme", std::slice::from_ref(&l), &a, &a)
+        .await
+        .unwrap();
+    assert!(
+        (4_995..=5_000).contains(&ttl(&server, key)),
+        "{}",
+        ttl(&server, key)
+    );
+    assert_eq!(spent(&s, "acme", &[&l.key]).await, [times(a, 2)]);
+    // Past keep_until the line is gone and its limit starts over.
+    let mut old = line("u/ann/d/2026-12-05", limit(Some(1), None, None));
+    old.keep_until = now - 1;
+    assert_eq!(
+        reserve_spend(&s, "acme", std::slice::from_ref(&old), a).await,
+        SpendReservation::Granted
+    );
+    assert_eq!(
+        ttl(&server, "ttl:sp:acme:u/ann/d/2026-12-05"),
+        -2,
+        "no such key"
+    );
+    assert_eq!(spent(&s, "acme", &[&old.key]).await, [Spend::default()]);
+}
+
+#[tokio::test]
+async fn redis_down_refuses_spend_reservations() {
+    let mut server = RedisServer::start();
+    let s = Store::open_redis(
+        redis_options(&server, "down:", Duration::from_secs(1)),
+        TOKEN_LIFE,
+    )
+    .unwrap();
+    let l = [line("t/d", limit(Some(5), None, None))];
+    let a = spend(1, 0, 0, 0, 0);
+    assert_eq!(
+        reserve_spend(&s, "acme", &l, a).await,
+        SpendReservation::Granted
+    );
+    server.stop();
+    assert!(s.spend_reserve("acme", &l, &a, 1_100).await.is_err());
+    assert!(s.spend_settle("acme", &l, &a, &a).await.is_err());
+    assert!(s.spend_get("acme", &["t/d"]).await.is_err());
 }
 
 #[tokio::test]

@@ -1,0 +1,233 @@
+//! The shared usage store: a Redis server that every relay instance talks to, so a token's limit and
+//! revocation hold across instances.
+//!
+//! Each operation is one Lua script, which Redis runs atomically: a reservation reads the tenant's
+//! revoke-before mark, the token's own mark and its count, and increments in one step, so two relays
+//! racing for the last call of a token cannot both win. Keys expire with the token (relative `EXPIRE`
+//! computed from the caller's clock, so tests with an injected clock behave like production):
+//!
+//! - `{prefix}tok:{tenant}:{jti}`: hash `used`, `max` (empty when unlimited), `first`, `last`, `exp`,
+//!   `iat`, `revoked` (`1`). Tenant ids cannot contain `:` (see `token/rai.rs`), so keys never collide.
+//! - `{prefix}rb:{tenant}`: the tenant's revoke-before mark (kept: it is one key per tenant).
+//! - `{prefix}sp:{tenant}:{line}`: a spend line (`docs/budgets.md` §4), hash `calls`, `input`,
+//!   `output`, `cached_input`, `cost`, `keep`; it expires at its `keep_until` (`EXPIREAT`, the one
+//!   absolute expiry: a line's `keep_until` is a calendar time, and settlement has no caller clock).
+//! - `{prefix}rl:ip:{client}`, `{prefix}rl:global`: shared rate-limit scopes (server clock).
+//!
+//! Files: this one holds the connection and the script runner; `tokens.rs` the token operations,
+//! `rate.rs` the shared rate limit, `spend.rs` the spend lines.
+//!
+//! One multiplexed connection is shared by all requests. Opening it is bounded by the connect timeout
+//! and every command by the command timeout, so a hung server turns into `store_unavailable` instead of
+//! a hung request; a connection that failed is dropped and the next operation opens a new one.
+
+mod rate;
+mod spend;
+mod tokens;
+
+use std::time::{Duration, Instant};
+
+use redis::aio::MultiplexedConnection;
+use redis::{AsyncConnectionConfig, Client, RedisError, Script};
+use tokio::sync::Mutex;
+
+pub use crate::store::redis::rate::{SharedRejection, SharedScope};
+use crate::store::{keep_unseen_revocation_for, StoreError};
+
+/// After a failed connection attempt, operations fail at once for this long instead of each waiting
+/// out its own connect timeout while the server is down.
+const RECONNECT_BACKOFF: Duration = Duration::from_millis(500);
+
+/// How to reach the server (`store` in config.json).
+#[derive(Debug, Clone)]
+pub struct RedisOptions {
+    /// `redis://[user:password@]host[:port][/db]`. Never logged: it may carry a password.
+    pub url: String,
+    pub key_prefix: String,
+    pub connect_timeout: Duration,
+    pub command_timeout: Duration,
+}
+
+pub struct RedisStore {
+    client: Client,
+    config: AsyncConnectionConfig,
+    pub(super) prefix: String,
+    connect_timeout: Duration,
+    command_timeout: Duration,
+    pub(super) unseen_revocation_secs: u64,
+    conn: Mutex<Slot>,
+    pub(super) scripts: Scripts,
+}
+
+pub(super) struct Scripts {
+    pub(super) reserve: Script,
+    pub(super) refund: Script,
+    pub(super) usage: Script,
+    pub(super) revoke: Script,
+    pub(super) revoke_before: Script,
+    pub(super) rate: Script,
+    pub(super) spend_reserve: Script,
+    pub(super) spend_settle: Script,
+    pub(super) spend_get: Script,
+}
+
+/// The shared connection, with a generation so that a failure seen on an old connection does not
+/// throw away a newer one that another request already opened.
+#[derive(Default)]
+struct Slot {
+    conn: Option<(u64, MultiplexedConnection)>,
+    generation: u64,
+    failed_at: Option<Instant>,
+}
+
+impl RedisStore {
+    pub(crate) fn new(opts: RedisOptions, max_token_life: u64) -> Result<RedisStore, StoreError> {
+        // The parser's message may quote the URL, and with it a password: say only that it is invalid.
+        let client = Client::open(opts.url.as_str())
+            .map_err(|_| StoreError("the Redis URL is not valid".into()))?;
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(opts.connect_timeout))
+            .set_response_timeout(Some(opts.command_timeout));
+        let [spend_reserve, spend_settle, spend_get] = spend::scripts();
+        Ok(RedisStore {
+            client,
+            config,
+            prefix: opts.key_prefix,
+            connect_timeout: opts.connect_timeout,
+            command_timeout: opts.command_timeout,
+            unseen_revocation_secs: keep_unseen_revocation_for(max_token_life),
+            conn: Mutex::new(Slot::default()),
+            scripts: Scripts {
+                reserve: Script::new(tokens::RESERVE),
+                refund: Script::new(tokens::REFUND),
+                usage: Script::new(tokens::USAGE),
+                revoke: Script::new(tokens::REVOKE),
+                revoke_before: Script::new(tokens::REVOKE_BEFORE),
+                rate: Script::new(rate::RATE),
+                spend_reserve: Script::new(&spend_reserve),
+                spend_settle: Script::new(&spend_settle),
+                spend_get: Script::new(&spend_get),
+            },
+        })
+    }
+
+    pub(super) fn token_key(&self, tenant: &str, jti: &str) -> String {
+        format!("{}tok:{tenant}:{jti}", self.prefix)
+    }
+
+    pub(super) fn mark_key(&self, tenant: &str) -> String {
+        format!("{}rb:{tenant}", self.prefix)
+    }
+
+    async fn open(&self) -> Result<MultiplexedConnection, StoreError> {
+        // The library bounds the attempt too; the outer timeout is the guarantee this file promises.
+        match tokio::time::timeout(
+            self.connect_timeout,
+            self.client
+                .get_multiplexed_async_connection_with_config(&self.config),
+        )
+        .await
+        {
+            Ok(Ok(c)) => Ok(c),
+            Ok(Err(e)) => Err(StoreError(format!("cannot connect to Redis: {e}"))),
+            Err(_) => Err(StoreError(format!(
+                "cannot connect to Redis within {} s",
+                self.connect_timeout.as_secs_f32()
+            ))),
+        }
+    }
+
+    /// The shared connection, opened if needed. Concurrent callers wait for one attempt rather than
+    /// each opening their own.
+    async fn connection(&self) -> Result<(u64, MultiplexedConnection), StoreError> {
+        let mut slot = self.conn.lock().await;
+        if let Some((generation, c)) = &slot.conn {
+            return Ok((*generation, c.clone()));
+        }
+        if slot
+            .failed_at
+            .is_some_and(|t| t.elapsed() < RECONNECT_BACKOFF)
+        {
+            return Err(StoreError("Redis is unreachable (retrying shortly)".into()));
+        }
+        match self.open().await {
+            Ok(c) => {
+                slot.generation += 1;
+                slot.failed_at = None;
+                slot.conn = Some((slot.generation, c.clone()));
+                Ok((slot.generation, c))
+            }
+            Err(e) => {
+                slot.failed_at = Some(Instant::now());
+                Err(e)
+            }
+        }
+    }
+
+    /// Forgets connection `generation` after a transport failure, so the next operation reconnects.
+    async fn discard(&self, generation: u64) {
+        let mut slot = self.conn.lock().await;
+        if slot.conn.as_ref().is_some_and(|(g, _)| *g == generation) {
+            slot.conn = None;
+        }
+    }
+
+    /// Runs one script with a hard deadline; transport failures and timeouts drop the connection.
+    pub(super) async fn eval<T: redis::FromRedisValue>(
+        &self,
+        script: &Script,
+        keys: &[&str],
+        args: &[String],
+    ) -> Result<T, StoreError> {
+        let (generation, mut conn) = self.connection().await?;
+        let mut inv = script.prepare_invoke();
+        for k in keys {
+            inv.key(*k);
+        }
+        for a in args {
+            inv.arg(a.as_str());
+        }
+        let result = tokio::time::timeout(self.command_timeout, inv.invoke_async(&mut conn)).await;
+        match result {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => {
+                if is_transport_error(&e) {
+                    self.discard(generation).await;
+                }
+                Err(StoreError(format!("Redis: {e}")))
+            }
+            Err(_) => {
+                self.discard(generation).await;
+                Err(StoreError(format!(
+                    "Redis did not answer within {} s",
+                    self.command_timeout.as_secs_f32()
+                )))
+            }
+        }
+    }
+
+    pub(crate) async fn check(&self) -> Result<(), StoreError> {
+        let mut conn = self.open().await?;
+        let ping = redis::cmd("PING");
+        match tokio::time::timeout(self.command_timeout, ping.query_async::<String>(&mut conn))
+            .await
+        {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(StoreError(format!("Redis: {e}"))),
+            Err(_) => Err(StoreError(format!(
+                "Redis did not answer PING within {} s",
+                self.command_timeout.as_secs_f32()
+            ))),
+        }
+    }
+}
+
+/// Errors after which the connection cannot be trusted (as opposed to a script error answered by a
+/// healthy server).
+fn is_transport_error(e: &RedisError) -> bool {
+    e.is_io_error()
+        || e.is_connection_dropped()
+        || e.is_connection_refusal()
+        || e.is_timeout()
+        || e.is_unrecoverable_error()
+}
