@@ -1,8 +1,8 @@
 //! Usage state: how many calls each token has reserved, when it was first and last used, and what has
 //! been revoked. The relay reserves a call atomically *before* forwarding, so a limit of N calls lets
 //! exactly N through however many requests race. This file owns the operations, their contract and the
-//! in-memory backend; the persistent backend lives in `store/sqlite.rs` and the shared one in
-//! `store/redis.rs`. All three pass one conformance suite (`tests/store_conformance.rs`).
+//! in-memory backend; the persistent backend lives in `store/sqlite/` and the shared one in
+//! `store/redis/`. All three pass one conformance suite (`tests/store_conformance.rs`).
 //!
 //! Every record is keyed by (tenant, token id): token ids are chosen by minters, so one tenant must
 //! never be able to touch another tenant's counters by reusing an id. Backends never fail open: when

@@ -242,8 +242,8 @@ impl Db {
 mod tests {
     use super::*;
     use crate::store::sqlite::ops::int;
-    use crate::store::Reservation;
     use crate::store::Usage;
+    use crate::store::{Reservation, Spend, SpendLimit, SpendLine, SpendReservation};
     use tokio::sync::oneshot::error::TryRecvError;
 
     const TOKEN_LIFE: u64 = 7 * 24 * 3600;
@@ -436,6 +436,67 @@ mod tests {
         db.run_batch(&mut vec![mark, j]);
         assert_eq!(answered(a), Ok(Reservation::Revoked));
         assert_eq!(calls_used(&mut db, "a"), Some(4));
+        assert!(db.conn.is_autocommit());
+    }
+
+    /// How the relay submits spend reservations: isolating themselves.
+    fn spend_reserving(keys: &'static [&'static str]) -> (Box<dyn Job>, Answer<SpendReservation>) {
+        let (reply, answer) = oneshot::channel();
+        let lines: Vec<SpendLine> = keys
+            .iter()
+            .map(|k| SpendLine {
+                key: (*k).to_string(),
+                limit: SpendLimit::default(),
+                keep_until: 50_000,
+            })
+            .collect();
+        let amount = Spend {
+            calls: 1,
+            input: 10,
+            ..Spend::default()
+        };
+        let mut p = Pending::new(
+            move |db: &mut Db| db.spend_reserve("acme", &lines, &amount),
+            reply,
+        );
+        p.isolates_itself = true;
+        (Box::new(p), answer)
+    }
+
+    fn spend_calls(db: &mut Db, key: &'static str) -> u64 {
+        let (j, a) = job(move |db| db.spend_get("acme", &[key.to_string()]));
+        db.run_batch(&mut vec![j]);
+        answered(a).unwrap()[0].calls
+    }
+
+    #[test]
+    fn a_spend_reservation_failing_part_way_changes_no_line() {
+        let (_dir, mut db) = open();
+        // A write SQLite refuses on one line only: the second line of a reservation.
+        db.conn
+            .execute_batch(
+                "CREATE TEMP TRIGGER refuse BEFORE INSERT ON spend_line WHEN NEW.key = 'bad'
+                 BEGIN SELECT RAISE(ABORT, 'refused'); END;",
+            )
+            .unwrap();
+        for batched in [true, false] {
+            let (broken, failed) = spend_reserving(&["good", "bad"]);
+            let (fine, granted) = spend_reserving(&["good"]);
+            if batched {
+                db.run_batch(&mut vec![broken, fine]);
+            } else {
+                db.run_batch(&mut vec![broken]);
+                db.run_batch(&mut vec![fine]);
+            }
+            assert!(answered(failed).unwrap_err().0.contains("refused"));
+            assert_eq!(answered(granted), Ok(SpendReservation::Granted));
+        }
+        assert_eq!(
+            spend_calls(&mut db, "good"),
+            2,
+            "only the reservations that succeeded, whole"
+        );
+        assert_eq!(spend_calls(&mut db, "bad"), 0);
         assert!(db.conn.is_autocommit());
     }
 
