@@ -142,3 +142,31 @@ async fn user_usage_is_signed_and_read_only() {
     let r = relay.admin("GET", "/admin/v1/users/u1", "").await;
     assert_eq!(r.status, 404, "{}", r.text());
 }
+
+#[tokio::test]
+async fn a_tokens_usage_has_its_tokens_and_cost() {
+    let up = MockUpstream::start(false).await;
+    let relay = Relay::start(test_config(&up));
+    let jti = relay.claims("openai", Some(5)).jti;
+    let zero = json!({"input": 0, "output": 0, "cached_input": 0});
+    let r = relay
+        .admin("GET", &format!("/admin/v1/tokens/{jti}"), "")
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let d = r.json();
+    assert_eq!(
+        (d["calls_used"].as_u64(), d["cost"].as_u64()),
+        (Some(0), Some(0))
+    );
+    assert_eq!(d["tokens"], zero);
+    // The relay cannot know a token's claims from its id, so the document has no budget member: the
+    // budget is in the token (`bud`), which the backend that minted it can decode.
+    assert!(d.get("budget").is_none(), "{d}");
+    let r = relay
+        .admin("POST", &format!("/admin/v1/tokens/{jti}/revoke"), "")
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let d = r.json();
+    assert_eq!(d["revoked"], true);
+    assert_eq!((d["tokens"].clone(), d["cost"].as_u64()), (zero, Some(0)));
+}

@@ -36,7 +36,10 @@ pub async fn dispatch(
                 .usage(tenant, id)
                 .await
                 .map_err(|_| Error::StoreUnavailable)?;
-            Ok((200, usage_doc(tenant, id, usage.as_ref()).to_string()))
+            let mut doc = usage_doc(tenant, id, usage.as_ref());
+            let spent = spend_docs::token_spend(&app.store, tenant, id).await?;
+            spend_docs::add_token_spend(&mut doc, &spent);
+            Ok((200, doc.to_string()))
         }
         ("POST", ["tokens", id, "revoke"]) => {
             let id = token_id(id)?;
@@ -50,7 +53,10 @@ pub async fn dispatch(
             app.keys
                 .tokens
                 .remember(tenant, id, Verdict::Revoked, now, epoch);
-            Ok((200, usage_doc(tenant, id, Some(&usage)).to_string()))
+            let mut doc = usage_doc(tenant, id, Some(&usage));
+            let spent = spend_docs::token_spend(&app.store, tenant, id).await?;
+            spend_docs::add_token_spend(&mut doc, &spent);
+            Ok((200, doc.to_string()))
         }
         ("POST", ["revoke-before"]) => {
             let before = serde_json::from_slice::<Value>(body)

@@ -282,7 +282,8 @@ export class RelayAPIClient extends TokenGenerator {
   }
 
   /**
-   * Usage of one token (docs/admin-api.md `GET /admin/v1/tokens/{id}`).
+   * Usage of one token (docs/admin-api.md `GET /admin/v1/tokens/{id}`): calls, and the `tokens` and
+   * `cost` its calls used. The budget is not in it (the relay only gets the id): it is the token's `bud`.
    *
    * @param {string} tokenOrId a token (opened locally to find its id) or a 32-hex token id
    * @returns {Promise<unknown>}

@@ -369,6 +369,8 @@ describe('admin API', () => {
     last_used_at: 1790000420,
     expires_at: 1790003600,
     revoked: false,
+    tokens: { input: 5120, output: 2048, cached_input: 1024 },
+    cost: 33280,
   };
 
   it('getUsage takes a token (opened locally) or a token id', async () => {

@@ -267,6 +267,9 @@ describe(
       assert.equal(used.tenant_id, 'js');
       assert.equal(used.calls_used, 2);
       assert.equal(used.revoked, false);
+      assert.deepEqual(Object.keys(used.tokens), ['input', 'output', 'cached_input']);
+      assert.equal(typeof used.cost, 'number');
+      assert.equal('budget' in used, false);
       assert.equal(/** @type {any} */ (await client.revoke(token)).revoked, true);
       await assert.rejects(client.chatCompletions(token, { model: 'm', messages: [] }), {
         status: 401,

@@ -49,6 +49,8 @@ export async function usage(): Promise<void> {
   for await (const chunk of stream) void chunk.choices;
   const use: TokenUsage = await client.getUsage(jti);
   const remaining: number | null = use.remaining;
+  const used: number = use.tokens.input + use.tokens.output + use.cost;
+  void used;
   const user: UserUsage = await client.getUserUsage('user-42');
   const today: string | null = user.windows.day.period;
   const spent: number = user.windows.month.tokens.input + user.windows.all.cost;

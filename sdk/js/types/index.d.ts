@@ -173,6 +173,10 @@ export interface TokenUsage {
   last_used_at: number | null;
   expires_at: number | null;
   revoked: boolean;
+  /** Tokens the provider reported for this token's calls (reservations in flight included). */
+  tokens: TokenCounts;
+  /** Micro-units of the relay's price table currency. No budget member: it is in the token's `bud`. */
+  cost: number;
 }
 
 /** Tokens the provider reported, as the admin usage documents count them. */

@@ -28,6 +28,8 @@ USAGE = {
     "last_used_at": 1790000420,
     "expires_at": 1790003600,
     "revoked": False,
+    "tokens": {"input": 5120, "output": 2048, "cached_input": 1024},
+    "cost": 33280,
 }
 
 

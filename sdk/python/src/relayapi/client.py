@@ -227,7 +227,9 @@ class RelayAPIClient(TokenGenerator):
         return read_json(response)  # type: ignore[no-any-return]
 
     def get_usage(self, token_or_id: str) -> dict[str, Any]:
-        """Usage of one token: ``calls_used``, ``max_calls``, ``remaining``, ``revoked``... (UTC seconds).
+        """Usage of one token: ``calls_used``, ``max_calls``, ``remaining``, ``revoked``... (UTC seconds),
+        ``tokens`` (``input``, ``output``, ``cached_input``) and ``cost`` (micro-units). The token's budget is
+        not in it (the relay only gets the id): it is the ``bud`` claim of the token.
 
         ``token_or_id`` is a token (decrypted locally for its id; ``InvalidTokenError`` if it is not one of
         this tenant's) or a token id.
