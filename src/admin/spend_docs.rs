@@ -157,6 +157,22 @@ mod tests {
     }
 
     #[test]
+    fn every_byte_escaped_or_raw() {
+        for b in 0..=255u8 {
+            // Escaped: exactly the printable ASCII bytes are a uid, and they decode to themselves.
+            let escaped = decode_uid(&format!("%{b:02X}"));
+            assert_eq!(escaped.is_ok(), is_printable_ascii(b), "%{b:02X}");
+            if let Ok(uid) = escaped {
+                assert_eq!(uid.as_bytes(), [b]);
+            }
+            // Raw: only what a path segment may hold unescaped.
+            if let Ok(raw) = std::str::from_utf8(&[b]) {
+                assert_eq!(decode_uid(raw).is_ok(), is_pchar(b), "{b:#04x}");
+            }
+        }
+    }
+
+    #[test]
     fn the_user_document_names_each_window() {
         let day = Spend {
             calls: 2,
