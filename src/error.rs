@@ -69,6 +69,11 @@ pub enum Error {
     OriginNotAllowed,
     IpNotAllowed,
     MaxTokensExceeded,
+    /// A spend limit (the token's `bud` or one of its user's quotas) cannot pay for the smallest call
+    /// worth forwarding; carries the time until the tightest exhausted window resets, if it does.
+    BudgetExhausted(Option<Duration>),
+    /// A money limit applies and the price table has no price for the requested model.
+    ModelNotPriced,
     /// A token limit needs to read the body, and the body cannot be read: not UTF-8, not JSON, not an
     /// object, nested too deep, or an unpaired surrogate escape in a member the limit reads.
     InvalidBody(&'static str),
@@ -134,12 +139,13 @@ impl Error {
             | TokenLifetimeTooLong
             | TokenRevoked
             | InvalidAdminSignature => 401,
-            TokenExhausted | RateLimited(..) | TooManyConcurrent => 429,
+            TokenExhausted | RateLimited(..) | TooManyConcurrent | BudgetExhausted(_) => 429,
             ModelNotAllowed
             | EndpointNotAllowed
             | OriginNotAllowed
             | IpNotAllowed
             | MaxTokensExceeded
+            | ModelNotPriced
             | LimitNotEnforceable(_) => 403,
             ProviderUnavailable | InvalidBody(_) | InvalidMember(..) | DuplicateMember(_) => 400,
             ApiKeyUnavailable | StoreUnavailable | ShuttingDown | BodyBudgetExhausted => 503,
@@ -179,6 +185,8 @@ impl Error {
             OriginNotAllowed => "origin_not_allowed",
             IpNotAllowed => "ip_not_allowed",
             MaxTokensExceeded => "max_tokens_exceeded",
+            BudgetExhausted(_) => "budget_exhausted",
+            ModelNotPriced => "model_not_priced",
             InvalidBody(_) | InvalidMember(..) => "invalid_body",
             DuplicateMember(_) => "duplicate_member",
             LimitNotEnforceable(_) => "limit_not_enforceable",
@@ -214,13 +222,14 @@ impl Error {
             | TokenLifetimeTooLong
             | TokenRevoked
             | InvalidAdminSignature => "authentication_error",
-            TokenExhausted => "insufficient_quota",
+            TokenExhausted | BudgetExhausted(_) => "insufficient_quota",
             RateLimited(..) | TooManyConcurrent | TooManyConnections => "rate_limit_error",
             ModelNotAllowed
             | EndpointNotAllowed
             | OriginNotAllowed
             | IpNotAllowed
             | MaxTokensExceeded
+            | ModelNotPriced
             | LimitNotEnforceable(_) => "permission_error",
             UpstreamConnect
             | UpstreamTls
@@ -285,6 +294,13 @@ impl Error {
             OriginNotAllowed => "This token may not be used from this origin.".into(),
             IpNotAllowed => "This token may not be used from your address.".into(),
             MaxTokensExceeded => "The requested max_tokens exceeds this token's ceiling.".into(),
+            BudgetExhausted(_) => {
+                "The spend budget of this token or its user cannot pay for this call.".into()
+            }
+            ModelNotPriced => "This token has a money budget and the relay has no price for the \
+                               requested model (budgets.prices in config.json), so the call was \
+                               not forwarded."
+                .into(),
             InvalidBody(why) => format!(
                 "This token's limits read the request body, which must be one JSON object: {why}."
             ),
@@ -334,6 +350,8 @@ impl Error {
                 | OriginNotAllowed
                 | IpNotAllowed
                 | MaxTokensExceeded
+                | BudgetExhausted(_)
+                | ModelNotPriced
                 | InvalidBody(_)
                 | InvalidMember(..)
                 | DuplicateMember(_)
@@ -344,7 +362,7 @@ impl Error {
 
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
-            Error::RateLimited(_, d) => Some(*d),
+            Error::RateLimited(_, d) | Error::BudgetExhausted(Some(d)) => Some(*d),
             Error::ShuttingDown
             | Error::StoreUnavailable
             | Error::TooManyConnections

@@ -82,6 +82,13 @@ pub struct AccessLine<'a> {
     pub uid: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<&'a str>,
+    /// Input tokens, output tokens and cost (micro-units) the call was charged (`docs/budgets.md`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub in_tok: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub out_tok: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cost: Option<u64>,
 }
 
 fn as_display<T: std::fmt::Display, S: serde::Serializer>(v: &T, s: S) -> Result<S::Ok, S::Error> {
@@ -322,6 +329,9 @@ mod tests {
             provider: Some("openai"),
             uid: None,
             reason: None,
+            in_tok: None,
+            out_tok: None,
+            cost: None,
         };
         let mut buf = Vec::new();
         assert!(format_access_line(&mut buf, &line));

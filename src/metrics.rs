@@ -182,6 +182,8 @@ pub struct Metrics {
     pub store_latency: Histogram,
     /// Log lines dropped because the log's queue was full (`log_writer.rs`); shared with the writers.
     pub log_lines_dropped: Arc<AtomicU64>,
+    /// Tokens and cost by provider and model, budget refusals and overshoots (`budget/metrics.rs`).
+    pub spend: crate::budget::metrics::SpendMetrics,
 }
 
 impl Default for Metrics {
@@ -195,6 +197,7 @@ impl Default for Metrics {
             ttfb: Histogram::new(LATENCY_BUCKETS),
             store_latency: Histogram::new(STORE_BUCKETS),
             log_lines_dropped: Arc::default(),
+            spend: Default::default(),
         }
     }
 }
@@ -292,6 +295,7 @@ impl Metrics {
              keep up.\n# TYPE relayapi_log_lines_dropped_total counter\nrelayapi_log_lines_dropped_total {}",
             self.log_lines_dropped.load(Ordering::Relaxed)
         );
+        self.spend.render(&mut out);
         self.latency.render(
             &mut out,
             "relayapi_request_duration_seconds",

@@ -6,6 +6,7 @@
 //! the `.rai` key files is `token/rai.rs`'s job; the registry these settings build is
 //! `upstream/provider.rs`'s.
 
+pub mod budgets;
 mod schema;
 mod store;
 mod tls;

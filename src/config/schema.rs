@@ -40,6 +40,9 @@ pub struct Config {
     /// HTTPS served by the relay itself; absent (or null) means plain HTTP.
     #[serde(deserialize_with = "object_or_null")]
     pub tls: Option<TlsConfig>,
+    /// Spend limits: the price table and how a call's worst case is sized (`docs/budgets.md`).
+    #[serde(deserialize_with = "object")]
+    pub budgets: crate::config::budgets::BudgetsConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]

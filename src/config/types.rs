@@ -32,6 +32,8 @@ pub struct Config {
     pub metrics: MetricsConfig,
     /// HTTPS served by the relay itself; `None` means plain HTTP.
     pub tls: Option<TlsConfig>,
+    /// The price table and the bounds of a budgeted call's worst case.
+    pub budgets: crate::config::budgets::Budgets,
 }
 
 /// The listener and the limits of each client connection (`server`).

@@ -116,6 +116,7 @@ pub(super) fn config(raw: schema::Config, file: &Path) -> Result<Config, FileErr
         None => None,
     };
     let store = super::store::store(&raw.store, file).map_err(|(f, p)| err(f, &p))?;
+    let budgets = super::budgets::budgets(&raw.budgets).map_err(|(f, p)| err(&f, &p))?;
     Ok(Config {
         server,
         rate_limit: raw.rate_limit,
@@ -129,6 +130,7 @@ pub(super) fn config(raw: schema::Config, file: &Path) -> Result<Config, FileErr
         log: raw.log,
         metrics: MetricsConfig { allowed_ips },
         tls,
+        budgets,
     })
 }
 

@@ -69,6 +69,9 @@ pub fn record<S>(req: &Request<'_, S>, outcome: &Outcome) {
         provider: claims.map(|c| c.prv.as_str()),
         uid: claims.and_then(|c| c.uid.as_deref()),
         reason,
+        in_tok: req.charged.map(|s| s.input),
+        out_tok: req.charged.map(|s| s.output),
+        cost: req.charged.map(|s| s.cost),
     });
 }
 

@@ -12,7 +12,9 @@ use tokio::time::Instant;
 use crate::app::App;
 use crate::http::framing::RequestFraming;
 use crate::http::head::RequestHead;
+use crate::meter::extract::Metered;
 use crate::request::client::Client;
+use crate::store::Spend;
 use crate::token::format::Claims;
 
 /// Who a request was proven to come from, once it is: the access log's tenant, token and user, and the
@@ -66,6 +68,10 @@ pub struct Request<'a, S> {
     /// Set once the store counted the call: such requests are always logged (see
     /// `limits/log_sampler.rs`).
     pub reserved: bool,
+    /// What the provider reported the answer used, once it ended (`budget/tap.rs`).
+    pub metered: Option<Metered>,
+    /// What the call was charged (`budget/settle.rs`), for the access log.
+    pub charged: Option<Spend>,
 }
 
 impl<S> Request<'_, S> {

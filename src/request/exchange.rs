@@ -10,6 +10,7 @@ use serde_json::json;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Instant;
 
+use crate::budget::tap::{Metering, Tap};
 use crate::error::Error;
 use crate::http::cors;
 use crate::http::framing::{response_framing, BodyFraming, ResponseBody};
@@ -19,7 +20,7 @@ use crate::request::admit::{self, Admitted};
 use crate::request::context::Request;
 use crate::request::forward::{self, Relayed};
 use crate::request::outcome::{closes, Cut, Outcome};
-use crate::request::pump::{self, BodyPlan, ErrorBody, Read, UPSTREAM_READ};
+use crate::request::pump::{self, BodyPlan, Emit, ErrorBody, Read, UPSTREAM_READ};
 use crate::upstream::client::Conn;
 use crate::upstream::key_scrub::KeyFragments;
 use crate::upstream::retry::{self, Heard, SendError};
@@ -36,6 +37,8 @@ pub struct Outgoing<'a> {
     pub bytes: Vec<u8>,
     pub streamed: Option<BodyFraming>,
     pub share: BodyShare<'a>,
+    /// How the answer's usage is read (`budget/tap.rs`); what it reported lands in `req.metered`.
+    pub metering: Option<Metering>,
 }
 
 /// Send the request on `conn` and relay the answer to the client.
@@ -51,6 +54,7 @@ pub async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
         bytes,
         streamed,
         share,
+        metering,
     } = request;
     // Written, then the answer awaited; a pooled connection that went stale is retried once
     // (`upstream/retry.rs`), and the call given back when the request provably never got there.
@@ -104,6 +108,8 @@ pub async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
     let (kind, upstream_keep_alive) =
         response_framing(&resp, &req.head.method).map_err(|_| Error::UpstreamProtocol)?;
     let key = req.app.keys.fragments.get(&admitted.api_key);
+    let content_type = resp.headers_named("content-type").next().unwrap_or(b"");
+    let mut tap = metering.map(|m| Tap::new(m, content_type));
     let answer = Answer {
         resp: &resp,
         key: &key,
@@ -113,21 +119,34 @@ pub async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
     if resp.status >= 400 && kind != ResponseBody::None {
         let plan = BodyPlan {
             kind,
-            dechunk: false,
+            emit: Emit::Raw,
             upstream_keep_alive,
         };
-        return error_answer(req, conn, rbuf, plan, answer).await;
+        return error_answer(req, conn, rbuf, plan, answer, tap).await;
     }
 
-    // HTTP/1.0 clients cannot read chunked framing: de-chunk for them and end by closing.
-    let dechunk = req.head.version == Version::Http10 && kind == ResponseBody::Chunked;
+    // HTTP/1.0 clients cannot read chunked framing: de-chunk for them and end by closing. A body the
+    // meter filters no longer matches the provider's framing: re-chunked (or, for HTTP/1.0, ended by
+    // closing).
+    let filtered = tap.as_ref().is_some_and(Tap::filters);
+    let http10 = req.head.version == Version::Http10;
+    let emit = match (http10, filtered) {
+        (true, true) => Emit::Payload,
+        (true, false) if kind == ResponseBody::Chunked => Emit::Payload,
+        (false, true) if kind != ResponseBody::None => Emit::Chunks,
+        _ => Emit::Raw,
+    };
     let relayed = Relayed {
-        kind,
-        dechunk,
+        kind: match emit {
+            Emit::Raw => kind,
+            Emit::Payload => ResponseBody::UntilClose,
+            Emit::Chunks => ResponseBody::Chunked,
+        },
+        dechunk: emit == Emit::Payload,
         close: closes(
             &req.framing,
             true,
-            kind != ResponseBody::UntilClose && !dechunk,
+            kind != ResponseBody::UntilClose && emit != Emit::Payload || emit == Emit::Chunks,
         ),
     };
     let out_head = answer.head(req, relayed);
@@ -149,23 +168,23 @@ pub async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
     let _streaming = req.app.obs.stats.active_streams.enter();
     let plan = BodyPlan {
         kind,
-        dechunk,
+        emit,
         upstream_keep_alive,
     };
-    Ok(
-        match pump::pump_body(req, conn, head_out, rbuf, plan).await {
-            Ok(bytes) => Outcome::Answered {
-                status: resp.status,
-                bytes,
-                close: relayed.close,
-            },
-            Err((bytes, cut)) => Outcome::Cut {
-                status: resp.status,
-                bytes,
-                cut,
-            },
+    let pumped = pump::pump_body(req, conn, head_out, rbuf, plan, tap.as_mut()).await;
+    req.metered = tap.map(Tap::finish);
+    Ok(match pumped {
+        Ok(bytes) => Outcome::Answered {
+            status: resp.status,
+            bytes,
+            close: relayed.close,
         },
-    )
+        Err((bytes, cut)) => Outcome::Cut {
+            status: resp.status,
+            bytes,
+            cut,
+        },
+    })
 }
 
 /// Wait for the final response head, skipping interim 1xx answers. `Answer(None)`: the client left
@@ -208,8 +227,9 @@ async fn read_response_head<S: AsyncRead + AsyncWrite + Unpin>(
 }
 
 /// A request the provider never answered: the call is given back when the request provably never
-/// reached it, and a provider that could not be reached is logged and counted as at connect time.
-async fn unanswered<S>(req: &Request<'_, S>, admitted: &Admitted, e: SendError) -> Error {
+/// reached it (and `req.reserved` cleared, so its spend is released too), and a provider that could
+/// not be reached is logged and counted as at connect time.
+async fn unanswered<S>(req: &mut Request<'_, S>, admitted: &Admitted, e: SendError) -> Error {
     let app = req.app;
     if let SendError::Unreachable(unreachable) = &e {
         let provider = &admitted.provider;
@@ -224,6 +244,7 @@ async fn unanswered<S>(req: &Request<'_, S>, admitted: &Admitted, e: SendError) 
     }
     if e.never_reached() {
         admit::give_back(app, &admitted.claims).await;
+        req.reserved = false;
     }
     e.error()
 }
@@ -258,6 +279,7 @@ async fn error_answer<S: AsyncRead + AsyncWrite + Unpin>(
     pending: Vec<u8>,
     plan: BodyPlan,
     answer: Answer<'_>,
+    tap: Option<Tap>,
 ) -> Result<Outcome, Error> {
     let status = answer.resp.status;
     // The relay asked for `identity`; a coded body would hide the key from the scrub.
@@ -274,6 +296,11 @@ async fn error_answer<S: AsyncRead + AsyncWrite + Unpin>(
     };
     if clean && plan.upstream_keep_alive {
         req.app.upstream.pool.release(conn);
+    }
+    if let Some(mut tap) = tap {
+        let mut unused = Vec::new();
+        tap.pass(&body, &mut unused);
+        req.metered = Some(tap.finish());
     }
     let body = answer.key.scrub(&body).unwrap_or(body);
     let relayed = Relayed {

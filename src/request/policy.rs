@@ -114,12 +114,37 @@ pub fn apply(
     rest_path: &str,
     body: Vec<u8>,
 ) -> Result<Applied, Error> {
-    let limits = Limits::of(claims);
+    apply_limits(&Limits::of(claims), family, rest_path, body)
+}
+
+/// Lower (or write, when absent) a request's output ceiling to `ceiling` and its multipliers to 1,
+/// as `mtok` in clamp mode does: the most a spend budget can pay for (`budget/charge.rs`). The caller
+/// has already read the body with `budget/size.rs`, so the endpoint is one whose output is bounded.
+pub fn cap_output(
+    family: ApiFamily,
+    rest_path: &str,
+    body: Vec<u8>,
+    ceiling: u64,
+) -> Result<Vec<u8>, Error> {
+    let limits = Limits {
+        models: None,
+        forced: None,
+        mtok: Some((ceiling, MtokMode::Clamp)),
+    };
+    apply_limits(&limits, family, rest_path, body).map(|a| a.body)
+}
+
+fn apply_limits(
+    limits: &Limits,
+    family: ApiFamily,
+    rest_path: &str,
+    body: Vec<u8>,
+) -> Result<Applied, Error> {
     if !limits.any() {
         return Ok(Applied { body, path: None });
     }
     let route = route(family, rest_path).ok_or(Error::LimitNotEnforceable(limits.first()))?;
-    let path = check_path_model(&limits, &route)?;
+    let path = check_path_model(limits, &route)?;
     if body.is_empty() {
         return Ok(Applied { body, path });
     }
@@ -151,7 +176,7 @@ pub fn apply(
 
     let mut edits = Edits::default();
     if let Some(i) = model_at {
-        body_model(&limits, route.body_model, &body, &top, i, &mut edits)?;
+        body_model(limits, route.body_model, &body, &top, i, &mut edits)?;
     }
     if let (Some(out), Some(at), Some((ceiling, mode))) = (bounded, output_at, limits.mtok) {
         match out.container {

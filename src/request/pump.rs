@@ -9,6 +9,7 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::time::Instant;
 
+use crate::budget::tap::Tap;
 use crate::error::Error;
 use crate::http::body::{BodyDecoder, BodyError};
 use crate::http::chunked::ChunkedLimits;
@@ -26,10 +27,22 @@ pub const UPSTREAM_READ: usize = 8 * 1024;
 #[derive(Debug, Clone, Copy)]
 pub struct BodyPlan {
     pub kind: ResponseBody,
-    /// Decode chunked framing for an HTTP/1.0 client (which then gets a close-delimited body).
-    pub dechunk: bool,
+    /// What the client gets of it.
+    pub emit: Emit,
     /// The provider allows reusing the connection once this body has been read exactly.
     pub upstream_keep_alive: bool,
+}
+
+/// The framing of the body the client gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Emit {
+    /// The provider's bytes as framed.
+    Raw,
+    /// The payload, delimited by closing the connection (an HTTP/1.0 client cannot read chunks).
+    Payload,
+    /// The payload re-encoded as chunks: the meter changed it (`budget/tap.rs`), so the provider's
+    /// framing no longer fits.
+    Chunks,
 }
 
 /// What one wait on the provider brought.
@@ -84,19 +97,21 @@ fn read_idle<S>(req: &Request<'_, S>) -> Duration {
 }
 
 /// Copy the response body to the client as it arrives, `head` (the client's response head, not sent
-/// yet) in front of the first bytes. Returns the body bytes sent, or those and why the stream was cut.
-/// The connection is returned to the pool the moment its body is fully read, before the last bytes go
-/// to the client, so a client's next request can already reuse it.
+/// yet) in front of the first bytes, showing each decoded piece to `tap` when the answer is metered.
+/// Returns the body bytes sent, or those and why the stream was cut. The connection is returned to the
+/// pool the moment its body is fully read, before the last bytes go to the client, so a client's next
+/// request can already reuse it.
 pub async fn pump_body<S: AsyncRead + AsyncWrite + Unpin>(
     req: &mut Request<'_, S>,
     conn: Conn,
     mut head: Option<Vec<u8>>,
     mut pending: Vec<u8>,
     plan: BodyPlan,
+    mut tap: Option<&mut Tap>,
 ) -> Result<u64, (u64, Cut)> {
     let BodyPlan {
         kind,
-        dechunk,
+        emit,
         upstream_keep_alive,
     } = plan;
     let pool = &req.app.upstream.pool;
@@ -118,19 +133,51 @@ pub async fn pump_body<S: AsyncRead + AsyncWrite + Unpin>(
     // The provider's framing is checked, not trusted: no cap on a streamed answer's size, the
     // chunk grammar's caps on its framing.
     let mut dec = BodyDecoder::new(kind.into(), response_limits(u64::MAX));
+    let filtering = tap.as_ref().is_some_and(|t| t.filters());
+    let decode = emit != Emit::Raw || tap.is_some();
     let mut decoded = Vec::new();
+    let mut passed = Vec::new();
+    let mut framed = Vec::new();
     loop {
+        let mut finished = false;
+        let mut take = 0;
         if !pending.is_empty() {
             // Forward exactly the bytes that belong to this body; anything after it means the provider
             // is out of sync, and the connection is not reused.
-            let take = dec
-                .decode(&pending, if dechunk { Some(&mut decoded) } else { None })
+            take = dec
+                .decode(&pending, decode.then_some(&mut decoded))
                 .map_err(|_| (sent, Cut::UpstreamBadChunked))?;
-            let finished = dec.is_done();
+            finished = dec.is_done();
             if finished {
                 release(&mut conn, take == pending.len());
             }
-            let out: &[u8] = if dechunk { &decoded } else { &pending[..take] };
+        } else if conn.is_none() {
+            finished = true;
+        }
+        if take > 0 || finished {
+            if let Some(t) = tap.as_deref_mut() {
+                t.pass(&decoded, &mut passed);
+                if finished {
+                    t.end(&mut passed);
+                }
+            }
+            let payload: &[u8] = if filtering { &passed } else { &decoded };
+            let out: &[u8] = match emit {
+                Emit::Raw => &pending[..take],
+                Emit::Payload => payload,
+                Emit::Chunks => {
+                    framed.clear();
+                    if !payload.is_empty() {
+                        framed.extend_from_slice(format!("{:x}\r\n", payload.len()).as_bytes());
+                        framed.extend_from_slice(payload);
+                        framed.extend_from_slice(b"\r\n");
+                    }
+                    if finished {
+                        framed.extend_from_slice(b"0\r\n\r\n");
+                    }
+                    &framed
+                }
+            };
             if let Some(mut h) = head.take() {
                 h.extend_from_slice(out);
                 client
@@ -146,6 +193,7 @@ pub async fn pump_body<S: AsyncRead + AsyncWrite + Unpin>(
                 sent += out.len() as u64;
             }
             decoded.clear();
+            passed.clear();
             pending.drain(..take);
             if finished {
                 return Ok(sent);
@@ -154,12 +202,11 @@ pub async fn pump_body<S: AsyncRead + AsyncWrite + Unpin>(
         let deadline = Instant::now() + idle;
         let up = conn.as_mut().expect("held until the body is complete");
         match read_upstream_or_client(client, up, &mut pending, deadline).await {
-            // The provider closing ends a body that runs until close, and cuts any other.
+            // The provider closing ends a body that runs until close (the next turn passes on what
+            // a metering filter still holds), and cuts any other.
             Ok(Read::Upstream(0)) => {
-                return dec
-                    .eof()
-                    .map(|()| sent)
-                    .map_err(|_| (sent, Cut::UpstreamEof))
+                dec.eof().map_err(|_| (sent, Cut::UpstreamEof))?;
+                conn = None;
             }
             Ok(Read::Upstream(_)) => {}
             Ok(Read::ClientGone) => return Err((sent, Cut::ClientClosed)),

@@ -11,6 +11,8 @@ use std::sync::atomic::Ordering;
 use serde_json::json;
 use tokio::io::{AsyncRead, AsyncWrite};
 
+use crate::budget::charge;
+use crate::budget::settle::Ending;
 use crate::error::Error;
 use crate::http::framing::BodyFraming;
 use crate::request::admit::{self, Admitted};
@@ -64,6 +66,7 @@ async fn forward_call<S: AsyncRead + AsyncWrite + Unpin>(
     // contacted.
     let streamed = (framing != BodyFraming::None
         && !policy::inspects_body(claims)
+        && !charge::budgeted(claims)
         && req.client.holds_whole_body(framing, max_body) == Ok(false))
     .then_some(framing);
     let mut share = app.limits.bodies.share(req.ip);
@@ -111,6 +114,22 @@ async fn forward_call<S: AsyncRead + AsyncWrite + Unpin>(
             admitted.loc.rest = path;
         }
     }
+    // A budgeted call reserves its worst case now, with its output ceiling lowered to what the budget
+    // can pay for; any other call records what its answer reports.
+    let mut charge = if charge::budgeted(claims) {
+        match charge::reserve(app, claims, &admitted.provider, &admitted.loc.rest, body).await {
+            Ok((prepared, charge)) => {
+                body = prepared;
+                charge
+            }
+            Err(error) => {
+                admit::give_back(app, claims).await;
+                return Err((error, Body::Done));
+            }
+        }
+    } else {
+        charge::unbudgeted(app, claims, &admitted.provider, &admitted.loc.rest, None)
+    };
     let body_state = if streamed.is_none() {
         Body::Done
     } else {
@@ -122,6 +141,7 @@ async fn forward_call<S: AsyncRead + AsyncWrite + Unpin>(
         Err(unreachable) => {
             // Connect and TLS failures happen before a byte of the request left: give the call back.
             admit::give_back(app, claims).await;
+            charge.release(app, &claims.tid).await;
             app.obs
                 .metrics
                 .upstream_unreachable(unreachable.cause.label());
@@ -147,18 +167,41 @@ async fn forward_call<S: AsyncRead + AsyncWrite + Unpin>(
         ),
         streamed,
         share,
+        metering: charge.metering,
     };
     drop(body);
     let admitted = &*admitted;
-    exchange::exchange(req, conn, outgoing, admitted)
-        .await
-        .map_err(|error| {
-            // Part of a streamed body may have gone: the rest must never be read as a request.
-            let body = if streamed.is_some() {
-                Body::Cut
-            } else {
-                Body::Done
-            };
-            (error, body)
-        })
+    let exchanged = exchange::exchange(req, conn, outgoing, admitted).await;
+    // Settle the call's spend: what the answer reported, or by the rules of `budget/settle.rs`.
+    let ending = match &exchanged {
+        Ok(Outcome::Answered { status, .. }) => Some(Ending::Answered(*status)),
+        Ok(Outcome::Cut { status, .. }) => Some(Ending::Cut(Some(*status))),
+        Ok(Outcome::Refused { .. }) => None,
+        // The call was given back: the request provably never reached the provider.
+        Err(_) if !req.reserved => None,
+        Err(_) => Some(Ending::Unanswered),
+    };
+    match ending {
+        Some(ending) => {
+            req.charged = charge
+                .settle(
+                    app,
+                    claims,
+                    &admitted.provider.name,
+                    req.metered.as_ref(),
+                    ending,
+                )
+                .await;
+        }
+        None => charge.release(app, &claims.tid).await,
+    }
+    exchanged.map_err(|error| {
+        // Part of a streamed body may have gone: the rest must never be read as a request.
+        let body = if streamed.is_some() {
+            Body::Cut
+        } else {
+            Body::Done
+        };
+        (error, body)
+    })
 }

@@ -103,6 +103,8 @@ pub async fn handle<S: AsyncRead + AsyncWrite + Unpin>(
         who: Who::Nobody,
         ttfb: None,
         reserved: false,
+        metered: None,
+        charged: None,
     };
     let outcome = match refused {
         Some(e) => reply::refuse(&mut req, e, Body::Cut).await,

@@ -433,6 +433,20 @@ async fn respond_mock<S: AsyncWrite + AsyncRead + Unpin>(
                 return false;
             }
         }
+        // As OpenAI does: the usage-only chunk comes last, and only when the request asked for it.
+        if body["stream_options"]["include_usage"] == json!(true) {
+            let ev = format!(
+                "data: {}\n\n",
+                json!({"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1, "model": model,
+                       "choices": [], "usage": {"prompt_tokens": 1, "completion_tokens": 3, "total_tokens": 4}})
+            );
+            if s.write_all(format!("{:x}\r\n{ev}\r\n", ev.len()).as_bytes())
+                .await
+                .is_err()
+            {
+                return false;
+            }
+        }
         let done = "data: [DONE]\n\n";
         return s
             .write_all(format!("{:x}\r\n{done}\r\n0\r\n\r\n", done.len()).as_bytes())
