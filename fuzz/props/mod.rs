@@ -10,6 +10,7 @@
 
 pub mod admin;
 pub mod body;
+pub mod budget;
 pub mod chunked;
 pub mod claims;
 pub mod config;
@@ -31,6 +32,7 @@ pub type Check = fn(&[u8]);
 pub const TARGETS: &[(&str, Check)] = &[
     ("admin", admin::check),
     ("body", body::check),
+    ("budget", budget::check),
     ("chunked", chunked::check),
     ("claims_json", claims::check),
     ("config", config::check),

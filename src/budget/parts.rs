@@ -10,7 +10,7 @@ use std::fmt;
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
 /// `type` values that mark a media part (OpenAI chat and Responses, Anthropic messages).
-const MEDIA_TYPES: &[&str] = &[
+pub const MEDIA_TYPES: &[&str] = &[
     "image_url",
     "input_image",
     "image",
@@ -21,7 +21,7 @@ const MEDIA_TYPES: &[&str] = &[
     "audio",
 ];
 /// Member names that are themselves a media part (Gemini `parts`, in both of Google's spellings).
-const MEDIA_MEMBERS: &[&str] = &["inlineData", "inline_data", "fileData", "file_data"];
+pub const MEDIA_MEMBERS: &[&str] = &["inlineData", "inline_data", "fileData", "file_data"];
 
 /// The body is not one well-formed JSON value (or nests deeper than serde_json's recursion limit).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
