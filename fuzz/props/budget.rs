@@ -71,7 +71,10 @@ pub fn check(data: &[u8]) {
     if !duplicate {
         assert_eq!(
             a.model.as_deref(),
-            value.get("model").and_then(Value::as_str).filter(|m| m.len() <= 256),
+            value
+                .get("model")
+                .and_then(Value::as_str)
+                .filter(|m| m.len() <= 256),
             "model read differently"
         );
         let most = ceilings
@@ -85,6 +88,9 @@ pub fn check(data: &[u8]) {
         return;
     };
     let again = asked(family, path, &capped).expect("a capped body reads back");
-    assert!(again.output.is_some_and(|o| o <= cap), "ceiling above the cap");
+    assert!(
+        again.output.is_some_and(|o| o <= cap),
+        "ceiling above the cap"
+    );
     assert_eq!(again.model, a.model, "capping changed the model");
 }

@@ -10,6 +10,8 @@ use serde_json::json;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Instant;
 
+use crate::budget::charge::Charge;
+use crate::budget::settle::Ending;
 use crate::budget::tap::{Metering, Tap};
 use crate::error::Error;
 use crate::http::cors;
@@ -47,6 +49,7 @@ pub async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
     conn: Conn,
     request: Outgoing<'_>,
     admitted: &Admitted,
+    charge: &mut Charge,
 ) -> Result<Outcome, Error> {
     let up = &req.app.cfg.upstream;
     let up_write = up.read_idle_timeout;
@@ -122,7 +125,7 @@ pub async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
             emit: Emit::Raw,
             upstream_keep_alive,
         };
-        return error_answer(req, conn, rbuf, plan, answer, tap).await;
+        return error_answer(req, conn, rbuf, plan, answer, tap, charge).await;
     }
 
     // HTTP/1.0 clients cannot read chunked framing: de-chunk for them and end by closing. A body the
@@ -174,17 +177,51 @@ pub async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
     let pumped = pump::pump_body(req, conn, head_out, rbuf, plan, tap.as_mut()).await;
     req.metered = tap.map(Tap::finish);
     Ok(match pumped {
-        Ok(bytes) => Outcome::Answered {
-            status: resp.status,
-            bytes,
-            close: relayed.close,
-        },
+        Ok((bytes, last)) => {
+            // The provider's answer is complete: its spend is settled before the client has all of
+            // it, so a next call the client sends at once finds the budget already settled.
+            settle(req, admitted, charge, Ending::Answered(resp.status)).await;
+            if !last.is_empty() && req.client.write_all(&last).await.is_err() {
+                return Ok(Outcome::Cut {
+                    status: resp.status,
+                    bytes,
+                    cut: Cut::ClientClosed,
+                });
+            }
+            Outcome::Answered {
+                status: resp.status,
+                bytes,
+                close: relayed.close,
+            }
+        }
         Err((bytes, cut)) => Outcome::Cut {
             status: resp.status,
             bytes,
             cut,
         },
     })
+}
+
+/// Settle the call's spend now that its answer is known (`budget/charge.rs`).
+async fn settle<S>(
+    req: &mut Request<'_, S>,
+    admitted: &Admitted,
+    charge: &mut Charge,
+    ending: Ending,
+) {
+    let app = req.app;
+    if let Some(charged) = charge
+        .settle(
+            app,
+            &admitted.claims,
+            &admitted.provider.name,
+            req.metered.as_ref(),
+            ending,
+        )
+        .await
+    {
+        req.charged = Some(charged);
+    }
 }
 
 /// Wait for the final response head, skipping interim 1xx answers. `Answer(None)`: the client left
@@ -280,6 +317,7 @@ async fn error_answer<S: AsyncRead + AsyncWrite + Unpin>(
     plan: BodyPlan,
     answer: Answer<'_>,
     tap: Option<Tap>,
+    charge: &mut Charge,
 ) -> Result<Outcome, Error> {
     let status = answer.resp.status;
     // The relay asked for `identity`; a coded body would hide the key from the scrub.
@@ -302,6 +340,7 @@ async fn error_answer<S: AsyncRead + AsyncWrite + Unpin>(
         tap.pass(&body, &mut unused);
         req.metered = Some(tap.finish());
     }
+    settle(req, answer.admitted, charge, Ending::Answered(status)).await;
     let body = answer.key.scrub(&body).unwrap_or(body);
     let relayed = Relayed {
         kind: ResponseBody::Length(body.len() as u64),

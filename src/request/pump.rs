@@ -98,7 +98,9 @@ fn read_idle<S>(req: &Request<'_, S>) -> Duration {
 
 /// Copy the response body to the client as it arrives, `head` (the client's response head, not sent
 /// yet) in front of the first bytes, showing each decoded piece to `tap` when the answer is metered.
-/// Returns the body bytes sent, or those and why the stream was cut. The connection is returned to the
+/// Returns the body bytes sent and, for a metered answer, its last piece unsent (the head in front if
+/// it is still unsent), so the caller can settle the call's spend before the client has the whole
+/// answer and can send its next call; or the bytes sent and why the stream was cut. The connection is returned to the
 /// pool the moment its body is fully read, before the last bytes go to the client, so a client's next
 /// request can already reuse it.
 pub async fn pump_body<S: AsyncRead + AsyncWrite + Unpin>(
@@ -108,7 +110,7 @@ pub async fn pump_body<S: AsyncRead + AsyncWrite + Unpin>(
     mut pending: Vec<u8>,
     plan: BodyPlan,
     mut tap: Option<&mut Tap>,
-) -> Result<u64, (u64, Cut)> {
+) -> Result<(u64, Vec<u8>), (u64, Cut)> {
     let BodyPlan {
         kind,
         emit,
@@ -128,7 +130,7 @@ pub async fn pump_body<S: AsyncRead + AsyncWrite + Unpin>(
     let mut sent: u64 = 0;
     if kind == ResponseBody::None {
         release(&mut conn, pending.is_empty());
-        return Ok(0);
+        return Ok((0, head.unwrap_or_default()));
     }
     // The provider's framing is checked, not trusted: no cap on a streamed answer's size, the
     // chunk grammar's caps on its framing.
@@ -178,6 +180,11 @@ pub async fn pump_body<S: AsyncRead + AsyncWrite + Unpin>(
                     &framed
                 }
             };
+            if finished && tap.is_some() {
+                let mut last = head.take().unwrap_or_default();
+                last.extend_from_slice(out);
+                return Ok((sent + out.len() as u64, last));
+            }
             if let Some(mut h) = head.take() {
                 h.extend_from_slice(out);
                 client
@@ -196,7 +203,7 @@ pub async fn pump_body<S: AsyncRead + AsyncWrite + Unpin>(
             passed.clear();
             pending.drain(..take);
             if finished {
-                return Ok(sent);
+                return Ok((sent, Vec::new()));
             }
         }
         let deadline = Instant::now() + idle;

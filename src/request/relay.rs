@@ -171,8 +171,9 @@ async fn forward_call<S: AsyncRead + AsyncWrite + Unpin>(
     };
     drop(body);
     let admitted = &*admitted;
-    let exchanged = exchange::exchange(req, conn, outgoing, admitted).await;
-    // Settle the call's spend: what the answer reported, or by the rules of `budget/settle.rs`.
+    let exchanged = exchange::exchange(req, conn, outgoing, admitted, &mut charge).await;
+    // Settle the call's spend if the exchange did not (an answer cut short, or none): by the rules
+    // of `budget/settle.rs`.
     let ending = match &exchanged {
         Ok(Outcome::Answered { status, .. }) => Some(Ending::Answered(*status)),
         Ok(Outcome::Cut { status, .. }) => Some(Ending::Cut(Some(*status))),
@@ -183,7 +184,7 @@ async fn forward_call<S: AsyncRead + AsyncWrite + Unpin>(
     };
     match ending {
         Some(ending) => {
-            req.charged = charge
+            if let Some(charged) = charge
                 .settle(
                     app,
                     claims,
@@ -191,7 +192,10 @@ async fn forward_call<S: AsyncRead + AsyncWrite + Unpin>(
                     req.metered.as_ref(),
                     ending,
                 )
-                .await;
+                .await
+            {
+                req.charged = Some(charged);
+            }
         }
         None => charge.release(app, &claims.tid).await,
     }
