@@ -29,8 +29,11 @@ pub struct NotJson;
 
 /// How many media parts `body` holds.
 pub fn media_parts(body: &[u8]) -> Result<u64, NotJson> {
+    // serde_json skips the strings of an ignored value without checking their UTF-8: check it all
+    // first, so a body a provider would refuse is refused here too.
+    let text = std::str::from_utf8(body).map_err(|_| NotJson)?;
     let mut count = 0u64;
-    let mut de = serde_json::Deserializer::from_slice(body);
+    let mut de = serde_json::Deserializer::from_str(text);
     Walk { count: &mut count }
         .deserialize(&mut de)
         .map_err(|_| NotJson)?;
@@ -216,7 +219,14 @@ mod tests {
 
     #[test]
     fn not_json_is_an_error() {
-        for bad in [&b"{"[..], b"{} {}", b"[1,]", b"nul", b"\"\\ud800\""] {
+        for bad in [
+            &b"{"[..],
+            b"{} {}",
+            b"[1,]",
+            b"nul",
+            b"\"\\ud800\"",
+            b"{\"fileData\":[{\"a\xa1\":1}]}",
+        ] {
             assert_eq!(
                 media_parts(bad),
                 Err(NotJson),
