@@ -7,7 +7,7 @@
 
 use std::fmt;
 
-use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 
 /// `type` values that mark a media part (OpenAI chat and Responses, Anthropic messages).
 pub const MEDIA_TYPES: &[&str] = &[
@@ -177,7 +177,9 @@ impl<'de> Visitor<'de> for Walk<'_> {
                 })?,
                 Name::Media => {
                     *self.count += 1;
-                    map.next_value::<IgnoredAny>()?;
+                    map.next_value_seed(Walk {
+                        count: &mut *self.count,
+                    })?;
                 }
                 Name::Other => map.next_value_seed(Walk {
                     count: &mut *self.count,
