@@ -233,6 +233,12 @@ fn refused(app: &App, claims: &Claims, line: usize, now: u64) -> Error {
 }
 
 impl Charge {
+    /// Whether a reservation is held (a budgeted call): only then does the order of settlement and
+    /// the client's next call matter.
+    pub fn holds_reservation(&self) -> bool {
+        !self.settled && self.reserved != Spend::default()
+    }
+
     /// Give the reservation back: the call provably never reached the provider.
     pub async fn release(&mut self, app: &App, tenant: &str) {
         if self.settled {

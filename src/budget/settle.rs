@@ -55,9 +55,13 @@ pub fn charge(
         ..Spend::default()
     });
     let complete = metered.is_some_and(|m| m.status == MeterStatus::Complete);
+    // OpenAI-compatible streams end with `data: [DONE]` after their usage chunk; the official SDKs
+    // close the connection as soon as they read it, often before the provider's last framing bytes.
+    let ended = complete && metered.is_some_and(|m| m.done_marker);
     match ending {
-        // A complete answer reports what it used.
+        // A complete answer reports what it used, and so does a stream whose end marker came.
         Ending::Answered(_) if complete => read,
+        Ending::Cut(_) if ended => read,
         // An error answer without usage: providers do not bill refused calls.
         Ending::Answered(status) if status >= 400 => Spend {
             calls: 1,
@@ -149,6 +153,13 @@ mod tests {
             );
             assert_eq!(charge(RESERVED, None, Some(price), ending), RESERVED);
         }
+        // A client that leaves after `[DONE]` had the whole answer.
+        let done = Metered {
+            done_marker: true,
+            ..complete
+        };
+        let c = charge(RESERVED, Some(&done), Some(price), Ending::Cut(Some(200)));
+        assert_eq!((c.input, c.output), (40, 10));
         // Without a reservation (no budget), what was read is what is recorded.
         let partial = metered(MeterStatus::Truncated, 5, 2);
         let c = charge(

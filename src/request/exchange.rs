@@ -202,13 +202,17 @@ pub async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
     })
 }
 
-/// Settle the call's spend now that its answer is known (`budget/charge.rs`).
+/// Settle a budgeted call's spend now that its answer is known (`budget/charge.rs`). A call without a
+/// reservation records its usage after the answer is out (`request/relay.rs`): nothing waits on it.
 async fn settle<S>(
     req: &mut Request<'_, S>,
     admitted: &Admitted,
     charge: &mut Charge,
     ending: Ending,
 ) {
+    if !charge.holds_reservation() {
+        return;
+    }
     let app = req.app;
     if let Some(charged) = charge
         .settle(
