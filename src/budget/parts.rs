@@ -34,16 +34,27 @@ pub fn media_parts(body: &[u8]) -> Result<u64, NotJson> {
     let text = std::str::from_utf8(body).map_err(|_| NotJson)?;
     let mut count = 0u64;
     let mut de = serde_json::Deserializer::from_str(text);
-    Walk { count: &mut count }
+    Walk::inner(&mut count)
         .deserialize(&mut de)
         .map_err(|_| NotJson)?;
     de.end().map_err(|_| NotJson)?;
     Ok(count)
 }
 
-/// One value of the walk: counts media parts inside it.
+/// One value of the walk: counts media parts inside it. `type_value`: the value of a `type` member,
+/// a media part when it is one of [`MEDIA_TYPES`].
 struct Walk<'a> {
     count: &'a mut u64,
+    type_value: bool,
+}
+
+impl<'a> Walk<'a> {
+    fn inner(count: &'a mut u64) -> Walk<'a> {
+        Walk {
+            count,
+            type_value: false,
+        }
+    }
 }
 
 impl<'de> DeserializeSeed<'de> for Walk<'_> {
@@ -83,56 +94,6 @@ impl<'de> de::Deserialize<'de> for Name {
     }
 }
 
-/// A `type` value: whether it names a media part (any other value is walked and dropped).
-struct TypeValue<'a> {
-    count: &'a mut u64,
-}
-
-impl<'de> DeserializeSeed<'de> for TypeValue<'_> {
-    type Value = ();
-
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_any(self)
-    }
-}
-
-impl<'de> Visitor<'de> for TypeValue<'_> {
-    type Value = ();
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a JSON value")
-    }
-
-    fn visit_str<E: de::Error>(self, s: &str) -> Result<(), E> {
-        if MEDIA_TYPES.contains(&s) {
-            *self.count += 1;
-        }
-        Ok(())
-    }
-
-    fn visit_bool<E: de::Error>(self, _: bool) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_i64<E: de::Error>(self, _: i64) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_u64<E: de::Error>(self, _: u64) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_f64<E: de::Error>(self, _: f64) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<(), A::Error> {
-        Walk { count: self.count }.visit_seq(seq)
-    }
-    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<(), A::Error> {
-        Walk { count: self.count }.visit_map(map)
-    }
-}
-
 impl<'de> Visitor<'de> for Walk<'_> {
     type Value = ();
 
@@ -152,18 +113,20 @@ impl<'de> Visitor<'de> for Walk<'_> {
     fn visit_f64<E: de::Error>(self, _: f64) -> Result<(), E> {
         Ok(())
     }
-    fn visit_str<E: de::Error>(self, _: &str) -> Result<(), E> {
+    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
         Ok(())
     }
-    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
+
+    fn visit_str<E: de::Error>(self, s: &str) -> Result<(), E> {
+        if self.type_value && MEDIA_TYPES.contains(&s) {
+            *self.count += 1;
+        }
         Ok(())
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
         while seq
-            .next_element_seed(Walk {
-                count: &mut *self.count,
-            })?
+            .next_element_seed(Walk::inner(&mut *self.count))?
             .is_some()
         {}
         Ok(())
@@ -171,20 +134,13 @@ impl<'de> Visitor<'de> for Walk<'_> {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         while let Some(name) = map.next_key::<Name>()? {
-            match name {
-                Name::Type => map.next_value_seed(TypeValue {
-                    count: &mut *self.count,
-                })?,
-                Name::Media => {
-                    *self.count += 1;
-                    map.next_value_seed(Walk {
-                        count: &mut *self.count,
-                    })?;
-                }
-                Name::Other => map.next_value_seed(Walk {
-                    count: &mut *self.count,
-                })?,
+            if matches!(name, Name::Media) {
+                *self.count += 1;
             }
+            map.next_value_seed(Walk {
+                count: &mut *self.count,
+                type_value: matches!(name, Name::Type),
+            })?;
         }
         Ok(())
     }
