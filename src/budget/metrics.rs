@@ -2,7 +2,6 @@
 //! the budget refusals and overshoots. The `model` label takes only the models of the price table and
 //! `other`, and the provider label only registry names, so series stay bounded whatever clients send.
 
-use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -12,8 +11,9 @@ use crate::store::Spend;
 /// Spend counters.
 #[derive(Debug, Default)]
 pub struct SpendMetrics {
-    /// (provider, model label) → (input, output, cached input, cost).
-    used: Mutex<BTreeMap<(String, String), [u64; 4]>>,
+    /// (provider, model label, [input, output, cached input, cost]), sorted: a short list scanned in
+    /// place, so counting a call of a series already seen allocates nothing.
+    used: Mutex<Vec<(String, String, [u64; 4])>>,
     pub refusals: AtomicU64,
     pub overshoots: AtomicU64,
 }
@@ -22,13 +22,19 @@ impl SpendMetrics {
     /// Count what one call used. `model` must already be a bounded label (a priced model or `other`).
     pub fn add(&self, provider: &str, model: &str, s: &Spend) {
         let mut m = self.used.lock().unwrap_or_else(|p| p.into_inner());
-        let e = match m.get_mut(&(provider.to_string(), model.to_string())) {
-            Some(e) => e,
-            None => m
-                .entry((provider.to_string(), model.to_string()))
-                .or_default(),
+        let find = |m: &[(String, String, [u64; 4])]| {
+            m.iter().position(|(p, md, _)| p == provider && md == model)
         };
-        for (slot, v) in e
+        let at = match find(&m) {
+            Some(at) => at,
+            None => {
+                m.push((provider.to_string(), model.to_string(), [0; 4]));
+                m.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
+                find(&m).expect("just added")
+            }
+        };
+        for (slot, v) in m[at]
+            .2
             .iter_mut()
             .zip([s.input, s.output, s.cached_input, s.cost])
         {
@@ -43,7 +49,7 @@ impl SpendMetrics {
             "# HELP relayapi_tokens_total Tokens providers reported, by provider, model (priced models, else other) and kind.\n\
              # TYPE relayapi_tokens_total counter\n",
         );
-        for ((provider, model), v) in m.iter() {
+        for (provider, model, v) in m.iter() {
             for (kind, n) in [("input", v[0]), ("output", v[1]), ("cached_input", v[2])] {
                 let _ = writeln!(
                     out,
@@ -56,7 +62,7 @@ impl SpendMetrics {
             "# HELP relayapi_cost_total Cost of the reported usage at the price table's prices, in micro-units.\n\
              # TYPE relayapi_cost_total counter\n",
         );
-        for ((provider, model), v) in m.iter() {
+        for (provider, model, v) in m.iter() {
             let _ = writeln!(
                 out,
                 "relayapi_cost_total{{provider=\"{provider}\",model=\"{}\"}} {}",
