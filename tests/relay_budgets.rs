@@ -275,3 +275,68 @@ async fn an_end_users_daily_quota_is_shared_by_all_of_its_tokens() {
     assert_eq!(chat(&relay, &other, BODY).await.status, 200);
     assert_eq!(up.count(), 3);
 }
+
+#[tokio::test]
+async fn the_admin_documents_report_what_calls_were_charged() {
+    let up = MockUpstream::start(false).await;
+    let relay = Relay::start(config(&up));
+    let c = Claims {
+        uid: Some("user 7".into()),
+        uq: Some(vec![UserQuota {
+            w: Window::Month,
+            calls: None,
+            tok: Some(1_000_000),
+            cost: None,
+        }]),
+        bud: Some(Budget {
+            tok: Some(1_000_000),
+            cost: None,
+        }),
+        ..relay.claims("openai", None)
+    };
+    let t = relay.mint(&c);
+    for _ in 0..2 {
+        assert_eq!(chat(&relay, &t, BODY).await.status, 200);
+    }
+    // The mock reports 1 input and 3 output tokens per call; gpt-4o costs 1 per input token and 2
+    // per output token (micro-units): 7 per call.
+    let doc = relay
+        .admin("GET", &format!("/admin/v1/tokens/{}", c.jti), "")
+        .await
+        .json();
+    assert_eq!(doc["calls_used"], 2, "{doc}");
+    assert_eq!(
+        doc["tokens"],
+        json!({"input": 2, "output": 6, "cached_input": 0}),
+        "{doc}"
+    );
+    assert_eq!(doc["cost"], 14, "{doc}");
+    let users = relay
+        .admin("GET", "/admin/v1/users/user%207/usage", "")
+        .await
+        .json();
+    let month = &users["windows"]["month"];
+    assert_eq!(month["calls"], 2, "{users}");
+    assert_eq!(month["tokens"]["output"], 6, "{users}");
+    assert_eq!(month["cost"], 14, "{users}");
+    // No day quota: the day window counted nothing.
+    assert_eq!(users["windows"]["day"]["calls"], 0, "{users}");
+}
+
+#[tokio::test]
+async fn the_sqlite_store_reserves_and_settles_the_same_way() {
+    let up = MockUpstream::start(false).await;
+    let mut cfg = config(&up);
+    // The default store: a SQLite file beside config.json.
+    cfg["store"] = json!({"type": "sqlite", "path": "usage.db"});
+    let relay = Relay::start(cfg);
+    let len = BODY.len() as u64;
+    let t = relay.mint(&budget(&relay, Some(len + 50), None));
+    assert_eq!(chat(&relay, &t, BODY).await.status, 200);
+    assert_eq!(last_ceiling(&up), 50);
+    assert_eq!(chat(&relay, &t, BODY).await.status, 200);
+    assert_eq!(last_ceiling(&up), 46);
+    let small = budget(&relay, Some(len + 4), None);
+    let r = chat(&relay, &relay.mint(&small), BODY).await;
+    assert_eq!((r.status, code(&r)), (429, "budget_exhausted".into()));
+}
