@@ -340,3 +340,25 @@ async fn the_sqlite_store_reserves_and_settles_the_same_way() {
     let r = chat(&relay, &relay.mint(&small), BODY).await;
     assert_eq!((r.status, code(&r)), (429, "budget_exhausted".into()));
 }
+
+#[tokio::test]
+async fn endpoints_that_bill_no_tokens_cost_a_budget_nothing_but_the_call() {
+    let up = MockUpstream::start(false).await;
+    let relay = Relay::start(config(&up));
+    // A budget of 1 token: no chat call fits, but listing models costs no tokens.
+    let t = relay.mint(&budget(&relay, Some(1), None));
+    let r = request(relay.addr, "GET", &format!("/relayapi/{t}/models"), &[], "").await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let r = chat(&relay, &t, BODY).await;
+    assert_eq!((r.status, code(&r)), (429, "budget_exhausted".into()));
+    // An endpoint the budget cannot bound is refused.
+    let r = request(
+        relay.addr,
+        "POST",
+        &format!("/relayapi/{t}/audio/speech"),
+        &[("content-type", "application/json")],
+        "{}",
+    )
+    .await;
+    assert_eq!((r.status, code(&r)), (403, "limit_not_enforceable".into()));
+}

@@ -80,7 +80,14 @@ pub async fn reserve(
     } else {
         media_parts(&body).map_err(|_| Error::InvalidBody("not valid JSON"))?
     };
-    let input = worst_input(cfg, body.len(), parts);
+    // Endpoints that generate nothing and report no usage (model listings, token counts, moderation)
+    // are not billed by tokens: they count as a call only.
+    let billed = asked.generates || size::usage_family(family, rest).is_some();
+    let input = if billed {
+        worst_input(cfg, body.len(), parts)
+    } else {
+        0
+    };
     let want = if asked.generates {
         asked.output.unwrap_or(cfg.default_max_output)
     } else {

@@ -34,6 +34,8 @@ pub struct Asked {
 pub fn asked(family: ApiFamily, rest: &str, body: &[u8]) -> Result<Asked, Error> {
     let r = route(family, rest).ok_or(Error::LimitNotEnforceable(BUDGET))?;
     let out = match r.generates {
+        // A request without a body (a GET of a listing or a file) asks nothing to be generated.
+        Generates::Unknown if body.is_empty() => None,
         Generates::Unknown => return Err(Error::LimitNotEnforceable(BUDGET)),
         Generates::Nothing => None,
         Generates::Bounded(out) => Some(out),
