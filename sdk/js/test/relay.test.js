@@ -244,6 +244,23 @@ describe(
       assert.equal(upstreamSeen.length, 1, 'refused calls never reach the upstream');
     });
 
+    // Before the revokeBefore test below, which revokes every token issued up to the next second.
+    it("admin: a call of a token with a daily quota shows in its user's day window only", async () => {
+      const userId = `quota user ${randomBytes(4).toString('hex')}`;
+      const token = client.createToken({
+        apiKey: REAL_KEY,
+        userId,
+        userQuotas: [{ window: 'day', calls: 5 }],
+      });
+      await client.chatCompletions(token, { model: 'm', messages: [] });
+      const doc = /** @type {any} */ (await client.getUserUsage(userId));
+      assert.equal(doc.user_id, userId);
+      assert.equal(doc.windows.day.calls, 1);
+      // A call is charged to the windows its token has a quota on (docs/budgets.md §4).
+      assert.equal(doc.windows.month.calls, 0);
+      assert.equal(doc.windows.all.calls, 0);
+    });
+
     it('admin: usage, revoke and revokeBefore are accepted by the relay', async (t) => {
       const token = client.createToken({ apiKey: REAL_KEY, maxCalls: 5 });
       const { jti } = client.decodeToken(token);
