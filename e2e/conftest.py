@@ -1,4 +1,5 @@
-"""Session fixtures: one mock upstream and one relay for the whole suite, reset between tests."""
+"""Fixtures: one mock upstream and one relay for the whole suite (the mock reset between tests), and a relay
+with spend limits per module of budget tests."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import pytest
 
 from relayapi import RelayAPIClient
 
+from .budget_support import RELAY_CONFIG
 from .harness import MockUpstream, Relay
 
 
@@ -42,3 +44,21 @@ def _fresh_mock(request: pytest.FixtureRequest) -> None:
 def sdk(relay: Relay) -> RelayAPIClient:
     """The Python SDK configured with the relay's own `.rai` (same key, the relay's real port)."""
     return RelayAPIClient(relay.rai_for_client(), timeout=30)
+
+
+@pytest.fixture(scope="module")
+def brelay(mock: MockUpstream, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Relay]:
+    """A relay with spend limits configured (`budget_support.RELAY_CONFIG`), its access log kept; one per
+    module of budget tests."""
+    workdir: pathlib.Path = tmp_path_factory.mktemp("budget-relay")
+    server = Relay(workdir, mock.port, config=RELAY_CONFIG, access_log=True)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def bsdk(brelay: Relay) -> RelayAPIClient:
+    """The Python SDK for `brelay`."""
+    return RelayAPIClient(brelay.rai_for_client(), timeout=30)

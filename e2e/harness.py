@@ -17,7 +17,7 @@ import threading
 import time
 import urllib.request
 from collections import deque
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
 #: Seconds to wait for a child process to report its listening address.
@@ -86,6 +86,10 @@ class MockUpstream:
 
     def waiting_at(self, gate: str) -> bool:
         return bool(self._control("GET", f"/_control/gates/{gate}")["waiting"])
+
+    def gate_count(self, gate: str) -> int:
+        """How many answers are parked at `gate` right now."""
+        return int(self._control("GET", f"/_control/gates/{gate}")["count"])
 
     def stop(self) -> None:
         _stop(self.proc)
@@ -166,6 +170,7 @@ def relay_config(mock_port: int) -> dict[str, Any]:
     cfg["providers"] = {
         "openai": {"base_url": f"http://127.0.0.1:{mock_port}/v1"},
         "anthropic": {"base_url": f"http://127.0.0.1:{mock_port}"},
+        "gemini": {"base_url": f"http://127.0.0.1:{mock_port}"},
     }
     cfg["api_keys"] = {SERVER_KEY_NAME: {"env": SERVER_KEY_ENV}}
     cfg["store"] = {"type": "memory"}
@@ -176,23 +181,52 @@ class RelayProcess:
     """A relay binary run as a child with any arguments and working directory, its stderr kept.
 
     A thread reads stderr for the child's whole life (a full pipe would block its logging); `entry`
-    waits for one of its JSON log lines by `msg`.
+    waits for one of its JSON log lines by `msg`. With `access_log`, stdout (the access log) is kept
+    too, in `access`, and `access_entry` waits for a line.
     """
 
-    def __init__(self, argv: list[str], *, cwd: pathlib.Path, env: dict[str, str]) -> None:
+    def __init__(
+        self, argv: list[str], *, cwd: pathlib.Path, env: dict[str, str], access_log: bool = False
+    ) -> None:
         self.log: deque[str] = deque(maxlen=20000)
+        self.access: deque[str] = deque(maxlen=20000)
         self._changed = threading.Condition()
         self._stderr_closed = False
         self.proc = subprocess.Popen(
             argv,
             cwd=cwd,
             stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
+            stdout=subprocess.PIPE if access_log else subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             text=True,
             env=env,
         )
         threading.Thread(target=self._drain, daemon=True).start()
+        if access_log:
+            threading.Thread(target=self._drain_access, daemon=True).start()
+
+    def _drain_access(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            with self._changed:
+                self.access.append(line.rstrip("\n"))
+                self._changed.notify_all()
+
+    def access_entry(
+        self, match: Callable[[dict[str, Any]], bool], timeout: float = STARTUP_TIMEOUT_SECS
+    ) -> dict[str, Any]:
+        """The first access-log line for which `match` is true, waiting up to `timeout` seconds."""
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while True:
+                for line in self.access:
+                    found = _log_entry(line)
+                    if found is not None and match(found):
+                        return found
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise RuntimeError(f"no matching access line; last ones:\n{list(self.access)[-5:]}")
+                self._changed.wait(remaining)
 
     def _drain(self) -> None:
         assert self.proc.stderr is not None
@@ -247,10 +281,20 @@ class Relay:
     """The release binary serving a temporary config, its stderr log lines kept for assertions.
 
     With `tls` (the config's `tls` section) it serves HTTPS and its `.rai` says `"scheme": "https"`.
+    `config` overrides members of top-level sections of the suite's config (`store`, `budgets`...);
+    `rai` reuses the tenant key of another relay (a restart, or a second relay on a shared store);
+    `access_log` keeps the access log (see `RelayProcess`).
     """
 
     def __init__(
-        self, workdir: pathlib.Path, mock_port: int, *, tls: Optional[dict[str, Any]] = None
+        self,
+        workdir: pathlib.Path,
+        mock_port: int,
+        *,
+        tls: Optional[dict[str, Any]] = None,
+        config: Optional[dict[str, Any]] = None,
+        rai: Optional[dict[str, Any]] = None,
+        access_log: bool = False,
     ) -> None:
         binary = relay_binary()
         if not binary.is_file():
@@ -260,16 +304,26 @@ class Relay:
         self.scheme = "http" if tls is None else "https"
         self.workdir = workdir
         self.rai_path = workdir / "e2e.rai"
-        self.rai = write_rai(self.rai_path, scheme=self.scheme)
+        if rai is None:
+            self.rai = write_rai(self.rai_path, scheme=self.scheme)
+        else:
+            self.rai = json.loads(json.dumps(rai))
+            self.rai_path.write_text(json.dumps(self.rai, indent=2), encoding="utf-8")
         self.config_path = workdir / "config.json"
         cfg = relay_config(mock_port)
         if tls is not None:
             cfg["tls"] = tls
+        for section, value in (config or {}).items():
+            # A section is merged member by member, so an override names only what it changes.
+            base_section = cfg.get(section)
+            merged = isinstance(value, dict) and isinstance(base_section, dict)
+            cfg[section] = {**base_section, **value} if merged else value
         self.config_path.write_text(json.dumps(cfg, indent=2), encoding="utf-8")
         self.process = RelayProcess(
             [str(binary), "--config", str(self.config_path), "--rai", str(self.rai_path)],
             cwd=workdir,
             env=relay_env(),
+            access_log=access_log,
         )
         self.proc = self.process.proc
         self.log = self.process.log
@@ -289,6 +343,11 @@ class Relay:
 
     def stop(self) -> None:
         _stop(self.proc)
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash: nothing in the relay runs after it."""
+        self.proc.kill()
+        self.proc.wait(SHUTDOWN_TIMEOUT_SECS)
 
 
 def _stop(proc: subprocess.Popen[Any]) -> None:

@@ -24,6 +24,9 @@ Markers in the last user message steer a request, so a test can script one call 
   ``POST /_control/release/NAME`` (at most 30 s). ``GET /_control/gates/NAME`` answers
   ``{"waiting": true}`` while it waits, which proves events reach the client while the mock is producing.
 - ``[delay:SECONDS]``: sleep that long (at most 10 s) before answering, so parallel calls overlap.
+- ``[linger:SECONDS]``: a streamed answer sends its last event, then waits that long (at most 10 s)
+  before ending the chunked body, the way a provider's final bytes can trail its last event. Without it
+  the last event and the body's terminator leave in one write.
 - ``[out:N]``, ``[cached:N]``, ``[cache_write:N]``: the usage to report (``mock_usage.py``).
 - ``[nousage]``: a 2xx answer without any usage report.
 - ``[status:NNN]``: answer that 4xx/5xx status with the provider's error shape and no usage.
@@ -56,6 +59,7 @@ MAX_BODY_BYTES = 8 * 1024 * 1024
 
 _GATE = re.compile(r"\[gate:([A-Za-z0-9_-]{1,64})\]")
 _DELAY = re.compile(r"\[delay:([0-9]+(?:\.[0-9]+)?)\]")
+_LINGER = re.compile(r"\[linger:([0-9]+(?:\.[0-9]+)?)\]")
 _STATUS = re.compile(r"\[status:([45][0-9][0-9])\]")
 _NO_USAGE = "[nousage]"
 
@@ -133,18 +137,30 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("Transfer-Encoding", "chunked")
         self.end_headers()
 
-    def _chunk(self, data: bytes) -> None:
-        self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+    def _chunk(self, data: bytes, *, last: bool = False) -> None:
+        framed = b"%x\r\n%s\r\n" % (len(data), data)
+        if last:
+            # The last event goes out with the body's terminator in one write (see _end_stream).
+            self._last = framed
+            return
+        self.wfile.write(framed)
         self.wfile.flush()
 
-    def _end_stream(self) -> None:
-        self.wfile.write(b"0\r\n\r\n")
+    def _end_stream(self, text: str = "") -> None:
+        last, self._last = getattr(self, "_last", b""), b""
+        if _LINGER.search(text):
+            # `[linger:S]`: the last event is out, the body's terminator follows S seconds later.
+            self.wfile.write(last)
+            self.wfile.flush()
+            self._delay(text, _LINGER)
+            last = b""
+        self.wfile.write(last + b"0\r\n\r\n")
         self.wfile.flush()
 
-    def _event(self, data: Any, event: Optional[str] = None) -> None:
+    def _event(self, data: Any, event: Optional[str] = None, *, last: bool = False) -> None:
         text = data if isinstance(data, str) else json.dumps(data)
         frame = (f"event: {event}\n" if event else "") + f"data: {text}\n\n"
-        self._chunk(frame.encode())
+        self._chunk(frame.encode(), last=last)
 
     def _wait_gate(self, text: str) -> None:
         m = _GATE.search(text)
@@ -161,8 +177,8 @@ class Handler(BaseHTTPRequestHandler):
                 STATE.waiting[name] -= 1
 
     @staticmethod
-    def _delay(text: str) -> None:
-        m = _DELAY.search(text)
+    def _delay(text: str, marker: re.Pattern[str] = _DELAY) -> None:
+        m = marker.search(text)
         if m:
             time.sleep(min(float(m.group(1)), MAX_DELAY_SECS))
 
@@ -241,7 +257,7 @@ class Handler(BaseHTTPRequestHandler):
             ("POST", "/v1/embeddings"): self._embeddings,
             ("POST", "/v1/images/generations"): self._images,
             ("GET", "/v1/models"): self._models,
-            ("POST", "/v1/messages"): self._messages,
+            ("POST", "/v1/messages"): lambda b: mock_families.messages(self, b),
         }.get((self.command, path))
         gemini = mock_families.GEMINI_PATH.fullmatch(path)
         if route is None and gemini and self.command == "POST":
@@ -331,8 +347,8 @@ class Handler(BaseHTTPRequestHandler):
         if usage is not None:
             last = {**chunk({}), "choices": [], "usage": usage.openai_chat()}
             self._event(last)
-        self._event("[DONE]")
-        self._end_stream()
+        self._event("[DONE]", last=True)
+        self._end_stream(text)
 
     def _embeddings(self, body: dict[str, Any]) -> None:
         inputs = body.get("input")
@@ -375,70 +391,6 @@ class Handler(BaseHTTPRequestHandler):
                 ],
             },
         )
-
-    # -- Anthropic -------------------------------------------------------------------------------------
-
-    def _messages(self, body: dict[str, Any]) -> None:
-        model = body.get("model", "")
-        text = last_user_text(body)
-        self._delay(text)
-        if self._failed("anthropic", text):
-            return
-        words = echo_words(text)
-        usage = self._usage("anthropic", body, text, len(words))
-        if not body.get("stream"):
-            answer: dict[str, Any] = {
-                "id": "msg_mock",
-                "type": "message",
-                "role": "assistant",
-                "model": model,
-                "content": [{"type": "text", "text": "".join(words)}],
-                "stop_reason": "end_turn",
-                "stop_sequence": None,
-            }
-            if usage is not None:
-                answer["usage"] = usage.anthropic()
-            self._send_json(200, answer)
-            return
-        self._start_stream()
-        start: dict[str, Any] = {
-            "id": "msg_mock",
-            "type": "message",
-            "role": "assistant",
-            "model": model,
-            "content": [],
-            "stop_reason": None,
-            "stop_sequence": None,
-        }
-        if usage is not None:
-            # Anthropic reports the input and a first output count up front, then cumulative output.
-            start["usage"] = usage.anthropic(output=min(1, usage.output))
-        self._event({"type": "message_start", "message": start}, "message_start")
-        self._wait_gate(text)
-        block = {
-            "type": "content_block_start",
-            "index": 0,
-            "content_block": {"type": "text", "text": ""},
-        }
-        self._event(block, "content_block_start")
-        self._event({"type": "ping"}, "ping")
-        for word in words:
-            delta = {
-                "type": "content_block_delta",
-                "index": 0,
-                "delta": {"type": "text_delta", "text": word},
-            }
-            self._event(delta, "content_block_delta")
-        self._event({"type": "content_block_stop", "index": 0}, "content_block_stop")
-        done: dict[str, Any] = {
-            "type": "message_delta",
-            "delta": {"stop_reason": "end_turn", "stop_sequence": None},
-        }
-        if usage is not None:
-            done["usage"] = {"output_tokens": usage.output}
-        self._event(done, "message_delta")
-        self._event({"type": "message_stop"}, "message_stop")
-        self._end_stream()
 
 
 class Server(ThreadingHTTPServer):

@@ -7,8 +7,9 @@ it sent:
 - **input** = ``INPUT_TOKENS_PER_ENTRY`` (10) for every input entry: each chat / Anthropic message, each
   Responses ``input`` item (a plain string is one), each Gemini ``contents`` entry, each embeddings input,
   plus one entry for a separate system prompt (Anthropic ``system``, Responses ``instructions``, Gemini
-  ``systemInstruction``). Markers in the last user text add cache traffic on top: ``[cached:N]`` adds N
-  input tokens read from a prompt cache, ``[cache_write:N]`` (Anthropic only) N written to one.
+  ``systemInstruction``); or exactly N with ``[in:N]`` in the last user text. Markers there add cache
+  traffic on top: ``[cached:N]`` adds N input tokens read from a prompt cache, ``[cache_write:N]``
+  (Anthropic only) N written to one.
 - **output** = ``[out:N]`` from the last user text (default: the number of words of the echoed reply),
   capped by the request's output ceiling when it names one (``max_completion_tokens``, ``max_tokens``,
   ``max_output_tokens``, ``generationConfig.maxOutputTokens``; the smallest if several).
@@ -29,6 +30,7 @@ from typing import Any, Optional
 INPUT_TOKENS_PER_ENTRY = 10
 
 _OUT = re.compile(r"\[out:([0-9]{1,9})\]")
+_IN = re.compile(r"\[in:([0-9]{1,9})\]")
 _CACHED = re.compile(r"\[cached:([0-9]{1,9})\]")
 _CACHE_WRITE = re.compile(r"\[cache_write:([0-9]{1,9})\]")
 
@@ -118,8 +120,9 @@ class Usage:
         if ceiling is not None:
             output = min(output, ceiling)
         write = _marker(_CACHE_WRITE, text) if family == "anthropic" else None
+        fresh = _marker(_IN, text)
         return cls(
-            fresh=INPUT_TOKENS_PER_ENTRY * input_entries(family, body),
+            fresh=INPUT_TOKENS_PER_ENTRY * input_entries(family, body) if fresh is None else fresh,
             cached=_marker(_CACHED, text) or 0,
             cache_write=write or 0,
             output=output,
