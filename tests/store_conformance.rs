@@ -1217,7 +1217,7 @@ async fn redis_keys_expire_with_the_token() {
     .unwrap();
     granted(&s, tok("acme", "t1", None), 4_000).await;
     let ttl: u64 = server
-        .command("TTL ttl:tok:acme:t1")
+        .command("TTL ttl:tok:{acme:t1}")
         .trim_start_matches(':')
         .parse()
         .unwrap();
@@ -1229,7 +1229,7 @@ async fn redis_keys_expire_with_the_token() {
 
     s.revoke("acme", "unseen").await.unwrap();
     let ttl: u64 = server
-        .command("TTL ttl:tok:acme:unseen")
+        .command("TTL ttl:tok:{acme:unseen}")
         .trim_start_matches(':')
         .parse()
         .unwrap();
@@ -1240,7 +1240,7 @@ async fn redis_keys_expire_with_the_token() {
     );
     s.revoke("acme", "t1").await.unwrap();
     let ttl: u64 = server
-        .command("TTL ttl:tok:acme:t1")
+        .command("TTL ttl:tok:{acme:t1}")
         .trim_start_matches(':')
         .parse()
         .unwrap();
@@ -1344,7 +1344,7 @@ async fn redis_spend_lines_expire_at_keep_until() {
         .as_secs();
     let a = spend(1, 2, 3, 4, 5);
     let mut l = line("u/ann/d/2026-12-07", limit(Some(10), None, None));
-    let key = "ttl:sp:acme:u/ann/d/2026-12-07";
+    let key = "ttl:sp:{acme:u/ann}/d/2026-12-07";
     l.keep_until = now + 1_000;
     assert_eq!(
         reserve_spend(&s, "acme", std::slice::from_ref(&l), a).await,
@@ -1388,7 +1388,7 @@ async fn redis_spend_lines_expire_at_keep_until() {
         SpendReservation::Granted
     );
     assert_eq!(
-        ttl(&server, "ttl:sp:acme:u/ann/d/2026-12-05"),
+        ttl(&server, "ttl:sp:{acme:u/ann}/d/2026-12-05"),
         -2,
         "no such key"
     );

@@ -1,26 +1,22 @@
 //! The shared usage store: a Redis server that every relay instance talks to, so a token's limit and
 //! revocation hold across instances.
 //!
-//! Each operation is one Lua script, which Redis runs atomically: a reservation reads the tenant's
-//! revoke-before mark, the token's own mark and its count, and increments in one step, so two relays
-//! racing for the last call of a token cannot both win. Keys expire with the token (relative `EXPIRE`
-//! computed from the caller's clock, so tests with an injected clock behave like production):
+//! Each operation is one Lua script on keys of one hash slot (`keys.rs` holds the layout,
+//! `docs/redis.md` the reasoning), which Redis runs atomically: a reservation checks the token's own
+//! mark and its count and increments in one step, so two relays racing for the last call of a token
+//! cannot both win. Keys expire with the token (relative `EXPIRE` computed from the caller's clock, so
+//! tests with an injected clock behave like production); a spend line expires at its `keep_until`
+//! (`EXPIREAT`, the one absolute expiry: a line's `keep_until` is a calendar time).
 //!
-//! - `{prefix}tok:{tenant}:{jti}`: hash `used`, `max` (empty when unlimited), `first`, `last`, `exp`,
-//!   `iat`, `revoked` (`1`). Tenant ids cannot contain `:` (see `token/rai.rs`), so keys never collide.
-//! - `{prefix}rb:{tenant}`: the tenant's revoke-before mark (kept: it is one key per tenant).
-//! - `{prefix}sp:{tenant}:{line}`: a spend line (`docs/budgets.md` §4), hash `calls`, `input`,
-//!   `output`, `cached_input`, `cost`, `keep`; it expires at its `keep_until` (`EXPIREAT`, the one
-//!   absolute expiry: a line's `keep_until` is a calendar time, and settlement has no caller clock).
-//! - `{prefix}rl:ip:{client}`, `{prefix}rl:global`: shared rate-limit scopes (server clock).
-//!
-//! Files: this one holds the connection and the script runner; `tokens.rs` the token operations,
-//! `rate.rs` the shared rate limit, `spend.rs` the spend lines.
+//! Files: this one holds the connection and the script runner; `keys.rs` the key names and the
+//! run-once wrapper; `tokens.rs` the token operations, `rate.rs` the shared rate limit, `spend.rs` the
+//! spend lines.
 //!
 //! One multiplexed connection is shared by all requests. Opening it is bounded by the connect timeout
 //! and every command by the command timeout, so a hung server turns into `store_unavailable` instead of
 //! a hung request; a connection that failed is dropped and the next operation opens a new one.
 
+mod keys;
 mod rate;
 mod spend;
 mod tokens;
@@ -37,6 +33,12 @@ use crate::store::{keep_unseen_revocation_for, StoreError};
 /// After a failed connection attempt, operations fail at once for this long instead of each waiting
 /// out its own connect timeout while the server is down.
 const RECONNECT_BACKOFF: Duration = Duration::from_millis(500);
+
+/// An idempotency record lives this many command timeouts (plus the margin below): more than the
+/// attempts the client library makes for one command.
+const IDEM_TTL_TIMEOUTS: u64 = 4;
+/// Seconds added to an idempotency record's life for clock drift between the relay and Redis.
+const IDEM_TTL_MARGIN_SECS: u64 = 10;
 
 /// How to reach the server (`store` in config.json).
 #[derive(Debug, Clone)]
@@ -57,9 +59,12 @@ pub struct RedisStore {
     pub(super) unseen_revocation_secs: u64,
     conn: Mutex<Slot>,
     pub(super) scripts: Scripts,
+    /// Ids of counting operations, for their idempotency records (`keys.rs`).
+    ids: keys::OpIds,
 }
 
 pub(super) struct Scripts {
+    pub(super) mark: Script,
     pub(super) reserve: Script,
     pub(super) refund: Script,
     pub(super) usage: Script,
@@ -97,26 +102,20 @@ impl RedisStore {
             command_timeout: opts.command_timeout,
             unseen_revocation_secs: keep_unseen_revocation_for(max_token_life),
             conn: Mutex::new(Slot::default()),
+            ids: keys::OpIds::new(),
             scripts: Scripts {
-                reserve: Script::new(tokens::RESERVE),
-                refund: Script::new(tokens::REFUND),
+                mark: Script::new(tokens::MARK),
+                reserve: Script::new(&keys::once(tokens::RESERVE)),
+                refund: Script::new(&keys::once(tokens::REFUND)),
                 usage: Script::new(tokens::USAGE),
                 revoke: Script::new(tokens::REVOKE),
                 revoke_before: Script::new(tokens::REVOKE_BEFORE),
-                rate: Script::new(rate::RATE),
+                rate: Script::new(&keys::once(rate::RATE)),
                 spend_reserve: Script::new(&spend_reserve),
                 spend_settle: Script::new(&spend_settle),
                 spend_get: Script::new(&spend_get),
             },
         })
-    }
-
-    pub(super) fn token_key(&self, tenant: &str, jti: &str) -> String {
-        format!("{}tok:{tenant}:{jti}", self.prefix)
-    }
-
-    pub(super) fn mark_key(&self, tenant: &str) -> String {
-        format!("{}rb:{tenant}", self.prefix)
     }
 
     async fn open(&self) -> Result<MultiplexedConnection, StoreError> {
@@ -170,6 +169,33 @@ impl RedisStore {
         if slot.conn.as_ref().is_some_and(|(g, _)| *g == generation) {
             slot.conn = None;
         }
+    }
+
+    /// Runs a counting script (wrapped by [`keys::once`]) as one operation: its idempotency record
+    /// lives in the slot of `slot_key` (every key of `keys` shares that slot) and outlasts any retry
+    /// of the operation, so a reply lost and the script sent again counts once.
+    pub(super) async fn eval_once<T: redis::FromRedisValue>(
+        &self,
+        script: &Script,
+        keys: &[&str],
+        slot_key: &str,
+        args: &[String],
+    ) -> Result<T, StoreError> {
+        let record = Self::idem_key(slot_key, &self.ids.next());
+        let mut keys = keys.to_vec();
+        keys.push(&record);
+        let mut args = args.to_vec();
+        args.push(self.idem_ttl_secs().to_string());
+        self.eval(script, &keys, &args).await
+    }
+
+    /// How long an idempotency record is kept: longer than the client library can go on retrying
+    /// one command (each attempt bounded by the command timeout), with a margin.
+    fn idem_ttl_secs(&self) -> u64 {
+        self.command_timeout
+            .as_secs()
+            .saturating_mul(IDEM_TTL_TIMEOUTS)
+            .saturating_add(IDEM_TTL_MARGIN_SECS)
     }
 
     /// Runs one script with a hard deadline; transport failures and timeouts drop the connection.

@@ -10,7 +10,8 @@ use crate::store::StoreError;
 /// relay can charge the client's key for every routed request and the global key only for calls whose
 /// token is proven authentic (issue 9, finding 4). KEYS: the scope's key. ARGV: emission interval in
 /// µs (never 0: a scope that is off is not sent), burst. Answers 0 and charges the key when allowed, or
-/// the microseconds until a retry can succeed (positive), charging nothing.
+/// the microseconds until a retry can succeed (positive), charging nothing. Run once per operation, so
+/// a retried request is charged once.
 pub(super) const RATE: &str = r"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
@@ -59,12 +60,11 @@ impl RedisStore {
         if interval == 0 {
             return Ok(Ok(()));
         }
-        let key = match client {
-            Some(ip) => format!("{}rl:ip:{ip}", self.prefix),
-            None => format!("{}rl:global", self.prefix),
-        };
+        let key = self.rate_key(client);
         let args = [interval.to_string(), limit.burst.to_string()];
-        let wait: i64 = self.eval(&self.scripts.rate, &[&key], &args).await?;
+        let wait: i64 = self
+            .eval_once(&self.scripts.rate, &[&key], &key, &args)
+            .await?;
         if wait <= 0 {
             return Ok(Ok(()));
         }

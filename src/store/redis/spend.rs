@@ -1,8 +1,9 @@
 //! Spend lines on Redis (`docs/budgets.md` §4): reservation, settlement and reading, one Lua script
-//! each, so a reservation over several lines is decided and written in one atomic step and relays
-//! sharing one server share one user's quota exactly.
+//! each. A reservation is decided and written atomically per slot (the token's line; an end user's
+//! lines), so relays sharing Redis share one user's quota exactly, and on a Cluster no script crosses
+//! slots.
 //!
-//! Each line is the hash `{prefix}sp:{tenant}:{line key}` with `calls`, `input`, `output`,
+//! Each line is a hash (its key in `keys.rs`: one slot per token line, one per end user) with `calls`, `input`, `output`,
 //! `cached_input`, `cost` and `keep` (the largest `keep_until` seen); the key expires at `keep`
 //! (`EXPIREAT`, on the server's clock). Lua numbers are doubles, exact only up to 2^53, so the
 //! scripts never form a sum they must compare above that: every stored member is at most 2^53 - 1,
@@ -10,6 +11,7 @@
 //! limit is sent as the room it leaves once the amount is taken, split in two halves of at most 2^53
 //! each, so the check `x + y <= room` runs as `x - half1 <= half2 - y`, whose two sides are exact.
 
+use crate::store::redis::keys::once;
 use crate::store::redis::RedisStore;
 use crate::store::{Spend, SpendLimit, SpendLine, SpendReservation, StoreError, MAX_TIME};
 
@@ -89,9 +91,13 @@ end
 return out
 ";
 
-/// The scripts' full texts, each with the prelude.
+/// The scripts' full texts, each with the prelude; the two that count run once per operation.
 pub(super) fn scripts() -> [String; 3] {
-    [RESERVE, SETTLE, GET].map(|body| format!("{PRELUDE}{body}"))
+    [
+        once(&format!("{PRELUDE}{RESERVE}")),
+        once(&format!("{PRELUDE}{SETTLE}")),
+        format!("{PRELUDE}{GET}"),
+    ]
 }
 
 /// The room a limit leaves once `amount` is taken, as the two halves the scripts compare with:
@@ -160,39 +166,89 @@ fn spends(flat: &[i64], lines: usize) -> Result<Vec<Spend>, StoreError> {
 }
 
 impl RedisStore {
-    fn line_key(&self, tenant: &str, key: &str) -> String {
-        format!("{}sp:{tenant}:{key}", self.prefix)
-    }
-
-    fn line_keys(&self, tenant: &str, keys: impl Iterator<Item = impl AsRef<str>>) -> Vec<String> {
-        keys.map(|k| self.line_key(tenant, k.as_ref())).collect()
-    }
-
+    /// Reserves `amount` on every line, one slot group at a time in a fixed order (the token's line,
+    /// then the end user's lines): each group all or nothing in one script, and when a group has no
+    /// room, the groups already reserved are given back. Between a group's grant and its give-back a
+    /// concurrent reservation can find that group fuller than it ends: it may be refused, never
+    /// granted beyond a limit (`docs/redis.md`).
     pub(crate) async fn spend_reserve(
         &self,
         tenant: &str,
         lines: &[SpendLine],
         amount: &Spend,
     ) -> Result<SpendReservation, StoreError> {
-        let keys = self.line_keys(tenant, lines.iter().map(|l| &l.key));
+        let keys: Vec<&str> = lines.iter().map(|l| l.key.as_str()).collect();
+        let mut granted: Vec<Vec<&SpendLine>> = Vec::new();
+        for (slot, at) in self.line_groups(tenant, &keys) {
+            let group: Vec<&SpendLine> = at.iter().map(|&i| &lines[i]).collect();
+            match self.reserve_group(tenant, &slot, &group, amount).await {
+                Ok(true) => granted.push(group),
+                Ok(false) => {
+                    self.give_back(tenant, &granted, amount).await?;
+                    return self
+                        .spend_get(tenant, &keys)
+                        .await
+                        .map(SpendReservation::NoRoom);
+                }
+                Err(e) => {
+                    // The failed group may hold the amount; the others need not: an error only
+                    // ever over-charges, and less so.
+                    let _ = self.give_back(tenant, &granted, amount).await;
+                    return Err(e);
+                }
+            }
+        }
+        Ok(SpendReservation::Granted)
+    }
+
+    /// One group's reservation: whether every line had room (and took the amount).
+    async fn reserve_group(
+        &self,
+        tenant: &str,
+        slot: &str,
+        group: &[&SpendLine],
+        amount: &Spend,
+    ) -> Result<bool, StoreError> {
+        let keys: Vec<String> = group
+            .iter()
+            .map(|l| self.line_key(tenant, &l.key))
+            .collect();
         let mut args: Vec<String> = members(amount)
             .map(|a| a.min(MAX_TIME).to_string())
             .to_vec();
-        for l in lines {
+        for l in group {
             args.extend(rooms(&l.limit, amount));
             args.push(l.keep_until.min(MAX_TIME).to_string());
         }
         let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
-        let answer: Vec<i64> = self.eval(&self.scripts.spend_reserve, &keys, &args).await?;
+        let answer: Vec<i64> = self
+            .eval_once(&self.scripts.spend_reserve, &keys, slot, &args)
+            .await?;
         match answer.split_first() {
-            Some((1, [])) => Ok(SpendReservation::Granted),
-            Some((0, used)) => spends(used, lines.len()).map(SpendReservation::NoRoom),
+            Some((1, [])) => Ok(true),
+            Some((0, used)) if used.len() == group.len() * 5 => Ok(false),
             _ => Err(StoreError(format!(
                 "Redis: unexpected spend reservation answer {answer:?}"
             ))),
         }
     }
 
+    /// Takes `amount` back from groups reserved by a reservation that was then refused.
+    async fn give_back(
+        &self,
+        tenant: &str,
+        groups: &[Vec<&SpendLine>],
+        amount: &Spend,
+    ) -> Result<(), StoreError> {
+        for group in groups {
+            let lines: Vec<SpendLine> = group.iter().map(|l| (*l).clone()).collect();
+            self.spend_settle(tenant, &lines, amount, &Spend::default())
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Settles every line, one script per slot group; tries every group and answers the first error.
     pub(crate) async fn spend_settle(
         &self,
         tenant: &str,
@@ -200,30 +256,42 @@ impl RedisStore {
         reserved: &Spend,
         actual: &Spend,
     ) -> Result<(), StoreError> {
-        if lines.is_empty() {
-            return Ok(());
+        let mut result = Ok(());
+        let keys: Vec<&str> = lines.iter().map(|l| l.key.as_str()).collect();
+        for (slot, at) in self.line_groups(tenant, &keys) {
+            let keys: Vec<String> = at.iter().map(|&i| self.line_key(tenant, keys[i])).collect();
+            let mut args = changes(actual, reserved).to_vec();
+            args.extend(
+                at.iter()
+                    .map(|&i| lines[i].keep_until.min(MAX_TIME).to_string()),
+            );
+            let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+            let r = self
+                .eval_once::<i64>(&self.scripts.spend_settle, &keys, &slot, &args)
+                .await;
+            if let (Ok(()), Err(e)) = (&result, r) {
+                result = Err(e);
+            }
         }
-        let keys = self.line_keys(tenant, lines.iter().map(|l| &l.key));
-        let mut args = changes(actual, reserved).to_vec();
-        args.extend(lines.iter().map(|l| l.keep_until.min(MAX_TIME).to_string()));
-        let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
-        self.eval::<i64>(&self.scripts.spend_settle, &keys, &args)
-            .await
-            .map(drop)
+        result
     }
 
+    /// Reads every line, one script per slot group, answered in the order of `keys`.
     pub(crate) async fn spend_get(
         &self,
         tenant: &str,
         keys: &[&str],
     ) -> Result<Vec<Spend>, StoreError> {
-        if keys.is_empty() {
-            return Ok(Vec::new());
+        let mut out = vec![Spend::default(); keys.len()];
+        for (_, at) in self.line_groups(tenant, keys) {
+            let lines: Vec<String> = at.iter().map(|&i| self.line_key(tenant, keys[i])).collect();
+            let lines: Vec<&str> = lines.iter().map(String::as_str).collect();
+            let flat: Vec<i64> = self.eval(&self.scripts.spend_get, &lines, &[]).await?;
+            for (&i, s) in at.iter().zip(spends(&flat, lines.len())?) {
+                out[i] = s;
+            }
         }
-        let lines = self.line_keys(tenant, keys.iter());
-        let lines: Vec<&str> = lines.iter().map(String::as_str).collect();
-        let flat: Vec<i64> = self.eval(&self.scripts.spend_get, &lines, &[]).await?;
-        spends(&flat, keys.len())
+        Ok(out)
     }
 }
 

@@ -1,15 +1,25 @@
 //! The token operations on Redis (call reservation, refund, usage, revocation), one Lua script each.
+//!
+//! A token's hash and its tenant's revoke-before mark live in different slots (a tenant-wide slot
+//! would make a large tenant one hot node), so no script touches both: the mark is read first and
+//! passed to the reservation. A `revoke_before` acknowledged before a reservation starts is always
+//! honoured; one racing a reservation already past its mark read may let that one call through,
+//! exactly as if the call had been reserved a moment before the mark was raised (`docs/redis.md`).
 
 use std::collections::HashMap;
 
 use crate::store::redis::RedisStore;
 use crate::store::{keep_token_for, Reservation, StoreError, TokenRef, Usage};
 
-/// KEYS: token hash, tenant mark. ARGV: iat, exp, max ("" = unlimited), now, seconds to keep.
-/// Answers the new count, or -1 (exhausted) or -2 (revoked).
+/// KEYS: tenant mark. Answers it, or nil.
+pub(super) const MARK: &str = r"
+return redis.call('GET', KEYS[1])
+";
+
+/// KEYS: token hash. ARGV: iat, exp, max ("" = unlimited), now, seconds to keep, the tenant's mark
+/// ("" = none). Answers the new count, or -1 (exhausted) or -2 (revoked). Run once per operation.
 pub(super) const RESERVE: &str = r"
-local mark = redis.call('GET', KEYS[2])
-if mark and tonumber(ARGV[1]) < tonumber(mark) then return -2 end
+if ARGV[6] ~= '' and tonumber(ARGV[1]) < tonumber(ARGV[6]) then return -2 end
 redis.call('HSET', KEYS[1], 'iat', ARGV[1], 'exp', ARGV[2], 'max', ARGV[3])
 redis.call('EXPIRE', KEYS[1], ARGV[5])
 if redis.call('HGET', KEYS[1], 'revoked') == '1' then return -2 end
@@ -21,32 +31,24 @@ redis.call('HSET', KEYS[1], 'last', ARGV[4])
 return used
 ";
 
-/// KEYS: token hash. Never creates the key, never goes below zero.
+/// KEYS: token hash. Never creates the key, never goes below zero. Run once per operation.
 pub(super) const REFUND: &str = r"
 local used = tonumber(redis.call('HGET', KEYS[1], 'used') or '0')
 if used > 0 then redis.call('HINCRBY', KEYS[1], 'used', -1) end
 return 0
 ";
 
-/// KEYS: token hash, tenant mark. Answers the hash as a flat field/value list plus `_mark` when the
-/// tenant has one; empty when the token is unknown.
+/// KEYS: token hash. Answers the hash as a flat field/value list; empty when the token is unknown.
 pub(super) const USAGE: &str = r"
-local h = redis.call('HGETALL', KEYS[1])
-if #h == 0 then return h end
-local mark = redis.call('GET', KEYS[2])
-if mark then h[#h + 1] = '_mark'; h[#h + 1] = mark end
-return h
+return redis.call('HGETALL', KEYS[1])
 ";
 
-/// KEYS: token hash, tenant mark. ARGV: seconds to keep a never-seen token's revocation. Answers like
-/// USAGE.
+/// KEYS: token hash. ARGV: seconds to keep a never-seen token's revocation. Answers like USAGE.
+/// Idempotent by nature.
 pub(super) const REVOKE: &str = r"
 redis.call('HSET', KEYS[1], 'revoked', '1')
 if redis.call('TTL', KEYS[1]) == -1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
-local h = redis.call('HGETALL', KEYS[1])
-local mark = redis.call('GET', KEYS[2])
-if mark then h[#h + 1] = '_mark'; h[#h + 1] = mark end
-return h
+return redis.call('HGETALL', KEYS[1])
 ";
 
 /// KEYS: tenant mark. ARGV: ts. Raises the mark, never lowers it; answers the mark in force.
@@ -60,21 +62,29 @@ return cur
 ";
 
 impl RedisStore {
+    /// The tenant's revoke-before mark, if any.
+    async fn mark(&self, tenant: &str) -> Result<Option<String>, StoreError> {
+        let key = self.mark_key(tenant);
+        self.eval(&self.scripts.mark, &[&key], &[]).await
+    }
+
     pub(crate) async fn reserve(
         &self,
         t: TokenRef<'_>,
         now: u64,
     ) -> Result<Reservation, StoreError> {
+        let mark = self.mark(t.tenant).await?;
         let args = [
             t.iat.to_string(),
             t.exp.to_string(),
             t.max.map(|m| m.to_string()).unwrap_or_default(),
             now.to_string(),
             keep_token_for(t.exp, now).to_string(),
+            mark.unwrap_or_default(),
         ];
-        let (tok, mark) = (self.token_key(t.tenant, t.jti), self.mark_key(t.tenant));
+        let tok = self.token_key(t.tenant, t.jti);
         let answer: i64 = self
-            .eval(&self.scripts.reserve, &[&tok, &mark], &args)
+            .eval_once(&self.scripts.reserve, &[&tok], &tok, &args)
             .await?;
         match answer {
             -2 => Ok(Reservation::Revoked),
@@ -87,27 +97,34 @@ impl RedisStore {
 
     pub(crate) async fn refund(&self, tenant: &str, jti: &str) -> Result<(), StoreError> {
         let tok = self.token_key(tenant, jti);
-        self.eval::<i64>(&self.scripts.refund, &[&tok], &[])
+        self.eval_once::<i64>(&self.scripts.refund, &[&tok], &tok, &[])
             .await
             .map(drop)
     }
 
     pub(crate) async fn usage(&self, tenant: &str, jti: &str) -> Result<Option<Usage>, StoreError> {
-        let (tok, mark) = (self.token_key(tenant, jti), self.mark_key(tenant));
-        let flat: Vec<String> = self.eval(&self.scripts.usage, &[&tok, &mark], &[]).await?;
+        let tok = self.token_key(tenant, jti);
+        let keys = [tok.as_str()];
+        let (flat, mark) = tokio::join!(
+            self.eval::<Vec<String>>(&self.scripts.usage, &keys, &[]),
+            self.mark(tenant)
+        );
+        let flat = flat?;
         if flat.is_empty() {
             return Ok(None);
         }
-        parse_usage(tenant, &flat).map(Some)
+        parse_usage(tenant, &with_mark(flat, mark?)).map(Some)
     }
 
     pub(crate) async fn revoke(&self, tenant: &str, jti: &str) -> Result<Usage, StoreError> {
-        let (tok, mark) = (self.token_key(tenant, jti), self.mark_key(tenant));
+        let tok = self.token_key(tenant, jti);
+        let keys = [tok.as_str()];
         let args = [self.unseen_revocation_secs.to_string()];
-        let flat: Vec<String> = self
-            .eval(&self.scripts.revoke, &[&tok, &mark], &args)
-            .await?;
-        parse_usage(tenant, &flat)
+        let (flat, mark) = tokio::join!(
+            self.eval::<Vec<String>>(&self.scripts.revoke, &keys, &args),
+            self.mark(tenant)
+        );
+        parse_usage(tenant, &with_mark(flat?, mark?))
     }
 
     pub(crate) async fn revoke_before(&self, tenant: &str, ts: u64) -> Result<u64, StoreError> {
@@ -119,6 +136,14 @@ impl RedisStore {
             .parse()
             .map_err(|_| StoreError(format!("Redis: unexpected mark {answer:?}")))
     }
+}
+
+/// The token's fields followed by the tenant's mark as `_mark`, when there is one.
+fn with_mark(mut flat: Vec<String>, mark: Option<String>) -> Vec<String> {
+    if let Some(m) = mark {
+        flat.extend(["_mark".to_string(), m]);
+    }
+    flat
 }
 
 /// Builds a [`Usage`] from the flat field/value list the scripts answer.
