@@ -91,6 +91,8 @@ pub enum Error {
     UpstreamProtocol,
     /// The provider's error answer could not be checked for the API key (too large, or compressed).
     UpstreamErrorUnchecked,
+    /// The provider answered a WebSocket upgrade with this status instead of 101.
+    UpstreamRefusedUpgrade(u16),
     // The relay itself.
     StoreUnavailable,
     /// Buffered request bodies already hold `server.max_buffered_body_bytes`, or this client's share.
@@ -151,6 +153,10 @@ impl Error {
             ApiKeyUnavailable | StoreUnavailable | ShuttingDown | BodyBudgetExhausted => 503,
             UpstreamConnect | UpstreamTls | UpstreamProtocol | UpstreamErrorUnchecked => 502,
             UpstreamTimeout => 504,
+            // The provider's own 4xx says what the client got wrong (a model it does not serve);
+            // anything else is the relay's gateway failure.
+            UpstreamRefusedUpgrade(s) if (400..500).contains(s) => *s,
+            UpstreamRefusedUpgrade(_) => 502,
         }
     }
 
@@ -196,6 +202,7 @@ impl Error {
             UpstreamTimeout => "upstream_timeout",
             UpstreamProtocol => "upstream_protocol_error",
             UpstreamErrorUnchecked => "upstream_error_unchecked",
+            UpstreamRefusedUpgrade(_) => "upstream_refused_upgrade",
             StoreUnavailable => "store_unavailable",
             BodyBudgetExhausted => "too_many_buffered_bodies",
             ShuttingDown => "shutting_down",
@@ -235,7 +242,8 @@ impl Error {
             | UpstreamTls
             | UpstreamTimeout
             | UpstreamProtocol
-            | UpstreamErrorUnchecked => "upstream_error",
+            | UpstreamErrorUnchecked
+            | UpstreamRefusedUpgrade(_) => "upstream_error",
             StoreUnavailable | ShuttingDown | ApiKeyUnavailable | BodyBudgetExhausted => {
                 "server_error"
             }
@@ -320,6 +328,10 @@ impl Error {
             UpstreamTls => "TLS handshake with the provider failed.".into(),
             UpstreamTimeout => "The provider did not answer in time.".into(),
             UpstreamProtocol => "The provider sent an invalid HTTP response.".into(),
+            UpstreamRefusedUpgrade(status) => format!(
+                "The provider refused the WebSocket session with status {status} (check the model \
+                 and the endpoint)."
+            ),
             UpstreamErrorUnchecked => format!(
                 "The provider answered with an error whose body could not be checked for the API key \
                  (larger than {} KiB, or compressed); it was withheld.",

@@ -23,6 +23,7 @@ pub mod meter;
 pub mod policy;
 pub mod rai;
 pub mod token;
+pub mod ws;
 
 /// A target's property check: panics when a property breaks.
 pub type Check = fn(&[u8]);
@@ -44,6 +45,7 @@ pub const TARGETS: &[(&str, Check)] = &[
     ("policy", policy::check),
     ("rai", rai::check),
     ("token", token::check),
+    ("ws", ws::check),
 ];
 
 /// Splits `data` at the NUL bytes into at most `n` fields (the last one keeps any further NULs), so

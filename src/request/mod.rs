@@ -16,6 +16,7 @@ pub mod methods;
 pub mod outcome;
 pub mod policy;
 pub mod pump;
+pub mod realtime;
 pub mod relay;
 pub mod reply;
 pub mod route;

@@ -21,8 +21,10 @@ use crate::request::exchange::{self, Outgoing};
 use crate::request::forward;
 use crate::request::outcome::Outcome;
 use crate::request::policy;
+use crate::request::realtime;
 use crate::request::reply::{self, Body};
 use crate::server::shutdown::ShutdownWatch;
+use crate::ws::handshake;
 
 /// Relay one request: `after_base` is its path after the base path, `query` its query without `?`.
 pub async fn relay<S: AsyncRead + AsyncWrite + Unpin>(
@@ -38,6 +40,12 @@ pub async fn relay<S: AsyncRead + AsyncWrite + Unpin>(
         Ok(a) => a,
         Err(e) => return reply::refuse(req, e, Body::Unread).await,
     };
+    if handshake::wants_websocket(req.head) {
+        return match realtime::session(req, &mut admitted).await {
+            Ok(outcome) => outcome,
+            Err(error) => reply::refuse(req, error, Body::Unread).await,
+        };
+    }
     match forward_call(req, &mut admitted).await {
         Ok(outcome) => outcome,
         Err((error, body)) => reply::refuse(req, error, body).await,

@@ -22,6 +22,7 @@ use crate::request::reply::{self, Body};
 use crate::request::{access_log, admit, endpoints, relay};
 use crate::server::shutdown::ShutdownWatch;
 use crate::token::secret::SecretString;
+use crate::ws::handshake::token_in_protocols;
 
 /// The answer a request is routed to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -207,6 +208,9 @@ fn header_token(head: &RequestHead) -> Option<&str> {
         .into_iter()
         .filter_map(|name| head.header(name).and_then(|v| std::str::from_utf8(v).ok()))
         .find(|v| is_token_like(v))
+        // A browser cannot set headers on a WebSocket: the official clients carry the API key (here
+        // the relay token) as a subprotocol entry.
+        .or_else(|| token_in_protocols(head).filter(|t| is_token_like(t)))
 }
 
 /// The credentials of an `Authorization: Bearer` value. The scheme is matched case-insensitively and

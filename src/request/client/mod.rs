@@ -179,6 +179,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
         self.buf.consume(n);
     }
 
+    /// Hand the connection over to another protocol after an upgrade (`request/realtime.rs`): the
+    /// socket, and the bytes already read past the request head.
+    pub fn take_over(&mut self) -> (&mut S, Vec<u8>) {
+        let early = self.buf.to_vec();
+        self.buf.consume(early.len());
+        (&mut self.io, early)
+    }
+
     /// Write all of `bytes` with the per-write deadline (never a total deadline: streams may be long).
     pub async fn write_all(&mut self, bytes: &[u8]) -> std::io::Result<()> {
         match tokio::time::timeout(self.pace.write_timeout, self.io.write_all(bytes)).await {

@@ -1,0 +1,398 @@
+//! A relayed WebSocket session (OpenAI Realtime, Azure OpenAI realtime, Gemini Live), once the request
+//! is admitted: its token proven and within its limits, the session counted as one call. The client's
+//! upgrade is checked (`ws/handshake.rs`), the token's model limits applied to the model in the query,
+//! the provider's handshake made with the real key (and the token's subprotocol entry left out), its
+//! 101 proven before the client gets one, then frames are spliced both ways (`ws/session.rs`) while the
+//! provider's usage events are charged as they come: a budgeted session is closed with 1008 after the
+//! response that used its budget up.
+
+use serde_json::json;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::time::Instant;
+
+use crate::budget::charge;
+use crate::budget::lines::lines_for;
+use crate::error::Error;
+use crate::http::framing::BodyFraming;
+use crate::http::head::{parse_response_head, HeadLimits};
+use crate::meter::usage::UsageFamily;
+use crate::request::admit::{self, Admitted};
+use crate::request::context::Request;
+use crate::request::forward;
+use crate::request::outcome::{Cut, Outcome};
+use crate::request::route::Located;
+use crate::store::{Spend, SpendLine, SpendReservation};
+use crate::token::format::Claims;
+use crate::upstream::provider::ApiFamily;
+use crate::ws::handshake::{self, Upgrade};
+use crate::ws::session::{End, Limits, Session, Step};
+
+/// Largest frame payload accepted from either side: realtime audio comes in chunks far below this.
+const MAX_FRAME: u64 = 16 * 1024 * 1024;
+/// Cap on the provider's handshake answer head.
+const MAX_RESPONSE_HEAD: usize = 64 * 1024;
+
+/// Run a WebSocket session for an admitted request. Failures before the client's 101 are returned as
+/// the relay's error answer (the call given back when nothing reached the provider).
+pub async fn session<S: AsyncRead + AsyncWrite + Unpin>(
+    req: &mut Request<'_, S>,
+    admitted: &mut Admitted,
+) -> Result<Outcome, Error> {
+    let app = req.app;
+    let claims = std::sync::Arc::clone(&admitted.claims);
+    let claims = &*claims;
+    let upgrade = match prepare(req, admitted).await {
+        Ok(u) => u,
+        Err(e) => {
+            admit::give_back(app, claims).await;
+            return Err(e);
+        }
+    };
+    let budget_lines = if charge::budgeted(claims) {
+        match open_budget(app, claims).await {
+            Ok(lines) => Some(lines),
+            Err(e) => {
+                admit::give_back(app, claims).await;
+                return Err(e);
+            }
+        }
+    } else {
+        None
+    };
+    match handshake_and_run(req, admitted, upgrade, budget_lines.as_deref()).await {
+        Ok(outcome) => Ok(outcome),
+        Err((e, reached)) => {
+            // Nothing was relayed: the session's call is given back when the provider never saw it.
+            if !reached {
+                admit::give_back(app, claims).await;
+                if let Some(lines) = &budget_lines {
+                    let one = Spend {
+                        calls: 1,
+                        ..Spend::default()
+                    };
+                    let _ = app
+                        .store
+                        .spend_settle(&claims.tid, lines, &one, &Spend::default())
+                        .await;
+                }
+            }
+            Err(e)
+        }
+    }
+}
+
+/// The provider's handshake, the client's 101 and the session. Errors say whether the provider may
+/// have seen the request.
+async fn handshake_and_run<S: AsyncRead + AsyncWrite + Unpin>(
+    req: &mut Request<'_, S>,
+    admitted: &Admitted,
+    upgrade: Upgrade,
+    budget_lines: Option<&[SpendLine]>,
+) -> Result<Outcome, (Error, bool)> {
+    let app = req.app;
+    let claims = &*admitted.claims;
+    let provider = &admitted.provider;
+    let mut conn = match app.upstream.pool.checkout(&provider.base).await {
+        Ok(c) => c,
+        Err(unreachable) => {
+            app.obs
+                .metrics
+                .upstream_unreachable(unreachable.cause.label());
+            return Err((unreachable.error(), false));
+        }
+    };
+    let mut rng = crate::token::format::os_rng();
+    let mut random = [0u8; 20];
+    rng(&mut random);
+    let key = handshake::new_key(random[..16].try_into().expect("16 bytes"));
+    let mut head = forward::request(
+        req.head,
+        provider,
+        &admitted.api_key,
+        &admitted.loc,
+        b"",
+        None,
+    );
+    // The forwarded head ends with its blank line: the upgrade fields go before it.
+    head.truncate(head.len() - 2);
+    head.extend_from_slice(handshake::upstream_fields(&key, &upgrade.protocols).as_bytes());
+    head.extend_from_slice(b"\r\n");
+    let up = &app.cfg.upstream;
+    if tokio::time::timeout(up.read_idle_timeout, conn.stream.write_all(&head))
+        .await
+        .map_or(true, |r| r.is_err())
+    {
+        return Err((Error::UpstreamProtocol, false));
+    }
+    // The provider's answer to the upgrade: a 101 proven against our key, else its refusal.
+    let mut rbuf = Vec::with_capacity(4096);
+    let deadline = Instant::now() + up.response_header_timeout;
+    let limits = HeadLimits {
+        max_head_bytes: MAX_RESPONSE_HEAD,
+        max_headers: 256,
+        max_uri_bytes: MAX_RESPONSE_HEAD,
+    };
+    let resp = loop {
+        if let Some(r) =
+            parse_response_head(&rbuf, &limits).map_err(|_| (Error::UpstreamProtocol, true))?
+        {
+            break r;
+        }
+        match tokio::time::timeout_at(deadline, conn.stream.read_buf(&mut rbuf)).await {
+            Ok(Ok(n)) if n > 0 => {}
+            Ok(_) => return Err((Error::UpstreamProtocol, true)),
+            Err(_) => return Err((Error::UpstreamTimeout, true)),
+        }
+    };
+    let chosen = match handshake::check_response(&resp, &key, &upgrade.protocols) {
+        Ok(chosen) => chosen,
+        Err(why) => {
+            app.obs.log.warn(
+                "provider refused the websocket upgrade",
+                json!({"provider": provider.name, "status": resp.status,
+                       "why": format!("{why:?}"), "rid": req.rid}),
+            );
+            // A provider that refused the session billed nothing: the call is given back.
+            return Err(if resp.status == 101 {
+                (Error::UpstreamProtocol, true)
+            } else {
+                (Error::UpstreamRefusedUpgrade(resp.status), false)
+            });
+        }
+    };
+    rbuf.drain(..resp.head_len);
+    let hello = handshake::client_switching(&upgrade.key, chosen.as_deref(), &req.rid);
+    if req.client.write_all(&hello).await.is_err() {
+        return Ok(Outcome::client_gone());
+    }
+    req.ttfb = Some(req.started.elapsed());
+    let _streaming = app.obs.stats.active_streams.enter();
+    let (client, early) = req.client.take_over();
+    let session_limits = Limits {
+        max_frame: MAX_FRAME,
+        idle: up.read_idle_timeout,
+        write_timeout: app.cfg.server.write_timeout(),
+    };
+    let family = realtime_family(provider.family);
+    let mask = random[16..].try_into().expect("4 bytes");
+    let mut upstream = conn.stream;
+    let mut s = Session::new(client, &mut upstream, session_limits, family, mask, early);
+    // Bytes the provider sent right after its 101 belong to the session.
+    let mut total = Spend {
+        calls: 1,
+        ..Spend::default()
+    };
+    if !rbuf.is_empty() {
+        // Passed through the session's own checks by feeding them as the first upstream read.
+        s.push_upstream(rbuf);
+    }
+    let end = loop {
+        match s.next().await {
+            Step::Usage(u) => {
+                let used = Spend {
+                    calls: 0,
+                    input: u.input,
+                    output: u.output,
+                    cached_input: u.cached_input,
+                    cost: 0,
+                };
+                total = total.adjusted(&used, &Spend::default());
+                if budget_lines.is_some() && !charge_response(app, claims, &used).await {
+                    s.close(1008, "spend budget exhausted").await;
+                }
+            }
+            Step::End(end) => break end,
+        }
+    };
+    let sent = s.sent;
+    drop(s);
+    // An unbudgeted session records its usage once, at its end.
+    if budget_lines.is_none() && total.tokens() > 0 {
+        let now = app.clock.unix_now();
+        let mut lines = lines_for(claims, now);
+        lines.truncate(1);
+        let _ = app
+            .store
+            .spend_settle(&claims.tid, &lines, &Spend::default(), &total)
+            .await;
+    }
+    req.charged = Some(total);
+    app.obs.log.info(
+        "websocket session ended",
+        json!({"rid": req.rid, "end": format!("{end:?}"), "in_tok": total.input, "out_tok": total.output}),
+    );
+    Ok(match end {
+        End::Closed | End::ClosedByRelay | End::Idle => Outcome::Answered {
+            status: 101,
+            bytes: sent,
+            close: true,
+        },
+        End::ClientGone | End::ClientProtocol(_) => Outcome::Cut {
+            status: 101,
+            bytes: sent,
+            cut: Cut::ClientClosed,
+        },
+        End::UpstreamGone | End::UpstreamProtocol(_) => Outcome::Cut {
+            status: 101,
+            bytes: sent,
+            cut: Cut::UpstreamEof,
+        },
+    })
+}
+
+/// Everything checked before the provider is contacted: the upgrade itself, the provider's support
+/// for sessions, the token's limits that apply to one, and room in its budget.
+async fn prepare<S>(req: &mut Request<'_, S>, admitted: &mut Admitted) -> Result<Upgrade, Error> {
+    let claims = &*admitted.claims;
+    let upgrade = handshake::check_request(req.head, req.framing.body != BodyFraming::None)
+        .map_err(|e| Error::BadRequest(e.why()))?;
+    if realtime_family(admitted.provider.family).is_none() {
+        return Err(Error::NotImplemented(
+            "WebSocket sessions for this provider's API family",
+        ));
+    }
+    if claims.mtok.is_some() {
+        return Err(Error::LimitNotEnforceable("output ceiling (`mtok`)"));
+    }
+    apply_model_limits(claims, &mut admitted.loc)?;
+    Ok(upgrade)
+}
+
+/// A budgeted session's start: it needs room on every line it is charged to, and counts as one call
+/// on each of them at once (atomically, as any call). Its tokens are charged response by response.
+async fn open_budget(app: &crate::app::App, claims: &Claims) -> Result<Vec<SpendLine>, Error> {
+    let now = app.clock.unix_now();
+    let lines = lines_for(claims, now);
+    let keys: Vec<&str> = lines.iter().map(|l| l.key.as_str()).collect();
+    let used = app
+        .store
+        .spend_get(&claims.tid, &keys)
+        .await
+        .map_err(|_| Error::StoreUnavailable)?;
+    if !has_room(&lines, &used) {
+        return Err(Error::BudgetExhausted(None));
+    }
+    let one = Spend {
+        calls: 1,
+        ..Spend::default()
+    };
+    match app
+        .store
+        .spend_reserve(&claims.tid, &lines, &one, now)
+        .await
+    {
+        Ok(SpendReservation::Granted) => Ok(lines),
+        Ok(SpendReservation::NoRoom(_)) => Err(Error::BudgetExhausted(None)),
+        Err(_) => Err(Error::StoreUnavailable),
+    }
+}
+
+/// Whether every line has room left in every unit it limits.
+fn has_room(lines: &[SpendLine], used: &[Spend]) -> bool {
+    lines.iter().zip(used).all(|(l, u)| {
+        l.limit.calls.is_none_or(|c| u.calls < c)
+            && l.limit.tokens.is_none_or(|t| u.tokens() < t)
+            && l.limit.cost.is_none_or(|c| u.cost < c)
+    })
+}
+
+/// Charge one response's usage to a budgeted session's lines; `false` when a line is used up.
+async fn charge_response(app: &crate::app::App, claims: &Claims, used: &Spend) -> bool {
+    let now = app.clock.unix_now();
+    let lines = lines_for(claims, now);
+    if app
+        .store
+        .spend_settle(&claims.tid, &lines, &Spend::default(), used)
+        .await
+        .is_err()
+    {
+        return false;
+    }
+    let keys: Vec<&str> = lines.iter().map(|l| l.key.as_str()).collect();
+    match app.store.spend_get(&claims.tid, &keys).await {
+        // The session's own call is already counted: only tokens and money decide.
+        Ok(now_used) => lines.iter().zip(&now_used).all(|(l, u)| {
+            l.limit.tokens.is_none_or(|t| u.tokens() < t) && l.limit.cost.is_none_or(|c| u.cost < c)
+        }),
+        Err(_) => false,
+    }
+}
+
+/// Which usage events a family's realtime sessions send.
+fn realtime_family(family: ApiFamily) -> Option<UsageFamily> {
+    match family {
+        // `response.done` carries `response.usage` with the Responses API's member names.
+        ApiFamily::OpenAi | ApiFamily::Azure => Some(UsageFamily::OpenAiResponses),
+        // Gemini Live's server messages carry `usageMetadata`.
+        ApiFamily::Gemini => Some(UsageFamily::Gemini),
+        _ => None,
+    }
+}
+
+/// `models` and `ext.rep_m` on the model a realtime URL names in its query (`?model=`).
+fn apply_model_limits(claims: &Claims, loc: &mut Located) -> Result<(), Error> {
+    let forced = claims.ext.as_ref().and_then(|e| e.rep_m.as_deref());
+    if claims.models.is_none() && forced.is_none() {
+        return Ok(());
+    }
+    let query = loc.query.strip_prefix('?').unwrap_or(&loc.query);
+    let mut model = None;
+    let mut kept: Vec<String> = Vec::new();
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        match pair.split_once('=') {
+            Some(("model", v)) => {
+                if model.is_some() {
+                    return Err(Error::DuplicateMember("model"));
+                }
+                model =
+                    Some(percent_decode(v).ok_or(Error::InvalidMember("model", "a model name"))?);
+            }
+            _ => kept.push(pair.to_string()),
+        }
+    }
+    if let Some(forced) = forced {
+        kept.push(format!("model={}", percent_encode(forced)));
+    } else if let Some(models) = &claims.models {
+        match &model {
+            Some(m) if models.iter().any(|a| a == m) => {
+                kept.push(format!("model={}", percent_encode(m)))
+            }
+            _ => return Err(Error::ModelNotAllowed),
+        }
+    }
+    loc.query = format!("?{}", kept.join("&"));
+    Ok(())
+}
+
+fn percent_decode(v: &str) -> Option<String> {
+    let b = v.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'%' => {
+                let hex = std::str::from_utf8(b.get(i + 1..i + 3)?).ok()?;
+                out.push(u8::from_str_radix(hex, 16).ok()?);
+                i += 3;
+            }
+            b'+' => return None,
+            c => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+fn percent_encode(v: &str) -> String {
+    v.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}

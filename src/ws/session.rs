@@ -1,0 +1,262 @@
+//! A WebSocket session after both handshakes: bytes are passed each way as they arrive (a frame is
+//! never held whole), every frame head is checked on the way (`ws/frame.rs`), and each message the
+//! provider sends is shown to a usage meter so the caller can charge the session as it goes. The caller
+//! drives it with [`Session::next`], which returns whenever a message reported usage or the session
+//! ended, and may end it early with [`Session::close`] (a limit ran out). Memory per session is fixed:
+//! one read buffer per direction and the meter's bounded state.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use crate::meter::extract::{BodyFormat, Meter, MeterStatus};
+use crate::meter::usage::{Usage, UsageFamily};
+use crate::ws::frame::{close_frame, Event, FrameError, FrameReader, Opcode, Sender};
+
+/// Bytes read from either side at once.
+const READ_CHUNK: usize = 16 * 1024;
+
+/// How a session ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum End {
+    /// Both sides exchanged close frames, or one side closed its connection after its close frame.
+    Closed,
+    /// The client's connection ended without a close frame.
+    ClientGone,
+    /// The provider's connection ended without a close frame.
+    UpstreamGone,
+    /// The client broke the protocol: closed with 1002 or 1009.
+    ClientProtocol(FrameError),
+    /// The provider broke the protocol: the client gets 1011.
+    UpstreamProtocol(FrameError),
+    /// Nothing moved either way for the idle timeout: closed with 1001.
+    Idle,
+    /// The caller closed it (a limit ran out).
+    ClosedByRelay,
+}
+
+/// What [`Session::next`] stopped for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// A provider message reported this usage (already passed on to the client).
+    Usage(Usage),
+    End(End),
+}
+
+/// Settings of one session.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Largest frame payload accepted from either side.
+    pub max_frame: u64,
+    /// A session where nothing moves for this long is closed.
+    pub idle: Duration,
+    /// Per write to either side.
+    pub write_timeout: Duration,
+}
+
+/// One session between a client and a provider.
+pub struct Session<'a, C, U> {
+    client: &'a mut C,
+    upstream: &'a mut U,
+    limits: Limits,
+    /// Masks for the relay's own frames to the provider (a client's frames must be masked, §5.3).
+    mask: [u8; 4],
+    from_client: FrameReader,
+    from_upstream: FrameReader,
+    family: Option<UsageFamily>,
+    meter: Option<Meter>,
+    usage: VecDeque<Usage>,
+    cbuf: Vec<u8>,
+    ubuf: Vec<u8>,
+    /// Provider bytes read before the session began (after its 101), still to be relayed.
+    early_upstream: Vec<u8>,
+    scratch: Vec<u8>,
+    /// Close frames seen from each side.
+    client_closing: bool,
+    upstream_closing: bool,
+    ended: Option<End>,
+    /// Payload bytes sent to the client.
+    pub sent: u64,
+}
+
+impl<'a, C, U> Session<'a, C, U>
+where
+    C: AsyncRead + AsyncWrite + Unpin,
+    U: AsyncRead + AsyncWrite + Unpin,
+{
+    /// A session over two connections whose handshakes are done. `early` holds bytes the client sent
+    /// after its handshake that were already read; `family` the usage reports to meter; `mask` a
+    /// random mask for frames the relay itself writes to the provider.
+    pub fn new(
+        client: &'a mut C,
+        upstream: &'a mut U,
+        limits: Limits,
+        family: Option<UsageFamily>,
+        mask: [u8; 4],
+        early: Vec<u8>,
+    ) -> Self {
+        Session {
+            client,
+            upstream,
+            limits,
+            mask,
+            from_client: FrameReader::new(Sender::Client, limits.max_frame),
+            from_upstream: FrameReader::new(Sender::Server, limits.max_frame),
+            family,
+            meter: None,
+            usage: VecDeque::new(),
+            cbuf: early,
+            ubuf: Vec::with_capacity(READ_CHUNK),
+            early_upstream: Vec::new(),
+            scratch: Vec::new(),
+            client_closing: false,
+            upstream_closing: false,
+            ended: None,
+            sent: 0,
+        }
+    }
+
+    /// Provider bytes that came with its handshake answer: relayed first, checked like any.
+    pub fn push_upstream(&mut self, bytes: Vec<u8>) {
+        self.early_upstream = bytes;
+    }
+
+    /// Relay until a message reports usage or the session ends.
+    pub async fn next(&mut self) -> Step {
+        loop {
+            if let Some(u) = self.usage.pop_front() {
+                return Step::Usage(u);
+            }
+            if let Some(end) = self.ended {
+                return Step::End(end);
+            }
+            if !self.early_upstream.is_empty() {
+                let bytes = std::mem::take(&mut self.early_upstream);
+                self.relay_upstream_bytes(&bytes).await;
+                continue;
+            }
+            if !self.cbuf.is_empty() {
+                let bytes = std::mem::take(&mut self.cbuf);
+                self.relay_client_bytes(&bytes).await;
+                continue;
+            }
+            self.cbuf.reserve(READ_CHUNK);
+            self.ubuf.clear();
+            self.ubuf.reserve(READ_CHUNK);
+            let idle = tokio::time::sleep(self.limits.idle);
+            tokio::select! {
+                r = self.client.read_buf(&mut self.cbuf) => match r {
+                    Ok(n) if n > 0 => {}
+                    _ => {
+                        self.cbuf.clear();
+                        // A client gone after its close frame has finished the close handshake.
+                        self.ended = Some(if self.client_closing { End::Closed } else { End::ClientGone });
+                        let _ = self.upstream.shutdown().await;
+                    }
+                },
+                r = self.upstream.read_buf(&mut self.ubuf) => match r {
+                    Ok(n) if n > 0 => {
+                        let bytes = std::mem::take(&mut self.ubuf);
+                        self.relay_upstream_bytes(&bytes).await;
+                        self.ubuf = bytes;
+                    }
+                    _ => {
+                        self.ended = Some(if self.upstream_closing { End::Closed } else { End::UpstreamGone });
+                        let _ = self.client.shutdown().await;
+                    }
+                },
+                () = idle => {
+                    self.close_both(1001, "idle timeout").await;
+                    self.ended = Some(End::Idle);
+                }
+            }
+        }
+    }
+
+    /// End the session now: a close frame with `code` and `reason` (which must carry no secret) to
+    /// both sides.
+    pub async fn close(&mut self, code: u16, reason: &str) {
+        if self.ended.is_none() {
+            self.close_both(code, reason).await;
+            self.ended = Some(End::ClosedByRelay);
+        }
+    }
+
+    async fn close_both(&mut self, code: u16, reason: &str) {
+        if !self.client_closing {
+            let f = close_frame(code, reason, None);
+            let _ =
+                tokio::time::timeout(self.limits.write_timeout, self.client.write_all(&f)).await;
+        }
+        if !self.upstream_closing {
+            let f = close_frame(code, reason, Some(self.mask));
+            let _ =
+                tokio::time::timeout(self.limits.write_timeout, self.upstream.write_all(&f)).await;
+        }
+        let _ = self.client.shutdown().await;
+        let _ = self.upstream.shutdown().await;
+    }
+
+    /// Check the client's bytes frame by frame and pass them to the provider.
+    async fn relay_client_bytes(&mut self, bytes: &[u8]) {
+        let mut closing = false;
+        let checked = self.from_client.feed(bytes, &mut self.scratch, &mut |e| {
+            if let Event::Close { .. } = e {
+                closing = true;
+            }
+        });
+        if let Err(e) = checked {
+            self.close_both(e.close_code(), "protocol error").await;
+            self.ended = Some(End::ClientProtocol(e));
+            return;
+        }
+        self.client_closing |= closing;
+        let written =
+            tokio::time::timeout(self.limits.write_timeout, self.upstream.write_all(bytes)).await;
+        if !matches!(written, Ok(Ok(()))) {
+            self.close_both(1011, "provider unreachable").await;
+            self.ended = Some(End::UpstreamGone);
+        }
+    }
+
+    /// Check the provider's bytes frame by frame, meter its messages, and pass them to the client.
+    async fn relay_upstream_bytes(&mut self, bytes: &[u8]) {
+        let (family, meter, usage) = (self.family, &mut self.meter, &mut self.usage);
+        let mut closing = false;
+        let checked = self
+            .from_upstream
+            .feed(bytes, &mut self.scratch, &mut |e| match e {
+                Event::Data { message, bytes } => {
+                    if let (Some(f), Opcode::Text | Opcode::Binary) = (family, message) {
+                        meter
+                            .get_or_insert_with(|| Meter::new(f, BodyFormat::Json))
+                            .feed(bytes);
+                    }
+                }
+                Event::MessageEnd { .. } => {
+                    if let Some(m) = meter.take() {
+                        let m = m.finish();
+                        if m.status == MeterStatus::Complete {
+                            usage.push_back(m.usage);
+                        }
+                    }
+                }
+                Event::Close { .. } => closing = true,
+            });
+        if let Err(e) = checked {
+            self.close_both(1011, "provider protocol error").await;
+            self.ended = Some(End::UpstreamProtocol(e));
+            return;
+        }
+        self.upstream_closing |= closing;
+        let written =
+            tokio::time::timeout(self.limits.write_timeout, self.client.write_all(bytes)).await;
+        if matches!(written, Ok(Ok(()))) {
+            self.sent += bytes.len() as u64;
+        } else {
+            self.close_both(1001, "client gone").await;
+            self.ended = Some(End::ClientGone);
+        }
+    }
+}
