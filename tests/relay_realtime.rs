@@ -408,3 +408,21 @@ async fn broken_upgrades_and_refused_sessions_cost_nothing() {
         .json();
     assert_eq!(doc["calls_used"], 0, "{doc}");
 }
+
+#[tokio::test]
+async fn a_relay_that_shuts_down_closes_its_sessions_with_going_away() {
+    let (base, _) = provider(None).await;
+    let mut relay = Relay::start(config(&base));
+    let token = relay.token("openai", None);
+    let (mut s, head, mut buf) = open(&relay, &token, "").await;
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    let mut r = MessageReader::default();
+    r.next(&mut s, &mut buf, false).await; // session.created
+    let status = tokio::task::spawn_blocking(move || relay.terminate());
+    // The client is told to go elsewhere at once, not cut when the grace period ends.
+    assert_eq!(
+        r.next(&mut s, &mut buf, false).await,
+        Some(Msg::Close(1001))
+    );
+    assert!(status.await.unwrap().success());
+}

@@ -69,7 +69,9 @@ fn reference(sender: Sender, mut b: &[u8]) -> Vec<String> {
         if (control && (!fin || len > 125)) || (!control && len > MAX_PAYLOAD) {
             break;
         }
-        let Some(p) = b.get(at..at + len as usize) else { break };
+        let Some(p) = b.get(at..at + len as usize) else {
+            break;
+        };
         let payload: Vec<u8> = match mask {
             Some(m) => p.iter().enumerate().map(|(i, x)| x ^ m[i % 4]).collect(),
             None => p.to_vec(),
@@ -121,7 +123,10 @@ pub fn check(data: &[u8]) {
     // first frame it cannot take; the reader may refuse a close frame the reference passes).
     let data_msgs: Vec<&String> = whole.0.iter().filter(|e| !e.starts_with("close")).collect();
     let refs = reference(sender, stream);
-    assert!(data_msgs.len() <= refs.len() || !whole.1, "messages beyond the reference");
+    assert!(
+        data_msgs.len() <= refs.len() || !whole.1,
+        "messages beyond the reference"
+    );
     for (a, b) in data_msgs.iter().zip(&refs) {
         assert_eq!(*a, b, "message differs from the reference");
     }

@@ -21,6 +21,7 @@ use crate::request::context::Request;
 use crate::request::forward;
 use crate::request::outcome::{Cut, Outcome};
 use crate::request::route::Located;
+use crate::server::shutdown::ShutdownWatch;
 use crate::store::{Spend, SpendLine, SpendReservation};
 use crate::token::format::Claims;
 use crate::upstream::provider::ApiFamily;
@@ -37,6 +38,7 @@ const MAX_RESPONSE_HEAD: usize = 64 * 1024;
 pub async fn session<S: AsyncRead + AsyncWrite + Unpin>(
     req: &mut Request<'_, S>,
     admitted: &mut Admitted,
+    shutdown: &ShutdownWatch,
 ) -> Result<Outcome, Error> {
     let app = req.app;
     let claims = std::sync::Arc::clone(&admitted.claims);
@@ -59,7 +61,7 @@ pub async fn session<S: AsyncRead + AsyncWrite + Unpin>(
     } else {
         None
     };
-    match handshake_and_run(req, admitted, upgrade, budget_lines.as_deref()).await {
+    match handshake_and_run(req, admitted, upgrade, budget_lines.as_deref(), shutdown).await {
         Ok(outcome) => Ok(outcome),
         Err((e, reached)) => {
             // Nothing was relayed: the session's call is given back when the provider never saw it.
@@ -88,6 +90,7 @@ async fn handshake_and_run<S: AsyncRead + AsyncWrite + Unpin>(
     admitted: &Admitted,
     upgrade: Upgrade,
     budget_lines: Option<&[SpendLine]>,
+    shutdown: &ShutdownWatch,
 ) -> Result<Outcome, (Error, bool)> {
     let app = req.app;
     let claims = &*admitted.claims;
@@ -176,7 +179,15 @@ async fn handshake_and_run<S: AsyncRead + AsyncWrite + Unpin>(
     let family = realtime_family(provider.family);
     let mask = random[16..].try_into().expect("4 bytes");
     let mut upstream = conn.stream;
-    let mut s = Session::new(client, &mut upstream, session_limits, family, mask, early);
+    let mut s = Session::new(
+        client,
+        &mut upstream,
+        session_limits,
+        family,
+        mask,
+        early,
+        shutdown.clone(),
+    );
     // Bytes the provider sent right after its 101 belong to the session.
     let mut total = Spend {
         calls: 1,
@@ -222,7 +233,7 @@ async fn handshake_and_run<S: AsyncRead + AsyncWrite + Unpin>(
         json!({"rid": req.rid, "end": format!("{end:?}"), "in_tok": total.input, "out_tok": total.output}),
     );
     Ok(match end {
-        End::Closed | End::ClosedByRelay | End::Idle => Outcome::Answered {
+        End::Closed | End::ClosedByRelay | End::Idle | End::ShuttingDown => Outcome::Answered {
             status: 101,
             bytes: sent,
             close: true,

@@ -41,7 +41,7 @@ pub async fn relay<S: AsyncRead + AsyncWrite + Unpin>(
         Err(e) => return reply::refuse(req, e, Body::Unread).await,
     };
     if handshake::wants_websocket(req.head) {
-        return match realtime::session(req, &mut admitted).await {
+        return match realtime::session(req, &mut admitted, shutdown).await {
             Ok(outcome) => outcome,
             Err(error) => reply::refuse(req, error, Body::Unread).await,
         };

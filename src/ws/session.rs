@@ -12,6 +12,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::meter::extract::{BodyFormat, Meter, MeterStatus};
 use crate::meter::usage::{Usage, UsageFamily};
+use crate::server::shutdown::ShutdownWatch;
 use crate::ws::frame::{close_frame, Event, FrameError, FrameReader, Opcode, Sender};
 
 /// Bytes read from either side at once.
@@ -32,6 +33,8 @@ pub enum End {
     UpstreamProtocol(FrameError),
     /// Nothing moved either way for the idle timeout: closed with 1001.
     Idle,
+    /// The relay began shutting down: closed with 1001 so the client reconnects elsewhere.
+    ShuttingDown,
     /// The caller closed it (a limit ran out).
     ClosedByRelay,
 }
@@ -76,6 +79,7 @@ pub struct Session<'a, C, U> {
     client_closing: bool,
     upstream_closing: bool,
     ended: Option<End>,
+    shutdown: ShutdownWatch,
     /// Payload bytes sent to the client.
     pub sent: u64,
 }
@@ -95,6 +99,7 @@ where
         family: Option<UsageFamily>,
         mask: [u8; 4],
         early: Vec<u8>,
+        shutdown: ShutdownWatch,
     ) -> Self {
         Session {
             client,
@@ -113,6 +118,7 @@ where
             client_closing: false,
             upstream_closing: false,
             ended: None,
+            shutdown,
             sent: 0,
         }
     }
@@ -169,6 +175,10 @@ where
                 () = idle => {
                     self.close_both(1001, "idle timeout").await;
                     self.ended = Some(End::Idle);
+                }
+                () = self.shutdown.wait() => {
+                    self.close_both(1001, "relay shutting down").await;
+                    self.ended = Some(End::ShuttingDown);
                 }
             }
         }
