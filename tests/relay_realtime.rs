@@ -426,3 +426,54 @@ async fn a_relay_that_shuts_down_closes_its_sessions_with_going_away() {
     );
     assert!(status.await.unwrap().success());
 }
+
+#[tokio::test]
+async fn provider_secrets_need_an_explicit_path_and_never_outlive_the_token() {
+    let up = MockUpstream::start(false).await;
+    let relay = Relay::start(test_config(&up));
+    let post = |token: String, body: &'static str| {
+        let addr = relay.addr;
+        async move {
+            request(
+                addr,
+                "POST",
+                &format!("/relayapi/{token}/realtime/client_secrets"),
+                &[("content-type", "application/json")],
+                body,
+            )
+            .await
+        }
+    };
+    let body =
+        r#"{"expires_after":{"anchor":"created_at","seconds":7200},"session":{"type":"realtime"}}"#;
+    // A token that does not name the endpoint cannot hand out a provider key.
+    let r = post(relay.token("openai", None), body).await;
+    assert_eq!(r.status, 403, "{}", r.text());
+    assert_eq!(r.json()["error"]["code"], "endpoint_not_allowed");
+    assert_eq!(up.count(), 0);
+    // One that does gets a secret that expires with it (an hour of life left at most).
+    let c = Claims {
+        paths: Some(vec!["/realtime/client_secrets".into()]),
+        ..relay.claims("openai", None)
+    };
+    let r = post(relay.mint(&c), body).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let sent = up.requests().pop().unwrap().json();
+    let seconds = sent["expires_after"]["seconds"].as_u64().unwrap();
+    assert!((3590..=3600).contains(&seconds), "{sent}");
+    // A spend limit cannot follow a provider key: refused even when the path is named.
+    let b = Claims {
+        bud: Some(Budget {
+            tok: Some(1000),
+            cost: None,
+        }),
+        ..c.clone()
+    };
+    let b = Claims {
+        jti: relay.claims("openai", None).jti,
+        ..b
+    };
+    let r = post(relay.mint(&b), body).await;
+    assert_eq!(r.status, 403, "{}", r.text());
+    assert_eq!(r.json()["error"]["code"], "limit_not_enforceable");
+}

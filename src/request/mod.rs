@@ -20,3 +20,4 @@ pub mod realtime;
 pub mod relay;
 pub mod reply;
 pub mod route;
+pub mod secrets;

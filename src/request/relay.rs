@@ -23,6 +23,7 @@ use crate::request::outcome::Outcome;
 use crate::request::policy;
 use crate::request::realtime;
 use crate::request::reply::{self, Body};
+use crate::request::secrets;
 use crate::server::shutdown::ShutdownWatch;
 use crate::ws::handshake;
 
@@ -75,6 +76,7 @@ async fn forward_call<S: AsyncRead + AsyncWrite + Unpin>(
     let streamed = (framing != BodyFraming::None
         && !policy::inspects_body(claims)
         && !charge::budgeted(claims)
+        && !secrets::is_secret_endpoint(admitted.provider.family, &admitted.loc.rest)
         && req.client.holds_whole_body(framing, max_body) == Ok(false))
     .then_some(framing);
     let mut share = app.limits.bodies.share(req.ip);
@@ -120,6 +122,17 @@ async fn forward_call<S: AsyncRead + AsyncWrite + Unpin>(
         body = applied.body;
         if let Some(path) = applied.path {
             admitted.loc.rest = path;
+        }
+        // A provider secret never outlives the token that asked for it (`request/secrets.rs`).
+        if secrets::is_secret_endpoint(family, &admitted.loc.rest) {
+            let left = claims.exp.saturating_sub(app.clock.unix_now());
+            body = match secrets::clamp_lifetime(&admitted.loc.rest, body, left) {
+                Ok(b) => b,
+                Err(error) => {
+                    admit::give_back(app, claims).await;
+                    return Err((error, Body::Done));
+                }
+            };
         }
     }
     // A budgeted call reserves its worst case now, with its output ceiling lowered to what the budget
