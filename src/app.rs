@@ -17,7 +17,7 @@ use crate::metrics::{Metrics, RequestIds, Stats};
 use crate::store::Store;
 use crate::token::cache::TokenCache;
 use crate::token::format::IpNet;
-use crate::token::rai::Keyring;
+use crate::token::live_keyring::LiveKeyring;
 use crate::token::secret::SecretString;
 use crate::upstream::client::Upstream;
 use crate::upstream::key_scrub::FragmentCache;
@@ -37,7 +37,8 @@ pub struct App {
 
 /// What proves a request, and the provider keys a proven one is sent with.
 pub struct Keys {
-    pub keyring: Keyring,
+    /// The tenant keys in force; a reload swaps them (read once per request).
+    pub keyring: LiveKeyring,
     /// Tokens already proven authentic, and remembered verdicts (bounded).
     pub tokens: TokenCache,
     /// Server-side API keys (`kref` claim), read from the environment at start-up.

@@ -19,12 +19,16 @@ USAGE:
 SERVE (default):
     --config PATH     server settings (default: ./config.json)
     --rai PATH|DIR    client config with the token key, or a directory of *.rai files, one per
-                      tenant (default: ./default.rai; generated with a fresh key when missing)
-    --dev             keep usage counts in memory whatever config.json's `store` says (development
-                      only: counts and revocations are lost when the relay stops)
+                      tenant (default: ./default.rai; generated with a fresh key when missing).
+                      Reloaded without a restart on SIGHUP and when the files change.
+    --dev             development on this machine: usage counts kept in memory whatever config.json's
+                      `store` says (lost when the relay stops), and the published development key of
+                      the repository's default.rai accepted (on a loopback address only, and not with
+                      `trusted_proxies` set)
 
-    The repository's default.rai holds a published development key: the relay refuses to serve it on
-    a non-loopback address. Make your own with `relayapi gen-rai --out prod.rai`.
+    The repository's default.rai holds a published development key: anyone can mint tokens with it,
+    so the relay refuses to start with it unless given --dev. Make your own with
+    `relayapi gen-rai --out prod.rai` and start with `--rai prod.rai`.
 
 GEN-RAI:
     Writes a new .rai client config with a fresh random key; see `relayapi gen-rai --help`.

@@ -22,13 +22,15 @@ use relayapi::limits::log_sampler::{LogSampler, REPORT_INTERVAL_SECS};
 use relayapi::log::Logger;
 use relayapi::metrics::Metrics;
 use relayapi::metrics::{RequestIds, Stats};
+use relayapi::server::key_reload::{self, KeySource};
 use relayapi::server::tls::{self, ServerTls};
 use relayapi::server::{accept, redirect};
 use relayapi::store;
 use relayapi::store::Store;
 use relayapi::token::cache::{TokenCache, TOKEN_CACHE_ENTRIES};
 use relayapi::token::format::{self, Claims, Ext};
-use relayapi::token::rai::{self, Keyring};
+use relayapi::token::live_keyring::LiveKeyring;
+use relayapi::token::rai;
 use relayapi::token::secret::SecretString;
 use relayapi::upstream::client::Upstream;
 use relayapi::upstream::key_scrub::FragmentCache;
@@ -166,6 +168,14 @@ fn mint(m: &MintArgs) -> Result<(), String> {
         None => None,
     };
     let now = SystemClock.unix_now();
+    if !r.crypto.window.contains(now) {
+        return Err(format!(
+            "cannot mint: the key `{}` of {} is outside its validity window now (fields \
+             `crypto.not_before` / `crypto.not_after`); the relay would refuse its tokens",
+            r.crypto.key_id,
+            m.rai.display()
+        ));
+    }
     let mut rng = format::os_rng();
     let claims = Claims {
         key,
@@ -246,31 +256,19 @@ fn serve(config_path: &Path, rai_path: &Path, rai_given: bool, dev: bool) -> Res
             json!({"path": rai_path.display().to_string()}),
         );
     }
-    let (keyring, rais) = rai::load_keyring(rai_path).map_err(|e| e.to_string())?;
-    check_published_key(&cfg, &keyring, rai_path)?;
-    let published_dev_key = keyring.contains_published_dev_key();
+    let key_source = KeySource::new(rai_path, &cfg, dev);
+    // Taken before the keys are read, so a change made while they load is picked up by the first look.
+    let key_files_seen = key_source.fingerprint();
+    let keys = key_source.load().map_err(|e| e.to_string())?;
+    let published_dev_key = keys.published_dev_key;
     if published_dev_key {
         log.warn(
-            "serving the published development key (the repository's default.rai): anyone can mint \
-             tokens for this relay, so it only listens on loopback; make your own with `relayapi gen-rai`",
+            "--dev: serving the published development key (the repository's default.rai): anyone on this \
+             machine can mint tokens for this relay; make your own with `relayapi gen-rai`",
             json!({"rai": rai_path.display().to_string()}),
         );
     }
-    for r in &rais {
-        if r.server.base_path != cfg.server.base_path {
-            log.warn(
-                "base_path differs between config.json and a .rai file; SDK URLs will not match this relay",
-                json!({"config": cfg.server.base_path, "rai": r.server.base_path}),
-            );
-        }
-        let scheme = if cfg.tls.is_some() { "https" } else { "http" };
-        if r.server.scheme != scheme {
-            log.warn(
-                "server.scheme of a .rai file differs from what this relay serves; SDK URLs will not reach it",
-                json!({"relay": scheme, "rai": r.server.scheme, "tenant": r.crypto.tenant_id}),
-            );
-        }
-    }
+    key_source.warn_mismatches(&log, &keys.files);
     let tls = match &cfg.tls {
         Some(t) => Some(Arc::new(
             ServerTls::load(t).map_err(|e| format!("{}: {e}", config_path.display()))?,
@@ -305,12 +303,14 @@ fn serve(config_path: &Path, rai_path: &Path, rai_given: bool, dev: bool) -> Res
             None => None,
         };
         // Installed before the relay says it is listening: SIGHUP's default action is to terminate,
-        // and `systemctl reload` may come at any time after start.
-        let hup = reload_requests().map_err(|e| format!("cannot install a SIGHUP handler: {e}"))?;
+        // and `systemctl reload` may come at any time after start. One receiver for the keys, one for
+        // the certificate.
+        let [keys_hup, tls_hup] =
+            reload_requests().map_err(|e| format!("cannot install a SIGHUP handler: {e}"))?;
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let app = Arc::new(App {
             keys: Keys {
-                keyring,
+                keyring: LiveKeyring::new(keys.ring),
                 tokens: TokenCache::new(TOKEN_CACHE_ENTRIES),
                 api_keys,
                 fragments: FragmentCache::default(),
@@ -366,7 +366,7 @@ fn serve(config_path: &Path, rai_path: &Path, rai_given: bool, dev: bool) -> Res
             "rai": rai_path.display().to_string(),
             "published_dev_key": published_dev_key,
             "provider_overrides": overrides,
-            "tenants": app.keys.keyring.len(),
+            "tenants": app.keys.keyring.current().len(),
             "store": app.store.kind(),
         });
         if let Some(t) = &tls {
@@ -394,17 +394,20 @@ fn serve(config_path: &Path, rai_path: &Path, rai_given: bool, dev: bool) -> Res
                 stopped(stop_rx.clone()),
             )));
         }
-        match &tls {
-            Some(t) => {
-                let interval = app.cfg.tls.as_ref().and_then(|c| c.reload_interval);
-                tasks.push(tokio::spawn(tls::watch(
-                    t.clone(),
-                    log.clone(),
-                    interval,
-                    hup,
-                )));
-            }
-            None => tasks.push(tokio::spawn(ignore_reloads(log.clone(), hup))),
+        tasks.push(tokio::spawn(key_reload::watch(
+            app.clone(),
+            key_source,
+            key_files_seen,
+            keys_hup,
+        )));
+        if let Some(t) = &tls {
+            let interval = app.cfg.tls.as_ref().and_then(|c| c.reload_interval);
+            tasks.push(tokio::spawn(tls::watch(
+                t.clone(),
+                log.clone(),
+                interval,
+                tls_hup,
+            )));
         }
         tasks.push(tokio::spawn(report_suppressed_lines(app.clone())));
         tokio::spawn(async move {
@@ -441,34 +444,28 @@ async fn report_suppressed_lines(app: Arc<App>) {
     }
 }
 
-/// SIGHUP, forwarded as messages: the reload request of `systemctl reload` and certificate renewal
-/// hooks.
-fn reload_requests() -> std::io::Result<tokio::sync::mpsc::Receiver<()>> {
-    let (tx, rx) = tokio::sync::mpsc::channel(1);
+/// SIGHUP, forwarded as messages to each of `N` reloaders (keys, certificate): the reload request of
+/// `systemctl reload`, key rotations and certificate renewal hooks.
+fn reload_requests<const N: usize>() -> std::io::Result<[tokio::sync::mpsc::Receiver<()>; N]> {
+    let (txs, rxs): (Vec<_>, Vec<_>) = (0..N).map(|_| tokio::sync::mpsc::channel(1)).unzip();
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
         let mut hup = signal(SignalKind::hangup())?;
         tokio::spawn(async move {
             while hup.recv().await.is_some() {
-                // A reload already queued covers this one too.
-                let _ = tx.try_send(());
+                for tx in &txs {
+                    // A reload already queued covers this one too.
+                    let _ = tx.try_send(());
+                }
             }
         });
     }
     #[cfg(not(unix))]
-    drop(tx);
-    Ok(rx)
-}
-
-/// Without TLS there is nothing to reload; say so instead of dying (SIGHUP's default action).
-async fn ignore_reloads(log: Logger, mut hup: tokio::sync::mpsc::Receiver<()>) {
-    while hup.recv().await.is_some() {
-        log.info(
-            "SIGHUP: nothing to reload (certificates reload only with `tls` set; config.json changes need a restart)",
-            json!({}),
-        );
-    }
+    drop(txs);
+    Ok(rxs
+        .try_into()
+        .unwrap_or_else(|_| unreachable!("N receivers were made")))
 }
 
 /// Resolves on SIGTERM (systemd, docker) or SIGINT (Ctrl-C).
@@ -486,21 +483,6 @@ async fn shutdown_signal() {
     {
         let _ = tokio::signal::ctrl_c().await;
     }
-}
-
-/// The repository's default.rai key is public. Serving it anywhere but loopback would let anyone mint
-/// tokens for this relay.
-fn check_published_key(cfg: &Config, keyring: &Keyring, rai_path: &Path) -> Result<(), String> {
-    let ip = cfg.server.addr.ip();
-    if keyring.contains_published_dev_key() && !ip.is_loopback() {
-        return Err(format!(
-            "{}: holds the published development key, which must not be served on {ip}. \
-             Make a fresh key with `relayapi gen-rai --host <public-host> --out relay.rai` and start with \
-             `--rai relay.rai` (give the same file to your backend).",
-            rai_path.display()
-        ));
-    }
-    Ok(())
 }
 
 /// Server-side keys come from the environment; a missing variable is a deployment error found at start.

@@ -182,13 +182,20 @@ async fn the_start_line_names_files_keys_and_provider_overrides() {
         "{line}"
     );
 
-    // The repository's default.rai: the published key, said so on the start line and in a warning.
+    // The repository's default.rai with --dev: the published key, said so on the start line and in a
+    // warning.
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("config.json");
     std::fs::write(&cfg, test_config(&up).to_string()).unwrap();
     let default_rai = concat!(env!("CARGO_MANIFEST_DIR"), "/default.rai");
     let mut child = Command::new(env!("CARGO_BIN_EXE_relayapi"))
-        .args(["--config", cfg.to_str().unwrap(), "--rai", default_rai])
+        .args([
+            "--config",
+            cfg.to_str().unwrap(),
+            "--rai",
+            default_rai,
+            "--dev",
+        ])
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();

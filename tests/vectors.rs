@@ -249,6 +249,9 @@ struct InvalidCase {
     now: u64,
 }
 
+/// Any verification time: the vector keys carry no validity window.
+const ANY_TIME: u64 = 0;
+
 fn keyring() -> Keyring {
     let keys: Vec<KeyEntry> = load("keys.json", "keys");
     let mut ring = Keyring::new();
@@ -332,14 +335,19 @@ fn generate_vectors() {
     for case in &cases {
         let claims = claims_of(&case.claims);
         assert_eq!(canonical_json(&claims), case.claims_json, "{}", case.desc);
-        let (_, key) = ring.get(&case.kid).unwrap();
+        let (_, key) = ring.get(&case.kid, ANY_TIME).unwrap();
         assert_eq!(
             mint_with(&claims, &case.kid, key, salt_of(&case.salt)),
             case.token,
             "{}",
             case.desc
         );
-        assert_eq!(verify(&case.token, &ring), Ok(claims), "{}", case.desc);
+        assert_eq!(
+            verify(&case.token, &ring, ANY_TIME),
+            Ok(claims),
+            "{}",
+            case.desc
+        );
     }
     assert_eq!(cases.len(), 10);
 }
@@ -349,8 +357,8 @@ fn verify_vectors() {
     let ring = keyring();
     let cases: Vec<VerifyCase> = load("verify.json", "verify");
     for case in &cases {
-        let claims =
-            verify(&case.token, &ring).unwrap_or_else(|_| panic!("{}: refused", case.desc));
+        let claims = verify(&case.token, &ring, ANY_TIME)
+            .unwrap_or_else(|_| panic!("{}: refused", case.desc));
         let result = match check_time(&claims, case.now, 0, case.max_lifetime) {
             Ok(()) => "ok",
             Err(TimeError::Expired) => "expired",
@@ -370,7 +378,7 @@ fn invalid_vectors() {
     let ring = keyring();
     let cases: Vec<InvalidCase> = load("invalid.json", "invalid");
     for case in &cases {
-        let outcome = catch_unwind(AssertUnwindSafe(|| verify(&case.token, &ring)));
+        let outcome = catch_unwind(AssertUnwindSafe(|| verify(&case.token, &ring, ANY_TIME)));
         match outcome {
             Ok(result) => assert_eq!(
                 result,
@@ -422,7 +430,7 @@ struct ConformanceRai {
 #[test]
 fn conformance_tokens() {
     let ring = keyring();
-    let (_, k1) = ring.get("k1").unwrap();
+    let (_, k1) = ring.get("k1", ANY_TIME).unwrap();
     let conf: Conformance = load("conformance.json", "conformance");
     let mut minted = 0;
     for case in &conf.tokens {
@@ -431,7 +439,7 @@ fn conformance_tokens() {
             case.plaintext.is_some() != case.plaintext_hex.is_some(),
             "{label}"
         );
-        let outcome = catch_unwind(AssertUnwindSafe(|| verify(&case.token, &ring)))
+        let outcome = catch_unwind(AssertUnwindSafe(|| verify(&case.token, &ring, ANY_TIME)))
             .unwrap_or_else(|_| panic!("verify panicked: {label}"));
         match case.verdict.as_str() {
             "valid" => {
@@ -456,7 +464,7 @@ fn conformance_tokens() {
                 let canonical = case.canonical.as_deref().unwrap();
                 assert_eq!(canonical_json(&c), canonical, "{label}");
                 let token = mint_with(&c, "k1", k1, salt_of(&case.salt));
-                assert_eq!(verify(&token, &ring), Ok(c), "{label}");
+                assert_eq!(verify(&token, &ring, ANY_TIME), Ok(c), "{label}");
                 if case.plaintext.as_deref() == Some(canonical) {
                     assert_eq!(token, case.token, "{label}");
                 }
@@ -648,7 +656,7 @@ fn mint_verify_round_trip_with_random_keys() {
         ring.insert(&kid, &tenant, key.clone()).unwrap();
         let claims = random_claims(&mut r, &tenant);
         let token = mint(&claims, &kid, &key, &mut os);
-        assert_eq!(verify(&token, &ring), Ok(claims.clone()));
+        assert_eq!(verify(&token, &ring, ANY_TIME), Ok(claims.clone()));
         // The canonical form re-parses to the same claims, so minters in other languages agree.
         assert_eq!(
             Claims::from_json(&canonical_json(&claims)),
@@ -660,7 +668,7 @@ fn mint_verify_round_trip_with_random_keys() {
         other
             .insert(&kid, &tenant, SecretKey::from_bytes(key_bytes))
             .unwrap();
-        assert_eq!(verify(&token, &other), Err(InvalidToken));
+        assert_eq!(verify(&token, &other, ANY_TIME), Err(InvalidToken));
     }
 }
 
@@ -669,7 +677,7 @@ fn public_mint_never_repeats_a_token() {
     let ring = keyring();
     let cases: Vec<GenerateCase> = load("generate.json", "generate");
     let claims = claims_of(&cases[0].claims);
-    let (_, key) = ring.get(&cases[0].kid).unwrap();
+    let (_, key) = ring.get(&cases[0].kid, ANY_TIME).unwrap();
     let mut os = os_rng();
     let mut tokens = HashSet::new();
     let mut ids = HashSet::new();
@@ -679,7 +687,7 @@ fn public_mint_never_repeats_a_token() {
     }
     // Each of them still verifies (spot check: the salt changed, not the meaning).
     for t in tokens.iter().take(20) {
-        assert_eq!(verify(t, &ring).as_ref(), Ok(&claims));
+        assert_eq!(verify(t, &ring, ANY_TIME).as_ref(), Ok(&claims));
     }
 }
 
@@ -689,7 +697,7 @@ fn flipping_any_single_bit_fails_verification() {
     let cases: Vec<GenerateCase> = load("generate.json", "generate");
     let mut checked = 0usize;
     for case in &cases {
-        assert!(verify(&case.token, &ring).is_ok());
+        assert!(verify(&case.token, &ring, ANY_TIME).is_ok());
         // Bits of the text after the prefix. Flips that leave ASCII are tested; the others cannot be
         // a &str at all.
         let text = case.token.as_bytes();
@@ -699,7 +707,7 @@ fn flipping_any_single_bit_fails_verification() {
                 t[i] ^= 1 << bit;
                 let t = String::from_utf8(t).unwrap();
                 assert_eq!(
-                    verify(&t, &ring),
+                    verify(&t, &ring, ANY_TIME),
                     Err(InvalidToken),
                     "{}: text byte {i} bit {bit}",
                     case.desc
@@ -715,7 +723,7 @@ fn flipping_any_single_bit_fails_verification() {
                 b[i] ^= 1 << bit;
                 let t = format!("rt1.{}", URL_SAFE_NO_PAD.encode(&b));
                 assert_eq!(
-                    verify(&t, &ring),
+                    verify(&t, &ring, ANY_TIME),
                     Err(InvalidToken),
                     "{}: blob byte {i} bit {bit}",
                     case.desc

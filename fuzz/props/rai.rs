@@ -2,12 +2,13 @@
 //! `parse_rai` accepts is a JSON object without repeated member names (rai.rs keeps duplicates that
 //! `serde_json::Value` would silently merge, and must refuse them), with only the documented members
 //! at each level, and the parsed values are the ones `serde_json` reads. An accepted file survives
-//! `to_json_pretty` and re-parsing unchanged, its key ids are valid and distinct. Neither an error
+//! `to_json_pretty` and re-parsing unchanged, its key ids are valid and distinct, its key windows are
+//! the integers in the file. Neither an error
 //! message nor the parsed value's `Debug` ever repeats a key from the file.
 
 use std::path::Path;
 
-use relayapi::token::rai::{is_valid_key_id, parse_rai, to_json_pretty};
+use relayapi::token::rai::{is_valid_key_id, parse_rai, to_json_pretty, KeyWindow};
 use relayapi::token::secret::SecretKey;
 use serde_json::Value;
 
@@ -61,7 +62,15 @@ pub fn check(data: &[u8]) {
     let server = only(&top["server"], &["scheme", "host", "port", "base_path"]);
     let crypto = only(
         &top["crypto"],
-        &["method", "key_id", "key", "tenant_id", "previous_keys"],
+        &[
+            "method",
+            "key_id",
+            "key",
+            "tenant_id",
+            "previous_keys",
+            "not_before",
+            "not_after",
+        ],
     );
     assert_eq!(top["version"].as_u64(), Some(u64::from(rai.version)));
     assert_eq!(server["host"].as_str(), Some(rai.server.host.as_str()));
@@ -76,18 +85,20 @@ pub fn check(data: &[u8]) {
         Some(rai.crypto.tenant_id.as_str())
     );
     assert_eq!(key(&crypto["key"]), rai.crypto.key);
+    check_window(crypto, &rai.crypto.window);
     let previous = crypto.get("previous_keys").map_or(&[][..], |p| {
         p.as_array().expect("previous_keys is an array")
     });
     assert_eq!(previous.len(), rai.crypto.previous_keys.len());
-    for (item, (kid, k)) in previous.iter().zip(&rai.crypto.previous_keys) {
-        let item = only(item, &["key_id", "key"]);
-        assert_eq!(item["key_id"].as_str(), Some(kid.as_str()));
-        assert_eq!(&key(&item["key"]), k);
+    for (item, p) in previous.iter().zip(&rai.crypto.previous_keys) {
+        let item = only(item, &["key_id", "key", "not_before", "not_after"]);
+        assert_eq!(item["key_id"].as_str(), Some(p.key_id.as_str()));
+        assert_eq!(key(&item["key"]), p.key);
+        check_window(item, &p.window);
     }
 
     let mut ids: Vec<&str> = vec![&rai.crypto.key_id];
-    ids.extend(rai.crypto.previous_keys.iter().map(|(kid, _)| kid.as_str()));
+    ids.extend(rai.crypto.previous_keys.iter().map(|p| p.key_id.as_str()));
     assert!(ids.iter().all(|k| is_valid_key_id(k)));
     let mut distinct = ids.clone();
     distinct.sort_unstable();
@@ -99,6 +110,20 @@ pub fn check(data: &[u8]) {
     let written = to_json_pretty(&rai);
     let again = parse_rai(&written, Path::new(FILE)).expect("a written .rai parses");
     assert_eq!(again, rai);
+}
+
+/// A key's `not_before` / `not_after` are the integers serde_json reads, at most 2^53-1, and a window
+/// with both ends is not empty.
+fn check_window(obj: &serde_json::Map<String, Value>, window: &KeyWindow) {
+    let end = |name: &str| obj.get(name).map(|v| v.as_u64().expect("an integer"));
+    assert_eq!(end("not_before"), window.not_before);
+    assert_eq!(end("not_after"), window.not_after);
+    for v in [window.not_before, window.not_after].into_iter().flatten() {
+        assert!(v < 1 << 53);
+    }
+    if let (Some(nb), Some(na)) = (window.not_before, window.not_after) {
+        assert!(nb < na, "an empty window");
+    }
 }
 
 /// The object's members, asserting there are no others.

@@ -67,7 +67,7 @@ pub fn check(data: &[u8]) {
 
 fn check_text(text: &str) {
     let ring = keyring();
-    let verified = format::verify(text, &ring);
+    let verified = format::verify(text, &ring, 0);
     let opened = open(text);
     let expected = opened.as_ref().and_then(|o| {
         let claims = Claims::from_json(std::str::from_utf8(&o.plaintext).ok()?).ok()?;
@@ -97,7 +97,7 @@ fn check_sealed(key: usize, plaintext: &[u8]) {
         .ok()
         .and_then(|json| Claims::from_json(json).ok())
         .filter(|c| c.tid == tenant && text.len() <= MAX_TOKEN_LEN);
-    let verified = format::verify(&text, &ring);
+    let verified = format::verify(&text, &ring, 0);
     assert_eq!(
         verified.as_ref().ok(),
         expected.as_ref(),
@@ -106,14 +106,14 @@ fn check_sealed(key: usize, plaintext: &[u8]) {
     if let Ok(claims) = verified {
         check_canonical(&claims);
         let minted = mint_with(&claims, kid, &key_of(b64), SALT);
-        assert_eq!(format::verify(&minted, &ring).as_ref(), Ok(&claims));
+        assert_eq!(format::verify(&minted, &ring, 0).as_ref(), Ok(&claims));
         // One changed character anywhere (prefix, header, salt, ciphertext, tag) is refused.
         let mut bytes = text.clone().into_bytes();
         let at = plaintext.len().wrapping_mul(31) % bytes.len();
         bytes[at] = if bytes[at] == b'A' { b'B' } else { b'A' };
         let tampered = String::from_utf8(bytes).expect("ASCII");
         assert!(
-            format::verify(&tampered, &ring).is_err(),
+            format::verify(&tampered, &ring, 0).is_err(),
             "tampered at {at}"
         );
     }

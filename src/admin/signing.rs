@@ -127,7 +127,8 @@ fn mac(key: &SecretKey, method: &str, target: &str, body: &[u8], ts: u64) -> Hma
 
 /// Checks a signed admin request and returns the signing key's tenant id. `method` and `target` are as
 /// received (method case-sensitive, target = path and query exactly as sent), `now` is UTC seconds.
-/// Fails with the one opaque error when the header does not parse, the key id is not loaded, `ts` is more
+/// Fails with the one opaque error when the header does not parse, the key id is not loaded or its key is
+/// outside its validity window at `now`, `ts` is more
 /// than [`MAX_CLOCK_DIFF_SECS`] away from `now`, or the MAC differs (compared in constant time).
 pub fn verify_request(
     keyring: &Keyring,
@@ -138,7 +139,7 @@ pub fn verify_request(
     now: u64,
 ) -> Result<String, InvalidToken> {
     let auth = parse_authorization(auth_header).ok_or(InvalidToken)?;
-    let (tenant, key) = keyring.get(&auth.kid).ok_or(InvalidToken)?;
+    let (tenant, key) = keyring.get(&auth.kid, now).ok_or(InvalidToken)?;
     if now.abs_diff(auth.ts) > MAX_CLOCK_DIFF_SECS {
         return Err(InvalidToken);
     }
@@ -360,5 +361,28 @@ mod tests {
             assert_eq!(parse_authorization(text.as_bytes()), None, "{text}");
         }
         assert_eq!(parse_authorization(&[0xff, 0xfe]), None);
+    }
+
+    #[test]
+    fn a_key_outside_its_window_signs_nothing() {
+        let mut ring = Keyring::new();
+        let window = crate::token::keyring::KeyWindow {
+            not_before: Some(NOW - 10),
+            not_after: Some(NOW + 10),
+        };
+        ring.insert_windowed("k1", "acme", key(), window).unwrap();
+        for (now, ok) in [
+            (NOW - 11, false),
+            (NOW - 10, true),
+            (NOW + 9, true),
+            (NOW + 10, false),
+        ] {
+            let header = sign_request("k1", &key(), "GET", TARGET, b"", now);
+            assert_eq!(
+                verify_request(&ring, header.as_bytes(), "GET", TARGET, b"", now).is_ok(),
+                ok,
+                "{now}"
+            );
+        }
     }
 }

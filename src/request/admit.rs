@@ -71,18 +71,19 @@ pub async fn admit<S>(
     };
     forward_path::check(&loc.rest).map_err(Error::BadRequest)?;
 
-    // 3. Prove the token. Every failure up to here is the same 401.
+    // 3. Prove the token with the keys in force now (one read of the ring; a reload after it does not
+    // change this request). Every failure up to here is the same 401.
+    let now = app.clock.unix_now();
     let claims = app
         .keys
         .tokens
-        .verify(token_text.expose(), &app.keys.keyring)
+        .verify(token_text.expose(), &app.keys.keyring.current(), now)
         .map_err(|_| {
             app.obs.stats.rejected_token.fetch_add(1, Ordering::Relaxed);
             Error::InvalidToken
         })?;
     drop(token_text);
     req.who = Who::Token(Arc::clone(&claims));
-    let now = app.clock.unix_now();
     format::check_time(
         &claims,
         now,

@@ -183,7 +183,7 @@ pub async fn admin<S: AsyncRead + AsyncWrite + Unpin>(
     let auth = head.header("authorization").unwrap_or_default();
     let now = app.clock.unix_now();
     let Ok(tenant) = signing::verify_request(
-        &app.keys.keyring,
+        &app.keys.keyring.current(),
         auth,
         &head.method,
         &head.target,

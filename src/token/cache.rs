@@ -2,7 +2,9 @@
 //! one token pays for key derivation, decryption and claims parsing once. Only successful verifications
 //! are cached (a flood of invalid tokens cannot fill it), entries are the immutable claims of the exact
 //! token text, and every check that depends on time or state (expiry, revocation, call counts, limits)
-//! still runs on each request.
+//! still runs on each request. A proof holds only for the key ring that made it (a reload that removes or
+//! changes a key makes every proof of the old ring void at once) and only while the key that made it is
+//! in its validity window, which is checked again on every use.
 //!
 //! It also remembers definite store verdicts for token ids (`Verdict`): a token found revoked stays
 //! revoked, and a token found used up is remembered for `EXHAUSTED_MEMORY_SECS`, so repeat requests
@@ -41,9 +43,16 @@ pub enum Verdict {
 }
 
 pub struct TokenCache {
-    entries: Mutex<HashMap<Box<str>, Arc<Claims>>>,
+    entries: Mutex<HashMap<Box<str>, Proof>>,
     verdicts: Mutex<Verdicts>,
     capacity: usize,
+}
+
+/// A token proven authentic: its claims, the key id that proved it and the ring that held that key.
+struct Proof {
+    claims: Arc<Claims>,
+    kid: Box<str>,
+    generation: u64,
 }
 
 #[derive(Default)]
@@ -88,21 +97,40 @@ impl TokenCache {
         }
     }
 
-    /// `format::verify`, remembered. The key ring is fixed for the life of the process, so a cached
-    /// answer is exactly what verification would answer again.
-    pub fn verify(&self, text: &str, keyring: &Keyring) -> Result<Arc<Claims>, InvalidToken> {
+    /// `format::verify` at `now`, remembered. A remembered proof is used only with the ring that made it
+    /// (same generation) and while its key is in its validity window, so a cached answer is exactly what
+    /// verification would answer again; any other ring verifies afresh.
+    pub fn verify(
+        &self,
+        text: &str,
+        keyring: &Keyring,
+        now: u64,
+    ) -> Result<Arc<Claims>, InvalidToken> {
         if self.capacity == 0 {
-            return format::verify(text, keyring).map(Arc::new);
+            return format::verify(text, keyring, now).map(Arc::new);
         }
-        if let Some(c) = self.lock().get(text) {
-            return Ok(c.clone());
+        if let Some(p) = self.lock().get(text) {
+            if p.generation == keyring.generation() {
+                return match keyring.get(&p.kid, now) {
+                    Some(_) => Ok(p.claims.clone()),
+                    None => Err(InvalidToken),
+                };
+            }
         }
-        let claims = Arc::new(format::verify(text, keyring)?);
+        let (claims, kid) = format::verify_with_kid(text, keyring, now)?;
+        let claims = Arc::new(claims);
         let mut entries = self.lock();
         if entries.len() >= self.capacity {
             entries.clear();
         }
-        entries.insert(text.into(), claims.clone());
+        entries.insert(
+            text.into(),
+            Proof {
+                claims: claims.clone(),
+                kid: kid.into(),
+                generation: keyring.generation(),
+            },
+        );
         Ok(claims)
     }
 
@@ -180,7 +208,7 @@ impl TokenCache {
         self.len() == 0
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Box<str>, Arc<Claims>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Box<str>, Proof>> {
         self.entries.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
@@ -206,16 +234,16 @@ mod tests {
         let (ring, key, claims) = setup();
         let cache = TokenCache::new(2);
         let t = format::mint_with(&claims, "k", &key, [1; 16]);
-        assert_eq!(*cache.verify(&t, &ring).unwrap(), claims);
-        assert_eq!(*cache.verify(&t, &ring).unwrap(), claims);
+        assert_eq!(*cache.verify(&t, &ring, 1).unwrap(), claims);
+        assert_eq!(*cache.verify(&t, &ring, 1).unwrap(), claims);
         assert_eq!(cache.len(), 1);
         let mut bad = t.clone();
         bad.push('A');
-        assert!(cache.verify(&bad, &ring).is_err());
+        assert!(cache.verify(&bad, &ring, 1).is_err());
         assert_eq!(cache.len(), 1, "failures are not cached");
         for salt in 2..10u8 {
             let t = format::mint_with(&claims, "k", &key, [salt; 16]);
-            cache.verify(&t, &ring).unwrap();
+            cache.verify(&t, &ring, 1).unwrap();
             assert!(cache.len() <= 2);
         }
     }
@@ -278,9 +306,45 @@ mod tests {
         let (ring, key, claims) = setup();
         let cache = TokenCache::new(16);
         let t = format::mint_with(&claims, "k", &key, [3; 16]);
-        cache.verify(&t, &ring).unwrap();
+        cache.verify(&t, &ring, 1).unwrap();
         // A cache in another process with another ring proves nothing about this one.
         let other = TokenCache::new(16);
-        assert!(other.verify(&t, &Keyring::new()).is_err());
+        assert!(other.verify(&t, &Keyring::new(), 1).is_err());
+    }
+
+    #[test]
+    fn a_proof_holds_only_for_its_ring_and_inside_its_key_window() {
+        use crate::token::keyring::KeyWindow;
+        use crate::token::live_keyring::LiveKeyring;
+        let (_, key, claims) = setup();
+        let window = KeyWindow {
+            not_before: Some(10),
+            not_after: Some(20),
+        };
+        let mut ring = Keyring::new();
+        ring.insert_windowed("k", "acme", key.clone(), window)
+            .unwrap();
+        let live = LiveKeyring::new(ring.clone());
+        let cache = TokenCache::new(16);
+        let t = format::mint_with(&claims, "k", &key, [4; 16]);
+        assert!(cache.verify(&t, &live.current(), 9).is_err());
+        assert!(cache.verify(&t, &live.current(), 10).is_ok());
+        assert_eq!(cache.len(), 1);
+        // Cached, yet the window is checked again on every use.
+        assert!(cache.verify(&t, &live.current(), 19).is_ok());
+        assert_eq!(cache.verify(&t, &live.current(), 20), Err(InvalidToken));
+        // A reload without the key: the proof of the old ring proves nothing.
+        let old = live.current();
+        live.replace(Keyring::new());
+        assert_eq!(cache.verify(&t, &live.current(), 15), Err(InvalidToken));
+        // A request that started with the old ring still finishes with it.
+        assert!(cache.verify(&t, &old, 15).is_ok());
+        // The same key id back under another key: the old proof is not reused.
+        let mut other = Keyring::new();
+        other
+            .insert("k", "acme", SecretKey::from_bytes([8; 32]))
+            .unwrap();
+        live.replace(other);
+        assert_eq!(cache.verify(&t, &live.current(), 15), Err(InvalidToken));
     }
 }

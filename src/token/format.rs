@@ -17,8 +17,8 @@ pub use crate::token::claims::{
     Budget, ClaimError, Claims, Ext, MtokMode, Rate, UserQuota, Window, MAX_INT,
 };
 pub use crate::token::seal::{
-    check_time, mint, mint_with, new_token_id, os_rng, token_len, verify, InvalidToken, TimeError,
-    MAX_TOKEN_LEN, PREFIX, SALT_LEN,
+    check_time, mint, mint_with, new_token_id, os_rng, token_len, verify, verify_with_kid,
+    InvalidToken, TimeError, MAX_TOKEN_LEN, PREFIX, SALT_LEN,
 };
 pub use crate::token::secret::SecretString;
 
@@ -82,45 +82,50 @@ mod tests {
         let (ring, key) = keyring();
         let token = mint_with(&claims(), "k1", &key, [1; 16]);
         assert!(token.starts_with("rt1."));
-        assert_eq!(verify(&token, &ring), Ok(claims()));
+        assert_eq!(verify(&token, &ring, T0), Ok(claims()));
     }
 
     #[test]
     fn sealed_helper_accepts_valid_claims() {
         // Guards the negative tests below: they fail for the member they change, not for the helper.
         let (ring, _) = keyring();
-        assert_eq!(verify(&sealed(&base_json()), &ring), Ok(claims()));
-        assert!(verify(&sealed(&with_member(r#""uid":"u1""#)), &ring).is_ok());
+        assert_eq!(verify(&sealed(&base_json()), &ring, T0), Ok(claims()));
+        assert!(verify(&sealed(&with_member(r#""uid":"u1""#)), &ring, T0).is_ok());
     }
 
     #[test]
     fn duplicate_members_are_rejected_by_serde_derive() {
         let (ring, _) = keyring();
         assert_eq!(
-            verify(&sealed(&with_member(r#""max":1000"#)), &ring),
+            verify(&sealed(&with_member(r#""max":1000"#)), &ring, T0),
             Err(InvalidToken)
         );
         assert_eq!(
-            verify(&sealed(&with_member(r#""tid":"acme""#)), &ring),
+            verify(&sealed(&with_member(r#""tid":"acme""#)), &ring, T0),
             Err(InvalidToken)
         );
         // Nested objects too.
         let dup_rate = with_member(r#""rate":{"n":1,"s":1,"n":2}"#);
-        assert_eq!(verify(&sealed(&dup_rate), &ring), Err(InvalidToken));
+        assert_eq!(verify(&sealed(&dup_rate), &ring, T0), Err(InvalidToken));
         let dup_ext = with_member(r#""ext":{"rep_m":"a","rep_m":"b"}"#);
-        assert_eq!(verify(&sealed(&dup_ext), &ring), Err(InvalidToken));
+        assert_eq!(verify(&sealed(&dup_ext), &ring, T0), Err(InvalidToken));
     }
 
     #[test]
     fn sequence_forms_of_objects_are_rejected() {
         let (ring, _) = keyring();
         let positional = r#"["0123456789abcdef0123456789abcdef","acme",1790000000,1790003600,"openai","test-key-123"]"#;
-        assert_eq!(verify(&sealed(positional), &ring), Err(InvalidToken));
+        assert_eq!(verify(&sealed(positional), &ring, T0), Err(InvalidToken));
         assert_eq!(
-            verify(&sealed(&with_member(r#""rate":[10,60]"#)), &ring),
+            verify(&sealed(&with_member(r#""rate":[10,60]"#)), &ring, T0),
             Err(InvalidToken)
         );
-        assert!(verify(&sealed(&with_member(r#""rate":{"n":10,"s":60}"#)), &ring).is_ok());
+        assert!(verify(
+            &sealed(&with_member(r#""rate":{"n":10,"s":60}"#)),
+            &ring,
+            T0
+        )
+        .is_ok());
     }
 
     #[test]
@@ -183,16 +188,16 @@ mod tests {
         ];
         for extra in bad {
             assert_eq!(
-                verify(&sealed(&with_member(extra)), &ring),
+                verify(&sealed(&with_member(extra)), &ring, T0),
                 Err(InvalidToken),
                 "{extra}"
             );
         }
         let models: Vec<String> = (0..65).map(|i| format!("\"m{i}\"")).collect();
         let too_many = with_member(&format!(r#""models":[{}]"#, models.join(",")));
-        assert_eq!(verify(&sealed(&too_many), &ring), Err(InvalidToken));
+        assert_eq!(verify(&sealed(&too_many), &ring, T0), Err(InvalidToken));
         let long_uid = with_member(&format!(r#""uid":"{}""#, "u".repeat(129)));
-        assert_eq!(verify(&sealed(&long_uid), &ring), Err(InvalidToken));
+        assert_eq!(verify(&sealed(&long_uid), &ring, T0), Err(InvalidToken));
     }
 
     #[test]
@@ -219,13 +224,13 @@ mod tests {
         ];
         for extra in good {
             assert!(
-                verify(&sealed(&with_member(extra)), &ring).is_ok(),
+                verify(&sealed(&with_member(extra)), &ring, T0).is_ok(),
                 "{extra}"
             );
         }
         let models: Vec<String> = (0..64).map(|i| format!("\"m{i}\"")).collect();
         let max_models = with_member(&format!(r#""models":[{}]"#, models.join(",")));
-        assert!(verify(&sealed(&max_models), &ring).is_ok());
+        assert!(verify(&sealed(&max_models), &ring, T0).is_ok());
     }
 
     #[test]
@@ -234,20 +239,20 @@ mod tests {
         let mut c = claims();
         c.key = None;
         c.kref = Some("main".into());
-        assert!(verify(&sealed(&canonical_json(&c)), &ring).is_ok());
+        assert!(verify(&sealed(&canonical_json(&c)), &ring, T0).is_ok());
         c.kref = Some(String::new());
         assert_eq!(
-            verify(&sealed(&canonical_json(&c)), &ring),
+            verify(&sealed(&canonical_json(&c)), &ring, T0),
             Err(InvalidToken)
         );
         // §5.1.9: the config.json naming rule, nothing else.
         c.kref = Some("any name, even with spaces".into());
         assert_eq!(
-            verify(&sealed(&canonical_json(&c)), &ring),
+            verify(&sealed(&canonical_json(&c)), &ring, T0),
             Err(InvalidToken)
         );
         c.kref = Some("k".repeat(64));
-        assert!(verify(&sealed(&canonical_json(&c)), &ring).is_ok());
+        assert!(verify(&sealed(&canonical_json(&c)), &ring, T0).is_ok());
         for key in [
             String::new(),
             "a\u{7f}b".into(),
@@ -258,13 +263,13 @@ mod tests {
             let mut c = claims();
             c.key = Some(SecretString::new(key));
             assert_eq!(
-                verify(&sealed(&canonical_json(&c)), &ring),
+                verify(&sealed(&canonical_json(&c)), &ring, T0),
                 Err(InvalidToken)
             );
         }
         let mut c = claims();
         c.key = Some(SecretString::new("k".repeat(1024)));
-        assert!(verify(&sealed(&canonical_json(&c)), &ring).is_ok());
+        assert!(verify(&sealed(&canonical_json(&c)), &ring, T0).is_ok());
     }
 
     #[test]
@@ -274,11 +279,11 @@ mod tests {
         c.tid = "globex".into();
         // Authentic under k1 (tenant acme) but claiming globex.
         assert_eq!(
-            verify(&sealed(&canonical_json(&c)), &ring),
+            verify(&sealed(&canonical_json(&c)), &ring, T0),
             Err(InvalidToken)
         );
         let token = mint_with(&c, "other", &SecretKey::from_bytes([9; 32]), [0; 16]);
-        assert!(verify(&token, &ring).is_ok());
+        assert!(verify(&token, &ring, T0).is_ok());
     }
 
     #[test]
@@ -292,11 +297,11 @@ mod tests {
                     blob[1] = 1;
                 }
                 let text = format!("rt1.{}", URL_SAFE_NO_PAD.encode(&blob));
-                assert_eq!(verify(&text, &ring), Err(InvalidToken));
+                assert_eq!(verify(&text, &ring, T0), Err(InvalidToken));
             }
         }
-        assert_eq!(verify("rt1.é", &ring), Err(InvalidToken));
-        assert_eq!(verify(&"é".repeat(3000), &ring), Err(InvalidToken));
+        assert_eq!(verify("rt1.é", &ring, T0), Err(InvalidToken));
+        assert_eq!(verify(&"é".repeat(3000), &ring, T0), Err(InvalidToken));
     }
 
     #[test]
@@ -335,12 +340,12 @@ mod tests {
             .map(token_with_model_len)
             .find(|t| t.len() == MAX_TOKEN_LEN)
             .unwrap();
-        assert!(verify(&at_limit, &ring).is_ok());
+        assert!(verify(&at_limit, &ring, T0).is_ok());
         let over = (1..=256)
             .map(token_with_model_len)
             .find(|t| t.len() == MAX_TOKEN_LEN + 2)
             .unwrap();
-        assert_eq!(verify(&over, &ring), Err(InvalidToken));
+        assert_eq!(verify(&over, &ring, T0), Err(InvalidToken));
     }
 
     #[test]

@@ -7,6 +7,7 @@ pub mod claims;
 pub mod claims_json;
 pub mod format;
 pub mod keyring;
+pub mod live_keyring;
 pub mod rai;
 pub mod rai_file;
 pub mod rai_parse;

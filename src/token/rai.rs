@@ -10,9 +10,9 @@
 
 pub use crate::text::file_error::FileError as RaiError;
 pub use crate::text::grammar::{is_key_id as is_valid_key_id, is_tenant_id as is_valid_tenant_id};
-pub use crate::token::keyring::{is_published_dev_key, Keyring};
+pub use crate::token::keyring::{is_published_dev_key, KeyWindow, Keyring};
 pub use crate::token::rai_file::{generate_rai, load_keyring, load_rai_file, to_json_pretty};
-pub use crate::token::rai_parse::{parse_rai, RaiConfig, RaiCrypto, RaiServer, METHOD};
+pub use crate::token::rai_parse::{parse_rai, RaiConfig, RaiCrypto, RaiKey, RaiServer, METHOD};
 
 #[cfg(test)]
 mod tests {
@@ -63,7 +63,7 @@ mod tests {
         assert_eq!(r.crypto.key, SecretKey::from_base64url(KEY_A).unwrap());
         assert_eq!(r.crypto.tenant_id, "acme");
         assert_eq!(r.crypto.previous_keys.len(), 1);
-        assert_eq!(r.crypto.previous_keys[0].0, "acme-2026-05");
+        assert_eq!(r.crypto.previous_keys[0].key_id, "acme-2026-05");
     }
 
     #[test]
@@ -148,6 +148,70 @@ mod tests {
     }
 
     #[test]
+    fn key_windows_parse_and_errors_name_their_field() {
+        let with = |crypto: &str, previous: &str| {
+            mutated(
+                "\"tenant_id\": \"acme\",",
+                &format!("\"tenant_id\": \"acme\",{crypto}"),
+            )
+            .replacen(
+                &format!("\"key\": \"{KEY_B}\""),
+                &format!("\"key\": \"{KEY_B}\"{previous}"),
+                1,
+            )
+        };
+        let r = parse(&with(
+            r#""not_before": 0, "not_after": 9007199254740991,"#,
+            r#", "not_after": 1800000000"#,
+        ))
+        .unwrap();
+        assert_eq!(
+            r.crypto.window,
+            KeyWindow {
+                not_before: Some(0),
+                not_after: Some((1 << 53) - 1)
+            }
+        );
+        assert_eq!(
+            r.crypto.previous_keys[0].window,
+            KeyWindow {
+                not_before: None,
+                not_after: Some(1_800_000_000)
+            }
+        );
+        // Old files without windows: open at both ends.
+        assert_eq!(
+            parse(&sample()).unwrap().crypto.window,
+            KeyWindow::default()
+        );
+        let cases = [
+            (with(r#""not_before": -1,"#, ""), "crypto.not_before"),
+            (with(r#""not_after": 1.5,"#, ""), "crypto.not_after"),
+            (with(r#""not_after": "1","#, ""), "crypto.not_after"),
+            (with(r#""not_after": null,"#, ""), "crypto.not_after"),
+            (
+                with(r#""not_after": 9007199254740992,"#, ""),
+                "crypto.not_after",
+            ),
+            (
+                with(r#""not_before": 5, "not_after": 5,"#, ""),
+                "crypto.not_after",
+            ),
+            (
+                with("", r#", "not_before": 7, "not_after": 6"#),
+                "crypto.previous_keys[0].not_after",
+            ),
+            (
+                with("", r#", "not_befor": 7"#),
+                "crypto.previous_keys[0].not_befor",
+            ),
+        ];
+        for (text, field) in cases {
+            assert_eq!(parse(&text).unwrap_err().field, field, "{text}");
+        }
+    }
+
+    #[test]
     fn errors_never_echo_the_key() {
         let texts = [
             mutated(KEY_A, &KEY_A[..42]),
@@ -207,10 +271,18 @@ mod tests {
         assert_eq!(parse(&text).unwrap(), r);
 
         let mut rotated = r.clone();
-        rotated
-            .crypto
-            .previous_keys
-            .push(("acme-0".into(), SecretKey::from_bytes([5; 32])));
+        rotated.crypto.previous_keys.push(RaiKey {
+            key_id: "acme-0".into(),
+            key: SecretKey::from_bytes([5; 32]),
+            window: KeyWindow {
+                not_before: Some(1),
+                not_after: None,
+            },
+        });
+        rotated.crypto.window = KeyWindow {
+            not_before: None,
+            not_after: Some((1 << 53) - 1),
+        };
         assert_eq!(parse(&to_json_pretty(&rotated)).unwrap(), rotated);
         // Debug output of a whole config carries no key material.
         let key_text = r.crypto.key.to_base64url();
@@ -259,10 +331,10 @@ mod tests {
             .insert("k2", &"t".repeat(65), SecretKey::from_bytes([2; 32]))
             .is_err());
         assert_eq!(ring.len(), 1);
-        let (tenant, key) = ring.get("k1").unwrap();
+        let (tenant, key) = ring.get("k1", 0).unwrap();
         assert_eq!(tenant, "acme");
         assert_eq!(key, &SecretKey::from_bytes([1; 32]));
-        assert!(ring.get("k2").is_none());
+        assert!(ring.get("k2", 0).is_none());
         assert!(!format!("{ring:?}").contains("[1, 1"));
     }
 
@@ -295,9 +367,11 @@ mod tests {
             &mut |b: &mut [u8]| b.fill(key),
         );
         if let Some((pkid, pkey)) = previous {
-            r.crypto
-                .previous_keys
-                .push((pkid.into(), SecretKey::from_bytes([pkey; 32])));
+            r.crypto.previous_keys.push(RaiKey {
+                key_id: pkid.into(),
+                key: SecretKey::from_bytes([pkey; 32]),
+                window: KeyWindow::default(),
+            });
         }
         to_json_pretty(&r)
     }
@@ -318,13 +392,16 @@ mod tests {
         assert_eq!(
             configs
                 .iter()
-                .map(|c| c.crypto.tenant_id.as_str())
+                .map(|(_, c)| c.crypto.tenant_id.as_str())
                 .collect::<Vec<_>>(),
             ["acme", "globex"]
         );
-        assert_eq!(ring.get("a1").unwrap().0, "acme");
-        assert_eq!(ring.get("a1").unwrap().1, &SecretKey::from_bytes([2; 32]));
-        assert_eq!(ring.get("g1").unwrap().0, "globex");
+        assert_eq!(ring.get("a1", 0).unwrap().0, "acme");
+        assert_eq!(
+            ring.get("a1", 0).unwrap().1,
+            &SecretKey::from_bytes([2; 32])
+        );
+        assert_eq!(ring.get("g1", 0).unwrap().0, "globex");
         assert!(!ring.contains_published_dev_key());
 
         // A single file works too.

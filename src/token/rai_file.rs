@@ -8,7 +8,7 @@ use serde::Serialize;
 use zeroize::Zeroizing;
 
 use crate::text::file_error::FileError;
-use crate::token::keyring::Keyring;
+use crate::token::keyring::{KeyWindow, Keyring};
 use crate::token::rai_parse::{
     parse_rai, RaiConfig, RaiCrypto, RaiServer, DEFAULT_BASE_PATH, MAX_RAI_BYTES, METHOD,
 };
@@ -32,9 +32,10 @@ pub fn load_rai_file(path: &Path) -> Result<RaiConfig, FileError> {
 }
 
 /// Loads a `.rai` file, or every `*.rai` file of a directory (sorted by name, one tenant each or
-/// several files per tenant), into one key ring: each file's current key and its previous keys. A key id
-/// that two files (or one file twice) use is an error, as is a directory without `.rai` files.
-pub fn load_keyring(path: &Path) -> Result<(Keyring, Vec<RaiConfig>), FileError> {
+/// several files per tenant), into one key ring: each file's current key and its previous keys, with
+/// their validity windows. A key id that two files (or one file twice) use is an error, as is a
+/// directory without `.rai` files. Returns each file loaded with its config, in load order.
+pub fn load_keyring(path: &Path) -> Result<(Keyring, Vec<(PathBuf, RaiConfig)>), FileError> {
     let files = if path.is_dir() {
         let entries = std::fs::read_dir(path).map_err(|e| FileError {
             file: path.to_path_buf(),
@@ -76,14 +77,17 @@ pub fn load_keyring(path: &Path) -> Result<(Keyring, Vec<RaiConfig>), FileError>
             "crypto.key_id".to_owned(),
             &rai.crypto.key_id,
             &rai.crypto.key,
+            rai.crypto.window,
         ));
-        let previous = rai
-            .crypto
-            .previous_keys
-            .iter()
-            .enumerate()
-            .map(|(i, (kid, key))| (format!("crypto.previous_keys[{i}].key_id"), kid, key));
-        for (field, kid, key) in current.chain(previous) {
+        let previous = rai.crypto.previous_keys.iter().enumerate().map(|(i, p)| {
+            (
+                format!("crypto.previous_keys[{i}].key_id"),
+                &p.key_id,
+                &p.key,
+                p.window,
+            )
+        });
+        for (field, kid, key, window) in current.chain(previous) {
             if let Some(first) = origin.get(kid) {
                 return Err(FileError {
                     file: file.clone(),
@@ -94,7 +98,7 @@ pub fn load_keyring(path: &Path) -> Result<(Keyring, Vec<RaiConfig>), FileError>
                     ),
                 });
             }
-            ring.insert(kid, &rai.crypto.tenant_id, key.clone())
+            ring.insert_windowed(kid, &rai.crypto.tenant_id, key.clone(), window)
                 .map_err(|e| FileError {
                     file: file.clone(),
                     field: field.clone(),
@@ -102,7 +106,7 @@ pub fn load_keyring(path: &Path) -> Result<(Keyring, Vec<RaiConfig>), FileError>
                 })?;
             origin.insert(kid.clone(), file.clone());
         }
-        configs.push(rai);
+        configs.push((file, rai));
     }
     Ok((ring, configs))
 }
@@ -133,6 +137,7 @@ pub fn generate_rai(
             key_id: key_id.to_owned(),
             key: SecretKey::from_bytes(*bytes),
             tenant_id: tenant.to_owned(),
+            window: KeyWindow::default(),
             previous_keys: Vec::new(),
         },
     }
@@ -159,6 +164,10 @@ struct OutCrypto<'a> {
     key_id: &'a str,
     key: &'a str,
     tenant_id: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    not_before: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    not_after: Option<u64>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     previous_keys: Vec<OutPrevious<'a>>,
 }
@@ -167,17 +176,21 @@ struct OutCrypto<'a> {
 struct OutPrevious<'a> {
     key_id: &'a str,
     key: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    not_before: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    not_after: Option<u64>,
 }
 
 /// The file form of a `.rai`: pretty JSON, keys as unpadded base64url, a trailing newline. Contains the
 /// keys in clear; write it with owner-only permissions.
 pub fn to_json_pretty(r: &RaiConfig) -> String {
     let key = r.crypto.key.to_base64url();
-    let previous: Vec<(&str, Zeroizing<String>)> = r
+    let previous: Vec<(&str, Zeroizing<String>, KeyWindow)> = r
         .crypto
         .previous_keys
         .iter()
-        .map(|(kid, k)| (kid.as_str(), k.to_base64url()))
+        .map(|p| (p.key_id.as_str(), p.key.to_base64url(), p.window))
         .collect();
     let out = OutFile {
         version: r.version,
@@ -192,11 +205,15 @@ pub fn to_json_pretty(r: &RaiConfig) -> String {
             key_id: &r.crypto.key_id,
             key: &key,
             tenant_id: &r.crypto.tenant_id,
+            not_before: r.crypto.window.not_before,
+            not_after: r.crypto.window.not_after,
             previous_keys: previous
                 .iter()
-                .map(|(kid, k)| OutPrevious {
+                .map(|(kid, k, w)| OutPrevious {
                     key_id: kid,
                     key: k,
+                    not_before: w.not_before,
+                    not_after: w.not_after,
                 })
                 .collect(),
         },

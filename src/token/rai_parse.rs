@@ -9,6 +9,7 @@ use crate::text::file_error::FileError;
 use crate::text::grammar::{is_base_path, is_key_id, is_tenant_id};
 use crate::text::host::is_public_host;
 use crate::text::strict_json::{json_within_rules, Json, Object};
+use crate::token::keyring::KeyWindow;
 use crate::token::secret::SecretKey;
 
 /// The only `crypto.method`: token format v1.
@@ -21,6 +22,10 @@ pub const MAX_RAI_BYTES: u64 = 64 * 1024;
 /// Rotation keeps one or two old keys; a long list is a sign of a mistake, and every key is a key that
 /// can still mint.
 const MAX_PREVIOUS_KEYS: usize = 16;
+
+/// The largest `not_before` / `not_after`: 2^53-1, the largest integer every JSON reader (JavaScript's
+/// among them) holds exactly, as for token claims.
+const MAX_WINDOW_SECS: u64 = (1 << 53) - 1;
 
 const DEFAULT_SCHEME: &str = "http";
 pub const DEFAULT_BASE_PATH: &str = "/relayapi/";
@@ -50,8 +55,18 @@ pub struct RaiCrypto {
     pub key_id: String,
     pub key: SecretKey,
     pub tenant_id: String,
-    /// Older keys of the same tenant, `(key_id, key)`: the relay still verifies with them.
-    pub previous_keys: Vec<(String, SecretKey)>,
+    /// When `key` may mint and verify (`not_before` / `not_after`; open when absent).
+    pub window: KeyWindow,
+    /// Older keys of the same tenant: the relay still verifies with them, SDKs never mint with them.
+    pub previous_keys: Vec<RaiKey>,
+}
+
+/// A previous key of a `.rai`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RaiKey {
+    pub key_id: String,
+    pub key: SecretKey,
+    pub window: KeyWindow,
 }
 
 /// Parses and checks the text of a `.rai` file; `file` only labels errors.
@@ -150,7 +165,15 @@ pub fn parse_rai(text: &str, file: &Path) -> Result<RaiConfig, FileError> {
     let mut crypto = Object::new(
         crypto_json,
         "crypto",
-        &["method", "key_id", "key", "tenant_id", "previous_keys"],
+        &[
+            "method",
+            "key_id",
+            "key",
+            "tenant_id",
+            "previous_keys",
+            "not_before",
+            "not_after",
+        ],
     )
     .map_err(|(f, x)| err(&f, &x))?;
     let method = match crypto.take("method") {
@@ -185,23 +208,30 @@ pub fn parse_rai(text: &str, file: &Path) -> Result<RaiConfig, FileError> {
             ))
         }
     };
-    let mut previous_keys: Vec<(String, SecretKey)> = Vec::new();
+    let window = take_window(&mut crypto, "crypto").map_err(|(f, x)| err(&f, &x))?;
+    let mut previous_keys: Vec<RaiKey> = Vec::new();
     match crypto.take("previous_keys") {
         None => {}
         Some(Json::Array(items)) if items.len() <= MAX_PREVIOUS_KEYS => {
             for (i, item) in items.iter().enumerate() {
                 let path = format!("crypto.previous_keys[{i}]");
                 let mut obj =
-                    Object::new(item, &path, &["key_id", "key"]).map_err(|(f, x)| err(&f, &x))?;
+                    Object::new(item, &path, &["key_id", "key", "not_before", "not_after"])
+                        .map_err(|(f, x)| err(&f, &x))?;
                 let kid = take_key_id(&mut obj, &path).map_err(|(f, x)| err(&f, &x))?;
                 let k = take_key(&mut obj, &path).map_err(|(f, x)| err(&f, &x))?;
-                if kid == key_id || previous_keys.iter().any(|(other, _)| *other == kid) {
+                if kid == key_id || previous_keys.iter().any(|p| p.key_id == kid) {
                     return Err(err(
                         &format!("{path}.key_id"),
                         "a key id that appears only once in this file",
                     ));
                 }
-                previous_keys.push((kid, k));
+                let window = take_window(&mut obj, &path).map_err(|(f, x)| err(&f, &x))?;
+                previous_keys.push(RaiKey {
+                    key_id: kid,
+                    key: k,
+                    window,
+                });
             }
         }
         Some(_) => {
@@ -225,9 +255,38 @@ pub fn parse_rai(text: &str, file: &Path) -> Result<RaiConfig, FileError> {
             key_id,
             key,
             tenant_id,
+            window,
             previous_keys,
         },
     })
+}
+
+/// `not_before` and `not_after` of one key (docs/client-config.md rule 10): integers from 0 to 2^53-1,
+/// `not_before` below `not_after` when both are given.
+fn take_window(obj: &mut Object<'_>, path: &str) -> Result<KeyWindow, (String, String)> {
+    let mut take = |name: &str| -> Result<Option<u64>, (String, String)> {
+        match obj.take(name) {
+            None => Ok(None),
+            Some(Json::Int(v)) if *v <= MAX_WINDOW_SECS => Ok(Some(*v)),
+            Some(_) => Err((
+                format!("{path}.{name}"),
+                "Unix seconds: an integer from 0 to 9007199254740991 (2^53-1)".into(),
+            )),
+        }
+    };
+    let window = KeyWindow {
+        not_before: take("not_before")?,
+        not_after: take("not_after")?,
+    };
+    if let (Some(nb), Some(na)) = (window.not_before, window.not_after) {
+        if na <= nb {
+            return Err((
+                format!("{path}.not_after"),
+                "a time after `not_before` (the key would never be valid)".into(),
+            ));
+        }
+    }
+    Ok(window)
 }
 
 fn take_key_id(obj: &mut Object<'_>, path: &str) -> Result<String, (String, String)> {

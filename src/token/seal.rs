@@ -182,9 +182,21 @@ pub fn os_rng() -> impl FnMut(&mut [u8]) {
     }
 }
 
-/// §7 steps 1-6: decodes, authenticates and checks a token. Every failure is [`InvalidToken`]. Never
-/// panics, whatever the input; text over [`MAX_TOKEN_LEN`] bytes is refused before decoding.
-pub fn verify(text: &str, keyring: &Keyring) -> Result<Claims, InvalidToken> {
+/// §7 steps 1-6: decodes, authenticates and checks a token, with the keys of `keyring` in their validity
+/// window at `now` (Unix seconds; a key outside it is as unknown as a key id never loaded). Every failure
+/// is [`InvalidToken`]. Never panics, whatever the input; text over [`MAX_TOKEN_LEN`] bytes is refused
+/// before decoding.
+pub fn verify(text: &str, keyring: &Keyring, now: u64) -> Result<Claims, InvalidToken> {
+    verify_with_kid(text, keyring, now).map(|(claims, _)| claims)
+}
+
+/// [`verify`], also returning the key id that proved the token (the token cache re-checks that key's
+/// window on every later use).
+pub fn verify_with_kid(
+    text: &str,
+    keyring: &Keyring,
+    now: u64,
+) -> Result<(Claims, String), InvalidToken> {
     // Step 1.
     if text.len() > MAX_TOKEN_LEN {
         return Err(InvalidToken);
@@ -211,7 +223,7 @@ pub fn verify(text: &str, keyring: &Keyring) -> Result<Claims, InvalidToken> {
     // Step 4.
     let kid = std::str::from_utf8(&header[FIXED_HEADER_LEN..FIXED_HEADER_LEN + kid_len])
         .map_err(|_| InvalidToken)?;
-    let (tenant, key) = keyring.get(kid).ok_or(InvalidToken)?;
+    let (tenant, key) = keyring.get(kid, now).ok_or(InvalidToken)?;
     // Step 5.
     let okm = derive(key, &header[FIXED_HEADER_LEN + kid_len..]);
     let plaintext = Zeroizing::new(
@@ -231,7 +243,7 @@ pub fn verify(text: &str, keyring: &Keyring) -> Result<Claims, InvalidToken> {
     if claims.tid != tenant {
         return Err(InvalidToken);
     }
-    Ok(claims)
+    Ok((claims, kid.to_owned()))
 }
 
 /// §7 steps 7-8 for an authentic token. `leeway` is the allowed clock skew and `max_lifetime` the

@@ -542,7 +542,18 @@ impl Relay {
         let r = rai::generate_rai("http", "127.0.0.1", 8080, "acme", "test-key", &mut rng);
         let rai_path = dir.path().join("test.rai");
         std::fs::write(&rai_path, rai::to_json_pretty(&r)).unwrap();
-        Self::spawn(dir, &cfg_path, &rai_path, r, env)
+        Self::spawn(dir, &cfg_path, &rai_path, r, env, &[])
+    }
+
+    /// A relay whose `test.rai` (in `cfg_dir()`) is `r`, started with the extra command-line `args`.
+    /// `kid`, `tenant` and `key` are `r`'s current key.
+    pub fn start_with_rai(config: Value, r: rai::RaiConfig, args: &[&str]) -> Relay {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg_path = dir.path().join("config.json");
+        std::fs::write(&cfg_path, serde_json::to_vec_pretty(&config).unwrap()).unwrap();
+        let rai_path = dir.path().join("test.rai");
+        std::fs::write(&rai_path, rai::to_json_pretty(&r)).unwrap();
+        Self::spawn(dir, &cfg_path, &rai_path, r, &[], args)
     }
 
     fn spawn(
@@ -551,12 +562,14 @@ impl Relay {
         rai_path: &Path,
         r: rai::RaiConfig,
         env: &[(&str, &str)],
+        args: &[&str],
     ) -> Relay {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_relayapi"));
         cmd.arg("--config")
             .arg(cfg)
             .arg("--rai")
             .arg(rai_path)
+            .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         for (k, v) in env {
