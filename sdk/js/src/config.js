@@ -28,6 +28,8 @@ const MAX_BASE_PATH_BYTES = 128;
 const MAX_PREVIOUS_KEYS = 16;
 // A `.rai` is a few hundred bytes; a bigger file is a wrong path (a log, a binary), not a config (rule 1).
 const MAX_RAI_BYTES = 64 * 1024;
+// The largest `not_before` / `not_after` (rule 10): 2^53-1, exact in every JSON reader.
+const MAX_WINDOW_SECONDS = Number.MAX_SAFE_INTEGER;
 const DEFAULT_PORTS = { http: 80, https: 443 };
 
 /**
@@ -39,8 +41,11 @@ const DEFAULT_PORTS = { http: 80, https: 443 };
  * @property {string} origin `scheme://host[:port]` with IPv6 in brackets and default ports left out
  * @property {string} keyId
  * @property {Buffer} key 32-byte tenant key used for minting and admin signatures
+ * @property {number | null} notBefore Unix second from which the current key mints (null: always)
+ * @property {number | null} notAfter Unix second from which the current key no longer mints (null: never)
  * @property {string} tenantId
- * @property {{ keyId: string, key: Buffer }[]} previousKeys older keys, only used to read tokens
+ * @property {{ keyId: string, key: Buffer, notBefore: number | null, notAfter: number | null }[]} previousKeys
+ *   older keys, only used to read tokens
  */
 
 /** @param {unknown} v */
@@ -184,6 +189,8 @@ export function parseRai(doc) {
     'key',
     'tenant_id',
     'previous_keys',
+    'not_before',
+    'not_after',
   ]);
   if (required(crypto, 'method', 'crypto.method') !== KEY_METHOD) {
     throw new ConfigError('crypto.method', `expected "${KEY_METHOD}"`);
@@ -191,6 +198,7 @@ export function parseRai(doc) {
   const keyId = identifier(required(crypto, 'key_id', 'crypto.key_id'), 'crypto.key_id', 32);
   const key = tenantKey(required(crypto, 'key', 'crypto.key'), 'crypto.key');
   const tenantId = identifier(required(crypto, 'tenant_id', 'crypto.tenant_id'), 'crypto.tenant_id', 64);
+  const { notBefore, notAfter } = keyWindow(crypto, 'crypto');
 
   const previous = optional(crypto, 'previous_keys', []);
   if (!Array.isArray(previous) || previous.length > MAX_PREVIOUS_KEYS) {
@@ -199,16 +207,68 @@ export function parseRai(doc) {
   const seen = new Set([keyId]);
   const previousKeys = previous.map((entry, i) => {
     const field = `crypto.previous_keys[${i}]`;
-    const e = object(entry, field, ['key_id', 'key']);
+    const e = object(entry, field, ['key_id', 'key', 'not_before', 'not_after']);
     const kid = identifier(required(e, 'key_id', `${field}.key_id`), `${field}.key_id`, 32);
     if (seen.has(kid)) throw new ConfigError(`${field}.key_id`, `key id "${kid}" appears twice`);
     seen.add(kid);
-    return { keyId: kid, key: tenantKey(required(e, 'key', `${field}.key`), `${field}.key`) };
+    const k = tenantKey(required(e, 'key', `${field}.key`), `${field}.key`);
+    return { keyId: kid, key: k, ...keyWindow(e, field) };
   });
 
   const defaultPort = DEFAULT_PORTS[scheme];
   const origin = `${scheme}://${urlHost}${port === defaultPort ? '' : `:${port}`}`;
-  return { scheme, host: hostName, port, basePath, origin, keyId, key, tenantId, previousKeys };
+  return {
+    scheme,
+    host: hostName,
+    port,
+    basePath,
+    origin,
+    keyId,
+    key,
+    notBefore,
+    notAfter,
+    tenantId,
+    previousKeys,
+  };
+}
+
+/**
+ * A key's validity window (rule 10): `not_before` / `not_after` are Unix seconds from 0 to 2^53-1, and
+ * `not_before` comes before `not_after` when both are given; an absent end is open (`null`).
+ *
+ * @param {Record<string, unknown>} obj
+ * @param {string} field
+ * @returns {{ notBefore: number | null, notAfter: number | null }}
+ */
+function keyWindow(obj, field) {
+  const end = (/** @type {string} */ name) => {
+    if (!Object.hasOwn(obj, name)) return null;
+    const v = obj[name];
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v > MAX_WINDOW_SECONDS) {
+      throw new ConfigError(`${field}.${name}`, 'expected Unix seconds: an integer from 0 to 2^53-1');
+    }
+    return v;
+  };
+  const notBefore = end('not_before');
+  const notAfter = end('not_after');
+  if (notBefore !== null && notAfter !== null && notAfter <= notBefore) {
+    throw new ConfigError(
+      `${field}.not_after`,
+      'expected a time after not_before (the key would never be valid)',
+    );
+  }
+  return { notBefore, notAfter };
+}
+
+/**
+ * Whether a key is in force at `now` (Unix seconds): from `notBefore` included to `notAfter` excluded.
+ *
+ * @param {{ notBefore: number | null, notAfter: number | null }} key
+ * @param {number} now
+ * @returns {boolean}
+ */
+export function keyInForce(key, now) {
+  return (key.notBefore === null || now >= key.notBefore) && (key.notAfter === null || now < key.notAfter);
 }
 
 // `ignoreBOM` keeps a leading U+FEFF in the text so the strict parser refuses it (rule 1) instead of the

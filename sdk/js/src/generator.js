@@ -12,8 +12,8 @@
 import { randomBytes } from 'node:crypto';
 
 import { ClaimError, PRINTABLE, UID_MAX } from './claims.js';
-import { keyringOf, loadConfig } from './config.js';
-import { InvalidArgumentError } from './errors.js';
+import { keyInForce, keyringOf, loadConfig } from './config.js';
+import { ConfigError, InvalidArgumentError } from './errors.js';
 import { JsonSyntaxError, parseStrictJson } from './json.js';
 import { budgetClaim, quotasClaim } from './spend-options.js';
 import { MAX_TOKEN_CHARS, checkTime, mintFromParts, openToken } from './token.js';
@@ -266,8 +266,23 @@ export function createToken(config, options) {
  * @param {Record<string, unknown>} claims
  * @param {Uint8Array} salt
  * @returns {string}
+ * @throws {ConfigError} when the config's current key is outside its validity window at `claims.iat`
  */
 export function mintChecked(config, claims, salt) {
+  // A key outside its validity window mints nothing: the relay would refuse every token it made.
+  const now = /** @type {number} */ (claims.iat);
+  if (!keyInForce(config, now)) {
+    if (config.notBefore !== null && now < config.notBefore) {
+      throw new ConfigError(
+        'crypto.not_before',
+        `key "${config.keyId}" is not valid before ${config.notBefore}; now is ${now}`,
+      );
+    }
+    throw new ConfigError(
+      'crypto.not_after',
+      `key "${config.keyId}" was retired at ${config.notAfter}; now is ${now}`,
+    );
+  }
   let token;
   try {
     token = mintFromParts({ claims, kid: config.keyId, key: config.key, salt }).token;
@@ -325,6 +340,7 @@ export class TokenGenerator {
    * @returns {string}
    * @throws {InvalidArgumentError} naming the option that breaks docs/token-format.md §5, or an
    *   unknown option
+   * @throws {import('./errors.js').ConfigError} when the current key is outside its validity window
    */
   createToken(options) {
     return createToken(configOf(this), options);

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { pathToFileURL } from 'node:url';
 
-import { keyringOf, loadConfig } from '../src/config.js';
+import { keyInForce, keyringOf, loadConfig } from '../src/config.js';
 import { raiObject } from './helpers.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'relayapi-tokens-js-'));
@@ -156,5 +156,36 @@ describe('loadConfig', () => {
       () => loadConfig(raiObject({ crypto: { key: secret } })),
       (err) => err instanceof Error && !err.message.includes(secret),
     );
+  });
+
+  it('reads key validity windows; files without them stay open', () => {
+    const rai = raiObject({ crypto: { not_before: 100, not_after: 200 } });
+    rai.crypto.previous_keys[0].not_after = 150;
+    const c = loadConfig(rai);
+    assert.deepEqual([c.notBefore, c.notAfter], [100, 200]);
+    assert.deepEqual([c.previousKeys[0].notBefore, c.previousKeys[0].notAfter], [null, 150]);
+    assert.deepEqual(
+      [99, 100, 199, 200].map((t) => keyInForce(c, t)),
+      [false, true, true, false],
+    );
+    const open = loadConfig(raiObject());
+    assert.deepEqual([open.notBefore, open.notAfter], [null, null]);
+    assert.ok(keyInForce(open, 0) && keyInForce(open, Number.MAX_SAFE_INTEGER));
+  });
+
+  it('names the field of a bad window', () => {
+    const cases = [
+      [{ crypto: { not_before: -1 } }, 'crypto.not_before'],
+      [{ crypto: { not_after: 2 ** 53 } }, 'crypto.not_after'],
+      [{ crypto: { not_after: 1.5 } }, 'crypto.not_after'],
+      [{ crypto: { not_after: '1790000000' } }, 'crypto.not_after'],
+      [{ crypto: { not_after: null } }, 'crypto.not_after'],
+      [{ crypto: { not_before: 5, not_after: 5 } }, 'crypto.not_after'],
+      [{ server: { not_after: 1 } }, 'server.not_after'],
+    ];
+    for (const [over, field] of cases) refuses(raiObject(/** @type {object} */ (over)), field);
+    const rai = raiObject();
+    Object.assign(rai.crypto.previous_keys[0], { not_before: 7, not_after: 6 });
+    refuses(rai, 'crypto.previous_keys[0].not_after');
   });
 });

@@ -176,3 +176,41 @@ describe('TokenGenerator#createToken', () => {
     assert.equal(ids.size, 10000);
   });
 });
+
+describe('a key mints only inside its validity window', () => {
+  const SALT = new Uint8Array(16);
+  const mintAt = (/** @type {object} */ crypto, /** @type {number} */ now) =>
+    mintChecked(
+      loadConfig(raiObject({ crypto })),
+      claimsFromOptions({ apiKey: 'k' }, { ...PARTS, now }),
+      SALT,
+    );
+
+  it('mints from not_before included to not_after excluded', () => {
+    const window = { not_before: 1790000000, not_after: 1790000100 };
+    for (const now of [1790000000, 1790000099]) {
+      assert.equal(openToken(mintAt(window, now), ring).claims.iat, now);
+    }
+    assert.throws(() => mintAt(window, 1789999999), { name: 'ConfigError', field: 'crypto.not_before' });
+    assert.throws(() => mintAt(window, 1790000100), {
+      name: 'ConfigError',
+      field: 'crypto.not_after',
+      message: /retired/,
+    });
+  });
+
+  it('refuses createToken and generateUrl with a retired key; a previous key window never matters', async () => {
+    const { RelayAPIClient } = await import('../src/client.js');
+    const retired = new RelayAPIClient(
+      raiObject({ crypto: { not_after: Math.floor(Date.now() / 1000) - 1 } }),
+    );
+    assert.throws(() => retired.createToken({ apiKey: 'k' }), {
+      name: 'ConfigError',
+      field: 'crypto.not_after',
+    });
+    assert.throws(() => retired.generateUrl({ apiKey: 'k' }), { name: 'ConfigError' });
+    const rai = raiObject();
+    rai.crypto.previous_keys[0].not_after = 1;
+    assert.ok(new RelayAPIClient(rai).createToken({ apiKey: 'k' }).startsWith('rt1.'));
+  });
+});

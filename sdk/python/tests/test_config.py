@@ -114,6 +114,14 @@ BAD_FIELDS = [
     ("server.hostname", "x", "server.hostname"),
     ("extra", 1, "extra"),
     ("server", "http://127.0.0.1:8080", "server"),
+    ("crypto.not_before", -1, "crypto.not_before"),
+    ("crypto.not_after", 2**53, "crypto.not_after"),
+    ("crypto.not_after", 1.5, "crypto.not_after"),
+    ("crypto.not_after", "1790000000", "crypto.not_after"),
+    ("crypto.not_after", None, "crypto.not_after"),
+    ("crypto.not_after", True, "crypto.not_after"),
+    ("crypto.previous_keys.0.not_before", "x", "crypto.previous_keys[0].not_before"),
+    ("server.not_after", 1, "server.not_after"),
 ]
 
 
@@ -173,3 +181,26 @@ def test_unparsable_file(tmp_path: pathlib.Path, text: str) -> None:
 def test_wrong_source_type() -> None:
     with pytest.raises(ConfigError):
         load_config(42)  # type: ignore[arg-type]
+
+
+def test_key_windows_are_read_and_old_files_stay_open() -> None:
+    data = _with("crypto.not_before", 100)
+    data["crypto"]["not_after"] = 200
+    data["crypto"]["previous_keys"][0]["not_after"] = 150
+    cfg = load_config(data)
+    assert (cfg.key.not_before, cfg.key.not_after) == (100, 200)
+    assert (cfg.previous_keys[0].not_before, cfg.previous_keys[0].not_after) == (None, 150)
+    assert [cfg.key.in_force(t) for t in (99, 100, 199, 200)] == [False, True, True, False]
+    old = load_config(rai_dict())
+    assert (old.key.not_before, old.key.not_after) == (None, None)
+    assert old.key.in_force(0)
+    assert old.key.in_force(2**53 - 1)
+
+
+@pytest.mark.parametrize(("not_before", "not_after"), [(5, 5), (6, 5)])
+def test_an_empty_window_is_refused(not_before: int, not_after: int) -> None:
+    data = _with("crypto.not_before", not_before)
+    data["crypto"]["not_after"] = not_after
+    with pytest.raises(ConfigError) as info:
+        load_config(data)
+    assert info.value.field == "crypto.not_after"

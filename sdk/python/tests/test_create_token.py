@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from relayapi import InvalidArgumentError, RelayAPIClient, TokenGenerator
+from relayapi import ConfigError, InvalidArgumentError, RelayAPIClient, TokenGenerator
 from relayapi._b64 import decode as b64decode
 from relayapi.claims import ClaimError
 from relayapi.token import seal
@@ -227,3 +227,37 @@ def test_seal_refuses_what_every_verifier_refuses() -> None:
                   {"key": "k", "origins": ["*"]}, {"key": "k", "ips": ["10.0.0.1/8"]}):  # fmt: skip
         with pytest.raises(ClaimError):
             seal({**base, **extra}, kid=key.key_id, key=key.key, salt=bytes(16))
+
+
+def _windowed(**window: int) -> TokenGenerator:
+    data = rai_dict()
+    data["crypto"].update(window)
+    return TokenGenerator(data)
+
+
+def test_a_key_mints_only_inside_its_window() -> None:
+    gen = _windowed(not_before=1_790_000_000, not_after=1_790_000_100)
+    parts: dict[str, Any] = {"jti": "0" * 32, "salt": bytes(16), "api_key": "k"}
+    for now in (1_790_000_000, 1_790_000_099):
+        assert gen.decode_token(gen._create_token_from_parts(now=now, **parts))["iat"] == now
+    with pytest.raises(ConfigError) as early:
+        gen._create_token_from_parts(now=1_789_999_999, **parts)
+    assert early.value.field == "crypto.not_before"
+    with pytest.raises(ConfigError) as late:
+        gen._create_token_from_parts(now=1_790_000_100, **parts)
+    assert late.value.field == "crypto.not_after"
+    assert "retired" in str(late.value)
+
+
+def test_a_retired_key_refuses_create_token_and_generate_url() -> None:
+    retired = rai_dict()
+    retired["crypto"]["not_after"] = int(time.time()) - 1
+    client = RelayAPIClient(retired)
+    with pytest.raises(ConfigError):
+        client.create_token(api_key="k")
+    with pytest.raises(ConfigError):
+        client.generate_url(api_key="k")
+    # The window of a previous key never matters for minting: only the current key mints.
+    fine = rai_dict("k1", previous=("k2-2026.rotated",))
+    fine["crypto"]["previous_keys"][0]["not_after"] = 1
+    assert RelayAPIClient(fine).create_token(api_key="k").startswith("rt1.")

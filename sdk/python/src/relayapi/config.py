@@ -12,7 +12,7 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import Any, Optional, Union
 
 from . import _b64
 from ._json import JsonRuleError, loads_strict
@@ -37,16 +37,30 @@ MAX_BASE_PATH_BYTES = 128
 MAX_RAI_BYTES = 64 * 1024
 #: Rotation keeps one or two old keys; a long list is a mistake, and every key can still mint (rule 9).
 MAX_PREVIOUS_KEYS = 16
+#: The largest ``not_before`` / ``not_after`` (rule 10): 2^53-1, exact in every JSON reader.
+MAX_WINDOW_SECONDS = 2**53 - 1
 
 ConfigSource = Union[str, "os.PathLike[str]", Mapping[str, Any], "RaiConfig"]
 
 
 @dataclass(frozen=True)
 class RaiKey:
-    """One tenant key: its id and its 32 bytes. ``repr`` never shows the key bytes."""
+    """One tenant key: its id, its 32 bytes and its validity window. ``repr`` never shows the key bytes.
+
+    ``not_before`` / ``not_after`` are Unix seconds (``None``: open); the key is in force from
+    ``not_before`` included to ``not_after`` excluded.
+    """
 
     key_id: str
     key: bytes = field(repr=False)
+    not_before: Optional[int] = None
+    not_after: Optional[int] = None
+
+    def in_force(self, now: int) -> bool:
+        """Whether the key may mint and verify at ``now`` (Unix seconds)."""
+        return (self.not_before is None or now >= self.not_before) and (
+            self.not_after is None or now < self.not_after
+        )
 
 
 @dataclass(frozen=True)
@@ -141,13 +155,18 @@ def _parse(data: Mapping[str, Any]) -> RaiConfig:
             '(at most 128 characters, no "%", "." or ".." segments)',
         )
 
-    crypto = _object(data["crypto"], "crypto", {"method", "key_id", "key", "tenant_id"}, {"previous_keys"})
+    crypto = _object(
+        data["crypto"],
+        "crypto",
+        {"method", "key_id", "key", "tenant_id"},
+        {"previous_keys", "not_before", "not_after"},
+    )
     if crypto["method"] != CRYPTO_METHOD:
         raise ConfigError("crypto.method", f'must be "{CRYPTO_METHOD}" (token format v1)')
     tenant_id = crypto["tenant_id"]
     if not isinstance(tenant_id, str) or not _TENANT.fullmatch(tenant_id):
         raise ConfigError("crypto.tenant_id", "must be 1 to 64 characters from A-Z a-z 0-9 . _ -")
-    key = _parse_key(crypto["key_id"], crypto["key"], "crypto")
+    key = _parse_key(crypto, "crypto")
 
     previous = crypto.get("previous_keys", [])
     if not isinstance(previous, list) or len(previous) > MAX_PREVIOUS_KEYS:
@@ -158,8 +177,8 @@ def _parse(data: Mapping[str, Any]) -> RaiConfig:
     seen = {key.key_id}
     for i, entry in enumerate(previous):
         name = f"crypto.previous_keys[{i}]"
-        _object(entry, name, {"key_id", "key"}, set())
-        k = _parse_key(entry["key_id"], entry["key"], name)
+        _object(entry, name, {"key_id", "key"}, {"not_before", "not_after"})
+        k = _parse_key(entry, name)
         if k.key_id in seen:
             raise ConfigError(f"{name}.key_id", f"duplicate key id {k.key_id!r}")
         seen.add(k.key_id)
@@ -176,7 +195,8 @@ def _parse(data: Mapping[str, Any]) -> RaiConfig:
     )
 
 
-def _parse_key(key_id: Any, key_text: Any, prefix: str) -> RaiKey:
+def _parse_key(entry: Mapping[str, Any], prefix: str) -> RaiKey:
+    key_id, key_text = entry["key_id"], entry["key"]
     if not isinstance(key_id, str) or not _KID.fullmatch(key_id):
         raise ConfigError(f"{prefix}.key_id", "must be 1 to 32 characters from A-Z a-z 0-9 . _ -")
     raw = _b64.decode(key_text) if isinstance(key_text, str) else None
@@ -185,7 +205,19 @@ def _parse_key(key_id: Any, key_text: Any, prefix: str) -> RaiKey:
         raise ConfigError(
             f"{prefix}.key", "must be exactly 32 bytes as unpadded base64url (43 characters, no '=')"
         )
-    return RaiKey(key_id=key_id, key=raw)
+    window: list[Optional[int]] = []
+    for name in ("not_before", "not_after"):
+        if name not in entry:
+            window.append(None)
+            continue
+        value = entry[name]
+        if not _is_int(value) or not 0 <= value <= MAX_WINDOW_SECONDS:
+            raise ConfigError(f"{prefix}.{name}", "must be Unix seconds: an integer from 0 to 2^53-1")
+        window.append(value)
+    not_before, not_after = window
+    if not_before is not None and not_after is not None and not_after <= not_before:
+        raise ConfigError(f"{prefix}.not_after", "must be after not_before (the key would never be valid)")
+    return RaiKey(key_id=key_id, key=raw, not_before=not_before, not_after=not_after)
 
 
 def _parse_host(host: Any) -> str:

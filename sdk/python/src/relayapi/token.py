@@ -35,6 +35,7 @@ from .claims import (
 )
 from .config import ConfigSource, RaiConfig, RaiKey, load_config
 from .errors import (
+    ConfigError,
     InvalidArgumentError,
     InvalidTokenError,
     TokenExpiredError,
@@ -216,6 +217,17 @@ _CLAIM_TO_PARAM = {
 }  # fmt: skip
 
 
+def _check_key_in_force(key: RaiKey, now: int) -> None:
+    """Refuse to mint with a key outside its validity window: the relay would refuse every token."""
+    if key.in_force(now):
+        return
+    if key.not_before is not None and now < key.not_before:
+        raise ConfigError(
+            "crypto.not_before", f"key {key.key_id!r} is not valid before {key.not_before}; now is {now}"
+        )
+    raise ConfigError("crypto.not_after", f"key {key.key_id!r} was retired at {key.not_after}; now is {now}")
+
+
 class TokenGenerator:
     """Mints and decodes tokens with the keys of one `.rai` config.
 
@@ -240,6 +252,7 @@ class TokenGenerator:
     def _create_token_from_parts(self, *, now: int, jti: str, salt: bytes, **options: Any) -> str:
         """``create_token`` with the clock and randomness injected (tests and vectors only)."""
         claims = self._build_claims(now=now, jti=jti, **options)
+        _check_key_in_force(self.config.key, now)
         try:
             token = seal(claims, kid=self.config.key.key_id, key=self.config.key.key, salt=salt)
         except ClaimError as exc:
