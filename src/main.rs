@@ -522,19 +522,24 @@ fn open_store(cfg: &Config, config_path: &Path) -> Result<Store, String> {
         }
         StoreConfig::Redis(r) => {
             let opts = store::RedisOptions {
-                url: r.url.clone(),
+                target: r.target.clone(),
                 key_prefix: r.key_prefix.clone(),
                 connect_timeout: r.connect_timeout,
                 command_timeout: r.command_timeout,
             };
-            let s = Store::open_redis(opts, max_token_life).map_err(|e| field("store.url", &e))?;
+            let at = match r.target {
+                store::RedisTarget::Server(_) => "store.url",
+                store::RedisTarget::Cluster(_) => "store.cluster",
+                store::RedisTarget::Sentinel { .. } => "store.sentinel",
+            };
+            let s = Store::open_redis(opts, max_token_life).map_err(|e| field(at, &e))?;
             // A throwaway runtime: the check's connection must not outlive it, and the store opens
             // its own connection on the server's runtime at the first request.
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
                 .map_err(|e| format!("cannot start the runtime: {e}"))?;
-            rt.block_on(s.check()).map_err(|e| field("store.url", &e))?;
+            rt.block_on(s.check()).map_err(|e| field(at, &e))?;
             Ok(s)
         }
     }

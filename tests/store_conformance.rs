@@ -9,9 +9,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use relayapi::store::{
-    RedisOptions, Reservation, Spend, SpendLimit, SpendLine, SpendReservation, Store, TokenRef,
-    Usage, MAX_TIME, RETAIN_AFTER_EXPIRY,
+    RedisOptions, RedisTarget, Reservation, Spend, SpendLimit, SpendLine, SpendReservation, Store,
+    TokenRef, Usage, MAX_TIME, RETAIN_AFTER_EXPIRY,
 };
+use store_support::topology::RedisCluster;
 use store_support::RedisServer;
 
 /// Longest a token can be accepted after issue in these tests (`max_token_life`).
@@ -44,7 +45,7 @@ fn sqlite() -> Fixture {
 
 fn redis_options(server: &RedisServer, prefix: &str, timeout: Duration) -> RedisOptions {
     RedisOptions {
-        url: server.url(),
+        target: RedisTarget::Server(server.url()),
         key_prefix: prefix.into(),
         connect_timeout: timeout,
         command_timeout: timeout,
@@ -1263,6 +1264,17 @@ async fn redis_instances_share_limits_and_revocations() {
         )
     };
     let (a, b, elsewhere) = (open("shared:"), open("shared:"), open("other-app:"));
+    instances_share_limits_and_revocations(a, b, elsewhere).await;
+}
+
+/// Two stores with one key prefix are two relays on one Redis (server or Cluster): 200 racing
+/// reservations of a 5-call token grant exactly 5, a revocation through one is refused by the other,
+/// and a third store with another prefix is another namespace.
+async fn instances_share_limits_and_revocations(
+    a: Arc<Store>,
+    b: Arc<Store>,
+    elsewhere: Arc<Store>,
+) {
     let mut tasks = Vec::new();
     for i in 0..200 {
         let s = if i % 2 == 0 { a.clone() } else { b.clone() };
@@ -1478,7 +1490,7 @@ async fn redis_hung_server_times_out() {
 async fn redis_bad_url_is_refused_without_echoing_it() {
     let e = Store::open_redis(
         RedisOptions {
-            url: "redis://user:hunter2@[bad".into(),
+            target: RedisTarget::Server("redis://user:hunter2@[bad".into()),
             key_prefix: "x:".into(),
             connect_timeout: Duration::from_secs(1),
             command_timeout: Duration::from_secs(1),
@@ -1488,4 +1500,51 @@ async fn redis_bad_url_is_refused_without_echoing_it() {
     .err()
     .unwrap();
     assert!(!e.to_string().contains("hunter2"), "{e}");
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Redis Cluster: the whole suite on one 3-master cluster (each check under its own key prefix)
+// ---------------------------------------------------------------------------------------------------
+
+fn cluster_store(cluster: &RedisCluster, prefix: &str) -> Arc<Store> {
+    let opts = RedisOptions {
+        target: RedisTarget::Cluster(cluster.urls()),
+        key_prefix: prefix.into(),
+        connect_timeout: Duration::from_secs(2),
+        command_timeout: Duration::from_secs(2),
+    };
+    Arc::new(Store::open_redis(opts, TOKEN_LIFE).unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn redis_cluster_passes_the_suite_and_two_relays_share_exact_limits() {
+    let cluster = RedisCluster::start();
+    let open = |prefix: &str| cluster_store(&cluster, prefix);
+    open("c0:").check().await.unwrap();
+    counts_exactly_max_calls(&open("c1:")).await;
+    unlimited_tokens_count_every_call(&open("c2:")).await;
+    tenants_never_share_counters(&open("c3:")).await;
+    parallel_reservations_never_exceed_max(open("c4:")).await;
+    refund_never_goes_below_zero(&open("c5:")).await;
+    revoking_an_unseen_token(&open("c6:")).await;
+    revoking_a_used_token_keeps_its_count(&open("c7:")).await;
+    revoke_before_is_a_monotonic_tenant_mark(&open("c8:")).await;
+    usage_of_an_unknown_token_is_none(&open("c9:")).await;
+    reservation_records_the_token_facts(&open("c10:")).await;
+    a_token_facts_follow_its_latest_claims(&open("c11:")).await;
+    spend_is_all_or_nothing_across_lines(&open("s1:")).await;
+    spend_limit_of_n_allows_n_never_n_plus_one(&open("s2:")).await;
+    spend_each_unit_limits_on_its_own(&open("s3:")).await;
+    spend_settles_down_and_up(&open("s4:")).await;
+    spend_values_are_exact_up_to_2_pow_53(&open("s5:")).await;
+    spend_tenants_never_share_lines(&open("s6:")).await;
+    spend_keep_until_is_only_raised(&open("s7:")).await;
+    // Two relays: two stores, one prefix.
+    instances_share_limits_and_revocations(open("two:"), open("two:"), open("other:")).await;
+    spend_parallel_reservations_grant_exactly_the_limit(vec![open("two:"), open("two:")]).await;
+    // The keys spread: every master holds some (a script crossing slots would have failed above).
+    for n in &cluster.nodes {
+        let keys: u64 = n.command("DBSIZE").trim_start_matches(':').parse().unwrap();
+        assert!(keys > 0, "node {} holds no key", n.port);
+    }
 }

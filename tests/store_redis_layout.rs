@@ -10,7 +10,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use relayapi::store::{
-    RedisOptions, Reservation, Spend, SpendLimit, SpendLine, SpendReservation, Store, TokenRef,
+    RedisOptions, RedisTarget, Reservation, Spend, SpendLimit, SpendLine, SpendReservation, Store,
+    TokenRef,
 };
 use store_support::RedisServer;
 
@@ -19,7 +20,7 @@ const TOKEN_LIFE: u64 = 7 * 24 * 3600;
 fn open(server: &RedisServer, prefix: &str) -> Store {
     Store::open_redis(
         RedisOptions {
-            url: server.url(),
+            target: RedisTarget::Server(server.url()),
             key_prefix: prefix.into(),
             connect_timeout: Duration::from_secs(2),
             command_timeout: Duration::from_secs(2),

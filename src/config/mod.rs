@@ -313,6 +313,27 @@ mod tests {
             ("r1:", Duration::from_secs(5))
         );
         assert!(!format!("{r:?}").contains("pw@"));
+        let r = redis(
+            r#"{"store": {"type": "redis", "cluster": ["redis://:pw@10.0.0.1:7000", "redis://10.0.0.2:7000"]}}"#,
+        );
+        assert_eq!(
+            r.target,
+            crate::store::RedisTarget::Cluster(vec![
+                "redis://:pw@10.0.0.1:7000".into(),
+                "redis://10.0.0.2:7000".into()
+            ])
+        );
+        assert!(!format!("{r:?}").contains("pw@"));
+        let r = redis(
+            r#"{"store": {"type": "redis", "sentinel": {"nodes": ["redis://10.0.0.1:26379"], "master": "m1"}}}"#,
+        );
+        assert_eq!(
+            r.target,
+            crate::store::RedisTarget::Sentinel {
+                nodes: vec!["redis://10.0.0.1:26379".into()],
+                master: "m1".into()
+            }
+        );
         assert_eq!(
             parse(r#"{"store": {"type": "memory"}}"#).unwrap().store,
             StoreConfig::Memory
@@ -350,6 +371,31 @@ mod tests {
                 "store.path",
             ),
             (r#"{"type": "sqlite", "url": "redis://x"}"#, "store.url"),
+            (
+                r#"{"type": "sqlite", "cluster": ["redis://x"]}"#,
+                "store.cluster",
+            ),
+            (r#"{"type": "redis", "cluster": []}"#, "store.cluster"),
+            (
+                r#"{"type": "redis", "cluster": ["unix:///x"]}"#,
+                "store.cluster",
+            ),
+            (
+                r#"{"type": "redis", "url": "redis://x", "cluster": ["redis://y"]}"#,
+                "store.cluster",
+            ),
+            (
+                r#"{"type": "redis", "cluster": ["redis://y"], "sentinel": {"nodes": ["redis://z"], "master": "m"}}"#,
+                "store.sentinel",
+            ),
+            (
+                r#"{"type": "redis", "sentinel": {"nodes": [], "master": "m"}}"#,
+                "store.sentinel.nodes",
+            ),
+            (
+                r#"{"type": "redis", "sentinel": {"nodes": ["redis://z"], "master": ""}}"#,
+                "store.sentinel.master",
+            ),
             (
                 r#"{"type": "sqlite", "command_timeout": 1}"#,
                 "store.command_timeout",

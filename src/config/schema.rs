@@ -252,6 +252,10 @@ pub struct StoreConfig {
     pub path: Option<PathBuf>,
     /// redis: `redis://[user:password@]host[:port][/db]`.
     pub url: Option<String>,
+    /// redis: a Redis Cluster, by some of its nodes (`redis://host:port`), instead of `url`.
+    pub cluster: Option<Vec<String>>,
+    /// redis: a Sentinel set and the name of the master it watches, instead of `url`.
+    pub sentinel: Option<SentinelConfig>,
     /// redis: prepended to every key, so several relays (or other applications) can share a server.
     pub key_prefix: Option<String>,
     /// redis: seconds allowed to open a connection.
@@ -260,12 +264,22 @@ pub struct StoreConfig {
     pub command_timeout: Option<u64>,
 }
 
+/// `store.sentinel`: the Sentinels (`redis://host:26379`) and the master name they watch.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SentinelConfig {
+    pub nodes: Vec<String>,
+    pub master: String,
+}
+
 impl Default for StoreConfig {
     fn default() -> Self {
         StoreConfig {
             kind: "sqlite".into(),
             path: None,
             url: None,
+            cluster: None,
+            sentinel: None,
             key_prefix: None,
             connect_timeout: None,
             command_timeout: None,

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use crate::config::schema;
 use crate::config::types::{RedisStoreConfig, StoreConfig};
+use crate::store::RedisTarget;
 
 /// The sqlite file when `store.path` is absent, next to `config.json`.
 pub const DEFAULT_SQLITE_PATH: &str = "relayapi-usage.db";
@@ -24,6 +25,8 @@ pub(super) fn store(
 ) -> Result<StoreConfig, (&'static str, String)> {
     let redis_only = [
         ("store.url", raw.url.is_some()),
+        ("store.cluster", raw.cluster.is_some()),
+        ("store.sentinel", raw.sentinel.is_some()),
         ("store.key_prefix", raw.key_prefix.is_some()),
         ("store.connect_timeout", raw.connect_timeout.is_some()),
         ("store.command_timeout", raw.command_timeout.is_some()),
@@ -68,27 +71,40 @@ pub(super) fn store(
 }
 
 fn redis(raw: &schema::StoreConfig) -> Result<RedisStoreConfig, (&'static str, String)> {
-    let Some(url) = &raw.url else {
-        return Err((
-            "store.url",
-            "is required for a redis store, e.g. \"redis://127.0.0.1:6379/0\"".into(),
-        ));
+    let target = match (&raw.url, &raw.cluster, &raw.sentinel) {
+        (Some(url), None, None) => RedisTarget::Server(server_url(url)?),
+        (None, Some(nodes), None) => RedisTarget::Cluster(nodes_of("store.cluster", nodes)?),
+        (None, None, Some(s)) => {
+            if s.master.is_empty() || !s.master.bytes().all(|b| b.is_ascii_graphic()) {
+                return Err((
+                    "store.sentinel.master",
+                    "expected the master's name as the Sentinels know it, e.g. \"mymaster\"".into(),
+                ));
+            }
+            RedisTarget::Sentinel {
+                nodes: nodes_of("store.sentinel.nodes", &s.nodes)?,
+                master: s.master.clone(),
+            }
+        }
+        (None, None, None) => {
+            return Err((
+                "store.url",
+                "is required for a redis store, e.g. \"redis://127.0.0.1:6379/0\" (or give \
+                 store.cluster or store.sentinel instead)"
+                    .into(),
+            ))
+        }
+        (_, _, sentinel) => {
+            return Err((
+                if sentinel.is_some() {
+                    "store.sentinel"
+                } else {
+                    "store.cluster"
+                },
+                "give one of store.url, store.cluster and store.sentinel".into(),
+            ))
+        }
     };
-    // The message never repeats the URL: it may carry a password.
-    if !(url.starts_with("redis://") || url.starts_with("unix://")) {
-        return Err((
-            "store.url",
-            "expected redis://[user:password@]host[:port][/db] or unix:///path/to/redis.sock \
-             (TLS rediss:// is not built in)"
-                .into(),
-        ));
-    }
-    if redis::Client::open(url.as_str()).is_err() {
-        return Err((
-            "store.url",
-            "is not a valid Redis URL; expected redis://[user:password@]host[:port][/db]".into(),
-        ));
-    }
     let key_prefix = raw.key_prefix.as_deref().unwrap_or(DEFAULT_KEY_PREFIX);
     if key_prefix.len() > MAX_KEY_PREFIX_LEN || !key_prefix.bytes().all(|b| b.is_ascii_graphic()) {
         return Err((
@@ -103,11 +119,49 @@ fn redis(raw: &schema::StoreConfig) -> Result<RedisStoreConfig, (&'static str, S
         Some(_) => Err((field, "expected seconds from 1 to 60".to_string())),
     };
     Ok(RedisStoreConfig {
-        url: url.clone(),
+        target,
         key_prefix: key_prefix.to_owned(),
         connect_timeout: seconds("store.connect_timeout", raw.connect_timeout)?,
         command_timeout: seconds("store.command_timeout", raw.command_timeout)?,
     })
+}
+
+/// One server's URL, checked. The message never repeats the URL: it may carry a password.
+fn server_url(url: &str) -> Result<String, (&'static str, String)> {
+    if !(url.starts_with("redis://") || url.starts_with("unix://")) {
+        return Err((
+            "store.url",
+            "expected redis://[user:password@]host[:port][/db] or unix:///path/to/redis.sock \
+             (TLS rediss:// is not built in)"
+                .into(),
+        ));
+    }
+    if redis::Client::open(url).is_err() {
+        return Err((
+            "store.url",
+            "is not a valid Redis URL; expected redis://[user:password@]host[:port][/db]".into(),
+        ));
+    }
+    Ok(url.to_owned())
+}
+
+/// The nodes of a Cluster or a Sentinel set: at least one, each `redis://host:port`. Messages say
+/// which entry, never what it holds.
+fn nodes_of(field: &'static str, nodes: &[String]) -> Result<Vec<String>, (&'static str, String)> {
+    if nodes.is_empty() {
+        return Err((field, "expected at least one \"redis://host:port\"".into()));
+    }
+    for (i, n) in nodes.iter().enumerate() {
+        if !n.starts_with("redis://") || redis::Client::open(n.as_str()).is_err() {
+            return Err((
+                field,
+                format!(
+                    "entry {i} is not a valid node; expected \"redis://[user:password@]host:port\""
+                ),
+            ));
+        }
+    }
+    Ok(nodes.to_vec())
 }
 
 /// The sqlite file, with a relative path resolved against the directory of `config_file` so the relay

@@ -133,8 +133,8 @@ impl StoreConfig {
 /// The options of a Redis store.
 #[derive(Clone, PartialEq, Eq)]
 pub struct RedisStoreConfig {
-    /// `redis://[user:password@]host[:port][/db]` or `unix:///path`; may carry a password.
-    pub url: String,
+    /// One server, a Cluster or a Sentinel set; may carry passwords.
+    pub target: crate::store::RedisTarget,
     /// Prepended to every key.
     pub key_prefix: String,
     pub connect_timeout: Duration,
@@ -146,7 +146,7 @@ pub struct RedisStoreConfig {
 impl std::fmt::Debug for RedisStoreConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RedisStoreConfig")
-            .field("url", &"(redacted)")
+            .field("target", &self.target)
             .field("key_prefix", &self.key_prefix)
             .field("connect_timeout", &self.connect_timeout)
             .field("command_timeout", &self.command_timeout)

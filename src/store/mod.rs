@@ -16,8 +16,8 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Mutex;
 
-pub use crate::store::redis::RedisOptions;
 use crate::store::redis::RedisStore;
+pub use crate::store::redis::{RedisOptions, RedisTarget};
 /// The vocabulary of the shared (cross-instance) rate limit, for callers of `Store::shared_rate_take`.
 pub use crate::store::redis::{SharedRejection, SharedScope};
 use crate::store::spend::MemorySpend;

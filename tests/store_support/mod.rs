@@ -2,6 +2,8 @@
 //! off. Nothing is skipped when the binary is missing: the test fails and says how to install it.
 #![allow(dead_code)]
 
+pub mod topology;
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};

@@ -12,10 +12,12 @@
 //! run-once wrapper; `tokens.rs` the token operations, `rate.rs` the shared rate limit, `spend.rs` the
 //! spend lines.
 //!
-//! One multiplexed connection is shared by all requests. Opening it is bounded by the connect timeout
+//! One connection (`conn.rs`: to one server, to the master a Sentinel set names, or to a Cluster) is
+//! shared by all requests. Opening it is bounded by the connect timeout
 //! and every command by the command timeout, so a hung server turns into `store_unavailable` instead of
 //! a hung request; a connection that failed is dropped and the next operation opens a new one.
 
+mod conn;
 mod keys;
 mod rate;
 mod spend;
@@ -23,10 +25,11 @@ mod tokens;
 
 use std::time::{Duration, Instant};
 
-use redis::aio::MultiplexedConnection;
-use redis::{AsyncConnectionConfig, Client, RedisError, Script};
+use redis::{AsyncConnectionConfig, ErrorKind, RedisError, Script, ServerErrorKind};
 use tokio::sync::Mutex;
 
+pub use crate::store::redis::conn::RedisTarget;
+use crate::store::redis::conn::{Conn, Connector};
 pub use crate::store::redis::rate::{SharedRejection, SharedScope};
 use crate::store::{keep_unseen_revocation_for, StoreError};
 
@@ -43,15 +46,15 @@ const IDEM_TTL_MARGIN_SECS: u64 = 10;
 /// How to reach the server (`store` in config.json).
 #[derive(Debug, Clone)]
 pub struct RedisOptions {
-    /// `redis://[user:password@]host[:port][/db]`. Never logged: it may carry a password.
-    pub url: String,
+    /// One server, a Cluster or a Sentinel set. Never logged: it may carry a password.
+    pub target: RedisTarget,
     pub key_prefix: String,
     pub connect_timeout: Duration,
     pub command_timeout: Duration,
 }
 
 pub struct RedisStore {
-    client: Client,
+    connector: Connector,
     config: AsyncConnectionConfig,
     pub(super) prefix: String,
     connect_timeout: Duration,
@@ -80,7 +83,7 @@ pub(super) struct Scripts {
 /// throw away a newer one that another request already opened.
 #[derive(Default)]
 struct Slot {
-    conn: Option<(u64, MultiplexedConnection)>,
+    conn: Option<(u64, Conn)>,
     generation: u64,
     failed_at: Option<Instant>,
 }
@@ -88,14 +91,13 @@ struct Slot {
 impl RedisStore {
     pub(crate) fn new(opts: RedisOptions, max_token_life: u64) -> Result<RedisStore, StoreError> {
         // The parser's message may quote the URL, and with it a password: say only that it is invalid.
-        let client = Client::open(opts.url.as_str())
-            .map_err(|_| StoreError("the Redis URL is not valid".into()))?;
+        let connector = Connector::new(&opts.target, opts.connect_timeout, opts.command_timeout)?;
         let config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(opts.connect_timeout))
             .set_response_timeout(Some(opts.command_timeout));
         let [spend_reserve, spend_settle, spend_get] = spend::scripts();
         Ok(RedisStore {
-            client,
+            connector,
             config,
             prefix: opts.key_prefix,
             connect_timeout: opts.connect_timeout,
@@ -118,15 +120,9 @@ impl RedisStore {
         })
     }
 
-    async fn open(&self) -> Result<MultiplexedConnection, StoreError> {
+    async fn open(&self) -> Result<Conn, StoreError> {
         // The library bounds the attempt too; the outer timeout is the guarantee this file promises.
-        match tokio::time::timeout(
-            self.connect_timeout,
-            self.client
-                .get_multiplexed_async_connection_with_config(&self.config),
-        )
-        .await
-        {
+        match tokio::time::timeout(self.connect_timeout, self.connector.open(&self.config)).await {
             Ok(Ok(c)) => Ok(c),
             Ok(Err(e)) => Err(StoreError(format!("cannot connect to Redis: {e}"))),
             Err(_) => Err(StoreError(format!(
@@ -138,7 +134,7 @@ impl RedisStore {
 
     /// The shared connection, opened if needed. Concurrent callers wait for one attempt rather than
     /// each opening their own.
-    async fn connection(&self) -> Result<(u64, MultiplexedConnection), StoreError> {
+    async fn connection(&self) -> Result<(u64, Conn), StoreError> {
         let mut slot = self.conn.lock().await;
         if let Some((generation, c)) = &slot.conn {
             return Ok((*generation, c.clone()));
@@ -249,9 +245,11 @@ impl RedisStore {
 }
 
 /// Errors after which the connection cannot be trusted (as opposed to a script error answered by a
-/// healthy server).
+/// healthy server). A `READONLY` answer means the server was demoted to a replica by a failover: the
+/// next connection asks the Sentinels for the new master.
 fn is_transport_error(e: &RedisError) -> bool {
-    e.is_io_error()
+    e.kind() == ErrorKind::Server(ServerErrorKind::ReadOnly)
+        || e.is_io_error()
         || e.is_connection_dropped()
         || e.is_connection_refusal()
         || e.is_timeout()
