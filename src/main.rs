@@ -526,6 +526,7 @@ fn open_store(cfg: &Config, config_path: &Path) -> Result<Store, String> {
                 key_prefix: r.key_prefix.clone(),
                 connect_timeout: r.connect_timeout,
                 command_timeout: r.command_timeout,
+                replica_acks: r.replica_acks,
             };
             let at = match r.target {
                 store::RedisTarget::Server(_) => "store.url",

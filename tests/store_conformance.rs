@@ -49,6 +49,7 @@ fn redis_options(server: &RedisServer, prefix: &str, timeout: Duration) -> Redis
         key_prefix: prefix.into(),
         connect_timeout: timeout,
         command_timeout: timeout,
+        replica_acks: 0,
     }
 }
 
@@ -1494,6 +1495,7 @@ async fn redis_bad_url_is_refused_without_echoing_it() {
             key_prefix: "x:".into(),
             connect_timeout: Duration::from_secs(1),
             command_timeout: Duration::from_secs(1),
+            replica_acks: 0,
         },
         TOKEN_LIFE,
     )
@@ -1512,6 +1514,7 @@ fn cluster_store(cluster: &RedisCluster, prefix: &str) -> Arc<Store> {
         key_prefix: prefix.into(),
         connect_timeout: Duration::from_secs(2),
         command_timeout: Duration::from_secs(2),
+        replica_acks: 0,
     };
     Arc::new(Store::open_redis(opts, TOKEN_LIFE).unwrap())
 }

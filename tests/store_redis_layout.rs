@@ -24,6 +24,7 @@ fn open(server: &RedisServer, prefix: &str) -> Store {
             key_prefix: prefix.into(),
             connect_timeout: Duration::from_secs(2),
             command_timeout: Duration::from_secs(2),
+            replica_acks: 0,
         },
         TOKEN_LIFE,
     )
@@ -277,4 +278,37 @@ async fn the_migration_script_renames_an_old_store() {
         .output()
         .unwrap();
     assert!(String::from_utf8_lossy(&again.stdout).contains("done: 0 keys renamed, 0 left"));
+}
+
+#[tokio::test]
+async fn replica_acks_without_a_replica_fail_closed() {
+    // `replica_acks: 1` on a server with no replica: the write happens, no replica acknowledges it,
+    // and the operation fails (the relay answers 503) instead of answering a grant a failover could
+    // lose. Reads still answer.
+    let server = RedisServer::start();
+    let s = Store::open_redis(
+        RedisOptions {
+            target: RedisTarget::Server(server.url()),
+            key_prefix: "acks:".into(),
+            connect_timeout: Duration::from_secs(1),
+            command_timeout: Duration::from_secs(1),
+            replica_acks: 1,
+        },
+        TOKEN_LIFE,
+    )
+    .unwrap();
+    let t0 = std::time::Instant::now();
+    let e = s.reserve(tok("t1"), 1_100).await.unwrap_err();
+    assert!(e.to_string().contains("0 of 1 replicas"), "{e}");
+    assert!(
+        t0.elapsed() < Duration::from_millis(1_500),
+        "{:?}",
+        t0.elapsed()
+    );
+    assert!(
+        s.revoke_before("acme", 5).await.is_err(),
+        "a revocation too"
+    );
+    let u = s.usage("acme", "t1").await.unwrap().unwrap();
+    assert_eq!(u.calls_used, 1, "counted: an error only ever over-counts");
 }

@@ -389,6 +389,18 @@ mod tests {
                 "store.sentinel",
             ),
             (
+                r#"{"type": "redis", "cluster": ["redis://y"], "replica_acks": 1}"#,
+                "store.replica_acks",
+            ),
+            (
+                r#"{"type": "redis", "url": "redis://y", "replica_acks": 17}"#,
+                "store.replica_acks",
+            ),
+            (
+                r#"{"type": "sqlite", "replica_acks": 1}"#,
+                "store.replica_acks",
+            ),
+            (
                 r#"{"type": "redis", "sentinel": {"nodes": [], "master": "m"}}"#,
                 "store.sentinel.nodes",
             ),

@@ -262,6 +262,9 @@ pub struct StoreConfig {
     pub connect_timeout: Option<u64>,
     /// redis: seconds allowed for each command; a hung server answers `store_unavailable`, never hangs.
     pub command_timeout: Option<u64>,
+    /// redis (`url` or `sentinel`): replicas that must acknowledge each write (`WAIT`) before the relay
+    /// acts on it, so a failover cannot lose it; 0 (the default) does not wait.
+    pub replica_acks: Option<u32>,
 }
 
 /// `store.sentinel`: the Sentinels (`redis://host:26379`) and the master name they watch.
@@ -283,6 +286,7 @@ impl Default for StoreConfig {
             key_prefix: None,
             connect_timeout: None,
             command_timeout: None,
+            replica_acks: None,
         }
     }
 }

@@ -15,6 +15,8 @@ pub const DEFAULT_SQLITE_PATH: &str = "relayapi-usage.db";
 pub const DEFAULT_KEY_PREFIX: &str = "relayapi:";
 /// Redis connect and command timeout when absent: long enough for a server on the same network.
 const DEFAULT_REDIS_TIMEOUT: Duration = Duration::from_secs(2);
+/// Most replicas a write can wait for (`store.replica_acks`): more than any sane replica set.
+const MAX_REPLICA_ACKS: u32 = 16;
 /// Longest Redis key prefix: it is sent with every command.
 const MAX_KEY_PREFIX_LEN: usize = 64;
 
@@ -30,6 +32,7 @@ pub(super) fn store(
         ("store.key_prefix", raw.key_prefix.is_some()),
         ("store.connect_timeout", raw.connect_timeout.is_some()),
         ("store.command_timeout", raw.command_timeout.is_some()),
+        ("store.replica_acks", raw.replica_acks.is_some()),
     ];
     let not_for =
         |kind: &str, fields: &[(&'static str, bool)]| match fields.iter().find(|(_, given)| *given)
@@ -118,8 +121,26 @@ fn redis(raw: &schema::StoreConfig) -> Result<RedisStoreConfig, (&'static str, S
         Some(s @ 1..=60) => Ok(Duration::from_secs(s)),
         Some(_) => Err((field, "expected seconds from 1 to 60".to_string())),
     };
+    let replica_acks =
+        match (raw.replica_acks.unwrap_or(0), &target) {
+            (0, _) => 0,
+            (_, RedisTarget::Cluster(_)) => return Err((
+                "store.replica_acks",
+                "is not available with store.cluster (WAIT cannot follow a script to its slot's \
+                 node); use min-replicas-to-write on the masters instead (docs/redis.md §5)"
+                    .into(),
+            )),
+            (n @ 1..=MAX_REPLICA_ACKS, _) => n,
+            _ => {
+                return Err((
+                    "store.replica_acks",
+                    format!("expected a number of replicas from 0 to {MAX_REPLICA_ACKS}"),
+                ))
+            }
+        };
     Ok(RedisStoreConfig {
         target,
+        replica_acks,
         key_prefix: key_prefix.to_owned(),
         connect_timeout: seconds("store.connect_timeout", raw.connect_timeout)?,
         command_timeout: seconds("store.command_timeout", raw.command_timeout)?,

@@ -140,6 +140,8 @@ pub struct RedisStoreConfig {
     pub connect_timeout: Duration,
     /// Allowed for each command; a hung server answers `store_unavailable`, never hangs.
     pub command_timeout: Duration,
+    /// Replicas that acknowledge each write before it is acted on; 0 = no wait.
+    pub replica_acks: u32,
 }
 
 /// Leaves the URL out: it may carry a password.
@@ -150,6 +152,7 @@ impl std::fmt::Debug for RedisStoreConfig {
             .field("key_prefix", &self.key_prefix)
             .field("connect_timeout", &self.connect_timeout)
             .field("command_timeout", &self.command_timeout)
+            .field("replica_acks", &self.replica_acks)
             .finish()
     }
 }

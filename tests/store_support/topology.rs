@@ -173,10 +173,10 @@ impl RedisCluster {
     }
 }
 
-/// A master, one replica, and three Sentinels watching them under the name [`SentinelSet::MASTER`].
+/// A master, its replicas, and three Sentinels watching them under the name [`SentinelSet::MASTER`].
 pub struct SentinelSet {
     pub master: Node,
-    pub replica: Node,
+    pub replicas: Vec<Node>,
     pub sentinels: Vec<Node>,
     _dir: tempfile::TempDir,
 }
@@ -184,22 +184,32 @@ pub struct SentinelSet {
 impl SentinelSet {
     pub const MASTER: &'static str = "relay-master";
 
+    /// A master with one replica.
     pub fn start() -> SentinelSet {
+        Self::with_replicas(1)
+    }
+
+    pub fn with_replicas(n: usize) -> SentinelSet {
         let dir = tempfile::tempdir().unwrap();
         let mport = free_port();
         let master = Node::spawn(mport, dir.path(), &base_args(mport));
-        let rport = free_port();
-        let mut args = base_args(rport);
-        args.extend(["--replicaof", "127.0.0.1", &mport.to_string()].map(String::from));
-        let replica = Node::spawn(rport, dir.path(), &args);
-        wait_until(
-            || {
+        let replicas: Vec<Node> = (0..n)
+            .map(|_| {
+                let rport = free_port();
+                let mut args = base_args(rport);
+                args.extend(["--replicaof", "127.0.0.1", &mport.to_string()].map(String::from));
+                let replica = Node::spawn(rport, dir.path(), &args);
+                wait_until(
+                    || {
+                        replica
+                            .command("INFO replication")
+                            .contains("master_link_status:up")
+                    },
+                    "the replica to sync",
+                );
                 replica
-                    .command("INFO replication")
-                    .contains("master_link_status:up")
-            },
-            "the replica to sync",
-        );
+            })
+            .collect();
         let sentinels: Vec<Node> = (0..3)
             .map(|_| {
                 let port = free_port();
@@ -226,7 +236,7 @@ impl SentinelSet {
             wait_until(
                 || {
                     let info = s.command(&format!("SENTINEL master {}", Self::MASTER));
-                    field_after(&info, "num-slaves") == Some(1)
+                    field_after(&info, "num-slaves") == Some(n as u64)
                         && field_after(&info, "num-other-sentinels") == Some(2)
                 },
                 "every Sentinel to see the replica and the two other Sentinels",
@@ -234,7 +244,7 @@ impl SentinelSet {
         }
         SentinelSet {
             master,
-            replica,
+            replicas,
             sentinels,
             _dir: dir,
         }

@@ -51,6 +51,9 @@ pub struct RedisOptions {
     pub key_prefix: String,
     pub connect_timeout: Duration,
     pub command_timeout: Duration,
+    /// Replicas that must acknowledge each write before it is answered (`WAIT`); 0 answers at once.
+    /// Not with a Cluster.
+    pub replica_acks: u32,
 }
 
 pub struct RedisStore {
@@ -59,6 +62,7 @@ pub struct RedisStore {
     pub(super) prefix: String,
     connect_timeout: Duration,
     command_timeout: Duration,
+    replica_acks: u32,
     pub(super) unseen_revocation_secs: u64,
     conn: Mutex<Slot>,
     pub(super) scripts: Scripts,
@@ -90,6 +94,11 @@ struct Slot {
 
 impl RedisStore {
     pub(crate) fn new(opts: RedisOptions, max_token_life: u64) -> Result<RedisStore, StoreError> {
+        if opts.replica_acks > 0 && matches!(opts.target, RedisTarget::Cluster(_)) {
+            return Err(StoreError(
+                "replica acknowledgements (WAIT) are not available on a Redis Cluster".into(),
+            ));
+        }
         // The parser's message may quote the URL, and with it a password: say only that it is invalid.
         let connector = Connector::new(&opts.target, opts.connect_timeout, opts.command_timeout)?;
         let config = AsyncConnectionConfig::new()
@@ -102,6 +111,7 @@ impl RedisStore {
             prefix: opts.key_prefix,
             connect_timeout: opts.connect_timeout,
             command_timeout: opts.command_timeout,
+            replica_acks: opts.replica_acks,
             unseen_revocation_secs: keep_unseen_revocation_for(max_token_life),
             conn: Mutex::new(Slot::default()),
             ids: keys::OpIds::new(),
@@ -182,7 +192,27 @@ impl RedisStore {
         keys.push(&record);
         let mut args = args.to_vec();
         args.push(self.idem_ttl_secs().to_string());
-        self.eval(script, &keys, &args).await
+        self.run(script, &keys, &args, true).await
+    }
+
+    /// Runs a script that writes, acknowledged by `replica_acks` replicas when set.
+    pub(super) async fn eval_write<T: redis::FromRedisValue>(
+        &self,
+        script: &Script,
+        keys: &[&str],
+        args: &[String],
+    ) -> Result<T, StoreError> {
+        self.run(script, keys, args, true).await
+    }
+
+    /// Runs a script that only reads.
+    pub(super) async fn eval<T: redis::FromRedisValue>(
+        &self,
+        script: &Script,
+        keys: &[&str],
+        args: &[String],
+    ) -> Result<T, StoreError> {
+        self.run(script, keys, args, false).await
     }
 
     /// How long an idempotency record is kept: longer than the client library can go on retrying
@@ -195,11 +225,15 @@ impl RedisStore {
     }
 
     /// Runs one script with a hard deadline; transport failures and timeouts drop the connection.
-    pub(super) async fn eval<T: redis::FromRedisValue>(
+    /// A write then waits for `replica_acks` replicas (on the same connection: `WAIT` counts this
+    /// client's writes); too few acknowledgements fail the operation, which was counted (an error
+    /// only ever over-counts) but might not survive a failover.
+    async fn run<T: redis::FromRedisValue>(
         &self,
         script: &Script,
         keys: &[&str],
         args: &[String],
+        write: bool,
     ) -> Result<T, StoreError> {
         let (generation, mut conn) = self.connection().await?;
         let mut inv = script.prepare_invoke();
@@ -209,9 +243,31 @@ impl RedisStore {
         for a in args {
             inv.arg(a.as_str());
         }
-        let result = tokio::time::timeout(self.command_timeout, inv.invoke_async(&mut conn)).await;
+        let acks = if write { self.replica_acks } else { 0 };
+        // Half the command timeout for the replicas, so the deadline below rarely has to cut in.
+        let wait_ms = (self.command_timeout / 2).as_millis().max(1) as u64;
+        let work = async {
+            let v: T = inv.invoke_async(&mut conn).await?;
+            if acks == 0 {
+                return Ok(Ok(v));
+            }
+            let got: u32 = redis::cmd("WAIT")
+                .arg(acks)
+                .arg(wait_ms)
+                .query_async(&mut conn)
+                .await?;
+            Ok(if got >= acks {
+                Ok(v)
+            } else {
+                Err(StoreError(format!(
+                    "Redis: {got} of {acks} replicas acknowledged the write within {wait_ms} ms"
+                )))
+            })
+        };
+        let result: Result<redis::RedisResult<Result<T, StoreError>>, _> =
+            tokio::time::timeout(self.command_timeout, work).await;
         match result {
-            Ok(Ok(v)) => Ok(v),
+            Ok(Ok(v)) => v,
             Ok(Err(e)) => {
                 if is_transport_error(&e) {
                     self.discard(generation).await;

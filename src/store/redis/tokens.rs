@@ -121,7 +121,7 @@ impl RedisStore {
         let keys = [tok.as_str()];
         let args = [self.unseen_revocation_secs.to_string()];
         let (flat, mark) = tokio::join!(
-            self.eval::<Vec<String>>(&self.scripts.revoke, &keys, &args),
+            self.eval_write::<Vec<String>>(&self.scripts.revoke, &keys, &args),
             self.mark(tenant)
         );
         parse_usage(tenant, &with_mark(flat?, mark?))
@@ -130,7 +130,7 @@ impl RedisStore {
     pub(crate) async fn revoke_before(&self, tenant: &str, ts: u64) -> Result<u64, StoreError> {
         let mark = self.mark_key(tenant);
         let answer: String = self
-            .eval(&self.scripts.revoke_before, &[&mark], &[ts.to_string()])
+            .eval_write(&self.scripts.revoke_before, &[&mark], &[ts.to_string()])
             .await?;
         answer
             .parse()
