@@ -477,3 +477,71 @@ async fn provider_secrets_need_an_explicit_path_and_never_outlive_the_token() {
     assert_eq!(r.status, 403, "{}", r.text());
     assert_eq!(r.json()["error"]["code"], "limit_not_enforceable");
 }
+
+#[tokio::test]
+async fn a_webrtc_offer_passes_the_model_limits_where_the_provider_reads_the_model() {
+    let up = MockUpstream::start(false).await;
+    let relay = Relay::start(test_config(&up));
+    let c = Claims {
+        models: Some(vec!["gpt-realtime".into()]),
+        ..relay.claims("openai", None)
+    };
+    let token = relay.mint(&c);
+    let offer = "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\n";
+    let call = |query: &str, ct: &'static str, body: String| {
+        let target = format!("/relayapi/{token}/realtime/calls{query}");
+        let addr = relay.addr;
+        async move { request(addr, "POST", &target, &[("content-type", ct)], &body).await }
+    };
+    let r = call("?model=gpt-realtime", "application/sdp", offer.into()).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let got = up.requests().pop().unwrap();
+    assert_eq!(
+        got.body,
+        offer.as_bytes(),
+        "the offer is forwarded untouched"
+    );
+    assert_eq!(
+        got.header("authorization"),
+        Some(&*format!("Bearer {FAKE_KEY}"))
+    );
+    let r = call("?model=gpt-4o-realtime", "application/sdp", offer.into()).await;
+    assert_eq!(
+        (r.status, r.json()["error"]["code"].clone()),
+        (403, json!("model_not_allowed"))
+    );
+    let form = |model: &str| {
+        format!(
+            "--B\r\nContent-Disposition: form-data; name=\"sdp\"\r\n\r\n{offer}\r\n--B\r\n\
+             Content-Disposition: form-data; name=\"session\"\r\n\r\n{{\"type\":\"realtime\",\"model\":\"{model}\"}}\r\n--B--\r\n"
+        )
+    };
+    let r = call("", "multipart/form-data; boundary=B", form("gpt-realtime")).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let r = call("", "multipart/form-data; boundary=B", form("gpt-4o")).await;
+    assert_eq!(r.status, 403, "{}", r.text());
+    assert_eq!(up.count(), 2, "refused offers reach nothing");
+    // A spend limit cannot follow media that bypasses the relay.
+    let b = Claims {
+        bud: Some(Budget {
+            tok: Some(1000),
+            cost: None,
+        }),
+        ..relay.claims("openai", None)
+    };
+    let target = format!("/relayapi/{}/realtime/calls", relay.mint(&b));
+    let r = request(
+        relay.addr,
+        "POST",
+        &target,
+        &[("content-type", "application/sdp")],
+        offer,
+    )
+    .await;
+    assert_eq!(
+        r.json()["error"]["code"],
+        "limit_not_enforceable",
+        "{}",
+        r.text()
+    );
+}

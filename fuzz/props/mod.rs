@@ -23,6 +23,7 @@ pub mod meter;
 pub mod policy;
 pub mod rai;
 pub mod token;
+pub mod webrtc;
 pub mod ws;
 
 /// A target's property check: panics when a property breaks.
@@ -45,6 +46,7 @@ pub const TARGETS: &[(&str, Check)] = &[
     ("policy", policy::check),
     ("rai", rai::check),
     ("token", token::check),
+    ("webrtc", webrtc::check),
     ("ws", ws::check),
 ];
 

@@ -27,6 +27,7 @@ use crate::request::methods::{method_forwarded, ALLOW_FORWARDED};
 use crate::request::policy;
 use crate::request::route::{locate, Located};
 use crate::request::secrets;
+use crate::request::webrtc;
 use crate::store::{Reservation, SharedRejection, SharedScope, TokenRef};
 use crate::token::cache::Verdict;
 use crate::token::format::{self, Claims, TimeError};
@@ -124,6 +125,7 @@ pub async fn admit<S>(
     }
     policy::check_endpoint(&claims, provider.family, &loc.rest)?;
     secrets::check(&claims, provider.family, &loc.rest)?;
+    webrtc::check(&claims, provider.family, &loc.rest)?;
     // The token's own rate and concurrency come before the relay-wide limit: a public token shared by
     // many addresses spends its own allowance, never the budget of every other caller.
     // The key is only read when the token carries a limit: most calls build none.

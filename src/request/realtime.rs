@@ -20,7 +20,7 @@ use crate::request::admit::{self, Admitted};
 use crate::request::context::Request;
 use crate::request::forward;
 use crate::request::outcome::{Cut, Outcome};
-use crate::request::route::Located;
+use crate::request::query_model;
 use crate::server::shutdown::ShutdownWatch;
 use crate::store::{Spend, SpendLine, SpendReservation};
 use crate::token::format::Claims;
@@ -265,7 +265,7 @@ async fn prepare<S>(req: &mut Request<'_, S>, admitted: &mut Admitted) -> Result
     if claims.mtok.is_some() {
         return Err(Error::LimitNotEnforceable("output ceiling (`mtok`)"));
     }
-    apply_model_limits(claims, &mut admitted.loc)?;
+    query_model::apply(claims, &mut admitted.loc)?;
     Ok(upgrade)
 }
 
@@ -338,72 +338,4 @@ fn realtime_family(family: ApiFamily) -> Option<UsageFamily> {
         ApiFamily::Gemini => Some(UsageFamily::Gemini),
         _ => None,
     }
-}
-
-/// `models` and `ext.rep_m` on the model a realtime URL names in its query (`?model=`).
-fn apply_model_limits(claims: &Claims, loc: &mut Located) -> Result<(), Error> {
-    let forced = claims.ext.as_ref().and_then(|e| e.rep_m.as_deref());
-    if claims.models.is_none() && forced.is_none() {
-        return Ok(());
-    }
-    let query = loc.query.strip_prefix('?').unwrap_or(&loc.query);
-    let mut model = None;
-    let mut kept: Vec<String> = Vec::new();
-    for pair in query.split('&').filter(|p| !p.is_empty()) {
-        match pair.split_once('=') {
-            Some(("model", v)) => {
-                if model.is_some() {
-                    return Err(Error::DuplicateMember("model"));
-                }
-                model =
-                    Some(percent_decode(v).ok_or(Error::InvalidMember("model", "a model name"))?);
-            }
-            _ => kept.push(pair.to_string()),
-        }
-    }
-    if let Some(forced) = forced {
-        kept.push(format!("model={}", percent_encode(forced)));
-    } else if let Some(models) = &claims.models {
-        match &model {
-            Some(m) if models.iter().any(|a| a == m) => {
-                kept.push(format!("model={}", percent_encode(m)))
-            }
-            _ => return Err(Error::ModelNotAllowed),
-        }
-    }
-    loc.query = format!("?{}", kept.join("&"));
-    Ok(())
-}
-
-fn percent_decode(v: &str) -> Option<String> {
-    let b = v.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'%' => {
-                let hex = std::str::from_utf8(b.get(i + 1..i + 3)?).ok()?;
-                out.push(u8::from_str_radix(hex, 16).ok()?);
-                i += 3;
-            }
-            b'+' => return None,
-            c => {
-                out.push(c);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8(out).ok()
-}
-
-fn percent_encode(v: &str) -> String {
-    v.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
 }

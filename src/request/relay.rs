@@ -24,6 +24,7 @@ use crate::request::policy;
 use crate::request::realtime;
 use crate::request::reply::{self, Body};
 use crate::request::secrets;
+use crate::request::webrtc;
 use crate::server::shutdown::ShutdownWatch;
 use crate::ws::handshake;
 
@@ -112,7 +113,17 @@ async fn forward_call<S: AsyncRead + AsyncWrite + Unpin>(
             }
         };
         let family = admitted.provider.family;
-        let applied = match policy::apply(claims, family, &admitted.loc.rest, raw) {
+        // A WebRTC offer is not JSON: its model limits are read where the provider reads the model.
+        let applied = if webrtc::is_call_setup(family, &admitted.loc.rest) {
+            let ct = req.head.header("content-type");
+            webrtc::apply(claims, ct, &mut admitted.loc, &raw).map(|()| policy::Applied {
+                body: raw,
+                path: None,
+            })
+        } else {
+            policy::apply(claims, family, &admitted.loc.rest, raw)
+        };
+        let applied = match applied {
             Ok(applied) => applied,
             Err(error) => {
                 admit::give_back(app, claims).await;
