@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use relayapi::store::{RedisOptions, RedisTarget, Reservation, Store, TokenRef};
+use relayapi::store::{MasterAuth, RedisOptions, RedisTarget, Reservation, Store, TokenRef};
 use store_support::topology::{RedisCluster, SentinelSet};
 
 const TOKEN_LIFE: u64 = 7 * 24 * 3600;
@@ -62,6 +62,7 @@ async fn failover(mut set: SentinelSet, replica_acks: u32) {
             target: RedisTarget::Sentinel {
                 nodes: set.sentinel_urls(),
                 master: SentinelSet::MASTER.into(),
+                auth: MasterAuth::default(),
             },
             key_prefix: "fo:".into(),
             connect_timeout: TIMEOUT,
@@ -243,4 +244,44 @@ fn token(jti: &str) -> TokenRef<'_> {
         exp: 10_000,
         max: Some(1),
     }
+}
+
+#[tokio::test]
+async fn a_master_behind_sentinel_is_reached_with_its_password_and_database() {
+    let set = SentinelSet::with(1, Some("s3cret"));
+    let open = |password: Option<&str>| {
+        let opts = RedisOptions {
+            target: RedisTarget::Sentinel {
+                nodes: set.sentinel_urls(),
+                master: SentinelSet::MASTER.into(),
+                auth: MasterAuth {
+                    username: None,
+                    password: password.map(String::from),
+                    db: 3,
+                },
+            },
+            key_prefix: "auth:".into(),
+            connect_timeout: TIMEOUT,
+            command_timeout: TIMEOUT,
+            replica_acks: 0,
+        };
+        Store::open_redis(opts, TOKEN_LIFE).unwrap()
+    };
+    let s = open(Some("s3cret"));
+    s.check().await.unwrap();
+    assert_eq!(
+        s.reserve(token("t1"), 1_100).await.unwrap(),
+        Reservation::Granted { used: 1 }
+    );
+    assert_eq!(
+        set.master.command("SELECT 3\r\nEXISTS auth:tok:{acme:t1}"),
+        "+OK\r\n+OK\r\n:1",
+        "written on database 3"
+    );
+    let e = open(None).check().await.unwrap_err();
+    assert!(!e.to_string().contains("s3cret"), "{e}");
+    assert!(open(Some("wrong"))
+        .reserve(token("t1"), 1_100)
+        .await
+        .is_err());
 }

@@ -331,7 +331,8 @@ mod tests {
             r.target,
             crate::store::RedisTarget::Sentinel {
                 nodes: vec!["redis://10.0.0.1:26379".into()],
-                master: "m1".into()
+                master: "m1".into(),
+                auth: crate::store::MasterAuth::default(),
             }
         );
         assert_eq!(
@@ -399,6 +400,10 @@ mod tests {
             (
                 r#"{"type": "sqlite", "replica_acks": 1}"#,
                 "store.replica_acks",
+            ),
+            (
+                r#"{"type": "redis", "sentinel": {"nodes": ["redis://z"], "master": "m", "db": -1}}"#,
+                "store.sentinel.db",
             ),
             (
                 r#"{"type": "redis", "sentinel": {"nodes": [], "master": "m"}}"#,

@@ -273,6 +273,11 @@ pub struct StoreConfig {
 pub struct SentinelConfig {
     pub nodes: Vec<String>,
     pub master: String,
+    /// The master's ACL user and password (the Sentinels' own go in their node URLs).
+    pub username: Option<String>,
+    pub password: Option<String>,
+    /// The master's database number.
+    pub db: Option<i64>,
 }
 
 impl Default for StoreConfig {

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use crate::config::schema;
 use crate::config::types::{RedisStoreConfig, StoreConfig};
-use crate::store::RedisTarget;
+use crate::store::{MasterAuth, RedisTarget};
 
 /// The sqlite file when `store.path` is absent, next to `config.json`.
 pub const DEFAULT_SQLITE_PATH: &str = "relayapi-usage.db";
@@ -15,6 +15,8 @@ pub const DEFAULT_SQLITE_PATH: &str = "relayapi-usage.db";
 pub const DEFAULT_KEY_PREFIX: &str = "relayapi:";
 /// Redis connect and command timeout when absent: long enough for a server on the same network.
 const DEFAULT_REDIS_TIMEOUT: Duration = Duration::from_secs(2);
+/// Highest database number accepted for the master behind Sentinel (Redis' default has 16).
+const MAX_DB: i64 = 1 << 16;
 /// Most replicas a write can wait for (`store.replica_acks`): more than any sane replica set.
 const MAX_REPLICA_ACKS: u32 = 16;
 /// Longest Redis key prefix: it is sent with every command.
@@ -84,9 +86,23 @@ fn redis(raw: &schema::StoreConfig) -> Result<RedisStoreConfig, (&'static str, S
                     "expected the master's name as the Sentinels know it, e.g. \"mymaster\"".into(),
                 ));
             }
+            let db = match s.db.unwrap_or(0) {
+                db @ 0..=MAX_DB => db,
+                _ => {
+                    return Err((
+                        "store.sentinel.db",
+                        format!("expected a database number from 0 to {MAX_DB}"),
+                    ))
+                }
+            };
             RedisTarget::Sentinel {
                 nodes: nodes_of("store.sentinel.nodes", &s.nodes)?,
                 master: s.master.clone(),
+                auth: MasterAuth {
+                    username: s.username.clone(),
+                    password: s.password.clone(),
+                    db,
+                },
             }
         }
         (None, None, None) => {

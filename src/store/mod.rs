@@ -17,7 +17,7 @@ use std::path::Path;
 use std::sync::Mutex;
 
 use crate::store::redis::RedisStore;
-pub use crate::store::redis::{RedisOptions, RedisTarget};
+pub use crate::store::redis::{MasterAuth, RedisOptions, RedisTarget};
 /// The vocabulary of the shared (cross-instance) rate limit, for callers of `Store::shared_rate_take`.
 pub use crate::store::redis::{SharedRejection, SharedScope};
 use crate::store::spend::MemorySpend;

@@ -18,10 +18,16 @@ const START_DEADLINE: Duration = Duration::from_secs(15);
 pub struct Node {
     child: Option<Child>,
     pub port: u16,
+    /// Sent with `AUTH` before each command when the node requires a password.
+    password: Option<String>,
 }
 
 impl Node {
     fn spawn(port: u16, dir: &Path, args: &[String]) -> Node {
+        Self::spawn_with(port, dir, args, None)
+    }
+
+    fn spawn_with(port: u16, dir: &Path, args: &[String], password: Option<&str>) -> Node {
         let child = Command::new("redis-server")
             .args(args)
             .current_dir(dir)
@@ -37,9 +43,10 @@ impl Node {
         let node = Node {
             child: Some(child),
             port,
+            password: password.map(String::from),
         };
         wait_until(
-            || node.command("PING") == "+PONG",
+            || node.command("PING").ends_with("+PONG"),
             "redis-server to answer PING",
         );
         node
@@ -56,7 +63,11 @@ impl Node {
             return String::new();
         };
         let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
-        if s.write_all(format!("{cmd}\r\n").as_bytes()).is_err() {
+        let auth = match &self.password {
+            Some(p) => format!("AUTH {p}\r\n"),
+            None => String::new(),
+        };
+        if s.write_all(format!("{auth}{cmd}\r\n").as_bytes()).is_err() {
             return String::new();
         }
         let mut out = Vec::new();
@@ -186,19 +197,32 @@ impl SentinelSet {
 
     /// A master with one replica.
     pub fn start() -> SentinelSet {
-        Self::with_replicas(1)
+        Self::with(1, None)
     }
 
     pub fn with_replicas(n: usize) -> SentinelSet {
+        Self::with(n, None)
+    }
+
+    /// `n` replicas; with `password`, the master and replicas require it (the Sentinels do not).
+    pub fn with(n: usize, password: Option<&str>) -> SentinelSet {
         let dir = tempfile::tempdir().unwrap();
+        let auth_args = |args: &mut Vec<String>| {
+            if let Some(p) = password {
+                args.extend(["--requirepass", p, "--masterauth", p].map(String::from));
+            }
+        };
         let mport = free_port();
-        let master = Node::spawn(mport, dir.path(), &base_args(mport));
+        let mut args = base_args(mport);
+        auth_args(&mut args);
+        let master = Node::spawn_with(mport, dir.path(), &args, password);
         let replicas: Vec<Node> = (0..n)
             .map(|_| {
                 let rport = free_port();
                 let mut args = base_args(rport);
+                auth_args(&mut args);
                 args.extend(["--replicaof", "127.0.0.1", &mport.to_string()].map(String::from));
-                let replica = Node::spawn(rport, dir.path(), &args);
+                let replica = Node::spawn_with(rport, dir.path(), &args, password);
                 wait_until(
                     || {
                         replica
@@ -215,9 +239,12 @@ impl SentinelSet {
                 let port = free_port();
                 // A Sentinel rewrites its file: each gets its own, in the temporary directory.
                 let file = dir.path().join(format!("sentinel-{port}.conf"));
+                let auth = password
+                    .map(|p| format!("sentinel auth-pass {} {p}\n", Self::MASTER))
+                    .unwrap_or_default();
                 let conf = format!(
                     "port {port}\nbind 127.0.0.1\n\
-                     sentinel monitor {m} 127.0.0.1 {mport} 2\n\
+                     sentinel monitor {m} 127.0.0.1 {mport} 2\n{auth}\
                      sentinel down-after-milliseconds {m} 1000\n\
                      sentinel failover-timeout {m} 4000\n\
                      sentinel parallel-syncs {m} 1\n",

@@ -8,8 +8,11 @@ use std::time::Duration;
 use redis::aio::{ConnectionLike, MultiplexedConnection};
 use redis::cluster::{ClusterClient, ClusterClientBuilder};
 use redis::cluster_async::ClusterConnection;
-use redis::sentinel::{SentinelClient, SentinelServerType};
-use redis::{AsyncConnectionConfig, Client, Cmd, Pipeline, RedisFuture, RedisResult, Value};
+use redis::sentinel::{SentinelClient, SentinelNodeConnectionInfo, SentinelServerType};
+use redis::{
+    AsyncConnectionConfig, Client, Cmd, Pipeline, RedisConnectionInfo, RedisFuture, RedisResult,
+    Value,
+};
 use tokio::sync::Mutex;
 
 use crate::store::StoreError;
@@ -28,8 +31,20 @@ pub enum RedisTarget {
     /// the rest from them.
     Cluster(Vec<String>),
     /// The master that the Sentinels at `nodes` (`redis://host:26379`) name `master`, followed
-    /// through failovers.
-    Sentinel { nodes: Vec<String>, master: String },
+    /// through failovers, reached with `auth` and on database `db`.
+    Sentinel {
+        nodes: Vec<String>,
+        master: String,
+        auth: MasterAuth,
+    },
+}
+
+/// How to log in to the master behind Sentinel, whose address the store learns from the Sentinels.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct MasterAuth {
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub db: i64,
 }
 
 impl std::fmt::Debug for RedisTarget {
@@ -37,7 +52,7 @@ impl std::fmt::Debug for RedisTarget {
         match self {
             RedisTarget::Server(_) => f.write_str("Server(redacted)"),
             RedisTarget::Cluster(n) => write!(f, "Cluster({} nodes, redacted)", n.len()),
-            RedisTarget::Sentinel { nodes, master } => {
+            RedisTarget::Sentinel { nodes, master, .. } => {
                 write!(f, "Sentinel({} nodes, master {master:?})", nodes.len())
             }
         }
@@ -73,10 +88,14 @@ impl Connector {
                     .map(Connector::Cluster)
                     .map_err(|_| invalid("a Redis Cluster node"))
             }
-            RedisTarget::Sentinel { nodes, master } => SentinelClient::build(
+            RedisTarget::Sentinel {
+                nodes,
+                master,
+                auth,
+            } => SentinelClient::build(
                 nodes.iter().map(String::as_str).collect(),
                 master.clone(),
-                None,
+                Some(master_login(auth)),
                 SentinelServerType::Master,
             )
             .map(|c| Connector::Sentinel(Mutex::new(c)))
@@ -99,6 +118,17 @@ impl Connector {
                 .map(Conn::Server),
         }
     }
+}
+
+fn master_login(auth: &MasterAuth) -> SentinelNodeConnectionInfo {
+    let mut info = RedisConnectionInfo::default().set_db(auth.db);
+    if let Some(u) = &auth.username {
+        info = info.set_username(u);
+    }
+    if let Some(p) = &auth.password {
+        info = info.set_password(p);
+    }
+    SentinelNodeConnectionInfo::default().set_redis_connection_info(info)
 }
 
 /// An open connection: to one server (also the Sentinel-named master) or to a whole Cluster.

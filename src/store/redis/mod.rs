@@ -28,8 +28,8 @@ use std::time::{Duration, Instant};
 use redis::{AsyncConnectionConfig, ErrorKind, RedisError, Script, ServerErrorKind};
 use tokio::sync::Mutex;
 
-pub use crate::store::redis::conn::RedisTarget;
 use crate::store::redis::conn::{Conn, Connector};
+pub use crate::store::redis::conn::{MasterAuth, RedisTarget};
 pub use crate::store::redis::rate::{SharedRejection, SharedScope};
 use crate::store::{keep_unseen_revocation_for, StoreError};
 
