@@ -6,6 +6,10 @@ generators (wrk, oha, the SSE client), the JSON upstream (nginx `return 200`) an
 one worker thread. Every figure is measured for the direct upstream, nginx and the relay in the same run,
 and the relay is reported as a ratio against nginx, because absolute figures drift between machines.
 
+Spend limits (docs/budgets.md) are measured as more relay rows: the same store with tokens that carry a
+token budget, an end-user daily quota or a money budget, minted with the Python SDK (sdk/python/src),
+next to unbudgeted tokens, so the cost of metering reads as a difference between rows of one run.
+
 Run through bench/run.sh, which installs the tools and builds the relay. Durations come from the
 environment (see `Settings.from_env`).
 """
@@ -34,6 +38,11 @@ from pathlib import Path
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 sys.path.insert(0, str(BENCH))
+# The Python SDK from this checkout (its one dependency is pyca/cryptography): tokens are minted the way a
+# customer's backend mints them.
+sys.path.insert(0, str(ROOT / "sdk" / "python" / "src"))
+from relayapi import RelayAPIClient  # noqa: E402
+
 import sse  # noqa: E402  (a sibling module, found through the path set just above)
 
 PROXY_CORE = "0"
@@ -56,6 +65,18 @@ LABELS = {
     "relay": "relay, sqlite store (default)",
     "relay-memory": "relay, memory store",
 }
+# Spend limits a relay row's tokens carry ("none": no budget, the tokens every release had). Each is large
+# enough never to run out during a run, so every call is reserved, metered and settled, never refused.
+BUDGETS = ("none", "tok", "uq", "cost")
+BUDGET_LABELS = {"tok": "token budget", "uq": "user daily quota", "cost": "money budget"}
+NEVER_RUNS_OUT = 10**15
+BENCH_USER = "bench-user"
+# The relay's provider for streamed chat: an OpenAI-compatible API served by bench/sse.py (the built-in
+# openai provider points at the JSON upstream).
+STREAM_PROVIDER = "openai-stream"
+# Prices per million tokens in micro-units (docs/budgets.md §2): what a money budget needs; gpt-4o-mini's
+# list price, so the arithmetic is the production one.
+PRICE = {"input": 150000, "output": 600000, "cached_input": 75000}
 # How long a freshly started server may take to accept connections.
 START_TIMEOUT_S = 20.0
 
@@ -75,6 +96,10 @@ class Settings:
     access_log_run: bool = True
     # Relay usage stores to measure, each as its own row: sqlite is what a default config runs.
     relay_stores: tuple[str, ...] = ("sqlite", "memory")
+    # Spend limits to measure per store, each as its own row ("none" = the unbudgeted tokens).
+    budgets: tuple[str, ...] = BUDGETS
+    # The open-loop oha run (p50/p99 at a fixed rate); 0 skips it, and oha is then not needed.
+    latency: bool = True
     relay_bin: Path = ROOT / "target" / "release" / "relayapi"
     # Niceness for everything the bench runs. On a machine shared with builds and tests, a proxy at
     # the default priority gets preempted for whole timeslices, which shows up as milliseconds of p99
@@ -117,6 +142,17 @@ class Settings:
                     f"list of {', '.join(RELAY_STORES)}"
                 )
             s.relay_stores = stores
+        if "BENCH_BUDGETS" in env:
+            budgets = tuple(x.strip() for x in env["BENCH_BUDGETS"].split(",") if x.strip())
+            unknown = [x for x in budgets if x not in BUDGETS]
+            if not budgets or unknown:
+                raise SystemExit(
+                    f"BENCH_BUDGETS={env['BENCH_BUDGETS']!r}: expected a comma-separated list of "
+                    f"{', '.join(BUDGETS)}"
+                )
+            s.budgets = budgets
+        if "BENCH_LATENCY" in env:
+            s.latency = env["BENCH_LATENCY"] not in ("0", "", "no", "false")
         if "BENCH_NICE" in env:
             try:
                 s.nice = int(env["BENCH_NICE"])
@@ -229,6 +265,20 @@ def children_of(pid: int) -> list[int]:
 
 def cpu_ticks(pids: list[int]) -> int:
     return sum(parse_proc_stat_cpu(Path(f"/proc/{p}/stat").read_text()) for p in pids)
+
+
+def cpu_ns(pids: list[int]) -> int:
+    """CPU time in nanoseconds of every live thread of `pids` (/proc/PID/task/TID/schedstat, first
+    field): exact where clock ticks (10 ms) are too coarse for a one-second SSE run. Time of a thread
+    that exits in between is lost, so this is for short windows over long-lived threads."""
+    total = 0
+    for p in pids:
+        for task in Path(f"/proc/{p}/task").iterdir():
+            try:
+                total += int((task / "schedstat").read_text().split()[0])
+            except (OSError, ValueError, IndexError):
+                continue
+    return total
 
 
 def rss_bytes(pids: list[int]) -> int:
@@ -353,9 +403,34 @@ def proxy_nginx_conf(work: Path, port: int, up_port: int, sse_port: int, access_
     )
 
 
-def relay_kind(store: str) -> str:
-    """The target name for the relay with a given store: the default store is plain "relay"."""
-    return "relay" if store == "sqlite" else f"relay-{store}"
+def relay_kind(store: str, budget: str = "none") -> str:
+    """The target name for the relay with a given store and spend limit: the default store is plain
+    "relay", a budget is a suffix ("relay-memory+tok")."""
+    base = "relay" if store == "sqlite" else f"relay-{store}"
+    return base if budget == "none" else f"{base}+{budget}"
+
+
+def kind_parts(kind: str) -> tuple[str, str]:
+    """(store target, budget) of a relay target name; the inverse of `relay_kind`."""
+    base, _, budget = kind.partition("+")
+    return base, budget or "none"
+
+
+def label(kind: str) -> str:
+    base, budget = kind_parts(kind)
+    text = LABELS.get(base, base)
+    return text if budget == "none" else f"{text}, {BUDGET_LABELS.get(budget, budget)}"
+
+
+def token_options(budget: str) -> dict:
+    """SDK `create_token` options for one spend-limit variant (docs/budgets.md §1)."""
+    if budget == "tok":
+        return {"budget_tokens": NEVER_RUNS_OUT}
+    if budget == "uq":
+        return {"user_id": BENCH_USER, "user_quotas": [{"window": "day", "tokens": NEVER_RUNS_OUT}]}
+    if budget == "cost":
+        return {"budget_cost": NEVER_RUNS_OUT}
+    return {}
 
 
 def relay_config(up_port: int, sse_port: int, access_log: bool, store: dict) -> dict:
@@ -377,10 +452,17 @@ def relay_config(up_port: int, sse_port: int, access_log: bool, store: dict) -> 
         "providers": {
             "openai": {"base_url": f"http://127.0.0.1:{up_port}/v1"},
             "anthropic": {"base_url": f"http://127.0.0.1:{sse_port}"},
+            STREAM_PROVIDER: {
+                "base_url": f"http://127.0.0.1:{sse_port}/v1",
+                "auth": "bearer",
+                "family": "openai",
+            },
         },
         "upstream": {"pool_max_idle_per_host": 64},
         "log": {"access": access_log},
         "store": store,
+        # The models both upstreams answer for, priced: a money budget refuses an unpriced model.
+        "budgets": {"prices": {"openai": {"gpt-4o-mini": PRICE}, STREAM_PROVIDER: {"bench-model": PRICE}}},
     }
 
 
@@ -391,7 +473,8 @@ class Bench:
         self.started: list[Server] = []
         self._up: Server | None = None
         self._sse_up: Server | None = None
-        self.tokens: dict[str, str] = {}
+        # (provider, budget) -> token.
+        self.tokens: dict[tuple[str, str], str] = {}
         self.db_seq = 0
 
     @property
@@ -475,19 +558,17 @@ class Bench:
             ],
             check=True,
         )
-        env = {**os.environ, "BENCH_PROVIDER_KEY": FAKE_KEY}
-        for provider in ("openai", "anthropic"):
-            out = subprocess.run(
-                [
-                    *(str(self.s.relay_bin), "mint", "--rai", str(rai), "--provider", provider),
-                    *("--key-env", "BENCH_PROVIDER_KEY", "--max-calls", "0", "--expire-seconds", "86400"),
-                ],
-                check=True,
-                capture_output=True,
-                text=True,
-                env=env,
-            )
-            self.tokens[provider] = out.stdout.strip()
+        # Unlimited calls, a day's lifetime, each spend-limit variant as its own token.
+        client = RelayAPIClient(str(rai))
+        for provider in ("openai", STREAM_PROVIDER):
+            for budget in ("none", *self.s.budgets):
+                self.tokens[(provider, budget)] = client.create_token(
+                    api_key=FAKE_KEY,
+                    provider=provider,
+                    max_calls=None,
+                    expire_seconds=86400,
+                    **token_options(budget),
+                )
 
     def start_proxy(self, kind: str, access_log: bool) -> Server:
         if kind == "nginx":
@@ -531,12 +612,19 @@ class Bench:
     def json_url(self, kind: str, port: int) -> str:
         if kind == "direct":
             return f"http://127.0.0.1:{port}/v1/chat/completions"
-        return f"http://127.0.0.1:{port}/relayapi/{self.tokens['openai']}/chat/completions"
+        token = self.tokens[("openai", kind_parts(kind)[1])]
+        return f"http://127.0.0.1:{port}/relayapi/{token}/chat/completions"
 
     def sse_path(self, kind: str) -> str:
+        """A streamed chat call. nginx routes `/v1/messages` to the SSE upstream (its JSON location
+        goes to the other upstream); the relay gets an OpenAI-compatible `/chat/completions`, the call
+        it meters, and forwards it to the same upstream, which ignores the path."""
         if kind == "direct":
-            return "/v1/messages"
-        return f"/relayapi/{self.tokens['anthropic']}/v1/messages"
+            return "/v1/chat/completions"
+        if kind == "nginx":
+            return f"/relayapi/{self.tokens[('openai', 'none')]}/v1/messages"
+        token = self.tokens[(STREAM_PROVIDER, kind_parts(kind)[1])]
+        return f"/relayapi/{token}/chat/completions"
 
     def preflight(self, kind: str, port: int) -> None:
         """One JSON request must come back as the upstream's body: a run of 401s would otherwise be
@@ -573,6 +661,7 @@ class Bench:
 
     def measure_sse(self, kind: str, port: int, srv: Server) -> dict:
         idle = rss_bytes(srv.pids())
+        c0 = cpu_ns(srv.pids())
         res = asyncio.run(
             sse.hold_streams(
                 "127.0.0.1",
@@ -582,6 +671,7 @@ class Bench:
                 lambda: rss_bytes(srv.pids()),
             )
         )
+        c1 = cpu_ns(srv.pids())
         per_stream = None
         if kind != "direct" and res.rss_open:
             per_stream = (res.rss_open - idle) / self.s.sse_streams
@@ -591,6 +681,14 @@ class Bench:
             "sse_rss_idle": idle,
             "sse_rss_open": res.rss_open,
             "rss_per_stream": per_stream,
+            "sse_cpu_us": (c1 - c0) / 1e3 / self.s.sse_streams,
+            **res.timing_ms(),
+            # Streams whose provider was asked for usage: every one for a budgeted relay row (the relay
+            # asks), none otherwise; anything else means the row did not measure what it says.
+            "sse_usage_asked": sum(1 for x in res.streams if x.usage_asked),
+            # Streams that got another number of events than the provider sent: a usage chunk the relay
+            # asked for and failed to take out, or lost events.
+            "sse_wrong_count": sum(1 for x in res.streams if x.done and x.events != self.s.sse_events),
             "sse_errors": sorted(set(res.errors))[:5],
         }
 
@@ -627,13 +725,17 @@ class Bench:
         try:
             port = srv.port if kind != "direct" else self.up.port
             self.preflight(kind, port)
-            out: dict = {"target": LABELS.get(kind, kind)}
+            out: dict = {"target": label(kind)}
             # Direct streams come from the SSE upstream itself; its memory is not a proxy's.
             sse_srv = self.sse_up if kind == "direct" else srv
             out.update(self.measure_sse(kind, port if kind != "direct" else sse_srv.port, sse_srv))
             url = self.json_url(kind, port)
             out.update(self.measure_throughput(url, srv))
-            out.update(self.measure_latency(url, srv))
+            if self.s.latency:
+                out.update(self.measure_latency(url, srv))
+            else:
+                out.update({"p50_us": None, "p99_us": None, "lat_rps": None, "lat_errors": 0})
+                out["cpu_us_at_rate"] = None
             return out
         finally:
             if kind != "direct":
@@ -643,7 +745,7 @@ class Bench:
         srv = self.start_proxy(kind, access_log=True)
         try:
             self.preflight(kind, srv.port)
-            out = {"target": f"{LABELS.get(kind, kind)} + access log"}
+            out = {"target": f"{label(kind)} + access log"}
             out.update(self.measure_throughput(self.json_url(kind, srv.port), srv))
             return out
         finally:
@@ -673,14 +775,62 @@ def fmt_ratio(v: float | None) -> str:
     return "—" if v is None else f"{v:.2f}×"
 
 
+def diff(a: float | None, b: float | None) -> float | None:
+    return None if a is None or b is None else a - b
+
+
+def meter_report(rows: dict[str, dict]) -> list[str]:
+    """The spend-limit table: every relay row against nginx, and its CPU figures against the same
+    store's unbudgeted row, so the cost of metering reads directly."""
+    n = rows["nginx"]
+    relays = [k for k in rows if k.startswith("relay")]
+    lines = [
+        "",
+        (
+            "Spend limits: the cost of metering. Ratios are relay / nginx in this run; Δ is the row's CPU "
+            "minus the same store's unbudgeted row; SSE: CPU per stream (schedstat), time to the first "
+            "event, gap between events as the client got them, lag from the provider writing an event to "
+            "the client reading it:"
+        ),
+        "",
+        (
+            "| target | max req/s | CPU/req at max | Δ CPU/req | SSE CPU per stream | Δ SSE CPU | "
+            "first event p50 | event gap p50 / p99 | event lag p50 / p99 |"
+        ),
+        "|---|---|---|---|---|---|---|---|---|",
+        (
+            f"| nginx (absolute) | {fmt(n['rps'])} | {fmt(n['cpu_us'], '.1f', ' µs')} | | "
+            f"{fmt(n.get('sse_cpu_us'), '.0f', ' µs')} | | {fmt(n.get('sse_ttfe_p50_ms'), '.2f', ' ms')} | "
+            f"{fmt(n.get('sse_gap_p50_ms'), '.2f')} / {fmt(n.get('sse_gap_p99_ms'), '.2f', ' ms')} | "
+            f"{fmt(n.get('sse_lag_p50_ms'), '.2f')} / {fmt(n.get('sse_lag_p99_ms'), '.2f', ' ms')} |"
+        ),
+    ]
+    for k in relays:
+        r = rows[k]
+        base = rows.get(kind_parts(k)[0], {})
+        d_cpu = None if base is r else diff(r["cpu_us"], base.get("cpu_us"))
+        d_sse = None if base is r else diff(r.get("sse_cpu_us"), base.get("sse_cpu_us"))
+        lines.append(
+            f"| {label(k)} | {fmt_ratio(ratio(r['rps'], n['rps']))} | "
+            f"{fmt_ratio(ratio(r['cpu_us'], n['cpu_us']))} | {fmt(d_cpu, '+.1f', ' µs')} | "
+            f"{fmt_ratio(ratio(r.get('sse_cpu_us'), n.get('sse_cpu_us')))} | {fmt(d_sse, '+.0f', ' µs')} | "
+            f"{fmt_ratio(ratio(r.get('sse_ttfe_p50_ms'), n.get('sse_ttfe_p50_ms')))} | "
+            f"{fmt_ratio(ratio(r.get('sse_gap_p50_ms'), n.get('sse_gap_p50_ms')))} / "
+            f"{fmt_ratio(ratio(r.get('sse_gap_p99_ms'), n.get('sse_gap_p99_ms')))} | "
+            f"{fmt_ratio(ratio(r.get('sse_lag_p50_ms'), n.get('sse_lag_p50_ms')))} / "
+            f"{fmt_ratio(ratio(r.get('sse_lag_p99_ms'), n.get('sse_lag_p99_ms')))} |"
+        )
+    return lines
+
+
 def build_report(rows: dict[str, dict], logs: dict[str, dict], s: Settings, meta: dict) -> str:
     """Markdown: one row per target, then one ratio row (relay / nginx) per relay variant."""
     d, n = rows["direct"], rows["nginx"]
     proxies = [k for k in rows if k != "direct"]
     relays = [k for k in proxies if k.startswith("relay")]
     for k in proxies:
-        rows[k]["added_p50_us"] = rows[k]["p50_us"] - d["p50_us"]
-        rows[k]["added_p99_us"] = rows[k]["p99_us"] - d["p99_us"]
+        rows[k]["added_p50_us"] = diff(rows[k]["p50_us"], d["p50_us"])
+        rows[k]["added_p99_us"] = diff(rows[k]["p99_us"], d["p99_us"])
     kib = 1024
     lines = [
         f"# Relay vs nginx — {meta['date']}",
@@ -709,7 +859,7 @@ def build_report(rows: dict[str, dict], logs: dict[str, dict], s: Settings, meta
         per = row["rss_per_stream"]
         rss = "—" if per is None else f"{per / kib:.1f} KiB"
         lines.append(
-            f"| {LABELS.get(k, k)} | {fmt(row['rps'])} | {fmt(row['cpu_us'], '.1f', ' µs')} | "
+            f"| {label(k)} | {fmt(row['rps'])} | {fmt(row['cpu_us'], '.1f', ' µs')} | "
             f"{fmt(row['cpu_us_at_rate'], '.1f', ' µs')} | "
             f"{fmt(row['p50_us'])} / {fmt(row['p99_us'])} µs | {added} | {rss} | "
             f"{fmt(row['sse_complete'])}/{s.sse_streams}, {row['sse_seconds']:.2f} s |"
@@ -717,7 +867,7 @@ def build_report(rows: dict[str, dict], logs: dict[str, dict], s: Settings, meta
     for k in relays:
         r = rows[k]
         lines.append(
-            f"| **{LABELS.get(k, k)} / nginx** | **{fmt_ratio(ratio(r['rps'], n['rps']))}** | "
+            f"| **{label(k)} / nginx** | **{fmt_ratio(ratio(r['rps'], n['rps']))}** | "
             f"**{fmt_ratio(ratio(r['cpu_us'], n['cpu_us']))}** | "
             f"**{fmt_ratio(ratio(r['cpu_us_at_rate'], n['cpu_us_at_rate']))}** | "
             f"{fmt_ratio(ratio(r['p50_us'], n['p50_us']))} / "
@@ -733,6 +883,8 @@ def build_report(rows: dict[str, dict], logs: dict[str, dict], s: Settings, meta
             "SSE memory is not measured for it (no proxy in between)."
         ),
     ]
+    if "sse_ttfe_p50_ms" in n:
+        lines += meter_report(rows)
     if logs:
         lines += [
             "",
@@ -744,14 +896,14 @@ def build_report(rows: dict[str, dict], logs: dict[str, dict], s: Settings, meta
         for k, row in logs.items():
             cost = None if rows.get(k) is None else row["cpu_us"] - rows[k]["cpu_us"]
             lines.append(
-                f"| {LABELS.get(k, k)} + access log | {fmt(row['rps'])} | "
+                f"| {label(k)} + access log | {fmt(row['rps'])} | "
                 f"{fmt(row['cpu_us'], '.1f', ' µs')} | {fmt(cost, '+.1f', ' µs')} |"
             )
         ln = logs.get("nginx")
         for k in (k for k in logs if k.startswith("relay")):
             lr = logs[k]
             lines.append(
-                f"| **{LABELS.get(k, k)} / nginx** | **{fmt_ratio(ratio(lr['rps'], ln and ln['rps']))}** | "
+                f"| **{label(k)} / nginx** | **{fmt_ratio(ratio(lr['rps'], ln and ln['rps']))}** | "
                 f"**{fmt_ratio(ratio(lr['cpu_us'], ln and ln['cpu_us']))}** | |"
             )
     problems = []
@@ -761,6 +913,14 @@ def build_report(rows: dict[str, dict], logs: dict[str, dict], s: Settings, meta
                 problems.append(f"{row['target']}: {key} = {row[key]:.0f}")
         if "sse_complete" in row and row["sse_complete"] < s.sse_streams:
             problems.append(f"{row['target']}: SSE failures {row['sse_errors']}")
+        if row.get("sse_wrong_count"):
+            problems.append(f"{row['target']}: {row['sse_wrong_count']:.0f} streams with a wrong event count")
+    for k, row in rows.items():
+        # A budgeted relay must ask the provider for usage on every stream; nothing else may.
+        want = s.sse_streams if k.startswith("relay") and kind_parts(k)[1] != "none" else 0
+        if "sse_usage_asked" in row and row["sse_usage_asked"] != want:
+            asked = f"{row['sse_usage_asked']:.0f}"
+            problems.append(f"{row['target']}: usage asked on {asked} streams, not {want}")
     if problems:
         lines += ["", "**Problems (figures above are suspect):**", *[f"- {p}" for p in problems]]
     return "\n".join(lines) + "\n"
@@ -796,7 +956,7 @@ def main() -> int:
     if os.cpu_count() is None or os.cpu_count() < 2:
         print("this benchmark needs two cores (proxy on one, load on the other)", file=sys.stderr)
         return 2
-    for tool in ("nginx", "wrk", "oha", "taskset"):
+    for tool in ("nginx", "wrk", "taskset", *(("oha",) if s.latency else ())):
         if shutil.which(tool) is None:
             print(f"{tool} is not installed; run bench/run.sh", file=sys.stderr)
             return 2
@@ -812,11 +972,14 @@ def main() -> int:
         meta["nice"] = f"{os.nice(0)} (not allowed to set {s.nice})"
     meta["load_before"] = load_avg()
     b = Bench(s)
-    relays = [relay_kind(x) for x in s.relay_stores]
+    # Stores inner: a budgeted row sits next to the other store's, and every row of a round is taken
+    # within a few minutes of nginx's.
+    relays = [relay_kind(x, budget) for budget in s.budgets for x in s.relay_stores]
     rounds: dict[str, list[dict]] = {k: [] for k in ("direct", "nginx", *relays)}
     # The access-log run wants the log's own cost, so it prefers the memory store: the sqlite store's
     # run-to-run spread is larger than a log line and would drown it.
-    log_relay = "relay-memory" if "relay-memory" in relays else relays[0]
+    plain = [k for k in relays if kind_parts(k)[1] == "none"] or relays
+    log_relay = "relay-memory" if "relay-memory" in plain else plain[0]
     log_rounds: dict[str, list[dict]] = {k: [] for k in ("nginx", log_relay)}
     try:
         b.start_upstreams()

@@ -25,7 +25,8 @@ if [ "${#missing[@]}" -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}"
 fi
 
-if ! command -v oha >/dev/null; then
+# oha is needed only for the open-loop latency run (BENCH_LATENCY=0 skips it).
+if [ "${BENCH_LATENCY:-1}" != 0 ] && ! command -v oha >/dev/null; then
     # The JSON report format this script parses is oha 1.x's.
     cargo install oha --locked --version '^1'
 fi

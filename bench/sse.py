@@ -1,5 +1,6 @@
 """Server-sent events for the benchmark: a tiny provider that streams N events M ms apart, and a client
-that holds many streams open through a proxy while the caller samples the proxy's memory.
+that holds many streams open through a proxy while the caller samples the proxy's memory and times
+every event (time to the first one, the gap between two, and how long each took from the provider).
 
 Both sides speak raw HTTP/1.1 over asyncio so that neither needs a third-party package and neither
 buffers a whole stream: the point is to keep hundreds of streams open at once on a shared core.
@@ -11,6 +12,8 @@ import argparse
 import asyncio
 import contextlib
 import json
+import math
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,16 +25,55 @@ LISTEN_BACKLOG = 4096
 MAX_HEAD_BYTES = 65536
 
 
-def event_payload(i: int) -> bytes:
-    """One SSE event shaped like an OpenAI chat completion chunk (about 200 bytes on the wire)."""
+# The usage a real provider reports for one of these streams (20 parts of a short answer).
+STREAM_USAGE = {"prompt_tokens": 9, "completion_tokens": 20, "total_tokens": 29}
+# Response header that tells the client the provider was asked for usage: the relay asks only for a
+# metered (budgeted) stream, so the bench can check that a budget row really went through the meter.
+USAGE_ASKED_HEADER = b"x-bench-usage-asked"
+# Each event carries the provider's CLOCK_MONOTONIC (shared by every process on the machine) in µs, so
+# the client can tell how long the event spent between the provider and itself.
+SENT_AT = re.compile(rb'"bench_sent_us":(\d+)')
+
+
+def event_payload(i: int, sent_us: int = 0) -> bytes:
+    """One SSE event shaped like an OpenAI chat completion chunk (about 220 bytes on the wire)."""
     chunk = {
         "id": "chatcmpl-bench",
         "object": "chat.completion.chunk",
         "created": 1,
         "model": "bench-model",
         "choices": [{"index": 0, "delta": {"content": f"part{i} "}, "finish_reason": None}],
+        "bench_sent_us": sent_us,
     }
     return b"data: " + json.dumps(chunk, separators=(",", ":")).encode() + b"\n\n"
+
+
+def usage_payload() -> bytes:
+    """The usage-only chunk OpenAI sends last when asked with `stream_options.include_usage`: empty
+    `choices`, the whole call's `usage`."""
+    chunk = {
+        "id": "chatcmpl-bench",
+        "object": "chat.completion.chunk",
+        "created": 1,
+        "model": "bench-model",
+        "choices": [],
+        "usage": STREAM_USAGE,
+    }
+    return b"data: " + json.dumps(chunk, separators=(",", ":")).encode() + b"\n\n"
+
+
+def wants_usage(body: bytes) -> bool:
+    """Whether a chat request asks for the usage chunk, as OpenAI reads it."""
+    try:
+        d = json.loads(body)
+    except ValueError:
+        return False
+    opts = d.get("stream_options") if isinstance(d, dict) else None
+    return isinstance(opts, dict) and opts.get("include_usage") is True
+
+
+def now_us() -> int:
+    return time.monotonic_ns() // 1000
 
 
 def chunk(data: bytes) -> bytes:
@@ -76,18 +118,23 @@ async def serve_stream(
             if head is None:
                 return
             length = int(header_value(head, b"content-length") or b"0")
-            if length:
-                await reader.readexactly(length)
+            body = await reader.readexactly(length) if length else b""
+            usage = wants_usage(body)
             writer.write(
                 b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
-                b"cache-control: no-cache\r\ntransfer-encoding: chunked\r\n\r\n" + chunk(event_payload(0))
+                b"cache-control: no-cache\r\ntransfer-encoding: chunked\r\n"
+                + (USAGE_ASKED_HEADER + b": 1\r\n" if usage else b"")
+                + b"\r\n"
+                + chunk(event_payload(0, now_us()))
             )
             await writer.drain()
             for i in range(1, events):
                 await asyncio.sleep(interval)
-                writer.write(chunk(event_payload(i)))
+                writer.write(chunk(event_payload(i, now_us())))
                 await writer.drain()
-            writer.write(chunk(b"data: [DONE]\n\n") + b"0\r\n\r\n")
+            # As OpenAI does: the usage chunk right after the last part, then the end marker.
+            tail = chunk(usage_payload()) if usage else b""
+            writer.write(tail + chunk(b"data: [DONE]\n\n") + b"0\r\n\r\n")
             await writer.drain()
     except (ConnectionError, asyncio.IncompleteReadError, ValueError):
         pass
@@ -124,6 +171,36 @@ class StreamResult:
     events: int = 0
     done: bool = False
     error: str | None = None
+    # Whether the provider said it was asked for usage (USAGE_ASKED_HEADER passed on by the proxy).
+    usage_asked: bool = False
+    # Seconds from writing the request to the first event.
+    first_event_s: float | None = None
+    # Seconds between consecutive events, as the client received them.
+    gaps_s: list[float] = field(default_factory=list)
+    # Seconds from the provider writing each event to the client reading it.
+    lags_s: list[float] = field(default_factory=list)
+    sent_at: float = 0.0
+    last_at: float = 0.0
+
+    def saw_event(self, event: bytes) -> None:
+        now = time.monotonic()
+        self.events += 1
+        if self.events == 1:
+            self.first_event_s = now - self.sent_at
+        else:
+            self.gaps_s.append(now - self.last_at)
+        self.last_at = now
+        m = SENT_AT.search(event)
+        if m:
+            self.lags_s.append(max(0, now_us() - int(m.group(1))) / 1e6)
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    """Nearest-rank percentile (q in 0..100); None for no values."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(q / 100 * len(ordered)) - 1)]
 
 
 @dataclass
@@ -142,6 +219,19 @@ class LoadResult:
     def errors(self) -> list[str]:
         return [s.error or f"status {s.status}" for s in self.streams if not s.done]
 
+    def timing_ms(self) -> dict[str, float | None]:
+        """Time to the first event (over streams), gap between events and provider-to-client lag (over
+        every event of every stream), p50 and p99, in milliseconds."""
+        ttfe = [s.first_event_s for s in self.streams if s.first_event_s is not None]
+        gaps = [g for s in self.streams for g in s.gaps_s]
+        lags = [x for s in self.streams for x in s.lags_s]
+        out: dict[str, float | None] = {}
+        for name, values in (("ttfe", ttfe), ("gap", gaps), ("lag", lags)):
+            for q in (50, 99):
+                v = percentile(values, q)
+                out[f"sse_{name}_p{q}_ms"] = None if v is None else v * 1e3
+        return out
+
 
 async def read_chunked_events(reader: asyncio.StreamReader, res: StreamResult, on_event) -> None:
     """Count SSE events in a chunked body until its last chunk (RFC 9112 §7.1)."""
@@ -158,7 +248,7 @@ async def read_chunked_events(reader: asyncio.StreamReader, res: StreamResult, o
             if event.startswith(b"data: [DONE]"):
                 res.done = True
             elif event.startswith(b"data:"):
-                res.events += 1
+                res.saw_event(event)
                 on_event(res)
 
 
@@ -175,6 +265,7 @@ async def one_stream(
     try:
         reader, writer = await asyncio.open_connection(host, port, limit=MAX_HEAD_BYTES)
         extra = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+        res.sent_at = time.monotonic()
         writer.write(
             f"POST {path} HTTP/1.1\r\nhost: {host}:{port}\r\ncontent-type: application/json\r\n"
             f"accept: text/event-stream\r\ncontent-length: {len(body)}\r\n{extra}\r\n".encode()
@@ -188,6 +279,7 @@ async def one_stream(
         if res.status != 200:
             res.error = f"status {res.status}: {head.splitlines()[0].decode(errors='replace')}"
             return
+        res.usage_asked = header_value(head, USAGE_ASKED_HEADER) == b"1"
         te = (header_value(head, b"transfer-encoding") or b"").lower()
         if b"chunked" not in te:
             raise ConnectionError("expected a chunked event stream")

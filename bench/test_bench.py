@@ -275,3 +275,115 @@ def test_report_flags_errors_so_a_run_of_failures_is_not_read_as_fast():
     assert "relay: SSE failures ['status 401']" in text
     assert "relay + access log: socket_errors = 7" in text
     assert "Access log ON" in text
+
+
+def test_budget_rows_come_from_the_environment_and_name_their_store_and_limit():
+    assert bench.Settings().budgets == ("none", "tok", "uq", "cost")
+    s = bench.Settings.from_env({"BENCH_BUDGETS": "none,uq", "BENCH_LATENCY": "0"})
+    assert (s.budgets, s.latency) == (("none", "uq"), False)
+    with pytest.raises(SystemExit, match="BENCH_BUDGETS"):
+        bench.Settings.from_env({"BENCH_BUDGETS": "calls"})
+    assert bench.relay_kind("sqlite", "tok") == "relay+tok"
+    assert bench.relay_kind("memory", "none") == "relay-memory"
+    assert bench.kind_parts("relay-memory+uq") == ("relay-memory", "uq")
+    assert bench.kind_parts("relay") == ("relay", "none")
+    assert bench.label("relay+cost") == "relay, sqlite store (default), money budget"
+
+
+def test_bench_tokens_carry_the_spend_claims_each_row_is_named_after():
+    client = bench.RelayAPIClient(str(bench.ROOT / "default.rai"))
+
+    def claims(budget: str) -> dict:
+        opts = bench.token_options(budget)
+        token = client.create_token(api_key="k", provider="openai", max_calls=None, **opts)
+        return client.decode_token(token)
+
+    plain = claims("none")
+    assert "bud" not in plain
+    assert "uq" not in plain
+    assert claims("tok")["bud"] == {"tok": bench.NEVER_RUNS_OUT}
+    assert claims("cost")["bud"] == {"cost": bench.NEVER_RUNS_OUT}
+    uq = claims("uq")
+    assert uq["uid"] == bench.BENCH_USER
+    assert uq["uq"] == [{"w": "day", "tok": bench.NEVER_RUNS_OUT}]
+
+
+def test_relay_config_prices_the_models_a_money_budget_is_charged_for():
+    c = bench.relay_config(1111, 2222, access_log=False, store={"type": "memory"})
+    stream = c["providers"][bench.STREAM_PROVIDER]
+    assert stream == {"base_url": "http://127.0.0.1:2222/v1", "auth": "bearer", "family": "openai"}
+    prices = c["budgets"]["prices"]
+    # The model of the JSON request and of the streamed one, under the provider each token names.
+    assert json.loads(bench.REQUEST_BODY)["model"] in prices["openai"]
+    assert "bench-model" in prices[bench.STREAM_PROVIDER]
+
+
+def test_sse_upstream_reports_usage_only_when_asked_and_the_client_times_every_event():
+    async def run(body: bytes):
+        server = await sse.start_upstream(0, events=3, interval=0.02)
+        port = server.sockets[0].getsockname()[1]
+        async with server:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(
+                b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-length: %d\r\n\r\n%s"
+                % (len(body), body)
+            )
+            await writer.drain()
+            head = await sse.read_head(reader)
+            res = sse.StreamResult(status=200)
+            await sse.read_chunked_events(reader, res, lambda r: None)
+            writer.close()
+        return head, res
+
+    asked = b'{"model":"m","stream":true,"stream_options":{"include_usage":true}}'
+    head, res = asyncio.run(run(asked))
+    assert sse.header_value(head, sse.USAGE_ASKED_HEADER) == b"1"
+    # Three parts, then the usage-only chunk (no provider timestamp, so no lag), then [DONE].
+    assert (res.events, res.done, len(res.lags_s)) == (4, True, 3)
+    head, res = asyncio.run(run(b'{"model":"m","stream":true}'))
+    assert sse.header_value(head, sse.USAGE_ASKED_HEADER) is None
+    assert (res.events, res.done, len(res.gaps_s)) == (3, True, 2)
+    # The gaps are the provider's pace (20 ms), never negative; lags are small and non-negative.
+    assert all(0.01 < g < 1.0 for g in res.gaps_s)
+    assert all(0 <= x < 1.0 for x in res.lags_s)
+    assert sse.wants_usage(b'{"stream_options":{"include_usage":false}}') is False
+    assert sse.wants_usage(b"not json") is False
+
+
+def test_percentiles_are_nearest_rank():
+    values = [float(x) for x in range(1, 101)]
+    assert sse.percentile(values, 50) == 50.0
+    assert sse.percentile(values, 99) == 99.0
+    assert sse.percentile([7.0], 99) == 7.0
+    assert sse.percentile([], 50) is None
+
+
+def test_report_has_the_metering_table_against_nginx_and_the_unbudgeted_row():
+    timing = {
+        "sse_cpu_us": 200.0,
+        "sse_ttfe_p50_ms": 2.0,
+        "sse_gap_p50_ms": 50.0,
+        "sse_gap_p99_ms": 52.0,
+        "sse_lag_p50_ms": 0.5,
+        "sse_lag_p99_ms": 1.0,
+        "sse_usage_asked": 0,
+    }
+    rows = {
+        "direct": row("direct", rss_per_stream=None, **timing),
+        "nginx": row("nginx", cpu_us=20.0, **timing),
+        "relay": row("relay", cpu_us=30.0, **{**timing, "sse_cpu_us": 300.0}),
+        "relay+tok": row("relay+tok", cpu_us=33.0, **{**timing, "sse_cpu_us": 340.0, "sse_usage_asked": 200}),
+        "relay+uq": row("relay+uq", cpu_us=34.0, **timing),
+    }
+    meta = {"date": "d", "machine": "m", "nginx": "1.22", "commit": "c", "load_before": "0"}
+    meta["load_after"] = "0"
+    text = bench.build_report(rows, {}, bench.Settings(), meta)
+    # The metering table comes after the main one: the last line of the row.
+    name = "| relay, sqlite store (default), token budget |"
+    tok = [line for line in text.splitlines() if line.startswith(name)][-1]
+    # CPU 33/20, +3 µs over the unbudgeted row; SSE CPU 340/200, +40 µs.
+    assert "| 1.65× | +3.0 µs | 1.70× | +40 µs |" in tok
+    assert "| nginx (absolute) |" in text
+    # The quota row's provider was never asked for usage: the row did not go through the meter.
+    assert "relay+uq: usage asked on 0 streams, not 200" in text
+    assert "relay+tok: usage asked" not in text
