@@ -101,6 +101,9 @@ class Settings:
     # The open-loop oha run (p50/p99 at a fixed rate); 0 skips it, and oha is then not needed.
     latency: bool = True
     relay_bin: Path = ROOT / "target" / "release" / "relayapi"
+    # Another relay binary measured in the same run, unbudgeted, one row per store (e.g. a build from
+    # before a change, to see what the change cost); it gets the config without `budgets`.
+    baseline_bin: Path | None = None
     # Niceness for everything the bench runs. On a machine shared with builds and tests, a proxy at
     # the default priority gets preempted for whole timeslices, which shows up as milliseconds of p99
     # that belong to somebody else's compiler; raising priority (root only) keeps "the proxy alone on
@@ -162,6 +165,8 @@ class Settings:
                 raise SystemExit(f"BENCH_NICE={s.nice}: expected -20 to 19")
         if "RELAY_BIN" in env:
             s.relay_bin = Path(env["RELAY_BIN"])
+        if env.get("RELAY_BASELINE_BIN"):
+            s.baseline_bin = Path(env["RELAY_BASELINE_BIN"])
         return s
 
 
@@ -403,6 +408,10 @@ def proxy_nginx_conf(work: Path, port: int, up_port: int, sse_port: int, access_
     )
 
 
+# Suffix of the rows measured with `Settings.baseline_bin`.
+BASELINE = "@baseline"
+
+
 def relay_kind(store: str, budget: str = "none") -> str:
     """The target name for the relay with a given store and spend limit: the default store is plain
     "relay", a budget is a suffix ("relay-memory+tok")."""
@@ -411,14 +420,17 @@ def relay_kind(store: str, budget: str = "none") -> str:
 
 
 def kind_parts(kind: str) -> tuple[str, str]:
-    """(store target, budget) of a relay target name; the inverse of `relay_kind`."""
-    base, _, budget = kind.partition("+")
+    """(store target, budget) of a relay target name; the inverse of `relay_kind`. A baseline row
+    ("relay@baseline") is its store's target with no budget."""
+    base, _, budget = kind.removesuffix(BASELINE).partition("+")
     return base, budget or "none"
 
 
 def label(kind: str) -> str:
     base, budget = kind_parts(kind)
     text = LABELS.get(base, base)
+    if kind.endswith(BASELINE):
+        return f"{text}, baseline binary"
     return text if budget == "none" else f"{text}, {BUDGET_LABELS.get(budget, budget)}"
 
 
@@ -433,8 +445,10 @@ def token_options(budget: str) -> dict:
     return {}
 
 
-def relay_config(up_port: int, sse_port: int, access_log: bool, store: dict) -> dict:
-    return {
+def relay_config(up_port: int, sse_port: int, access_log: bool, store: dict, prices: bool = True) -> dict:
+    """The relay's config.json; `prices=False` leaves out `budgets`, which a relay from before spend
+    limits refuses as an unknown field."""
+    cfg = {
         # Every client of the bench is 127.0.0.1: the per-address connection cap (128 by default) would
         # refuse the SSE run's 200 streams, and nginx has no such cap either.
         "server": {
@@ -461,9 +475,12 @@ def relay_config(up_port: int, sse_port: int, access_log: bool, store: dict) -> 
         "upstream": {"pool_max_idle_per_host": 64},
         "log": {"access": access_log},
         "store": store,
-        # The models both upstreams answer for, priced: a money budget refuses an unpriced model.
-        "budgets": {"prices": {"openai": {"gpt-4o-mini": PRICE}, STREAM_PROVIDER: {"bench-model": PRICE}}},
     }
+    if prices:
+        # The models both upstreams answer for, priced: a money budget refuses an unpriced model.
+        prices_of = {"openai": {"gpt-4o-mini": PRICE}, STREAM_PROVIDER: {"bench-model": PRICE}}
+        cfg["budgets"] = {"prices": prices_of}
+    return cfg
 
 
 class Bench:
@@ -575,20 +592,24 @@ class Bench:
             port = free_port()
             conf = proxy_nginx_conf(self.work, port, self.up.port, self.sse_up.port, access_log)
             return self.start_nginx("proxy", conf, PROXY_CORE, port)
-        if kind == "relay":
+        base = kind_parts(kind)[0]
+        if base == "relay":
             # A fresh database each start, on the same disk as the rest of the run.
             self.db_seq += 1
             store = {"type": "sqlite", "path": str(self.work / f"usage-{self.db_seq}.db")}
         else:
-            store = {"type": kind.removeprefix("relay-")}
+            store = {"type": base.removeprefix("relay-")}
+        baseline = kind.endswith(BASELINE)
+        binary = self.s.baseline_bin if baseline and self.s.baseline_bin else self.s.relay_bin
         cfg = self.work / "relay.json"
-        cfg.write_text(json.dumps(relay_config(self.up.port, self.sse_up.port, access_log, store)))
+        config = relay_config(self.up.port, self.sse_up.port, access_log, store, prices=not baseline)
+        cfg.write_text(json.dumps(config))
         err_path = self.work / "relay-stderr.log"
         # The relay's access log goes to stdout: to a file, so its cost is a real write.
         out = open(self.work / "relay-access.log", "wb") if access_log else subprocess.DEVNULL  # noqa: SIM115
         srv = self.spawn(
             "relay",
-            [str(self.s.relay_bin), "--config", str(cfg), "--rai", str(self.work / "bench.rai")],
+            [str(binary), "--config", str(cfg), "--rai", str(self.work / "bench.rai")],
             PROXY_CORE,
             0,
             stdout=out,
@@ -788,7 +809,8 @@ def meter_report(rows: dict[str, dict]) -> list[str]:
         "",
         (
             "Spend limits: the cost of metering. Ratios are relay / nginx in this run; Δ is the row's CPU "
-            "minus the same store's unbudgeted row; SSE: CPU per stream (schedstat), time to the first "
+            "minus the same store's unbudgeted row (for an unbudgeted row: minus the baseline binary's, "
+            "when RELAY_BASELINE_BIN was measured); SSE: CPU per stream (schedstat), time to the first "
             "event, gap between events as the client got them, lag from the provider writing an event to "
             "the client reading it:"
         ),
@@ -807,9 +829,12 @@ def meter_report(rows: dict[str, dict]) -> list[str]:
     ]
     for k in relays:
         r = rows[k]
-        base = rows.get(kind_parts(k)[0], {})
-        d_cpu = None if base is r else diff(r["cpu_us"], base.get("cpu_us"))
-        d_sse = None if base is r else diff(r.get("sse_cpu_us"), base.get("sse_cpu_us"))
+        store, budget = kind_parts(k)
+        # A budgeted row against its store's unbudgeted row; an unbudgeted row against the baseline
+        # binary's, when one was measured.
+        base = {} if k.endswith(BASELINE) else rows.get(store if budget != "none" else store + BASELINE, {})
+        d_cpu = diff(r["cpu_us"], base.get("cpu_us"))
+        d_sse = diff(r.get("sse_cpu_us"), base.get("sse_cpu_us"))
         lines.append(
             f"| {label(k)} | {fmt_ratio(ratio(r['rps'], n['rps']))} | "
             f"{fmt_ratio(ratio(r['cpu_us'], n['cpu_us']))} | {fmt(d_cpu, '+.1f', ' µs')} | "
@@ -963,6 +988,9 @@ def main() -> int:
     if not s.relay_bin.exists():
         print(f"{s.relay_bin} is missing; run bench/run.sh", file=sys.stderr)
         return 2
+    if s.baseline_bin and not s.baseline_bin.exists():
+        print(f"RELAY_BASELINE_BIN={s.baseline_bin} is missing", file=sys.stderr)
+        return 2
     meta = machine_meta()
     try:
         # Absolute, not relative: inherited by every process the bench starts.
@@ -975,6 +1003,8 @@ def main() -> int:
     # Stores inner: a budgeted row sits next to the other store's, and every row of a round is taken
     # within a few minutes of nginx's.
     relays = [relay_kind(x, budget) for budget in s.budgets for x in s.relay_stores]
+    if s.baseline_bin:
+        relays += [relay_kind(x) + BASELINE for x in s.relay_stores]
     rounds: dict[str, list[dict]] = {k: [] for k in ("direct", "nginx", *relays)}
     # The access-log run wants the log's own cost, so it prefers the memory store: the sqlite store's
     # run-to-run spread is larger than a log line and would drown it.
@@ -1006,6 +1036,7 @@ def main() -> int:
     (results / f"{stamp}.json").write_text(
         json.dumps(
             {"meta": meta, "settings": {**asdict(s), "relay_bin": str(s.relay_bin)}}
+            | {"baseline_bin": str(s.baseline_bin) if s.baseline_bin else None}
             | {"rows": rows, "access_log": logs, "rounds": rounds, "access_log_rounds": log_rounds},
             indent=2,
         )

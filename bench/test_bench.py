@@ -387,3 +387,26 @@ def test_report_has_the_metering_table_against_nginx_and_the_unbudgeted_row():
     # The quota row's provider was never asked for usage: the row did not go through the meter.
     assert "relay+uq: usage asked on 0 streams, not 200" in text
     assert "relay+tok: usage asked" not in text
+
+
+def test_a_baseline_binary_gets_unbudgeted_rows_and_a_config_it_can_read():
+    s = bench.Settings.from_env({"RELAY_BASELINE_BIN": "old/relayapi"})
+    assert s.baseline_bin == Path("old/relayapi")
+    assert bench.Settings.from_env({}).baseline_bin is None
+    assert bench.kind_parts("relay-memory@baseline") == ("relay-memory", "none")
+    assert bench.label("relay@baseline") == "relay, sqlite store (default), baseline binary"
+    assert "budgets" not in bench.relay_config(1, 2, access_log=False, store={}, prices=False)
+    rows = {
+        "direct": row("direct", rss_per_stream=None, sse_ttfe_p50_ms=1.0),
+        "nginx": row("nginx", cpu_us=20.0, sse_ttfe_p50_ms=1.0),
+        "relay": row("relay", cpu_us=30.0),
+        "relay@baseline": row("relay@baseline", cpu_us=26.0),
+    }
+    meta = {"date": "d", "machine": "m", "nginx": "1.22", "commit": "c", "load_before": "0"}
+    meta["load_after"] = "0"
+    lines = bench.build_report(rows, {}, bench.Settings(), meta).splitlines()
+    # The unbudgeted row against the baseline binary: 30 - 26.
+    plain = [line for line in lines if line.startswith("| relay, sqlite store (default) |")][-1]
+    assert "| 1.50× | +4.0 µs |" in plain
+    old = [line for line in lines if line.startswith("| relay, sqlite store (default), baseline")][-1]
+    assert "| 1.30× | — |" in old
