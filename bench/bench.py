@@ -1035,8 +1035,10 @@ def main() -> int:
     (results / f"{stamp}.md").write_text(report)
     (results / f"{stamp}.json").write_text(
         json.dumps(
-            {"meta": meta, "settings": {**asdict(s), "relay_bin": str(s.relay_bin)}}
-            | {"baseline_bin": str(s.baseline_bin) if s.baseline_bin else None}
+            {
+                "meta": meta,
+                "settings": {**asdict(s), "relay_bin": str(s.relay_bin), "baseline_bin": str(s.baseline_bin)},
+            }
             | {"rows": rows, "access_log": logs, "rounds": rounds, "access_log_rounds": log_rounds},
             indent=2,
         )
