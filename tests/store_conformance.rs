@@ -1,7 +1,8 @@
 //! One conformance suite for every usage store backend: each check below runs against the in-memory
 //! store, a SQLite file and a real `redis-server`, through the public `Store` API only. The backend
 //! specific tests at the end cover what only one backend has: persistence across reopen and expiry
-//! clean-up (SQLite), key expiry, sharing, and an unreachable or hung server (Redis).
+//! clean-up (SQLite), key expiry, sharing, and an unreachable or hung server (Redis). The last test
+//! runs the whole suite once more on a real 3-master Redis Cluster.
 
 mod store_support;
 
