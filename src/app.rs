@@ -30,6 +30,9 @@ pub struct App {
     pub limits: Limits,
     /// Per-token call counts and revocations (`store/`).
     pub store: Store,
+    /// Usage of tokens without a spend limit, on its way to the store in batches
+    /// (`budget/recorder.rs`).
+    pub usage: crate::budget::recorder::UsageRecorder,
     pub upstream: Upstreams,
     pub nets: Nets,
     pub obs: Observability,

@@ -324,6 +324,7 @@ fn serve(config_path: &Path, rai_path: &Path, rai_given: bool, dev: bool) -> Res
                 ),
             },
             store,
+            usage: Default::default(),
             upstream: Upstreams {
                 registry: Registry::from_config(&cfg),
                 pool: upstream,
@@ -410,16 +411,29 @@ fn serve(config_path: &Path, rai_path: &Path, rai_given: bool, dev: bool) -> Res
             )));
         }
         tasks.push(tokio::spawn(report_suppressed_lines(app.clone())));
+        tasks.push(tokio::spawn(write_usage_records(app.clone())));
         tokio::spawn(async move {
             shutdown_signal().await;
             let _ = stop_tx.send(true);
         });
-        accept::run(app, listener, tls, stopped(stop_rx)).await;
+        accept::run(app.clone(), listener, tls, stopped(stop_rx)).await;
         for t in tasks {
             t.abort();
         }
+        // What the last second of unbudgeted calls used.
+        app.usage.flush(&app.store, &app.obs.log).await;
         Ok(())
     })
+}
+
+/// Writes the usage of tokens without a spend limit to the store once a second
+/// (`budget/recorder.rs`).
+async fn write_usage_records(app: Arc<App>) {
+    let mut tick = tokio::time::interval(relayapi::budget::recorder::FLUSH_EVERY);
+    loop {
+        tick.tick().await;
+        app.usage.flush(&app.store, &app.obs.log).await;
+    }
 }
 
 /// Says, every `REPORT_INTERVAL_SECS`, how many access-log lines the sampler held back and for whom,

@@ -8,8 +8,9 @@ use serde_json::{json, Value};
 
 use crate::admin::spend_docs;
 use crate::app::App;
+use crate::budget::lines::token_key;
 use crate::error::Error;
-use crate::store::Usage;
+use crate::store::{Spend, Usage};
 use crate::token::cache::Verdict;
 
 /// Admin bodies are tiny JSON documents; anything larger is refused before it is buffered.
@@ -38,6 +39,10 @@ pub async fn dispatch(
                 .map_err(|_| Error::StoreUnavailable)?;
             let mut doc = usage_doc(tenant, id, usage.as_ref());
             let spent = spend_docs::token_spend(&app.store, tenant, id).await?;
+            let spent = spent.adjusted(
+                &app.usage.pending(tenant, &token_key(id)),
+                &Spend::default(),
+            );
             spend_docs::add_token_spend(&mut doc, &spent);
             Ok((200, doc.to_string()))
         }
@@ -55,6 +60,10 @@ pub async fn dispatch(
                 .remember(tenant, id, Verdict::Revoked, now, epoch);
             let mut doc = usage_doc(tenant, id, Some(&usage));
             let spent = spend_docs::token_spend(&app.store, tenant, id).await?;
+            let spent = spent.adjusted(
+                &app.usage.pending(tenant, &token_key(id)),
+                &Spend::default(),
+            );
             spend_docs::add_token_spend(&mut doc, &spent);
             Ok((200, doc.to_string()))
         }

@@ -307,6 +307,15 @@ impl Charge {
         if !budgeted && charged == nothing {
             return Some(charged);
         }
+        // Usage without a budget is a record, not a limit: it goes to the store in batches.
+        if !budgeted {
+            if let Some(line) = self.lines.first() {
+                if app.usage.add(&claims.tid, line, &charged) {
+                    app.usage.flush(&app.store, &app.obs.log).await;
+                }
+            }
+            return Some(charged);
+        }
         if let Err(e) = app
             .store
             .spend_settle(&claims.tid, &self.lines, &r, &charged)

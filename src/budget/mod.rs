@@ -5,6 +5,7 @@ pub mod charge;
 pub mod lines;
 pub mod metrics;
 pub mod parts;
+pub mod recorder;
 pub mod settle;
 pub mod size;
 pub mod tap;

@@ -220,12 +220,10 @@ async fn handshake_and_run<S: AsyncRead + AsyncWrite + Unpin>(
     // An unbudgeted session records its usage once, at its end.
     if budget_lines.is_none() && total.tokens() > 0 {
         let now = app.clock.unix_now();
-        let mut lines = lines_for(claims, now);
-        lines.truncate(1);
-        let _ = app
-            .store
-            .spend_settle(&claims.tid, &lines, &Spend::default(), &total)
-            .await;
+        let lines = lines_for(claims, now);
+        if app.usage.add(&claims.tid, &lines[0], &total) {
+            app.usage.flush(&app.store, &app.obs.log).await;
+        }
     }
     req.charged = Some(total);
     app.obs.log.info(

@@ -43,7 +43,8 @@ pub async fn relay<S: AsyncRead + AsyncWrite + Unpin>(
         Err(e) => return reply::refuse(req, e, Body::Unread).await,
     };
     if handshake::wants_websocket(req.head) {
-        return match realtime::session(req, &mut admitted, shutdown).await {
+        // Boxed so a WebSocket session's state does not enlarge every connection's future.
+        return match Box::pin(realtime::session(req, &mut admitted, shutdown)).await {
             Ok(outcome) => outcome,
             Err(error) => reply::refuse(req, error, Body::Unread).await,
         };
@@ -149,7 +150,15 @@ async fn forward_call<S: AsyncRead + AsyncWrite + Unpin>(
     // A budgeted call reserves its worst case now, with its output ceiling lowered to what the budget
     // can pay for; any other call records what its answer reports.
     let mut charge = if charge::budgeted(claims) {
-        match charge::reserve(app, claims, &admitted.provider, &admitted.loc.rest, body).await {
+        match Box::pin(charge::reserve(
+            app,
+            claims,
+            &admitted.provider,
+            &admitted.loc.rest,
+            body,
+        ))
+        .await
+        {
             Ok((prepared, charge)) => {
                 body = prepared;
                 charge
