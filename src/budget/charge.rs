@@ -255,9 +255,13 @@ impl Charge {
         if self.reserved == Spend::default() {
             return;
         }
-        if let Err(e) = app
-            .store
-            .spend_settle(tenant, &self.lines, &self.reserved, &Spend::default())
+        // Boxed, here and below: a store operation's future (a Redis script call) would otherwise sit
+        // in every connection's future for the connection's whole life.
+        if let Err(e) =
+            Box::pin(
+                app.store
+                    .spend_settle(tenant, &self.lines, &self.reserved, &Spend::default()),
+            )
             .await
         {
             app.obs
@@ -311,15 +315,16 @@ impl Charge {
         if !budgeted {
             if let Some(line) = self.lines.first() {
                 if app.usage.add(&claims.tid, line, &charged) {
-                    app.usage.flush(&app.store, &app.obs.log).await;
+                    Box::pin(app.usage.flush(&app.store, &app.obs.log)).await;
                 }
             }
             return Some(charged);
         }
-        if let Err(e) = app
-            .store
-            .spend_settle(&claims.tid, &self.lines, &r, &charged)
-            .await
+        if let Err(e) = Box::pin(
+            app.store
+                .spend_settle(&claims.tid, &self.lines, &r, &charged),
+        )
+        .await
         {
             app.obs.log.warn(
                 "budget settlement failed",
