@@ -101,6 +101,9 @@ pub(crate) fn keep_unseen_revocation_for(max_token_life: u64) -> u64 {
 }
 
 /// The backend in force. An enum rather than a trait object keeps the hot path free of boxing.
+/// The Redis arms box their futures: a Redis call's future (a script through a cluster client) is
+/// several KiB, and an enum's `async fn` holds the largest arm inline, so every connection's future
+/// would carry it whatever the store (one allocation per Redis round trip costs nothing beside it).
 // One `Store` lives per process, behind the shared `App`: the variants' sizes do not matter.
 #[allow(clippy::large_enum_variant)]
 pub enum Store {
@@ -144,7 +147,7 @@ impl Store {
         match self {
             Store::Memory(_) => Ok(()),
             Store::Sqlite(s) => s.check().await,
-            Store::Redis(r) => r.check().await,
+            Store::Redis(r) => Box::pin(r.check()).await,
         }
     }
 
@@ -156,7 +159,7 @@ impl Store {
         match self {
             Store::Memory(m) => Ok(m.reserve(t, now)),
             Store::Sqlite(s) => s.reserve(t, now).await,
-            Store::Redis(r) => r.reserve(t, now).await,
+            Store::Redis(r) => Box::pin(r.reserve(t, now)).await,
         }
     }
 
@@ -168,7 +171,7 @@ impl Store {
         limit: crate::store::redis::SharedScope,
     ) -> Result<Result<(), crate::store::redis::SharedRejection>, StoreError> {
         match self {
-            Store::Redis(r) => r.rate_take(client, limit).await,
+            Store::Redis(r) => Box::pin(r.rate_take(client, limit)).await,
             _ => Err(StoreError("shared rate limits need the Redis store".into())),
         }
     }
@@ -182,7 +185,7 @@ impl Store {
                 Ok(())
             }
             Store::Sqlite(s) => s.refund(tenant, jti).await,
-            Store::Redis(r) => r.refund(tenant, jti).await,
+            Store::Redis(r) => Box::pin(r.refund(tenant, jti)).await,
         }
     }
 
@@ -192,7 +195,7 @@ impl Store {
         match self {
             Store::Memory(m) => Ok(m.usage(tenant, jti)),
             Store::Sqlite(s) => s.usage(tenant, jti).await,
-            Store::Redis(r) => r.usage(tenant, jti).await,
+            Store::Redis(r) => Box::pin(r.usage(tenant, jti)).await,
         }
     }
 
@@ -201,7 +204,7 @@ impl Store {
         match self {
             Store::Memory(m) => Ok(m.revoke(tenant, jti)),
             Store::Sqlite(s) => s.revoke(tenant, jti).await,
-            Store::Redis(r) => r.revoke(tenant, jti).await,
+            Store::Redis(r) => Box::pin(r.revoke(tenant, jti)).await,
         }
     }
 
@@ -220,7 +223,7 @@ impl Store {
             Store::Memory(m) => Ok(m.spend.reserve(tenant, lines, amount, now)),
             Store::Sqlite(s) => s.spend_reserve(tenant, lines, amount, now).await,
             // Redis forgets a line on its own clock, at the line's `keep_until`.
-            Store::Redis(r) => r.spend_reserve(tenant, lines, amount).await,
+            Store::Redis(r) => Box::pin(r.spend_reserve(tenant, lines, amount)).await,
         }
     }
 
@@ -240,7 +243,7 @@ impl Store {
                 Ok(())
             }
             Store::Sqlite(s) => s.spend_settle(tenant, lines, reserved, actual).await,
-            Store::Redis(r) => r.spend_settle(tenant, lines, reserved, actual).await,
+            Store::Redis(r) => Box::pin(r.spend_settle(tenant, lines, reserved, actual)).await,
         }
     }
 
@@ -250,7 +253,7 @@ impl Store {
         match self {
             Store::Memory(m) => Ok(m.spend.get(tenant, keys)),
             Store::Sqlite(s) => s.spend_get(tenant, keys).await,
-            Store::Redis(r) => r.spend_get(tenant, keys).await,
+            Store::Redis(r) => Box::pin(r.spend_get(tenant, keys)).await,
         }
     }
 
@@ -261,7 +264,7 @@ impl Store {
         match self {
             Store::Memory(m) => Ok(m.revoke_before(tenant, ts)),
             Store::Sqlite(s) => s.revoke_before(tenant, ts).await,
-            Store::Redis(r) => r.revoke_before(tenant, ts).await,
+            Store::Redis(r) => Box::pin(r.revoke_before(tenant, ts)).await,
         }
     }
 }
