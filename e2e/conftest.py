@@ -1,5 +1,6 @@
-"""Fixtures: one mock upstream and one relay for the whole suite (the mock reset between tests), and a relay
-with spend limits per module of budget tests."""
+"""Fixtures: one mock upstream and one relay for the whole suite (the mock reset between tests), a relay
+with spend limits per module of budget tests, and a mock realtime provider with its relay per module of
+realtime tests."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ from relayapi import RelayAPIClient
 
 from .budget_support import RELAY_CONFIG
 from .harness import MockUpstream, Relay
+from .mock_realtime import MockRealtime
+from .realtime_support import CERTS, start_relay
 
 
 @pytest.fixture(scope="session")
@@ -62,3 +65,44 @@ def brelay(mock: MockUpstream, tmp_path_factory: pytest.TempPathFactory) -> Iter
 def bsdk(brelay: Relay) -> RelayAPIClient:
     """The Python SDK for `brelay`."""
     return RelayAPIClient(brelay.rai_for_client(), timeout=30)
+
+
+@pytest.fixture(scope="module")
+def rt() -> Iterator[MockRealtime]:
+    server = MockRealtime()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_rt(request: pytest.FixtureRequest) -> None:
+    # As for the mock: only tests of the realtime provider pay for its reset.
+    if "rt" in request.fixturenames:
+        request.getfixturevalue("rt").reset()
+
+
+@pytest.fixture(scope="module")
+def rt_relay(rt: MockRealtime, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Relay]:
+    server = start_relay(tmp_path_factory.mktemp("rt-relay"), rt)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def rt_sdk(rt_relay: Relay) -> RelayAPIClient:
+    return RelayAPIClient(rt_relay.rai_for_client(), timeout=30)
+
+
+@pytest.fixture(scope="module")
+def rt_tls_relay(rt: MockRealtime, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Relay]:
+    """A relay like `rt_relay` serving TLS itself (the test certificate for 127.0.0.1)."""
+    tls = {"cert_file": str(CERTS / "server.pem"), "key_file": str(CERTS / "server.key")}
+    server = start_relay(tmp_path_factory.mktemp("rt-tls-relay"), rt, tls=tls)
+    try:
+        yield server
+    finally:
+        server.stop()

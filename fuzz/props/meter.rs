@@ -25,18 +25,20 @@ use serde_json::Value;
 
 use super::json;
 
-const FAMILIES: [UsageFamily; 4] = [
+const FAMILIES: [UsageFamily; 6] = [
     UsageFamily::OpenAiChat,
     UsageFamily::OpenAiResponses,
     UsageFamily::Anthropic,
     UsageFamily::Gemini,
+    UsageFamily::OpenAiRealtime,
+    UsageFamily::GeminiLive,
 ];
 
 pub fn check(data: &[u8]) {
     let [mode, seed, body @ ..] = data else {
         return;
     };
-    let family = FAMILIES[usize::from(mode >> 2) % 4];
+    let family = FAMILIES[usize::from(mode >> 2) % FAMILIES.len()];
     match mode & 3 {
         0 => check_meter(family, BodyFormat::Json, *seed, body),
         1 => check_meter(family, BodyFormat::EventStream, *seed, body),
@@ -142,9 +144,11 @@ impl Reference {
         }
         let (name, nested): (&str, Option<&str>) = match family {
             UsageFamily::OpenAiChat => ("usage", None),
-            UsageFamily::OpenAiResponses => ("usage", Some("response")),
+            UsageFamily::OpenAiResponses | UsageFamily::OpenAiRealtime => {
+                ("usage", Some("response"))
+            }
             UsageFamily::Anthropic => ("usage", Some("message")),
-            UsageFamily::Gemini => ("usageMetadata", None),
+            UsageFamily::Gemini | UsageFamily::GeminiLive => ("usageMetadata", None),
         };
         let mut reports: Vec<&Value> = Vec::new();
         match &value {
@@ -154,7 +158,9 @@ impl Reference {
                     reports.extend(inner.get(name));
                 }
             }
-            Value::Array(items) if family == UsageFamily::Gemini => {
+            Value::Array(items)
+                if matches!(family, UsageFamily::Gemini | UsageFamily::GeminiLive) =>
+            {
                 for item in items {
                     if let Value::Object(o) = item {
                         reports.extend(o.get(name));
@@ -197,6 +203,14 @@ impl Reference {
                 detail("output_tokens_details", "reasoning_tokens"),
                 Ok(None),
             ],
+            UsageFamily::OpenAiRealtime => [
+                Ok(top("input_tokens")),
+                Ok(top("output_tokens")),
+                detail("input_token_details", "cached_tokens"),
+                Ok(None),
+                Ok(None),
+                Ok(None),
+            ],
             UsageFamily::Anthropic => [
                 Ok(top("input_tokens")),
                 Ok(top("output_tokens")),
@@ -208,6 +222,14 @@ impl Reference {
             UsageFamily::Gemini => [
                 Ok(top("promptTokenCount")),
                 Ok(top("candidatesTokenCount")),
+                Ok(top("cachedContentTokenCount")),
+                Ok(None),
+                Ok(top("thoughtsTokenCount")),
+                Ok(top("toolUsePromptTokenCount")),
+            ],
+            UsageFamily::GeminiLive => [
+                Ok(top("promptTokenCount")),
+                Ok(top("responseTokenCount")),
                 Ok(top("cachedContentTokenCount")),
                 Ok(None),
                 Ok(top("thoughtsTokenCount")),
@@ -240,7 +262,9 @@ impl Reference {
     fn usage(&self, family: UsageFamily) -> Option<Usage> {
         let v = |k: usize| self.values[k].unwrap_or(0);
         Some(match family {
-            UsageFamily::OpenAiChat | UsageFamily::OpenAiResponses => Usage {
+            UsageFamily::OpenAiChat
+            | UsageFamily::OpenAiResponses
+            | UsageFamily::OpenAiRealtime => Usage {
                 input: v(0),
                 output: v(1),
                 cached_input: v(2),
@@ -254,7 +278,7 @@ impl Reference {
                 cache_creation: v(3),
                 reasoning: 0,
             },
-            UsageFamily::Gemini => Usage {
+            UsageFamily::Gemini | UsageFamily::GeminiLive => Usage {
                 input: v(0).checked_add(v(5))?,
                 output: v(1).checked_add(v(4))?,
                 cached_input: v(2),

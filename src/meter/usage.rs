@@ -30,6 +30,13 @@ pub enum UsageFamily {
     /// `toolUsePromptTokenCount` (billed as input); streamed as SSE events or as one JSON array whose
     /// elements each carry the cumulative counts.
     Gemini,
+    /// OpenAI Realtime sessions: `response.done`'s `response.usage` (or a top-level `usage`) with
+    /// `input_tokens`, `output_tokens` and the Realtime API's own detail name,
+    /// `input_token_details.cached_tokens` (singular `token`, unlike the Responses API).
+    OpenAiRealtime,
+    /// Gemini Live sessions: a server message's `usageMetadata`, as `generateContent`'s but with the
+    /// output counted in `responseTokenCount` (there are no candidates in a Live session).
+    GeminiLive,
 }
 
 /// Tokens one call used, normalised across families.
@@ -78,11 +85,11 @@ impl UsageFamily {
         const USAGE: Path = &[Step::Member("usage")];
         match self {
             UsageFamily::OpenAiChat => &[USAGE],
-            UsageFamily::OpenAiResponses => {
+            UsageFamily::OpenAiResponses | UsageFamily::OpenAiRealtime => {
                 &[USAGE, &[Step::Member("response"), Step::Member("usage")]]
             }
             UsageFamily::Anthropic => &[USAGE, &[Step::Member("message"), Step::Member("usage")]],
-            UsageFamily::Gemini => &[
+            UsageFamily::Gemini | UsageFamily::GeminiLive => &[
                 &[Step::Member("usageMetadata")],
                 &[Step::Element, Step::Member("usageMetadata")],
             ],
@@ -109,6 +116,14 @@ impl UsageFamily {
                 Some(Detail("output_tokens_details", "reasoning_tokens")),
                 None,
             ],
+            UsageFamily::OpenAiRealtime => [
+                Some(Top("input_tokens")),
+                Some(Top("output_tokens")),
+                Some(Detail("input_token_details", "cached_tokens")),
+                None,
+                None,
+                None,
+            ],
             UsageFamily::Anthropic => [
                 Some(Top("input_tokens")),
                 Some(Top("output_tokens")),
@@ -120,6 +135,14 @@ impl UsageFamily {
             UsageFamily::Gemini => [
                 Some(Top("promptTokenCount")),
                 Some(Top("candidatesTokenCount")),
+                Some(Top("cachedContentTokenCount")),
+                None,
+                Some(Top("thoughtsTokenCount")),
+                Some(Top("toolUsePromptTokenCount")),
+            ],
+            UsageFamily::GeminiLive => [
+                Some(Top("promptTokenCount")),
+                Some(Top("responseTokenCount")),
                 Some(Top("cachedContentTokenCount")),
                 None,
                 Some(Top("thoughtsTokenCount")),
@@ -202,7 +225,9 @@ impl Reported {
     pub fn usage(&self, family: UsageFamily) -> Option<Usage> {
         let v = |k: usize| self.values[k].unwrap_or(0);
         let u = match family {
-            UsageFamily::OpenAiChat | UsageFamily::OpenAiResponses => Usage {
+            UsageFamily::OpenAiChat
+            | UsageFamily::OpenAiResponses
+            | UsageFamily::OpenAiRealtime => Usage {
                 input: v(INPUT),
                 output: v(OUTPUT),
                 cached_input: v(CACHED),
@@ -221,7 +246,7 @@ impl Reported {
             },
             // Gemini bills tool-use prompt tokens as input and thoughts as output, outside the two
             // main counts; promptTokenCount already includes the cached tokens.
-            UsageFamily::Gemini => Usage {
+            UsageFamily::Gemini | UsageFamily::GeminiLive => Usage {
                 input: v(INPUT).checked_add(v(TOOL_PROMPT))?,
                 output: v(OUTPUT).checked_add(v(REASONING))?,
                 cached_input: v(CACHED),
@@ -324,6 +349,43 @@ mod tests {
                 output: 30,
                 ..Usage::default()
             }
+        );
+    }
+
+    #[test]
+    fn realtime_sessions_read_their_own_member_names() {
+        // OpenAI Realtime's `response.done` usage: `input_token_details`, not the Responses API's
+        // `input_tokens_details`; the Responses family would miss the cached tokens.
+        let done = r#"{"total_tokens":57,"input_tokens":40,"output_tokens":17,
+            "input_token_details":{"text_tokens":30,"audio_tokens":10,"cached_tokens":8},
+            "output_token_details":{"text_tokens":5,"audio_tokens":12}}"#;
+        let want = Usage {
+            input: 40,
+            output: 17,
+            cached_input: 8,
+            ..Usage::default()
+        };
+        assert_eq!(read(UsageFamily::OpenAiRealtime, &[done]), Ok(Some(want)));
+        assert_eq!(
+            read(UsageFamily::OpenAiResponses, &[done])
+                .unwrap()
+                .unwrap()
+                .cached_input,
+            0
+        );
+        // Gemini Live's `usageMetadata` counts the output in `responseTokenCount`.
+        let live = r#"{"promptTokenCount":21,"responseTokenCount":9,"totalTokenCount":30,
+            "cachedContentTokenCount":4}"#;
+        let want = Usage {
+            input: 21,
+            output: 9,
+            cached_input: 4,
+            ..Usage::default()
+        };
+        assert_eq!(read(UsageFamily::GeminiLive, &[live]), Ok(Some(want)));
+        assert_eq!(
+            read(UsageFamily::Gemini, &[live]).unwrap().unwrap().output,
+            0
         );
     }
 

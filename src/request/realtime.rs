@@ -7,7 +7,7 @@
 //! response that used its budget up.
 
 use serde_json::json;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::time::Instant;
 
 use crate::budget::charge;
@@ -121,10 +121,7 @@ async fn handshake_and_run<S: AsyncRead + AsyncWrite + Unpin>(
     head.extend_from_slice(handshake::upstream_fields(&key, &upgrade.protocols).as_bytes());
     head.extend_from_slice(b"\r\n");
     let up = &app.cfg.upstream;
-    if tokio::time::timeout(up.read_idle_timeout, conn.stream.write_all(&head))
-        .await
-        .map_or(true, |r| r.is_err())
-    {
+    if !crate::ws::session::send(&mut conn.stream, &head, up.read_idle_timeout).await {
         return Err((Error::UpstreamProtocol, false));
     }
     // The provider's answer to the upgrade: a 101 proven against our key, else its refusal.
@@ -171,6 +168,11 @@ async fn handshake_and_run<S: AsyncRead + AsyncWrite + Unpin>(
     req.ttfb = Some(req.started.elapsed());
     let _streaming = app.obs.stats.active_streams.enter();
     let (client, early) = req.client.take_over();
+    // The 101 must not wait in a TLS buffer for the session's first frame (Gemini Live sends none
+    // before the client's `setup`).
+    if !crate::ws::session::send(client, b"", app.cfg.server.write_timeout()).await {
+        return Ok(Outcome::client_gone());
+    }
     let session_limits = Limits {
         max_frame: MAX_FRAME,
         idle: up.read_idle_timeout,
@@ -330,10 +332,10 @@ async fn charge_response(app: &crate::app::App, claims: &Claims, used: &Spend) -
 /// Which usage events a family's realtime sessions send.
 fn realtime_family(family: ApiFamily) -> Option<UsageFamily> {
     match family {
-        // `response.done` carries `response.usage` with the Responses API's member names.
-        ApiFamily::OpenAi | ApiFamily::Azure => Some(UsageFamily::OpenAiResponses),
-        // Gemini Live's server messages carry `usageMetadata`.
-        ApiFamily::Gemini => Some(UsageFamily::Gemini),
+        // `response.done` carries `response.usage` with the Realtime API's member names.
+        ApiFamily::OpenAi | ApiFamily::Azure => Some(UsageFamily::OpenAiRealtime),
+        // Gemini Live's server messages carry `usageMetadata`, output in `responseTokenCount`.
+        ApiFamily::Gemini => Some(UsageFamily::GeminiLive),
         _ => None,
     }
 }

@@ -158,6 +158,12 @@ where
                         self.cbuf.clear();
                         // A client gone after its close frame has finished the close handshake.
                         self.ended = Some(if self.client_closing { End::Closed } else { End::ClientGone });
+                        // Gone without one: the provider is told so with a close frame (it would
+                        // otherwise see an abnormal 1006), when no frame of the client's is cut off.
+                        if self.may_say_close() && self.from_client.at_boundary() {
+                            let f = close_frame(1001, "client gone", Some(self.mask));
+                            self.write_close(true, &f).await;
+                        }
                         let _ = self.upstream.shutdown().await;
                     }
                 },
@@ -169,6 +175,11 @@ where
                     }
                     _ => {
                         self.ended = Some(if self.upstream_closing { End::Closed } else { End::UpstreamGone });
+                        // The same for a provider gone without a close frame: the client gets 1011.
+                        if self.may_say_close() && self.from_upstream.at_boundary() {
+                            let f = close_frame(1011, "provider closed the connection", None);
+                            self.write_close(false, &f).await;
+                        }
                         let _ = self.client.shutdown().await;
                     }
                 },
@@ -193,16 +204,29 @@ where
         }
     }
 
+    /// Whether the relay may still send a close frame of its own: no side has started closing.
+    fn may_say_close(&self) -> bool {
+        !self.client_closing && !self.upstream_closing
+    }
+
+    /// Write a close frame the relay made to the provider (`upstream`) or the client, bounded in time.
+    async fn write_close(&mut self, upstream: bool, frame: &[u8]) {
+        let t = self.limits.write_timeout;
+        if upstream {
+            send(&mut *self.upstream, frame, t).await;
+        } else {
+            send(&mut *self.client, frame, t).await;
+        }
+    }
+
     async fn close_both(&mut self, code: u16, reason: &str) {
         if !self.client_closing {
             let f = close_frame(code, reason, None);
-            let _ =
-                tokio::time::timeout(self.limits.write_timeout, self.client.write_all(&f)).await;
+            send(&mut *self.client, &f, self.limits.write_timeout).await;
         }
         if !self.upstream_closing {
             let f = close_frame(code, reason, Some(self.mask));
-            let _ =
-                tokio::time::timeout(self.limits.write_timeout, self.upstream.write_all(&f)).await;
+            send(&mut *self.upstream, &f, self.limits.write_timeout).await;
         }
         let _ = self.client.shutdown().await;
         let _ = self.upstream.shutdown().await;
@@ -222,9 +246,7 @@ where
             return;
         }
         self.client_closing |= closing;
-        let written =
-            tokio::time::timeout(self.limits.write_timeout, self.upstream.write_all(bytes)).await;
-        if !matches!(written, Ok(Ok(()))) {
+        if !send(&mut *self.upstream, bytes, self.limits.write_timeout).await {
             self.close_both(1011, "provider unreachable").await;
             self.ended = Some(End::UpstreamGone);
         }
@@ -260,13 +282,131 @@ where
             return;
         }
         self.upstream_closing |= closing;
-        let written =
-            tokio::time::timeout(self.limits.write_timeout, self.client.write_all(bytes)).await;
-        if matches!(written, Ok(Ok(()))) {
+        if send(&mut *self.client, bytes, self.limits.write_timeout).await {
             self.sent += bytes.len() as u64;
         } else {
             self.close_both(1001, "client gone").await;
             self.ended = Some(End::ClientGone);
         }
+    }
+}
+
+/// Write all of `bytes` and flush, within `timeout`; `false` when that failed. The flush matters over
+/// TLS: a write the socket could not take whole leaves its tail in the TLS layer's buffer, and a session
+/// may have nothing more to write for a long time (the last event of a response, a 101 before a provider
+/// that waits for the client).
+pub async fn send<W: AsyncWrite + Unpin + ?Sized>(
+    w: &mut W,
+    bytes: &[u8],
+    timeout: Duration,
+) -> bool {
+    let done = tokio::time::timeout(timeout, async {
+        w.write_all(bytes).await?;
+        w.flush().await
+    })
+    .await;
+    matches!(done, Ok(Ok(())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::server::shutdown::Shutdown;
+    use tokio::io::{duplex, DuplexStream};
+
+    const LIMITS: Limits = Limits {
+        max_frame: 1 << 20,
+        idle: Duration::from_secs(5),
+        write_timeout: Duration::from_secs(5),
+    };
+
+    /// Everything a peer reads until its connection ends.
+    async fn read_all(mut s: DuplexStream) -> Vec<u8> {
+        let mut out = Vec::new();
+        let _ = s.read_to_end(&mut out).await;
+        out
+    }
+
+    /// A session whose provider (or client, with `provider_vanishes` false) writes one text frame and
+    /// drops its connection without a close frame; returns what the other side read.
+    async fn vanish(provider_vanishes: bool) -> (Step, Vec<u8>) {
+        let (mut client, mut client_peer) = duplex(1 << 16);
+        let (mut upstream, mut upstream_peer) = duplex(1 << 16);
+        let (gone, stays) = if provider_vanishes {
+            (&mut upstream_peer, client_peer)
+        } else {
+            (&mut client_peer, upstream_peer)
+        };
+        let text = if provider_vanishes {
+            vec![0x81, 2, b'h', b'i']
+        } else {
+            vec![0x81, 0x82, 0, 0, 0, 0, b'h', b'i']
+        };
+        gone.write_all(&text).await.unwrap();
+        gone.shutdown().await.unwrap();
+        let reader = tokio::spawn(read_all(stays));
+        let shutdown = Shutdown::new();
+        let mut s = Session::new(
+            &mut client,
+            &mut upstream,
+            LIMITS,
+            None,
+            [1, 2, 3, 4],
+            Vec::new(),
+            shutdown.watcher(),
+        );
+        let step = loop {
+            if let Step::End(e) = s.next().await {
+                break Step::End(e);
+            }
+        };
+        drop(s);
+        drop(client);
+        drop(upstream);
+        (step, reader.await.unwrap())
+    }
+
+    #[tokio::test]
+    async fn frames_are_flushed_to_a_buffering_stream() {
+        // A client stream that keeps what it is given until flushed, as a TLS stream can.
+        let (client, mut client_peer) = duplex(1 << 16);
+        let mut client = tokio::io::BufWriter::new(client);
+        let (mut upstream, mut upstream_peer) = duplex(1 << 16);
+        upstream_peer
+            .write_all(&[0x81, 2, b'h', b'i'])
+            .await
+            .unwrap();
+        let shutdown = Shutdown::new();
+        let mut s = Session::new(
+            &mut client,
+            &mut upstream,
+            LIMITS,
+            None,
+            [1, 2, 3, 4],
+            Vec::new(),
+            shutdown.watcher(),
+        );
+        let mut got = [0u8; 4];
+        tokio::select! {
+            _ = s.next() => panic!("the session ended"),
+            r = tokio::time::timeout(Duration::from_secs(2), client_peer.read_exact(&mut got)) => {
+                r.expect("the frame stayed in the client's buffer").unwrap();
+            }
+        }
+        assert_eq!(got, [0x81, 2, b'h', b'i']);
+    }
+
+    #[tokio::test]
+    async fn a_peer_gone_without_a_close_frame_is_reported_to_the_other_with_one() {
+        let (step, got) = vanish(true).await;
+        assert_eq!(step, Step::End(End::UpstreamGone));
+        let mut want = vec![0x81, 2, b'h', b'i'];
+        want.extend(close_frame(1011, "provider closed the connection", None));
+        assert_eq!(got, want);
+        let (step, got) = vanish(false).await;
+        assert_eq!(step, Step::End(End::ClientGone));
+        let mut want = vec![0x81, 0x82, 0, 0, 0, 0, b'h', b'i'];
+        want.extend(close_frame(1001, "client gone", Some([1, 2, 3, 4])));
+        assert_eq!(got, want);
     }
 }

@@ -1,7 +1,7 @@
 // What the browser test runs against: a stand-in for the OpenAI API that streams on cue, the real relay
 // binary with its stdout and stderr captured, and Debian's Chromium driven by playwright-core.
 import { spawn } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
@@ -137,13 +137,16 @@ export async function startMockUpstream(pieces) {
  * Starts the relay binary on 127.0.0.1 port 0 with limits off and OpenAI pointed at `mockPort`; writes
  * its config and `.rai` into `dir`. Everything it prints, stdout and stderr, is kept in `output()`.
  *
- * @param {{ dir: string, mockPort: number }} options
+ * With `tls` it serves HTTPS (and WSS) itself with the repository's test certificate for 127.0.0.1
+ * (tests/certs, issued by the test CA).
+ *
+ * @param {{ dir: string, mockPort: number, tls?: boolean }} options
  */
-export async function startRelay({ dir, mockPort }) {
+export async function startRelay({ dir, mockPort, tls = false }) {
   const binary = relayBinary();
   const rai = {
     version: 1,
-    server: { scheme: 'http', host: '127.0.0.1', port: 8080, base_path: '/relayapi/' },
+    server: { scheme: tls ? 'https' : 'http', host: '127.0.0.1', port: 8080, base_path: '/relayapi/' },
     crypto: {
       method: 'aes-256-gcm-hkdf-sha256',
       key_id: 'web-chat-1',
@@ -163,6 +166,12 @@ export async function startRelay({ dir, mockPort }) {
   config.store = { type: 'memory' };
   // The access log is what could leak a token, so it must be on for the test to mean anything.
   config.log = { ...config.log, access: true };
+  if (tls) {
+    config.tls = {
+      cert_file: join(ROOT, 'tests/certs/server.pem'),
+      key_file: join(ROOT, 'tests/certs/server.key'),
+    };
+  }
   const configPath = join(dir, 'config.json');
   writeFileSync(configPath, JSON.stringify(config, null, 2));
 
@@ -230,6 +239,132 @@ export async function startRelay({ dir, mockPort }) {
   };
 }
 
+/** The GUID of RFC 6455 §1.3, appended to a key for its `Sec-WebSocket-Accept`. */
+const WS_GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11';
+/** What every `response.done` of the realtime stand-in reports, in the Realtime API's shape. */
+export const REALTIME_USAGE = {
+  total_tokens: 57,
+  input_tokens: 40,
+  output_tokens: 17,
+  input_token_details: { text_tokens: 30, audio_tokens: 10, cached_tokens: 8 },
+  output_token_details: { text_tokens: 5, audio_tokens: 12 },
+};
+
+/**
+ * One server frame (unmasked, FIN set) with a payload under 64 KiB.
+ *
+ * @param {number} opcode
+ * @param {Buffer} payload
+ */
+function serverFrame(opcode, payload) {
+  const head =
+    payload.length < 126
+      ? Buffer.from([0x80 | opcode, payload.length])
+      : Buffer.from([0x80 | opcode, 126, payload.length >> 8, payload.length & 0xff]);
+  return Buffer.concat([head, payload]);
+}
+
+/**
+ * The first whole client frame in `buf` (masked, payload under 64 KiB, as a browser sends small events),
+ * unmasked, or null when more bytes are needed.
+ *
+ * @param {Buffer} buf
+ * @returns {{ opcode: number, payload: Buffer, used: number } | null}
+ */
+function clientFrame(buf) {
+  if (buf.length < 2) return null;
+  let len = buf[1] & 0x7f;
+  let at = 2;
+  if (len === 126) {
+    if (buf.length < 4) return null;
+    len = buf.readUInt16BE(2);
+    at = 4;
+  }
+  if (!(buf[1] & 0x80)) throw new Error('an unmasked client frame reached the mock');
+  if (buf.length < at + 4 + len) return null;
+  const mask = buf.subarray(at, at + 4);
+  const payload = Buffer.from(buf.subarray(at + 4, at + 4 + len));
+  for (let i = 0; i < payload.length; i += 1) payload[i] ^= mask[i % 4];
+  return { opcode: buf[0] & 0x0f, payload, used: at + 4 + len };
+}
+
+/**
+ * A stand-in for OpenAI's Realtime API over WebSocket, on `node:http`'s upgrade event: it records every
+ * handshake in `seen` and every client event in `received`, sends `session.created` on open, and answers
+ * `response.create` with `response.created`, two `response.output_text.delta`, one
+ * `response.output_audio.delta` and `response.done` carrying {@link REALTIME_USAGE}. It chooses the
+ * `realtime` subprotocol when offered, as OpenAI does, and answers a close frame with its own.
+ */
+export async function startMockRealtime() {
+  /** @type {{ url: string, headers: import('node:http').IncomingHttpHeaders }[]} */
+  const seen = [];
+  /** @type {any[]} */
+  const received = [];
+  const server = createServer((_req, res) => {
+    res.writeHead(426, { 'content-type': 'application/json' });
+    res.end('{"error":{"message":"WebSocket only","type":"invalid_request_error"}}');
+  });
+  /** @type {Set<import('node:stream').Duplex>} */
+  const sockets = new Set();
+  server.on('upgrade', (req, socket) => {
+    sockets.add(socket);
+    socket.on('close', () => sockets.delete(socket));
+    seen.push({ url: req.url ?? '', headers: req.headers });
+    const accept = createHash('sha1')
+      .update(String(req.headers['sec-websocket-key']) + WS_GUID)
+      .digest('base64');
+    const offered = String(req.headers['sec-websocket-protocol'] ?? '')
+      .split(',')
+      .map((p) => p.trim());
+    socket.on('error', () => {});
+    socket.write(
+      'HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n' +
+        `Sec-WebSocket-Accept: ${accept}\r\n` +
+        (offered.includes('realtime') ? 'Sec-WebSocket-Protocol: realtime\r\n' : '') +
+        '\r\n',
+    );
+    const send = (/** @type {object} */ event) =>
+      socket.write(serverFrame(0x1, Buffer.from(JSON.stringify(event))));
+    const model = new URL(req.url ?? '/', 'http://mock').searchParams.get('model');
+    send({ type: 'session.created', session: { model } });
+    let buf = Buffer.alloc(0);
+    socket.on('data', (data) => {
+      buf = Buffer.concat([buf, data]);
+      for (let f = clientFrame(buf); f; f = clientFrame(buf)) {
+        buf = buf.subarray(f.used);
+        if (f.opcode === 0x8) {
+          socket.end(serverFrame(0x8, f.payload.subarray(0, 2)));
+          return;
+        }
+        if (f.opcode !== 0x1) continue;
+        const event = JSON.parse(f.payload.toString());
+        received.push(event);
+        if (event.type !== 'response.create') continue;
+        const id = `resp_mock_${received.length}`;
+        send({ type: 'response.created', response: { id, status: 'in_progress', usage: null } });
+        for (const delta of ['Hello', ' from the mock']) {
+          send({ type: 'response.output_text.delta', response_id: id, delta });
+        }
+        send({ type: 'response.output_audio.delta', response_id: id, delta: 'AAAAAAAA' });
+        send({ type: 'response.done', response: { id, status: 'completed', usage: REALTIME_USAGE } });
+      }
+    });
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  return {
+    seen,
+    received,
+    port: /** @type {import('node:net').AddressInfo} */ (server.address()).port,
+    async close() {
+      // Upgraded sockets are the mock's own, not the HTTP server's: closeAllConnections skips them.
+      for (const socket of sockets) socket.destroy();
+      server.close();
+      await once(server, 'close');
+    },
+  };
+}
+
 /** The flags a root user on a closed network needs; playwright-core adds its automation flags. */
 export const CHROMIUM_ARGS = [
   '--headless',
@@ -246,10 +381,11 @@ export const CHROMIUM_ARGS = [
  * Launches Debian's Chromium headless with a fresh profile in `userDataDir`.
  *
  * @param {string} userDataDir
+ * @param {{ ignoreHTTPSErrors?: boolean }} [options] trust any certificate (the relay's test one)
  * @returns {Promise<import('playwright-core').BrowserContext>}
  * @throws {Error} saying how to install Chromium when it is missing
  */
-export async function launchChromium(userDataDir) {
+export async function launchChromium(userDataDir, { ignoreHTTPSErrors = false } = {}) {
   if (!existsSync(CHROMIUM)) {
     throw new Error(`no browser at ${CHROMIUM}: install Debian's with \`apt-get install -y chromium\``);
   }
@@ -259,5 +395,6 @@ export async function launchChromium(userDataDir) {
     headless: true,
     args: CHROMIUM_ARGS,
     viewport: { width: 900, height: 640 },
+    ignoreHTTPSErrors,
   });
 }
