@@ -122,7 +122,13 @@ describe('realtime session from a page in headless Chromium', { timeout: 120000 
 
     // The relay's view: one session of this token, charged what the provider reported.
     const { jti } = client.decodeToken(token);
-    const sessions = relay.accessLog().filter((e) => e.jti === jti);
+    // The access log is written by a thread of its own: wait for the line rather than read once.
+    const deadline = Date.now() + 10000;
+    let sessions = relay.accessLog().filter((e) => e.jti === jti);
+    while (sessions.length === 0 && Date.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      sessions = relay.accessLog().filter((e) => e.jti === jti);
+    }
     assert.equal(sessions.length, 1, relay.output());
     assert.equal(sessions[0].status, 101);
     assert.ok(!relay.output().includes(token), 'the token shows up in no log line');
