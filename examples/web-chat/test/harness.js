@@ -227,6 +227,24 @@ export async function startRelay({ dir, mockPort, tls = false }) {
         }
       });
     },
+    /**
+     * The access-log lines from index `from` on, once `count` of them match `pred`. The relay writes its
+     * log from a thread of its own, so a line can land a few milliseconds after the answer; this waits
+     * for it (at most `ms`) instead of reading once.
+     * @param {number} from
+     * @param {(e: any) => boolean} pred
+     * @param {number} count
+     */
+    async accessLogFrom(from, pred, count, ms = 3000) {
+      const deadline = Date.now() + ms;
+      for (;;) {
+        const lines = this.accessLog().slice(from);
+        if (lines.filter(pred).length >= count || Date.now() > deadline) {
+          return lines;
+        }
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    },
     /** Everything the relay printed so far, stdout and stderr. */
     output() {
       return [...stdout, ...stderr].join('\n');
