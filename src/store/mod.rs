@@ -368,6 +368,35 @@ impl MemoryStore {
 mod tests {
     use super::*;
 
+    /// Every connection's future holds the store call it awaits inline, sized by the largest backend:
+    /// a Redis script call through the cluster client is several KiB, which is why the Redis arms are
+    /// boxed. This keeps a backend from quietly inflating every open connection again.
+    #[test]
+    fn store_futures_stay_small_whatever_the_backend() {
+        let store = Store::memory();
+        let t = TokenRef {
+            jti: "j",
+            tenant: "t",
+            iat: 0,
+            exp: 1,
+            max: None,
+        };
+        let lines: [SpendLine; 0] = [];
+        let none = Spend::default();
+        let sizes = [
+            std::mem::size_of_val(&store.reserve(t, 0)),
+            std::mem::size_of_val(&store.refund("t", "j")),
+            std::mem::size_of_val(&store.usage("t", "j")),
+            std::mem::size_of_val(&store.revoke("t", "j")),
+            std::mem::size_of_val(&store.spend_reserve("t", &lines, &none, 0)),
+            std::mem::size_of_val(&store.spend_settle("t", &lines, &none, &none)),
+            std::mem::size_of_val(&store.spend_get("t", &[])),
+        ];
+        for size in sizes {
+            assert!(size <= 2048, "a store future of {size} bytes: {sizes:?}");
+        }
+    }
+
     #[test]
     fn retention_outlives_the_token_and_is_bounded() {
         assert_eq!(keep_token_for(1_000, 400), 600 + RETAIN_AFTER_EXPIRY);
