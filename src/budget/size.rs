@@ -71,21 +71,19 @@ pub fn asked(family: ApiFamily, rest: &str, body: &[u8]) -> Result<Asked, Error>
         }
     }
     let Some(out) = out else { return Ok(asked) };
-    let (found, inner_body) = match out.container {
-        None => (top.found[1..].to_vec(), body),
-        Some(_) => match top.found[1].clone() {
-            None => (Vec::new(), body),
-            Some(range) => {
-                let inner = body_scan::scan_object_at(body, range, out.ceilings).map_err(|_| {
-                    Error::InvalidMember(out.container.unwrap_or(MODEL)[0], "an object")
-                })?;
-                (inner.found, body)
-            }
-        },
+    // The ceilings' value ranges, at the top level or inside the family's container.
+    let found = match (out.container, top.found[1].clone()) {
+        (None, _) => top.found[1..].to_vec(),
+        (Some(_), None) => Vec::new(),
+        (Some(container), Some(range)) => {
+            body_scan::scan_object_at(body, range, out.ceilings)
+                .map_err(|_| Error::InvalidMember(container[0], "an object"))?
+                .found
+        }
     };
     for (group, range) in out.ceilings.iter().zip(found) {
         let Some(range) = range else { continue };
-        let v = body_scan::uint_value(&inner_body[range])
+        let v = body_scan::uint_value(&body[range])
             .ok_or(Error::InvalidMember(group[0], "a non-negative integer"))?;
         asked.output = Some(asked.output.map_or(v, |o| o.max(v)));
     }

@@ -300,11 +300,10 @@ async fn open_budget(app: &crate::app::App, claims: &Claims) -> Result<Vec<Spend
 
 /// Whether every line has room left in every unit it limits.
 fn has_room(lines: &[SpendLine], used: &[Spend]) -> bool {
-    lines.iter().zip(used).all(|(l, u)| {
-        l.limit.calls.is_none_or(|c| u.calls < c)
-            && l.limit.tokens.is_none_or(|t| u.tokens() < t)
-            && l.limit.cost.is_none_or(|c| u.cost < c)
-    })
+    lines
+        .iter()
+        .zip(used)
+        .all(|(l, u)| l.limit.calls.is_none_or(|c| u.calls < c) && l.limit.spendable(u))
 }
 
 /// Charge one response's usage to a budgeted session's lines; `false` when a line is used up.
@@ -322,9 +321,10 @@ async fn charge_response(app: &crate::app::App, claims: &Claims, used: &Spend) -
     let keys: Vec<&str> = lines.iter().map(|l| l.key.as_str()).collect();
     match app.store.spend_get(&claims.tid, &keys).await {
         // The session's own call is already counted: only tokens and money decide.
-        Ok(now_used) => lines.iter().zip(&now_used).all(|(l, u)| {
-            l.limit.tokens.is_none_or(|t| u.tokens() < t) && l.limit.cost.is_none_or(|c| u.cost < c)
-        }),
+        Ok(now_used) => lines
+            .iter()
+            .zip(&now_used)
+            .all(|(l, u)| l.limit.spendable(u)),
         Err(_) => false,
     }
 }

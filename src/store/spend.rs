@@ -64,6 +64,14 @@ impl SpendLimit {
     }
 }
 
+impl SpendLimit {
+    /// Whether `used` is still below every token and money limit (a session or a call can still
+    /// spend something); calls are not looked at.
+    pub fn spendable(&self, used: &Spend) -> bool {
+        self.tokens.is_none_or(|t| used.tokens() < t) && self.cost.is_none_or(|c| used.cost < c)
+    }
+}
+
 /// One line a reservation touches: its key, its limits, and until when (Unix seconds) the store must
 /// keep it.
 #[derive(Debug, Clone, PartialEq, Eq)]
