@@ -2,7 +2,10 @@
 
 An independent implementation of the spec on top of Python's `cryptography` package; the SDKs and the relay
 are tested against its output. Deterministic: every key, salt and token id comes from a fixed seed, so
-running it twice gives the same files. Run: python3 tests/vectors/generate_vectors.py
+running it twice gives the same files. The ecc method (section 10) lives in ecc_reference.py (its
+cryptography), ecc_vectors.py (token cases) and ecc_rai_vectors.py (file cases); it needs cryptography >= 47
+(for cryptography.hazmat.primitives.hpke, which opens every ecc token a second way).
+Run: python3 tests/vectors/generate_vectors.py
 """
 
 from __future__ import annotations
@@ -736,6 +739,23 @@ def conformance_rai_cases() -> list[dict]:
     return [{"rule": r, "desc": d, "verdict": v, "rai": t} for r, d, v, t in cases]
 
 
+def ecc_file() -> dict:
+    """ecc.json (section 10.5), after checking our HPKE against hpke-rfc9180.json (ecc_reference.py)."""
+    import ecc_rai_vectors
+    import ecc_reference
+    import ecc_vectors
+
+    print(f"checked hpke-rfc9180.json: {ecc_reference.check_rfc9180()} suites")
+    gen = ecc_vectors.generate_cases()
+    return {
+        "keys": ecc_vectors.keys_doc(),
+        "generate": gen,
+        "verify": ecc_vectors.verify_cases(gen),
+        "invalid": ecc_vectors.invalid_cases(),
+        "rai": ecc_rai_vectors.cases(),
+    }
+
+
 def main() -> None:
     gen = generate_cases()
     files = {
@@ -744,6 +764,7 @@ def main() -> None:
         "verify.json": verify_cases(gen),
         "invalid.json": invalid_cases(gen),
         "conformance.json": {"tokens": conformance_token_cases(), "rai": conformance_rai_cases()},
+        "ecc.json": ecc_file(),
     }
     for name, data in files.items():
         (HERE / name).write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
