@@ -36,8 +36,8 @@ def schema_for(kind: str) -> dict[str, Any]:
     return {**SCHEMA, "$ref": f"#/$defs/{kind}"}
 
 
-def load_vectors(kind: str) -> Any:
-    data = _load(f"{kind}.json")
+def load_vectors(kind: str, file: str | None = None) -> Any:
+    data = _load(file or f"{kind}.json")
     jsonschema.Draft202012Validator(schema_for(kind)).validate(data)
     return data
 
@@ -48,6 +48,10 @@ VERIFY = load_vectors("verify")
 INVALID = load_vectors("invalid")
 CONFORMANCE = load_vectors("conformance")
 KEY_BY_KID = {k["kid"]: k for k in KEYS}
+ECC = load_vectors("ecc")
+HPKE = load_vectors("hpke", "hpke-rfc9180.json")
+ECC_RELAY_KEYS = {k["key_id"]: k for k in ECC["keys"]["relay_keys"]}
+ECC_SIGNERS = {k["signer_id"]: k for k in ECC["keys"]["signers"]}
 
 
 def rai_dict(
@@ -75,3 +79,28 @@ def client_for_tenant(tenant: str) -> RelayAPIClient:
     """A client that verifies with every vector key of ``tenant`` (newest first mints)."""
     kids = [k["kid"] for k in KEYS if k["tenant"] == tenant]
     return RelayAPIClient(rai_dict(kids[0], previous=tuple(kids[1:])))
+
+
+def ecc_backend_dict(
+    signer_id: str = "acme-backend-1",
+    relay_key_id: str = "relay-acme-2026-12",
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8080,
+    **crypto: Any,
+) -> dict[str, Any]:
+    """An ecc backend-side `.rai` dict built from the ecc vector keys (``crypto`` adds or replaces fields)."""
+    signer = ECC_SIGNERS[signer_id]
+    return {
+        "version": 1,
+        "server": {"host": host, "port": port},
+        "crypto": {
+            "method": "ecc-p256",
+            "tenant_id": signer["tenant"],
+            "signer_id": signer_id,
+            "signing_key": signer["signing_key"],
+            "relay_key_id": relay_key_id,
+            "relay_public_key": ECC_RELAY_KEYS[relay_key_id]["public_key"],
+            **crypto,
+        },
+    }

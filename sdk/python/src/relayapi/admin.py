@@ -1,7 +1,10 @@
 """Signing admin API requests (docs/admin-api.md). Pure functions; the clock is an argument.
 
-The admin key is derived from the tenant key with its own HKDF label, so an admin signature can never be
-confused with a token and reveals nothing about the tenant key.
+Symmetric tenants sign with an admin key derived from the tenant key under its own HKDF label, so an
+admin signature can never be confused with a token and reveals nothing about the tenant key. Ecc tenants
+sign the same string with the backend's P-256 signing key (``RelayAPI-ECDSA-P256-SHA256``); the string
+starts with an upper-case method name and token signatures cover bytes starting 0x01 0x02, so neither
+signature can pass for the other.
 """
 
 from __future__ import annotations
@@ -10,13 +13,23 @@ import hashlib
 import hmac
 
 from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from . import _b64
+from .ecc_token import sign
 
-__all__ = ["SCHEME", "admin_key", "authorization_header", "string_to_sign"]
+__all__ = [
+    "ECDSA_SCHEME",
+    "SCHEME",
+    "admin_key",
+    "authorization_header",
+    "ecdsa_authorization_header",
+    "string_to_sign",
+]
 
 SCHEME = "RelayAPI-HMAC-SHA256"
+ECDSA_SCHEME = "RelayAPI-ECDSA-P256-SHA256"
 ADMIN_INFO = b"relayapi admin v1"
 
 
@@ -36,3 +49,12 @@ def authorization_header(
     """The ``Authorization`` header value for one admin request signed at UTC second ``now``."""
     mac = hmac.new(admin_key(tenant_key), string_to_sign(method, path, now, body), hashlib.sha256).digest()
     return f"{SCHEME} kid={key_id},ts={now},sig={_b64.encode(mac)}"
+
+
+def ecdsa_authorization_header(
+    *, signer_id: str, signing_key: ec.EllipticCurvePrivateKey, method: str, path: str, body: bytes, now: int
+) -> str:
+    """The ``Authorization`` header of an ecc tenant's admin request: ECDSA-P256-SHA256 (``r || s``, low S)
+    by the backend's signing key over :func:`string_to_sign`, at UTC second ``now``."""
+    sig = sign(signing_key, string_to_sign(method, path, now, body))
+    return f"{ECDSA_SCHEME} kid={signer_id},ts={now},sig={_b64.encode(sig)}"

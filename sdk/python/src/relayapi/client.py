@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING, Any, Literal, Union, overload
 
 from . import __version__, urls
 from ._http import Transport, open_stream, read_json
-from .admin import authorization_header
+from .admin import authorization_header, ecdsa_authorization_header
 from .claims import MAX_SAFE_INT, MAX_UID_CHARS
-from .config import ConfigSource
+from .config import ConfigSource, EccConfig
 from .errors import InvalidArgumentError
 from .options import TokenOptions
 from .token import TOKEN_PREFIX, TokenGenerator
@@ -203,6 +203,12 @@ class RelayAPIClient(TokenGenerator):
 
     def _token_id(self, token_or_id: str) -> str:
         if isinstance(token_or_id, str) and token_or_id.startswith(TOKEN_PREFIX):
+            if isinstance(self.config, EccConfig):
+                # Checked before anything is sent: an ecc backend cannot open the token to find its id.
+                raise InvalidArgumentError(
+                    "token", "an ecc backend-side .rai cannot open tokens: pass the token id, claims['jti'] "
+                    "from create_token_with_claims(...)",
+                )  # fmt: skip
             return str(self.decode_token(token_or_id)["jti"])
         if not isinstance(token_or_id, str) or not _TOKEN_ID.fullmatch(token_or_id):
             raise InvalidArgumentError(
@@ -211,14 +217,18 @@ class RelayAPIClient(TokenGenerator):
         return token_or_id
 
     def _admin(self, method: str, path: str, body: bytes = b"") -> dict[str, Any]:
-        headers = {
-            "Authorization": authorization_header(
-                key_id=self.config.key.key_id, tenant_key=self.config.key.key,
-                method=method, path=path, body=body, now=int(time.time()),
-            ),
-            "Accept": "application/json",
-            "User-Agent": _USER_AGENT,
-        }  # fmt: skip
+        config, now = self.config, int(time.time())
+        if isinstance(config, EccConfig):
+            authorization = ecdsa_authorization_header(
+                signer_id=config.signer.key_id, signing_key=config.signer.private_key,
+                method=method, path=path, body=body, now=now,
+            )  # fmt: skip
+        else:
+            authorization = authorization_header(
+                key_id=config.key.key_id, tenant_key=config.key.key,
+                method=method, path=path, body=body, now=now,
+            )  # fmt: skip
+        headers = {"Authorization": authorization, "Accept": "application/json", "User-Agent": _USER_AGENT}
         if method == "POST":
             headers["Content-Type"] = "application/json"
         response = self._transport.send(
@@ -232,7 +242,8 @@ class RelayAPIClient(TokenGenerator):
         not in it (the relay only gets the id): it is the ``bud`` claim of the token.
 
         ``token_or_id`` is a token (decrypted locally for its id; ``InvalidTokenError`` if it is not one of
-        this tenant's) or a token id.
+        this tenant's) or a token id. With an ecc backend-side `.rai` it is a token id only (the ``jti``
+        from :meth:`create_token_with_claims`): a token text raises :class:`InvalidArgumentError`.
         """
         return self._admin("GET", f"/admin/v1/tokens/{self._token_id(token_or_id)}")
 

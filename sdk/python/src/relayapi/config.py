@@ -2,7 +2,8 @@
 
 This module owns the shape of the file: every field is checked here, once, and a bad file fails at load
 time with a :class:`~relayapi.errors.ConfigError` that names the field. Keys are never hashed or padded
-into shape. Building URLs from the loaded config is left to :mod:`relayapi.urls`.
+into shape. The ecc method's ``crypto`` object is read by :mod:`relayapi.ecc_config`; building URLs from
+the loaded config is left to :mod:`relayapi.urls`.
 """
 
 from __future__ import annotations
@@ -16,17 +17,21 @@ from typing import Any, Optional, Union
 
 from . import _b64
 from ._json import JsonRuleError, loads_strict
+from ._rai_fields import KID as _KID
+from ._rai_fields import TENANT as _TENANT
+from ._rai_fields import is_int as _is_int
+from ._rai_fields import object_with as _object
+from ._rai_fields import window as _window
+from .ecc_config import ECC_METHOD, EccConfig, parse_ecc_crypto
 from .errors import ConfigError
 
-__all__ = ["KEY_BYTES", "RaiConfig", "RaiKey", "load_config"]
+__all__ = ["KEY_BYTES", "AnyConfig", "EccConfig", "RaiConfig", "RaiKey", "load_config"]
 
 #: A tenant key is exactly this many bytes (AES-256 input keying material).
 KEY_BYTES = 32
 CRYPTO_METHOD = "aes-256-gcm-hkdf-sha256"
 DEFAULT_BASE_PATH = "/relayapi/"
 
-_KID = re.compile(r"[A-Za-z0-9._-]{1,32}")
-_TENANT = re.compile(r"[A-Za-z0-9._-]{1,64}")
 # One DNS label (docs/client-config.md rule 3); IDNs must be given in their ASCII (xn--) form.
 _LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
 MAX_HOST_BYTES = 253
@@ -37,10 +42,8 @@ MAX_BASE_PATH_BYTES = 128
 MAX_RAI_BYTES = 64 * 1024
 #: Rotation keeps one or two old keys; a long list is a mistake, and every key can still mint (rule 9).
 MAX_PREVIOUS_KEYS = 16
-#: The largest ``not_before`` / ``not_after`` (rule 10): 2^53-1, exact in every JSON reader.
-MAX_WINDOW_SECONDS = 2**53 - 1
 
-ConfigSource = Union[str, "os.PathLike[str]", Mapping[str, Any], "RaiConfig"]
+ConfigSource = Union[str, "os.PathLike[str]", Mapping[str, Any], "RaiConfig", EccConfig]
 
 
 @dataclass(frozen=True)
@@ -80,15 +83,20 @@ class RaiConfig:
         return (self.key, *self.previous_keys)
 
 
-def load_config(source: ConfigSource) -> RaiConfig:
-    """Load a `.rai` config from a path, a parsed dict, or pass a :class:`RaiConfig` through.
+#: What a `.rai` loads as: a symmetric config, or an ecc backend-side config (``crypto.method``).
+AnyConfig = Union[RaiConfig, EccConfig]
+
+
+def load_config(source: ConfigSource) -> AnyConfig:
+    """Load a `.rai` config from a path, a parsed dict, or pass a loaded config through.
 
     Raises :class:`ConfigError` naming the field for every problem, ``"<file>"`` for I/O and JSON errors.
+    An ecc relay-side file is refused with a message saying to load the backend-side file instead.
     """
-    if isinstance(source, RaiConfig):
+    if isinstance(source, (RaiConfig, EccConfig)):
         return source
     if isinstance(source, Mapping):
-        return _parse(source)
+        return _parse(source, "this .rai config")
     if isinstance(source, (str, os.PathLike)):
         path = os.fspath(source)
         try:
@@ -106,30 +114,11 @@ def load_config(source: ConfigSource) -> RaiConfig:
             raise ConfigError("<file>", f"{path!r} is not valid JSON: {exc}") from None
         if not isinstance(data, Mapping):
             raise ConfigError("<file>", f"{path!r} must hold a JSON object")
-        return _parse(data)
+        return _parse(data, repr(path))
     raise ConfigError("<config>", f"expected a .rai path or a dict, got {type(source).__name__}")
 
 
-def _object(value: Any, name: str, required: set[str], optional: set[str]) -> Mapping[str, Any]:
-    if not isinstance(value, Mapping):
-        raise ConfigError(name, "must be an object")
-    for k in value:
-        if k not in required and k not in optional:
-            prefix = f"{name}." if name != "<config>" else ""
-            raise ConfigError(f"{prefix}{k}", "unknown field (check the spelling)")
-    for k in sorted(required):
-        if k not in value:
-            prefix = f"{name}." if name != "<config>" else ""
-            raise ConfigError(f"{prefix}{k}", "is required")
-    return value
-
-
-def _is_int(value: Any) -> bool:
-    # bool is a subclass of int in Python; `"port": true` must not pass as port 1.
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _parse(data: Mapping[str, Any]) -> RaiConfig:
+def _parse(data: Mapping[str, Any], file: str) -> AnyConfig:
     _object(data, "<config>", {"version", "server", "crypto"}, set())
     if not _is_int(data["version"]) or data["version"] != 1:
         raise ConfigError("version", "must be the integer 1")
@@ -155,17 +144,23 @@ def _parse(data: Mapping[str, Any]) -> RaiConfig:
             '(at most 128 characters, no "%", "." or ".." segments)',
         )
 
+    crypto = data["crypto"]
+    method = crypto.get("method") if isinstance(crypto, Mapping) else None
+    if method == ECC_METHOD:
+        tenant = _tenant(crypto)
+        checked = {"scheme": scheme, "host": host, "port": port, "base_path": base_path, "tenant_id": tenant}
+        return parse_ecc_crypto(crypto, checked, file=file)
     crypto = _object(
-        data["crypto"],
+        crypto,
         "crypto",
         {"method", "key_id", "key", "tenant_id"},
         {"previous_keys", "not_before", "not_after"},
     )
     if crypto["method"] != CRYPTO_METHOD:
-        raise ConfigError("crypto.method", f'must be "{CRYPTO_METHOD}" (token format v1)')
-    tenant_id = crypto["tenant_id"]
-    if not isinstance(tenant_id, str) or not _TENANT.fullmatch(tenant_id):
-        raise ConfigError("crypto.tenant_id", "must be 1 to 64 characters from A-Z a-z 0-9 . _ -")
+        raise ConfigError(
+            "crypto.method", f'must be "{CRYPTO_METHOD}" (symmetric) or "{ECC_METHOD}" (ecc, backend-side)'
+        )
+    tenant_id = _tenant(crypto)
     key = _parse_key(crypto, "crypto")
 
     previous = crypto.get("previous_keys", [])
@@ -195,6 +190,15 @@ def _parse(data: Mapping[str, Any]) -> RaiConfig:
     )
 
 
+def _tenant(crypto: Mapping[str, Any]) -> str:
+    if "tenant_id" not in crypto:
+        raise ConfigError("crypto.tenant_id", "is required")
+    tenant_id = crypto["tenant_id"]
+    if not isinstance(tenant_id, str) or not _TENANT.fullmatch(tenant_id):
+        raise ConfigError("crypto.tenant_id", "must be 1 to 64 characters from A-Z a-z 0-9 . _ -")
+    return tenant_id
+
+
 def _parse_key(entry: Mapping[str, Any], prefix: str) -> RaiKey:
     key_id, key_text = entry["key_id"], entry["key"]
     if not isinstance(key_id, str) or not _KID.fullmatch(key_id):
@@ -205,18 +209,7 @@ def _parse_key(entry: Mapping[str, Any], prefix: str) -> RaiKey:
         raise ConfigError(
             f"{prefix}.key", "must be exactly 32 bytes as unpadded base64url (43 characters, no '=')"
         )
-    window: list[Optional[int]] = []
-    for name in ("not_before", "not_after"):
-        if name not in entry:
-            window.append(None)
-            continue
-        value = entry[name]
-        if not _is_int(value) or not 0 <= value <= MAX_WINDOW_SECONDS:
-            raise ConfigError(f"{prefix}.{name}", "must be Unix seconds: an integer from 0 to 2^53-1")
-        window.append(value)
-    not_before, not_after = window
-    if not_before is not None and not_after is not None and not_after <= not_before:
-        raise ConfigError(f"{prefix}.not_after", "must be after not_before (the key would never be valid)")
+    not_before, not_after = _window(entry, prefix)
     return RaiKey(key_id=key_id, key=raw, not_before=not_before, not_after=not_after)
 
 

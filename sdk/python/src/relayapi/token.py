@@ -1,9 +1,10 @@
 """Token format v1: sealing claims into ``rt1.`` tokens and opening them again (docs/token-format.md).
 
-The byte layout, key derivation and verification steps live here; the claim rules live in
-:mod:`relayapi.claims`. :func:`seal` is the deterministic "from parts" core (salt injected, like fernet's
-``_encrypt_from_parts``); :class:`TokenGenerator` is the public face that draws ``jti`` and ``salt`` from
-the OS CSPRNG and reads the clock on every call.
+The symmetric method's byte layout, key derivation and verification steps live here; the ecc method's
+sealing in :mod:`relayapi.ecc_token`; the claim rules in :mod:`relayapi.claims`. :func:`seal` is the
+deterministic "from parts" core (salt injected, like fernet's ``_encrypt_from_parts``);
+:class:`TokenGenerator` is the public face: it mints with the method its `.rai` names, drawing ``jti``
+and the salt (or the ecc ephemeral key's ``ikm_e``) from the OS CSPRNG and reading the clock on every call.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import os
 import re
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, NamedTuple, Optional, Union
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
@@ -33,7 +34,9 @@ from .claims import (
     parse_claims,
     serialize_claims,
 )
-from .config import ConfigSource, RaiConfig, RaiKey, load_config
+from .config import AnyConfig, ConfigSource, EccConfig, RaiKey, load_config
+from .ecc_config import EccSigningKey
+from .ecc_token import IKM_E_BYTES, seal_ecc
 from .errors import (
     ConfigError,
     InvalidArgumentError,
@@ -48,7 +51,15 @@ from .options import resolve as resolve_options
 if TYPE_CHECKING:
     from typing_extensions import Unpack
 
-__all__ = ["TOKEN_PREFIX", "TokenGenerator", "check_time", "open_token", "seal", "token_length"]
+__all__ = [
+    "TOKEN_PREFIX",
+    "MintedToken",
+    "TokenGenerator",
+    "check_time",
+    "open_token",
+    "seal",
+    "token_length",
+]
 
 TOKEN_PREFIX = "rt1."  # noqa: S105  (the format marker, not a secret)
 VERSION = 0x01
@@ -217,7 +228,7 @@ _CLAIM_TO_PARAM = {
 }  # fmt: skip
 
 
-def _check_key_in_force(key: RaiKey, now: int) -> None:
+def _check_key_in_force(key: Union[RaiKey, EccSigningKey], now: int) -> None:
     """Refuse to mint with a key outside its validity window: the relay would refuse every token."""
     if key.in_force(now):
         return
@@ -228,38 +239,105 @@ def _check_key_in_force(key: RaiKey, now: int) -> None:
     raise ConfigError("crypto.not_after", f"key {key.key_id!r} was retired at {key.not_after}; now is {now}")
 
 
-class TokenGenerator:
-    """Mints and decodes tokens with the keys of one `.rai` config.
+class MintedToken(NamedTuple):
+    """A fresh token and the claims it carries (``claims["jti"]`` is its id for the admin calls)."""
 
-    ``config`` is a `.rai` path, the parsed dict, or a :class:`RaiConfig`; problems raise ``ConfigError``.
+    token: str
+    claims: dict[str, Any]
+
+
+_CANNOT_OPEN = (
+    "an ecc backend-side .rai cannot open tokens (they are sealed to the relay's key); keep the claims "
+    "create_token_with_claims(...) returns, and pass claims['jti'] to the admin calls"
+)
+
+
+class TokenGenerator:
+    """Mints (and, for the symmetric method, decodes) tokens with the keys of one `.rai` config.
+
+    ``config`` is a `.rai` path, the parsed dict, or a loaded config; problems raise ``ConfigError``. The
+    method follows from the file: a symmetric `.rai` mints with its tenant key, an ecc backend-side `.rai`
+    signs with its signing key and seals to the relay's public key (docs/client-config.md).
     """
 
     def __init__(self, config: ConfigSource) -> None:
-        self.config: RaiConfig = load_config(config)
+        self.config: AnyConfig = load_config(config)
 
     def create_token(self, **options: Unpack[TokenOptions]) -> str:
-        """Mint a fresh token; the current UTC second, a random ``jti`` and a random salt every call.
+        """Mint a fresh token; the current UTC second, a random ``jti`` and fresh randomness every call.
 
         Options are keyword-only (:class:`~relayapi.options.TokenOptions`): exactly one of ``api_key``
         (the provider key, carried encrypted) and ``key_ref`` (the name of a key held by the relay) is
         required. ``max_calls=None`` means unlimited; ``rate_limit`` is ``(calls, seconds)``. Raises
-        :class:`InvalidArgumentError` naming the offending option (also for an unknown option).
+        :class:`InvalidArgumentError` naming the offending option (also for an unknown option), and
+        ``ConfigError`` when the `.rai` key is outside its validity window.
         """
-        return self._create_token_from_parts(
-            now=int(time.time()), jti=os.urandom(JTI_BYTES).hex(), salt=os.urandom(SALT_BYTES), **options
+        return self.create_token_with_claims(**options).token
+
+    def create_token_with_claims(self, **options: Unpack[TokenOptions]) -> MintedToken:
+        """Mint exactly as :meth:`create_token` does and also return the claims the token carries.
+
+        Returns ``MintedToken(token, claims)``; ``claims["jti"]`` is the id ``get_usage`` and ``revoke``
+        take, the only way to learn it with an ecc backend-side `.rai`, which cannot open its own tokens.
+        """
+        ecc = isinstance(self.config, EccConfig)
+        return self._mint_from_parts(
+            now=int(time.time()),
+            jti=os.urandom(JTI_BYTES).hex(),
+            salt=None if ecc else os.urandom(SALT_BYTES),
+            ikm_e=os.urandom(IKM_E_BYTES) if ecc else None,
+            **options,
         )
 
-    def _create_token_from_parts(self, *, now: int, jti: str, salt: bytes, **options: Any) -> str:
+    def _create_token_from_parts(
+        self,
+        *,
+        now: int,
+        jti: str,
+        salt: Optional[bytes] = None,
+        ikm_e: Optional[bytes] = None,
+        sig: Optional[bytes] = None,
+        **options: Any,
+    ) -> str:
         """``create_token`` with the clock and randomness injected (tests and vectors only)."""
+        return self._mint_from_parts(now=now, jti=jti, salt=salt, ikm_e=ikm_e, sig=sig, **options).token
+
+    def _mint_from_parts(
+        self,
+        *,
+        now: int,
+        jti: str,
+        salt: Optional[bytes] = None,
+        ikm_e: Optional[bytes] = None,
+        sig: Optional[bytes] = None,
+        **options: Any,
+    ) -> MintedToken:
         claims = self._build_claims(now=now, jti=jti, **options)
-        _check_key_in_force(self.config.key, now)
+        config = self.config
         try:
-            token = seal(claims, kid=self.config.key.key_id, key=self.config.key.key, salt=salt)
+            if isinstance(config, EccConfig):
+                _check_key_in_force(config.signer, now)
+                if ikm_e is None:
+                    raise ValueError("an ecc token needs ikm_e")
+                token = seal_ecc(
+                    claims,
+                    relay_key_id=config.relay_key_id,
+                    relay_public_key=config.relay_public_key,
+                    signer_id=config.signer.key_id,
+                    signing_key=config.signer.private_key,
+                    ikm_e=ikm_e,
+                    sig=sig,
+                )
+            else:
+                _check_key_in_force(config.key, now)
+                if salt is None:
+                    raise ValueError("a symmetric token needs a salt")
+                token = seal(claims, kid=config.key.key_id, key=config.key.key, salt=salt)
         except ClaimError as exc:
             top = exc.member.split(".")[0].split("[")[0]
             param = "budget_cost" if exc.member == "bud.cost" else _CLAIM_TO_PARAM.get(top, top)
             raise InvalidArgumentError(param, exc.problem) from None
-        return token
+        return MintedToken(token, claims)
 
     def _build_claims(self, *, now: int, jti: str, **options: Any) -> dict[str, Any]:
         o = resolve_options(options)
@@ -354,8 +432,11 @@ class TokenGenerator:
         """Return the claims of an authentic token minted with any key of this config's tenant.
 
         Expiry is deliberately not checked, so the id of an expired token can still be used for usage
-        queries; use :meth:`verify_token` for a time check. Raises :class:`InvalidTokenError`.
+        queries; use :meth:`verify_token` for a time check. Raises :class:`InvalidTokenError`, and
+        :class:`InvalidArgumentError` with an ecc backend-side `.rai`, which cannot open tokens.
         """
+        if isinstance(self.config, EccConfig):
+            raise InvalidArgumentError("token", _CANNOT_OPEN)
         return open_token(token, self.config.all_keys, self.config.tenant_id)
 
     def verify_token(self, token: str, *, now: Optional[int] = None, leeway: int = 0) -> dict[str, Any]:

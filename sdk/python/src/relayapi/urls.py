@@ -11,7 +11,7 @@ import re
 from collections.abc import Mapping
 from types import MappingProxyType
 
-from .config import RaiConfig
+from .config import AnyConfig
 from .errors import InvalidArgumentError
 
 __all__ = [
@@ -44,13 +44,13 @@ _DEFAULT_PORTS = {"http": 80, "https": 443}
 _TOKEN_TEXT = re.compile(r"rt1\.[A-Za-z0-9_-]+")
 
 
-def origin(config: RaiConfig) -> str:
+def origin(config: AnyConfig) -> str:
     """``scheme://host[:port]``, the port left out when it is the scheme's default."""
     port = "" if _DEFAULT_PORTS[config.scheme] == config.port else f":{config.port}"
     return f"{config.scheme}://{config.host}{port}"
 
 
-def header_base_url(config: RaiConfig) -> str:
+def header_base_url(config: AnyConfig) -> str:
     """Base URL for the header form: no token in it; the token goes in as the SDK's API key."""
     return origin(config) + config.base_path
 
@@ -75,17 +75,17 @@ def endpoint(name: str) -> str:
     )
 
 
-def path_base_url(config: RaiConfig, token: str) -> str:
+def path_base_url(config: AnyConfig, token: str) -> str:
     """``{scheme}://{host}[:{port}]{base_path}{token}``: the ``base_url`` for the provider's SDK."""
     return header_base_url(config) + check_token(token)
 
 
-def api_url(config: RaiConfig, token: str, name: str = "") -> str:
+def api_url(config: AnyConfig, token: str, name: str = "") -> str:
     """Path-form endpoint URL: the base URL plus the endpoint ``name`` ("" = the base URL)."""
     return path_base_url(config, token) + endpoint(name)
 
 
-def query_url(config: RaiConfig, token: str, name: str = "chat_completions") -> str:
+def query_url(config: AnyConfig, token: str, name: str = "chat_completions") -> str:
     """Query-form endpoint URL of the original RelayAPI: ``{base_path}{endpoint}?token={token}``."""
     path = endpoint(name)
     if not path:
