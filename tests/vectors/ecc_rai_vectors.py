@@ -2,13 +2,15 @@
 
 Each case says which loader reads the text (`loader`: "relay" for the relay, "sdk" for the SDKs, which load
 the backend-side file) and whether it must `load` or `refuse` it. Rules 1, 3-5 and 8 of the same document
-apply to ecc files too; a few cases show it. Called by generate_vectors.py.
+apply to ecc files too; a few cases show it. Every verdict is confirmed by `reference_load`, a small loader
+written from the rules, before it is written. Called by generate_vectors.py.
 """
 
 from __future__ import annotations
 
 import copy
 import json
+import re
 
 import ecc_reference as er
 import ecc_vectors as ev
@@ -227,3 +229,145 @@ def cases() -> list[dict]:
         ("C8", "relay", "tenant id with a space", X, R("crypto.tenant_id", "ac me")),
     ]
     return [{"rule": r, "loader": lo, "desc": d, "verdict": v, "rai": t} for r, lo, d, v, t in out]
+
+
+# ---- a reference loader: every verdict above is checked against the rules as written ----------------------
+
+_ID = re.compile(r"[A-Za-z0-9._-]{1,32}")
+_TENANT = re.compile(r"[A-Za-z0-9._-]{1,64}")
+_LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
+_SEGMENT = re.compile(r"[A-Za-z0-9._~!$&'()*+,;=:@-]+")
+MAX_WINDOW = 2**53 - 1
+
+
+class Refused(Exception):
+    pass
+
+
+def _strict_json(text: str):
+    def pairs(items):
+        names = [k for k, _ in items]
+        if len(names) != len(set(names)):
+            raise Refused("duplicate member")
+        return dict(items)
+
+    def no_float(_):
+        raise Refused("not an integer")
+
+    if text.startswith("\ufeff") or len(text.encode()) > 65536:
+        raise Refused("rule 1")
+    try:
+        return json.loads(text, object_pairs_hook=pairs, parse_float=no_float, parse_constant=no_float)
+    except ValueError as exc:
+        raise Refused("rule 1") from exc
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _exactly(obj, required: set, optional: set = frozenset()) -> dict:
+    if not isinstance(obj, dict) or not required <= set(obj) <= required | optional:
+        raise Refused("shape")
+    return obj
+
+
+def _check_server(server) -> None:
+    _exactly(server, {"host", "port"}, {"scheme", "base_path"})
+    if server.get("scheme", "http") not in ("http", "https"):
+        raise Refused("scheme")
+    host = server["host"]
+    labels = host.split(".") if isinstance(host, str) else [""]
+    if not all(_LABEL.fullmatch(label) for label in labels) or len(host) > 253:
+        raise Refused("rule 3")
+    if not _is_int(server["port"]) or not 1 <= server["port"] <= 65535:
+        raise Refused("rule 4")
+    bp = server.get("base_path", "/relayapi/")
+    segs = bp.split("/") if isinstance(bp, str) else ["x"]
+    if not isinstance(bp, str) or len(bp) > 128 or segs[0] != "" or segs[-1] != "" or any(
+            not _SEGMENT.fullmatch(s) or s in (".", "..") for s in segs[1:-1]):
+        raise Refused("rule 5")
+
+
+def _window(entry: dict) -> None:
+    for name in ("not_before", "not_after"):
+        if name in entry and (not _is_int(entry[name]) or not 0 <= entry[name] <= MAX_WINDOW):
+            raise Refused("rule 10")
+    if "not_before" in entry and "not_after" in entry and entry["not_after"] <= entry["not_before"]:
+        raise Refused("empty window")
+
+
+def _private(text) -> bytes:
+    raw = er.unb64u(text) if isinstance(text, str) and all(c in er.ALPHABET for c in text) else b""
+    if len(raw) != 32 or er.b64u(raw) != text or not 1 <= int.from_bytes(raw, "big") < er.N:
+        raise Refused("E3")
+    return er.public_bytes(int.from_bytes(raw, "big"))
+
+
+def _public(text) -> bytes:
+    ok = isinstance(text, str) and len(text) % 4 != 1 and all(c in er.ALPHABET for c in text)
+    raw = er.unb64u(text) if ok else b""
+    if len(raw) != 65 or er.b64u(raw) != text or raw[0] != 4:
+        raise Refused("E4")
+    if not er.on_curve((int.from_bytes(raw[1:33], "big"), int.from_bytes(raw[33:], "big"))):
+        raise Refused("E4")
+    return raw
+
+
+def reference_load(text: str, loader: str) -> None:
+    """Raises Refused unless a `loader` ("relay" or "sdk") must load `text` (docs/client-config.md)."""
+    doc = _exactly(_strict_json(text), {"version", "server", "crypto"})
+    if doc["version"] != 1 or not _is_int(doc["version"]):
+        raise Refused("version")
+    _check_server(doc["server"])
+    crypto = doc["crypto"]
+    if not isinstance(crypto, dict) or crypto.get("method") != "ecc-p256":
+        raise Refused("not an ecc file")
+    relay_side = "relay_private_key" in crypto
+    if relay_side == ("signing_key" in crypto) or relay_side != (loader == "relay"):
+        raise Refused("E1")
+    if not isinstance(crypto.get("tenant_id"), str) or not _TENANT.fullmatch(crypto["tenant_id"]):
+        raise Refused("rule 8")
+    _window(crypto)
+    if relay_side:
+        _exactly(crypto, {"method", "tenant_id", "relay_key_id", "relay_private_key", "signers"},
+                 {"previous_relay_keys", "not_before", "not_after"})
+        previous = crypto.get("previous_relay_keys", [])
+        signers = crypto["signers"]
+        if not isinstance(previous, list) or len(previous) > 16 or not isinstance(signers, list) or not (
+                1 <= len(signers) <= 16):
+            raise Refused("E5")
+        ids = [crypto["relay_key_id"]]
+        relay_pubs = [_private(crypto["relay_private_key"])]
+        for p in previous:
+            _exactly(p, {"key_id", "private_key"}, {"not_before", "not_after"})
+            _window(p)
+            ids.append(p["key_id"])
+            relay_pubs.append(_private(p["private_key"]))
+        for s in signers:
+            _exactly(s, {"signer_id", "public_key"}, {"not_before", "not_after"})
+            _window(s)
+            ids.append(s["signer_id"])
+            if _public(s["public_key"]) in relay_pubs:
+                raise Refused("E7")
+    else:
+        _exactly(crypto, {"method", "tenant_id", "signer_id", "signing_key", "relay_key_id",
+                          "relay_public_key"}, {"not_before", "not_after"})
+        ids = [crypto["signer_id"], crypto["relay_key_id"]]
+        if _private(crypto["signing_key"]) == _public(crypto["relay_public_key"]):
+            raise Refused("E7")
+    if not all(isinstance(i, str) and _ID.fullmatch(i) for i in ids) or len(set(ids)) != len(ids):
+        raise Refused("E2")
+
+
+def checked_cases() -> list[dict]:
+    """cases(), each verdict confirmed by reference_load."""
+    out = cases()
+    for c in out:
+        try:
+            reference_load(c["rai"], c["loader"])
+            got = "load"
+        except Refused:
+            got = "refuse"
+        assert got == c["verdict"], (c["rule"], c["loader"], c["desc"])
+    return out

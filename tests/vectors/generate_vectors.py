@@ -752,7 +752,7 @@ def ecc_file() -> dict:
         "generate": gen,
         "verify": ecc_vectors.verify_cases(gen),
         "invalid": ecc_vectors.invalid_cases(),
-        "rai": ecc_rai_vectors.cases(),
+        "rai": ecc_rai_vectors.checked_cases(),
     }
 
 
