@@ -9,7 +9,7 @@
  * @module
  */
 
-import { signAdminRequest } from './admin.js';
+import { signAdminRequest, signAdminRequestEcc } from './admin.js';
 import { PRINTABLE, UID_MAX } from './claims.js';
 import { InvalidArgumentError } from './errors.js';
 import { TokenGenerator, configOf } from './generator.js';
@@ -392,14 +392,25 @@ export class RelayAPIClient extends TokenGenerator {
    */
   async #admin(method, target, body) {
     const config = configOf(this);
-    const authorization = signAdminRequest({
-      kid: config.keyId,
-      tenantKey: config.key,
-      method,
-      target,
-      body,
-      ts: Math.floor(Date.now() / 1000),
-    });
+    const ts = Math.floor(Date.now() / 1000);
+    const authorization =
+      config.ecc === null
+        ? signAdminRequest({
+            kid: config.keyId,
+            tenantKey: /** @type {Buffer} */ (config.key),
+            method,
+            target,
+            body,
+            ts,
+          })
+        : signAdminRequestEcc({
+            kid: config.ecc.signerId,
+            signingKey: config.ecc.signingKey,
+            method,
+            target,
+            body,
+            ts,
+          });
     return requestJson({
       fetch: this.#fetch,
       method,

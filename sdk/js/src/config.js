@@ -11,13 +11,14 @@
 import { readFileSync } from 'node:fs';
 import { isIPv4, isIPv6 } from 'node:net';
 
+import { ECC_METHOD, parseEccCrypto } from './ecc-config.js';
 import { ConfigError } from './errors.js';
 import { JsonSyntaxError, parseStrictJson } from './json.js';
+import { identifier, isObject, keyWindow, object, optional, required } from './rai-fields.js';
 import { decodeBase64url } from './token.js';
 
 export const KEY_METHOD = 'aes-256-gcm-hkdf-sha256';
 export const DEFAULT_BASE_PATH = '/relayapi/';
-const ID = /^[A-Za-z0-9._-]+$/;
 // One DNS label (docs/client-config.md rule 3); IDNs must be given in their ASCII (xn--) form.
 const LABEL = /^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$/;
 const MAX_HOST_BYTES = 253;
@@ -28,8 +29,6 @@ const MAX_BASE_PATH_BYTES = 128;
 const MAX_PREVIOUS_KEYS = 16;
 // A `.rai` is a few hundred bytes; a bigger file is a wrong path (a log, a binary), not a config (rule 1).
 const MAX_RAI_BYTES = 64 * 1024;
-// The largest `not_before` / `not_after` (rule 10): 2^53-1, exact in every JSON reader.
-const MAX_WINDOW_SECONDS = Number.MAX_SAFE_INTEGER;
 const DEFAULT_PORTS = { http: 80, https: 443 };
 
 /**
@@ -39,67 +38,17 @@ const DEFAULT_PORTS = { http: 80, https: 443 };
  * @property {number} port
  * @property {string} basePath starts and ends with `/`
  * @property {string} origin `scheme://host[:port]` with IPv6 in brackets and default ports left out
- * @property {string} keyId
- * @property {Buffer} key 32-byte tenant key used for minting and admin signatures
+ * @property {'aes-256-gcm-hkdf-sha256' | 'ecc-p256'} method the token method (`crypto.method`)
+ * @property {string} keyId the key id that mints: `crypto.key_id`, or the ecc `crypto.signer_id`
+ * @property {Buffer | null} key 32-byte tenant key used for minting and admin signatures (null for ecc)
  * @property {number | null} notBefore Unix second from which the current key mints (null: always)
  * @property {number | null} notAfter Unix second from which the current key no longer mints (null: never)
  * @property {string} tenantId
  * @property {{ keyId: string, key: Buffer, notBefore: number | null, notAfter: number | null }[]} previousKeys
- *   older keys, only used to read tokens
+ *   older keys, only used to read tokens (none for ecc)
+ * @property {import('./ecc-config.js').EccBackendKeys | null} ecc the backend-side ecc keys (null for
+ *   the symmetric method)
  */
-
-/** @param {unknown} v */
-const isObject = (v) => typeof v === 'object' && v !== null && !Array.isArray(v) && !(Symbol.iterator in v);
-
-/**
- * @param {unknown} value
- * @param {string} field
- * @returns {Record<string, unknown>}
- */
-function object(value, field, /** @type {string[]} */ allowed) {
-  if (!isObject(value)) throw new ConfigError(field || '<config>', 'expected a JSON object');
-  const obj = /** @type {Record<string, unknown>} */ (value);
-  for (const name of Object.keys(obj)) {
-    if (!allowed.includes(name)) {
-      const full = field ? `${field}.${name}` : name;
-      throw new ConfigError(full, `unknown field (expected one of: ${allowed.join(', ')})`);
-    }
-  }
-  return obj;
-}
-
-/**
- * @param {Record<string, unknown>} obj
- * @param {string} name
- * @param {string} field
- */
-function required(obj, name, field) {
-  if (!Object.hasOwn(obj, name) || obj[name] === undefined) {
-    throw new ConfigError(field, 'is required');
-  }
-  return obj[name];
-}
-
-/**
- * @param {Record<string, unknown>} obj
- * @param {string} name
- * @param {unknown} fallback
- */
-function optional(obj, name, fallback) {
-  return Object.hasOwn(obj, name) && obj[name] !== undefined ? obj[name] : fallback;
-}
-
-/**
- * @param {unknown} v
- * @param {string} field
- * @param {number} maxLen
- */
-function identifier(v, field, maxLen) {
-  if (typeof v !== 'string' || v.length < 1 || v.length > maxLen || !ID.test(v)) {
-    throw new ConfigError(field, `expected 1 to ${maxLen} characters from A-Z a-z 0-9 . _ -`);
-  }
-  return v;
-}
 
 /**
  * @param {unknown} v
@@ -147,10 +96,11 @@ function host(v) {
  * Checks a parsed `.rai` document.
  *
  * @param {unknown} doc
+ * @param {string} [source] where the document came from (a file path), for error messages
  * @returns {RaiConfig}
  * @throws {ConfigError}
  */
-export function parseRai(doc) {
+export function parseRai(doc, source = 'the .rai object') {
   const root = object(doc, '', ['version', 'server', 'crypto']);
   if (required(root, 'version', 'version') !== 1) throw new ConfigError('version', 'expected 1');
 
@@ -183,7 +133,26 @@ export function parseRai(doc) {
     );
   }
 
-  const crypto = object(required(root, 'crypto', 'crypto'), 'crypto', [
+  const defaultPort = DEFAULT_PORTS[scheme];
+  const origin = `${scheme}://${urlHost}${port === defaultPort ? '' : `:${port}`}`;
+  const where = { scheme: /** @type {'http' | 'https'} */ (scheme), host: hostName, port, basePath, origin };
+
+  const rawCrypto = required(root, 'crypto', 'crypto');
+  if (isObject(rawCrypto) && /** @type {Record<string, unknown>} */ (rawCrypto).method === ECC_METHOD) {
+    const ecc = parseEccCrypto(/** @type {Record<string, unknown>} */ (rawCrypto), source);
+    return {
+      ...where,
+      method: ECC_METHOD,
+      keyId: ecc.ecc.signerId,
+      key: null,
+      notBefore: ecc.notBefore,
+      notAfter: ecc.notAfter,
+      tenantId: ecc.tenantId,
+      previousKeys: [],
+      ecc: ecc.ecc,
+    };
+  }
+  const crypto = object(rawCrypto, 'crypto', [
     'method',
     'key_id',
     'key',
@@ -193,7 +162,7 @@ export function parseRai(doc) {
     'not_after',
   ]);
   if (required(crypto, 'method', 'crypto.method') !== KEY_METHOD) {
-    throw new ConfigError('crypto.method', `expected "${KEY_METHOD}"`);
+    throw new ConfigError('crypto.method', `expected "${KEY_METHOD}" or "${ECC_METHOD}"`);
   }
   const keyId = identifier(required(crypto, 'key_id', 'crypto.key_id'), 'crypto.key_id', 32);
   const key = tenantKey(required(crypto, 'key', 'crypto.key'), 'crypto.key');
@@ -215,49 +184,17 @@ export function parseRai(doc) {
     return { keyId: kid, key: k, ...keyWindow(e, field) };
   });
 
-  const defaultPort = DEFAULT_PORTS[scheme];
-  const origin = `${scheme}://${urlHost}${port === defaultPort ? '' : `:${port}`}`;
   return {
-    scheme,
-    host: hostName,
-    port,
-    basePath,
-    origin,
+    ...where,
+    method: KEY_METHOD,
     keyId,
     key,
     notBefore,
     notAfter,
     tenantId,
     previousKeys,
+    ecc: null,
   };
-}
-
-/**
- * A key's validity window (rule 10): `not_before` / `not_after` are Unix seconds from 0 to 2^53-1, and
- * `not_before` comes before `not_after` when both are given; an absent end is open (`null`).
- *
- * @param {Record<string, unknown>} obj
- * @param {string} field
- * @returns {{ notBefore: number | null, notAfter: number | null }}
- */
-function keyWindow(obj, field) {
-  const end = (/** @type {string} */ name) => {
-    if (!Object.hasOwn(obj, name)) return null;
-    const v = obj[name];
-    if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v > MAX_WINDOW_SECONDS) {
-      throw new ConfigError(`${field}.${name}`, 'expected Unix seconds: an integer from 0 to 2^53-1');
-    }
-    return v;
-  };
-  const notBefore = end('not_before');
-  const notAfter = end('not_after');
-  if (notBefore !== null && notAfter !== null && notAfter <= notBefore) {
-    throw new ConfigError(
-      `${field}.not_after`,
-      'expected a time after not_before (the key would never be valid)',
-    );
-  }
-  return { notBefore, notAfter };
 }
 
 /**
@@ -304,7 +241,7 @@ export function loadConfig(source) {
       const why = err instanceof JsonSyntaxError ? `not valid JSON (${err.message})` : 'not UTF-8 text';
       throw new ConfigError('<file>', `${String(source)} is ${why}`, { cause: err });
     }
-    return parseRai(doc);
+    return parseRai(doc, String(source));
   }
   if (!isObject(source)) {
     throw new ConfigError('<config>', 'expected a .rai object or the path of a .rai file');
@@ -319,6 +256,8 @@ export function loadConfig(source) {
  * @returns {import('./token.js').Keyring}
  */
 export function keyringOf(config) {
+  // An ecc backend-side file holds no key that opens tokens.
+  if (config.key === null) return new Map();
   const ring = new Map([[config.keyId, { tenant: config.tenantId, key: config.key }]]);
   for (const { keyId, key } of config.previousKeys) ring.set(keyId, { tenant: config.tenantId, key });
   return ring;

@@ -214,3 +214,13 @@ describe('a key mints only inside its validity window', () => {
     assert.ok(new RelayAPIClient(rai).createToken({ apiKey: 'k' }).startsWith('rt1.'));
   });
 });
+
+describe('createTokenWithClaims', () => {
+  it('returns the token and exactly the claims it carries (symmetric method)', () => {
+    const gen = new TokenGenerator(raiObject());
+    const { token, claims } = gen.createTokenWithClaims({ apiKey: 'sk-x', maxCalls: 3, userId: 'u1' });
+    assert.deepEqual(gen.decodeToken(token), claims);
+    assert.match(/** @type {string} */ (claims.jti), /^[0-9a-f]{32}$/);
+    assert.notEqual(gen.createTokenWithClaims({ apiKey: 'sk-x' }).claims.jti, claims.jti);
+  });
+});

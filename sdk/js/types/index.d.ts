@@ -11,13 +11,45 @@ export interface RaiFile {
     port: number;
     base_path?: string;
   };
-  crypto: {
-    method: 'aes-256-gcm-hkdf-sha256';
-    key_id: string;
-    key: string;
-    tenant_id: string;
-    previous_keys?: { key_id: string; key: string }[];
-  };
+  crypto: SymmetricCrypto | EccBackendCrypto;
+}
+
+/** `crypto` of a symmetric `.rai`: one tenant key mints and verifies. */
+export interface SymmetricCrypto {
+  method: 'aes-256-gcm-hkdf-sha256';
+  key_id: string;
+  key: string;
+  tenant_id: string;
+  /** Unix seconds from which the key mints (default: always). */
+  not_before?: number;
+  /** Unix seconds from which the key no longer mints (default: never). */
+  not_after?: number;
+  previous_keys?: { key_id: string; key: string; not_before?: number; not_after?: number }[];
+}
+
+/**
+ * `crypto` of an ecc backend-side `.rai` ("ecc files" in docs/client-config.md): it mints (signs with
+ * `signing_key`, seals to `relay_public_key`) but cannot open tokens. The relay-side file is refused.
+ */
+export interface EccBackendCrypto {
+  method: 'ecc-p256';
+  tenant_id: string;
+  signer_id: string;
+  /** P-256 private scalar, unpadded base64url (43 characters). */
+  signing_key: string;
+  relay_key_id: string;
+  /** SEC1 uncompressed P-256 point, unpadded base64url (87 characters). */
+  relay_public_key: string;
+  /** Unix seconds from which the signing key mints (default: always). */
+  not_before?: number;
+  /** Unix seconds from which the signing key no longer mints (default: never). */
+  not_after?: number;
+}
+
+/** What `createTokenWithClaims` returns: the token and the claims it carries (`claims.jti` is its id). */
+export interface MintedToken {
+  token: string;
+  claims: TokenClaims;
 }
 
 /** A `.rai` object, or the path (string or file URL) of a `.rai` file. */
@@ -224,7 +256,12 @@ export class TokenGenerator {
   constructor(config: RaiSource);
   /** @throws {InvalidArgumentError} */
   createToken(options: CreateTokenOptions): string;
-  /** Claims of an authentic token of this tenant; time not checked. @throws {InvalidTokenError} */
+  /** createToken, also returning the claims (their `jti` is the id the admin calls take). @throws {InvalidArgumentError} */
+  createTokenWithClaims(options: CreateTokenOptions): MintedToken;
+  /**
+   * Claims of an authentic token of this tenant; time not checked. @throws {InvalidTokenError}
+   * @throws {InvalidArgumentError} with an ecc backend-side file, which cannot open tokens
+   */
   decodeToken(token: string): TokenClaims;
   /** decodeToken plus the expiry checks. @throws {InvalidTokenError} (or TokenExpiredError, TokenNotYetValidError) */
   verifyToken(token: string, options?: VerifyOptions): TokenClaims;
