@@ -29,7 +29,10 @@ const NT = 16;
 /** Nsecret of DHKEM(P-256, HKDF-SHA256): the KEM's shared secret is 32 bytes. */
 const N_SECRET = 32;
 const MODE_BASE = 0x00;
-/** RFC 9180 §7.1.3: DeriveKeyPair gives up after 256 candidates (a chance of about 2^-8192 per try). */
+/**
+ * RFC 9180 §7.1.3: DeriveKeyPair gives up after 256 candidates. A candidate is out of range (>= n) with a
+ * chance of about 2^-32 for P-256, so running out happens with a chance of about 2^-8192.
+ */
 const MAX_CANDIDATES = 256;
 
 const HPKE_V1 = Buffer.from('HPKE-v1', 'ascii');

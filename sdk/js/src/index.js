@@ -8,7 +8,8 @@
  */
 
 export { RelayAPIClient, ENDPOINTS, DEFAULT_TIMEOUT_SECONDS, MAX_CLOCK_SKEW_SECONDS } from './client.js';
-export { TokenGenerator, DEFAULT_MAX_CALLS, DEFAULT_EXPIRE_SECONDS, DEFAULT_PROVIDER } from './generator.js';
+export { TokenGenerator } from './generator.js';
+export { DEFAULT_MAX_CALLS, DEFAULT_EXPIRE_SECONDS, DEFAULT_PROVIDER } from './options.js';
 export {
   RelayAPIError,
   ConfigError,

@@ -10,7 +10,7 @@
  * @module
  */
 
-import { createECDH, createPrivateKey, createPublicKey, sign } from 'node:crypto';
+import { createECDH, createPrivateKey, sign } from 'node:crypto';
 
 /** The field prime p of P-256 (SEC 2 §2.4.2). */
 export const P = 0xffffffff00000001000000000000000000000000ffffffffffffffffffffffffn;
@@ -83,23 +83,6 @@ export function privateKeyObject(scalar) {
       d: Buffer.from(scalar).toString('base64url'),
       x: pub.subarray(1, 33).toString('base64url'),
       y: pub.subarray(33).toString('base64url'),
-    },
-  });
-}
-
-/**
- * @param {Uint8Array} point SEC1 uncompressed, checked by {@link isPoint}
- * @returns {import('node:crypto').KeyObject}
- */
-export function publicKeyObject(point) {
-  const p = Buffer.from(point);
-  return createPublicKey({
-    format: 'jwk',
-    key: {
-      kty: 'EC',
-      crv: 'P-256',
-      x: p.subarray(1, 33).toString('base64url'),
-      y: p.subarray(33).toString('base64url'),
     },
   });
 }

@@ -8,7 +8,7 @@ import { describe, it } from 'node:test';
 
 import * as sdk from 'relayapi-tokens';
 
-import { TOKEN_OPTIONS } from '../src/generator.js';
+import { TOKEN_OPTIONS } from '../src/options.js';
 import { checkRevokeBefore } from '../src/client.js';
 import { raiObject } from './helpers.js';
 

@@ -15,7 +15,8 @@ import { ConfigError, InvalidArgumentError, RelayAPIClient, TokenGenerator } fro
 import { loadConfig } from '../src/config.js';
 import { signAdminRequestEcc } from '../src/admin.js';
 import { eccTokenLength } from '../src/ecc-token.js';
-import { claimsFromOptions, mintWithParts } from '../src/generator.js';
+import { mintWithParts } from '../src/generator.js';
+import { claimsFromOptions } from '../src/options.js';
 import { N, P, isPoint, isScalar, lowS } from '../src/p256.js';
 import { openEccToken } from './ecc-open.js';
 

@@ -4,7 +4,8 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 
 import { loadConfig } from '../src/config.js';
-import { claimsFromOptions, mintChecked, TokenGenerator } from '../src/generator.js';
+import { mintChecked, TokenGenerator } from '../src/generator.js';
+import { claimsFromOptions } from '../src/options.js';
 import { openToken } from '../src/token.js';
 import { raiObject, readVector, vectorKeyring } from './helpers.js';
 

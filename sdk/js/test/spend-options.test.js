@@ -6,7 +6,8 @@ import { describe, it } from 'node:test';
 
 import { checkClaims } from '../src/claims.js';
 import { loadConfig } from '../src/config.js';
-import { claimsFromOptions, mintChecked, TokenGenerator } from '../src/generator.js';
+import { mintChecked, TokenGenerator } from '../src/generator.js';
+import { claimsFromOptions } from '../src/options.js';
 import { raiObject, readVector, vectorKeyring } from './helpers.js';
 
 const MAX = Number.MAX_SAFE_INTEGER;
