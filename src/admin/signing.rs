@@ -1,5 +1,6 @@
 //! Admin API request signatures (`docs/admin-api.md`): the admin key derived from a tenant key, the
-//! `Authorization: RelayAPI-HMAC-SHA256 ...` header, and checking a request against it.
+//! `Authorization: RelayAPI-HMAC-SHA256 ...` header, the `RelayAPI-ECDSA-P256-SHA256` header of ecc
+//! tenants (signed with a signer's key, "ecc tenants"), and checking a request against either.
 //!
 //! Pure code: the caller passes the header bytes, the request line parts, the body and `now`. Routing,
 //! the usage store and the JSON answers belong to the server side; like token checks, every failure here
@@ -12,12 +13,36 @@ use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
+use crate::token::ecc::keys::EccPrivateKey;
+use crate::token::ecc::signature;
 pub use crate::token::format::InvalidToken;
 use crate::token::rai::{is_valid_key_id, Keyring};
 use crate::token::secret::SecretKey;
 
 /// The authorization scheme name (compared case-insensitively, as RFC 9110 §11.1 requires).
 pub const SCHEME: &str = "RelayAPI-HMAC-SHA256";
+
+/// The scheme of ecc tenants: an ECDSA-P256-SHA256 signature (low S) by a signer of the relay-side file.
+pub const SCHEME_ECDSA: &str = "RelayAPI-ECDSA-P256-SHA256";
+
+/// Which of the two schemes a header uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AdminScheme {
+    /// HMAC-SHA256 under the admin key derived from a symmetric tenant key.
+    Hmac,
+    /// ECDSA by an ecc signer.
+    Ecdsa,
+}
+
+impl AdminScheme {
+    /// The only signature length accepted for the scheme.
+    fn sig_len(self) -> usize {
+        match self {
+            AdminScheme::Hmac => SIG_LEN,
+            AdminScheme::Ecdsa => signature::SIG_LEN,
+        }
+    }
+}
 
 /// How far a request's `ts` may be from the relay's clock, in seconds, either way. Bounds how long a
 /// captured request can be replayed.
@@ -29,8 +54,8 @@ const ADMIN_INFO: &[u8] = b"relayapi admin v1";
 /// HMAC-SHA256 output length; the only signature length accepted.
 const SIG_LEN: usize = 32;
 
-/// Longest accepted header value: the scheme, a 32-byte kid, 20 digits and a 43-character signature fit
-/// in well under this; anything longer is not ours and is refused before any work.
+/// Longest accepted header value: the scheme, a 32-byte kid, 20 digits and an 86-character ECDSA
+/// signature fit in well under this; anything longer is not ours and is refused before any work.
 const MAX_HEADER_LEN: usize = 256;
 
 /// `HKDF-SHA256(IKM = tenant_key, salt = "", info = "relayapi admin v1", L = 32)`. A separate key means an
@@ -43,28 +68,35 @@ pub fn admin_key(tenant_key: &SecretKey) -> [u8; 32] {
     out
 }
 
-/// The parts of an `Authorization: RelayAPI-HMAC-SHA256 kid=...,ts=...,sig=...` header.
+/// The parts of an `Authorization: RelayAPI-HMAC-SHA256 kid=...,ts=...,sig=...` header (or
+/// `RelayAPI-ECDSA-P256-SHA256` with the same parameters).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AdminAuth {
+    pub scheme: AdminScheme,
     pub kid: String,
     pub ts: u64,
-    /// The decoded MAC (32 bytes).
+    /// The decoded MAC (32 bytes) or ECDSA signature (64 bytes, `r || s`).
     pub sig: Vec<u8>,
 }
 
 /// Parses the header value. Parameters may come in any order, each exactly once, separated by commas
 /// with optional spaces or tabs around them (RFC 9110 §5.6.1 list syntax); unknown parameters, quoted
 /// values, `ts` with a sign or leading zeros (the MAC covers its decimal text, so only one spelling may
-/// exist) and signatures that are not 32 bytes of canonical unpadded base64url are refused.
+/// exist) and signatures that are not 32 (HMAC) or 64 (ECDSA) bytes of canonical unpadded base64url are
+/// refused.
 pub fn parse_authorization(value: &[u8]) -> Option<AdminAuth> {
     if value.len() > MAX_HEADER_LEN {
         return None;
     }
     let value = std::str::from_utf8(value).ok()?;
     let (scheme, params) = value.trim_matches(is_ows).split_once(' ')?;
-    if !scheme.eq_ignore_ascii_case(SCHEME) {
+    let scheme = if scheme.eq_ignore_ascii_case(SCHEME) {
+        AdminScheme::Hmac
+    } else if scheme.eq_ignore_ascii_case(SCHEME_ECDSA) {
+        AdminScheme::Ecdsa
+    } else {
         return None;
-    }
+    };
     let (mut kid, mut ts, mut sig) = (None, None, None);
     for param in params.split(',') {
         let (name, v) = param.trim_matches(is_ows).split_once('=')?;
@@ -90,10 +122,11 @@ pub fn parse_authorization(value: &[u8]) -> Option<AdminAuth> {
     }
     let ts: u64 = ts.parse().ok()?;
     let sig = URL_SAFE_NO_PAD.decode(sig).ok()?;
-    if sig.len() != SIG_LEN {
+    if sig.len() != scheme.sig_len() {
         return None;
     }
     Some(AdminAuth {
+        scheme,
         kid: kid.to_owned(),
         ts,
         sig,
@@ -104,32 +137,31 @@ fn is_ows(c: char) -> bool {
     c == ' ' || c == '\t'
 }
 
-/// HMAC over `METHOD \n TARGET \n TS \n hex(SHA-256(body))`, ready to finalize or verify.
+/// The signed string of both schemes: `METHOD \n TARGET \n TS \n hex(SHA-256(body))`.
+fn signed_string(method: &str, target: &str, body: &[u8], ts: u64) -> String {
+    let mut s = format!("{method}\n{target}\n{ts}\n");
+    for b in Sha256::digest(body) {
+        s.push_str(&format!("{b:02x}"));
+    }
+    s
+}
+
+/// HMAC of the signed string, ready to finalize or verify.
 fn mac(key: &SecretKey, method: &str, target: &str, body: &[u8], ts: u64) -> Hmac<Sha256> {
     let admin = Zeroizing::new(admin_key(key));
     // HMAC takes keys of any length.
     let mut mac =
         <Hmac<Sha256> as Mac>::new_from_slice(admin.as_ref()).expect("HMAC accepts any key length");
-    let body_hash = Sha256::digest(body);
-    let mut hex = String::with_capacity(64);
-    for b in body_hash {
-        hex.push_str(&format!("{b:02x}"));
-    }
-    mac.update(method.as_bytes());
-    mac.update(b"\n");
-    mac.update(target.as_bytes());
-    mac.update(b"\n");
-    mac.update(ts.to_string().as_bytes());
-    mac.update(b"\n");
-    mac.update(hex.as_bytes());
+    mac.update(signed_string(method, target, body, ts).as_bytes());
     mac
 }
 
 /// Checks a signed admin request and returns the signing key's tenant id. `method` and `target` are as
 /// received (method case-sensitive, target = path and query exactly as sent), `now` is UTC seconds.
-/// Fails with the one opaque error when the header does not parse, the key id is not loaded or its key is
-/// outside its validity window at `now`, `ts` is more
-/// than [`MAX_CLOCK_DIFF_SECS`] away from `now`, or the MAC differs (compared in constant time).
+/// Fails with the one opaque error when the header does not parse, the key id is not loaded (for ECDSA:
+/// as a signer) or its key is outside its validity window at `now`, `ts` is more than
+/// [`MAX_CLOCK_DIFF_SECS`] away from `now`, or the MAC differs (compared in constant time) or the ECDSA
+/// signature does not verify (low S only).
 pub fn verify_request(
     keyring: &Keyring,
     auth_header: &[u8],
@@ -139,13 +171,26 @@ pub fn verify_request(
     now: u64,
 ) -> Result<String, InvalidToken> {
     let auth = parse_authorization(auth_header).ok_or(InvalidToken)?;
-    let (tenant, key) = keyring.get(&auth.kid, now).ok_or(InvalidToken)?;
     if now.abs_diff(auth.ts) > MAX_CLOCK_DIFF_SECS {
         return Err(InvalidToken);
     }
-    mac(key, method, target, body, auth.ts)
-        .verify_slice(&auth.sig)
-        .map_err(|_| InvalidToken)?;
+    let tenant = match auth.scheme {
+        AdminScheme::Hmac => {
+            let (tenant, key) = keyring.get(&auth.kid, now).ok_or(InvalidToken)?;
+            mac(key, method, target, body, auth.ts)
+                .verify_slice(&auth.sig)
+                .map_err(|_| InvalidToken)?;
+            tenant
+        }
+        AdminScheme::Ecdsa => {
+            let (tenant, _, key) = keyring.signer(&auth.kid, now).ok_or(InvalidToken)?;
+            let signed = signed_string(method, target, body, auth.ts);
+            if !signature::verify(key, signed.as_bytes(), &auth.sig) {
+                return Err(InvalidToken);
+            }
+            tenant
+        }
+    };
     Ok(tenant.to_owned())
 }
 
@@ -162,6 +207,22 @@ pub fn sign_request(
     format!(
         "{SCHEME} kid={kid},ts={ts},sig={}",
         URL_SAFE_NO_PAD.encode(tag)
+    )
+}
+
+/// The `Authorization` header value of an ecc tenant's request, signed with the signer's key.
+pub fn sign_request_ecdsa(
+    signer_id: &str,
+    key: &EccPrivateKey,
+    method: &str,
+    target: &str,
+    body: &[u8],
+    ts: u64,
+) -> String {
+    let sig = signature::sign(key, signed_string(method, target, body, ts).as_bytes());
+    format!(
+        "{SCHEME_ECDSA} kid={signer_id},ts={ts},sig={}",
+        URL_SAFE_NO_PAD.encode(sig)
     )
 }
 
@@ -384,5 +445,75 @@ mod tests {
                 "{now}"
             );
         }
+    }
+
+    #[test]
+    fn ecdsa_signatures_of_ecc_signers() {
+        use crate::token::ecc::hpke_suite::derive_key_pair;
+        let signer = derive_key_pair(&[1; 32]).0;
+        let relay = derive_key_pair(&[2; 32]).0;
+        let mut ring = ring();
+        let open = crate::token::keyring::KeyWindow::default();
+        ring.insert_signer("s1", "acme", signer.public_key(), open, 0)
+            .unwrap();
+        ring.insert_relay_key("r1", "acme", relay.clone(), open, 0)
+            .unwrap();
+        let body = br#"{"before":1790000000}"#;
+        let path = "/admin/v1/revoke-before";
+        let header = sign_request_ecdsa("s1", &signer, "POST", path, body, NOW);
+        assert!(header.starts_with("RelayAPI-ECDSA-P256-SHA256 kid=s1,ts="));
+        let check = |h: &str, method: &str, target: &str, body: &[u8], now: u64| {
+            verify_request(&ring, h.as_bytes(), method, target, body, now)
+        };
+        assert_eq!(check(&header, "POST", path, body, NOW), Ok("acme".into()));
+        assert_eq!(
+            check(&header, "POST", path, body, NOW + 300),
+            Ok("acme".into())
+        );
+        assert_eq!(
+            check(&header, "POST", path, body, NOW + 301),
+            Err(InvalidToken)
+        );
+        assert_eq!(check(&header, "POST", path, b"{}", NOW), Err(InvalidToken));
+        assert_eq!(check(&header, "GET", path, body, NOW), Err(InvalidToken));
+        // A stranger's key, the relay key, and a symmetric key id under the ECDSA scheme.
+        for (kid, key) in [
+            ("s1", derive_key_pair(&[3; 32]).0),
+            ("r1", relay),
+            ("k1", signer.clone()),
+        ] {
+            let h = sign_request_ecdsa(kid, &key, "POST", path, body, NOW);
+            assert_eq!(
+                check(&h, "POST", path, body, NOW),
+                Err(InvalidToken),
+                "{kid}"
+            );
+        }
+        // The ECDSA signature presented under the HMAC scheme, and a high-S twin.
+        let as_hmac = header.replace(SCHEME_ECDSA, SCHEME);
+        assert_eq!(check(&as_hmac, "POST", path, body, NOW), Err(InvalidToken));
+        let auth = parse_authorization(header.as_bytes()).unwrap();
+        use p256::elliptic_curve::PrimeField;
+        let s = p256::Scalar::from_repr(*p256::FieldBytes::from_slice(&auth.sig[32..])).unwrap();
+        let mut high = auth.sig.clone();
+        high[32..].copy_from_slice(&(-s).to_bytes());
+        let h = format!(
+            "{SCHEME_ECDSA} kid=s1,ts={NOW},sig={}",
+            URL_SAFE_NO_PAD.encode(&high)
+        );
+        assert_eq!(check(&h, "POST", path, body, NOW), Err(InvalidToken));
+        // A signer out of its window signs nothing.
+        let mut ring2 = Keyring::new();
+        let w = crate::token::keyring::KeyWindow {
+            not_before: None,
+            not_after: Some(NOW),
+        };
+        ring2
+            .insert_signer("s1", "acme", signer.public_key(), w, 0)
+            .unwrap();
+        assert_eq!(
+            verify_request(&ring2, header.as_bytes(), "POST", path, body, NOW),
+            Err(InvalidToken)
+        );
     }
 }

@@ -18,7 +18,7 @@ use crate::config::Config;
 use crate::log::Logger;
 use crate::text::file_error::FileError;
 use crate::token::keyring::Keyring;
-use crate::token::rai::{is_published_dev_key, load_keyring, RaiConfig};
+use crate::token::rai::{is_published_dev_key, load_keyring, RaiFile};
 
 /// How often the `.rai` file or directory is looked at for a change (a `stat` per file, no read unless
 /// something changed): a retired key stops verifying within this long without a signal.
@@ -39,7 +39,7 @@ pub struct KeySource {
 /// Keys loaded and checked, ready to be put in force.
 pub struct Loaded {
     pub ring: Keyring,
-    pub files: Vec<(PathBuf, RaiConfig)>,
+    pub files: Vec<(PathBuf, RaiFile)>,
     pub published_dev_key: bool,
 }
 
@@ -70,8 +70,12 @@ impl KeySource {
     /// tokens that spend the operator's server-held keys. It is served only when the operator said
     /// `--dev` and nobody else can reach the relay: a loopback listener with no trusted proxy (a
     /// loopback listener behind a reverse proxy is reachable by everyone the proxy serves).
-    fn check_published_key(&self, files: &[(PathBuf, RaiConfig)]) -> Result<bool, FileError> {
+    fn check_published_key(&self, files: &[(PathBuf, RaiFile)]) -> Result<bool, FileError> {
         let Some((file, field)) = files.iter().find_map(|(file, r)| {
+            // Ecc files hold no symmetric key, so never the published one.
+            let RaiFile::Symmetric(r) = r else {
+                return None;
+            };
             let current = is_published_dev_key(&r.crypto.key).then(|| "crypto.key".to_owned());
             let previous = || {
                 r.crypto
@@ -110,19 +114,20 @@ impl KeySource {
     }
 
     /// Warnings about loaded files that will not match this relay (logged at start and on each reload).
-    pub fn warn_mismatches(&self, log: &Logger, files: &[(PathBuf, RaiConfig)]) {
+    pub fn warn_mismatches(&self, log: &Logger, files: &[(PathBuf, RaiFile)]) {
         for (file, r) in files {
             let file = file.display().to_string();
-            if r.server.base_path != self.base_path {
+            let server = r.server();
+            if server.base_path != self.base_path {
                 log.warn(
                     "base_path differs between config.json and a .rai file; SDK URLs will not match this relay",
-                    json!({"config": self.base_path, "rai": r.server.base_path, "file": file}),
+                    json!({"config": self.base_path, "rai": server.base_path, "file": file}),
                 );
             }
-            if r.server.scheme != self.scheme {
+            if server.scheme != self.scheme {
                 log.warn(
                     "server.scheme of a .rai file differs from what this relay serves; SDK URLs will not reach it",
-                    json!({"relay": self.scheme, "rai": r.server.scheme, "tenant": r.crypto.tenant_id,
+                    json!({"relay": self.scheme, "rai": server.scheme, "tenant": r.tenant_id(),
                            "file": file}),
                 );
             }
@@ -263,7 +268,7 @@ fn apply(app: &App, source: &KeySource, trigger: Trigger, result: Result<Loaded,
 fn reload_fields(
     trigger: Trigger,
     ring: &Keyring,
-    files: &[(PathBuf, RaiConfig)],
+    files: &[(PathBuf, RaiFile)],
     published_dev_key: bool,
     now: u64,
 ) -> Value {

@@ -18,7 +18,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use crate::token::format::{self, Claims, InvalidToken};
+use crate::token::format::{self, Claims, InvalidToken, ProvenBy};
 use crate::token::rai::Keyring;
 
 /// Tokens remembered at once. A few thousand covers the active tokens of a busy relay; when full, the
@@ -48,10 +48,11 @@ pub struct TokenCache {
     capacity: usize,
 }
 
-/// A token proven authentic: its claims, the key id that proved it and the ring that held that key.
+/// A token proven authentic: its claims, the keys that proved it (one key id, or an ecc relay key and
+/// signer) and the ring that held them.
 struct Proof {
     claims: Arc<Claims>,
-    kid: Box<str>,
+    by: ProvenBy,
     generation: u64,
 }
 
@@ -111,13 +112,13 @@ impl TokenCache {
         }
         if let Some(p) = self.lock().get(text) {
             if p.generation == keyring.generation() {
-                return match keyring.get(&p.kid, now) {
-                    Some(_) => Ok(p.claims.clone()),
-                    None => Err(InvalidToken),
+                return match p.by.in_force(keyring, now) {
+                    true => Ok(p.claims.clone()),
+                    false => Err(InvalidToken),
                 };
             }
         }
-        let (claims, kid) = format::verify_with_kid(text, keyring, now)?;
+        let (claims, by) = format::verify_proven(text, keyring, now)?;
         let claims = Arc::new(claims);
         let mut entries = self.lock();
         if entries.len() >= self.capacity {
@@ -127,7 +128,7 @@ impl TokenCache {
             text.into(),
             Proof {
                 claims: claims.clone(),
-                kid: kid.into(),
+                by,
                 generation: keyring.generation(),
             },
         );

@@ -1,6 +1,7 @@
 //! Token format v1 (`docs/token-format.md`): the one path that names the whole public API of tokens.
 //! The claims and their §5 rules are `token/claims.rs`; reading them from JSON `token/claims_json.rs`;
-//! their canonical JSON `token/canonical.rs`; minting and verifying `token/seal.rs`; the key ring
+//! their canonical JSON `token/canonical.rs`; minting and verifying `token/seal.rs` (symmetric) and
+//! `token/ecc/` (ecc), both verified through `token/verify.rs`; the key ring
 //! `token/keyring.rs`, and `.rai` loading `token/rai.rs`.
 //!
 //! Pure code: no I/O, no clock, no global randomness. Time (`now`) and randomness (`rng`) come from the
@@ -17,10 +18,11 @@ pub use crate::token::claims::{
     Budget, ClaimError, Claims, Ext, MtokMode, Rate, UserQuota, Window, MAX_INT,
 };
 pub use crate::token::seal::{
-    check_time, mint, mint_with, new_token_id, os_rng, token_len, verify, verify_with_kid,
-    InvalidToken, TimeError, MAX_TOKEN_LEN, PREFIX, SALT_LEN,
+    check_time, mint, mint_with, new_token_id, os_rng, token_len, InvalidToken, TimeError,
+    MAX_TOKEN_LEN, PREFIX, SALT_LEN,
 };
 pub use crate::token::secret::SecretString;
+pub use crate::token::verify::{verify, verify_proven, ProvenBy};
 
 #[cfg(test)]
 mod tests {

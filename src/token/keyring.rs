@@ -1,5 +1,6 @@
 //! The key ring: the tenant keys a relay verifies tokens with, by key id, each with its validity window,
-//! and the published development key it must recognise. Filled from `.rai` files (`token/rai_file.rs`);
+//! and the published development key it must recognise. Symmetric tenant keys, ecc relay keys and ecc
+//! signers share one id space (`docs/token-format.md` §8), so a key id always names one key. Filled from `.rai` files (`token/rai_file.rs`);
 //! read by `token/seal.rs` and `admin/signing.rs`. A ring is immutable once built: a reload builds a new
 //! one and swaps it in (`token/live_keyring.rs`).
 
@@ -8,6 +9,7 @@ use std::collections::BTreeMap;
 use sha2::{Digest, Sha256};
 
 use crate::text::grammar::{is_key_id, is_tenant_id};
+use crate::token::ecc::keys::{EccPrivateKey, EccPublicKey};
 use crate::token::secret::SecretKey;
 
 /// The phrase whose SHA-256 is the published development key in the repository's `default.rai`.
@@ -32,8 +34,17 @@ impl KeyWindow {
 #[derive(Debug, Clone)]
 struct Entry {
     tenant: String,
-    key: SecretKey,
+    key: Material,
     window: KeyWindow,
+}
+
+/// What a key id names. `file` numbers the relay-side ecc file a relay key or signer came from: a
+/// token needs both from the same file (`docs/token-format.md` §10.4 step 3).
+#[derive(Debug, Clone)]
+enum Material {
+    Symmetric(SecretKey),
+    RelayKey { key: EccPrivateKey, file: u32 },
+    Signer { key: EccPublicKey, file: u32 },
 }
 
 /// The tenant keys a relay verifies with, by key id.
@@ -65,6 +76,42 @@ impl Keyring {
         key: SecretKey,
         window: KeyWindow,
     ) -> Result<(), String> {
+        self.insert_entry(kid, tenant, Material::Symmetric(key), window)
+    }
+
+    /// Adds an ecc relay key (a private key tokens are sealed to) of relay-side file number `file`.
+    /// Errors as [`Keyring::insert_windowed`].
+    pub fn insert_relay_key(
+        &mut self,
+        kid: &str,
+        tenant: &str,
+        key: EccPrivateKey,
+        window: KeyWindow,
+        file: u32,
+    ) -> Result<(), String> {
+        self.insert_entry(kid, tenant, Material::RelayKey { key, file }, window)
+    }
+
+    /// Adds an ecc signer (a public key that signs tokens and admin requests) of relay-side file
+    /// number `file`. Errors as [`Keyring::insert_windowed`].
+    pub fn insert_signer(
+        &mut self,
+        kid: &str,
+        tenant: &str,
+        key: EccPublicKey,
+        window: KeyWindow,
+        file: u32,
+    ) -> Result<(), String> {
+        self.insert_entry(kid, tenant, Material::Signer { key, file }, window)
+    }
+
+    fn insert_entry(
+        &mut self,
+        kid: &str,
+        tenant: &str,
+        key: Material,
+        window: KeyWindow,
+    ) -> Result<(), String> {
         if !is_key_id(kid) {
             return Err("key id must be 1 to 32 characters from A-Z a-z 0-9 . _ -".into());
         }
@@ -89,6 +136,35 @@ impl Keyring {
     /// A key outside its window is as unknown as a key id never loaded: every path that proves
     /// something with a key (tokens, admin signatures) looks it up here.
     pub fn get(&self, kid: &str, now: u64) -> Option<(&str, &SecretKey)> {
+        match self.in_force(kid, now)? {
+            (tenant, Material::Symmetric(key)) => Some((tenant, key)),
+            _ => None,
+        }
+    }
+
+    /// The tenant, file number and key of an ecc relay key in force at `now`.
+    pub fn relay_key(&self, kid: &str, now: u64) -> Option<(&str, u32, &EccPrivateKey)> {
+        match self.in_force(kid, now)? {
+            (tenant, Material::RelayKey { key, file }) => Some((tenant, *file, key)),
+            _ => None,
+        }
+    }
+
+    /// The tenant, file number and public key of an ecc signer in force at `now`.
+    pub fn signer(&self, kid: &str, now: u64) -> Option<(&str, u32, &EccPublicKey)> {
+        match self.in_force(kid, now)? {
+            (tenant, Material::Signer { key, file }) => Some((tenant, *file, key)),
+            _ => None,
+        }
+    }
+
+    /// Whether a key id of any kind is loaded and in force at `now` (the token cache re-checks the keys
+    /// behind a remembered proof with it).
+    pub fn is_in_force(&self, kid: &str, now: u64) -> bool {
+        self.in_force(kid, now).is_some()
+    }
+
+    fn in_force(&self, kid: &str, now: u64) -> Option<(&str, &Material)> {
         self.keys
             .get(kid)
             .filter(|e| e.window.contains(now))
@@ -121,7 +197,9 @@ impl Keyring {
     /// Whether any loaded key is the published development key (the relay refuses it without an
     /// explicit development switch).
     pub fn contains_published_dev_key(&self) -> bool {
-        self.keys.values().any(|e| is_published_dev_key(&e.key))
+        self.keys
+            .values()
+            .any(|e| matches!(&e.key, Material::Symmetric(k) if is_published_dev_key(k)))
     }
 }
 

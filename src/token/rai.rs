@@ -10,9 +10,17 @@
 
 pub use crate::text::file_error::FileError as RaiError;
 pub use crate::text::grammar::{is_key_id as is_valid_key_id, is_tenant_id as is_valid_tenant_id};
+pub use crate::token::ecc::rai_parse::{
+    EccBackendSide, EccCrypto, EccRelayKey, EccRelaySide, EccSigner, ECC_METHOD,
+};
 pub use crate::token::keyring::{is_published_dev_key, KeyWindow, Keyring};
-pub use crate::token::rai_file::{generate_rai, load_keyring, load_rai_file, to_json_pretty};
-pub use crate::token::rai_parse::{parse_rai, RaiConfig, RaiCrypto, RaiKey, RaiServer, METHOD};
+pub use crate::token::rai_file::{
+    generate_rai, load_keyring, load_rai_any, load_rai_file, to_json_pretty,
+};
+pub use crate::token::rai_parse::{
+    parse_rai, parse_rai_any, EccRaiConfig, RaiConfig, RaiCrypto, RaiFile, RaiKey, RaiServer,
+    METHOD,
+};
 
 #[cfg(test)]
 mod tests {
@@ -392,7 +400,7 @@ mod tests {
         assert_eq!(
             configs
                 .iter()
-                .map(|(_, c)| c.crypto.tenant_id.as_str())
+                .map(|(_, c)| c.tenant_id())
                 .collect::<Vec<_>>(),
             ["acme", "globex"]
         );

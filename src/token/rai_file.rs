@@ -8,14 +8,29 @@ use serde::Serialize;
 use zeroize::Zeroizing;
 
 use crate::text::file_error::FileError;
+use crate::token::ecc::keys::{EccPrivateKey, EccPublicKey};
+use crate::token::ecc::rai_parse::{EccCrypto, EccRelaySide};
 use crate::token::keyring::{KeyWindow, Keyring};
 use crate::token::rai_parse::{
-    parse_rai, RaiConfig, RaiCrypto, RaiServer, DEFAULT_BASE_PATH, MAX_RAI_BYTES, METHOD,
+    parse_rai, parse_rai_any, RaiConfig, RaiCrypto, RaiFile, RaiServer, DEFAULT_BASE_PATH,
+    MAX_RAI_BYTES, METHOD,
 };
 use crate::token::secret::{SecretKey, KEY_LEN};
 
-/// Reads and parses one `.rai` file.
+/// Reads and parses one symmetric `.rai` file (an ecc file is refused naming `crypto.method`).
 pub fn load_rai_file(path: &Path) -> Result<RaiConfig, FileError> {
+    let text = read_rai_text(path)?;
+    parse_rai(&text, path)
+}
+
+/// Reads and parses one `.rai` file of either method.
+pub fn load_rai_any(path: &Path) -> Result<RaiFile, FileError> {
+    let text = read_rai_text(path)?;
+    parse_rai_any(&text, path)
+}
+
+/// The text of a `.rai` file, size-checked before reading and wiped when dropped.
+fn read_rai_text(path: &Path) -> Result<Zeroizing<String>, FileError> {
     let err = |expected: String| FileError::whole(path, format!("expected {expected}"));
     let meta = std::fs::metadata(path).map_err(|e| err(format!("a readable .rai file ({e})")))?;
     if !meta.is_file() {
@@ -24,18 +39,20 @@ pub fn load_rai_file(path: &Path) -> Result<RaiConfig, FileError> {
     if meta.len() > MAX_RAI_BYTES {
         return Err(err(format!("a .rai file of at most {MAX_RAI_BYTES} bytes")));
     }
-    let bytes = Zeroizing::new(
-        std::fs::read(path).map_err(|e| err(format!("a readable .rai file ({e})")))?,
-    );
-    let text = std::str::from_utf8(&bytes).map_err(|_| err("UTF-8 text".into()))?;
-    parse_rai(text, path)
+    let bytes = std::fs::read(path).map_err(|e| err(format!("a readable .rai file ({e})")))?;
+    // On failure the bytes come back in the error and are wiped with it.
+    String::from_utf8(bytes).map(Zeroizing::new).map_err(|e| {
+        drop(Zeroizing::new(e.into_bytes()));
+        err("UTF-8 text".into())
+    })
 }
 
 /// Loads a `.rai` file, or every `*.rai` file of a directory (sorted by name, one tenant each or
 /// several files per tenant), into one key ring: each file's current key and its previous keys, with
 /// their validity windows. A key id that two files (or one file twice) use is an error, as is a
-/// directory without `.rai` files. Returns each file loaded with its config, in load order.
-pub fn load_keyring(path: &Path) -> Result<(Keyring, Vec<(PathBuf, RaiConfig)>), FileError> {
+/// directory without `.rai` files. Ecc files must be relay-side (a backend-side file is refused, naming
+/// the file and the file to use instead). Returns each file loaded with its config, in load order.
+pub fn load_keyring(path: &Path) -> Result<(Keyring, Vec<(PathBuf, RaiFile)>), FileError> {
     let files = if path.is_dir() {
         let entries = std::fs::read_dir(path).map_err(|e| FileError {
             file: path.to_path_buf(),
@@ -71,23 +88,26 @@ pub fn load_keyring(path: &Path) -> Result<(Keyring, Vec<(PathBuf, RaiConfig)>),
     // Which file loaded each key id, to name both files in a clash.
     let mut origin: BTreeMap<String, PathBuf> = BTreeMap::new();
     let mut configs = Vec::with_capacity(files.len());
-    for file in files {
-        let rai = load_rai_file(&file)?;
-        let current = std::iter::once((
-            "crypto.key_id".to_owned(),
-            &rai.crypto.key_id,
-            &rai.crypto.key,
-            rai.crypto.window,
-        ));
-        let previous = rai.crypto.previous_keys.iter().enumerate().map(|(i, p)| {
-            (
-                format!("crypto.previous_keys[{i}].key_id"),
-                &p.key_id,
-                &p.key,
-                p.window,
-            )
-        });
-        for (field, kid, key, window) in current.chain(previous) {
+    for (number, file) in files.into_iter().enumerate() {
+        let loaded = load_rai_any(&file)?;
+        let keys = match &loaded {
+            RaiFile::Symmetric(rai) => symmetric_keys(rai),
+            RaiFile::Ecc(ecc) => match &ecc.crypto {
+                EccCrypto::Relay(side) => ecc_relay_keys(side),
+                EccCrypto::Backend(_) => {
+                    return Err(FileError::new(
+                        &file,
+                        "crypto.signing_key",
+                        "expected the relay-side ecc file (this is the backend-side file: it holds the \
+                         tenant's signing key and belongs to the backend's SDK; start the relay with the \
+                         relay-side file, the `--out` file of `relayapi gen-rai --method ecc`)",
+                    ))
+                }
+            },
+        };
+        // File numbers only tell files apart; a relay never loads 2^32 files.
+        let number = number as u32;
+        for (field, kid, key) in keys {
             if let Some(first) = origin.get(kid) {
                 return Err(FileError {
                     file: file.clone(),
@@ -98,17 +118,77 @@ pub fn load_keyring(path: &Path) -> Result<(Keyring, Vec<(PathBuf, RaiConfig)>),
                     ),
                 });
             }
-            ring.insert_windowed(kid, &rai.crypto.tenant_id, key.clone(), window)
-                .map_err(|e| FileError {
-                    file: file.clone(),
-                    field: field.clone(),
-                    problem: format!("expected {e}"),
-                })?;
-            origin.insert(kid.clone(), file.clone());
+            let tenant = loaded.tenant_id();
+            let inserted = match key {
+                KeyRef::Symmetric(key, window) => {
+                    ring.insert_windowed(kid, tenant, key.clone(), window)
+                }
+                KeyRef::Relay(key, window) => {
+                    ring.insert_relay_key(kid, tenant, key.clone(), window, number)
+                }
+                KeyRef::Signer(key, window) => {
+                    ring.insert_signer(kid, tenant, key.clone(), window, number)
+                }
+            };
+            inserted.map_err(|e| FileError {
+                file: file.clone(),
+                field: field.clone(),
+                problem: format!("expected {e}"),
+            })?;
+            origin.insert(kid.to_owned(), file.clone());
         }
-        configs.push((file, rai));
+        configs.push((file, loaded));
     }
     Ok((ring, configs))
+}
+
+/// A key of a loaded file, with the field that names its id (for errors).
+enum KeyRef<'a> {
+    Symmetric(&'a SecretKey, KeyWindow),
+    Relay(&'a EccPrivateKey, KeyWindow),
+    Signer(&'a EccPublicKey, KeyWindow),
+}
+
+/// The current key and the previous keys of a symmetric file.
+fn symmetric_keys(rai: &RaiConfig) -> Vec<(String, &str, KeyRef<'_>)> {
+    let c = &rai.crypto;
+    let mut keys = vec![(
+        "crypto.key_id".to_owned(),
+        c.key_id.as_str(),
+        KeyRef::Symmetric(&c.key, c.window),
+    )];
+    for (i, p) in c.previous_keys.iter().enumerate() {
+        keys.push((
+            format!("crypto.previous_keys[{i}].key_id"),
+            p.key_id.as_str(),
+            KeyRef::Symmetric(&p.key, p.window),
+        ));
+    }
+    keys
+}
+
+/// The relay keys and signers of a relay-side ecc file.
+fn ecc_relay_keys(side: &EccRelaySide) -> Vec<(String, &str, KeyRef<'_>)> {
+    let mut keys = vec![(
+        "crypto.relay_key_id".to_owned(),
+        side.relay_key_id.as_str(),
+        KeyRef::Relay(&side.relay_private_key, side.window),
+    )];
+    for (i, p) in side.previous_relay_keys.iter().enumerate() {
+        keys.push((
+            format!("crypto.previous_relay_keys[{i}].key_id"),
+            p.key_id.as_str(),
+            KeyRef::Relay(&p.private_key, p.window),
+        ));
+    }
+    for (i, s) in side.signers.iter().enumerate() {
+        keys.push((
+            format!("crypto.signers[{i}].signer_id"),
+            s.signer_id.as_str(),
+            KeyRef::Signer(&s.public_key, s.window),
+        ));
+    }
+    keys
 }
 
 /// A new `.rai` with a fresh key from `rng` (use `token::os_rng()` outside tests), `base_path`

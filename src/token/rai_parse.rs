@@ -9,10 +9,13 @@ use crate::text::file_error::FileError;
 use crate::text::grammar::{is_base_path, is_key_id, is_tenant_id};
 use crate::text::host::is_public_host;
 use crate::text::strict_json::{json_within_rules, Json, Object};
+use crate::token::ecc::rai_parse::{is_ecc, parse_ecc_crypto, EccCrypto};
 use crate::token::keyring::KeyWindow;
+use crate::token::rai_window::take_window;
 use crate::token::secret::SecretKey;
 
-/// The only `crypto.method`: token format v1.
+/// The `crypto.method` of symmetric files: token format v1, mode `0x01` (ecc files are
+/// `token/ecc/rai_parse.rs`'s).
 pub const METHOD: &str = "aes-256-gcm-hkdf-sha256";
 
 /// A `.rai` is a few hundred bytes; refusing big files keeps a wrong path (a log, a binary) from being
@@ -22,10 +25,6 @@ pub const MAX_RAI_BYTES: u64 = 64 * 1024;
 /// Rotation keeps one or two old keys; a long list is a sign of a mistake, and every key is a key that
 /// can still mint.
 const MAX_PREVIOUS_KEYS: usize = 16;
-
-/// The largest `not_before` / `not_after`: 2^53-1, the largest integer every JSON reader (JavaScript's
-/// among them) holds exactly, as for token claims.
-const MAX_WINDOW_SECS: u64 = (1 << 53) - 1;
 
 const DEFAULT_SCHEME: &str = "http";
 pub const DEFAULT_BASE_PATH: &str = "/relayapi/";
@@ -61,6 +60,40 @@ pub struct RaiCrypto {
     pub previous_keys: Vec<RaiKey>,
 }
 
+/// A `.rai` of either method.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RaiFile {
+    Symmetric(RaiConfig),
+    Ecc(EccRaiConfig),
+}
+
+/// A parsed and checked ecc `.rai` file, relay side or backend side.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EccRaiConfig {
+    pub version: u32,
+    pub server: RaiServer,
+    pub crypto: EccCrypto,
+}
+
+impl RaiFile {
+    pub fn server(&self) -> &RaiServer {
+        match self {
+            RaiFile::Symmetric(r) => &r.server,
+            RaiFile::Ecc(r) => &r.server,
+        }
+    }
+
+    pub fn tenant_id(&self) -> &str {
+        match self {
+            RaiFile::Symmetric(r) => &r.crypto.tenant_id,
+            RaiFile::Ecc(r) => match &r.crypto {
+                EccCrypto::Relay(c) => &c.tenant_id,
+                EccCrypto::Backend(c) => &c.tenant_id,
+            },
+        }
+    }
+}
+
 /// A previous key of a `.rai`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RaiKey {
@@ -69,8 +102,21 @@ pub struct RaiKey {
     pub window: KeyWindow,
 }
 
-/// Parses and checks the text of a `.rai` file; `file` only labels errors.
+/// Parses and checks the text of a symmetric `.rai` file; `file` only labels errors. An ecc file is
+/// refused (naming `crypto.method`): read those with [`parse_rai_any`].
 pub fn parse_rai(text: &str, file: &Path) -> Result<RaiConfig, FileError> {
+    match parse_rai_any(text, file)? {
+        RaiFile::Symmetric(r) => Ok(r),
+        RaiFile::Ecc(_) => Err(FileError::new(
+            file,
+            "crypto.method",
+            "expected \"aes-256-gcm-hkdf-sha256\" here (this is an ecc-p256 file, which this tool does not read)",
+        )),
+    }
+}
+
+/// Parses and checks the text of a `.rai` file of either method; `file` only labels errors.
+pub fn parse_rai_any(text: &str, file: &Path) -> Result<RaiFile, FileError> {
     let err =
         |field: &str, expected: &str| FileError::new(file, field, format!("expected {expected}"));
     // docs/client-config.md rule 1: the size limit (also checked before reading a file), and the JSON
@@ -162,6 +208,20 @@ pub fn parse_rai(text: &str, file: &Path) -> Result<RaiConfig, FileError> {
     let crypto_json = top
         .take("crypto")
         .ok_or_else(|| err("crypto", "an object (this field is required)"))?;
+    if is_ecc(crypto_json) {
+        let crypto = parse_ecc_crypto(crypto_json).map_err(|(f, x)| err(&f, &x))?;
+        let server = RaiServer {
+            scheme,
+            host,
+            port,
+            base_path,
+        };
+        return Ok(RaiFile::Ecc(EccRaiConfig {
+            version,
+            server,
+            crypto,
+        }));
+    }
     let mut crypto = Object::new(
         crypto_json,
         "crypto",
@@ -176,21 +236,20 @@ pub fn parse_rai(text: &str, file: &Path) -> Result<RaiConfig, FileError> {
         ],
     )
     .map_err(|(f, x)| err(&f, &x))?;
-    let method = match crypto.take("method") {
-        Some(Json::Str(s)) if s.as_str() == METHOD => METHOD.to_owned(),
-        None => {
-            return Err(err(
+    let method =
+        match crypto.take("method") {
+            Some(Json::Str(s)) if s.as_str() == METHOD => METHOD.to_owned(),
+            None => {
+                return Err(err(
+                    "crypto.method",
+                    "\"aes-256-gcm-hkdf-sha256\" or \"ecc-p256\" (this field is required)",
+                ))
+            }
+            Some(_) => return Err(err(
                 "crypto.method",
-                "\"aes-256-gcm-hkdf-sha256\" (this field is required)",
-            ))
-        }
-        Some(_) => {
-            return Err(err(
-                "crypto.method",
-                "\"aes-256-gcm-hkdf-sha256\" (token format v1)",
-            ))
-        }
-    };
+                "\"aes-256-gcm-hkdf-sha256\" (token format v1, symmetric) or \"ecc-p256\" (ecc)",
+            )),
+        };
     let key_id = take_key_id(&mut crypto, "crypto").map_err(|(f, x)| err(&f, &x))?;
     let key = take_key(&mut crypto, "crypto").map_err(|(f, x)| err(&f, &x))?;
     let tenant_id = match crypto.take("tenant_id") {
@@ -242,7 +301,7 @@ pub fn parse_rai(text: &str, file: &Path) -> Result<RaiConfig, FileError> {
         }
     }
 
-    Ok(RaiConfig {
+    Ok(RaiFile::Symmetric(RaiConfig {
         version,
         server: RaiServer {
             scheme,
@@ -258,35 +317,7 @@ pub fn parse_rai(text: &str, file: &Path) -> Result<RaiConfig, FileError> {
             window,
             previous_keys,
         },
-    })
-}
-
-/// `not_before` and `not_after` of one key (docs/client-config.md rule 10): integers from 0 to 2^53-1,
-/// `not_before` below `not_after` when both are given.
-fn take_window(obj: &mut Object<'_>, path: &str) -> Result<KeyWindow, (String, String)> {
-    let mut take = |name: &str| -> Result<Option<u64>, (String, String)> {
-        match obj.take(name) {
-            None => Ok(None),
-            Some(Json::Int(v)) if *v <= MAX_WINDOW_SECS => Ok(Some(*v)),
-            Some(_) => Err((
-                format!("{path}.{name}"),
-                "Unix seconds: an integer from 0 to 9007199254740991 (2^53-1)".into(),
-            )),
-        }
-    };
-    let window = KeyWindow {
-        not_before: take("not_before")?,
-        not_after: take("not_after")?,
-    };
-    if let (Some(nb), Some(na)) = (window.not_before, window.not_after) {
-        if na <= nb {
-            return Err((
-                format!("{path}.not_after"),
-                "a time after `not_before` (the key would never be valid)".into(),
-            ));
-        }
-    }
-    Ok(window)
+    }))
 }
 
 fn take_key_id(obj: &mut Object<'_>, path: &str) -> Result<String, (String, String)> {

@@ -28,7 +28,7 @@ pub const MAX_TOKEN_LEN: usize = 4096;
 pub const PREFIX: &str = "rt1.";
 
 const VERSION: u8 = 0x01;
-const MODE_SYMMETRIC: u8 = 0x01;
+pub(crate) const MODE_SYMMETRIC: u8 = 0x01;
 /// Bytes of version, mode and kid_len.
 const FIXED_HEADER_LEN: usize = 3;
 pub const SALT_LEN: usize = 16;
@@ -182,28 +182,25 @@ pub fn os_rng() -> impl FnMut(&mut [u8]) {
     }
 }
 
-/// §7 steps 1-6: decodes, authenticates and checks a token, with the keys of `keyring` in their validity
-/// window at `now` (Unix seconds; a key outside it is as unknown as a key id never loaded). Every failure
-/// is [`InvalidToken`]. Never panics, whatever the input; text over [`MAX_TOKEN_LEN`] bytes is refused
-/// before decoding.
-pub fn verify(text: &str, keyring: &Keyring, now: u64) -> Result<Claims, InvalidToken> {
-    verify_with_kid(text, keyring, now).map(|(claims, _)| claims)
-}
-
-/// [`verify`], also returning the key id that proved the token (the token cache re-checks that key's
-/// window on every later use).
-pub fn verify_with_kid(
-    text: &str,
-    keyring: &Keyring,
-    now: u64,
-) -> Result<(Claims, String), InvalidToken> {
-    // Step 1.
+/// §7 steps 1-2 for both methods: the length, the prefix and canonical unpadded base64url. Text over
+/// [`MAX_TOKEN_LEN`] bytes is refused before decoding.
+pub(crate) fn decode_text(text: &str) -> Result<Vec<u8>, InvalidToken> {
     if text.len() > MAX_TOKEN_LEN {
         return Err(InvalidToken);
     }
     let encoded = text.strip_prefix(PREFIX).ok_or(InvalidToken)?;
-    // Step 2: the engine refuses padding, other alphabets and set unused bits.
-    let blob = URL_SAFE_NO_PAD.decode(encoded).map_err(|_| InvalidToken)?;
+    // The engine refuses padding, other alphabets and set unused bits.
+    URL_SAFE_NO_PAD.decode(encoded).map_err(|_| InvalidToken)
+}
+
+/// §7 steps 3-6 on a decoded symmetric blob (mode `0x01`), with the keys of `keyring` in their validity
+/// window at `now` (a key outside it is as unknown as a key id never loaded). Returns the claims and the
+/// key id that proved them. `token/verify.rs` is the entry point for token text.
+pub(crate) fn open_blob(
+    blob: &[u8],
+    keyring: &Keyring,
+    now: u64,
+) -> Result<(Claims, String), InvalidToken> {
     // Step 3.
     if blob.len() < FIXED_HEADER_LEN + 1 + SALT_LEN + TAG_LEN
         || blob[0] != VERSION
