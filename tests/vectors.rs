@@ -2,8 +2,9 @@
 //!
 //! Every file is first checked against `schema.json` (interpreted here for the keywords it uses, so a
 //! vector file that drifts from the schema fails before any case runs), then every case runs against
-//! `relayapi::token::format`. Property tests on top: round trips under random keys, no repeated tokens from the
-//! public `mint`, and no single-bit change of a valid token that still verifies.
+//! `relayapi::token::format` (`ecc.json` also against `token::ecc`, `hpke-rfc9180.json` against
+//! rust-hpke and the relay's HPKE wrapper). Property tests on top: round trips under random keys, no
+//! repeated tokens from the public `mint`, and no single-bit change of a valid token that still verifies.
 
 use std::collections::HashSet;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -11,11 +12,16 @@ use std::path::PathBuf;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
+use relayapi::token::ecc::hpke_suite as ecc_hpke;
+use relayapi::token::ecc::keys::{EccPrivateKey, EccPublicKey};
+use relayapi::token::ecc::layout as ecc_layout;
+use relayapi::token::ecc::mint::EccMinter;
+use relayapi::token::ecc::signature as ecc_signature;
 use relayapi::token::format::{
     self, canonical_json, check_time, mint, mint_with, new_token_id, os_rng, verify, Budget,
     Claims, Ext, InvalidToken, IpNet, MtokMode, Rate, TimeError, UserQuota, Window,
 };
-use relayapi::token::rai::Keyring;
+use relayapi::token::rai::{parse_rai_any, EccCrypto, Keyring, RaiFile};
 use relayapi::token::secret::{SecretKey, SecretString};
 use serde::Deserialize;
 use serde_json::Value;
@@ -47,6 +53,7 @@ fn pattern_matches(pattern: &str, s: &str) -> bool {
         "^[A-Za-z0-9._-]{1,32}$" => (1..=32).contains(&s.len()) && charset(s, b"._-"),
         "^[A-Za-z0-9._-]{1,64}$" => (1..=64).contains(&s.len()) && charset(s, b"._-"),
         "^[A-Za-z0-9_-]{43}$" => s.len() == 43 && charset(s, b"_-"),
+        "^[A-Za-z0-9_-]{87}$" => s.len() == 87 && charset(s, b"_-"),
         "^[0-9a-f]*$" => s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')),
         r"^rt1\.[A-Za-z0-9_-]+$" => s
             .strip_prefix("rt1.")
@@ -280,6 +287,8 @@ fn every_vector_file_matches_the_schema() {
         ("verify.json", "verify"),
         ("invalid.json", "invalid"),
         ("conformance.json", "conformance"),
+        ("ecc.json", "ecc"),
+        ("hpke-rfc9180.json", "hpke"),
     ] {
         let errors = s.validate(def, &read_json(file));
         assert!(errors.is_empty(), "{file}: {errors:#?}");
@@ -734,3 +743,338 @@ fn flipping_any_single_bit_fails_verification() {
     }
     assert!(checked > 20_000, "{checked}");
 }
+
+// ---- ecc.json and hpke-rfc9180.json (docs/token-format.md §10.5) ---------------------------------
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EccFile {
+    keys: EccKeys,
+    generate: Vec<EccGenerate>,
+    verify: Vec<VerifyCase>,
+    invalid: Vec<EccInvalid>,
+    rai: Vec<EccRai>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EccKeys {
+    relay_keys: Vec<EccRelayKeyEntry>,
+    signers: Vec<EccSignerEntry>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EccRelayKeyEntry {
+    key_id: String,
+    tenant: String,
+    private_key: String,
+    public_key: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EccSignerEntry {
+    signer_id: String,
+    tenant: String,
+    signing_key: String,
+    public_key: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EccGenerate {
+    desc: String,
+    rkid: String,
+    skid: String,
+    ikm_e: String,
+    now: u64,
+    claims: Value,
+    claims_json: String,
+    header: String,
+    sig: String,
+    enc: String,
+    token: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EccInvalid {
+    desc: String,
+    fails_at: String,
+    token: String,
+    now: u64,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EccRai {
+    rule: String,
+    loader: String,
+    desc: String,
+    verdict: String,
+    rai: String,
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex(text: &str) -> Vec<u8> {
+    (0..text.len() / 2)
+        .map(|i| u8::from_str_radix(&text[2 * i..2 * i + 2], 16).unwrap())
+        .collect()
+}
+
+fn ecc_file() -> EccFile {
+    load("ecc.json", "ecc")
+}
+
+/// One relay-side file per tenant, holding every relay key and signer of that tenant (as ecc.json's
+/// schema says the cases are evaluated).
+fn ecc_keyring(keys: &EccKeys) -> Keyring {
+    let mut tenants: Vec<&str> = keys.relay_keys.iter().map(|k| k.tenant.as_str()).collect();
+    tenants.sort();
+    tenants.dedup();
+    let file_of = |t: &str| tenants.iter().position(|x| *x == t).unwrap() as u32;
+    let mut ring = Keyring::new();
+    let open = relayapi::token::rai::KeyWindow::default();
+    for k in &keys.relay_keys {
+        let key = EccPrivateKey::from_base64url(&k.private_key).unwrap();
+        assert_eq!(
+            key.public_key().to_base64url(),
+            k.public_key,
+            "{}",
+            k.key_id
+        );
+        ring.insert_relay_key(&k.key_id, &k.tenant, key, open, file_of(&k.tenant))
+            .unwrap();
+    }
+    for s in &keys.signers {
+        let key = EccPrivateKey::from_base64url(&s.signing_key).unwrap();
+        assert_eq!(
+            key.public_key().to_base64url(),
+            s.public_key,
+            "{}",
+            s.signer_id
+        );
+        ring.insert_signer(
+            &s.signer_id,
+            &s.tenant,
+            key.public_key(),
+            open,
+            file_of(&s.tenant),
+        )
+        .unwrap();
+    }
+    ring
+}
+
+#[test]
+fn ecc_generate_vectors() {
+    let file = ecc_file();
+    let ring = ecc_keyring(&file.keys);
+    for case in &file.generate {
+        let claims = claims_of(&case.claims);
+        assert_eq!(canonical_json(&claims), case.claims_json, "{}", case.desc);
+        assert_eq!(claims.iat, case.now, "{}", case.desc);
+        let relay = file
+            .keys
+            .relay_keys
+            .iter()
+            .find(|k| k.key_id == case.rkid)
+            .unwrap();
+        let signer = file
+            .keys
+            .signers
+            .iter()
+            .find(|s| s.signer_id == case.skid)
+            .unwrap();
+        let minter = EccMinter {
+            rkid: case.rkid.clone(),
+            relay_public_key: EccPublicKey::from_base64url(&relay.public_key).unwrap(),
+            skid: case.skid.clone(),
+            signing_key: EccPrivateKey::from_base64url(&signer.signing_key).unwrap(),
+        };
+        let header = ecc_layout::header(&case.rkid, &case.skid);
+        assert_eq!(hex(&header), case.header, "{}", case.desc);
+        let signed = [header.as_slice(), case.claims_json.as_bytes()].concat();
+        assert_eq!(
+            hex(&ecc_signature::sign(&minter.signing_key, &signed)),
+            case.sig,
+            "{}: RFC 6979, low S",
+            case.desc
+        );
+        let ikm_e: [u8; 32] = unhex(&case.ikm_e).try_into().unwrap();
+        let token = minter.mint_with(&claims, &ikm_e);
+        let blob = URL_SAFE_NO_PAD.decode(&token[4..]).unwrap();
+        assert_eq!(
+            hex(&blob[header.len()..header.len() + 65]),
+            case.enc,
+            "{}",
+            case.desc
+        );
+        assert_eq!(token, case.token, "{}", case.desc);
+        assert_eq!(
+            verify(&case.token, &ring, case.now),
+            Ok(claims),
+            "{}",
+            case.desc
+        );
+    }
+    assert_eq!(file.generate.len(), 8);
+}
+
+#[test]
+fn ecc_verify_vectors() {
+    let file = ecc_file();
+    let ring = ecc_keyring(&file.keys);
+    for case in &file.verify {
+        let claims = verify(&case.token, &ring, case.now)
+            .unwrap_or_else(|_| panic!("{}: refused", case.desc));
+        let result = match check_time(&claims, case.now, 0, case.max_lifetime) {
+            Ok(()) => "ok",
+            Err(TimeError::Expired) => "expired",
+            Err(TimeError::NotYetValid) => "not_yet_valid",
+            Err(TimeError::LifetimeTooLong) => "lifetime_too_long",
+        };
+        assert_eq!(result, case.result, "{}", case.desc);
+        if let Some(expected) = &case.claims {
+            assert_eq!(claims, claims_of(expected), "{}", case.desc);
+        }
+    }
+    assert_eq!(file.verify.len(), 28);
+}
+
+#[test]
+fn ecc_invalid_vectors() {
+    let file = ecc_file();
+    let ring = ecc_keyring(&file.keys);
+    for case in &file.invalid {
+        let outcome = catch_unwind(AssertUnwindSafe(|| verify(&case.token, &ring, case.now)));
+        match outcome {
+            Ok(result) => assert_eq!(
+                result,
+                Err(InvalidToken),
+                "{} (fails at {})",
+                case.desc,
+                case.fails_at
+            ),
+            Err(_) => panic!("verify panicked on: {}", case.desc),
+        }
+    }
+    assert_eq!(file.invalid.len(), 54);
+}
+
+/// Every rai case through the relay's parser: `relay` cases load exactly when the file is a valid
+/// relay-side file, `sdk` cases exactly when it is a valid backend-side file (the side the SDKs load).
+#[test]
+fn ecc_rai_vectors() {
+    let file = ecc_file();
+    for case in &file.rai {
+        let parsed = parse_rai_any(&case.rai, std::path::Path::new("case.rai"));
+        let side = match &parsed {
+            Ok(RaiFile::Ecc(r)) => match r.crypto {
+                EccCrypto::Relay(_) => "relay",
+                EccCrypto::Backend(_) => "sdk",
+            },
+            _ => "none",
+        };
+        let verdict = if side == case.loader {
+            "load"
+        } else {
+            "refuse"
+        };
+        assert_eq!(
+            verdict,
+            case.verdict,
+            "{} {} ({}): {:?}",
+            case.rule,
+            case.desc,
+            case.loader,
+            parsed.err()
+        );
+    }
+    assert_eq!(file.rai.len(), 93);
+}
+
+#[derive(Deserialize)]
+struct HpkeFile {
+    vectors: Vec<Value>,
+}
+
+/// RFC 9180 base-mode vectors for the suite's KEM and KDF: rust-hpke's DeriveKeyPair, and with AES-256-GCM
+/// (the token suite) every listed encryption from a sender whose RNG yields `ikmE` (which is how the
+/// relay's minter injects `ikm_e`); the relay's own wrapper derives the same `enc`.
+#[test]
+fn hpke_rfc9180_vectors() {
+    use hpke::{Deserializable, Serializable};
+    type Kem = hpke::kem::DhP256HkdfSha256;
+    let file: HpkeFile = load("hpke-rfc9180.json", "hpke");
+    let mut aes256 = 0;
+    for v in &file.vectors {
+        let h = |name: &str| unhex(v[name].as_str().unwrap());
+        let (sk_r, pk_r) = ecc_hpke::derive_key_pair(&h("ikmR"));
+        assert_eq!(sk_r.expose_bytes().to_vec(), h("skRm"));
+        assert_eq!(pk_r.to_sec1().to_vec(), h("pkRm"));
+        let (sk_e, pk_e) = ecc_hpke::derive_key_pair(&h("ikmE"));
+        assert_eq!(sk_e.expose_bytes().to_vec(), h("skEm"));
+        assert_eq!(pk_e.to_sec1().to_vec(), h("enc"));
+        if v["aead_id"] != 2 {
+            continue;
+        }
+        aes256 += 1;
+        let ikm_e: [u8; 32] = h("ikmE").try_into().unwrap();
+        // The wrapper's ephemeral key is DeriveKeyPair(ikm_e).
+        let (enc, _) = ecc_hpke::seal(&pk_r, &h("info"), b"pt", &ikm_e);
+        assert_eq!(enc.to_vec(), h("enc"));
+        let pk_r_h = <Kem as hpke::Kem>::PublicKey::from_bytes(&h("pkRm")).unwrap();
+        let sk_r_h = <Kem as hpke::Kem>::PrivateKey::from_bytes(&h("skRm")).unwrap();
+        let mut rng = FixedRng(Some(ikm_e));
+        let (encapped, mut sender) = hpke::setup_sender::<
+            hpke::aead::AesGcm256,
+            hpke::kdf::HkdfSha256,
+            Kem,
+            _,
+        >(&hpke::OpModeS::Base, &pk_r_h, &h("info"), &mut rng)
+        .unwrap();
+        assert_eq!(encapped.to_bytes().to_vec(), h("enc"));
+        let mut receiver =
+            hpke::setup_receiver::<hpke::aead::AesGcm256, hpke::kdf::HkdfSha256, Kem>(
+                &hpke::OpModeR::Base,
+                &sk_r_h,
+                &encapped,
+                &h("info"),
+            )
+            .unwrap();
+        for (i, e) in v["encryptions"].as_array().unwrap().iter().enumerate() {
+            let x = |name: &str| unhex(e[name].as_str().unwrap());
+            assert_eq!(e["sequence_number"], i);
+            assert_eq!(
+                sender.seal(&x("pt"), &x("aad")).unwrap(),
+                x("ct"),
+                "{} #{i}",
+                v["name"]
+            );
+            assert_eq!(receiver.open(&x("ct"), &x("aad")).unwrap(), x("pt"));
+        }
+    }
+    assert_eq!(aes256, 1, "the AES-256-GCM vector is present");
+}
+
+/// Yields the given 32 bytes once (the ephemeral key's input), nothing else.
+struct FixedRng(Option<[u8; 32]>);
+
+impl hpke::rand_core::RngCore for FixedRng {
+    fn next_u32(&mut self) -> u32 {
+        unreachable!()
+    }
+    fn next_u64(&mut self) -> u64 {
+        unreachable!()
+    }
+    fn fill_bytes(&mut self, dst: &mut [u8]) {
+        dst.copy_from_slice(&self.0.take().expect("one draw"));
+    }
+}
+
+impl hpke::rand_core::CryptoRng for FixedRng {}
