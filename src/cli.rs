@@ -11,6 +11,7 @@ relayapi - a relay that lets frontends call AI providers with encrypted, limited
 USAGE:
     relayapi [--config PATH] [--rai PATH|DIR] [--dev]
     relayapi gen-rai [--scheme http|https] [--host HOST] [--port PORT] [--tenant ID] [--key-id ID] [--out FILE]
+    relayapi gen-rai --method ecc --out RELAY_FILE --backend-out BACKEND_FILE [...]
     relayapi mint --rai FILE --provider NAME (--key-env VAR | --key-ref NAME)
                   [--max-calls N] [--expire-seconds S] [--model M] [--config PATH]
     relayapi --help | --version
@@ -31,7 +32,8 @@ SERVE (default):
     `relayapi gen-rai --out prod.rai` and start with `--rai prod.rai`.
 
 GEN-RAI:
-    Writes a new .rai client config with a fresh random key; see `relayapi gen-rai --help`.
+    Writes a new .rai client config with a fresh random key (or, with --method ecc, the relay-side and
+    the backend-side file of the asymmetric method); see `relayapi gen-rai --help`.
 
 MINT (development and operations):
     Prints one token for a provider the relay knows; see `relayapi mint --help`.
@@ -44,8 +46,16 @@ relayapi gen-rai - write a new .rai client config with a fresh random 32-byte ke
 
 USAGE:
     relayapi gen-rai [--scheme http|https] [--host HOST] [--port PORT] [--tenant ID] [--key-id ID] [--out FILE]
+    relayapi gen-rai --method ecc --out RELAY_FILE --backend-out BACKEND_FILE [--key-id ID] [--signer-id ID]
+                     [--scheme ..] [--host ..] [--port ..] [--tenant ID]
+    relayapi gen-rai --method ecc --relay-key-id ID --relay-public-key KEY --backend-out BACKEND_FILE
+                     [--signer-id ID] [--scheme ..] [--host ..] [--port ..] [--tenant ID]
 
 OPTIONS:
+    --method symmetric|ecc
+                          symmetric (default): one key that mints and verifies, the same file for the
+                          relay and the backend. ecc: a P-256 relay key that opens tokens and a P-256
+                          signing key that mints them, in two files (docs/client-config.md, ecc files)
     --scheme http|https   how backends and frontends reach the relay (default: http)
     --host HOST           the relay's host name or address as clients use it (default: 127.0.0.1)
     --port PORT           the relay's port (default: 8080)
@@ -54,10 +64,20 @@ OPTIONS:
                           (default: key-<Unix seconds now>, e.g. key-1796000000, so keys generated
                           later sort after earlier ones and never share an id)
     --out FILE            write the file there, readable by its owner only, and refuse to overwrite
-                          (default: print to stdout)
+                          (default: print to stdout; with --method ecc: the relay-side file, required)
+    --backend-out FILE    ecc: write the backend-side file (signing key and the relay key's public half)
+                          there, readable by its owner only, refusing to overwrite
+    --signer-id ID        ecc: id of the new signing key (default: signer-<Unix seconds now>)
+    --relay-key-id ID     ecc, tenant side: the relay key's id, as the operator gave it
+    --relay-public-key KEY
+                          ecc, tenant side: the relay key's public half (87 characters), as the operator
+                          gave it. Only the backend-side file is written, with a fresh signing key, and the
+                          `signers` entry for the operator's relay-side file is printed (no secret in it).
 
-The file holds the key in clear: whoever has it can mint tokens. Give it to the relay (--rai) and to
-your backend, nobody else.
+A symmetric file holds the key in clear: whoever has it can mint tokens. Give it to the relay (--rai) and
+to your backend, nobody else. With --method ecc, --key-id names the relay key (default:
+relay-<Unix seconds now>); give the relay-side file to the relay (--rai) and the backend-side file to the
+backend, then delete the backend-side file from the relay's machine.
 ";
 
 pub const MINT_HELP: &str = "\
@@ -68,7 +88,9 @@ USAGE:
                   [--max-calls N] [--expire-seconds S] [--model M] [--rate N/S] [--config PATH]
 
 OPTIONS:
-    --rai FILE            the .rai client config whose current key mints the token
+    --rai FILE            the .rai client config whose current key mints the token: a symmetric file,
+                          or the backend-side file of the ecc method (it signs with its signing key and
+                          seals to the relay key)
     --provider NAME       a provider the relay knows: a built-in one (openai, anthropic, gemini, ...;
                           docs/providers.md) or one under `providers` in the relay's config.json.
                           An unknown name is refused here rather than at the first call.
@@ -103,7 +125,19 @@ impl HelpTopic {
 
 /// Options each command takes (all take a value except `--dev`).
 const SERVE_OPTIONS: &[&str] = &["config", "rai", "dev"];
-const GEN_RAI_OPTIONS: &[&str] = &["scheme", "host", "port", "tenant", "key-id", "out"];
+const GEN_RAI_OPTIONS: &[&str] = &[
+    "scheme",
+    "host",
+    "port",
+    "tenant",
+    "key-id",
+    "out",
+    "method",
+    "backend-out",
+    "signer-id",
+    "relay-key-id",
+    "relay-public-key",
+];
 const MINT_OPTIONS: &[&str] = &[
     "rai",
     "provider",
@@ -125,17 +159,34 @@ pub enum Command {
         /// Keep usage in memory whatever `store` says (development; counts are lost on exit).
         dev: bool,
     },
-    GenRai {
-        scheme: String,
-        host: String,
-        port: u16,
-        tenant: String,
-        key_id: Option<String>,
-        out: Option<PathBuf>,
-    },
+    GenRai(GenRaiArgs),
     Mint(MintArgs),
     Help(HelpTopic),
     Version,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GenRaiArgs {
+    pub scheme: String,
+    pub host: String,
+    pub port: u16,
+    pub tenant: String,
+    /// The new key's id (ecc: the relay key's id).
+    pub key_id: Option<String>,
+    /// The file to write (ecc: the relay-side file).
+    pub out: Option<PathBuf>,
+    /// `--method ecc`: the files of the asymmetric method.
+    pub ecc: Option<EccGenArgs>,
+}
+
+/// The options of `gen-rai --method ecc`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EccGenArgs {
+    pub backend_out: PathBuf,
+    pub signer_id: Option<String>,
+    /// The tenant-side form: the operator's relay key (id, public key text); only the backend-side file
+    /// is written.
+    pub relay: Option<(String, String)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -223,14 +274,35 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
                 dev: take("dev").is_some(),
             }
         }
-        Some("gen-rai") => Command::GenRai {
-            scheme: take("scheme").unwrap_or_else(|| "http".into()),
-            host: take("host").unwrap_or_else(|| "127.0.0.1".into()),
-            port: parse_num(take("port"), "port", 8080)?,
-            tenant: take("tenant").unwrap_or_else(|| "default".into()),
-            key_id: take("key-id"),
-            out: take("out").map(PathBuf::from),
-        },
+        Some("gen-rai") => {
+            let method = take("method");
+            let ecc = EccOptions {
+                backend_out: take("backend-out"),
+                signer_id: take("signer-id"),
+                relay_key_id: take("relay-key-id"),
+                relay_public_key: take("relay-public-key"),
+            };
+            let key_id = take("key-id");
+            let out = take("out").map(PathBuf::from);
+            let ecc = match method.as_deref() {
+                None | Some("symmetric") => ecc.refuse_all()?,
+                Some("ecc") => Some(ecc.check(key_id.is_some(), out.is_some())?),
+                Some(other) => {
+                    return Err(format!(
+                        "option `--method`: `{other}` is not a method; use `symmetric` or `ecc`"
+                    ))
+                }
+            };
+            Command::GenRai(GenRaiArgs {
+                scheme: take("scheme").unwrap_or_else(|| "http".into()),
+                host: take("host").unwrap_or_else(|| "127.0.0.1".into()),
+                port: parse_num(take("port"), "port", 8080)?,
+                tenant: take("tenant").unwrap_or_else(|| "default".into()),
+                key_id,
+                out,
+                ecc,
+            })
+        }
         Some(_) => {
             let rai = take("rai").ok_or("`mint` needs --rai FILE")?.into();
             let provider = take("provider").ok_or("`mint` needs --provider NAME (e.g. openai)")?;
@@ -254,6 +326,68 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
     };
     debug_assert!(opts.is_empty(), "every known option is taken: {opts:?}");
     Ok(cmd)
+}
+
+/// The ecc-only options of `gen-rai`, as given.
+struct EccOptions {
+    backend_out: Option<String>,
+    signer_id: Option<String>,
+    relay_key_id: Option<String>,
+    relay_public_key: Option<String>,
+}
+
+impl EccOptions {
+    /// Without `--method ecc` none of them means anything.
+    fn refuse_all(self) -> Result<Option<EccGenArgs>, String> {
+        let given = [
+            ("backend-out", self.backend_out.is_some()),
+            ("signer-id", self.signer_id.is_some()),
+            ("relay-key-id", self.relay_key_id.is_some()),
+            ("relay-public-key", self.relay_public_key.is_some()),
+        ];
+        match given.iter().find(|(_, g)| *g) {
+            Some((name, _)) => Err(format!("option `--{name}` needs `--method ecc`")),
+            None => Ok(None),
+        }
+    }
+
+    /// The two forms: both files (`--out` and `--backend-out`), or the tenant side (`--relay-key-id`,
+    /// `--relay-public-key` and `--backend-out`, no relay-side file).
+    fn check(self, key_id: bool, out: bool) -> Result<EccGenArgs, String> {
+        let backend_out = self
+            .backend_out
+            .ok_or("`gen-rai --method ecc` needs --backend-out FILE for the backend-side file")?;
+        let relay = match (self.relay_key_id, self.relay_public_key) {
+            (Some(id), Some(key)) => {
+                if out || key_id {
+                    return Err(
+                        "with --relay-public-key only the backend-side file is written: \
+                                leave out --out and --key-id"
+                            .into(),
+                    );
+                }
+                Some((id, key))
+            }
+            (None, None) => {
+                if !out {
+                    return Err(
+                        "`gen-rai --method ecc` needs --out FILE for the relay-side file (or \
+                         --relay-key-id and --relay-public-key to make only the backend-side file)"
+                            .into(),
+                    );
+                }
+                None
+            }
+            _ => {
+                return Err("options `--relay-key-id` and `--relay-public-key` go together".into())
+            }
+        };
+        Ok(EccGenArgs {
+            backend_out: backend_out.into(),
+            signer_id: self.signer_id,
+            relay,
+        })
+    }
 }
 
 /// `N/S` with both parts whole numbers above zero (the token format's `rate` claim, §5).
@@ -421,9 +555,9 @@ mod tests {
         ])
         .unwrap()
         {
-            Command::GenRai {
+            Command::GenRai(GenRaiArgs {
                 host, port, scheme, ..
-            } => {
+            }) => {
                 assert_eq!(
                     (host.as_str(), port, scheme.as_str()),
                     ("relay.example.com", 443, "https")
@@ -471,6 +605,96 @@ mod tests {
         for bad in ["10", "0/60", "10/0", "a/b", "10/60/1", "-1/5", ""] {
             let e = mint(bad).unwrap_err();
             assert!(e.contains("--rate") && e.contains("N/S"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn gen_rai_ecc_forms() {
+        match p(&[
+            "gen-rai",
+            "--method",
+            "ecc",
+            "--out",
+            "r.rai",
+            "--backend-out",
+            "b.rai",
+        ])
+        .unwrap()
+        {
+            Command::GenRai(a) => {
+                assert_eq!(a.out, Some(PathBuf::from("r.rai")));
+                let e = a.ecc.unwrap();
+                assert_eq!((e.backend_out, e.relay), (PathBuf::from("b.rai"), None));
+            }
+            c => panic!("{c:?}"),
+        }
+        match p(&[
+            "gen-rai",
+            "--method=ecc",
+            "--relay-key-id",
+            "r1",
+            "--relay-public-key",
+            "KEY",
+            "--backend-out",
+            "b.rai",
+            "--signer-id",
+            "s1",
+        ])
+        .unwrap()
+        {
+            Command::GenRai(a) => {
+                let e = a.ecc.unwrap();
+                assert_eq!(e.relay, Some(("r1".into(), "KEY".into())));
+                assert_eq!(e.signer_id.as_deref(), Some("s1"));
+            }
+            c => panic!("{c:?}"),
+        }
+        for (args, needle) in [
+            (
+                &["gen-rai", "--method", "ecc", "--out", "r.rai"][..],
+                "--backend-out",
+            ),
+            (
+                &["gen-rai", "--method", "ecc", "--backend-out", "b.rai"],
+                "--out FILE",
+            ),
+            (&["gen-rai", "--method", "rsa"], "not a method"),
+            (
+                &["gen-rai", "--backend-out", "b.rai"],
+                "needs `--method ecc`",
+            ),
+            (&["gen-rai", "--signer-id", "s"], "needs `--method ecc`"),
+            (
+                &[
+                    "gen-rai",
+                    "--method",
+                    "ecc",
+                    "--relay-key-id",
+                    "r",
+                    "--backend-out",
+                    "b",
+                ],
+                "go together",
+            ),
+            (
+                &[
+                    "gen-rai",
+                    "--method",
+                    "ecc",
+                    "--relay-key-id",
+                    "r",
+                    "--relay-public-key",
+                    "K",
+                    "--backend-out",
+                    "b",
+                    "--out",
+                    "r.rai",
+                ],
+                "leave out --out",
+            ),
+        ] {
+            let e = p(args).unwrap_err();
+            assert!(e.contains(needle), "{args:?}: {e}");
         }
     }
 }

@@ -12,6 +12,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod error;
+pub mod gen_rai;
 pub mod http;
 pub mod json;
 pub mod limits;

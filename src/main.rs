@@ -16,6 +16,7 @@ use relayapi::app::{App, Keys, Limits, Nets, Observability, Upstreams};
 use relayapi::cli::{self, Command, MintArgs};
 use relayapi::clock::{Clock, SystemClock};
 use relayapi::config::{load_config, parse_config, Config, StoreConfig};
+use relayapi::gen_rai::{self, write_private};
 use relayapi::limits::body_budget::BodyBudget;
 use relayapi::limits::limiter::{RateLimiter, TokenLimits};
 use relayapi::limits::log_sampler::{LogSampler, REPORT_INTERVAL_SECS};
@@ -30,6 +31,7 @@ use relayapi::store::Store;
 use relayapi::token::cache::{TokenCache, TOKEN_CACHE_ENTRIES};
 use relayapi::token::format::{self, Claims, Ext};
 use relayapi::token::live_keyring::LiveKeyring;
+use relayapi::token::minter::Minter;
 use relayapi::token::rai;
 use relayapi::token::secret::SecretString;
 use relayapi::upstream::client::Upstream;
@@ -58,21 +60,7 @@ fn main() -> ExitCode {
             println!("relayapi {}", env!("CARGO_PKG_VERSION"));
             Ok(())
         }
-        Command::GenRai {
-            scheme,
-            host,
-            port,
-            tenant,
-            key_id,
-            out,
-        } => gen_rai(
-            &scheme,
-            &host,
-            port,
-            &tenant,
-            key_id.as_deref(),
-            out.as_deref(),
-        ),
+        Command::GenRai(a) => gen_rai::run(&a),
         Command::Mint(m) => mint(&m),
         Command::Serve {
             config,
@@ -88,42 +76,6 @@ fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
-}
-
-fn gen_rai(
-    scheme: &str,
-    host: &str,
-    port: u16,
-    tenant: &str,
-    key_id: Option<&str>,
-    out: Option<&Path>,
-) -> Result<(), String> {
-    let default_kid = format!("key-{}", SystemClock.unix_now());
-    let kid = key_id.unwrap_or(&default_kid);
-    let mut rng = format::os_rng();
-    let r = rai::generate_rai(scheme, host, port, tenant, kid, &mut rng);
-    let text = rai::to_json_pretty(&r);
-    // Round-trip through the parser so a bad --host, --tenant or --key-id is reported like a bad file.
-    rai::parse_rai(&text, out.unwrap_or(Path::new("<generated>"))).map_err(|e| e.to_string())?;
-    match out {
-        None => print!("{text}"),
-        Some(path) => write_private(path, &text)?,
-    }
-    Ok(())
-}
-
-/// Write a key file readable by its owner only: it holds the keys in clear.
-fn write_private(path: &Path, text: &str) -> Result<(), String> {
-    use std::io::Write as _;
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
-    let mut f = opts
-        .open(path)
-        .map_err(|e| format!("{}: cannot create: {e}", path.display()))?;
-    f.write_all(text.as_bytes())
-        .map_err(|e| format!("{}: cannot write: {e}", path.display()))
 }
 
 /// Refuse a provider the relay would not know, at mint time rather than at the first call: the
@@ -158,7 +110,8 @@ fn check_mint_provider(m: &MintArgs) -> Result<(), String> {
 
 fn mint(m: &MintArgs) -> Result<(), String> {
     check_mint_provider(m)?;
-    let r = rai::load_rai_file(&m.rai).map_err(|e| e.to_string())?;
+    let file = rai::load_rai_any(&m.rai).map_err(|e| e.to_string())?;
+    let minter = Minter::from_rai(file, &m.rai).map_err(|e| e.to_string())?;
     let key = match &m.key_env {
         Some(var) => {
             Some(SecretString::new(std::env::var(var).map_err(|_| {
@@ -168,11 +121,11 @@ fn mint(m: &MintArgs) -> Result<(), String> {
         None => None,
     };
     let now = SystemClock.unix_now();
-    if !r.crypto.window.contains(now) {
+    if !minter.window().contains(now) {
         return Err(format!(
             "cannot mint: the key `{}` of {} is outside its validity window now (fields \
              `crypto.not_before` / `crypto.not_after`); the relay would refuse its tokens",
-            r.crypto.key_id,
+            minter.key_id(),
             m.rai.display()
         ));
     }
@@ -185,19 +138,16 @@ fn mint(m: &MintArgs) -> Result<(), String> {
         rate: m.rate.map(|(n, s)| format::Rate { n, s }),
         ..Claims::new(
             format::new_token_id(&mut rng),
-            r.crypto.tenant_id.clone(),
+            minter.tenant().to_owned(),
             now,
             now + m.expire_seconds,
             m.provider.clone(),
         )
     };
-    claims
-        .check_mintable(&r.crypto.key_id)
+    minter
+        .check_mintable(&claims)
         .map_err(|e| format!("cannot mint: {e}"))?;
-    println!(
-        "{}",
-        format::mint(&claims, &r.crypto.key_id, &r.crypto.key, &mut rng)
-    );
+    println!("{}", minter.mint(&claims, &mut rng));
     Ok(())
 }
 

@@ -9,6 +9,7 @@ pub mod ecc;
 pub mod format;
 pub mod keyring;
 pub mod live_keyring;
+pub mod minter;
 pub mod rai;
 pub mod rai_file;
 pub mod rai_parse;

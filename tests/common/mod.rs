@@ -556,6 +556,21 @@ impl Relay {
         Self::spawn(dir, &cfg_path, &rai_path, r, &[], args)
     }
 
+    /// A relay started with a directory of `.rai` files: `test.rai` is `r` (the relay's `kid`, `tenant`
+    /// and `key`), and each `(name, text)` of `extra` is written next to it.
+    pub fn start_with_rai_dir(config: Value, r: rai::RaiConfig, extra: &[(&str, String)]) -> Relay {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg_path = dir.path().join("config.json");
+        std::fs::write(&cfg_path, serde_json::to_vec_pretty(&config).unwrap()).unwrap();
+        let rai_dir = dir.path().join("rai.d");
+        std::fs::create_dir(&rai_dir).unwrap();
+        std::fs::write(rai_dir.join("test.rai"), rai::to_json_pretty(&r)).unwrap();
+        for (name, text) in extra {
+            std::fs::write(rai_dir.join(name), text).unwrap();
+        }
+        Self::spawn(dir, &cfg_path, &rai_dir, r, &[], &[])
+    }
+
     fn spawn(
         dir: tempfile::TempDir,
         cfg: &Path,
