@@ -15,6 +15,7 @@ pub mod chunked;
 pub mod claims;
 pub mod config;
 pub mod cors;
+pub mod ecc;
 pub mod framing;
 pub mod head;
 pub mod json;
@@ -39,6 +40,7 @@ pub const TARGETS: &[(&str, Check)] = &[
     ("claims_json", claims::check),
     ("config", config::check),
     ("cors", cors::check),
+    ("ecc", ecc::check),
     ("framing", framing::check),
     ("head", head::check),
     ("locate", locate::check),

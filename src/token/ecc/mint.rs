@@ -64,9 +64,9 @@ impl EccMinter {
         self.mint_with(c, &ikm_e)
     }
 
-    /// Signs and seals any claims bytes without looking at them (tests build authentic tokens with
-    /// broken claims through this).
-    pub(crate) fn seal(&self, claims: &[u8], ikm_e: &[u8; IKM_LEN]) -> String {
+    /// Signs and seals any claims bytes without looking at them: authentic tokens with broken claims,
+    /// for tests and the `ecc` fuzz target. Never for real tokens (use [`EccMinter::mint`]).
+    pub fn seal(&self, claims: &[u8], ikm_e: &[u8; IKM_LEN]) -> String {
         let header = layout::header(&self.rkid, &self.skid);
         let mut signed = Zeroizing::new(header.clone());
         signed.extend_from_slice(claims);
