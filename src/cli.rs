@@ -85,7 +85,8 @@ relayapi mint - print one token minted with the Rust implementation of the token
 
 USAGE:
     relayapi mint --rai FILE --provider NAME (--key-env VAR | --key-ref NAME)
-                  [--max-calls N] [--expire-seconds S] [--model M] [--rate N/S] [--config PATH]
+                  [--max-calls N] [--expire-seconds S] [--model M] [--rate N/S]
+                  [--session-seconds S] [--config PATH]
 
 OPTIONS:
     --rai FILE            the .rai client config whose current key mints the token: a symmetric file,
@@ -101,6 +102,8 @@ OPTIONS:
     --expire-seconds S    lifetime in seconds (default: 3600)
     --model M             force this model on every call (claim ext.rep_m)
     --rate N/S            at most N calls in any window of S seconds (claim rate), e.g. 10/60
+    --session-seconds S   a realtime (WebSocket) session is closed after S seconds, 1 to 86400
+                          (claim ssec)
     --config PATH         the relay's config.json, for its providers (default: ./config.json when
                           it exists, else the built-in providers only)
 ";
@@ -147,6 +150,7 @@ const MINT_OPTIONS: &[&str] = &[
     "expire-seconds",
     "model",
     "rate",
+    "session-seconds",
     "config",
 ];
 
@@ -200,6 +204,8 @@ pub struct MintArgs {
     pub model: Option<String>,
     /// `--rate N/S`: at most N calls in any window of S seconds.
     pub rate: Option<(u64, u64)>,
+    /// `--session-seconds S`: the `ssec` claim.
+    pub session_seconds: Option<u64>,
     /// The relay's config.json, for the provider registry; `None`: ./config.json if it exists.
     pub config: Option<PathBuf>,
 }
@@ -320,6 +326,9 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
                 expire_seconds: parse_num(take("expire-seconds"), "expire-seconds", 3600)?,
                 model: take("model"),
                 rate: take("rate").map(|v| parse_rate(&v)).transpose()?,
+                session_seconds: take("session-seconds")
+                    .map(|v| parse_num(Some(v), "session-seconds", 0))
+                    .transpose()?,
                 config: take("config").map(PathBuf::from),
             })
         }

@@ -136,6 +136,7 @@ fn mint(m: &MintArgs) -> Result<(), String> {
         max: (m.max_calls > 0).then_some(m.max_calls),
         ext: m.model.clone().map(|rep_m| Ext { rep_m: Some(rep_m) }),
         rate: m.rate.map(|(n, s)| format::Rate { n, s }),
+        ssec: m.session_seconds,
         ..Claims::new(
             format::new_token_id(&mut rng),
             minter.tenant().to_owned(),

@@ -358,7 +358,7 @@ fn generate_vectors() {
             case.desc
         );
     }
-    assert_eq!(cases.len(), 10);
+    assert_eq!(cases.len(), 11);
 }
 
 #[test]
@@ -379,7 +379,7 @@ fn verify_vectors() {
             assert_eq!(claims, claims_of(expected), "{}", case.desc);
         }
     }
-    assert_eq!(cases.len(), 37);
+    assert_eq!(cases.len(), 40);
 }
 
 #[test]
@@ -399,7 +399,7 @@ fn invalid_vectors() {
             Err(_) => panic!("verify panicked on: {}", case.desc),
         }
     }
-    assert_eq!(cases.len(), 50);
+    assert_eq!(cases.len(), 52);
 }
 
 // ---- conformance.json -----------------------------------------------------------------------------
@@ -602,6 +602,7 @@ fn random_claims(r: &mut TestRng, tenant: &str) -> Claims {
             .then(|| r.maybe().then(|| random_quotas(r)))
             .flatten(),
         uid,
+        ssec: r.maybe().then(|| 1 + r.below(86_400)),
     }
 }
 

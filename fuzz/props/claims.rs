@@ -13,7 +13,7 @@ use serde_json::{Map, Value};
 use super::json;
 use super::token::check_canonical;
 
-const MEMBERS: [&str; 21] = [
+const MEMBERS: [&str; 22] = [
     "jti",
     "tid",
     "iat",
@@ -35,6 +35,7 @@ const MEMBERS: [&str; 21] = [
     "uid",
     "bud",
     "uq",
+    "ssec",
 ];
 
 pub fn check(data: &[u8]) {
@@ -85,6 +86,7 @@ pub fn reference(text: &str) -> Option<Claims> {
         uid: opt(obj, "uid", string)?,
         bud: opt(obj, "bud", budget)?,
         uq: opt(obj, "uq", |v| v.as_array()?.iter().map(quota).collect())?,
+        ssec: opt(obj, "ssec", int)?,
         ..Claims::new(
             string(obj.get("jti")?)?,
             string(obj.get("tid")?)?,

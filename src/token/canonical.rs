@@ -90,6 +90,7 @@ pub fn canonical_json(c: &Claims) -> String {
         }
         w.out.push(']');
     }
+    w.opt_int("ssec", c.ssec);
     w.finish()
 }
 

@@ -34,6 +34,9 @@ const MAX_TEXT_CHARS: usize = 256;
 const MAX_URL_LEN: usize = 2048;
 /// `uid` length in bytes of printable ASCII (§5.1.18).
 const MAX_UID_LEN: usize = 128;
+/// Longest session a token may allow with `ssec`: one day of seconds (§5.1.22). Providers end their own
+/// realtime sessions far sooner (OpenAI after 60 minutes), so a longer cap would limit nothing.
+pub const MAX_SESSION_SECONDS: u64 = 86_400;
 
 /// The authenticated contents of a token (§5). Field order is the canonical member order.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,6 +62,8 @@ pub struct Claims {
     pub uid: Option<String>,
     pub bud: Option<Budget>,
     pub uq: Option<Vec<UserQuota>>,
+    /// Seconds a realtime (WebSocket) session of this token may stay open (§5.1.22).
+    pub ssec: Option<u64>,
 }
 
 /// Extension info carried over from the original format.
@@ -141,6 +146,7 @@ impl Claims {
             uid: None,
             bud: None,
             uq: None,
+            ssec: None,
         }
     }
 
@@ -261,6 +267,9 @@ impl Claims {
             if !((1..=MAX_UID_LEN).contains(&uid.len()) && uid.bytes().all(is_printable_ascii)) {
                 return Err(claim_err("uid", "1 to 128 printable ASCII characters"));
             }
+        }
+        if matches!(self.ssec, Some(s) if !(1..=MAX_SESSION_SECONDS).contains(&s)) {
+            return Err(claim_err("ssec", "an integer from 1 to 86400 (seconds)"));
         }
         validate_spend(self.bud.as_ref(), self.uq.as_deref(), self.uid.as_deref())
             .map_err(|(member, expected)| claim_err(member, expected))

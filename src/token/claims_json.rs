@@ -71,6 +71,8 @@ struct RawClaims {
     bud: Option<RawBudget>,
     #[serde(default, deserialize_with = "present")]
     uq: Option<Vec<ObjectOnly<RawQuota>>>,
+    #[serde(default, deserialize_with = "present")]
+    ssec: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -184,6 +186,7 @@ impl RawClaims {
                 cost: b.cost,
             }),
             uq,
+            ssec: self.ssec,
         })
     }
 }

@@ -24,7 +24,7 @@ HERE = pathlib.Path(__file__).resolve().parent
 INFO = b"relayapi token v1"
 ORDER = [
     "jti", "tid", "iat", "exp", "prv", "key", "kref", "url", "max", "ext", "rate", "conc",
-    "models", "paths", "origins", "ips", "mtok", "mtok_mode", "uid", "bud", "uq",
+    "models", "paths", "origins", "ips", "mtok", "mtok_mode", "uid", "bud", "uq", "ssec",
 ]
 BUD_ORDER = ["tok", "cost"]
 QUOTA_ORDER = ["w", "calls", "tok", "cost"]
@@ -116,6 +116,8 @@ def generate_cases() -> list[dict]:
         ("spend limits: money budget only, one monthly call quota, server-side key", "k2-2026.rotated",
          base_claims(9, key=None, kref="openai-main", uid="u7", bud={"cost": 5000},
                      uq=[{"w": "month", "calls": 1000}])),
+        ("realtime session cap after the user quotas", "k1", base_claims(
+            10, models=["gpt-realtime"], uid="voice-7", uq=[{"w": "day", "calls": 20}], ssec=900)),
     ]
     out = []
     for i, (desc, kid, claims) in enumerate(cases):
@@ -260,6 +262,8 @@ def invalid_cases(gen: list[dict]) -> list[dict]:
         ("uq without uid", sealed(canonical({**c, "uq": [{"w": "day", "calls": 5}]}))),
         ("uq with a window twice", sealed(canonical({**c, "uid": "u1", "uq": [
             {"w": "day", "calls": 5}, {"w": "day", "tok": 5}]}))),
+        ("ssec zero", sealed(canonical({**c, "ssec": 0}))),
+        ("ssec over one day", sealed(canonical({**c, "ssec": 86_401}))),
         ("over-long token text", "rt1." + "A" * 4100),
     ]
     return [{"desc": d, "token": t, "now": NOW} for d, t in cases]
@@ -587,6 +591,22 @@ def token_rules() -> list[tuple]:
     cases.append(("3", "token of exactly 4096 bytes", V, at, canonical(at)))
     over = filler_models(4097)
     cases.append(("6.8", "claims whose token would exceed 4096 bytes: minters refuse", X, over, canonical(over)))
+
+    # 5.1.22, added after the rest so that earlier cases keep their salts.
+    claims_case("5.1.22", "ssec 1", V, ssec=1)
+    claims_case("5.1.22", "ssec one day", V, ssec=86_400)
+    claims_case("5.1.22", "ssec after uq in canonical order", V, uid="user-1",
+                uq=[{"w": "day", "calls": 1}], ssec=600)
+    raw("J7", "ssec before jti is accepted by verifiers", V,
+        '{"ssec":600,' + canonical(conf_claims())[1:], conf_claims(ssec=600))
+    claims_case("5.1.22", "ssec zero", X, ssec=0)
+    claims_case("5.1.22", "ssec over one day", X, ssec=86_401)
+    claims_case("5.1.22", "ssec as a string", X, ssec="600")
+    # JSON has one number type: a minter given 600.0 sees 600, so this case is the verifier's alone.
+    raw("5.1.22", "ssec as a float", X, splice('"ssec":600.0'))
+    claims_case("5.1.22", "ssec negative", X, ssec=-1)
+    raw("5.1.1", "null ssec", X, splice('"ssec":null'))
+    raw("J3", "ssec twice", X, splice('"ssec":600,"ssec":60'))
     return cases
 
 
@@ -610,7 +630,7 @@ def conformance_token_cases() -> list[dict]:
         token_len = len(case["token"])
         assert (token_len <= 4096) == (rule != "6.8"), (desc, token_len)
         out.append(case)
-    assert out[-2]["token"].__len__() == 4096
+    assert [len(c["token"]) for c in out if c["rule"] == "3"] == [4096]
     return out
 
 

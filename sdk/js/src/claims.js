@@ -36,6 +36,7 @@ export const CLAIM_ORDER = Object.freeze([
   'uid',
   'bud',
   'uq',
+  'ssec',
 ]);
 /** Members of `bud` (§5.1.20) and of each `uq` entry (§5.1.21), in canonical order. */
 export const BUDGET_ORDER = Object.freeze(['tok', 'cost']);
@@ -49,6 +50,8 @@ export const MAX_QUOTAS = 3;
 const MAX_SAFE = Number.MAX_SAFE_INTEGER; // 2^53-1: every integer claim stays exact in a double
 const RATE_MAX = 86400 * 365; // seconds and calls of a rate window: at most one year
 const CONC_MAX = 10000; // concurrent requests per token
+// §5.1.22: one day of seconds; the providers end their realtime sessions long before.
+export const SESSION_SECONDS_MAX = 86400;
 export const MODELS_MAX = 64; // entries of `models`
 const TEXT_MAX = 256; // Unicode scalar values of `ext.rep_m` and of each `models` entry (§5.1.3)
 export const UID_MAX = 128; // bytes of printable ASCII in `uid` (§5.1.18)
@@ -432,6 +435,7 @@ const CHECKS = {
     ),
   bud: checkBud,
   uq: checkUq,
+  ssec: (/** @type {unknown} */ v) => int('ssec', v, 1, SESSION_SECONDS_MAX),
 };
 
 /**

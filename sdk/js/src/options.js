@@ -37,6 +37,7 @@ const OPTION_CLAIM = Object.freeze({
   userId: 'uid',
   budgetTokens: 'bud',
   userQuotas: 'uq',
+  sessionSeconds: 'ssec',
 });
 const CLAIM_OPTION = Object.fromEntries(Object.entries(OPTION_CLAIM).map(([o, c]) => [c, o]));
 /** Every `createToken` option, in the order of sdk/api.json's `token_options`. */
@@ -60,6 +61,7 @@ export const TOKEN_OPTIONS = Object.freeze([
   'budgetTokens',
   'budgetCost',
   'userQuotas',
+  'sessionSeconds',
 ]);
 const KNOWN_OPTIONS = new Set(TOKEN_OPTIONS);
 
@@ -201,6 +203,7 @@ export function claimsFromOptions(options, { tenant, now, jti }) {
     uid: o.userId,
     bud: budgetClaim(o.budgetTokens, o.budgetCost),
     uq: quotasClaim(o.userQuotas, o.userId),
+    ssec: o.sessionSeconds,
   };
   for (const [claim, value] of Object.entries(values)) {
     if (value !== undefined && value !== null) claims[claim] = value;

@@ -62,6 +62,22 @@ describe('claimsFromOptions', () => {
     assert.equal(mintChecked(config, claims, Buffer.from(v.salt, 'hex')), v.token);
   });
 
+  it('reproduces the realtime session cap vector from sessionSeconds', () => {
+    const v = readVector('generate.json').find((g) => g.desc.startsWith('realtime session cap'));
+    const claims = claimsFromOptions(
+      {
+        apiKey: v.claims.key,
+        allowedModels: ['gpt-realtime'],
+        userId: 'voice-7',
+        userQuotas: [{ window: 'day', calls: 20 }],
+        sessionSeconds: 900,
+      },
+      { tenant: 'acme', now: v.claims.iat, jti: v.claims.jti },
+    );
+    const config = { ...loadConfig(raiObject()), keyId: v.kid, key: ring.get(v.kid).key };
+    assert.equal(mintChecked(config, claims, Buffer.from(v.salt, 'hex')), v.token);
+  });
+
   it('reproduces the key reference vector from keyRef', () => {
     const v = readVector('generate.json').find((g) => g.desc.startsWith('server-side key reference'));
     const claims = claimsFromOptions(
@@ -135,6 +151,10 @@ describe('createToken argument errors name the option', () => {
     [{ apiKey: 'k', userId: 'é' }, 'userId'],
     [{ apiKey: 'k', userId: '' }, 'userId'],
     [{ apiKey: 'k', userId: 'x'.repeat(129) }, 'userId'],
+    [{ apiKey: 'k', sessionSeconds: 0 }, 'sessionSeconds'],
+    [{ apiKey: 'k', sessionSeconds: 86401 }, 'sessionSeconds'],
+    [{ apiKey: 'k', sessionSeconds: 1.5 }, 'sessionSeconds'],
+    [{ apiKey: 'k', sessionSeconds: '600' }, 'sessionSeconds'],
     [{ apiKey: 'k', max_calls: 5 }, 'max_calls'],
     [{ apiKey: 'k', allowedModels: Array(64).fill('m'.repeat(200)) }, 'token'],
   ];

@@ -30,6 +30,7 @@ export async function usage(): Promise<void> {
       { window: 'day', calls: 50, tokens: 200000, cost: 1000000 },
       { window: 'all', cost: 5 },
     ],
+    sessionSeconds: 900,
   };
   const token: string = new TokenGenerator({
     version: 1,

@@ -101,6 +101,11 @@ export interface CreateTokenOptions {
    * window, e.g. `[{ window: 'day', calls: 50, tokens: 200000, cost: 1000000 }]` (docs/budgets.md).
    */
   userQuotas?: readonly UserQuota[] | null;
+  /**
+   * Seconds a realtime (WebSocket) session of this token may stay open, 1 to 86400; the relay then
+   * closes it with code 1008. Plain HTTP calls are not affected.
+   */
+  sessionSeconds?: number | null;
 }
 
 /** A quota window: the UTC calendar day, the UTC calendar month, or all time (never resets). */
@@ -140,6 +145,7 @@ export interface TokenClaims {
   uid?: string;
   bud?: { tok?: number; cost?: number };
   uq?: { w: QuotaWindow; calls?: number; tok?: number; cost?: number }[];
+  ssec?: number;
 }
 
 export type Endpoint = '' | 'chat_completions' | 'images_generations' | 'embeddings' | `/${string}`;

@@ -81,6 +81,7 @@ def test_every_option_maps_to_its_claim(client: RelayAPIClient) -> None:
         max_tokens=512,
         max_tokens_mode="reject",
         user_id="user-42",
+        session_seconds=900,
     )
     claims = client.decode_token(token)
     assert {k: v for k, v in claims.items() if k not in ("jti", "tid", "iat", "exp")} == {
@@ -97,6 +98,7 @@ def test_every_option_maps_to_its_claim(client: RelayAPIClient) -> None:
         "mtok": 512,
         "mtok_mode": "reject",
         "uid": "user-42",
+        "ssec": 900,
     }
     assert claims["exp"] - claims["iat"] == 120
 
@@ -175,6 +177,11 @@ BAD_ARGUMENTS: list[tuple[dict[str, Any], str]] = [
     ({"user_id": "u" * 129}, "user_id"),
     ({"user_id": "line\nbreak"}, "user_id"),
     ({"user_id": "usér"}, "user_id"),
+    ({"session_seconds": 0}, "session_seconds"),
+    ({"session_seconds": 86_401}, "session_seconds"),
+    ({"session_seconds": 60.0}, "session_seconds"),
+    ({"session_seconds": "600"}, "session_seconds"),
+    ({"session_seconds": True}, "session_seconds"),
 ]
 
 
@@ -200,12 +207,14 @@ def test_boundaries_are_accepted(client: RelayAPIClient) -> None:
         client.create_token(
             api_key="k" * 1024, max_calls=2**53 - 1, expire_seconds=1, rate_limit=(86400 * 365, 1),
             max_concurrent=10_000, allowed_models=[f"m{i}" for i in range(64)], user_id="u" * 128,
-            allowed_ips=["0.0.0.0/0", "::/0", "192.0.2.7/32"],
+            allowed_ips=["0.0.0.0/0", "::/0", "192.0.2.7/32"], session_seconds=86_400,
         )
     )  # fmt: skip
     assert claims["max"] == 2**53 - 1
     assert claims["exp"] - claims["iat"] == 1
     assert len(claims["models"]) == 64
+    assert claims["ssec"] == 86_400
+    assert client.decode_token(client.create_token(api_key="k", session_seconds=1))["ssec"] == 1
 
 
 def test_a_token_too_long_to_verify_is_refused(client: RelayAPIClient) -> None:

@@ -80,6 +80,7 @@ def _create_token_args(claims: dict[str, Any]) -> dict[str, Any]:
         ]
         if "uq" in claims
         else None,
+        "session_seconds": claims.get("ssec"),
     }
 
 

@@ -33,7 +33,7 @@ __all__ = [
 #: Member order of the canonical serialisation (section 5 table order).
 CLAIM_ORDER = (
     "jti", "tid", "iat", "exp", "prv", "key", "kref", "url", "max", "ext", "rate", "conc",
-    "models", "paths", "origins", "ips", "mtok", "mtok_mode", "uid", "bud", "uq",
+    "models", "paths", "origins", "ips", "mtok", "mtok_mode", "uid", "bud", "uq", "ssec",
 )  # fmt: skip
 #: Members of ``bud`` (rule 5.1.20) and of each ``uq`` entry (rule 5.1.21), in canonical order.
 BUDGET_ORDER = ("tok", "cost")
@@ -50,6 +50,8 @@ MAX_SAFE_INT = 2**53 - 1
 MAX_RATE = 86400 * 365
 #: `conc` upper bound: in-flight requests of one token.
 MAX_CONCURRENT = 10_000
+#: `ssec` upper bound (rule 5.1.22): one day of seconds; providers end their sessions long before.
+MAX_SESSION_SECONDS = 86_400
 #: Longest provider key accepted (bytes of printable ASCII).
 MAX_KEY_CHARS = 1024
 MAX_MODELS = 64
@@ -363,6 +365,8 @@ def validate_claims(claims: Mapping[str, Any]) -> None:
         _check_bud(claims["bud"])
     if "uq" in claims:
         _check_uq(claims)
+    if "ssec" in claims:
+        _int(claims, "ssec", 1, MAX_SESSION_SECONDS)
 
 
 def serialize_claims(claims: Mapping[str, Any]) -> str:

@@ -96,6 +96,9 @@ class TokenOptions(TypedDict, total=False):
     #: Quotas of the end user ``user_id`` (required with them), shared by every token of that user:
     #: ``[{"window": "day", "calls": 50, "tokens": 200000, "cost": 1000000}]``, 1 to 3, one per window.
     user_quotas: Optional[Sequence[UserQuota]]
+    #: Seconds a realtime (WebSocket) session of this token may stay open, 1 to 86400; the relay then
+    #: closes it with code 1008. Plain HTTP calls are not affected.
+    session_seconds: Optional[int]
 
 
 #: What each option means when it is not given. Absent options not listed here default to ``None``.

@@ -29,6 +29,7 @@ from .claims import (
     MAX_MODEL_CHARS,
     MAX_RATE,
     MAX_SAFE_INT,
+    MAX_SESSION_SECONDS,
     MAX_UID_CHARS,
     ClaimError,
     parse_claims,
@@ -225,6 +226,7 @@ _CLAIM_TO_PARAM = {
     "rate": "rate_limit", "conc": "max_concurrent", "models": "allowed_models", "paths": "allowed_endpoints",
     "origins": "allowed_origins", "ips": "allowed_ips", "mtok": "max_tokens", "mtok_mode": "max_tokens_mode",
     "uid": "user_id", "prv": "provider", "exp": "expire_seconds", "bud": "budget_tokens", "uq": "user_quotas",
+    "ssec": "session_seconds",
 }  # fmt: skip
 
 
@@ -426,6 +428,8 @@ class TokenGenerator:
         uq = quotas_claim(o["user_quotas"], user_id)
         if uq is not None:
             claims["uq"] = uq
+        if o["session_seconds"] is not None:
+            claims["ssec"] = _int_arg("session_seconds", o["session_seconds"], 1, MAX_SESSION_SECONDS)
         return claims
 
     def decode_token(self, token: str) -> dict[str, Any]:
