@@ -96,9 +96,11 @@ async fn serve(mut s: TcpStream, refuse: Option<u16>, seen: Seen) {
                     .unwrap();
             }
             Msg::Text(t) => {
+                seen.lock().unwrap().push(format!("text {t}"));
                 s.write_all(&server_frame(0x1, t.as_bytes())).await.unwrap();
             }
             Msg::Close(code) => {
+                seen.lock().unwrap().push(format!("close {code}"));
                 let mut f = vec![0x88, 2];
                 f.extend_from_slice(&code.to_be_bytes());
                 let _ = s.write_all(&f).await;
@@ -373,6 +375,298 @@ async fn a_budget_closes_the_session_after_the_response_that_used_it_up() {
     let resp = read_response(&mut s, &mut Vec::new(), false).await.unwrap();
     assert_eq!(resp.status, 429, "{}", resp.text());
     assert_eq!(resp.json()["error"]["code"], "budget_exhausted");
+}
+
+/// The next close frame the client reads (skipping data frames): its code and reason.
+async fn client_reads_close(s: &mut TcpStream, buf: &mut Vec<u8>) -> (u16, String) {
+    loop {
+        if let Some((_, op, payload, used)) = parse(buf, false) {
+            buf.drain(..used);
+            if op == 0x8 {
+                let code = u16::from_be_bytes([payload[0], payload[1]]);
+                return (code, String::from_utf8(payload[2..].to_vec()).unwrap());
+            }
+            continue;
+        }
+        let mut tmp = [0u8; 4096];
+        let n = s.read(&mut tmp).await.unwrap();
+        assert!(n > 0, "the relay closed without a close frame");
+        buf.extend_from_slice(&tmp[..n]);
+    }
+}
+
+#[tokio::test]
+async fn a_session_is_closed_with_1008_on_both_legs_when_its_seconds_run_out() {
+    let (base, seen) = provider(None).await;
+    let relay = Relay::start(config(&base));
+    let c = Claims {
+        ssec: Some(1),
+        ..relay.claims("openai", Some(5))
+    };
+    let token = relay.mint(&c);
+    let (mut s, head, mut buf) = open(&relay, &token, "").await;
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    // The session works until the cap: an event goes through and comes back.
+    let mut r = MessageReader::default();
+    r.next(&mut s, &mut buf, false).await; // session.created
+    s.write_all(&client_frame(true, 0x1, br#"{"type":"ping"}"#))
+        .await
+        .unwrap();
+    assert_eq!(
+        r.next(&mut s, &mut buf, false).await,
+        Some(Msg::Text(r#"{"type":"ping"}"#.into()))
+    );
+    // Then the relay closes it: 1008 with a reason that names the limit and nothing of the token.
+    let (code, reason) = client_reads_close(&mut s, &mut buf).await;
+    assert_eq!(
+        (code, reason.as_str()),
+        (1008, "session time limit reached")
+    );
+    // The client's connection ends after the close frame.
+    let mut rest = Vec::new();
+    s.read_to_end(&mut rest).await.unwrap();
+    // The provider was told with the same close frame (masked, as a client's must be), and the
+    // session counted as the one call it is.
+    let mut told = false;
+    for _ in 0..250 {
+        told = seen.lock().unwrap().iter().any(|l| l == "close 1008");
+        if told {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(told, "{:?}", seen.lock().unwrap());
+    let doc = relay
+        .admin("GET", &format!("/admin/v1/tokens/{}", c.jti), "")
+        .await
+        .json();
+    assert_eq!(doc["calls_used"], 1, "{doc}");
+    // A provider secret or a WebRTC call would escape the cap: refused, nothing reaches the provider.
+    for path in ["realtime/client_secrets", "realtime/calls"] {
+        let c = Claims {
+            ssec: Some(60),
+            paths: Some(vec![format!("/{path}")]),
+            ..relay.claims("openai", None)
+        };
+        let r = request(
+            relay.addr,
+            "POST",
+            &format!("/relayapi/{}/{path}", relay.mint(&c)),
+            &[("content-type", "application/json")],
+            "{}",
+        )
+        .await;
+        assert_eq!(r.status, 403, "{}", r.text());
+        assert_eq!(r.json()["error"]["code"], "limit_not_enforceable");
+    }
+    assert_eq!(
+        seen.lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.starts_with("POST"))
+            .count(),
+        0
+    );
+}
+
+/// Open a session with the token in the path, at `target` (relative to the relay URL), offering the
+/// `realtime` subprotocol the mock provider chooses.
+async fn open_path(relay: &Relay, token: &str, target: &str) -> (TcpStream, String, Vec<u8>) {
+    let mut s = TcpStream::connect(relay.addr).await.unwrap();
+    let req = format!(
+        "GET /relayapi/{token}/{target} HTTP/1.1\r\nhost: x\r\nupgrade: websocket\r\n\
+         connection: Upgrade\r\nsec-websocket-version: 13\r\nsec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+         sec-websocket-protocol: realtime\r\n\r\n"
+    );
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut buf = Vec::new();
+    loop {
+        let mut tmp = [0u8; 4096];
+        let n = s.read(&mut tmp).await.unwrap();
+        assert!(n > 0, "closed: {}", String::from_utf8_lossy(&buf));
+        buf.extend_from_slice(&tmp[..n]);
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..i + 4]).to_string();
+            buf.drain(..i + 4);
+            return (s, head, buf);
+        }
+    }
+}
+
+/// Wait until the provider has seen `line` (it records handshakes, text messages and close codes).
+async fn provider_saw(seen: &Seen, line: &str) -> bool {
+    for _ in 0..250 {
+        if seen.lock().unwrap().iter().any(|l| l == line) {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    false
+}
+
+#[tokio::test]
+async fn a_session_update_to_a_model_outside_the_token_closes_the_session_before_it_arrives() {
+    let (base, seen) = provider(None).await;
+    let relay = Relay::start(config(&base));
+    let c = Claims {
+        models: Some(vec!["gpt-realtime".into()]),
+        ..relay.claims("openai", Some(5))
+    };
+    let token = relay.mint(&c);
+    let (mut s, head, mut buf) = open(&relay, &token, "").await;
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    let mut r = MessageReader::default();
+    r.next(&mut s, &mut buf, false).await; // session.created
+                                           // An allowed model (spelled with an escape) passes, as does every other event.
+    let allowed =
+        r#"{"type":"session.update","session":{"model":"gpt\u002drealtime","voice":"alloy"}}"#;
+    s.write_all(&client_frame(true, 0x1, allowed.as_bytes()))
+        .await
+        .unwrap();
+    assert_eq!(
+        r.next(&mut s, &mut buf, false).await,
+        Some(Msg::Text(allowed.into()))
+    );
+    // Another model, in a message fragmented so that its name ends in the second fragment, with a
+    // ping between: the first fragment passes, the second never reaches the provider.
+    let first = br#"{"type":"session.update","session":{"model":"gpt-4o-realtime"#;
+    s.write_all(&client_frame(false, 0x1, first)).await.unwrap();
+    s.write_all(&client_frame(true, 0x9, b"p")).await.unwrap();
+    s.write_all(&client_frame(true, 0x0, br#"-preview"}}"#))
+        .await
+        .unwrap();
+    let (code, reason) = client_reads_close(&mut s, &mut buf).await;
+    assert_eq!(
+        (code, reason.as_str()),
+        (1008, "model not allowed by the token")
+    );
+    assert!(
+        provider_saw(&seen, "close 1008").await,
+        "{:?}",
+        seen.lock().unwrap()
+    );
+    let texts: Vec<String> = seen
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|l| l.starts_with("text "))
+        .cloned()
+        .collect();
+    assert_eq!(
+        texts,
+        vec![format!("text {allowed}")],
+        "only the allowed event arrived"
+    );
+}
+
+#[tokio::test]
+async fn a_gemini_live_setup_is_held_to_the_token_models() {
+    let (base, seen) = provider(None).await;
+    let mut cfg = config(&base);
+    cfg["providers"]["gemini"] = json!({"base_url": base});
+    let relay = Relay::start(cfg);
+    let live = "ws/google.ai.generativelanguage.v1beta.GenerativeService.BidiGenerateContent";
+    let c = Claims {
+        models: Some(vec!["gemini-live-test".into()]),
+        ..relay.claims("gemini", Some(5))
+    };
+    let token = relay.mint(&c);
+    let setup = |m: &str| format!(r#"{{"setup":{{"model":"{m}"}}}}"#);
+    let (mut s, head, mut buf) = open_path(&relay, &token, live).await;
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    let mut r = MessageReader::default();
+    r.next(&mut s, &mut buf, false).await; // the mock's first event
+    let ok = setup("models/gemini-live-test");
+    s.write_all(&client_frame(true, 0x1, ok.as_bytes()))
+        .await
+        .unwrap();
+    assert_eq!(r.next(&mut s, &mut buf, false).await, Some(Msg::Text(ok)));
+    let (mut s, head, mut buf) = open_path(&relay, &token, live).await;
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    let bad = setup("models/gemini-2.5-pro");
+    s.write_all(&client_frame(true, 0x1, bad.as_bytes()))
+        .await
+        .unwrap();
+    let (code, reason) = client_reads_close(&mut s, &mut buf).await;
+    assert_eq!(
+        (code, reason.as_str()),
+        (1008, "model not allowed by the token")
+    );
+    assert!(provider_saw(&seen, "close 1008").await);
+    assert!(!seen
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|l| l.contains("gemini-2.5-pro")));
+}
+
+#[tokio::test]
+async fn a_client_secret_is_minted_only_for_a_session_model_the_token_allows() {
+    let up = MockUpstream::start(false).await;
+    let relay = Relay::start(test_config(&up));
+    let post = |token: String, body: &'static str| {
+        let addr = relay.addr;
+        async move {
+            request(
+                addr,
+                "POST",
+                &format!("/relayapi/{token}/realtime/client_secrets"),
+                &[("content-type", "application/json")],
+                body,
+            )
+            .await
+        }
+    };
+    let paths = Some(vec!["/realtime/client_secrets".to_string()]);
+    let limited = Claims {
+        models: Some(vec!["gpt-realtime".into()]),
+        paths: paths.clone(),
+        ..relay.claims("openai", None)
+    };
+    let token = relay.mint(&limited);
+    let r = post(
+        token.clone(),
+        r#"{"session":{"type":"realtime","model":"gpt-realtime"}}"#,
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let sent = up.requests().pop().unwrap().json();
+    assert_eq!(sent["session"]["model"], "gpt-realtime", "{sent}");
+    for body in [
+        r#"{"session":{"type":"realtime","model":"gpt-4o-realtime-preview"}}"#,
+        r#"{"session":{"type":"realtime"}}"#,
+    ] {
+        let r = post(token.clone(), body).await;
+        assert_eq!(r.status, 403, "{}", r.text());
+        assert_eq!(r.json()["error"]["code"], "model_not_allowed");
+    }
+    let r = post(
+        token,
+        r#"{"session":{"model":"gpt-realtime","model":"gpt-4o"}}"#,
+    )
+    .await;
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert_eq!(up.count(), 1, "refused requests reach nothing");
+    // A forced model is what the secret's sessions use, whatever the page asked for.
+    let forced = Claims {
+        ext: Some(relayapi::token::format::Ext {
+            rep_m: Some("gpt-realtime-mini".into()),
+        }),
+        paths,
+        ..relay.claims("openai", None)
+    };
+    let r = post(
+        relay.mint(&forced),
+        r#"{"session":{"type":"realtime","model":"gpt-realtime"}}"#,
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let sent = up.requests().pop().unwrap().json();
+    assert_eq!(sent["session"]["model"], "gpt-realtime-mini", "{sent}");
+    assert!(
+        sent["expires_after"]["seconds"].as_u64().is_some(),
+        "{sent}"
+    );
 }
 
 #[tokio::test]

@@ -415,6 +415,11 @@ impl Skimmer {
     pub fn started(&self) -> bool {
         self.started
     }
+
+    /// The first error met so far, if any; the input after it is not read.
+    pub fn error(&self) -> Option<SkimError> {
+        self.error
+    }
 }
 
 /// Bytes that may continue a number or a `true`/`false`/`null` literal (checked only loosely here).

@@ -1,10 +1,11 @@
 //! A relayed WebSocket session (OpenAI Realtime, Azure OpenAI realtime, Gemini Live), once the request
 //! is admitted: its token proven and within its limits, the session counted as one call. The client's
-//! upgrade is checked (`ws/handshake.rs`), the token's model limits applied to the model in the query,
-//! the provider's handshake made with the real key (and the token's subprotocol entry left out), its
-//! 101 proven before the client gets one, then frames are spliced both ways (`ws/session.rs`) while the
-//! provider's usage events are charged as they come: a budgeted session is closed with 1008 after the
-//! response that used its budget up.
+//! upgrade is checked (`ws/handshake.rs`), the token's model limits applied to the model in the query
+//! and to the models the client's events name (`ws/model_guard.rs`), the provider's handshake made
+//! with the real key (and the token's subprotocol entry left out), its 101 proven before the client
+//! gets one, then frames are spliced both ways (`ws/session.rs`) while the provider's usage events are
+//! charged as they come: a budgeted session is closed with 1008 after the response that used its
+//! budget up, and any session with 1008 when the token's `ssec` seconds have passed.
 
 use serde_json::json;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
@@ -26,6 +27,7 @@ use crate::store::{Spend, SpendLine, SpendReservation};
 use crate::token::format::Claims;
 use crate::upstream::provider::ApiFamily;
 use crate::ws::handshake::{self, Upgrade};
+use crate::ws::model_guard::{AllowedModels, ModelGuard};
 use crate::ws::session::{End, Limits, Session, Step};
 
 /// Largest frame payload accepted from either side: realtime audio comes in chunks far below this.
@@ -177,6 +179,7 @@ async fn handshake_and_run<S: AsyncRead + AsyncWrite + Unpin>(
         max_frame: MAX_FRAME,
         idle: up.read_idle_timeout,
         write_timeout: app.cfg.server.write_timeout(),
+        lifetime: claims.ssec.map(std::time::Duration::from_secs),
     };
     let family = realtime_family(provider.family);
     let mask = random[16..].try_into().expect("4 bytes");
@@ -190,6 +193,12 @@ async fn handshake_and_run<S: AsyncRead + AsyncWrite + Unpin>(
         early,
         shutdown.clone(),
     );
+    // The model limits hold for the models the client's events name, as for the one in the URL.
+    let forced = claims.ext.as_ref().and_then(|e| e.rep_m.as_deref());
+    let gemini = provider.family == ApiFamily::Gemini;
+    if let Some(allowed) = AllowedModels::of(claims.models.as_deref(), forced, gemini) {
+        s.guard_models(ModelGuard::new(allowed));
+    }
     // Bytes the provider sent right after its 101 belong to the session.
     let mut total = Spend {
         calls: 1,
@@ -233,7 +242,12 @@ async fn handshake_and_run<S: AsyncRead + AsyncWrite + Unpin>(
         json!({"rid": req.rid, "end": format!("{end:?}"), "in_tok": total.input, "out_tok": total.output}),
     );
     Ok(match end {
-        End::Closed | End::ClosedByRelay | End::Idle | End::ShuttingDown => Outcome::Answered {
+        End::Closed
+        | End::ClosedByRelay
+        | End::TimeLimit
+        | End::Refused(_)
+        | End::Idle
+        | End::ShuttingDown => Outcome::Answered {
             status: 101,
             bytes: sent,
             close: true,
@@ -265,7 +279,11 @@ async fn prepare<S>(req: &mut Request<'_, S>, admitted: &mut Admitted) -> Result
     if claims.mtok.is_some() {
         return Err(Error::LimitNotEnforceable("output ceiling (`mtok`)"));
     }
-    query_model::apply(claims, &mut admitted.loc)?;
+    // OpenAI and Azure name the model in the URL; Gemini Live only in its `setup` message, which the
+    // session's model guard reads.
+    if admitted.provider.family != ApiFamily::Gemini {
+        query_model::apply(claims, &mut admitted.loc)?;
+    }
     Ok(upgrade)
 }
 

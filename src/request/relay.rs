@@ -121,6 +121,12 @@ async fn forward_call<S: AsyncRead + AsyncWrite + Unpin>(
                 body: raw,
                 path: None,
             })
+        } else if secrets::is_secret_endpoint(family, &admitted.loc.rest)
+            && secrets::names_session_model(&admitted.loc.rest)
+        {
+            // A provider secret's model is its session's (`session.model`), not a top-level one.
+            secrets::apply_session_model(claims, raw)
+                .map(|body| policy::Applied { body, path: None })
         } else {
             policy::apply(claims, family, &admitted.loc.rest, raw)
         };

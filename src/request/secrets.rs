@@ -20,6 +20,10 @@ const SECRET_ENDPOINTS: &[&str] = &[
 ];
 /// The endpoint whose request sets the secret's lifetime (`expires_after.seconds`).
 const CLIENT_SECRETS: &str = "/realtime/client_secrets";
+/// The session-seconds cap, as named in error messages.
+pub const SESSION_SECONDS: &str = "session time limit (`ssec`)";
+/// Longest `session.model` compared, in bytes: a `models` entry is at most 256 characters.
+const MAX_MODEL_BYTES: usize = 256 * 4;
 /// OpenAI's default lifetime of a client secret when the request names none, in seconds.
 const DEFAULT_SECRET_SECONDS: u64 = 600;
 
@@ -45,6 +49,10 @@ pub fn check(claims: &Claims, family: ApiFamily, rest_path: &str) -> Result<(), 
     }
     if budgeted(claims) {
         return Err(Error::LimitNotEnforceable(BUDGET));
+    }
+    // A provider secret opens sessions the relay never sees, so their length cannot be capped.
+    if claims.ssec.is_some() {
+        return Err(Error::LimitNotEnforceable(SESSION_SECONDS));
     }
     Ok(())
 }
@@ -100,6 +108,82 @@ pub fn clamp_lifetime(rest_path: &str, body: Vec<u8>, left: u64) -> Result<Vec<u
     }
 }
 
+/// Does this endpoint take the secret's session model in `session.model` (the GA `client_secrets`)?
+/// The older `sessions` endpoint names it at the top level like any OpenAI body (`request/policy.rs`).
+pub fn names_session_model(rest_path: &str) -> bool {
+    rest_path.ends_with(CLIENT_SECRETS)
+}
+
+/// `models` and `ext.rep_m` on a `client_secrets` request's `session.model`: the model every session
+/// opened with the secret uses, so it must be one the token allows (and is written when the token
+/// forces one). A request without a session model is refused under `models` (the provider would pick
+/// its default), and an output ceiling cannot be held to sessions the relay never sees.
+pub fn apply_session_model(claims: &Claims, body: Vec<u8>) -> Result<Vec<u8>, Error> {
+    if claims.mtok.is_some() {
+        return Err(Error::LimitNotEnforceable("output ceiling (`mtok`)"));
+    }
+    let forced = claims.ext.as_ref().and_then(|e| e.rep_m.as_deref());
+    let models = claims.models.as_deref();
+    if forced.is_none() && models.is_none() {
+        return Ok(body);
+    }
+    let doc: &[u8] = if body.is_empty() { b"{}" } else { &body };
+    let top = body_scan::scan_object(doc, &[&["session"]])
+        .map_err(|e| model_scan_error(e, "the request body"))?;
+    let Some(session) = top.found[0].clone() else {
+        let Some(forced) = forced else {
+            return Err(Error::ModelNotAllowed);
+        };
+        let comma = if top.is_empty { "" } else { "," };
+        let member = format!(
+            r#""session":{{"type":"realtime","model":{}}}{comma}"#,
+            json_string(forced)
+        );
+        let at = top.inner_start;
+        return Ok(body_scan::splice(doc, &[(at..at, member.into_bytes())]));
+    };
+    let inner = body_scan::scan_object_at(doc, session, &[&["model"]])
+        .map_err(|e| model_scan_error(e, "`session`"))?;
+    match (inner.found[0].clone(), forced) {
+        (Some(range), Some(forced)) => Ok(body_scan::splice(
+            doc,
+            &[(range, json_string(forced).into_bytes())],
+        )),
+        (None, Some(forced)) => {
+            let comma = if inner.is_empty { "" } else { "," };
+            let member = format!(r#""model":{}{comma}"#, json_string(forced));
+            let at = inner.inner_start;
+            Ok(body_scan::splice(doc, &[(at..at, member.into_bytes())]))
+        }
+        (Some(range), None) => {
+            let name = body_scan::decode_string(&doc[range], MAX_MODEL_BYTES)
+                .map_err(|e| model_scan_error(e, "`session.model`"))?;
+            match name {
+                Some(n) if models.unwrap_or_default().contains(&n) => Ok(body),
+                _ => Err(Error::ModelNotAllowed),
+            }
+        }
+        (None, None) => Err(Error::ModelNotAllowed),
+    }
+}
+
+fn json_string(s: &str) -> String {
+    serde_json::to_string(s).expect("a string always serialises")
+}
+
+fn model_scan_error(e: ScanError, what: &'static str) -> Error {
+    match e {
+        ScanError::Duplicate(_) => Error::DuplicateMember(if what == "`session`" {
+            "session.model"
+        } else {
+            "session"
+        }),
+        ScanError::NotAnObject => Error::InvalidMember(what, "a JSON object"),
+        ScanError::NotAString => Error::InvalidMember("session.model", "a string"),
+        _ => Error::InvalidBody("not valid JSON"),
+    }
+}
+
 fn scan_error(e: ScanError, what: &'static str) -> Error {
     match e {
         ScanError::Duplicate(_) => Error::DuplicateMember("expires_after"),
@@ -141,11 +225,81 @@ mod tests {
             check(&b, ApiFamily::OpenAi, p),
             Err(Error::LimitNotEnforceable(BUDGET))
         );
+        let mut capped = claims(Some(&[p]));
+        capped.ssec = Some(600);
+        assert_eq!(
+            check(&capped, ApiFamily::OpenAi, p),
+            Err(Error::LimitNotEnforceable(SESSION_SECONDS))
+        );
         assert_eq!(
             check(&claims(None), ApiFamily::OpenAi, "/chat/completions"),
             Ok(())
         );
         assert_eq!(check(&claims(None), ApiFamily::Anthropic, p), Ok(()));
+    }
+
+    #[test]
+    fn the_secret_session_model_is_held_to_the_token() {
+        let limited = Claims {
+            models: Some(vec!["gpt-realtime".into()]),
+            ..claims(None)
+        };
+        let apply = |c: &Claims, body: &str| {
+            apply_session_model(c, body.into()).map(|b| String::from_utf8(b).unwrap())
+        };
+        let ok = r#"{"session":{"type":"realtime","model":"gpt-realtime"}}"#;
+        assert_eq!(apply(&limited, ok).as_deref(), Ok(ok));
+        for bad in [
+            r#"{"session":{"type":"realtime","model":"gpt-4o-realtime-preview"}}"#,
+            r#"{"session":{"type":"realtime"}}"#,
+            r#"{"expires_after":{"seconds":60}}"#,
+            "",
+        ] {
+            assert_eq!(apply(&limited, bad), Err(Error::ModelNotAllowed), "{bad}");
+        }
+        for bad in [
+            r#"{"session":{"model":"gpt-realtime","model":"gpt-4o"}}"#,
+            r#"{"session":{"model":"gpt-realtime"},"sessio\u006e":{"model":"x"}}"#,
+            r#"{"session":{"model":["gpt-realtime"]}}"#,
+            r#"{"session":"gpt-realtime"}"#,
+            r#"{"session":{"model":"gpt-realtime"}"#,
+        ] {
+            assert!(apply(&limited, bad).is_err(), "{bad}");
+        }
+        // A forced model is written over the session's or added to it.
+        let forced = Claims {
+            ext: Some(crate::token::format::Ext {
+                rep_m: Some("gpt-realtime-mini".into()),
+            }),
+            ..claims(None)
+        };
+        assert_eq!(
+            apply(
+                &forced,
+                r#"{"session":{"type":"realtime","model":"gpt-realtime"}}"#
+            )
+            .unwrap(),
+            r#"{"session":{"type":"realtime","model":"gpt-realtime-mini"}}"#
+        );
+        assert_eq!(
+            apply(&forced, r#"{"session":{"type":"realtime"}}"#).unwrap(),
+            r#"{"session":{"model":"gpt-realtime-mini","type":"realtime"}}"#
+        );
+        assert_eq!(
+            apply(&forced, r#"{"expires_after":{"seconds":60}}"#).unwrap(),
+            r#"{"session":{"type":"realtime","model":"gpt-realtime-mini"},"expires_after":{"seconds":60}}"#
+        );
+        assert_eq!(
+            apply(&forced, "").unwrap(),
+            r#"{"session":{"type":"realtime","model":"gpt-realtime-mini"}}"#
+        );
+        // No model limit: the body is not read.
+        assert_eq!(apply(&claims(None), "not json").unwrap(), "not json");
+        let capped = Claims {
+            mtok: Some(10),
+            ..claims(None)
+        };
+        assert!(apply(&capped, ok).is_err());
     }
 
     #[test]

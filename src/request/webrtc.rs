@@ -15,6 +15,7 @@ use crate::http::head::trim_ows;
 use crate::json::body_scan;
 use crate::request::query_model;
 use crate::request::route::Located;
+use crate::request::secrets::SESSION_SECONDS;
 use crate::token::format::Claims;
 use crate::upstream::provider::ApiFamily;
 
@@ -39,6 +40,10 @@ pub fn check(claims: &Claims, family: ApiFamily, rest_path: &str) -> Result<(), 
     }
     if budgeted(claims) {
         return Err(Error::LimitNotEnforceable(BUDGET));
+    }
+    // The call's media flows between the page and the provider: the relay cannot end it in time.
+    if claims.ssec.is_some() {
+        return Err(Error::LimitNotEnforceable(SESSION_SECONDS));
     }
     Ok(())
 }
@@ -328,6 +333,12 @@ mod tests {
     fn limits_that_cannot_follow_the_media_are_refused() {
         let mut c = claims(None, None);
         assert_eq!(check(&c, ApiFamily::OpenAi, "/realtime/calls"), Ok(()));
+        c.ssec = Some(60);
+        assert_eq!(
+            check(&c, ApiFamily::OpenAi, "/realtime/calls"),
+            Err(Error::LimitNotEnforceable(SESSION_SECONDS))
+        );
+        c.ssec = None;
         c.mtok = Some(5);
         assert!(check(&c, ApiFamily::OpenAi, "/realtime/calls").is_err());
         assert_eq!(check(&c, ApiFamily::OpenAi, "/chat/completions"), Ok(()));

@@ -250,6 +250,15 @@ fn gemini_route(rest: &str) -> Option<Route> {
         at = 1;
     }
     let before = segs[..at].to_vec();
+    if is_gemini_live(&segs) {
+        // Gemini Live names its model in the session's `setup` message, which the relay reads as it
+        // passes (`ws/model_guard.rs`); what a session generates has no ceiling the relay can set.
+        return Some(Route {
+            path_model: None,
+            body_model: BodyModel::Refused,
+            generates: Generates::Unknown,
+        });
+    }
     match &segs[at..] {
         [list] if list == "models" || list == "tunedModels" => Some(Route {
             path_model: None,
@@ -283,6 +292,21 @@ fn gemini_route(rest: &str) -> Option<Route> {
             })
         }
         _ => None,
+    }
+}
+
+/// Gemini Live's WebSocket endpoint: `/ws/google.ai.generativelanguage.{version}.GenerativeService.
+/// BidiGenerateContent`.
+fn is_gemini_live(segs: &[String]) -> bool {
+    match segs {
+        [ws, service] if ws == "ws" => service
+            .strip_prefix("google.ai.generativelanguage.")
+            .and_then(|r| r.split_once('.'))
+            .is_some_and(|(version, rest)| {
+                matches!(version, "v1" | "v1beta" | "v1alpha")
+                    && rest == "GenerativeService.BidiGenerateContent"
+            }),
+        _ => false,
     }
 }
 

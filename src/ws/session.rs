@@ -9,11 +9,13 @@ use std::collections::VecDeque;
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::time::Instant;
 
 use crate::meter::extract::{BodyFormat, Meter, MeterStatus};
 use crate::meter::usage::{Usage, UsageFamily};
 use crate::server::shutdown::ShutdownWatch;
 use crate::ws::frame::{close_frame, Event, FrameError, FrameReader, Opcode, Sender};
+use crate::ws::model_guard::{ModelGuard, Refusal};
 
 /// Bytes read from either side at once.
 const READ_CHUNK: usize = 16 * 1024;
@@ -37,6 +39,10 @@ pub enum End {
     ShuttingDown,
     /// The caller closed it (a limit ran out).
     ClosedByRelay,
+    /// The session reached its longest allowed life (the token's `ssec`): closed with 1008.
+    TimeLimit,
+    /// A client event broke the token's model limits (`ws/model_guard.rs`): closed with 1008.
+    Refused(Refusal),
 }
 
 /// What [`Session::next`] stopped for.
@@ -56,6 +62,8 @@ pub struct Limits {
     pub idle: Duration,
     /// Per write to either side.
     pub write_timeout: Duration,
+    /// The longest the session may stay open, counted from [`Session::new`] (the token's `ssec`).
+    pub lifetime: Option<Duration>,
 }
 
 /// One session between a client and a provider.
@@ -80,6 +88,11 @@ pub struct Session<'a, C, U> {
     upstream_closing: bool,
     ended: Option<End>,
     shutdown: ShutdownWatch,
+    /// When the session must end, from `limits.lifetime`.
+    deadline: Option<Instant>,
+    /// The token's model limits on the client's events, when it has any (boxed: most sessions have
+    /// none, and the skimmer's state would otherwise sit in every session).
+    guard: Option<Box<ModelGuard>>,
     /// Payload bytes sent to the client.
     pub sent: u64,
 }
@@ -119,8 +132,16 @@ where
             upstream_closing: false,
             ended: None,
             shutdown,
+            deadline: limits.lifetime.map(|d| Instant::now() + d),
+            guard: None,
             sent: 0,
         }
+    }
+
+    /// Hold the client's events to the token's model limits: a message naming another model ends the
+    /// session with 1008 before the piece that completes it reaches the provider.
+    pub fn guard_models(&mut self, guard: ModelGuard) {
+        self.guard = Some(Box::new(guard));
     }
 
     /// Provider bytes that came with its handshake answer: relayed first, checked like any.
@@ -151,6 +172,13 @@ where
             self.ubuf.clear();
             self.ubuf.reserve(READ_CHUNK);
             let idle = tokio::time::sleep(self.limits.idle);
+            let deadline = self.deadline;
+            let time_up = async move {
+                match deadline {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 r = self.client.read_buf(&mut self.cbuf) => match r {
                     Ok(n) if n > 0 => {}
@@ -186,6 +214,12 @@ where
                 () = idle => {
                     self.close_both(1001, "idle timeout").await;
                     self.ended = Some(End::Idle);
+                }
+                // 1008 (policy violation) as for every limit that ends a session; the reason names
+                // the limit, never the token.
+                () = time_up => {
+                    self.close_both(1008, "session time limit reached").await;
+                    self.ended = Some(End::TimeLimit);
                 }
                 () = self.shutdown.wait() => {
                     self.close_both(1001, "relay shutting down").await;
@@ -235,14 +269,31 @@ where
     /// Check the client's bytes frame by frame and pass them to the provider.
     async fn relay_client_bytes(&mut self, bytes: &[u8]) {
         let mut closing = false;
-        let checked = self.from_client.feed(bytes, &mut self.scratch, &mut |e| {
-            if let Event::Close { .. } = e {
-                closing = true;
-            }
-        });
+        let guard = &mut self.guard;
+        let checked = self
+            .from_client
+            .feed(bytes, &mut self.scratch, &mut |e| match e {
+                Event::Close { .. } => closing = true,
+                Event::Data { bytes, .. } => {
+                    if let Some(g) = guard.as_deref_mut() {
+                        g.feed(bytes);
+                    }
+                }
+                Event::MessageEnd { .. } => {
+                    if let Some(g) = guard.as_deref_mut() {
+                        g.end_message();
+                    }
+                }
+            });
         if let Err(e) = checked {
             self.close_both(e.close_code(), "protocol error").await;
             self.ended = Some(End::ClientProtocol(e));
+            return;
+        }
+        // Nothing of these bytes is forwarded: the provider never holds the whole refused event.
+        if let Some(refusal) = self.guard.as_ref().and_then(|g| g.refused()) {
+            self.close_both(1008, refusal.reason()).await;
+            self.ended = Some(End::Refused(refusal));
             return;
         }
         self.client_closing |= closing;
@@ -318,6 +369,7 @@ mod tests {
         max_frame: 1 << 20,
         idle: Duration::from_secs(5),
         write_timeout: Duration::from_secs(5),
+        lifetime: None,
     };
 
     /// Everything a peer reads until its connection ends.
@@ -394,6 +446,39 @@ mod tests {
             }
         }
         assert_eq!(got, [0x81, 2, b'h', b'i']);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_session_at_its_time_limit_is_closed_on_both_legs_with_1008() {
+        let (mut client, client_peer) = duplex(1 << 16);
+        let (mut upstream, upstream_peer) = duplex(1 << 16);
+        let shutdown = Shutdown::new();
+        let limits = Limits {
+            idle: Duration::from_secs(3600),
+            lifetime: Some(Duration::from_secs(90)),
+            ..LIMITS
+        };
+        let started = Instant::now();
+        let mut s = Session::new(
+            &mut client,
+            &mut upstream,
+            limits,
+            None,
+            [1, 2, 3, 4],
+            Vec::new(),
+            shutdown.watcher(),
+        );
+        assert_eq!(s.next().await, Step::End(End::TimeLimit));
+        assert_eq!(started.elapsed(), Duration::from_secs(90));
+        drop(s);
+        drop(client);
+        drop(upstream);
+        let reason = "session time limit reached";
+        assert_eq!(read_all(client_peer).await, close_frame(1008, reason, None));
+        assert_eq!(
+            read_all(upstream_peer).await,
+            close_frame(1008, reason, Some([1, 2, 3, 4]))
+        );
     }
 
     #[tokio::test]
