@@ -48,6 +48,11 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/pip install -q --upgrade pip
 .venv/bin/pip install -q -e "sdk/python[dev]" -r e2e/requirements.txt
+# The original RelayAPI's published SDK, for the compat-v0 tests (e2e/compat_v0_support.py). Its top-level
+# package is also `relayapi`, so it goes to a directory of its own, run in a child process.
+if [ ! -f .venv/relayapi-sdk-1.0.0/relayapi/token.py ]; then
+  .venv/bin/pip install -q --target .venv/relayapi-sdk-1.0.0 relayapi-sdk==1.0.0
+fi
 .venv/bin/ruff check sdk/python e2e bench
 .venv/bin/ruff format --check sdk/python e2e bench
 .venv/bin/ruff check --config e2e/ruff.toml examples/mock_provider.py

@@ -48,6 +48,8 @@ pub struct Keys {
     pub api_keys: HashMap<String, SecretString>,
     /// Each API key's fragments, to keep the key out of response headers and error bodies (bounded).
     pub fragments: FragmentCache,
+    /// Tenants opted in to `relayapi-sdk` 1.0.0 tokens (`token/compat_v0/`); none by default.
+    pub compat: crate::token::compat_v0::CompatTenants,
 }
 
 /// What bounds what a client may spend.

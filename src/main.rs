@@ -220,6 +220,7 @@ fn serve(config_path: &Path, rai_path: &Path, rai_given: bool, dev: bool) -> Res
         );
     }
     key_source.warn_mismatches(&log, &keys.files);
+    let compat = relayapi::server::compat_keys::load(&cfg, &log)?;
     let tls = match &cfg.tls {
         Some(t) => Some(Arc::new(
             ServerTls::load(t).map_err(|e| format!("{}: {e}", config_path.display()))?,
@@ -265,6 +266,7 @@ fn serve(config_path: &Path, rai_path: &Path, rai_given: bool, dev: bool) -> Res
                 tokens: TokenCache::new(TOKEN_CACHE_ENTRIES),
                 api_keys,
                 fragments: FragmentCache::default(),
+                compat,
             },
             limits: Limits {
                 rate: limiter,

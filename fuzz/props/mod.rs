@@ -13,6 +13,7 @@ pub mod body;
 pub mod budget;
 pub mod chunked;
 pub mod claims;
+pub mod compat_v0;
 pub mod config;
 pub mod cors;
 pub mod ecc;
@@ -38,6 +39,7 @@ pub const TARGETS: &[(&str, Check)] = &[
     ("budget", budget::check),
     ("chunked", chunked::check),
     ("claims_json", claims::check),
+    ("compat_v0", compat_v0::check),
     ("config", config::check),
     ("cors", cors::check),
     ("ecc", ecc::check),

@@ -7,6 +7,7 @@
 //! `upstream/provider.rs`'s.
 
 pub mod budgets;
+pub mod compat;
 mod schema;
 mod store;
 mod tls;

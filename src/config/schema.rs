@@ -153,6 +153,8 @@ pub struct TokenConfig {
     pub clock_skew: u64,
     /// Longest token lifetime (`exp - iat`, seconds) the relay accepts, whatever the minter asked for.
     pub max_lifetime: u64,
+    /// Tenants whose `relayapi-sdk` 1.0.0 tokens are accepted (`config/compat.rs`); none by default.
+    pub compat_v0: Vec<crate::config::compat::CompatV0Tenant>,
 }
 
 impl Default for TokenConfig {
@@ -160,6 +162,7 @@ impl Default for TokenConfig {
         TokenConfig {
             clock_skew: 60,
             max_lifetime: 30 * 24 * 3600,
+            compat_v0: Vec::new(),
         }
     }
 }

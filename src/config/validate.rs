@@ -98,6 +98,12 @@ pub(super) fn config(raw: schema::Config, file: &Path) -> Result<Config, FileErr
             ));
         }
     }
+    super::compat::check(
+        &raw.token.compat_v0,
+        |p| builtin(p).is_some() || raw.providers.contains_key(p),
+        |k| raw.api_keys.contains_key(k),
+    )
+    .map_err(|(f, p)| err(&f, &p))?;
     let upstream = upstream(&raw.upstream).map_err(|(f, p)| err(&f, &p))?;
     let trusted_proxies =
         nets("trusted_proxies", &raw.trusted_proxies).map_err(|(f, p)| err(&f, p))?;

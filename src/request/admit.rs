@@ -21,7 +21,9 @@ use tokio::time::Instant;
 use crate::app::{App, Keys};
 use crate::error::{Error, LimitScope};
 use crate::http::cors;
+use crate::http::head::RequestHead;
 use crate::limits::limiter::{client_key, ConcurrencyGuard, TokenRejection};
+use crate::request::compat_v0;
 use crate::request::context::{Request, Who};
 use crate::request::methods::{method_forwarded, ALLOW_FORWARDED};
 use crate::request::policy;
@@ -64,26 +66,13 @@ pub async fn admit<S>(
         return Err(Error::OriginNotAllowed);
     }
 
-    // 2. Find the token and the provider-relative path.
-    let mut loc = locate(req.head, after_base, query);
-    let Some(token_text) = loc.token.take() else {
-        app.obs.stats.rejected_token.fetch_add(1, Ordering::Relaxed);
-        return Err(Error::InvalidToken);
-    };
-    forward_path::check(&loc.rest).map_err(Error::BadRequest)?;
-
-    // 3. Prove the token with the keys in force now (one read of the ring; a reload after it does not
-    // change this request). Every failure up to here is the same 401.
+    // 2-3. Find the token and the provider-relative path, and prove the token: a `relayapi-sdk` 1.0.0
+    // token for a tenant that opted in (`request/compat_v0.rs`), else a v1 token.
     let now = app.clock.unix_now();
-    let claims = app
-        .keys
-        .tokens
-        .verify(token_text.expose(), &app.keys.keyring.current(), now)
-        .map_err(|_| {
-            app.obs.stats.rejected_token.fetch_add(1, Ordering::Relaxed);
-            Error::InvalidToken
-        })?;
-    drop(token_text);
+    let (loc, claims) = match compat_v0::prove(app, after_base, query, now) {
+        Some(proved) => proved?,
+        None => prove_v1(app, req.head, after_base, query, now)?,
+    };
     req.who = Who::Token(Arc::clone(&claims));
     format::check_time(
         &claims,
@@ -167,6 +156,37 @@ pub async fn admit<S>(
         loc,
         _slot: slot,
     })
+}
+
+/// Steps 2 and 3 for a v1 token: where it is (`request/route.rs`) and its claims, proven with the keys
+/// in force at `now`.
+fn prove_v1(
+    app: &App,
+    head: &RequestHead,
+    after_base: &str,
+    query: Option<&str>,
+    now: u64,
+) -> Result<(Located, Arc<Claims>), Error> {
+    // Find the token and the provider-relative path.
+    let mut loc = locate(head, after_base, query);
+    let Some(token_text) = loc.token.take() else {
+        app.obs.stats.rejected_token.fetch_add(1, Ordering::Relaxed);
+        return Err(Error::InvalidToken);
+    };
+    forward_path::check(&loc.rest).map_err(Error::BadRequest)?;
+
+    // Prove the token with the keys in force now (one read of the ring; a reload after it does not
+    // change this request). Every failure up to here is the same 401.
+    let claims = app
+        .keys
+        .tokens
+        .verify(token_text.expose(), &app.keys.keyring.current(), now)
+        .map_err(|_| {
+            app.obs.stats.rejected_token.fetch_add(1, Ordering::Relaxed);
+            Error::InvalidToken
+        })?;
+    drop(token_text);
+    Ok((loc, claims))
 }
 
 /// Count the call in the store; remember a token found used up or revoked, so its next request costs
