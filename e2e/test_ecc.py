@@ -23,11 +23,11 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from relayapi import APIError, RelayAPIClient
+from relayapi import APIError, ConfigError, RelayAPIClient
 
 from .checks import assert_clean_upstream, only_request
 from .clients import openai_client
-from .harness import REAL_KEY, REPO_ROOT, MockUpstream, Relay
+from .harness import REAL_KEY, REPO_ROOT, MockUpstream, Relay, relay_binary
 
 HELLO = [{"role": "user", "content": "hello"}]
 #: Seconds to wait for the relay to log a reload.
@@ -45,6 +45,16 @@ def _new_key() -> tuple[str, str]:
     private = key.private_numbers().private_value.to_bytes(32, "big")
     public = key.public_key().public_bytes(Encoding.X962, PublicFormat.UncompressedPoint)
     return _b64u(private), _b64u(public)
+
+
+def _reload(relay: Relay) -> None:
+    """SIGHUP, then wait until the relay logs one more "keys reloaded" line."""
+    before = sum(1 for line in list(relay.log) if '"keys reloaded"' in line)
+    relay.proc.send_signal(signal.SIGHUP)
+    deadline = time.monotonic() + RELOAD_TIMEOUT_SECS
+    while sum(1 for line in list(relay.log) if '"keys reloaded"' in line) <= before:
+        assert time.monotonic() < deadline, "no reload logged:\n" + relay.process.tail()
+        time.sleep(0.05)
 
 
 def _ecc_files() -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
@@ -96,11 +106,12 @@ class EccSetup:
         self.backend_path.write_text(json.dumps(backend, indent=2), encoding="utf-8")
 
     def write_relay_side(self, doc: dict[str, Any]) -> None:
-        """Replace the relay's file the safe way (write aside, rename over) and make it reload (SIGHUP)."""
+        """Replace the relay's file the safe way (write aside, rename over), reload (SIGHUP) and wait for
+        the relay to log the reload."""
         aside = self.relay.rai_path.with_suffix(".new")
         aside.write_text(json.dumps(doc, indent=2), encoding="utf-8")
         aside.replace(self.relay.rai_path)
-        self.relay.proc.send_signal(signal.SIGHUP)
+        _reload(self.relay)
 
 
 @pytest.fixture(scope="module")
@@ -194,12 +205,7 @@ def test_a_signer_retired_by_a_reload_stops_at_once(ecc: EccSetup, mock: MockUps
     _chat(second.url_for_token(cached))
     retired = json.loads(json.dumps(ecc.relay_side))
     retired["crypto"]["signers"][1]["not_after"] = int(time.time()) - 1
-    before = sum(1 for line in ecc.relay.log if '"keys reloaded"' in line)
     ecc.write_relay_side(retired)
-    deadline = time.monotonic() + RELOAD_TIMEOUT_SECS
-    while sum(1 for line in list(ecc.relay.log) if '"keys reloaded"' in line) <= before:
-        assert time.monotonic() < deadline, "no reload logged:\n" + ecc.relay.process.tail()
-        time.sleep(0.05)
     garbage = _raw_answer(ecc.relay, "rt1." + "A" * 200)
     assert _raw_answer(ecc.relay, cached) == garbage
     assert _raw_answer(ecc.relay, second.create_token(api_key=REAL_KEY)) == garbage
@@ -223,6 +229,70 @@ def _node_mint(node: str, backend_path: pathlib.Path) -> str:
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     return result.stdout
+
+
+def _run_gen_rai(*args: str) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(
+        [str(relay_binary()), "gen-rai", "--method", "ecc", "--host", "127.0.0.1", "--tenant", "gen-e2e",
+         *args],
+        capture_output=True, text=True, timeout=30, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    return result
+
+
+def test_the_documented_gen_rai_flow(mock: MockUpstream, tmp_path: pathlib.Path) -> None:
+    """docs/client-config.md "Who holds what": the operator writes both files; a tenant that keeps its key
+    to itself writes only its backend-side file and hands over the printed signers entry."""
+    relay_path, backend_path = tmp_path / "relay.rai", tmp_path / "backend.rai"
+    _run_gen_rai("--out", str(relay_path), "--backend-out", str(backend_path))
+    for path in (relay_path, backend_path):
+        assert path.stat().st_mode & 0o777 == 0o600, path
+    relay_side = json.loads(relay_path.read_text(encoding="utf-8"))
+    backend = json.loads(backend_path.read_text(encoding="utf-8"))
+    # Each side holds only its half.
+    assert "signing_key" not in relay_side["crypto"]
+    assert "relay_private_key" not in backend["crypto"]
+    assert backend["crypto"]["signing_key"] not in relay_path.read_text(encoding="utf-8")
+    # The tenant's own backend: given the relay key's id and public half, gen-rai writes the backend-side
+    # file and prints the entry for the operator (no secret in it).
+    own_path = tmp_path / "own-backend.rai"
+    printed = _run_gen_rai(
+        "--relay-key-id", backend["crypto"]["relay_key_id"],
+        "--relay-public-key", backend["crypto"]["relay_public_key"],
+        "--signer-id", "tenant-own-1", "--backend-out", str(own_path),
+    ).stdout  # fmt: skip
+    entry = json.loads(printed)
+    assert set(entry) == {"signer_id", "public_key"}
+    assert entry["signer_id"] == "tenant-own-1"
+    assert json.loads(own_path.read_text(encoding="utf-8"))["crypto"]["signing_key"] not in printed
+
+    workdir = tmp_path / "relay"
+    workdir.mkdir()
+    relay = Relay(workdir, mock.port, rai=relay_side)
+    try:
+        # The SDK loads the generated backend-side file as written; the relay's URL comes from relay.base.
+        operator_made = RelayAPIClient(backend_path, timeout=30)
+        tenant_made = RelayAPIClient(own_path, timeout=30)
+        _chat(f"{relay.base}/relayapi/{operator_made.create_token(api_key=REAL_KEY)}")
+        before_entry = tenant_made.create_token(api_key=REAL_KEY)
+        with pytest.raises(openai.AuthenticationError) as info:
+            _chat(f"{relay.base}/relayapi/{before_entry}")
+        assert info.value.code == "invalid_token"
+        relay_side["crypto"]["signers"].append(entry)
+        aside = relay.rai_path.with_suffix(".new")
+        aside.write_text(json.dumps(relay_side, indent=2), encoding="utf-8")
+        aside.replace(relay.rai_path)
+        _reload(relay)
+        _chat(f"{relay.base}/relayapi/{tenant_made.create_token(api_key=REAL_KEY)}")
+        assert len(mock.requests()) == 2
+        # The SDK refuses the relay-side file, saying which file to use.
+        with pytest.raises(ConfigError) as refused:
+            RelayAPIClient(relay_path)
+        assert str(relay_path) in str(refused.value)
+        assert "backend-side" in str(refused.value)
+    finally:
+        relay.stop()
 
 
 NODE = shutil.which("node")
