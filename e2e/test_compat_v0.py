@@ -10,6 +10,7 @@ import json
 import pathlib
 import re
 import socket
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -27,15 +28,25 @@ from .harness import SERVER_KEY, SERVER_KEY_NAME, MockUpstream, Relay, headers_o
 
 TENANT = "legacy"
 KREF_TENANT = "legacy-kref"
+RB_TENANT = "legacy-rb"
+#: The warning the relay logs at start for each tenant opted in.
+WARNING = (
+    "relayapi-sdk 1.0.0 tokens accepted for a tenant: they are AES-CBC without integrity protection, so a "
+    "token holder may alter them undetected within the limits forced here; migrate the tenant to v1 tokens "
+    "(docs/compat-v0.md)"
+)
 UPSTREAM_KEY = "sk-legacy-upstream-0042"
 MESSAGES = [{"role": "user", "content": "hello"}]
 
 
 class Setup:
-    def __init__(self, relay: Relay, rai: dict[str, Any], kref_rai: dict[str, Any]) -> None:
+    def __init__(
+        self, relay: Relay, rai: dict[str, Any], kref_rai: dict[str, Any], rb_rai: dict[str, Any]
+    ) -> None:
         self.relay = relay
         self.rai = rai
         self.kref_rai = kref_rai
+        self.rb_rai = rb_rai
 
     def mint(self, rai: dict[str, Any] | None = None, **args: Any) -> dict[str, Any]:
         args.setdefault("api_key", UPSTREAM_KEY)
@@ -48,17 +59,20 @@ def v0(mock: MockUpstream, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     # The relay reads only `crypto`; the port is the SDK's business and set once the relay listens.
     rai = write_original_rai(workdir / "legacy.rai", 0)
     kref_rai = write_original_rai(workdir / "legacy-kref.rai", 0)
+    rb_rai = write_original_rai(workdir / "legacy-rb.rai", 0)
     compat = [
         {"tenant_id": TENANT, "rai": str(workdir / "legacy.rai"), "key_id": "legacy-v0",
          "max_lifetime": 7 * 86400, "max_calls": 1000, "providers": ["openai"]},
         {"tenant_id": KREF_TENANT, "rai": str(workdir / "legacy-kref.rai"), "key_id": "legacy-kref-v0",
          "providers": ["openai"], "krefs": [SERVER_KEY_NAME], "rate": {"n": 2, "s": 3600}},
+        {"tenant_id": RB_TENANT, "rai": str(workdir / "legacy-rb.rai"), "key_id": "legacy-rb-v0",
+         "providers": ["openai"]},
     ]  # fmt: skip
     relay = Relay(workdir, mock.port, config={"token": {"compat_v0": compat}})
     try:
-        for r in (rai, kref_rai):
+        for r in (rai, kref_rai, rb_rai):
             r["server"]["port"] = relay.port
-        yield Setup(relay, rai, kref_rai)
+        yield Setup(relay, rai, kref_rai, rb_rai)
     finally:
         relay.stop()
 
@@ -157,9 +171,10 @@ def test_expired_and_overlong_tokens_are_refused(mock: MockUpstream, v0: Setup) 
     assert len(mock.requests()) == 2
 
 
-def _admin(v0: Setup, key_id: str, tenant: str) -> RelayAPIClient:
+def _admin(v0: Setup, key_id: str, tenant: str, rai: dict[str, Any] | None = None) -> RelayAPIClient:
     # A v0 tenant signs admin requests with the key derived from its AES key (docs/compat-v0.md).
-    key = base64.urlsafe_b64encode(tenant_secret(v0.rai["crypto"]["aes_key"])).rstrip(b"=").decode()
+    aes_key = (rai or v0.rai)["crypto"]["aes_key"]
+    key = base64.urlsafe_b64encode(tenant_secret(aes_key)).rstrip(b"=").decode()
     server = {"scheme": "http", "host": "127.0.0.1", "port": v0.relay.port, "base_path": "/relayapi/"}
     crypto = {"method": "aes-256-gcm-hkdf-sha256", "key_id": key_id, "key": key, "tenant_id": tenant}
     return RelayAPIClient({"version": 1, "server": server, "crypto": crypto})
@@ -176,6 +191,31 @@ def test_revocation_and_usage_through_the_admin_api(mock: MockUpstream, v0: Setu
     status, doc = _post(minted["url_chat"])
     assert (status, doc["error"]["code"]) == (401, "token_revoked")
     assert len(mock.requests()) == 1
+
+
+def test_revoke_before_needs_no_token_id(mock: MockUpstream, v0: Setup) -> None:
+    minted = v0.mint(v0.rb_rai)
+    assert _post(minted["url_chat"])[0] == 200
+    # Every token of the tenant minted before the next second (this one's created_at is earlier).
+    _admin(v0, "legacy-rb-v0", RB_TENANT, v0.rb_rai).revoke_before(int(time.time()) + 1)
+    status, doc = _post(minted["url_chat"])
+    assert (status, doc["error"]["code"]) == (401, "token_revoked")
+    # The other tenants' tokens are untouched.
+    assert _post(v0.mint()["url_chat"])[0] == 200
+
+
+def test_the_relay_warns_once_per_tenant_at_start(v0: Setup, relay: Relay) -> None:
+    tenants = [e["tenant"] for e in map(_json_line, v0.relay.log) if e.get("msg") == WARNING]
+    assert sorted(tenants) == sorted([TENANT, KREF_TENANT, RB_TENANT])
+    assert not [line for line in relay.log if WARNING in line]
+
+
+def _json_line(line: str) -> dict[str, Any]:
+    try:
+        found = json.loads(line)
+    except ValueError:
+        return {}
+    return found if isinstance(found, dict) else {}
 
 
 def test_admin_signatures_of_another_key_are_refused(v0: Setup) -> None:
