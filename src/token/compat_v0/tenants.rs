@@ -1,9 +1,9 @@
 //! The tenants opted in to v0 tokens, and the one entry point that proves a v0 token: find the tenant
 //! by the URL's `rai_hash`, open the envelope, read the layout, map the claims, and answer one
-//! [`InvalidToken`] for every failure. The same work is done whatever fails: an unknown `rai_hash` or a
-//! text that does not decode still decrypts a dummy blob of the largest size, a bad padding is still
-//! parsed, and the verdicts are combined only at the end, so neither the answer nor its timing tells a
-//! padding failure from a decoding or a claims failure. Also holds the tenants' admin keys.
+//! [`InvalidToken`] for every failure. The same work is done whatever fails: an unknown `rai_hash` or
+//! a text that does not decode still decrypts a dummy blob of the size its length gives, a bad padding
+//! is still parsed, and the verdicts are combined only at the end, so neither the answer nor its
+//! timing tells a padding failure from a decoding or a claims failure. Also holds the admin keys.
 
 use hkdf::Hkdf;
 use sha2::Sha256;
@@ -121,9 +121,11 @@ impl CompatTenants {
         let blob: &[u8] = match &decoded {
             Some(b) => b,
             None => {
-                // The largest blob a valid text can hold, so a text that does not decode costs at
-                // least as much as one that does.
-                dummy = vec![0u8; (MAX_TOKEN_TEXT * 3 / 4) / envelope::BLOCK * envelope::BLOCK];
+                // As many blocks as a text of this length would decode to (at least two, at most
+                // what the longest accepted text holds), so a text that does not decode costs what
+                // a decodable one of its length costs.
+                let len = text.len().min(MAX_TOKEN_TEXT) * 3 / 4;
+                dummy = vec![0u8; (len / envelope::BLOCK).max(2) * envelope::BLOCK];
                 &dummy
             }
         };
