@@ -98,6 +98,11 @@ def rt_sdk(rt_relay: Relay) -> RelayAPIClient:
 
 
 @pytest.fixture(scope="module")
+def rt_tls_sdk(rt_tls_relay: Relay) -> RelayAPIClient:
+    return RelayAPIClient(rt_tls_relay.rai_for_client(), timeout=30)
+
+
+@pytest.fixture(scope="module")
 def rt_tls_relay(rt: MockRealtime, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Relay]:
     """A relay like `rt_relay` serving TLS itself (the test certificate for 127.0.0.1)."""
     tls = {"cert_file": str(CERTS / "server.pem"), "key_file": str(CERTS / "server.key")}

@@ -23,7 +23,7 @@ from relayapi import RelayAPIClient
 from .budget_support import tokens_of, until
 from .harness import REAL_KEY
 from .mock_realtime import GEMINI_USAGE, USAGE, Handshake, MockRealtime
-from .realtime_support import MODEL, connect_options, realtime_client
+from .realtime_support import CERTS, MODEL, connect_options, realtime_client
 
 PARALLEL_OPENS = 20
 MAX_CALLS = 5
@@ -55,11 +55,15 @@ def one_response(conn: Any) -> list[Any]:
     raise AssertionError(f"the session ended before response.done: {[e.type for e in events]}")
 
 
-def test_sdk_session_flows_both_ways_and_is_metered(rt: MockRealtime, rt_sdk: RelayAPIClient) -> None:
-    # Over TLS served by the relay, sessions are proven by test_realtime_frames.py (a raw TLS client) and
-    # the Chromium test (the npm package over wss:). This SDK over TLS intermittently waits 60 s for a 101
-    # the relay never sends (nothing reaches the provider): an open relay issue, not run here until fixed.
-    any_sdk = rt_sdk
+@pytest.mark.parametrize("transport", ["plain", "tls"])
+def test_sdk_session_flows_both_ways_and_is_metered(
+    rt: MockRealtime, transport: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Plain, and over TLS served by the relay itself (wss:, the test CA; the SDK's admin calls trust it
+    # through SSL_CERT_FILE, read by every new default TLS context).
+    any_sdk: RelayAPIClient = request.getfixturevalue("rt_sdk" if transport == "plain" else "rt_tls_sdk")
+    if transport == "tls":
+        monkeypatch.setenv("SSL_CERT_FILE", str(CERTS / "ca.pem"))
     token = any_sdk.create_token(api_key=REAL_KEY, max_calls=MAX_CALLS)
     client = realtime_client(any_sdk, token)
     with client.realtime.connect(model=MODEL, websocket_connection_options=connect_options(any_sdk)) as conn:
