@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Install what the benchmark needs, build the release relay, then run bench/bench.py on core 1 (the
-# proxies it starts pin themselves to core 0). Durations and sizes come from BENCH_* variables; see
+# Install what the benchmark needs, build the release relay, then run bench/bench.py (or, with the
+# argument `ws`, bench/ws.py) on core 1 (the proxies it starts pin themselves to core 0). Durations and sizes come from BENCH_* variables; see
 # bench/README.md. Takes about 2 minutes with the defaults.
 set -euo pipefail
 
@@ -23,6 +23,12 @@ if [ "${#missing[@]}" -gt 0 ]; then
     # Debian starts a system nginx on port 80 where there is an init system; the bench leaves it
     # alone and runs its own nginx instances from a temporary prefix.
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}"
+fi
+
+# `bench/run.sh ws`: the WebSocket comparison (bench/ws.py) instead of the HTTP one; no oha needed.
+if [ "${1:-}" = ws ]; then
+    cargo build --release --bin relayapi
+    exec taskset -c 1 python3 bench/ws.py
 fi
 
 # oha is needed only for the open-loop latency run (BENCH_LATENCY=0 skips it).
