@@ -94,6 +94,14 @@ impl Node {
     }
 }
 
+impl Node {
+    /// A plain (non-cluster) server in `dir`, on a free port, persistence off.
+    pub fn standalone(dir: &Path) -> Node {
+        let port = free_port();
+        Node::spawn(port, dir, &base_args(port))
+    }
+}
+
 impl Drop for Node {
     fn drop(&mut self) {
         self.kill();
@@ -131,8 +139,13 @@ pub struct RedisCluster {
 
 impl RedisCluster {
     pub fn start() -> RedisCluster {
+        Self::with_masters(3)
+    }
+
+    /// A cluster of `masters` masters (at least 3, as `redis-cli --cluster create` requires).
+    pub fn with_masters(masters: usize) -> RedisCluster {
         let dir = tempfile::tempdir().unwrap();
-        let nodes: Vec<Node> = (0..3)
+        let nodes: Vec<Node> = (0..masters)
             .map(|_| {
                 let port = free_port();
                 let mut args = base_args(port);

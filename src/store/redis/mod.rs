@@ -56,6 +56,13 @@ pub struct RedisOptions {
     pub replica_acks: u32,
 }
 
+/// One round trip to Redis.
+enum Op<'a> {
+    /// EVALSHA (loading the script first when the server does not know it).
+    Script(&'a Script, &'a [&'a str], &'a [String]),
+    Get(&'a str),
+}
+
 pub struct RedisStore {
     connector: Connector,
     config: AsyncConnectionConfig,
@@ -71,7 +78,6 @@ pub struct RedisStore {
 }
 
 pub(super) struct Scripts {
-    pub(super) mark: Script,
     pub(super) reserve: Script,
     pub(super) refund: Script,
     pub(super) usage: Script,
@@ -116,7 +122,6 @@ impl RedisStore {
             conn: Mutex::new(Slot::default()),
             ids: keys::OpIds::new(),
             scripts: Scripts {
-                mark: Script::new(tokens::MARK),
                 reserve: Script::new(&keys::once(tokens::RESERVE)),
                 refund: Script::new(&keys::once(tokens::REFUND)),
                 usage: Script::new(tokens::USAGE),
@@ -192,7 +197,7 @@ impl RedisStore {
         keys.push(&record);
         let mut args = args.to_vec();
         args.push(self.idem_ttl_secs().to_string());
-        self.run(script, &keys, &args, true).await
+        self.run(Op::Script(script, &keys, &args), true).await
     }
 
     /// Runs a script that writes, acknowledged by `replica_acks` replicas when set.
@@ -202,7 +207,13 @@ impl RedisStore {
         keys: &[&str],
         args: &[String],
     ) -> Result<T, StoreError> {
-        self.run(script, keys, args, true).await
+        self.run(Op::Script(script, keys, args), true).await
+    }
+
+    /// Reads one string key. A plain `GET`, not a script: Redis runs it for a fraction of a script
+    /// call's cost (`bench/README.md`, "Past one Redis").
+    pub(super) async fn get(&self, key: &str) -> Result<Option<String>, StoreError> {
+        self.run(Op::Get(key), false).await
     }
 
     /// Runs a script that only reads.
@@ -212,7 +223,7 @@ impl RedisStore {
         keys: &[&str],
         args: &[String],
     ) -> Result<T, StoreError> {
-        self.run(script, keys, args, false).await
+        self.run(Op::Script(script, keys, args), false).await
     }
 
     /// How long an idempotency record is kept: longer than the client library can go on retrying
@@ -224,30 +235,33 @@ impl RedisStore {
             .saturating_add(IDEM_TTL_MARGIN_SECS)
     }
 
-    /// Runs one script with a hard deadline; transport failures and timeouts drop the connection.
+    /// Runs one operation with a hard deadline; transport failures and timeouts drop the connection.
     /// A write then waits for `replica_acks` replicas (on the same connection: `WAIT` counts this
     /// client's writes); too few acknowledgements fail the operation, which was counted (an error
     /// only ever over-counts) but might not survive a failover.
     async fn run<T: redis::FromRedisValue>(
         &self,
-        script: &Script,
-        keys: &[&str],
-        args: &[String],
+        op: Op<'_>,
         write: bool,
     ) -> Result<T, StoreError> {
         let (generation, mut conn) = self.connection().await?;
-        let mut inv = script.prepare_invoke();
-        for k in keys {
-            inv.key(*k);
-        }
-        for a in args {
-            inv.arg(a.as_str());
-        }
         let acks = if write { self.replica_acks } else { 0 };
         // Half the command timeout for the replicas, so the deadline below rarely has to cut in.
         let wait_ms = (self.command_timeout / 2).as_millis().max(1) as u64;
         let work = async {
-            let v: T = inv.invoke_async(&mut conn).await?;
+            let v: T = match op {
+                Op::Script(script, keys, args) => {
+                    let mut inv = script.prepare_invoke();
+                    for k in keys {
+                        inv.key(*k);
+                    }
+                    for a in args {
+                        inv.arg(a.as_str());
+                    }
+                    inv.invoke_async(&mut conn).await?
+                }
+                Op::Get(key) => redis::cmd("GET").arg(key).query_async(&mut conn).await?,
+            };
             if acks == 0 {
                 return Ok(Ok(v));
             }

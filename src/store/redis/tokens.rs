@@ -11,11 +11,6 @@ use std::collections::HashMap;
 use crate::store::redis::RedisStore;
 use crate::store::{keep_token_for, Reservation, StoreError, TokenRef, Usage};
 
-/// KEYS: tenant mark. Answers it, or nil.
-pub(super) const MARK: &str = r"
-return redis.call('GET', KEYS[1])
-";
-
 /// KEYS: token hash. ARGV: iat, exp, max ("" = unlimited), now, seconds to keep, the tenant's mark
 /// ("" = none). Answers the new count, or -1 (exhausted) or -2 (revoked). Run once per operation.
 pub(super) const RESERVE: &str = r"
@@ -65,7 +60,7 @@ impl RedisStore {
     /// The tenant's revoke-before mark, if any.
     async fn mark(&self, tenant: &str) -> Result<Option<String>, StoreError> {
         let key = self.mark_key(tenant);
-        self.eval(&self.scripts.mark, &[&key], &[]).await
+        self.get(&key).await
     }
 
     pub(crate) async fn reserve(
