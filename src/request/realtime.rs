@@ -179,7 +179,11 @@ async fn handshake_and_run<S: AsyncRead + AsyncWrite + Unpin>(
         max_frame: MAX_FRAME,
         idle: up.read_idle_timeout,
         write_timeout: app.cfg.server.write_timeout(),
-        lifetime: claims.ssec.map(std::time::Duration::from_secs),
+        lifetime: Some(session_lifetime(
+            claims,
+            app.clock.unix_now(),
+            app.cfg.token.clock_skew,
+        )),
     };
     let family = realtime_family(provider.family);
     let mask = random[16..].try_into().expect("4 bytes");
@@ -355,5 +359,41 @@ fn realtime_family(family: ApiFamily) -> Option<UsageFamily> {
         // Gemini Live's server messages carry `usageMetadata`, output in `responseTokenCount`.
         ApiFamily::Gemini => Some(UsageFamily::GeminiLive),
         _ => None,
+    }
+}
+
+/// How long a session may stay open from now: the token's `ssec`, and never past the token's own end
+/// (`exp` plus the clock skew every other check allows). Without this bound a session opened a moment
+/// before `exp` would run for as long as the provider keeps it, long after the backend meant the
+/// token to stop working.
+fn session_lifetime(claims: &Claims, now: u64, clock_skew: u64) -> std::time::Duration {
+    let token_left = claims.exp.saturating_add(clock_skew).saturating_sub(now);
+    let secs = claims.ssec.map_or(token_left, |s| s.min(token_left));
+    std::time::Duration::from_secs(secs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn claims(exp: u64, ssec: Option<u64>) -> Claims {
+        Claims {
+            ssec,
+            ..Claims::new("0".repeat(32), "t".into(), 1_000, exp, "openai".into())
+        }
+    }
+
+    #[test]
+    fn a_session_ends_with_its_token_or_its_ssec_whichever_comes_first() {
+        let secs = |c: &Claims, now| session_lifetime(c, now, 60).as_secs();
+        // No ssec: the token's remaining life plus the skew.
+        assert_eq!(secs(&claims(5_000, None), 4_000), 1_060);
+        // ssec shorter than the token's remaining life: ssec.
+        assert_eq!(secs(&claims(5_000, Some(300)), 4_000), 300);
+        // ssec longer: the token's end wins.
+        assert_eq!(secs(&claims(5_000, Some(3_600)), 4_900), 160);
+        // Opened within the skew after exp (still admitted): only what is left of the skew.
+        assert_eq!(secs(&claims(5_000, Some(3_600)), 5_030), 30);
+        assert_eq!(secs(&claims(5_000, None), 6_000), 0);
     }
 }
