@@ -55,3 +55,8 @@ def window(entry: Mapping[str, Any], prefix: str) -> tuple[Optional[int], Option
     if not_before is not None and not_after is not None and not_after <= not_before:
         raise ConfigError(f"{prefix}.not_after", "must be after not_before (the key would never be valid)")
     return not_before, not_after
+
+
+def in_window(not_before: Optional[int], not_after: Optional[int], now: int) -> bool:
+    """Whether a key is in force at ``now`` (rule 10): ``not_before`` included, ``not_after`` not."""
+    return (not_before is None or now >= not_before) and (not_after is None or now < not_after)

@@ -19,6 +19,7 @@ from . import _b64
 from ._json import JsonRuleError, loads_strict
 from ._rai_fields import KID as _KID
 from ._rai_fields import TENANT as _TENANT
+from ._rai_fields import in_window
 from ._rai_fields import is_int as _is_int
 from ._rai_fields import object_with as _object
 from ._rai_fields import window as _window
@@ -61,9 +62,7 @@ class RaiKey:
 
     def in_force(self, now: int) -> bool:
         """Whether the key may mint and verify at ``now`` (Unix seconds)."""
-        return (self.not_before is None or now >= self.not_before) and (
-            self.not_after is None or now < self.not_after
-        )
+        return in_window(self.not_before, self.not_after, now)
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from . import _b64
 from ._hpke import P256_ORDER, serialize_public_key
-from ._rai_fields import KID, object_with, window
+from ._rai_fields import KID, in_window, object_with, window
 from .errors import ConfigError
 
 __all__ = ["ECC_METHOD", "EccConfig", "EccSigningKey", "parse_ecc_crypto"]
@@ -45,9 +45,7 @@ class EccSigningKey:
 
     def in_force(self, now: int) -> bool:
         """Whether the key may mint at ``now`` (Unix seconds): ``not_before`` included, ``not_after`` not."""
-        return (self.not_before is None or now >= self.not_before) and (
-            self.not_after is None or now < self.not_after
-        )
+        return in_window(self.not_before, self.not_after, now)
 
 
 @dataclass(frozen=True)
