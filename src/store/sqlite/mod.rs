@@ -31,12 +31,14 @@
 //! is in use. Relays that share usage use the Redis store.
 //!
 //! Files: this one holds the handle the relay calls; `writer.rs` the thread, its batches and their
-//! transactions; `schema.rs` the tables and connection settings; `ops.rs` the SQL of the token
-//! operations and `spend.rs` that of the spend lines (`docs/budgets.md` §4).
+//! transactions; `schema.rs` the tables and connection settings; `statements.rs` the statements of
+//! the common path, kept prepared; `ops.rs` the SQL of the token operations and `spend.rs` that of
+//! the spend lines (`docs/budgets.md` §4).
 
 mod ops;
 mod schema;
 mod spend;
+mod statements;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -60,8 +62,8 @@ impl SqliteStore {
     /// Opens (or creates) the database, takes the file for this process, checks it can be written
     /// in WAL mode, and starts the thread.
     pub(crate) fn open(path: &Path, max_token_life: u64) -> Result<SqliteStore, StoreError> {
-        let db = Db::open(path, max_token_life)?;
-        let (jobs, thread) = writer::start(db, path)?;
+        let conn = writer::connect(path)?;
+        let (jobs, thread) = writer::start(conn, path, max_token_life)?;
         Ok(SqliteStore {
             jobs: Some(jobs),
             thread: Some(thread),

@@ -12,7 +12,7 @@ use crate::store::{keep_token_for, Reservation, Usage};
 /// past their `keep_until`).
 const SWEEP_INTERVAL: u64 = 3_600;
 
-impl Db {
+impl Db<'_> {
     /// Checks and counts one call. Reads first and writes only what changed: an exhausted or
     /// revoked token usually writes nothing, and the `forget_at` index is touched only when the
     /// token's retention changes, so a batch of grants dirties a single page.
@@ -37,27 +37,16 @@ impl Db {
         // alone if it fails) and the answer needs no `RETURNING`, which made SQLite build and drop
         // a temporary table on every call (about 13,000 instructions, `bench/instructions.sh`).
         // `calls_used >= 0` always holds; saying it keeps the conversion below from failing after
-        // the write.
+        // the write. Both statements are kept prepared (`statements.rs`).
         let known: Option<i64> = self
-            .conn
-            .prepare_cached("SELECT calls_used FROM token_usage WHERE tenant = ?1 AND jti = ?2")?
+            .prepared
+            .count
             .query_row(params![tenant, jti], |r| r.get(0))
             .optional()?;
         if let Some(used) = known.filter(|&u| u >= 0) {
-            let counted = self
-                .conn
-                .prepare_cached(
-                    "UPDATE token_usage SET max_calls = ?3, expires_at = ?4, issued_at = ?5,
-                         calls_used = calls_used + 1,
-                         first_used_at = coalesce(first_used_at, ?6), last_used_at = ?6
-                     WHERE tenant = ?1 AND jti = ?2 AND revoked = 0 AND forget_at = ?7
-                         AND calls_used = ?8 AND (?3 IS NULL OR calls_used < ?3)
-                         AND NOT EXISTS (SELECT 1 FROM tenant_revocation t
-                                         WHERE t.tenant = ?1 AND ?5 < t.revoked_before)",
-                )?
-                .execute(params![
-                    tenant, jti, max_calls, exp_at, iat, at, forget_at, used
-                ])?;
+            let counted = self.prepared.grant.execute(params![
+                tenant, jti, max_calls, exp_at, iat, at, forget_at, used
+            ])?;
             if counted == 1 {
                 return Ok(Reservation::Granted {
                     used: uint(used)? + 1,

@@ -55,7 +55,7 @@ impl Delta {
     }
 }
 
-impl Db {
+impl Db<'_> {
     /// What line `key` of `tenant` has used; zero when the store does not hold it.
     fn spend_line(&self, tenant: &str, key: &str) -> rusqlite::Result<Spend> {
         self.conn

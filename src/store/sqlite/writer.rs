@@ -9,6 +9,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::store::keep_unseen_revocation_for;
 use crate::store::sqlite::schema::configure;
+use crate::store::sqlite::statements::Prepared;
 use crate::store::StoreError;
 
 /// Jobs waiting for the store thread; callers beyond this wait for room (back-pressure).
@@ -87,13 +88,32 @@ where
 /// Where callers send jobs for the store thread.
 pub(super) type Jobs = mpsc::Sender<Box<dyn Job>>;
 
-/// Starts the store thread on `db`: it waits for a job, takes whatever else is already queued (up to
-/// [`MAX_BATCH`]), runs them as one batch, and stops once every sender is gone and the queue is empty.
-pub(super) fn start(mut db: Db, path: &Path) -> Result<(Jobs, JoinHandle<()>), StoreError> {
+/// Starts the store thread on `conn` (opened by [`connect`]): it prepares the common statements,
+/// then waits for a job, takes whatever else is already queued (up to [`MAX_BATCH`]), runs them as one
+/// batch, and stops once every sender is gone and the queue is empty, closing the connection.
+pub(super) fn start(
+    conn: Connection,
+    path: &Path,
+    max_token_life: u64,
+) -> Result<(Jobs, JoinHandle<()>), StoreError> {
     let (jobs, mut queue) = mpsc::channel::<Box<dyn Job>>(QUEUE_DEPTH);
+    // The statements borrow the connection, so both live on the thread; whether they could be
+    // prepared comes back here, to fail the start instead of every job.
+    let (ready, started) = std::sync::mpsc::sync_channel(1);
+    let label = path.display().to_string();
     let thread = std::thread::Builder::new()
         .name("relayapi-sqlite".into())
         .spawn(move || {
+            let mut db = match Db::new(&conn, label, max_token_life) {
+                Ok(db) => {
+                    let _ = ready.send(Ok(()));
+                    db
+                }
+                Err(e) => {
+                    let _ = ready.send(Err(e));
+                    return;
+                }
+            };
             let mut batch = Vec::with_capacity(MAX_BATCH);
             // Waits for one job, then takes whatever else is already queued.
             while queue.blocking_recv_many(&mut batch, MAX_BATCH) > 0 {
@@ -120,12 +140,43 @@ pub(super) fn start(mut db: Db, path: &Path) -> Result<(Jobs, JoinHandle<()>), S
                 path.display()
             ))
         })?;
-    Ok((jobs, thread))
+    match started.recv() {
+        Ok(Ok(())) => Ok((jobs, thread)),
+        Ok(Err(e)) => {
+            let _ = thread.join();
+            Err(e)
+        }
+        Err(_) => {
+            let _ = thread.join();
+            Err(StoreError(format!(
+                "{}: the store thread stopped while starting",
+                path.display()
+            )))
+        }
+    }
 }
 
-/// The connection and the store thread's own bookkeeping.
-pub(super) struct Db {
-    pub(super) conn: Connection,
+/// Opens (or creates) the database file and sets it up for the store (`schema.rs`); errors are for
+/// the person starting the relay.
+pub(super) fn connect(path: &Path) -> Result<Connection, StoreError> {
+    let fail = |what: &str, e: &dyn std::fmt::Display| {
+        StoreError(format!("{}: {what}: {e}", path.display()))
+    };
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(|e| fail("cannot open the database", &e))?;
+    configure(&conn).map_err(|e| fail("cannot prepare the database", &e))?;
+    Ok(conn)
+}
+
+/// The connection, its prepared statements and the store thread's own bookkeeping.
+pub(super) struct Db<'c> {
+    pub(super) conn: &'c Connection,
+    pub(super) prepared: Prepared<'c>,
     /// The file's path as shown in errors.
     pub(super) label: String,
     pub(super) unseen_revocation_secs: u64,
@@ -137,22 +188,19 @@ pub(super) struct Db {
     pub(super) in_savepoint: bool,
 }
 
-impl Db {
-    pub(super) fn open(path: &Path, max_token_life: u64) -> Result<Db, StoreError> {
-        let fail = |what: &str, e: &dyn std::fmt::Display| {
-            StoreError(format!("{}: {what}: {e}", path.display()))
-        };
-        let conn = Connection::open_with_flags(
-            path,
-            OpenFlags::SQLITE_OPEN_READ_WRITE
-                | OpenFlags::SQLITE_OPEN_CREATE
-                | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )
-        .map_err(|e| fail("cannot open the database", &e))?;
-        configure(&conn).map_err(|e| fail("cannot prepare the database", &e))?;
+impl<'c> Db<'c> {
+    /// The store's state on a connection from [`connect`]; `label` names the file in errors.
+    pub(super) fn new(
+        conn: &'c Connection,
+        label: String,
+        max_token_life: u64,
+    ) -> Result<Db<'c>, StoreError> {
+        let prepared = Prepared::new(conn)
+            .map_err(|e| StoreError(format!("{label}: cannot prepare the statements: {e}")))?;
         Ok(Db {
             conn,
-            label: path.display().to_string(),
+            prepared,
+            label,
             unseen_revocation_secs: keep_unseen_revocation_for(max_token_life),
             next_sweep: 0,
             isolating: false,
@@ -200,7 +248,7 @@ impl Db {
         if !self.conn.is_autocommit() {
             let _ = self.exec("ROLLBACK");
         }
-        self.exec("BEGIN IMMEDIATE").map_err(|e| self.fail(e))?;
+        self.prepared.begin.execute([]).map_err(|e| self.fail(e))?;
         // A savepoint per job lets one job fail alone. A batch of one (every batch when the relay
         // is not busy) does without: its failure is the transaction's. A job that isolates itself
         // opens its savepoint only if it needs one (see `Job::isolates_itself`).
@@ -234,7 +282,11 @@ impl Db {
         }
         self.in_savepoint = false;
         // Answers go out only after this: a granted call is in the WAL before the relay forwards it.
-        self.exec("COMMIT").map_err(|e| self.fail(e))
+        self.prepared
+            .commit
+            .execute([])
+            .map(drop)
+            .map_err(|e| self.fail(e))
     }
 }
 
@@ -250,10 +302,14 @@ mod tests {
 
     type Answer<T> = oneshot::Receiver<Result<T, StoreError>>;
 
-    fn open() -> (tempfile::TempDir, Db) {
+    fn open() -> (tempfile::TempDir, Connection) {
         let dir = tempfile::tempdir().unwrap();
-        let db = Db::open(&dir.path().join("usage.db"), TOKEN_LIFE).unwrap();
-        (dir, db)
+        let conn = connect(&dir.path().join("usage.db")).unwrap();
+        (dir, conn)
+    }
+
+    fn db(conn: &Connection) -> Db<'_> {
+        Db::new(conn, "usage.db".into(), TOKEN_LIFE).unwrap()
     }
 
     fn job<T, F>(f: F) -> (Box<dyn Job>, Answer<T>)
@@ -292,7 +348,8 @@ mod tests {
 
     #[test]
     fn a_batch_is_one_transaction_in_arrival_order_answered_after_commit() {
-        let (dir, mut db) = open();
+        let (dir, conn) = open();
+        let mut db = db(&conn);
         let mut jobs = Vec::new();
         let mut answers = Vec::new();
         for _ in 0..5 {
@@ -373,7 +430,8 @@ mod tests {
 
     #[test]
     fn reservations_that_isolate_themselves_count_exactly_and_fail_alone() {
-        let (_dir, mut db) = open();
+        let (_dir, conn) = open();
+        let mut db = db(&conn);
         let mut jobs = Vec::new();
         let mut answers = Vec::new();
         // New record (full path), two one-statement grants, a failure before any write, a refusal
@@ -471,7 +529,8 @@ mod tests {
 
     #[test]
     fn a_spend_reservation_failing_part_way_changes_no_line() {
-        let (_dir, mut db) = open();
+        let (_dir, conn) = open();
+        let mut db = db(&conn);
         // A write SQLite refuses on one line only: the second line of a reservation.
         db.conn
             .execute_batch(
@@ -502,7 +561,8 @@ mod tests {
 
     #[test]
     fn the_first_call_of_a_token_revoked_unseen_sets_its_retention() {
-        let (_dir, mut db) = open();
+        let (_dir, conn) = open();
+        let mut db = db(&conn);
         let forget_at = |db: &Db| -> i64 {
             db.conn
                 .query_row(
@@ -533,7 +593,8 @@ mod tests {
 
     #[test]
     fn a_job_that_fails_alone_is_undone_alone() {
-        let (_dir, mut db) = open();
+        let (_dir, conn) = open();
+        let mut db = db(&conn);
         let (r1, a1) = reserve("a", Some(3));
         // Writes, then fails with a logic error: its write must go, the others' must stay.
         let (bad, failed) = job(|db| {
@@ -571,7 +632,8 @@ mod tests {
 
     #[test]
     fn a_failed_commit_answers_every_job_with_the_error_and_keeps_nothing() {
-        let (_dir, mut db) = open();
+        let (_dir, conn) = open();
+        let mut db = db(&conn);
         // A deferred foreign key is checked at COMMIT: a real COMMIT failure, with the transaction
         // still open afterwards.
         db.conn
@@ -604,7 +666,8 @@ mod tests {
 
     #[test]
     fn a_transaction_lost_mid_batch_fails_every_job() {
-        let (_dir, mut db) = open();
+        let (_dir, conn) = open();
+        let mut db = db(&conn);
         let (r1, a1) = reserve("a", None);
         // What SQLite does on an I/O error or a full disk: roll back the whole transaction.
         let (io, i) = job(|db| {
@@ -636,7 +699,8 @@ mod tests {
 
     #[test]
     fn the_connection_owns_the_file_with_cheap_durable_settings() {
-        let (dir, db) = open();
+        let (dir, conn) = open();
+        let db = db(&conn);
         let pragma = |name: &str| -> String {
             db.conn
                 .query_row(&format!("PRAGMA {name}"), [], |r| {
@@ -658,9 +722,7 @@ mod tests {
             !dir.path().join("usage.db-shm").exists(),
             "the WAL index lives in this process's memory"
         );
-        let e = Db::open(&dir.path().join("usage.db"), TOKEN_LIFE)
-            .err()
-            .unwrap();
+        let e = connect(&dir.path().join("usage.db")).err().unwrap();
         assert!(
             e.0.contains("usage.db") && e.0.contains("in use by another process"),
             "{e}"
