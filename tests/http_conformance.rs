@@ -75,8 +75,8 @@ fn run(raw: &[u8]) -> Vec<Step> {
                         Ok(Some((body, used))) => {
                             rest = &after_head[used..];
                             steps.push(Step::Request {
-                                method: head.method,
-                                target: head.target,
+                                method: head.method().to_owned(),
+                                target: head.target().to_owned(),
                                 body,
                                 expect_continue: framing.expect_continue,
                                 keep_alive: framing.keep_alive,

@@ -13,7 +13,8 @@
 
 use relayapi::http::framing::{request_framing, response_framing};
 use relayapi::http::head::{
-    parse_request_head, parse_response_head, HeadLimits, Header, RequestHead, ResponseHead, Version,
+    parse_request_head, parse_request_head_into, parse_response_head, parse_response_head_into,
+    HeadLimits, RequestHead, ResponseHead, Version,
 };
 
 pub fn check(data: &[u8]) {
@@ -42,6 +43,17 @@ fn check_request(buf: &[u8], limits: &HeadLimits, probe: usize) {
             // Nothing after the head changes it.
             let again = parse_request_head(&buf[..head.head_len], limits);
             assert_eq!(again, Ok(Some(head.clone())));
+            // A head value refilled (as the connection refills its own) holds nothing of the head
+            // it held before.
+            let mut reused = RequestHead::from_parts(
+                "GET",
+                "/previous?x",
+                Version::Http10,
+                [("a", &b"1"[..]), ("connection", b"keep-alive")],
+                99,
+            );
+            assert_eq!(parse_request_head_into(buf, limits, &mut reused), Ok(true));
+            assert_eq!(reused, head);
             // A prefix of an accepted head is neither accepted nor refused (two probes: every
             // prefix would make each run quadratic).
             for cut in [probe % head.head_len, head.head_len - 1] {
@@ -70,6 +82,15 @@ fn check_response(buf: &[u8], limits: &HeadLimits) {
         Ok(Some(head)) => {
             let again = parse_response_head(&buf[..head.head_len], limits);
             assert_eq!(again, Ok(Some(head.clone())));
+            let mut reused = ResponseHead::from_parts(
+                Version::Http10,
+                500,
+                "Previous",
+                [("content-length", &b"2"[..])],
+                99,
+            );
+            assert_eq!(parse_response_head_into(buf, limits, &mut reused), Ok(true));
+            assert_eq!(reused, head);
             assert_eq!(
                 parse_response_head(&buf[..head.head_len - 1], limits),
                 Ok(None)
@@ -127,13 +148,13 @@ fn reference_request(buf: &[u8], limits: &HeadLimits) -> Option<RequestHead> {
     if !target_ok || target.len() > limits.max_uri_bytes {
         return None;
     }
-    Some(RequestHead {
-        method: method.to_owned(),
-        target: target.to_owned(),
-        version: version(req.version?)?,
-        headers: own(req.headers),
-        head_len: end,
-    })
+    Some(RequestHead::from_parts(
+        method,
+        target,
+        version(req.version?)?,
+        borrowed(&own(req.headers)),
+        end,
+    ))
 }
 
 fn reference_response(buf: &[u8], limits: &HeadLimits) -> Option<ResponseHead> {
@@ -151,13 +172,13 @@ fn reference_response(buf: &[u8], limits: &HeadLimits) -> Option<ResponseHead> {
     if !(100..=599).contains(&status) || buf.get(12) != Some(&b' ') {
         return None;
     }
-    Some(ResponseHead {
-        version: version(resp.version?)?,
+    Some(ResponseHead::from_parts(
+        version(resp.version?)?,
         status,
-        reason: resp.reason.unwrap_or_default().to_owned(),
-        headers: own(resp.headers),
-        head_len: end,
-    })
+        resp.reason.unwrap_or_default(),
+        borrowed(&own(resp.headers)),
+        end,
+    ))
 }
 
 fn version(minor: u8) -> Option<Version> {
@@ -168,7 +189,7 @@ fn version(minor: u8) -> Option<Version> {
     }
 }
 
-fn own(headers: &[httparse::Header<'_>]) -> Vec<Header> {
+fn own(headers: &[httparse::Header<'_>]) -> Vec<(String, Vec<u8>)> {
     headers
         .iter()
         .map(|h| {
@@ -181,12 +202,13 @@ fn own(headers: &[httparse::Header<'_>]) -> Vec<Header> {
                 .iter()
                 .rposition(|b| !b" \t".contains(b))
                 .map_or(start, |i| i + 1);
-            Header {
-                name: h.name.to_ascii_lowercase(),
-                value: v[start..end].to_vec(),
-            }
+            (h.name.to_ascii_lowercase(), v[start..end].to_vec())
         })
         .collect()
+}
+
+fn borrowed(fields: &[(String, Vec<u8>)]) -> impl Iterator<Item = (&str, &[u8])> {
+    fields.iter().map(|(n, v)| (n.as_str(), v.as_slice()))
 }
 
 /// RFC 9112 §3.2.1 origin-form: "/" then RFC 3986 path and query characters (pchar, "/", "?"), a

@@ -304,12 +304,53 @@ pub fn response_headers(
     cfg: &CorsConfig,
     token_origins: Option<&[String]>,
 ) -> Vec<Header> {
-    let mut headers = vec![header("vary", "Origin")];
-    if let Some(origin) = origin.and_then(|o| allowed_origin(o, cfg, token_origins)) {
-        headers.push(header("access-control-allow-origin", origin));
-        headers.push(header("access-control-expose-headers", EXPOSE_HEADERS));
+    response_fields(origin, cfg, token_origins)
+        .iter()
+        .map(|&(name, value)| header(name, value))
+        .collect()
+}
+
+/// A response field borrowed rather than owned: lower-case name and value.
+pub type Field<'a> = (&'static str, &'a str);
+
+/// [`response_headers`] without building them, for the relayed answer's head, which is written for
+/// every request (`request/forward.rs`): the fields in a stack array, the allowed origin borrowed from
+/// the request.
+pub fn response_fields<'a>(
+    origin: Option<&'a [u8]>,
+    cfg: &CorsConfig,
+    token_origins: Option<&[String]>,
+) -> ResponseFields<'a> {
+    let vary = ("vary", "Origin");
+    match origin.and_then(|o| allowed_origin(o, cfg, token_origins)) {
+        Some(origin) => ResponseFields {
+            fields: [
+                vary,
+                ("access-control-allow-origin", origin),
+                ("access-control-expose-headers", EXPOSE_HEADERS),
+            ],
+            len: 3,
+        },
+        None => ResponseFields {
+            fields: [vary; 3],
+            len: 1,
+        },
     }
-    headers
+}
+
+/// The CORS fields of an actual response ([`response_fields`]); dereferences to a slice of them.
+#[derive(Debug, Clone, Copy)]
+pub struct ResponseFields<'a> {
+    fields: [Field<'a>; 3],
+    len: usize,
+}
+
+impl<'a> std::ops::Deref for ResponseFields<'a> {
+    type Target = [Field<'a>];
+
+    fn deref(&self) -> &[Field<'a>] {
+        &self.fields[..self.len]
+    }
 }
 
 #[cfg(test)]

@@ -9,8 +9,9 @@
 //! We are stricter than RFC 9112 requires wherever the RFC lets a server choose: a message whose
 //! framing could be read two ways is refused, never guessed at.
 
+use crate::http::fields::Fields;
 use crate::http::head::{
-    is_tchar, is_unreserved_or_sub_delim, trim_ows, Header, RequestHead, ResponseHead, Version,
+    is_tchar, is_unreserved_or_sub_delim, trim_ows, RequestHead, ResponseHead, Version,
 };
 use crate::text::grammar::check_percent_encoded;
 
@@ -73,8 +74,8 @@ pub enum ResponseBody {
 /// that is followed by `chunked`, `UnsupportedExpect` for an Expect other than `100-continue`.
 pub fn request_framing(head: &RequestHead) -> Result<RequestFraming, FramingError> {
     let host = request_host(head)?;
-    let content_length = content_length(&head.headers)?;
-    let chunked = transfer_encoding(&head.headers)?;
+    let content_length = content_length(head.fields())?;
+    let chunked = transfer_encoding(head.fields())?;
 
     let body = match (chunked, content_length) {
         // RFC 9112 §6.1: a server MAY reject a request with both; RFC 9112 §6.3 rule 3 calls it a
@@ -96,8 +97,8 @@ pub fn request_framing(head: &RequestHead) -> Result<RequestFraming, FramingErro
         (false, None) => BodyFraming::None,
     };
 
-    let keep_alive = keep_alive(head.version, &head.headers)?;
-    let wants_continue = expects_continue(&head.headers)?;
+    let keep_alive = keep_alive(head.version, head.fields())?;
+    let wants_continue = expects_continue(head.fields())?;
     // RFC 9110 §10.1.1: a server MUST ignore a 100-continue expectation in an HTTP/1.0 request.
     // Without a body there is nothing for the client to wait before sending.
     let has_body =
@@ -127,8 +128,8 @@ pub fn response_framing(
             "101 Switching Protocols without an Upgrade request",
         ));
     }
-    let content_length = content_length(&resp.headers)?;
-    let chunked = transfer_encoding(&resp.headers)?;
+    let content_length = content_length(resp.fields())?;
+    let chunked = transfer_encoding(resp.fields())?;
     if chunked && content_length.is_some() {
         // RFC 9112 §6.3 rule 3: "ought to be handled as an error".
         return Err(FramingError::Bad(
@@ -141,7 +142,7 @@ pub fn response_framing(
             "Transfer-Encoding in an HTTP/1.0 response",
         ));
     }
-    let mut keep_alive = keep_alive(resp.version, &resp.headers)?;
+    let mut keep_alive = keep_alive(resp.version, resp.fields())?;
 
     // RFC 9112 §6.3 rules 1-2: these never have a body, whatever the headers say.
     let informational = (100..200).contains(&resp.status);
@@ -178,8 +179,8 @@ pub fn parse_content_length(v: &[u8]) -> Option<u64> {
 }
 
 /// The single valid Content-Length, if any.
-fn content_length(headers: &[Header]) -> Result<Option<u64>, FramingError> {
-    let mut values = headers.iter().filter(|h| h.name == "content-length");
+fn content_length(fields: &Fields) -> Result<Option<u64>, FramingError> {
+    let mut values = lowered(fields, "content-length");
     let Some(first) = values.next() else {
         return Ok(None);
     };
@@ -188,7 +189,7 @@ fn content_length(headers: &[Header]) -> Result<Option<u64>, FramingError> {
     if values.next().is_some() {
         return Err(FramingError::Bad("more than one Content-Length"));
     }
-    match parse_content_length(&first.value) {
+    match parse_content_length(first) {
         Some(n) => Ok(Some(n)),
         None => Err(FramingError::Bad("invalid Content-Length")),
     }
@@ -196,10 +197,10 @@ fn content_length(headers: &[Header]) -> Result<Option<u64>, FramingError> {
 
 /// Reads every Transfer-Encoding line as one list (RFC 9110 §5.3) and returns whether there is one.
 /// The only accepted list is exactly `chunked` (case-insensitive, RFC 9112 §7).
-fn transfer_encoding(headers: &[Header]) -> Result<bool, FramingError> {
+fn transfer_encoding(fields: &Fields) -> Result<bool, FramingError> {
     let mut codings: Vec<&[u8]> = Vec::new();
-    for h in headers.iter().filter(|h| h.name == "transfer-encoding") {
-        for element in split_list(&h.value) {
+    for value in lowered(fields, "transfer-encoding") {
+        for element in split_list(value) {
             // RFC 9110 §5.6.1 asks recipients to skip empty list elements; in this header they are
             // a known smuggling probe and no real client sends them, so we refuse.
             if element.is_empty() {
@@ -237,12 +238,12 @@ fn transfer_encoding(headers: &[Header]) -> Result<bool, FramingError> {
 
 /// RFC 9112 §9.3: HTTP/1.1 persists unless `close` is listed; HTTP/1.0 persists only when
 /// `keep-alive` is listed and `close` is not. Connection is a list of tokens (RFC 9110 §7.6.1).
-fn keep_alive(version: Version, headers: &[Header]) -> Result<bool, FramingError> {
+fn keep_alive(version: Version, fields: &Fields) -> Result<bool, FramingError> {
     let mut close = false;
     let mut keep = false;
-    for h in headers.iter().filter(|h| h.name == "connection") {
+    for value in lowered(fields, "connection") {
         // Empty elements are skipped as RFC 9110 §5.6.1 asks: they cannot change framing here.
-        for option in split_list(&h.value).filter(|o| !o.is_empty()) {
+        for option in split_list(value).filter(|o| !o.is_empty()) {
             if !option.iter().all(|&b| is_tchar(b)) {
                 return Err(FramingError::Bad("invalid Connection option"));
             }
@@ -258,11 +259,11 @@ fn keep_alive(version: Version, headers: &[Header]) -> Result<bool, FramingError
 
 /// True when the request carries `Expect: 100-continue`. RFC 9110 §10.1.1 defines no other
 /// expectation; a server MAY answer anything else with 417, and we do, including an empty Expect.
-fn expects_continue(headers: &[Header]) -> Result<bool, FramingError> {
+fn expects_continue(fields: &Fields) -> Result<bool, FramingError> {
     let mut found = false;
-    for h in headers.iter().filter(|h| h.name == "expect") {
+    for value in lowered(fields, "expect") {
         let mut any = false;
-        for element in split_list(&h.value).filter(|e| !e.is_empty()) {
+        for element in split_list(value).filter(|e| !e.is_empty()) {
             if !element.eq_ignore_ascii_case(b"100-continue") {
                 return Err(FramingError::UnsupportedExpect);
             }
@@ -333,6 +334,15 @@ fn is_valid_host(v: &[u8]) -> bool {
     // syntactically, and so is the empty host. The comma is a sub-delim, but "a,b" is what two Host
     // lines look like after a proxy joined them (RFC 9110 §5.3), so we refuse it.
     check_percent_encoded(host, |b| b != b',' && is_unreserved_or_sub_delim(b)).is_ok()
+}
+
+/// The values of the fields named `name`, which is lower-case: the stored names are too, so this
+/// compares bytes.
+fn lowered<'a>(fields: &'a Fields, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
+    fields
+        .iter()
+        .filter(move |&(n, _)| n == name)
+        .map(|(_, v)| v)
 }
 
 /// Splits a list-valued field (RFC 9110 §5.6.1) on commas and trims OWS around each element.

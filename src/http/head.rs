@@ -14,6 +14,7 @@
 
 use std::mem::MaybeUninit;
 
+use crate::http::fields::{self, Fields};
 use crate::text::grammar::{check_percent_encoded, PercentError};
 
 /// How many empty lines (CRLF) may precede a request-line. RFC 9112 §2.2 asks servers to ignore "at
@@ -55,38 +56,78 @@ pub enum Version {
     Http11,
 }
 
-/// One field line. Names are lower-cased (field names are case-insensitive, RFC 9110 §5.1); values
-/// are the raw bytes with leading and trailing SP/HTAB removed (RFC 9112 §5.1: OWS is not part of the
-/// value). Values may hold obs-text (0x80-0xFF), so they stay bytes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Header {
-    pub name: String,
-    pub value: Vec<u8>,
-}
-
-/// A complete, syntactically valid request head.
+/// A complete, syntactically valid request head. Parse into one with [`parse_request_head_into`]
+/// (the connection keeps one per connection and refills it, so a steady stream of requests
+/// allocates nothing here) or [`parse_request_head`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RequestHead {
-    /// A token (RFC 9110 §9.1), case-sensitive: `get` is not `GET`.
-    pub method: String,
-    /// Origin-form (`/path?query`) or, for OPTIONS only, `*`.
-    pub target: String,
     pub version: Version,
-    pub headers: Vec<Header>,
     /// Bytes of the head in the buffer, leading empty lines and the final CRLFCRLF included: the body
     /// (or the next request) starts at `buf[head_len..]`.
     pub head_len: usize,
+    /// Bytes of the method at the front of the fields' lead text; the target follows it.
+    method_len: usize,
+    fields: Fields,
 }
 
 impl RequestHead {
+    /// A head from parts already known to be valid, laid out as the parser lays it out: for tests
+    /// and the fuzz reference. Names are lower-cased here; values are kept as given.
+    pub fn from_parts<'a>(
+        method: &str,
+        target: &str,
+        version: Version,
+        headers: impl IntoIterator<Item = (&'a str, &'a [u8])>,
+        head_len: usize,
+    ) -> RequestHead {
+        let mut head = RequestHead {
+            version,
+            head_len,
+            method_len: method.len(),
+            fields: Fields::default(),
+        };
+        head.fields.reset(&[method, target], 0, 0, 0);
+        for (name, value) in headers {
+            head.fields.push(name, value);
+        }
+        head
+    }
+
+    /// A token (RFC 9110 §9.1), case-sensitive: `get` is not `GET`.
+    pub fn method(&self) -> &str {
+        &self.fields.lead()[..self.method_len]
+    }
+
+    /// Origin-form (`/path?query`) or, for OPTIONS only, `*`.
+    pub fn target(&self) -> &str {
+        &self.fields.lead()[self.method_len..]
+    }
+
+    /// Every field line as (lower-case name, value), in message order.
+    pub fn headers(&self) -> fields::Iter<'_> {
+        self.fields.iter()
+    }
+
+    /// The field lines, for code that reads several of them (`http/framing.rs`).
+    pub fn fields(&self) -> &Fields {
+        &self.fields
+    }
+
     /// The value of the first field named `name` (compared case-insensitively).
     pub fn header(&self, name: &str) -> Option<&[u8]> {
-        find_header(&self.headers, name)
+        self.fields.get(name)
     }
 
     /// Every value of the fields named `name` (compared case-insensitively), in message order.
-    pub fn headers_named<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> {
-        named(&self.headers, name)
+    pub fn headers_named<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
+        self.fields.named(name)
+    }
+}
+
+impl Default for RequestHead {
+    /// An empty head (no method, no target, no fields) to parse into.
+    fn default() -> RequestHead {
+        RequestHead::from_parts("", "", Version::Http11, [], 0)
     }
 }
 
@@ -96,37 +137,66 @@ pub struct ResponseHead {
     pub version: Version,
     /// 100 to 599 (RFC 9110 §15).
     pub status: u16,
-    /// The reason-phrase; empty when absent or when it held obs-text (it carries no meaning).
-    pub reason: String,
-    pub headers: Vec<Header>,
     /// Bytes of the head in the buffer, final CRLFCRLF included.
     pub head_len: usize,
+    /// The reason-phrase is the fields' lead text.
+    fields: Fields,
 }
 
 impl ResponseHead {
+    /// A head from parts already known to be valid, laid out as the parser lays it out: for tests
+    /// and the fuzz reference. Names are lower-cased here; values are kept as given.
+    pub fn from_parts<'a>(
+        version: Version,
+        status: u16,
+        reason: &str,
+        headers: impl IntoIterator<Item = (&'a str, &'a [u8])>,
+        head_len: usize,
+    ) -> ResponseHead {
+        let mut head = ResponseHead {
+            version,
+            status,
+            head_len,
+            fields: Fields::default(),
+        };
+        head.fields.reset(&[reason], 0, 0, 0);
+        for (name, value) in headers {
+            head.fields.push(name, value);
+        }
+        head
+    }
+
+    /// The reason-phrase; empty when absent or when it held obs-text (it carries no meaning).
+    pub fn reason(&self) -> &str {
+        self.fields.lead()
+    }
+
+    /// Every field line as (lower-case name, value), in message order.
+    pub fn headers(&self) -> fields::Iter<'_> {
+        self.fields.iter()
+    }
+
+    /// The field lines, for code that reads several of them (`http/framing.rs`).
+    pub fn fields(&self) -> &Fields {
+        &self.fields
+    }
+
     /// The value of the first field named `name` (compared case-insensitively).
     pub fn header(&self, name: &str) -> Option<&[u8]> {
-        find_header(&self.headers, name)
+        self.fields.get(name)
     }
 
     /// Every value of the fields named `name` (compared case-insensitively), in message order.
-    pub fn headers_named<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> {
-        named(&self.headers, name)
+    pub fn headers_named<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
+        self.fields.named(name)
     }
 }
 
-fn find_header<'a>(headers: &'a [Header], name: &str) -> Option<&'a [u8]> {
-    headers
-        .iter()
-        .find(|h| h.name.eq_ignore_ascii_case(name))
-        .map(|h| h.value.as_slice())
-}
-
-fn named<'a>(headers: &'a [Header], name: &'a str) -> impl Iterator<Item = &'a [u8]> {
-    headers
-        .iter()
-        .filter(move |h| h.name.eq_ignore_ascii_case(name))
-        .map(|h| h.value.as_slice())
+impl Default for ResponseHead {
+    /// An empty head (no fields) to parse into.
+    fn default() -> ResponseHead {
+        ResponseHead::from_parts(Version::Http11, 0, "", [], 0)
+    }
 }
 
 /// Why a head was refused. The comment on each variant is the status the relay answers with.
@@ -144,17 +214,18 @@ pub enum HeadError {
     Malformed(&'static str),
 }
 
-/// Parses a request head from the start of `buf`.
+/// Parses a request head from the start of `buf` into `head`, reusing its buffers.
 ///
-/// Returns `Ok(Some(head))` when a complete, valid head is at the start of `buf` (bytes after
-/// `head.head_len` are not looked at), `Ok(None)` when the bytes so far are a valid prefix and
-/// `buf.len()` is still under `max_head_bytes`, and an error as soon as the bytes so far can no longer
-/// become a valid head. A prefix of a valid head always gives `Ok(None)`, so a caller can re-run this
-/// after every read.
-pub fn parse_request_head(
+/// Returns `Ok(true)` when a complete, valid head is at the start of `buf` (bytes after
+/// `head.head_len` are not looked at) and is now in `head`, `Ok(false)` when the bytes so far are a
+/// valid prefix and `buf.len()` is still under `max_head_bytes`, and an error as soon as the bytes so
+/// far can no longer become a valid head. A prefix of a valid head always gives `Ok(false)`, so a
+/// caller can re-run this after every read. `head` is only written when the answer is `Ok(true)`.
+pub fn parse_request_head_into(
     buf: &[u8],
     limits: &HeadLimits,
-) -> Result<Option<RequestHead>, HeadError> {
+    head: &mut RequestHead,
+) -> Result<bool, HeadError> {
     let start = match skip_leading_empty_lines(buf)? {
         Some(start) => start,
         None => return need_more(buf, limits),
@@ -196,26 +267,37 @@ pub fn parse_request_head(
         Some(1) => Version::Http11,
         _ => return Err(HeadError::BadVersion),
     };
-    Ok(Some(RequestHead {
-        method: req.method.unwrap_or_default().to_owned(),
-        target: req.path.unwrap_or_default().to_owned(),
-        version,
-        headers: own_headers(req.headers),
-        head_len: end,
-    }))
+    let (method, target) = (req.method.unwrap_or_default(), req.path.unwrap_or_default());
+    head.version = version;
+    head.head_len = end;
+    head.method_len = method.len();
+    fill(&mut head.fields, &[method, target], req.headers);
+    Ok(true)
 }
 
-/// Parses the provider's response head from the start of `buf`; same contract as
-/// [`parse_request_head`] (`max_uri_bytes` is not used). Errors here are upstream errors (502).
+/// Parses a request head from the start of `buf` into a new value: [`parse_request_head_into`]
+/// with `Ok(Some(head))` for `Ok(true)` and `Ok(None)` for `Ok(false)`.
+pub fn parse_request_head(
+    buf: &[u8],
+    limits: &HeadLimits,
+) -> Result<Option<RequestHead>, HeadError> {
+    let mut head = RequestHead::default();
+    Ok(parse_request_head_into(buf, limits, &mut head)?.then_some(head))
+}
+
+/// Parses the provider's response head from the start of `buf` into `head`, reusing its buffers;
+/// same contract as [`parse_request_head_into`] (`max_uri_bytes` is not used). Errors here are
+/// upstream errors (502).
 ///
 /// Stricter than RFC 9112 asks of a client in two places, both on purpose: no empty lines before the
 /// status-line (RFC 9112 §2.2's allowance is for request-lines; on a reused upstream connection stray
 /// CRLFs mean the previous response was framed wrongly), and the SP after the status code is
 /// required even when the reason-phrase is empty (RFC 9112 §4 grammar).
-pub fn parse_response_head(
+pub fn parse_response_head_into(
     buf: &[u8],
     limits: &HeadLimits,
-) -> Result<Option<ResponseHead>, HeadError> {
+    head: &mut ResponseHead,
+) -> Result<bool, HeadError> {
     match buf.first() {
         None => return need_more(buf, limits),
         Some(b'\r' | b'\n') => {
@@ -259,22 +341,34 @@ pub fn parse_response_head(
         Some(1) => Version::Http11,
         _ => return Err(HeadError::BadVersion),
     };
-    Ok(Some(ResponseHead {
-        version,
-        status: resp.code.unwrap_or_default(),
-        reason: resp.reason.unwrap_or_default().to_owned(),
-        headers: own_headers(resp.headers),
-        head_len: end,
-    }))
+    head.version = version;
+    head.status = resp.code.unwrap_or_default();
+    head.head_len = end;
+    fill(
+        &mut head.fields,
+        &[resp.reason.unwrap_or_default()],
+        resp.headers,
+    );
+    Ok(true)
+}
+
+/// Parses the provider's response head from the start of `buf` into a new value:
+/// [`parse_response_head_into`] with `Ok(Some(head))` for `Ok(true)` and `Ok(None)` for `Ok(false)`.
+pub fn parse_response_head(
+    buf: &[u8],
+    limits: &HeadLimits,
+) -> Result<Option<ResponseHead>, HeadError> {
+    let mut head = ResponseHead::default();
+    Ok(parse_response_head_into(buf, limits, &mut head)?.then_some(head))
 }
 
 /// The head is incomplete: wait for more bytes unless the buffer already holds `max_head_bytes`, in
 /// which case the head can only end past the limit.
-fn need_more<T>(buf: &[u8], limits: &HeadLimits) -> Result<Option<T>, HeadError> {
+fn need_more(buf: &[u8], limits: &HeadLimits) -> Result<bool, HeadError> {
     if buf.len() >= limits.max_head_bytes {
         Err(HeadError::TooLarge)
     } else {
-        Ok(None)
+        Ok(false)
     }
 }
 
@@ -468,14 +562,16 @@ pub(crate) fn trim_ows(v: &[u8]) -> &[u8] {
     &v[start..end]
 }
 
-fn own_headers(headers: &[httparse::Header<'_>]) -> Vec<Header> {
-    headers
+/// Copies the start-line's text and the parsed fields into `fields`, names lower-cased and values
+/// trimmed of OWS, growing each of its buffers at most once.
+fn fill(fields: &mut Fields, lead: &[&str], headers: &[httparse::Header<'_>]) {
+    let (names, values) = headers
         .iter()
-        .map(|h| Header {
-            name: h.name.to_ascii_lowercase(),
-            value: trim_ows(h.value).to_vec(),
-        })
-        .collect()
+        .fold((0, 0), |(n, v), h| (n + h.name.len(), v + h.value.len()));
+    fields.reset(lead, names, values, headers.len());
+    for h in headers {
+        fields.push(h.name, trim_ows(h.value));
+    }
 }
 
 #[cfg(test)]
@@ -511,14 +607,42 @@ mod tests {
         let raw =
             b"POST /v1/chat?x=1 HTTP/1.1\r\nHost: relay.example\r\nX-Thing:  a b \t\r\n\r\nBODY";
         let head = req(raw).unwrap().unwrap();
-        assert_eq!(head.method, "POST");
-        assert_eq!(head.target, "/v1/chat?x=1");
+        assert_eq!(head.method(), "POST");
+        assert_eq!(head.target(), "/v1/chat?x=1");
         assert_eq!(head.version, Version::Http11);
         assert_eq!(head.head_len, raw.len() - 4);
         assert_eq!(head.header("HOST"), Some(&b"relay.example"[..]));
         // OWS around the value is not part of it; inner whitespace is.
         assert_eq!(head.header("x-thing"), Some(&b"a b"[..]));
-        assert_eq!(head.headers[1].name, "x-thing");
+        assert_eq!(head.headers().nth(1).unwrap().0, "x-thing");
+    }
+
+    #[test]
+    fn a_refilled_head_holds_only_the_new_one() {
+        let mut head = RequestHead::default();
+        let first = b"POST /long/target?q=1 HTTP/1.0\r\nHost: h\r\nA: 1\r\nB: 2\r\n\r\n";
+        assert_eq!(parse_request_head_into(first, &LIMITS, &mut head), Ok(true));
+        let second = b"GET / HTTP/1.1\r\nX: y\r\n\r\n";
+        // An incomplete head leaves the value as it was.
+        assert_eq!(
+            parse_request_head_into(&second[..10], &LIMITS, &mut head),
+            Ok(false)
+        );
+        assert_eq!(head.method(), "POST");
+        assert_eq!(
+            parse_request_head_into(second, &LIMITS, &mut head),
+            Ok(true)
+        );
+        assert_eq!(Some(head), req(second).unwrap());
+        let mut resp_head = resp(b"HTTP/1.1 404 Not Here\r\nA: 1\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        let next = b"HTTP/1.0 200 \r\n\r\n";
+        assert_eq!(
+            parse_response_head_into(next, &LIMITS, &mut resp_head),
+            Ok(true)
+        );
+        assert_eq!(Some(resp_head), resp(next).unwrap());
     }
 
     #[test]
@@ -675,7 +799,7 @@ mod tests {
         );
         // Lower-case methods are tokens too; they are simply not GET.
         assert_eq!(
-            req(b"get / HTTP/1.1\r\n\r\n").unwrap().unwrap().method,
+            req(b"get / HTTP/1.1\r\n\r\n").unwrap().unwrap().method(),
             "get"
         );
     }
@@ -730,7 +854,7 @@ mod tests {
             req(b"OPTIONS * HTTP/1.1\r\nHost: h\r\n\r\n")
                 .unwrap()
                 .unwrap()
-                .target,
+                .target(),
             "*"
         );
         assert_eq!(
@@ -766,7 +890,7 @@ mod tests {
         let ok = req(b"GET /p/a:b@c!$&'()*+,;=-._~?q=/?x%2F HTTP/1.1\r\n\r\n")
             .unwrap()
             .unwrap();
-        assert_eq!(ok.target, "/p/a:b@c!$&'()*+,;=-._~?q=/?x%2F");
+        assert_eq!(ok.target(), "/p/a:b@c!$&'()*+,;=-._~?q=/?x%2F");
     }
 
     #[test]
@@ -817,7 +941,7 @@ mod tests {
             raw.push_str(&format!("X-{i}: v\r\n"));
         }
         let eight = format!("{raw}\r\n");
-        assert_eq!(req(eight.as_bytes()).unwrap().unwrap().headers.len(), 8);
+        assert_eq!(req(eight.as_bytes()).unwrap().unwrap().headers().len(), 8);
         raw.push_str("X-8: v\r\n");
         assert_eq!(req_err(raw.as_bytes()), HeadError::TooManyHeaders);
         assert_eq!(
@@ -831,14 +955,14 @@ mod tests {
         let raw = b"HTTP/1.1 201 Created Now\r\nContent-Type: text/plain\r\n\r\n";
         let head = resp(raw).unwrap().unwrap();
         assert_eq!(
-            (head.version, head.status, head.reason.as_str()),
+            (head.version, head.status, head.reason()),
             (Version::Http11, 201, "Created Now")
         );
         assert_eq!(head.header("content-type"), Some(&b"text/plain"[..]));
         assert_eq!(head.headers_named("Content-Type").count(), 1);
         let empty_reason = resp(b"HTTP/1.0 204 \r\n\r\n").unwrap().unwrap();
         assert_eq!(
-            (empty_reason.version, empty_reason.reason.as_str()),
+            (empty_reason.version, empty_reason.reason()),
             (Version::Http10, "")
         );
     }

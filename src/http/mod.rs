@@ -4,6 +4,7 @@
 pub mod body;
 pub mod chunked;
 pub mod cors;
+pub mod fields;
 pub mod framing;
 pub mod head;
 pub mod respond;

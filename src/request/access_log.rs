@@ -54,11 +54,11 @@ pub fn record<S>(req: &Request<'_, S>, outcome: &Outcome) {
     {
         return;
     }
-    let path = redact_target(req.head.target.as_bytes());
+    let path = redact_target(req.head.target().as_bytes());
     app.obs.log.access_line(&AccessLine {
         rid: &req.rid,
         ip: req.ip,
-        method: &req.head.method,
+        method: req.head.method(),
         path: &path,
         status,
         bytes: outcome.bytes(),

@@ -59,7 +59,7 @@ pub async fn admit<S>(
     let app = req.app;
     // 1. Requests no provider API needs are refused before any token work (the per-address bucket was
     // charged when the request was routed).
-    if !method_forwarded(&req.head.method) {
+    if !method_forwarded(req.head.method()) {
         return Err(Error::MethodNotAllowed(ALLOW_FORWARDED));
     }
     if req.bad_origin {

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::app::App;
-use crate::http::head::HeadLimits;
+use crate::http::head::{HeadLimits, RequestHead};
 use crate::limits::conns::Reclaim;
 use crate::request::client::{Client, Pace};
 use crate::request::outcome::Next;
@@ -32,9 +32,12 @@ pub async fn serve<S>(
     let server = &app.cfg.server;
     let mut client = Client::new(io, peer, pace(app.as_ref()));
     let limits = head_limits(app.as_ref());
+    // One head for the life of the connection: each request is parsed into it, reusing its buffers.
+    let mut head = RequestHead::default();
     loop {
-        let head = match client
+        match client
             .read_head(
+                &mut head,
                 &limits,
                 server.idle_timeout(),
                 Some(&mut shutdown),
@@ -42,14 +45,14 @@ pub async fn serve<S>(
             )
             .await
         {
-            Ok(Some(h)) => h,
-            Ok(None) => break,
+            Ok(true) => {}
+            Ok(false) => break,
             Err(e) => {
                 // The head could not be framed: answer once and close, the stream is out of sync.
                 reply::unframed(&app, &mut client, None, &e).await;
                 break;
             }
-        };
+        }
         let next = route::handle(&app, &mut client, &head, &shutdown).await;
         if next == Next::Close || shutdown.is_shutting_down() || client.is_eof() {
             break;

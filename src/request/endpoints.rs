@@ -68,7 +68,7 @@ pub async fn preflight<S: AsyncRead + AsyncWrite + Unpin>(req: &mut Request<'_, 
 pub async fn health<S: AsyncRead + AsyncWrite + Unpin>(req: &mut Request<'_, S>) -> Outcome {
     let app = req.app;
     let head = req.head;
-    if head.method != "GET" && head.method != "HEAD" {
+    if head.method() != "GET" && head.method() != "HEAD" {
         return refuse(req, Error::MethodNotAllowed("GET, HEAD"), Body::Unread).await;
     }
     if let Err(refused) = drop_body(req).await {
@@ -91,7 +91,7 @@ pub async fn health<S: AsyncRead + AsyncWrite + Unpin>(req: &mut Request<'_, S>)
     let mut r = Response::json(200, body).header("cache-control", "no-store");
     r.headers
         .extend(cors::response_headers(req.origin, &app.cfg.cors, None));
-    answer(req, r, head.method == "HEAD").await
+    answer(req, r, head.method() == "HEAD").await
 }
 
 /// Whether the request comes from the ranges that may read `/metrics` (`metrics.allowed_ips`).
@@ -106,7 +106,7 @@ pub async fn metrics<S: AsyncRead + AsyncWrite + Unpin>(req: &mut Request<'_, S>
     if !monitoring(app, req) {
         return refuse(req, Error::NotFound, Body::Unread).await;
     }
-    if req.head.method != "GET" {
+    if req.head.method() != "GET" {
         return refuse(req, Error::MethodNotAllowed("GET"), Body::Unread).await;
     }
     let st = &app.obs.stats;
@@ -185,14 +185,14 @@ pub async fn admin<S: AsyncRead + AsyncWrite + Unpin>(
     // A tenant opted in to relayapi-sdk 1.0.0 tokens signs with the admin key derived from its
     // original .rai (`token/compat_v0/tenants.rs`), under the key id its config entry names.
     let verify =
-        |ring: &_| signing::verify_request(ring, auth, &head.method, &head.target, &body, now);
+        |ring: &_| signing::verify_request(ring, auth, head.method(), head.target(), &body, now);
     let Ok(tenant) =
         verify(&app.keys.keyring.current()).or_else(|_| verify(app.keys.compat.admin_keyring()))
     else {
         let e = unproven_admin(app, ip, Error::InvalidAdminSignature).await;
         return refuse(req, e, Body::Done).await;
     };
-    let done = handlers::dispatch(app, &tenant, &head.method, path, &body).await;
+    let done = handlers::dispatch(app, &tenant, head.method(), path, &body).await;
     req.who = Who::Admin(tenant);
     match done {
         Ok((status, doc)) => {

@@ -109,7 +109,7 @@ pub async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
     rbuf.drain(..resp.head_len);
     req.ttfb = Some(req.started.elapsed());
     let (kind, upstream_keep_alive) =
-        response_framing(&resp, &req.head.method).map_err(|_| Error::UpstreamProtocol)?;
+        response_framing(&resp, req.head.method()).map_err(|_| Error::UpstreamProtocol)?;
     let key = req.app.keys.fragments.get(&admitted.api_key);
     let content_type = resp.headers_named("content-type").next().unwrap_or(b"");
     // Boxed: the meter's state would otherwise sit in every connection's future for as long as the
@@ -303,7 +303,7 @@ struct Answer<'a> {
 impl Answer<'_> {
     /// The client's response head (`request/forward.rs`), with this request's CORS fields and id.
     fn head<S>(&self, req: &Request<'_, S>, relayed: Relayed) -> Vec<u8> {
-        let cors = cors::response_headers(
+        let cors = cors::response_fields(
             req.origin,
             &req.app.cfg.cors,
             self.admitted.claims.origins.as_deref(),

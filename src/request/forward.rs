@@ -4,8 +4,6 @@
 //! stripped of hop-by-hop, framing, credential and operator-policy fields, and of anything that echoes
 //! the key, plus the relay's own framing, CORS and safety fields). No sockets, no `App`: tested below.
 
-use std::io::Write as _;
-
 use crate::http::cors;
 use crate::http::framing::{BodyFraming, ResponseBody};
 use crate::http::head::{trim_ows, RequestHead, ResponseHead};
@@ -17,34 +15,38 @@ use crate::upstream::provider::{ApiFamily, Provider};
 
 /// Response headers never passed back: hop-by-hop, framing (we set our own), anything credential-like,
 /// cookies for the provider's domain, and CORS/HSTS/alt-svc policy that belongs to the relay's operator.
-const DROP_RESPONSE_HEADERS: &[&str] = &[
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "te",
-    "trailer",
-    "upgrade",
-    "transfer-encoding",
-    "content-length",
-    "set-cookie",
-    "set-cookie2",
-    "authorization",
-    "proxy-authorization",
-    "proxy-authenticate",
-    "www-authenticate",
-    "x-api-key",
-    "x-goog-api-key",
-    "api-key",
-    "alt-svc",
-    "strict-transport-security",
-    "access-control-allow-origin",
-    "access-control-allow-credentials",
-    "access-control-allow-headers",
-    "access-control-allow-methods",
-    "access-control-expose-headers",
-    "access-control-max-age",
-    "referrer-policy",
-];
+/// `name` is lower-case, as the head parser stores names.
+fn dropped_from_response(name: &str) -> bool {
+    matches!(
+        name,
+        "connection"
+            | "keep-alive"
+            | "proxy-connection"
+            | "te"
+            | "trailer"
+            | "upgrade"
+            | "transfer-encoding"
+            | "content-length"
+            | "set-cookie"
+            | "set-cookie2"
+            | "authorization"
+            | "proxy-authorization"
+            | "proxy-authenticate"
+            | "www-authenticate"
+            | "x-api-key"
+            | "x-goog-api-key"
+            | "api-key"
+            | "alt-svc"
+            | "strict-transport-security"
+            | "access-control-allow-origin"
+            | "access-control-allow-credentials"
+            | "access-control-allow-headers"
+            | "access-control-allow-methods"
+            | "access-control-expose-headers"
+            | "access-control-max-age"
+            | "referrer-policy"
+    )
+}
 
 /// Anthropic rejects requests without a version header; official SDKs send it, raw `fetch` often not.
 const ANTHROPIC_DEFAULT_VERSION: &str = "2023-06-01";
@@ -66,15 +68,12 @@ pub fn request(
     } else {
         &loc.rest
     };
-    let _ = write!(
-        out,
-        "{} {}{}{} HTTP/1.1\r\nhost: {}\r\n",
-        head.method,
-        provider.base.prefix,
-        path,
-        loc.query,
-        provider.base.authority()
-    );
+    // Written piece by piece rather than through `write!`: this runs for every request.
+    for part in [head.method(), " ", &provider.base.prefix, path, &loc.query] {
+        out.extend_from_slice(part.as_bytes());
+    }
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    field(&mut out, "host", provider.base.authority().as_bytes());
     // Client fields pass by the provider's allow-list (`upstream/forward_headers.rs`). Fields the client
     // listed in `Connection` are hop-by-hop too (RFC 9110 §7.6.1), even when allowed; `close` and
     // `keep-alive` name no field, so the usual request skips that scan.
@@ -84,39 +83,69 @@ pub fn request(
         .map(trim_ows)
         .any(|t| !t.eq_ignore_ascii_case(b"close") && !t.eq_ignore_ascii_case(b"keep-alive"));
     let mut has_anthropic_version = false;
-    for h in &head.headers {
-        if !provider.headers.allows(&h.name)
-            || (lists_fields && listed_in_connection(head, &h.name))
-        {
+    for (name, value) in head.headers() {
+        if !provider.headers.allows(name) || (lists_fields && listed_in_connection(head, name)) {
             continue;
         }
-        has_anthropic_version |= h.name == "anthropic-version";
-        out.extend_from_slice(h.name.as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(&h.value);
-        out.extend_from_slice(b"\r\n");
+        has_anthropic_version |= name == "anthropic-version";
+        field(&mut out, name, value);
     }
     // Answers come uncompressed: an error answer must be readable to be checked for the key, and the
     // client's codings cannot be trusted to be ones the relay can read.
     out.extend_from_slice(b"accept-encoding: identity\r\n");
     match streamed {
         Some(BodyFraming::Chunked) => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
-        Some(BodyFraming::Length(n)) => {
-            let _ = write!(out, "content-length: {n}\r\n");
-        }
-        _ if !body.is_empty() || matches!(head.method.as_str(), "POST" | "PUT" | "PATCH") => {
-            let _ = write!(out, "content-length: {}\r\n", body.len());
+        Some(BodyFraming::Length(n)) => content_length(&mut out, n),
+        _ if !body.is_empty() || matches!(head.method(), "POST" | "PUT" | "PATCH") => {
+            content_length(&mut out, body.len() as u64);
         }
         _ => {}
     }
     if provider.family == ApiFamily::Anthropic && !has_anthropic_version {
-        let _ = write!(out, "anthropic-version: {ANTHROPIC_DEFAULT_VERSION}\r\n");
+        field(
+            &mut out,
+            "anthropic-version",
+            ANTHROPIC_DEFAULT_VERSION.as_bytes(),
+        );
     }
-    // The provider's credential goes in last, after every client header has been filtered out.
-    let (name, value) = provider.auth.header(api_key.expose());
-    let _ = write!(out, "{name}: {value}\r\n\r\n");
+    // The provider's credential goes in last, after every client header has been filtered out. The
+    // key is written straight into the request: no other copy of it is made.
+    let (name, prefix) = provider.auth.header();
+    for part in [name, ": ", prefix, api_key.expose(), "\r\n\r\n"] {
+        out.extend_from_slice(part.as_bytes());
+    }
     out.extend_from_slice(body);
     out
+}
+
+/// Appends the field line `name: value` CRLF.
+fn field(out: &mut Vec<u8>, name: &str, value: &[u8]) {
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Appends `content-length: n` CRLF.
+fn content_length(out: &mut Vec<u8>, n: u64) {
+    out.extend_from_slice(b"content-length: ");
+    decimal(out, n);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Appends `n` in decimal, without going through `fmt`.
+fn decimal(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[at..]);
 }
 
 /// Whether the client's `Connection` fields name `name` (RFC 9110 §7.6.1).
@@ -142,40 +171,39 @@ pub fn response_head(
     resp: &ResponseHead,
     relayed: Relayed,
     key: &KeyFragments,
-    cors: &[cors::Header],
+    cors: &[cors::Field<'_>],
     rid: &str,
 ) -> Vec<u8> {
     let mut out = Vec::with_capacity(1024);
     // A provider echoing the key, whole or in part (debug headers, misconfigured gateways), must not
     // hand it to the page: such a reason phrase is replaced and such a header dropped.
-    let phrase = if key.found_in(resp.reason.as_bytes()) {
+    let phrase = if key.found_in(resp.reason().as_bytes()) {
         reason(resp.status)
     } else {
         reason_or(resp)
     };
-    let _ = write!(out, "HTTP/1.1 {} {phrase}\r\n", resp.status);
-    for h in &resp.headers {
-        if DROP_RESPONSE_HEADERS.contains(&h.name.as_str()) || key.found_in(&h.value) {
+    out.extend_from_slice(b"HTTP/1.1 ");
+    decimal(&mut out, u64::from(resp.status));
+    out.push(b' ');
+    out.extend_from_slice(phrase.as_bytes());
+    out.extend_from_slice(b"\r\n");
+    for (name, value) in resp.headers() {
+        if dropped_from_response(name) || key.found_in(value) {
             continue;
         }
-        out.extend_from_slice(h.name.as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(&h.value);
-        out.extend_from_slice(b"\r\n");
+        field(&mut out, name, value);
     }
     match relayed.kind {
-        ResponseBody::Length(n) => {
-            let _ = write!(out, "content-length: {n}\r\n");
-        }
+        ResponseBody::Length(n) => content_length(&mut out, n),
         ResponseBody::Chunked if !relayed.dechunk => {
             out.extend_from_slice(b"transfer-encoding: chunked\r\n")
         }
         _ => {}
     }
-    for (n, v) in cors {
-        let _ = write!(out, "{n}: {v}\r\n");
+    for &(name, value) in cors {
+        field(&mut out, name, value.as_bytes());
     }
-    let _ = write!(out, "x-request-id: {rid}\r\n");
+    field(&mut out, "x-request-id", rid.as_bytes());
     out.extend_from_slice(SAFETY_HEADERS.as_bytes());
     if relayed.close {
         out.extend_from_slice(b"connection: close\r\n");
@@ -186,22 +214,22 @@ pub fn response_head(
 
 /// The provider's reason phrase when it is printable, else the standard one.
 fn reason_or(resp: &ResponseHead) -> &str {
-    if resp.reason.is_empty()
-        || !resp
-            .reason
+    let phrase = resp.reason();
+    if phrase.is_empty()
+        || !phrase
             .bytes()
             .all(|b| b == b' ' || b == b'\t' || b.is_ascii_graphic())
     {
         reason(resp.status)
     } else {
-        &resp.reason
+        phrase
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::http::head::{Header, Version};
+    use crate::http::head::Version;
     use crate::upstream::provider::Registry;
     use std::sync::Arc;
 
@@ -215,19 +243,13 @@ mod tests {
     }
 
     fn head(method: &str, headers: &[(&str, &str)]) -> RequestHead {
-        RequestHead {
-            method: method.into(),
-            target: "/ignored".into(),
-            version: Version::Http11,
-            headers: headers
-                .iter()
-                .map(|(n, v)| Header {
-                    name: n.to_string(),
-                    value: v.as_bytes().to_vec(),
-                })
-                .collect(),
-            head_len: 0,
-        }
+        RequestHead::from_parts(
+            method,
+            "/ignored",
+            Version::Http11,
+            headers.iter().map(|(n, v)| (*n, v.as_bytes())),
+            0,
+        )
     }
 
     fn loc(rest: &str, query: &str) -> Located {
@@ -323,11 +345,11 @@ mod tests {
 
     #[test]
     fn the_response_head_drops_what_is_not_the_clients_and_anything_echoing_the_key() {
-        let resp = ResponseHead {
-            version: Version::Http11,
-            status: 200,
-            reason: "OK fake-key-3".into(),
-            headers: [
+        let resp = ResponseHead::from_parts(
+            Version::Http11,
+            200,
+            "OK fake-key-3",
+            [
                 ("content-type", "text/event-stream"),
                 ("set-cookie", "a=b"),
                 ("transfer-encoding", "chunked"),
@@ -335,15 +357,11 @@ mod tests {
                 ("access-control-allow-origin", "*"),
             ]
             .iter()
-            .map(|(n, v)| Header {
-                name: n.to_string(),
-                value: v.as_bytes().to_vec(),
-            })
-            .collect(),
-            head_len: 0,
-        };
+            .map(|(n, v)| (*n, v.as_bytes())),
+            0,
+        );
         let key = KeyFragments::new(b"fake-key-3");
-        let cors = vec![("vary".to_string(), "Origin".to_string())];
+        let cors = [("vary", "Origin")];
         let relayed = Relayed {
             kind: ResponseBody::Chunked,
             dechunk: false,

@@ -69,7 +69,7 @@ pub async fn refuse<S: AsyncRead + AsyncWrite + Unpin>(
     r.close = closes(&req.framing, in_sync, true);
     let ok = req
         .client
-        .write_all(&r.encode(req.head.method == "HEAD"))
+        .write_all(&r.encode(req.head.method() == "HEAD"))
         .await
         .is_ok();
     Outcome::Refused {
@@ -105,8 +105,8 @@ pub async fn unframed<S: AsyncRead + AsyncWrite + Unpin>(
     f.insert("rid".into(), json!(rid));
     f.insert("ip".into(), json!(ip.to_string()));
     if let Some(h) = head {
-        f.insert("method".into(), json!(h.method));
-        f.insert("path".into(), json!(redact_target(h.target.as_bytes())));
+        f.insert("method".into(), json!(h.method()));
+        f.insert("path".into(), json!(redact_target(h.target().as_bytes())));
     }
     f.insert("status".into(), json!(r.status));
     f.insert("reason".into(), json!(e.code()));

@@ -122,14 +122,14 @@ async fn dispatch<S: AsyncRead + AsyncWrite + Unpin>(
     let app = req.app;
     let head = req.head;
     let to = route(
-        &head.method,
-        &head.target,
+        head.method(),
+        head.target(),
         head.header("access-control-request-method").is_some(),
         &app.cfg.server.base_path,
     );
     // Every routed request spends its sender's allowance first (junk, 404s and preflights included),
     // and nothing else's: the relay-wide limit is charged only once a token is proven.
-    let path = head.target.split('?').next().unwrap_or_default();
+    let path = head.target().split('?').next().unwrap_or_default();
     if admit::charges_ip(app, req.ip, path) {
         if let Err(e) = admit::charge_ip(app, req.ip).await {
             app.obs.stats.rate_limited.fetch_add(1, Ordering::Relaxed);
@@ -164,14 +164,14 @@ pub fn locate(head: &RequestHead, after_base: &str, query: Option<&str>) -> Loca
     let rest = match after_base.split_once('/') {
         Some((first, rest)) if is_token_like(first) => {
             token = Some(first);
-            format!("/{rest}")
+            slash_then(rest)
         }
         None if is_token_like(after_base) => {
             token = Some(after_base);
             String::new()
         }
         _ if after_base.is_empty() => String::new(),
-        _ => format!("/{after_base}"),
+        _ => slash_then(after_base),
     };
     let mut kept = String::new();
     for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
@@ -191,6 +191,14 @@ pub fn locate(head: &RequestHead, after_base: &str, query: Option<&str>) -> Loca
         rest,
         query: kept,
     }
+}
+
+/// `/` then `rest`, in one allocation of the exact size (this runs for every relayed request).
+fn slash_then(rest: &str) -> String {
+    let mut s = String::with_capacity(1 + rest.len());
+    s.push('/');
+    s.push_str(rest);
+    s
 }
 
 fn is_token_like(s: &str) -> bool {
@@ -252,22 +260,10 @@ fn client_ip(nets: &Nets, peer: IpAddr, head: &RequestHead) -> IpAddr {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::http::head::{Header, Version};
+    use crate::http::head::Version;
 
     fn head(headers: &[(&str, &[u8])]) -> RequestHead {
-        RequestHead {
-            method: "POST".into(),
-            target: "/".into(),
-            version: Version::Http11,
-            headers: headers
-                .iter()
-                .map(|(n, v)| Header {
-                    name: n.to_string(),
-                    value: v.to_vec(),
-                })
-                .collect(),
-            head_len: 0,
-        }
+        RequestHead::from_parts("POST", "/", Version::Http11, headers.iter().copied(), 0)
     }
 
     fn token(l: &Located) -> Option<&str> {

@@ -48,7 +48,7 @@ const LINGER_BYTES: usize = 256 * 1024;
 /// `http/framing.rs` (a missing or repeated Host included) are passed on as they are.
 pub fn location(head: &RequestHead, name: &str, https_port: u16) -> Result<String, Error> {
     request_framing(head)?;
-    if !head.target.starts_with('/') {
+    if !head.target().starts_with('/') {
         return Err(Error::BadRequest(
             "no https URL for an asterisk-form target",
         ));
@@ -58,7 +58,7 @@ pub fn location(head: &RequestHead, name: &str, https_port: u16) -> Result<Strin
     } else {
         format!(":{https_port}")
     };
-    Ok(format!("https://{name}{port}{}", head.target))
+    Ok(format!("https://{name}{port}{}", head.target()))
 }
 
 /// Answer on `listener` until `stop` resolves. `name` is the relay's public name
@@ -106,18 +106,25 @@ where
     let server = &app.cfg.server;
     let mut client = Client::new(io, peer, pace(app));
     let limits = head_limits(app);
-    let head = match client
-        .read_head(&limits, server.idle_timeout(), None, &mut Reclaim::never())
+    let mut head = RequestHead::default();
+    match client
+        .read_head(
+            &mut head,
+            &limits,
+            server.idle_timeout(),
+            None,
+            &mut Reclaim::never(),
+        )
         .await
     {
-        Ok(Some(h)) => h,
-        Ok(None) => return,
+        Ok(true) => {}
+        Ok(false) => return,
         Err(e) => {
             reply::unframed(app, &mut client, None, &e).await;
             close(&mut client).await;
             return;
         }
-    };
+    }
     match location(&head, name, https_port) {
         Ok(loc) => {
             let r = Response {
@@ -126,7 +133,7 @@ where
                 body: Vec::new(),
                 close: true,
             };
-            let _ = client.write_all(&r.encode(head.method == "HEAD")).await;
+            let _ = client.write_all(&r.encode(head.method() == "HEAD")).await;
             app.obs.stats.count_status(r.status);
             if !app.obs.log.access
                 || !app
@@ -139,8 +146,11 @@ where
             let mut f = Map::new();
             f.insert("rid".into(), json!(app.obs.ids.next()));
             f.insert("ip".into(), json!(peer.ip().to_string()));
-            f.insert("method".into(), json!(head.method));
-            f.insert("path".into(), json!(redact_target(head.target.as_bytes())));
+            f.insert("method".into(), json!(head.method()));
+            f.insert(
+                "path".into(),
+                json!(redact_target(head.target().as_bytes())),
+            );
             f.insert("status".into(), json!(r.status));
             f.insert("reason".into(), json!("https_redirect"));
             app.obs.log.access(f);

@@ -31,13 +31,15 @@ impl AuthStyle {
         }
     }
 
-    /// The header name and value that carry `key` upstream.
-    pub fn header(self, key: &str) -> (&'static str, String) {
+    /// The header name that carries the key upstream, and what its value holds before the key
+    /// (`Bearer ` or nothing). The caller writes the key straight after it: no copy of the key is
+    /// made for the header.
+    pub fn header(self) -> (&'static str, &'static str) {
         match self {
-            AuthStyle::Bearer => ("authorization", format!("Bearer {key}")),
-            AuthStyle::XApiKey => ("x-api-key", key.to_string()),
-            AuthStyle::XGoogApiKey => ("x-goog-api-key", key.to_string()),
-            AuthStyle::ApiKey => ("api-key", key.to_string()),
+            AuthStyle::Bearer => ("authorization", "Bearer "),
+            AuthStyle::XApiKey => ("x-api-key", ""),
+            AuthStyle::XGoogApiKey => ("x-goog-api-key", ""),
+            AuthStyle::ApiKey => ("api-key", ""),
         }
     }
 }

@@ -192,16 +192,10 @@ mod tests {
 
     #[test]
     fn auth_headers() {
-        assert_eq!(
-            AuthStyle::Bearer.header("k"),
-            ("authorization", "Bearer k".into())
-        );
-        assert_eq!(AuthStyle::XApiKey.header("k"), ("x-api-key", "k".into()));
-        assert_eq!(
-            AuthStyle::XGoogApiKey.header("k"),
-            ("x-goog-api-key", "k".into())
-        );
-        assert_eq!(AuthStyle::ApiKey.header("k"), ("api-key", "k".into()));
+        assert_eq!(AuthStyle::Bearer.header(), ("authorization", "Bearer "));
+        assert_eq!(AuthStyle::XApiKey.header(), ("x-api-key", ""));
+        assert_eq!(AuthStyle::XGoogApiKey.header(), ("x-goog-api-key", ""));
+        assert_eq!(AuthStyle::ApiKey.header(), ("api-key", ""));
     }
 
     #[test]

@@ -68,7 +68,7 @@ pub struct Upgrade {
 
 /// Check a client's upgrade request (`has_body`: its framing announced a body).
 pub fn check_request(head: &RequestHead, has_body: bool) -> Result<Upgrade, HandshakeError> {
-    if head.method != "GET" {
+    if head.method() != "GET" {
         return Err(HandshakeError::NotGet);
     }
     if head.version != Version::Http11 {

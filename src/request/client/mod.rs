@@ -15,7 +15,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
 
 use crate::error::Error;
-use crate::http::head::{parse_request_head, HeadLimits, RequestHead};
+use crate::http::head::{parse_request_head_into, HeadLimits, RequestHead};
 use crate::limits::conns::{Reclaim, RECLAIM_AFTER_IDLE};
 use crate::server::shutdown::ShutdownWatch;
 use input::Input;
@@ -101,19 +101,22 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
         Ok(n)
     }
 
-    /// Wait for a complete request head. `Ok(None)`: the client closed (or, when a shutdown watch is
-    /// given, the relay is shutting down) between requests, which is a normal end of the connection.
+    /// Wait for a complete request head and parse it into `head` (the connection's own, refilled for
+    /// every request so that its buffers are reused). `Ok(false)`: the client closed (or, when a
+    /// shutdown watch is given, the relay is shutting down) between requests, which is a normal end
+    /// of the connection.
     /// Before the first byte `idle` applies; once a head has started it must complete within
     /// `read_timeout` in total, so a client dribbling bytes cannot hold the connection (slowloris).
     /// While nothing is buffered, a `reclaim` signal (connection slots running short) also ends the
     /// connection, once it has waited [`RECLAIM_AFTER_IDLE`].
     pub async fn read_head(
         &mut self,
+        head: &mut RequestHead,
         limits: &HeadLimits,
         idle: Duration,
         mut shutdown: Option<&mut ShutdownWatch>,
         reclaim: &mut Reclaim,
-    ) -> Result<Option<RequestHead>, Error> {
+    ) -> Result<bool, Error> {
         let idle_since = Instant::now();
         let idle_deadline = idle_since + idle;
         let mut head_deadline = if self.buf.is_empty() {
@@ -131,14 +134,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
                 || may_end_head(&self.buf, scanned)
                 || open_target_too_long(&self.buf, limits.max_uri_bytes);
             scanned = self.buf.len();
-            if !self.buf.is_empty() && ready {
-                if let Some(head) = parse_request_head(&self.buf, limits)? {
-                    return Ok(Some(head));
-                }
+            if !self.buf.is_empty() && ready && parse_request_head_into(&self.buf, limits, head)? {
+                return Ok(true);
             }
             if self.eof {
                 return if self.buf.is_empty() {
-                    Ok(None)
+                    Ok(false)
                 } else {
                     Err(Error::BadRequest("incomplete request head"))
                 };
@@ -157,8 +158,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
                 };
                 tokio::select! {
                     r = self.read_more(deadline) => r,
-                    _ = shutting_down => return Ok(None),
-                    _ = reclaimed => return Ok(None),
+                    _ = shutting_down => return Ok(false),
+                    _ = reclaimed => return Ok(false),
                 }
             } else {
                 self.read_more(deadline).await
@@ -168,7 +169,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
                 Ok(_) => {
                     head_deadline.get_or_insert_with(|| Instant::now() + self.pace.read_timeout);
                 }
-                Err(_) if self.buf.is_empty() => return Ok(None),
+                Err(_) if self.buf.is_empty() => return Ok(false),
                 Err(e) => return Err(e),
             }
         }
@@ -279,7 +280,7 @@ fn open_target_too_long(buf: &[u8], max_uri_bytes: usize) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::http::head::HeadError;
+    use crate::http::head::{parse_request_head, HeadError};
 
     #[test]
     fn head_end_detection_scans_only_new_bytes_with_overlap() {

@@ -1,0 +1,167 @@
+//! The field lines of one parsed head, packed: every name (lower-cased) end to end in one string,
+//! every value (OWS removed) end to end in one byte buffer, and where each field ends in both. A head
+//! is three buffers however many fields it has, and a head value reused across the requests of a
+//! keep-alive connection allocates nothing once its buffers have grown to the connection's usual
+//! head. The start-line's text (method and target, or reason-phrase) sits in front of the names, so
+//! it needs no buffer of its own; `http/head.rs` fills all of it and says what the lead text means.
+
+use std::fmt;
+
+/// The field lines of a head, in message order. Names are lower-cased (field names are
+/// case-insensitive, RFC 9110 §5.1); values are the raw bytes with leading and trailing SP/HTAB
+/// removed (RFC 9112 §5.1: OWS is not part of the value). Values may hold obs-text (0x80-0xFF), so
+/// they stay bytes.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Fields {
+    /// The start-line's text (`text[..lead]`), then every name. Names are tokens (ASCII), so this is
+    /// a `String` and a name is a `&str` without checking its bytes again.
+    text: String,
+    /// Bytes of start-line text in front of the first name.
+    lead: usize,
+    /// Every value, end to end.
+    values: Vec<u8>,
+    /// Where each field's name ends in `text` and its value in `values`; each starts where the one
+    /// before it ended (the first name at `lead`, the first value at 0).
+    ends: Vec<(usize, usize)>,
+}
+
+impl Fields {
+    /// Empties the list and puts `lead` (the start-line's text, in parts) in front of the names.
+    /// Keeps the buffers' capacity, and reserves what `names` and `values` bytes of fields and
+    /// `count` fields will take, so that filling the list grows each buffer at most once.
+    pub(crate) fn reset(&mut self, lead: &[&str], names: usize, values: usize, count: usize) {
+        self.text.clear();
+        self.values.clear();
+        self.ends.clear();
+        let lead_len: usize = lead.iter().map(|s| s.len()).sum();
+        self.text.reserve(lead_len + names);
+        self.values.reserve(values);
+        self.ends.reserve(count);
+        for part in lead {
+            self.text.push_str(part);
+        }
+        self.lead = lead_len;
+    }
+
+    /// Appends one field: `name` lower-cased, `value` as given.
+    pub(crate) fn push(&mut self, name: &str, value: &[u8]) {
+        let start = self.text.len();
+        self.text.push_str(name);
+        self.text[start..].make_ascii_lowercase();
+        self.values.extend_from_slice(value);
+        self.ends.push((self.text.len(), self.values.len()));
+    }
+
+    /// The start-line's text given to [`Fields::reset`], its parts end to end.
+    pub(crate) fn lead(&self) -> &str {
+        &self.text[..self.lead]
+    }
+
+    /// Every field as (lower-case name, value), in message order.
+    pub fn iter(&self) -> Iter<'_> {
+        Iter {
+            fields: self,
+            next: 0,
+            name_at: self.lead,
+            value_at: 0,
+        }
+    }
+
+    /// How many fields there are.
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    /// The value of the first field named `name` (compared case-insensitively).
+    pub fn get(&self, name: &str) -> Option<&[u8]> {
+        self.iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v)
+    }
+
+    /// Every value of the fields named `name` (compared case-insensitively), in message order.
+    /// The stored names are lower-case already, so a lower-case `name` compares bytes only.
+    pub fn named<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
+        self.iter()
+            .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v)
+    }
+}
+
+impl fmt::Debug for Fields {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let fields: Vec<(&str, String)> = self
+            .iter()
+            .map(|(n, v)| (n, String::from_utf8_lossy(v).into_owned()))
+            .collect();
+        f.debug_struct("Fields")
+            .field("lead", &self.lead())
+            .field("fields", &fields)
+            .finish()
+    }
+}
+
+/// The fields of a head as (lower-case name, value), in message order: [`Fields::iter`].
+#[derive(Clone)]
+pub struct Iter<'a> {
+    fields: &'a Fields,
+    next: usize,
+    name_at: usize,
+    value_at: usize,
+}
+
+impl<'a> Iterator for Iter<'a> {
+    type Item = (&'a str, &'a [u8]);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let &(name_end, value_end) = self.fields.ends.get(self.next)?;
+        let name = &self.fields.text[self.name_at..name_end];
+        let value = &self.fields.values[self.value_at..value_end];
+        self.next += 1;
+        self.name_at = name_end;
+        self.value_at = value_end;
+        Some((name, value))
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let left = self.fields.ends.len() - self.next;
+        (left, Some(left))
+    }
+}
+
+impl ExactSizeIterator for Iter<'_> {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fields_keep_order_case_and_the_lead() {
+        let mut f = Fields::default();
+        f.reset(&["POST", "/a"], 9, 4, 2);
+        f.push("Host", b"h");
+        f.push("X-Thing", b"a b");
+        f.push("host", b"");
+        assert_eq!(f.lead(), "POST/a");
+        let all: Vec<(&str, &[u8])> = f.iter().collect();
+        assert_eq!(
+            all,
+            vec![("host", &b"h"[..]), ("x-thing", b"a b"), ("host", b"")]
+        );
+        assert_eq!((f.len(), f.iter().len()), (3, 3));
+        assert_eq!(f.get("X-THING"), Some(&b"a b"[..]));
+        assert_eq!(f.named("host").collect::<Vec<_>>(), vec![&b"h"[..], b""]);
+        assert_eq!(f.get("x"), None);
+        // Refilled: nothing of the previous head remains, and equal contents compare equal.
+        f.reset(&["OK"], 0, 0, 0);
+        assert_eq!((f.lead(), f.len(), f.is_empty()), ("OK", 0, true));
+        let mut g = Fields::default();
+        g.reset(&["O", "K"], 0, 0, 0);
+        assert_eq!(f, g);
+    }
+}
