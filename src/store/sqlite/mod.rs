@@ -32,9 +32,10 @@
 //!
 //! Files: this one holds the handle the relay calls; `writer.rs` the thread, its batches and their
 //! transactions; `schema.rs` the tables and connection settings; `statements.rs` the statements of
-//! the common path, kept prepared; `ops.rs` the SQL of the token operations and `spend.rs` that of
-//! the spend lines (`docs/budgets.md` §4).
+//! the common path, kept prepared, and `counts.rs` the counts a grant tries first; `ops.rs` the SQL
+//! of the token operations and `spend.rs` that of the spend lines (`docs/budgets.md` §4).
 
+mod counts;
 mod ops;
 mod schema;
 mod spend;

@@ -5,6 +5,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use rusqlite::{params, OptionalExtension};
 
+use crate::store::sqlite::counts::Slot;
 use crate::store::sqlite::writer::Db;
 use crate::store::{keep_token_for, Reservation, Usage};
 
@@ -32,25 +33,38 @@ impl Db<'_> {
         let forget_at = int(now.saturating_add(keep_token_for(exp, now)))?;
         // The common case: a known token, not revoked (by id or by its tenant's mark), with a call
         // left and an unchanged retention, gets its call counted and its facts refreshed exactly as
-        // the full path below would. Its count is read first and the write made on the condition
-        // that it is still that count, so the write is the job's last statement (SQLite undoes it
-        // alone if it fails) and the answer needs no `RETURNING`, which made SQLite build and drop
-        // a temporary table on every call (about 13,000 instructions, `bench/instructions.sh`).
-        // `calls_used >= 0` always holds; saying it keeps the conversion below from failing after
-        // the write. Both statements are kept prepared (`statements.rs`).
+        // the full path below would, by one `UPDATE` made on the condition that the count is still
+        // the one this thread last left on the token (`counts.rs`), else the one read first. So the
+        // write is the job's last statement (SQLite undoes it alone if it fails) and the answer needs
+        // no `RETURNING`, which made SQLite build and drop a temporary table on every call (about
+        // 13,000 instructions, `bench/instructions.sh`); and a token granted before skips the read.
+        // Both statements are kept prepared (`statements.rs`).
+        let grant = Grant {
+            tenant,
+            jti,
+            max_calls,
+            exp_at,
+            iat,
+            at,
+            forget_at,
+        };
+        let slot = self.counts.slot(tenant, jti);
+        let remembered = self.counts.get(slot, tenant, jti);
+        if let Some(used) = remembered {
+            if let Some(granted) = self.grant_counted(&grant, slot, used)? {
+                return Ok(granted);
+            }
+        }
         let known: Option<i64> = self
             .prepared
             .count
             .query_row(params![tenant, jti], |r| r.get(0))
             .optional()?;
-        if let Some(used) = known.filter(|&u| u >= 0) {
-            let counted = self.prepared.grant.execute(params![
-                tenant, jti, max_calls, exp_at, iat, at, forget_at, used
-            ])?;
-            if counted == 1 {
-                return Ok(Reservation::Granted {
-                    used: uint(used)? + 1,
-                });
+        // `calls_used >= 0` always holds; saying it keeps the conversion to the answer from failing
+        // after the write. A remembered count already tried is not tried again.
+        if let Some(used) = known.filter(|&u| u >= 0 && Some(u) != remembered) {
+            if let Some(granted) = self.grant_counted(&grant, slot, used)? {
+                return Ok(granted);
             }
         }
         // Anything else may write twice (retention, then facts): inside the job's own savepoint.
@@ -102,6 +116,9 @@ impl Db<'_> {
                     first,
                     forget_at
                 ])?;
+            if grant {
+                self.counts.set(slot, tenant, jti, 1);
+            }
             return Ok(if grant {
                 Reservation::Granted { used: 1 }
             } else {
@@ -139,6 +156,9 @@ impl Db<'_> {
                     at
                 ])?;
         }
+        if grant {
+            self.counts.set(slot, tenant, jti, int(used + 1)?);
+        }
         Ok(if revoked {
             Reservation::Revoked
         } else if grant {
@@ -148,7 +168,36 @@ impl Db<'_> {
         })
     }
 
+    /// Runs the common grant (`statements.rs`) on the condition that the token's count is `used`:
+    /// `None` when it did not apply (another count, or the full path is needed), else the answer.
+    fn grant_counted(
+        &mut self,
+        g: &Grant<'_>,
+        slot: Slot,
+        used: i64,
+    ) -> rusqlite::Result<Option<Reservation>> {
+        let counted = self.prepared.grant.execute(params![
+            g.tenant,
+            g.jti,
+            g.max_calls,
+            g.exp_at,
+            g.iat,
+            g.at,
+            g.forget_at,
+            used
+        ])?;
+        if counted != 1 {
+            return Ok(None);
+        }
+        self.counts.set(slot, g.tenant, g.jti, used + 1);
+        Ok(Some(Reservation::Granted {
+            used: uint(used)? + 1,
+        }))
+    }
+
     pub(super) fn refund(&mut self, tenant: &str, jti: &str) -> rusqlite::Result<()> {
+        // Not needed for exactness (a wrong remembered count only costs a read), but saves it.
+        self.counts.forget(tenant, jti);
         self.conn
             .prepare_cached(
                 "UPDATE token_usage SET calls_used = calls_used - 1
@@ -240,6 +289,17 @@ impl Db<'_> {
         }
         Ok(())
     }
+}
+
+/// A reservation's values as the grant statement takes them.
+struct Grant<'a> {
+    tenant: &'a str,
+    jti: &'a str,
+    max_calls: Option<i64>,
+    exp_at: i64,
+    iat: i64,
+    at: i64,
+    forget_at: i64,
 }
 
 /// SQLite integers are signed 64-bit; the store only ever holds values below 2^53.

@@ -9,12 +9,13 @@
 
 use rusqlite::{Connection, PrepFlags, Statement};
 
-/// A token's count, read before the grant so the answer needs no `RETURNING` (see `Db::reserve`).
-/// Parameters: tenant, jti.
+/// A token's count, read before the grant when the store thread does not remember it (`counts.rs`),
+/// so the answer needs no `RETURNING` (see `Db::reserve`). Parameters: tenant, jti.
 const COUNT: &str = "SELECT calls_used FROM token_usage WHERE tenant = ?1 AND jti = ?2";
 
 /// The common grant: counts one call on a known token that is not revoked (by id or by its tenant's
-/// mark), has a call left, keeps its retention and still has the count read by [`COUNT`], and
+/// mark), has a call left, keeps its retention and still has the count given (remembered or read by
+/// [`COUNT`]), and
 /// refreshes its facts from the claims as the full path would. Parameters: tenant, jti, max_calls,
 /// expires_at, issued_at, now, forget_at, the count read.
 const GRANT: &str = "

@@ -8,6 +8,7 @@ use rusqlite::{Connection, OpenFlags};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::store::keep_unseen_revocation_for;
+use crate::store::sqlite::counts::Counts;
 use crate::store::sqlite::schema::configure;
 use crate::store::sqlite::statements::Prepared;
 use crate::store::StoreError;
@@ -177,6 +178,8 @@ pub(super) fn connect(path: &Path) -> Result<Connection, StoreError> {
 pub(super) struct Db<'c> {
     pub(super) conn: &'c Connection,
     pub(super) prepared: Prepared<'c>,
+    /// The count last left on each token granted lately (a guess the grant checks).
+    pub(super) counts: Counts,
     /// The file's path as shown in errors.
     pub(super) label: String,
     pub(super) unseen_revocation_secs: u64,
@@ -200,6 +203,7 @@ impl<'c> Db<'c> {
         Ok(Db {
             conn,
             prepared,
+            counts: Counts::default(),
             label,
             unseen_revocation_secs: keep_unseen_revocation_for(max_token_life),
             next_sweep: 0,
@@ -411,6 +415,30 @@ mod tests {
             "a grant on a known token writes one page, a refusal with unchanged facts none"
         );
         assert_eq!(calls_used(&mut db, "a"), Some(3));
+    }
+
+    #[test]
+    fn a_remembered_count_is_only_tried_never_trusted() {
+        let (_dir, conn) = open();
+        let mut db = db(&conn);
+        let reserve_alone = |db: &mut Db| {
+            let (j, a) = reserve("a", Some(5));
+            db.run_batch(&mut vec![j]);
+            answered(a).unwrap()
+        };
+        for used in 1..=2 {
+            assert_eq!(reserve_alone(&mut db), Reservation::Granted { used });
+        }
+        // Counts changed behind the store thread's memory, up and down: each grant counts from the
+        // stored value, and the limit holds.
+        db.exec("UPDATE token_usage SET calls_used = 4").unwrap();
+        assert_eq!(reserve_alone(&mut db), Reservation::Granted { used: 5 });
+        assert_eq!(reserve_alone(&mut db), Reservation::Exhausted);
+        db.exec("UPDATE token_usage SET calls_used = 0").unwrap();
+        assert_eq!(reserve_alone(&mut db), Reservation::Granted { used: 1 });
+        db.exec("DELETE FROM token_usage").unwrap();
+        assert_eq!(reserve_alone(&mut db), Reservation::Granted { used: 1 });
+        assert_eq!(calls_used(&mut db, "a"), Some(1));
     }
 
     /// How the relay submits reservations: the job opens a savepoint only off the one-statement path.
