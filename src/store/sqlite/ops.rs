@@ -176,7 +176,12 @@ impl Db<'_> {
         slot: Slot,
         used: i64,
     ) -> rusqlite::Result<Option<Reservation>> {
-        let counted = self.prepared.grant.execute(params![
+        let grant = if self.tenant_marks {
+            &mut self.prepared.grant
+        } else {
+            &mut self.prepared.grant_unmarked
+        };
+        let counted = grant.execute(params![
             g.tenant,
             g.jti,
             g.max_calls,
@@ -250,6 +255,8 @@ impl Db<'_> {
     }
 
     pub(super) fn revoke_before(&mut self, tenant: &str, ts: u64) -> rusqlite::Result<u64> {
+        // Before the write: from here on grants look the tenant's mark up.
+        self.tenant_marks = true;
         let mark: i64 = self
             .conn
             .prepare_cached(

@@ -2,7 +2,7 @@
 //! prepared once when the store thread starts and kept for the connection's life.
 //!
 //! Every other statement goes through rusqlite's `prepare_cached`, which is fine for the rare ones
-//! but not for these four: the cache finds a statement by its text, so each use trims the text,
+//! but not for these: the cache finds a statement by its text, so each use trims the text,
 //! hashes it, copies it into a new key, and hashes it again to put the statement back. That was
 //! about 3,600 instructions per proxied request (`bench/instructions.sh`), as much as the grant's
 //! `UPDATE` itself. Held here, a use is a bind and a step.
@@ -15,17 +15,31 @@ const COUNT: &str = "SELECT calls_used FROM token_usage WHERE tenant = ?1 AND jt
 
 /// The common grant: counts one call on a known token that is not revoked (by id or by its tenant's
 /// mark), has a call left, keeps its retention and still has the count given (remembered or read by
-/// [`COUNT`]), and
-/// refreshes its facts from the claims as the full path would. Parameters: tenant, jti, max_calls,
-/// expires_at, issued_at, now, forget_at, the count read.
-const GRANT: &str = "
-UPDATE token_usage SET max_calls = ?3, expires_at = ?4, issued_at = ?5,
-    calls_used = calls_used + 1,
-    first_used_at = coalesce(first_used_at, ?6), last_used_at = ?6
-WHERE tenant = ?1 AND jti = ?2 AND revoked = 0 AND forget_at = ?7
-    AND calls_used = ?8 AND (?3 IS NULL OR calls_used < ?3)
-    AND NOT EXISTS (SELECT 1 FROM tenant_revocation t
-                    WHERE t.tenant = ?1 AND ?5 < t.revoked_before)";
+/// [`COUNT`]), and refreshes its facts from the claims as the full path would. Parameters: tenant,
+/// jti, max_calls, expires_at, issued_at, now, forget_at, the count. `$marks` is the condition on the
+/// tenant's mark: [`GRANT`] has it, [`GRANT_UNMARKED`] runs while no tenant has one.
+macro_rules! grant {
+    ($marks:literal) => {
+        concat!(
+            "UPDATE token_usage SET max_calls = ?3, expires_at = ?4, issued_at = ?5,
+                 calls_used = calls_used + 1,
+                 first_used_at = coalesce(first_used_at, ?6), last_used_at = ?6
+             WHERE tenant = ?1 AND jti = ?2 AND revoked = 0 AND forget_at = ?7
+                 AND calls_used = ?8 AND (?3 IS NULL OR calls_used < ?3)",
+            $marks
+        )
+    };
+}
+
+/// See [`grant!`].
+const GRANT: &str = grant!(
+    " AND NOT EXISTS (SELECT 1 FROM tenant_revocation t
+                      WHERE t.tenant = ?1 AND ?5 < t.revoked_before)"
+);
+
+/// [`GRANT`] without the look-up of the tenant's mark (an index search and a cursor opened and
+/// closed on every call, `bench/instructions.sh`), for while `tenant_revocation` is empty.
+const GRANT_UNMARKED: &str = grant!("");
 
 /// The prepared statements, borrowing the connection they run on.
 pub(super) struct Prepared<'c> {
@@ -36,6 +50,8 @@ pub(super) struct Prepared<'c> {
     pub(super) count: Statement<'c>,
     /// See [`GRANT`].
     pub(super) grant: Statement<'c>,
+    /// See [`GRANT_UNMARKED`].
+    pub(super) grant_unmarked: Statement<'c>,
 }
 
 impl<'c> Prepared<'c> {
@@ -48,6 +64,7 @@ impl<'c> Prepared<'c> {
             commit: prepare("COMMIT")?,
             count: prepare(COUNT)?,
             grant: prepare(GRANT)?,
+            grant_unmarked: prepare(GRANT_UNMARKED)?,
         })
     }
 }

@@ -180,6 +180,10 @@ pub(super) struct Db<'c> {
     pub(super) prepared: Prepared<'c>,
     /// The count last left on each token granted lately (a guess the grant checks).
     pub(super) counts: Counts,
+    /// A tenant may have a revocation mark: false only while `tenant_revocation` is known to be
+    /// empty. Set before a mark is written and never cleared (marks are never deleted; a mark in a
+    /// batch that rolled back only costs the look-up), so a grant that skips the look-up is exact.
+    pub(super) tenant_marks: bool,
     /// The file's path as shown in errors.
     pub(super) label: String,
     pub(super) unseen_revocation_secs: u64,
@@ -198,12 +202,19 @@ impl<'c> Db<'c> {
         label: String,
         max_token_life: u64,
     ) -> Result<Db<'c>, StoreError> {
-        let prepared = Prepared::new(conn)
-            .map_err(|e| StoreError(format!("{label}: cannot prepare the statements: {e}")))?;
+        let fail =
+            |e: rusqlite::Error| StoreError(format!("{label}: cannot prepare the statements: {e}"));
+        let prepared = Prepared::new(conn).map_err(fail)?;
+        let tenant_marks = conn
+            .query_row("SELECT EXISTS (SELECT 1 FROM tenant_revocation)", [], |r| {
+                r.get(0)
+            })
+            .map_err(fail)?;
         Ok(Db {
             conn,
             prepared,
             counts: Counts::default(),
+            tenant_marks,
             label,
             unseen_revocation_secs: keep_unseen_revocation_for(max_token_life),
             next_sweep: 0,
@@ -439,6 +450,26 @@ mod tests {
         db.exec("DELETE FROM token_usage").unwrap();
         assert_eq!(reserve_alone(&mut db), Reservation::Granted { used: 1 });
         assert_eq!(calls_used(&mut db, "a"), Some(1));
+    }
+
+    #[test]
+    fn a_tenant_mark_is_looked_up_once_one_exists_even_after_reopening() {
+        let (_dir, conn) = open();
+        {
+            let mut db = db(&conn);
+            assert!(!db.tenant_marks, "an empty table: grants skip the look-up");
+            let (j, a) = reserve("a", None);
+            db.run_batch(&mut vec![j]);
+            assert_eq!(answered(a), Ok(Reservation::Granted { used: 1 }));
+            let (mark, _) = job(|db| db.revoke_before("acme", 2_000));
+            db.run_batch(&mut vec![mark]);
+            assert!(db.tenant_marks);
+        }
+        let mut db = db(&conn);
+        assert!(db.tenant_marks, "read from the file at start");
+        let (j, a) = reserve("a", None);
+        db.run_batch(&mut vec![j]);
+        assert_eq!(answered(a), Ok(Reservation::Revoked));
     }
 
     /// How the relay submits reservations: the job opens a savepoint only off the one-statement path.
