@@ -9,6 +9,8 @@
 
 use std::ops::Range;
 
+use crate::json::plain::plain_run;
+
 /// Deepest nesting accepted, counting the outer object as 1: the same bound as `serde_json`'s default
 /// recursion limit, far beyond any real API request, and the width of the bit stack below.
 pub const MAX_DEPTH: usize = 128;
@@ -380,6 +382,7 @@ impl Scanner<'_> {
     fn string_skipped(&mut self) -> Result<(), ScanError> {
         self.eat(b'"')?;
         loop {
+            self.i += plain_run(&self.b[self.i..]);
             match self.peek() {
                 None | Some(0..=0x1f) => return Err(ScanError::Syntax),
                 Some(b'"') => {
@@ -408,9 +411,7 @@ impl Scanner<'_> {
         self.eat(b'"')?;
         loop {
             let run = self.i;
-            while matches!(self.peek(), Some(c) if c >= 0x20 && c != b'"' && c != b'\\') {
-                self.i += 1;
-            }
+            self.i += plain_run(&self.b[run..]);
             if self.i > run {
                 sink(&self.b[run..self.i]);
             }

@@ -1,7 +1,9 @@
 //! JSON read without building a tree, shared by the request policy and the usage meter: `body_scan`
 //! validates a whole document in memory and reports the byte ranges of the members asked for; `skim`
-//! follows a document fed in pieces and keeps only the few values it was told to watch.
+//! follows a document fed in pieces and keeps only the few values it was told to watch; `plain` finds
+//! the runs of a string that need no escape (for both).
 
 pub mod body_scan;
 pub mod path;
+pub mod plain;
 pub mod skim;

@@ -178,18 +178,22 @@ impl Reported {
             return Ok(false);
         }
         let places = family.places();
-        // The top-level members, then the details objects, each a group of its own.
-        let mut top: Vec<&str> = Vec::with_capacity(FIELDS);
+        // The top-level members, then the details objects, each a group of its own (in arrays: this
+        // runs for every answer).
+        let mut top: [&str; FIELDS] = [""; FIELDS];
+        let mut n = 0;
         for p in places.iter().flatten() {
             let name = match p {
                 Place::Top(n) | Place::Detail(n, _) => *n,
             };
-            if !top.contains(&name) {
-                top.push(name);
+            if !top[..n].contains(&name) {
+                top[n] = name;
+                n += 1;
             }
         }
-        let groups: Vec<&[&str]> = top.iter().map(std::slice::from_ref).collect();
-        let scan = body_scan::scan_object(raw, &groups).map_err(|_: ScanError| BadReport)?;
+        let groups: [&[&str]; FIELDS] = std::array::from_fn(|k| std::slice::from_ref(&top[k]));
+        let top = &top[..n];
+        let scan = body_scan::scan_object(raw, &groups[..n]).map_err(|_: ScanError| BadReport)?;
         let mut got = [None; FIELDS];
         for (field, place) in places.iter().enumerate() {
             let Some(place) = place else { continue };
