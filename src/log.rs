@@ -4,14 +4,16 @@
 //! redaction: a request target is logged only after every token-looking path segment and query value
 //! is replaced, so token text can never reach a log.
 
+use std::io::Write as _;
+use std::net::IpAddr;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use serde::Serialize;
 use serde_json::{json, Map, Value};
 
 use crate::calendar::civil_from_days;
+use crate::json::write;
 use crate::log_writer::LogWriter;
 
 /// What a token looks like on the wire (docs/token-format.md §3).
@@ -58,41 +60,26 @@ fn push_digits(out: &mut Vec<u8>, mut v: u64, width: usize) {
     }
 }
 
-/// One access-log line (the hot path: serialised straight from borrowed fields, no intermediate map).
-/// The caller passes an already redacted path.
-#[derive(Serialize)]
+/// One access-log line, written straight from borrowed fields (`format_access_line`). The caller
+/// passes an already redacted path.
 pub struct AccessLine<'a> {
     pub rid: &'a str,
-    #[serde(serialize_with = "as_display")]
     pub ip: std::net::IpAddr,
     pub method: &'a str,
     pub path: &'a str,
     pub status: u16,
     pub bytes: u64,
     pub dur_ms: f64,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub ttfb_ms: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub tenant: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub jti: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub provider: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub uid: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<&'a str>,
     /// Input tokens, output tokens and cost (micro-units) the call was charged (`docs/budgets.md`).
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub in_tok: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub out_tok: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub cost: Option<u64>,
-}
-
-fn as_display<T: std::fmt::Display, S: serde::Serializer>(v: &T, s: S) -> Result<S::Ok, S::Error> {
-    s.collect_str(v)
 }
 
 thread_local! {
@@ -174,9 +161,8 @@ impl Logger {
         }
         LINE.with(|buf| {
             let mut buf = buf.borrow_mut();
-            if format_access_line(&mut buf, line) {
-                self.stdout.push(&buf);
-            }
+            format_access_line(&mut buf, line);
+            self.stdout.push(&buf);
         });
     }
 
@@ -192,22 +178,76 @@ impl Logger {
     }
 }
 
-/// The access line's bytes, `{"ts":..., ...line}` and a newline, into `buf` (cleared first): the one
-/// place an access line is formatted, so its cost can be measured and cut here. False when the line
-/// cannot be serialised (nothing is then logged).
-pub fn format_access_line(buf: &mut Vec<u8>, line: &AccessLine<'_>) -> bool {
+/// The access line's bytes into `buf` (cleared first): `{"ts":...,` then the members in the order of
+/// [`AccessLine`]'s fields, absent ones left out, and a newline. The one place an access line is
+/// formatted, so its cost can be measured and cut here: written by hand (`json/write.rs`), as
+/// `serde_json` would write the struct, without its serializer.
+pub fn format_access_line(buf: &mut Vec<u8>, line: &AccessLine<'_>) {
     buf.clear();
     buf.extend_from_slice(b"{\"ts\":\"");
     write_rfc3339_millis(buf, SystemTime::now());
-    buf.extend_from_slice(b"\",");
-    // The struct serialises as an object; splice its members after our "ts" member.
-    let start = buf.len();
-    if serde_json::to_writer(&mut *buf, line).is_err() {
-        return false;
+    buf.extend_from_slice(b"\",\"rid\":");
+    write::push_str(buf, line.rid);
+    buf.extend_from_slice(b",\"ip\":\"");
+    push_ip(buf, line.ip);
+    buf.extend_from_slice(b"\",\"method\":");
+    write::push_str(buf, line.method);
+    buf.extend_from_slice(b",\"path\":");
+    write::push_str(buf, line.path);
+    buf.extend_from_slice(b",\"status\":");
+    write::push_u64(buf, u64::from(line.status));
+    buf.extend_from_slice(b",\"bytes\":");
+    write::push_u64(buf, line.bytes);
+    buf.extend_from_slice(b",\"dur_ms\":");
+    write::push_f64(buf, line.dur_ms);
+    if let Some(v) = line.ttfb_ms {
+        buf.extend_from_slice(b",\"ttfb_ms\":");
+        write::push_f64(buf, v);
     }
-    buf.remove(start);
-    buf.push(b'\n');
-    true
+    let texts = [
+        (&b",\"tenant\":"[..], line.tenant),
+        (b",\"jti\":", line.jti),
+        (b",\"provider\":", line.provider),
+        (b",\"uid\":", line.uid),
+        (b",\"reason\":", line.reason),
+    ];
+    for (member, value) in texts {
+        if let Some(v) = value {
+            buf.extend_from_slice(member);
+            write::push_str(buf, v);
+        }
+    }
+    let counts = [
+        (&b",\"in_tok\":"[..], line.in_tok),
+        (b",\"out_tok\":", line.out_tok),
+        (b",\"cost\":", line.cost),
+    ];
+    for (member, value) in counts {
+        if let Some(v) = value {
+            buf.extend_from_slice(member);
+            write::push_u64(buf, v);
+        }
+    }
+    buf.extend_from_slice(b"}\n");
+}
+
+/// Appends `ip` as its `Display` writes it (which never needs JSON escaping); an IPv4 address, the
+/// usual case, without the formatting machinery.
+fn push_ip(buf: &mut Vec<u8>, ip: IpAddr) {
+    match ip {
+        IpAddr::V4(v4) => {
+            for (k, octet) in v4.octets().into_iter().enumerate() {
+                if k > 0 {
+                    buf.push(b'.');
+                }
+                write::push_u64(buf, u64::from(octet));
+            }
+        }
+        IpAddr::V6(v6) => {
+            // Writing to a `Vec` cannot fail.
+            let _ = write!(buf, "{v6}");
+        }
+    }
 }
 
 /// Replace every path segment and query value that looks like a token (or follows `token=`) with
@@ -230,7 +270,7 @@ pub fn redact_target(target: &[u8]) -> String {
         if looks_like_token(seg) {
             out.push_str("[token]");
         } else {
-            out.push_str(&String::from_utf8_lossy(seg));
+            push_lossy(&mut out, seg);
         }
     }
     if let Some(q) = query {
@@ -245,11 +285,11 @@ pub fn redact_target(target: &[u8]) -> String {
                 .map(|e| (&pair[..e], &pair[e + 1..]));
             match kv {
                 Some((k, v)) if k.eq_ignore_ascii_case(b"token") || looks_like_token(v) => {
-                    out.push_str(&String::from_utf8_lossy(k));
+                    push_lossy(&mut out, k);
                     out.push_str("=[token]");
                 }
                 _ if looks_like_token(pair) => out.push_str("[token]"),
-                _ => out.push_str(&String::from_utf8_lossy(pair)),
+                _ => push_lossy(&mut out, pair),
             }
         }
     }
@@ -265,17 +305,31 @@ pub fn redact_target(target: &[u8]) -> String {
 }
 
 /// Anything containing the token prefix, plain or with its dot percent-encoded, in any case. Checked
-/// on the raw bytes, so invalid UTF-8 next to the prefix cannot hide it.
+/// on the raw bytes, so invalid UTF-8 next to the prefix cannot hide it. Runs on every path segment of
+/// every logged request, so only the places where an `r` or `R` stands are compared.
 fn looks_like_token(s: &[u8]) -> bool {
-    contains_ignore_ascii_case(s, TOKEN_PREFIX.as_bytes())
-        || contains_ignore_ascii_case(s, b"rt1%2e")
+    s.iter().enumerate().any(|(at, &b)| {
+        b.eq_ignore_ascii_case(&b'r') && {
+            let rest = &s[at..];
+            starts_with_ignore_ascii_case(rest, TOKEN_PREFIX.as_bytes())
+                || starts_with_ignore_ascii_case(rest, b"rt1%2e")
+        }
+    })
 }
 
-/// Does `hay` contain `needle` (ASCII, lower case), ignoring ASCII case? Runs once per path segment of
-/// every logged request, so it compares in place instead of lower-casing a copy.
-fn contains_ignore_ascii_case(hay: &[u8], needle: &[u8]) -> bool {
-    hay.windows(needle.len())
-        .any(|w| w.eq_ignore_ascii_case(needle))
+/// Does `hay` start with `prefix` (ASCII, lower case), ignoring ASCII case?
+fn starts_with_ignore_ascii_case(hay: &[u8], prefix: &[u8]) -> bool {
+    hay.get(..prefix.len())
+        .is_some_and(|h| h.eq_ignore_ascii_case(prefix))
+}
+
+/// Appends `bytes` decoded as UTF-8, each invalid sequence as U+FFFD (`String::from_utf8_lossy`),
+/// without a copy when they are valid (the usual case).
+fn push_lossy(out: &mut String, bytes: &[u8]) {
+    match std::str::from_utf8(bytes) {
+        Ok(s) => out.push_str(s),
+        Err(_) => out.push_str(&String::from_utf8_lossy(bytes)),
+    }
 }
 
 #[cfg(test)]
@@ -308,6 +362,50 @@ mod tests {
     }
 
     #[test]
+    fn token_lookalikes_are_found_wherever_they_stand() {
+        // The definition: a window equal to either spelling, ignoring ASCII case.
+        let slow = |s: &[u8]| {
+            [&b"rt1."[..], b"rt1%2e"]
+                .iter()
+                .any(|n| s.windows(n.len()).any(|w| w.eq_ignore_ascii_case(n)))
+        };
+        let pieces: [&[u8]; 12] = [
+            b"r",
+            b"R",
+            b"t",
+            b"T",
+            b"1",
+            b".",
+            b"%2",
+            b"e",
+            b"E",
+            b"x",
+            b"\xff",
+            b"\xc3\xa9",
+        ];
+        // Every sequence of up to four pieces.
+        let mut seqs: Vec<Vec<u8>> = vec![Vec::new()];
+        for _ in 0..4 {
+            seqs = (seqs.iter())
+                .flat_map(|s| {
+                    let longer = pieces.iter().map(move |p| [&s[..], p].concat());
+                    longer.chain([s.clone()])
+                })
+                .collect();
+        }
+        for s in &seqs {
+            let padded = [&b"ab"[..], s, b"cd"].concat();
+            assert_eq!(looks_like_token(s), slow(s), "{s:?}");
+            assert_eq!(looks_like_token(&padded), slow(&padded), "{padded:?}");
+        }
+        assert!(
+            looks_like_token(b"xRt1%2Ey")
+                && looks_like_token(b"rrT1.")
+                && !looks_like_token(b"rt1")
+        );
+    }
+
+    #[test]
     fn redaction_is_bounded() {
         let long = format!("/{}", "a".repeat(5000));
         assert!(redact_target(long.as_bytes()).len() < 600);
@@ -334,7 +432,7 @@ mod tests {
             cost: None,
         };
         let mut buf = Vec::new();
-        assert!(format_access_line(&mut buf, &line));
+        format_access_line(&mut buf, &line);
         let text = String::from_utf8(buf).unwrap();
         // `{"ts":"2026-01-01T00:00:00.000Z",` then the members in declaration order, absent ones left out.
         assert_eq!(&text[..7], r#"{"ts":""#);
@@ -345,6 +443,83 @@ mod tests {
              \"path\":\"/relayapi/[token]/chat/completions\",\"status\":200,\"bytes\":42,\
              \"dur_ms\":1.5,\"tenant\":\"acme\",\"provider\":\"openai\"}\n"
         );
+    }
+
+    /// The line after its `{`, as `serde_json` writes the same members (the `preserve_order` map keeps
+    /// their order): what the line was before it was written by hand.
+    fn reference(line: &AccessLine<'_>) -> String {
+        let mut m = Map::new();
+        m.insert("rid".into(), json!(line.rid));
+        m.insert("ip".into(), json!(line.ip.to_string()));
+        m.insert("method".into(), json!(line.method));
+        m.insert("path".into(), json!(line.path));
+        m.insert("status".into(), json!(line.status));
+        m.insert("bytes".into(), json!(line.bytes));
+        m.insert("dur_ms".into(), json!(line.dur_ms));
+        let mut opt = |k: &str, v: Option<Value>| {
+            if let Some(v) = v {
+                m.insert(k.into(), v);
+            }
+        };
+        opt("ttfb_ms", line.ttfb_ms.map(|v| json!(v)));
+        opt("tenant", line.tenant.map(|v| json!(v)));
+        opt("jti", line.jti.map(|v| json!(v)));
+        opt("provider", line.provider.map(|v| json!(v)));
+        opt("uid", line.uid.map(|v| json!(v)));
+        opt("reason", line.reason.map(|v| json!(v)));
+        opt("in_tok", line.in_tok.map(|v| json!(v)));
+        opt("out_tok", line.out_tok.map(|v| json!(v)));
+        opt("cost", line.cost.map(|v| json!(v)));
+        Value::Object(m).to_string()[1..].to_string()
+    }
+
+    #[test]
+    fn access_lines_are_what_serde_json_wrote() {
+        let lossy = String::from_utf8_lossy(b"/a\xff\xfe/b\xe2\x82");
+        let tricky = "quote\" back\\ nl\n tab\t cr\r nul\u{0} esc\u{1b} del\u{7f} é€😀 \u{2028}";
+        let every_ascii: String = (0u8..=0x7f).map(char::from).collect();
+        let mut lines = Vec::new();
+        for (ip, path, text) in [
+            ("10.0.0.255", "/health", "acme"),
+            ("0.0.0.0", lossy.as_ref(), tricky),
+            (
+                "2001:db8::1",
+                "/relayapi/[token]/v1/messages?x=1&y=\"",
+                &every_ascii[..],
+            ),
+            ("::ffff:192.0.2.1", tricky, ""),
+        ] {
+            for all in [false, true] {
+                lines.push(AccessLine {
+                    rid: text,
+                    ip: ip.parse().unwrap(),
+                    method: if all { "DELETE" } else { text },
+                    path,
+                    status: if all { 599 } else { 100 },
+                    bytes: if all { u64::MAX } else { 0 },
+                    dur_ms: if all { 0.001 } else { 12.0 },
+                    ttfb_ms: all.then_some(1e-7),
+                    tenant: all.then_some(text),
+                    jti: all.then_some("0123456789abcdef0123456789abcdef"),
+                    provider: all.then_some("openai"),
+                    uid: all.then_some(tricky),
+                    reason: all.then_some("budget_exhausted"),
+                    in_tok: all.then_some(0),
+                    out_tok: all.then_some(4_000_000_000),
+                    cost: all.then_some(17),
+                });
+            }
+        }
+        for line in &lines {
+            let mut buf = Vec::new();
+            format_access_line(&mut buf, line);
+            let text = String::from_utf8(buf).unwrap();
+            // `{"ts":"` and 24 bytes of time and `",`, then the members, `}` and a newline.
+            assert_eq!(&text[33..text.len() - 1], reference(line));
+            let parsed: Value = serde_json::from_str(&text).unwrap();
+            assert_eq!(parsed["path"], line.path);
+            assert!(text.ends_with("}\n"));
+        }
     }
 
     #[test]
