@@ -5,11 +5,12 @@
 //! The store makes each step atomic (`store/spend.rs`); this file only decides the amounts.
 
 use serde_json::json;
+use std::borrow::Cow;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use crate::app::App;
-use crate::budget::lines::{lines_for, window_end};
+use crate::budget::lines::{lines_for, token_line, window_end};
 use crate::budget::parts::media_parts;
 use crate::budget::settle::{self, Ending};
 use crate::budget::size::{self, amount, fit_output, worst_input};
@@ -49,8 +50,9 @@ pub struct Charge {
     /// What was reserved (zero for a token without a budget).
     pub reserved: Spend,
     pub price: Option<Price>,
-    /// The `model` label of the metrics: the model when the price table has it, else `other`.
-    pub model_label: String,
+    /// The `model` label of the metrics: the model when the price table has it, else `other` (a
+    /// constant, not allocated per call).
+    pub model_label: Cow<'static, str>,
     pub metering: Option<Metering>,
     /// The reservation has been settled or released.
     settled: bool,
@@ -159,10 +161,9 @@ pub fn unbudgeted(
     model: Option<&str>,
 ) -> Charge {
     let now = app.clock.unix_now();
-    let mut lines = lines_for(claims, now);
-    lines.truncate(1);
     Charge {
-        lines,
+        // The token's line only: a user's quota lines are for budgeted calls.
+        lines: vec![token_line(claims, now)],
         reserved: Spend::default(),
         price: model.and_then(|m| app.cfg.budgets.price(&provider.name, m)),
         model_label: model_label(app, provider, model),
@@ -174,10 +175,10 @@ pub fn unbudgeted(
     }
 }
 
-fn model_label(app: &App, provider: &Provider, model: Option<&str>) -> String {
+fn model_label(app: &App, provider: &Provider, model: Option<&str>) -> Cow<'static, str> {
     match model {
-        Some(m) if app.cfg.budgets.is_priced(&provider.name, m) => m.to_string(),
-        _ => "other".to_string(),
+        Some(m) if app.cfg.budgets.is_priced(&provider.name, m) => Cow::Owned(m.to_string()),
+        _ => Cow::Borrowed("other"),
     }
 }
 

@@ -36,17 +36,18 @@ pub fn window_end(w: Window, now: u64) -> Option<u64> {
     }
 }
 
-/// The token's own line key.
+/// The token's own line key (built without `format!`: every call needs it).
 pub fn token_key(jti: &str) -> String {
-    format!("t/{jti}")
+    let mut key = String::with_capacity(2 + jti.len());
+    key.push_str("t/");
+    key.push_str(jti);
+    key
 }
 
-/// Every line a call of `claims` is charged to at `now`, the token's own first, then the user's
-/// quotas in the order the token lists them. The token's line carries its `bud` (unlimited when the
-/// token has none: it still records usage for the usage document).
-pub fn lines_for(claims: &Claims, now: u64) -> Vec<SpendLine> {
-    let mut lines = Vec::with_capacity(1 + claims.uq.as_ref().map_or(0, Vec::len));
-    lines.push(SpendLine {
+/// The token's own line at `now`, with its `bud` (unlimited when the token has none: it still records
+/// usage for the usage document). All a call of a token without a budget is charged to.
+pub fn token_line(claims: &Claims, now: u64) -> SpendLine {
+    SpendLine {
         key: token_key(&claims.jti),
         limit: SpendLimit {
             calls: None,
@@ -54,7 +55,14 @@ pub fn lines_for(claims: &Claims, now: u64) -> Vec<SpendLine> {
             cost: claims.bud.and_then(|b| b.cost),
         },
         keep_until: now.saturating_add(keep_token_for(claims.exp, now)),
-    });
+    }
+}
+
+/// Every line a call of `claims` is charged to at `now`, the token's own first ([`token_line`]), then
+/// the user's quotas in the order the token lists them.
+pub fn lines_for(claims: &Claims, now: u64) -> Vec<SpendLine> {
+    let mut lines = Vec::with_capacity(1 + claims.uq.as_ref().map_or(0, Vec::len));
+    lines.push(token_line(claims, now));
     if let (Some(uid), Some(quotas)) = (&claims.uid, &claims.uq) {
         for q in quotas {
             lines.push(SpendLine {
@@ -129,5 +137,7 @@ mod tests {
         let lines = lines_for(&c, 5);
         assert_eq!(lines.len(), 1);
         assert_eq!(lines[0].limit, SpendLimit::default());
+        assert_eq!(lines[0], token_line(&c, 5));
+        assert_eq!(token_key("ab"), "t/ab");
     }
 }

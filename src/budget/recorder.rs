@@ -21,35 +21,56 @@ pub const MAX_PENDING: usize = 10_000;
 /// How often the table is written out.
 pub const FLUSH_EVERY: Duration = Duration::from_secs(1);
 
-/// Pending usage by (tenant, line key), with how long the store must keep the line.
+/// Pending usage by tenant, then line key, with how long the store must keep the line. Keyed in two
+/// levels so that a call on a line already held is added without allocating a key (`add` runs for
+/// every unbudgeted call).
 #[derive(Default)]
 pub struct UsageRecorder {
-    pending: Mutex<HashMap<(String, String), (Spend, u64)>>,
+    pending: Mutex<Pending>,
+}
+
+#[derive(Default)]
+struct Pending {
+    lines: HashMap<String, HashMap<String, (Spend, u64)>>,
+    /// Lines held, over all tenants.
+    count: usize,
 }
 
 impl UsageRecorder {
     /// Add a call's usage to `line` of `tenant`. `true` when the table is full and should be written
     /// out now.
     pub fn add(&self, tenant: &str, line: &SpendLine, used: &Spend) -> bool {
-        let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
-        let e = p
-            .entry((tenant.to_string(), line.key.clone()))
-            .or_insert((Spend::default(), 0));
-        e.0 = e.0.adjusted(used, &Spend::default());
-        e.1 = e.1.max(line.keep_until);
-        p.len() >= MAX_PENDING
+        let mut guard = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        let p = &mut *guard;
+        let merge = |e: &mut (Spend, u64)| {
+            e.0 = e.0.adjusted(used, &Spend::default());
+            e.1 = e.1.max(line.keep_until);
+        };
+        if let Some(e) = p.lines.get_mut(tenant).and_then(|t| t.get_mut(&line.key)) {
+            merge(e);
+        } else {
+            p.count += 1;
+            merge(
+                (p.lines.entry(tenant.to_string()).or_default())
+                    .entry(line.key.clone())
+                    .or_insert((Spend::default(), 0)),
+            );
+        }
+        p.count >= MAX_PENDING
     }
 
     /// What is held for `key` of `tenant` and not yet written.
     pub fn pending(&self, tenant: &str, key: &str) -> Spend {
         let p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
-        p.get(&(tenant.to_string(), key.to_string()))
+        (p.lines.get(tenant).and_then(|t| t.get(key)))
             .map(|(s, _)| *s)
             .unwrap_or_default()
     }
 
-    fn take(&self) -> HashMap<(String, String), (Spend, u64)> {
-        std::mem::take(&mut *self.pending.lock().unwrap_or_else(|e| e.into_inner()))
+    fn take(&self) -> HashMap<String, HashMap<String, (Spend, u64)>> {
+        let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        p.count = 0;
+        std::mem::take(&mut p.lines)
     }
 
     /// Write everything held to `store`. A line the store refuses is put back, to be tried with the
@@ -57,7 +78,11 @@ impl UsageRecorder {
     pub async fn flush(&self, store: &Store, log: &Logger) {
         let batch = self.take();
         let mut failed = 0usize;
-        for ((tenant, key), (used, keep_until)) in batch {
+        let lines = (batch.into_iter()).flat_map(|(tenant, held)| {
+            held.into_iter()
+                .map(move |(key, v)| (tenant.clone(), key, v))
+        });
+        for (tenant, key, (used, keep_until)) in lines {
             let line = SpendLine {
                 key,
                 limit: Default::default(),

@@ -5,19 +5,24 @@
 
 use std::fmt;
 use std::net::Ipv6Addr;
+use std::sync::Arc;
 
 use crate::text::host::{is_reg_name, parse_port, split_authority};
 
-/// A parsed upstream base URL: `scheme://host[:port][/prefix]`, no query, no userinfo.
+/// A parsed upstream base URL: `scheme://host[:port][/prefix]`, no query, no userinfo. Made only by
+/// [`parse_base_url`] (the private field sees to that) and never changed afterwards.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BaseUrl {
     /// `https` (true) or `http`.
     pub tls: bool,
-    /// Host name (lower case) or IP literal (IPv6 without brackets).
-    pub host: String,
+    /// Host name (lower case) or IP literal (IPv6 without brackets). Shared: every request's pool key
+    /// (`upstream/client.rs`) holds it, without a copy.
+    pub host: Arc<str>,
     pub port: u16,
     /// Path prefix without a trailing slash ("" or "/v1").
     pub prefix: String,
+    /// The `Host` value, spelled once here: every forwarded request sends it.
+    authority: String,
 }
 
 impl BaseUrl {
@@ -29,19 +34,25 @@ impl BaseUrl {
         }
     }
 
-    /// The `Host` header value to send upstream.
-    pub fn authority(&self) -> String {
-        let host = if self.host.contains(':') {
-            format!("[{}]", self.host)
-        } else {
-            self.host.clone()
-        };
-        let default = if self.tls { 443 } else { 80 };
-        if self.port == default {
-            host
-        } else {
-            format!("{host}:{}", self.port)
-        }
+    /// The `Host` header value to send upstream: the host (an IPv6 address in brackets) and the port
+    /// unless it is the scheme's default.
+    pub fn authority(&self) -> &str {
+        &self.authority
+    }
+}
+
+/// See [`BaseUrl::authority`].
+fn spell_authority(tls: bool, host: &str, port: u16) -> String {
+    let host = if host.contains(':') {
+        format!("[{host}]")
+    } else {
+        host.to_string()
+    };
+    let default = if tls { 443 } else { 80 };
+    if port == default {
+        host
+    } else {
+        format!("{host}:{port}")
     }
 }
 
@@ -97,9 +108,11 @@ pub fn parse_base_url(s: &str) -> Result<BaseUrl, String> {
     if prefix.split('/').any(|seg| seg == "." || seg == "..") {
         return Err(EXPECTED.into());
     }
+    let host: Arc<str> = host.to_ascii_lowercase().into();
     Ok(BaseUrl {
+        authority: spell_authority(tls, &host, port),
         tls,
-        host: host.to_ascii_lowercase(),
+        host,
         port,
         prefix,
     })
@@ -113,23 +126,20 @@ mod tests {
     fn base_urls_parse_into_parts() {
         let b = parse_base_url("https://API.example.com/v1/").unwrap();
         assert_eq!(
-            (b.tls, b.host.as_str(), b.port, b.prefix.as_str()),
+            (b.tls, &*b.host, b.port, b.prefix.as_str()),
             (true, "api.example.com", 443, "/v1")
         );
         assert_eq!(b.to_string(), "https://api.example.com/v1");
         let b = parse_base_url("http://127.0.0.1:8080").unwrap();
         assert_eq!(
             (b.port, b.prefix.as_str(), b.authority()),
-            (8080, "", "127.0.0.1:8080".into())
+            (8080, "", "127.0.0.1:8080")
         );
         let b = parse_base_url("http://[::1]:9000/x").unwrap();
-        assert_eq!(
-            (b.host.as_str(), b.authority()),
-            ("::1", "[::1]:9000".into())
-        );
+        assert_eq!((&*b.host, b.authority()), ("::1", "[::1]:9000"));
         assert_eq!(b.to_string(), "http://[::1]:9000/x");
         assert_eq!(
-            parse_base_url("https://my_llm.internal/v1").unwrap().host,
+            &*parse_base_url("https://my_llm.internal/v1").unwrap().host,
             "my_llm.internal"
         );
         for bad in [

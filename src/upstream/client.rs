@@ -133,7 +133,8 @@ impl AsyncWrite for Stream {
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct PoolKey {
     pub tls: bool,
-    pub host: String,
+    /// The base URL's host, shared rather than copied for every checkout.
+    pub host: Arc<str>,
     pub port: u16,
 }
 
@@ -293,8 +294,8 @@ impl Upstream {
         if !key.tls {
             return Ok(Stream::Plain(tcp));
         }
-        let name =
-            ServerName::try_from(key.host.clone()).map_err(|e| Unreachable::new(Cause::Tls, e))?;
+        let name = ServerName::try_from(key.host.to_string())
+            .map_err(|e| Unreachable::new(Cause::Tls, e))?;
         let tls = tokio::time::timeout(self.handshake_timeout, self.tls.connect(name, tcp))
             .await
             .map_err(|_| Unreachable::new(Cause::Timeout, "TLS handshake timed out"))?

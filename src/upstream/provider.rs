@@ -159,15 +159,12 @@ mod tests {
     fn base_url_forms() {
         let u = parse_base_url("http://127.0.0.1:9000/v1/").unwrap();
         assert_eq!(
-            (u.tls, u.host.as_str(), u.port, u.prefix.as_str()),
+            (u.tls, &*u.host, u.port, u.prefix.as_str()),
             (false, "127.0.0.1", 9000, "/v1")
         );
         assert_eq!(u.authority(), "127.0.0.1:9000");
         let u = parse_base_url("https://[::1]:8443").unwrap();
-        assert_eq!(
-            (u.host.as_str(), u.port, u.prefix.as_str()),
-            ("::1", 8443, "")
-        );
+        assert_eq!((&*u.host, u.port, u.prefix.as_str()), ("::1", 8443, ""));
         assert_eq!(u.authority(), "[::1]:8443");
         assert_eq!(
             parse_base_url("https://API.openai.com/v1")
@@ -246,7 +243,7 @@ mod tests {
         let p = r
             .resolve("openai", Some("https://eu.proxy.example/v1"))
             .unwrap();
-        assert_eq!(p.base.host, "eu.proxy.example");
+        assert_eq!(&*p.base.host, "eu.proxy.example");
         assert_eq!(p.family, ApiFamily::OpenAi);
     }
 
@@ -273,7 +270,7 @@ mod tests {
         let r = Registry::from_config(&cfg);
         // A built-in named only for its header list keeps its own base URL.
         let or = r.get("openrouter").unwrap();
-        assert_eq!(or.base.host, "openrouter.ai");
+        assert_eq!(&*or.base.host, "openrouter.ai");
         assert!(or.headers.allows("x-title") && or.headers.allows("traceparent"));
         let openai = r.get("openai").unwrap();
         assert!(openai.headers.allows("traceparent") && !openai.headers.allows("x-title"));
