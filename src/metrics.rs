@@ -86,10 +86,19 @@ impl RequestIds {
         }
     }
 
-    /// The next id, `{instance}-{n:x}`.
+    /// The next id, `{instance}-{n:x}`. Built by hand, in one allocation of the right size: every
+    /// request takes one, and `format!` cost several hundred instructions more.
     pub fn next(&self) -> String {
         let n = self.seq.fetch_add(1, Ordering::Relaxed);
-        format!("{}-{n:x}", self.instance)
+        let digits = (64 - n.leading_zeros()).div_ceil(4).max(1) as usize;
+        let mut id = String::with_capacity(self.instance.len() + 1 + digits);
+        id.push_str(&self.instance);
+        id.push('-');
+        for i in (0..digits).rev() {
+            let nibble = (n >> (4 * i)) & 0xf;
+            id.push(char::from(b"0123456789abcdef"[nibble as usize]));
+        }
+        id
     }
 }
 
@@ -375,6 +384,10 @@ mod tests {
         let ids = RequestIds::new("ab12".into());
         assert_eq!(ids.next(), "ab12-0");
         assert_eq!(ids.next(), "ab12-1");
+        ids.seq.store(0xabc_def0, Ordering::Relaxed);
+        assert_eq!(ids.next(), "ab12-abcdef0");
+        ids.seq.store(u64::MAX, Ordering::Relaxed);
+        assert_eq!(ids.next(), "ab12-ffffffffffffffff");
     }
 
     #[test]

@@ -79,17 +79,59 @@ impl Fields {
 
     /// The value of the first field named `name` (compared case-insensitively).
     pub fn get(&self, name: &str) -> Option<&[u8]> {
-        self.iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v)
+        Named::new(self, name.as_bytes()).next()
     }
 
     /// Every value of the fields named `name` (compared case-insensitively), in message order.
-    /// The stored names are lower-case already, so a lower-case `name` compares bytes only.
-    pub fn named<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
-        self.iter()
-            .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v)
+    pub fn named<'a, 'n>(&'a self, name: &'n str) -> Named<'a, 'n> {
+        Named::new(self, name.as_bytes())
+    }
+}
+
+/// The values of the fields with one name: [`Fields::named`]. A request's head is searched a dozen
+/// times by name, so this walks the offsets and compares lengths first, and slices a value only for a
+/// field whose name matches.
+#[derive(Clone)]
+pub struct Named<'a, 'n> {
+    names: &'a [u8],
+    values: &'a [u8],
+    ends: std::slice::Iter<'a, (usize, usize)>,
+    name_at: usize,
+    value_at: usize,
+    name: &'n [u8],
+}
+
+impl<'a, 'n> Named<'a, 'n> {
+    fn new(fields: &'a Fields, name: &'n [u8]) -> Named<'a, 'n> {
+        Named {
+            names: fields.text.as_bytes(),
+            values: &fields.values,
+            ends: fields.ends.iter(),
+            name_at: fields.lead,
+            value_at: 0,
+            name,
+        }
+    }
+}
+
+impl<'a> Iterator for Named<'a, '_> {
+    type Item = &'a [u8];
+
+    #[inline]
+    fn next(&mut self) -> Option<&'a [u8]> {
+        for &(name_end, value_end) in self.ends.by_ref() {
+            let (name_at, value_at) = (self.name_at, self.value_at);
+            self.name_at = name_end;
+            self.value_at = value_end;
+            // The stored names are lower-case: for a lower-case `name` (every caller in the relay)
+            // a match compares equal bytes, and the case folding only runs on equal lengths.
+            if name_end - name_at == self.name.len()
+                && self.names[name_at..name_end].eq_ignore_ascii_case(self.name)
+            {
+                return Some(&self.values[value_at..value_end]);
+            }
+        }
+        None
     }
 }
 
@@ -118,6 +160,7 @@ pub struct Iter<'a> {
 impl<'a> Iterator for Iter<'a> {
     type Item = (&'a str, &'a [u8]);
 
+    #[inline]
     fn next(&mut self) -> Option<Self::Item> {
         let &(name_end, value_end) = self.fields.ends.get(self.next)?;
         let name = &self.fields.text[self.name_at..name_end];

@@ -180,7 +180,7 @@ pub fn parse_content_length(v: &[u8]) -> Option<u64> {
 
 /// The single valid Content-Length, if any.
 fn content_length(fields: &Fields) -> Result<Option<u64>, FramingError> {
-    let mut values = lowered(fields, "content-length");
+    let mut values = fields.named("content-length");
     let Some(first) = values.next() else {
         return Ok(None);
     };
@@ -199,7 +199,7 @@ fn content_length(fields: &Fields) -> Result<Option<u64>, FramingError> {
 /// The only accepted list is exactly `chunked` (case-insensitive, RFC 9112 §7).
 fn transfer_encoding(fields: &Fields) -> Result<bool, FramingError> {
     let mut codings: Vec<&[u8]> = Vec::new();
-    for value in lowered(fields, "transfer-encoding") {
+    for value in fields.named("transfer-encoding") {
         for element in split_list(value) {
             // RFC 9110 §5.6.1 asks recipients to skip empty list elements; in this header they are
             // a known smuggling probe and no real client sends them, so we refuse.
@@ -241,7 +241,7 @@ fn transfer_encoding(fields: &Fields) -> Result<bool, FramingError> {
 fn keep_alive(version: Version, fields: &Fields) -> Result<bool, FramingError> {
     let mut close = false;
     let mut keep = false;
-    for value in lowered(fields, "connection") {
+    for value in fields.named("connection") {
         // Empty elements are skipped as RFC 9110 §5.6.1 asks: they cannot change framing here.
         for option in split_list(value).filter(|o| !o.is_empty()) {
             if !option.iter().all(|&b| is_tchar(b)) {
@@ -261,7 +261,7 @@ fn keep_alive(version: Version, fields: &Fields) -> Result<bool, FramingError> {
 /// expectation; a server MAY answer anything else with 417, and we do, including an empty Expect.
 fn expects_continue(fields: &Fields) -> Result<bool, FramingError> {
     let mut found = false;
-    for value in lowered(fields, "expect") {
+    for value in fields.named("expect") {
         let mut any = false;
         for element in split_list(value).filter(|e| !e.is_empty()) {
             if !element.eq_ignore_ascii_case(b"100-continue") {
@@ -334,15 +334,6 @@ fn is_valid_host(v: &[u8]) -> bool {
     // syntactically, and so is the empty host. The comma is a sub-delim, but "a,b" is what two Host
     // lines look like after a proxy joined them (RFC 9110 §5.3), so we refuse it.
     check_percent_encoded(host, |b| b != b',' && is_unreserved_or_sub_delim(b)).is_ok()
-}
-
-/// The values of the fields named `name`, which is lower-case: the stored names are too, so this
-/// compares bytes.
-fn lowered<'a>(fields: &'a Fields, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
-    fields
-        .iter()
-        .filter(move |&(n, _)| n == name)
-        .map(|(_, v)| v)
 }
 
 /// Splits a list-valued field (RFC 9110 §5.6.1) on commas and trims OWS around each element.
