@@ -21,8 +21,8 @@
 //! with the error (the relay then refuses the call with 503, never forwards it). A job that fails on
 //! its own while the transaction stays usable (a value out of range, a constraint) is undone alone,
 //! inside its savepoint, and the others commit. A reservation opens its savepoint only when it needs
-//! more than one statement that writes: the common grant is a read and one `UPDATE`, which SQLite undoes
-//! alone if it fails.
+//! more than one statement that writes: the common grant is one `UPDATE` (after a read of the count
+//! only when the thread does not remember it), which SQLite undoes alone if it fails.
 //!
 //! One relay owns the file: the connection runs in `locking_mode = EXCLUSIVE`, takes the file lock
 //! when it opens and keeps it until it closes. That saves the lock and unlock system calls of every

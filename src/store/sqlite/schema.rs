@@ -12,6 +12,13 @@ const OPEN_WAIT_MS: u64 = 2_000;
 /// WAL size, in 4 KiB pages, that triggers a checkpoint (SQLite's own default). The checkpoint is
 /// the only time the store calls `fsync`, so this sets how often that happens; the WAL is replayed
 /// at start after a crash, so it also bounds that work (about 4 MiB).
+///
+/// Both ways cost: every commit appends a frame of the same hot page, and SQLite's WAL index finds a
+/// free hash slot by walking past every earlier frame of that page since the WAL last restarted
+/// (after a checkpoint), about 5,000 instructions per commit on average at this value
+/// (`bench/instructions.sh`, one connection). A smaller value shortens that walk but checkpoints
+/// more often, and a checkpoint's two `fsync`s (several milliseconds) hold every reservation queued
+/// behind it.
 const WAL_AUTOCHECKPOINT_PAGES: i64 = 1_000;
 
 /// Prepared statements kept by the connection: every statement of the store, with room to spare, so
