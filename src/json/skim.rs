@@ -104,6 +104,9 @@ pub struct Skimmer {
     name: [u8; MAX_RAW_NAME_BYTES],
     name_len: usize,
     name_escaped: bool,
+    /// The current member name can be on a watched path (its container is one), so its bytes are
+    /// recorded; no other name is ever compared.
+    name_kept: bool,
     capture: Option<Capture>,
     /// Where the running capture's bytes start in the piece being fed (0 when it began in an earlier
     /// piece, whose bytes are then in `buf`).
@@ -136,6 +139,7 @@ impl Skimmer {
             name: [0; MAX_RAW_NAME_BYTES],
             name_len: 0,
             name_escaped: false,
+            name_kept: false,
             capture: None,
             kept_from: 0,
             buf: Vec::new(),
@@ -159,25 +163,34 @@ impl Skimmer {
         // number, whitespace) are skipped in one search each, and a watched value is handed on as a
         // slice of `input` when it lies within it: byte by byte, the bench's 300-byte answer cost
         // about 9,000 instructions (`bench/instructions.sh`).
+        if self.error.is_some() {
+            return;
+        }
         self.kept_from = 0;
         let mut i = 0;
-        while i < input.len() && self.error.is_none() {
+        while i < input.len() {
             let run = match self.lex {
                 Lex::Str => plain_run(&input[i..]),
                 Lex::Name => {
                     let run = plain_run(&input[i..]);
-                    // The name's bytes are recorded as `byte` would, in one copy.
-                    let room = MAX_RAW_NAME_BYTES.saturating_sub(self.name_len).min(run);
-                    if room > 0 {
-                        self.name[self.name_len..self.name_len + room]
-                            .copy_from_slice(&input[i..i + room]);
+                    // The name's bytes are recorded as `byte` would, in one copy, when it can be
+                    // on a watched path at all.
+                    if self.name_kept {
+                        let room = MAX_RAW_NAME_BYTES.saturating_sub(self.name_len).min(run);
+                        if room > 0 {
+                            self.name[self.name_len..self.name_len + room]
+                                .copy_from_slice(&input[i..i + room]);
+                        }
+                        self.name_len = self.name_len.saturating_add(run);
                     }
-                    self.name_len = self.name_len.saturating_add(run);
                     run
                 }
                 Lex::Scalar => run_of(&input[i..], &SCALAR),
-                Lex::Outside => run_of(&input[i..], &WHITESPACE),
-                Lex::StrEscape | Lex::NameEscape => 0,
+                // Compact JSON has no whitespace between tokens: look before searching.
+                Lex::Outside if WHITESPACE[usize::from(input[i])] => {
+                    run_of(&input[i..], &WHITESPACE)
+                }
+                Lex::Outside | Lex::StrEscape | Lex::NameEscape => 0,
             };
             i += run;
             if i == input.len() {
@@ -185,12 +198,11 @@ impl Skimmer {
             }
             if let Err(e) = self.byte(input, i, sink) {
                 self.error = Some(e);
+                return;
             }
             i += 1;
         }
-        if self.error.is_none() {
-            self.stash(input);
-        }
+        self.stash(input);
     }
 
     /// The piece ended inside a watched value: keep its bytes from this piece, or give up on it once
@@ -241,7 +253,7 @@ impl Skimmer {
         match self.lex {
             Lex::Str | Lex::StrEscape | Lex::Name | Lex::NameEscape => {
                 let name = matches!(self.lex, Lex::Name | Lex::NameEscape);
-                if name {
+                if name && self.name_kept {
                     if let Some(slot) = self.name.get_mut(self.name_len) {
                         *slot = b;
                     }
@@ -339,6 +351,7 @@ impl Skimmer {
                     self.name[0] = b'"';
                     self.name_len = 1;
                     self.name_escaped = false;
+                    self.name_kept = self.depth <= MAX_PATH_STEPS && self.live[self.depth] != 0;
                     self.lex = Lex::Name;
                 }
                 _ => {
@@ -374,7 +387,9 @@ impl Skimmer {
         self.expect = Expect::Colon;
         let d = self.depth;
         self.pending = 0;
-        if d > MAX_PATH_STEPS || self.live[d] == 0 || self.name_len > MAX_RAW_NAME_BYTES {
+        // A name in a container that no watched path goes through was not recorded (`name_kept`,
+        // decided when it started, at this same depth) and cannot match.
+        if !self.name_kept || self.name_len > MAX_RAW_NAME_BYTES {
             return Ok(());
         }
         let raw = &self.name[..self.name_len];
