@@ -10,7 +10,7 @@ use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::app::App;
-use crate::http::head::{HeadLimits, RequestHead};
+use crate::http::head::{HeadLimits, RequestHead, ResponseHead};
 use crate::limits::conns::Reclaim;
 use crate::request::client::{Client, Pace};
 use crate::request::outcome::Next;
@@ -32,8 +32,10 @@ pub async fn serve<S>(
     let server = &app.cfg.server;
     let mut client = Client::new(io, peer, pace(app.as_ref()));
     let limits = head_limits(app.as_ref());
-    // One head for the life of the connection: each request is parsed into it, reusing its buffers.
+    // One head each way for the life of the connection: each request, and each provider's answer,
+    // is parsed into it, reusing its buffers.
     let mut head = RequestHead::default();
+    let mut answer = ResponseHead::default();
     loop {
         match client
             .read_head(
@@ -53,7 +55,7 @@ pub async fn serve<S>(
                 break;
             }
         }
-        let next = route::handle(&app, &mut client, &head, &shutdown).await;
+        let next = route::handle(&app, &mut client, &head, &mut answer, &shutdown).await;
         if next == Next::Close || shutdown.is_shutting_down() || client.is_eof() {
             break;
         }

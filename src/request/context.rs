@@ -11,7 +11,7 @@ use tokio::time::Instant;
 
 use crate::app::App;
 use crate::http::framing::RequestFraming;
-use crate::http::head::RequestHead;
+use crate::http::head::{RequestHead, ResponseHead};
 use crate::meter::extract::Metered;
 use crate::request::client::Client;
 use crate::store::Spend;
@@ -52,6 +52,9 @@ pub struct Request<'a, S> {
     pub app: &'a App,
     pub client: &'a mut Client<S>,
     pub head: &'a RequestHead,
+    /// The connection's response head, lent to each exchange to parse the provider's head into, so
+    /// that its buffers are reused from one request to the next (`request/exchange.rs`).
+    pub answer: &'a mut ResponseHead,
     pub framing: RequestFraming,
     /// The `x-request-id` of the answer and the `rid` of the log line.
     pub rid: String,

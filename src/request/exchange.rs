@@ -16,7 +16,7 @@ use crate::budget::tap::{Metering, Tap};
 use crate::error::Error;
 use crate::http::cors;
 use crate::http::framing::{response_framing, BodyFraming, ResponseBody};
-use crate::http::head::{parse_response_head, trim_ows, HeadLimits, ResponseHead, Version};
+use crate::http::head::{parse_response_head_into, trim_ows, HeadLimits, ResponseHead, Version};
 use crate::limits::body_budget::BodyShare;
 use crate::request::admit::{self, Admitted};
 use crate::request::context::Request;
@@ -71,7 +71,10 @@ pub async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
     let app = req.app;
     let (pool, metrics) = (&app.upstream.pool, &app.obs.metrics);
     let mut sending = retry::Sending::new(conn, outgoing);
-    let resp = loop {
+    // The connection's response head, refilled: its buffers go back to `req.answer` when the answer
+    // has been relayed, for the connection's next request.
+    let mut resp = std::mem::take(req.answer);
+    loop {
         let conn = match sending.write(pool, metrics).await {
             Ok(conn) => conn,
             Err(e) => return Err(unanswered(req, admitted, e).await),
@@ -95,16 +98,16 @@ pub async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
                 .await?;
         }
         let deadline = Instant::now() + up.response_header_timeout;
-        match read_response_head(req, conn, &mut rbuf, deadline).await? {
-            Heard::Answer(Some(resp)) => break resp,
-            Heard::Answer(None) => return Ok(Outcome::client_gone()),
+        match read_response_head(req, conn, &mut rbuf, &mut resp, deadline).await? {
+            Heard::Answer(true) => break,
+            Heard::Answer(false) => return Ok(Outcome::client_gone()),
             Heard::Silent => {
                 if let Err(e) = sending.silent(pool, metrics).await {
                     return Err(unanswered(req, admitted, e).await);
                 }
             }
         }
-    };
+    }
     let conn = sending.into_conn();
     rbuf.drain(..resp.head_len);
     req.ttfb = Some(req.started.elapsed());
@@ -178,26 +181,28 @@ pub async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
     };
     let pumped = pump::pump_body(req, conn, head_out, rbuf, plan, tap.as_deref_mut()).await;
     req.metered = tap.map(|t| t.finish());
+    let status = resp.status;
+    *req.answer = resp;
     Ok(match pumped {
         Ok((bytes, last)) => {
             // The provider's answer is complete: its spend is settled before the client has all of
             // it, so a next call the client sends at once finds the budget already settled.
-            settle(req, admitted, charge, Ending::Answered(resp.status)).await;
+            settle(req, admitted, charge, Ending::Answered(status)).await;
             if !last.is_empty() && req.client.write_all(&last).await.is_err() {
                 return Ok(Outcome::Cut {
-                    status: resp.status,
+                    status,
                     bytes,
                     cut: Cut::ClientClosed,
                 });
             }
             Outcome::Answered {
-                status: resp.status,
+                status,
                 bytes,
                 close: relayed.close,
             }
         }
         Err((bytes, cut)) => Outcome::Cut {
-            status: resp.status,
+            status,
             bytes,
             cut,
         },
@@ -230,14 +235,16 @@ async fn settle<S>(
     }
 }
 
-/// Wait for the final response head, skipping interim 1xx answers. `Answer(None)`: the client left
-/// first. `Silent`: the provider closed or reset the connection before a single byte of an answer.
+/// Wait for the final response head, skipping interim 1xx answers, and parse it into `head`.
+/// `Answer(false)`: the client left first. `Silent`: the provider closed or reset the connection
+/// before a single byte of an answer.
 async fn read_response_head<S: AsyncRead + AsyncWrite + Unpin>(
     req: &mut Request<'_, S>,
     conn: &mut Conn,
     rbuf: &mut Vec<u8>,
+    head: &mut ResponseHead,
     deadline: Instant,
-) -> Result<Heard<Option<ResponseHead>>, Error> {
+) -> Result<Heard<bool>, Error> {
     let limits = HeadLimits {
         max_head_bytes: MAX_RESPONSE_HEAD,
         max_headers: MAX_RESPONSE_HEADERS,
@@ -245,15 +252,15 @@ async fn read_response_head<S: AsyncRead + AsyncWrite + Unpin>(
     };
     let mut heard = false;
     loop {
-        if let Some(r) = parse_response_head(rbuf, &limits).map_err(|_| Error::UpstreamProtocol)? {
-            if (100..200).contains(&r.status) {
-                if r.status == 101 {
+        if parse_response_head_into(rbuf, &limits, head).map_err(|_| Error::UpstreamProtocol)? {
+            if (100..200).contains(&head.status) {
+                if head.status == 101 {
                     return Err(Error::UpstreamProtocol);
                 }
-                rbuf.drain(..r.head_len);
+                rbuf.drain(..head.head_len);
                 continue;
             }
-            return Ok(Heard::Answer(Some(r)));
+            return Ok(Heard::Answer(true));
         }
         match pump::read_upstream_or_client(req.client, conn, rbuf, deadline).await {
             // EOF, or a read error (a reset: `read_upstream_or_client`'s only `UpstreamProtocol`),
@@ -263,7 +270,7 @@ async fn read_response_head<S: AsyncRead + AsyncWrite + Unpin>(
             }
             Ok(Read::Upstream(0)) => return Err(Error::UpstreamProtocol),
             Ok(Read::Upstream(_)) => heard = true,
-            Ok(Read::ClientGone) => return Ok(Heard::Answer(None)),
+            Ok(Read::ClientGone) => return Ok(Heard::Answer(false)),
             Err(e) => return Err(e),
         }
     }

@@ -14,7 +14,7 @@ use crate::app::{App, Nets};
 use crate::error::Error;
 use crate::http::cors;
 use crate::http::framing::{request_framing, BodyFraming, RequestFraming};
-use crate::http::head::RequestHead;
+use crate::http::head::{RequestHead, ResponseHead};
 use crate::request::client::Client;
 use crate::request::context::{Request, Who};
 use crate::request::outcome::{Next, Outcome};
@@ -68,11 +68,13 @@ pub fn route<'a>(method: &str, target: &'a str, preflight: bool, base: &str) -> 
     }
 }
 
-/// Take one request through the pipeline and say how the connection continues.
+/// Take one request through the pipeline and say how the connection continues. `answer` is the
+/// connection's response head, refilled by the exchange with the provider.
 pub async fn handle<S: AsyncRead + AsyncWrite + Unpin>(
     app: &App,
     client: &mut Client<S>,
     head: &RequestHead,
+    answer: &mut ResponseHead,
     shutdown: &ShutdownWatch,
 ) -> Next {
     app.obs.stats.requests.fetch_add(1, Ordering::Relaxed);
@@ -96,6 +98,7 @@ pub async fn handle<S: AsyncRead + AsyncWrite + Unpin>(
         ip: client_ip(&app.nets, client.peer().ip(), head),
         client,
         head,
+        answer,
         framing,
         rid: app.obs.ids.next(),
         started: Instant::now(),
