@@ -6,7 +6,7 @@
 //! reading the count. So nothing here has to follow rollbacks, and counts stay exact whatever it holds.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasher, RandomState};
+use std::hash::{BuildHasher, BuildHasherDefault, Hasher, RandomState};
 
 /// Tokens remembered at most. Past it the memory starts over: a token not remembered costs one read
 /// of its count (about 3,000 instructions), so this only needs to cover the tokens in active use.
@@ -22,10 +22,32 @@ struct Entry {
     used: i64,
 }
 
+/// Hashes a [`Slot`] as itself: it already is a keyed hash, hashing it again would only cost time.
+#[derive(Default)]
+struct SlotHasher(u64);
+
+impl Hasher for SlotHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `u64` keys are hashed here; fold anything else in rather than lose it.
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
 #[derive(Default)]
 pub(super) struct Counts {
     /// Keyed by [`Slot`]; two tokens with the same hash share the entry, the last one written wins.
-    entries: HashMap<u64, Entry>,
+    entries: HashMap<u64, Entry, BuildHasherDefault<SlotHasher>>,
+    /// Keyed per process, so which tokens share a slot cannot be chosen from outside.
     hasher: RandomState,
 }
 
