@@ -262,25 +262,27 @@ fn take_id(obj: &mut Object<'_>, path: &str, name: &str) -> Result<String, Field
 fn take_private(obj: &mut Object<'_>, path: &str, name: &str) -> Result<EccPrivateKey, FieldError> {
     let expected = "a P-256 private key: 32 bytes as unpadded base64url (43 characters from \
                     A-Z a-z 0-9 - _), a scalar from 1 to n-1 (generate one with `relayapi gen-rai --method ecc`)";
-    let found = match obj.take(name) {
-        Some(Json::Str(s)) => EccPrivateKey::from_base64url(s),
-        None => {
-            return Err((
-                format!("{path}.{name}"),
-                format!("{expected}; this field is required"),
-            ))
-        }
-        Some(_) => None,
-    };
-    found.ok_or_else(|| (format!("{path}.{name}"), expected.into()))
+    take_key(obj, path, name, expected, EccPrivateKey::from_base64url)
 }
 
 fn take_public(obj: &mut Object<'_>, path: &str, name: &str) -> Result<EccPublicKey, FieldError> {
     let expected =
         "a P-256 public key: the 65-byte SEC1 uncompressed point 0x04 || X || Y on the curve, \
                     as unpadded base64url (87 characters); compressed points are refused";
+    take_key(obj, path, name, expected, EccPublicKey::from_base64url)
+}
+
+/// A required key field: a string that `parse` accepts, else an error naming the field and what was
+/// `expected` (with "this field is required" when it is absent).
+fn take_key<K>(
+    obj: &mut Object<'_>,
+    path: &str,
+    name: &str,
+    expected: &str,
+    parse: impl FnOnce(&str) -> Option<K>,
+) -> Result<K, FieldError> {
     let found = match obj.take(name) {
-        Some(Json::Str(s)) => EccPublicKey::from_base64url(s),
+        Some(Json::Str(s)) => parse(s.as_str()),
         None => {
             return Err((
                 format!("{path}.{name}"),
