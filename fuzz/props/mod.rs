@@ -22,6 +22,7 @@ pub mod head;
 pub mod json;
 pub mod locate;
 pub mod meter;
+pub mod model_guard;
 pub mod policy;
 pub mod rai;
 pub mod token;
@@ -47,6 +48,7 @@ pub const TARGETS: &[(&str, Check)] = &[
     ("head", head::check),
     ("locate", locate::check),
     ("meter", meter::check),
+    ("model_guard", model_guard::check),
     ("policy", policy::check),
     ("rai", rai::check),
     ("token", token::check),
