@@ -77,28 +77,84 @@ pub struct RequestIds {
     seq: AtomicU64,
 }
 
+/// Longest instance prefix kept in an id: the relay's own is 8 hex digits.
+const MAX_INSTANCE_BYTES: usize = 16;
+
+/// Bytes of the longest id: the prefix, `-`, and 16 hex digits of the counter.
+const MAX_ID_BYTES: usize = MAX_INSTANCE_BYTES + 1 + 16;
+
 impl RequestIds {
-    /// Ids under `instance` (a short random hex string, from the caller's RNG).
-    pub fn new(instance: String) -> RequestIds {
+    /// Ids under `instance` (a short random hex string, from the caller's RNG; only its first 16
+    /// bytes are used).
+    pub fn new(mut instance: String) -> RequestIds {
+        let mut keep = instance.len().min(MAX_INSTANCE_BYTES);
+        while !instance.is_char_boundary(keep) {
+            keep -= 1;
+        }
+        instance.truncate(keep);
         RequestIds {
             instance,
             seq: AtomicU64::new(0),
         }
     }
 
-    /// The next id, `{instance}-{n:x}`. Built by hand, in one allocation of the right size: every
-    /// request takes one, and `format!` cost several hundred instructions more.
-    pub fn next(&self) -> String {
+    /// The next id, `{instance}-{n:x}`, built without an allocation (every request takes one).
+    pub fn next(&self) -> RequestId {
         let n = self.seq.fetch_add(1, Ordering::Relaxed);
-        let digits = (64 - n.leading_zeros()).div_ceil(4).max(1) as usize;
-        let mut id = String::with_capacity(self.instance.len() + 1 + digits);
-        id.push_str(&self.instance);
-        id.push('-');
-        for i in (0..digits).rev() {
-            let nibble = (n >> (4 * i)) & 0xf;
-            id.push(char::from(b"0123456789abcdef"[nibble as usize]));
+        let mut id = RequestId {
+            bytes: [0; MAX_ID_BYTES],
+            len: 0,
+        };
+        let prefix = self.instance.as_bytes();
+        id.bytes[..prefix.len()].copy_from_slice(prefix);
+        id.bytes[prefix.len()] = b'-';
+        let digits = (16 - n.leading_zeros() as usize / 4).max(1);
+        let start = prefix.len() + 1;
+        for i in 0..digits {
+            let nibble = (n >> (4 * (digits - 1 - i))) & 0xF;
+            id.bytes[start + i] = b"0123456789abcdef"[nibble as usize];
         }
+        id.len = (start + digits) as u8;
         id
+    }
+}
+
+/// One request id, held inline: the `x-request-id` of an answer and the `rid` of its log lines.
+#[derive(Clone, Copy)]
+pub struct RequestId {
+    bytes: [u8; MAX_ID_BYTES],
+    len: u8,
+}
+
+impl RequestId {
+    pub fn as_str(&self) -> &str {
+        // Built from a UTF-8 prefix cut at a character boundary, '-' and hex digits.
+        std::str::from_utf8(&self.bytes[..usize::from(self.len)]).unwrap_or_default()
+    }
+}
+
+impl std::ops::Deref for RequestId {
+    type Target = str;
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl std::fmt::Display for RequestId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::fmt::Debug for RequestId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+impl serde::Serialize for RequestId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
     }
 }
 
@@ -382,12 +438,23 @@ mod tests {
     #[test]
     fn request_ids_are_prefixed_and_distinct() {
         let ids = RequestIds::new("ab12".into());
-        assert_eq!(ids.next(), "ab12-0");
-        assert_eq!(ids.next(), "ab12-1");
+        assert_eq!(ids.next().as_str(), "ab12-0");
+        assert_eq!(ids.next().as_str(), "ab12-1");
+        for _ in 2..0x1f {
+            ids.next();
+        }
+        assert_eq!(ids.next().as_str(), "ab12-1f");
         ids.seq.store(0xabc_def0, Ordering::Relaxed);
-        assert_eq!(ids.next(), "ab12-abcdef0");
-        ids.seq.store(u64::MAX, Ordering::Relaxed);
-        assert_eq!(ids.next(), "ab12-ffffffffffffffff");
+        assert_eq!(ids.next().as_str(), "ab12-abcdef0");
+        let ids = RequestIds {
+            instance: "0123456789abcdef".into(),
+            seq: AtomicU64::new(u64::MAX),
+        };
+        assert_eq!(ids.next().as_str(), "0123456789abcdef-ffffffffffffffff");
+        assert_eq!(ids.next().as_str(), "0123456789abcdef-0");
+        // A longer prefix is cut to 16 bytes, at a character boundary.
+        let ids = RequestIds::new("0123456789abcde\u{e9}xyz".into());
+        assert_eq!(ids.next().as_str(), "0123456789abcde-0");
     }
 
     #[test]

@@ -57,7 +57,7 @@ pub struct Request<'a, S> {
     pub answer: &'a mut ResponseHead,
     pub framing: RequestFraming,
     /// The `x-request-id` of the answer and the `rid` of the log line.
-    pub rid: String,
+    pub rid: crate::metrics::RequestId,
     pub started: Instant,
     /// The client's address (`X-Forwarded-For` believed only from trusted proxies).
     pub ip: IpAddr,

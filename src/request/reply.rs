@@ -35,7 +35,7 @@ pub async fn answer<S: AsyncRead + AsyncWrite + Unpin>(
     mut r: Response,
     head_only: bool,
 ) -> Outcome {
-    r.headers.push(("x-request-id".into(), req.rid.clone()));
+    r.headers.push(("x-request-id".into(), req.rid.to_string()));
     r.close = closes(&req.framing, true, true);
     let ok = req.client.write_all(&r.encode(head_only)).await.is_ok();
     Outcome::Answered {
@@ -63,7 +63,7 @@ pub async fn refuse<S: AsyncRead + AsyncWrite + Unpin>(
                 .await
                 .is_ok();
     }
-    let mut r = Response::error(&error).header("x-request-id", req.rid.clone());
+    let mut r = Response::error(&error).header("x-request-id", req.rid.to_string());
     r.headers
         .extend(cors::response_headers(req.origin, &req.app.cfg.cors, None));
     r.close = closes(&req.framing, in_sync, true);
@@ -88,7 +88,7 @@ pub async fn unframed<S: AsyncRead + AsyncWrite + Unpin>(
     e: &Error,
 ) {
     let rid = app.obs.ids.next();
-    let mut r = Response::error(e).header("x-request-id", rid.clone());
+    let mut r = Response::error(e).header("x-request-id", rid.to_string());
     r.close = true;
     let _ = client.write_all(&r.encode(false)).await;
     app.obs.stats.count_status(r.status);
