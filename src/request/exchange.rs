@@ -201,11 +201,7 @@ pub async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
                 close: relayed.close,
             }
         }
-        Err((bytes, cut)) => Outcome::Cut {
-            status,
-            bytes,
-            cut,
-        },
+        Err((bytes, cut)) => Outcome::Cut { status, bytes, cut },
     })
 }
 
