@@ -81,6 +81,9 @@ struct Tally {
 impl Tally {
     fn take(&mut self, family: UsageFamily, c: Captured<'_>) {
         match c {
+            // After a bad report nothing more is counted: the answer is malformed, and what it reports
+            // after that cannot be trusted any more than the bad report itself.
+            Captured::Value(_) if self.bad => {}
             Captured::Value(raw) => match self.reported.add(family, raw) {
                 Ok(true) => self.seen = true,
                 Ok(false) => {}
@@ -92,8 +95,10 @@ impl Tally {
 
     /// Add what one finished event reported.
     fn merge(&mut self, event: &Tally) {
-        self.reported.merge(&event.reported);
-        self.seen |= event.seen;
+        if !self.bad {
+            self.reported.merge(&event.reported);
+            self.seen |= event.seen;
+        }
         self.bad |= event.bad;
         self.oversized = self.oversized.saturating_add(event.oversized);
     }
