@@ -8,6 +8,7 @@ use crate::http::cors;
 use crate::http::framing::{BodyFraming, ResponseBody};
 use crate::http::head::{trim_ows, RequestHead, ResponseHead};
 use crate::http::respond::{reason, SAFETY_HEADERS};
+use crate::json::write::push_u64;
 use crate::request::route::Located;
 use crate::token::secret::SecretString;
 use crate::upstream::key_scrub::KeyFragments;
@@ -129,23 +130,8 @@ fn field(out: &mut Vec<u8>, name: &str, value: &[u8]) {
 /// Appends `content-length: n` CRLF.
 fn content_length(out: &mut Vec<u8>, n: u64) {
     out.extend_from_slice(b"content-length: ");
-    decimal(out, n);
+    push_u64(out, n);
     out.extend_from_slice(b"\r\n");
-}
-
-/// Appends `n` in decimal, without going through `fmt`.
-fn decimal(out: &mut Vec<u8>, mut n: u64) {
-    let mut digits = [0u8; 20];
-    let mut at = digits.len();
-    loop {
-        at -= 1;
-        digits[at] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&digits[at..]);
 }
 
 /// Whether the client's `Connection` fields name `name` (RFC 9110 §7.6.1).
@@ -183,7 +169,7 @@ pub fn response_head(
         reason_or(resp)
     };
     out.extend_from_slice(b"HTTP/1.1 ");
-    decimal(&mut out, u64::from(resp.status));
+    push_u64(&mut out, u64::from(resp.status));
     out.push(b' ');
     out.extend_from_slice(phrase.as_bytes());
     out.extend_from_slice(b"\r\n");
