@@ -100,6 +100,9 @@ class Settings:
     budgets: tuple[str, ...] = BUDGETS
     # The open-loop oha run (p50/p99 at a fixed rate); 0 skips it, and oha is then not needed.
     latency: bool = True
+    # The open-loop run at half the direct path's maximum rate (issue 10: a proxy should sustain it
+    # without saturating its core); needs oha too. 0 skips it.
+    half_rate: bool = True
     relay_bin: Path = ROOT / "target" / "release" / "relayapi"
     # Another relay binary measured in the same run, unbudgeted, one row per store (e.g. a build from
     # before a change, to see what the change cost); it gets the config without `budgets`.
@@ -156,6 +159,8 @@ class Settings:
             s.budgets = budgets
         if "BENCH_LATENCY" in env:
             s.latency = env["BENCH_LATENCY"] not in ("0", "", "no", "false")
+        if "BENCH_HALF_RATE" in env:
+            s.half_rate = env["BENCH_HALF_RATE"] not in ("0", "", "no", "false")
         if "BENCH_NICE" in env:
             try:
                 s.nice = int(env["BENCH_NICE"])
@@ -493,6 +498,9 @@ class Bench:
         # (provider, budget) -> token.
         self.tokens: dict[tuple[str, str], str] = {}
         self.db_seq = 0
+        # Requests per second of the half-rate run: half the direct path's maximum, set by the first
+        # direct run.
+        self.half_rate: int | None = None
 
     @property
     def up(self) -> Server:
@@ -671,10 +679,10 @@ class Bench:
         out = subprocess.run(argv, check=True, capture_output=True, text=True)
         return parse_wrk(out.stdout)
 
-    def oha(self, url: str) -> OhaResult:
+    def oha(self, url: str, rate: int, connections: int) -> OhaResult:
         argv = ["taskset", "-c", LOAD_CORE, "oha", "--no-tui", "--output-format", "json"]
-        argv += ["-z", f"{self.s.latency_duration}s", "-q", str(self.s.rate)]
-        argv += ["-c", str(self.s.latency_connections), "--latency-correction", "-w"]
+        argv += ["-z", f"{self.s.latency_duration}s", "-q", str(rate)]
+        argv += ["-c", str(connections), "--latency-correction", "-w"]
         argv += ["-m", "POST", "-T", "application/json", "-d", REQUEST_BODY]
         argv += ["-H", "authorization: Bearer unused", url]
         out = subprocess.run(argv, check=True, capture_output=True, text=True)
@@ -729,7 +737,7 @@ class Bench:
 
     def measure_latency(self, url: str, srv: Server) -> dict:
         c0 = cpu_ticks(srv.pids())
-        o = self.oha(url)
+        o = self.oha(url, self.s.rate, self.s.latency_connections)
         c1 = cpu_ticks(srv.pids())
         return {
             "p50_us": o.p50_us,
@@ -737,6 +745,25 @@ class Bench:
             "lat_rps": o.rps,
             "lat_errors": o.errors,
             "cpu_us_at_rate": (c1 - c0) / CLK_TCK * 1e6 / o.requests if o.requests else None,
+        }
+
+    def measure_half_rate(self, url: str, srv: Server) -> dict:
+        """Open loop at half the direct path's maximum rate: the rate the proxy kept up, how busy its
+        core was (CPU seconds per second of the run; every proxy is pinned to one core, so 100 % is
+        saturated) and p99. The load generator has a core of its own, as in the closed-loop run; oha
+        gets as many connections as wrk, so it is the proxy, not a lack of connections, that falls
+        behind."""
+        if not self.half_rate:
+            return {}
+        c0 = cpu_ticks(srv.pids())
+        o = self.oha(url, self.half_rate, self.s.connections)
+        c1 = cpu_ticks(srv.pids())
+        return {
+            "half_rate": self.half_rate,
+            "half_rps": o.rps,
+            "half_busy": (c1 - c0) / CLK_TCK / self.s.latency_duration,
+            "half_p99_us": o.p99_us,
+            "half_errors": o.errors,
         }
 
     def measure(self, kind: str) -> dict:
@@ -752,11 +779,16 @@ class Bench:
             out.update(self.measure_sse(kind, port if kind != "direct" else sse_srv.port, sse_srv))
             url = self.json_url(kind, port)
             out.update(self.measure_throughput(url, srv))
+            if kind == "direct" and self.s.half_rate and self.half_rate is None:
+                # Fixed from the first round's direct run, so every round and target is asked the same.
+                self.half_rate = int(out["rps"] / 2)
             if self.s.latency:
                 out.update(self.measure_latency(url, srv))
             else:
                 out.update({"p50_us": None, "p99_us": None, "lat_rps": None, "lat_errors": 0})
                 out["cpu_us_at_rate"] = None
+            if kind != "direct":
+                out.update(self.measure_half_rate(url, srv))
             return out
         finally:
             if kind != "direct":
@@ -767,7 +799,13 @@ class Bench:
         try:
             self.preflight(kind, srv.port)
             out = {"target": f"{label(kind)} + access log"}
-            out.update(self.measure_throughput(self.json_url(kind, srv.port), srv))
+            url = self.json_url(kind, srv.port)
+            out.update(self.measure_throughput(url, srv))
+            # With the log on is how the relay runs by default, so the open-loop figures are taken
+            # here too, against nginx with its log on.
+            if self.s.latency:
+                out.update(self.measure_latency(url, srv))
+            out.update(self.measure_half_rate(url, srv))
             return out
         finally:
             self.stop(srv)
@@ -848,6 +886,43 @@ def meter_report(rows: dict[str, dict]) -> list[str]:
     return lines
 
 
+def open_loop_report(rows: dict[str, dict], s: Settings, title: str) -> list[str]:
+    """The open-loop figures of one run (the log-off rows or the access-log rows): p99 and CPU at the
+    fixed rate, then the half-rate run, with relay / nginx ratios."""
+    n = rows.get("nginx")
+    if n is None or not any("half_rps" in r or "p99_us" in r for r in rows.values()):
+        return []
+    half = next((r["half_rate"] for r in rows.values() if r.get("half_rate")), None)
+    lines = [
+        "",
+        title,
+        "",
+        (
+            f"| target | p50 / p99 at {s.rate}/s | CPU/req at {s.rate}/s | "
+            f"at {fmt(half)}/s (half the direct max): kept up | core busy | p99 |"
+        ),
+        "|---|---|---|---|---|---|",
+    ]
+    for row in rows.values():
+        lines.append(
+            f"| {row['target']} | {fmt(row.get('p50_us'))} / {fmt(row.get('p99_us'))} µs | "
+            f"{fmt(row.get('cpu_us_at_rate'), '.1f', ' µs')} | {fmt(row.get('half_rps'))}/s | "
+            f"{fmt(None if row.get('half_busy') is None else row['half_busy'] * 100, '.0f', ' %')} | "
+            f"{fmt(row.get('half_p99_us'))} µs |"
+        )
+    for k in (k for k in rows if k.startswith("relay")):
+        r = rows[k]
+        lines.append(
+            f"| **{r['target']} / nginx** | {fmt_ratio(ratio(r.get('p50_us'), n.get('p50_us')))} / "
+            f"**{fmt_ratio(ratio(r.get('p99_us'), n.get('p99_us')))}** | "
+            f"**{fmt_ratio(ratio(r.get('cpu_us_at_rate'), n.get('cpu_us_at_rate')))}** | "
+            f"{fmt_ratio(ratio(r.get('half_rps'), n.get('half_rps')))} | "
+            f"**{fmt_ratio(ratio(r.get('half_busy'), n.get('half_busy')))}** | "
+            f"{fmt_ratio(ratio(r.get('half_p99_us'), n.get('half_p99_us')))} |"
+        )
+    return lines
+
+
 def build_report(rows: dict[str, dict], logs: dict[str, dict], s: Settings, meta: dict) -> str:
     """Markdown: one row per target, then one ratio row (relay / nginx) per relay variant."""
     d, n = rows["direct"], rows["nginx"]
@@ -908,6 +983,8 @@ def build_report(rows: dict[str, dict], logs: dict[str, dict], s: Settings, meta
             "SSE memory is not measured for it (no proxy in between)."
         ),
     ]
+    proxies_only = {k: v for k, v in rows.items() if k != "direct"}
+    lines += open_loop_report(proxies_only, s, "Open loop, access log off (oha, latency-corrected):")
     if "sse_ttfe_p50_ms" in n:
         lines += meter_report(rows)
     if logs:
@@ -931,9 +1008,12 @@ def build_report(rows: dict[str, dict], logs: dict[str, dict], s: Settings, meta
                 f"| **{label(k)} / nginx** | **{fmt_ratio(ratio(lr['rps'], ln and ln['rps']))}** | "
                 f"**{fmt_ratio(ratio(lr['cpu_us'], ln and ln['cpu_us']))}** | |"
             )
+        lines += open_loop_report(
+            logs, s, "Open loop, access log ON (the relay's default configuration is SQLite + log):"
+        )
     problems = []
     for row in [*rows.values(), *logs.values()]:
-        for key in ("non_2xx", "socket_errors", "lat_errors"):
+        for key in ("non_2xx", "socket_errors", "lat_errors", "half_errors"):
             if row.get(key):
                 problems.append(f"{row['target']}: {key} = {row[key]:.0f}")
         if "sse_complete" in row and row["sse_complete"] < s.sse_streams:

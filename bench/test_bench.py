@@ -252,13 +252,58 @@ def test_report_has_a_ratio_row_per_relay_variant_and_the_access_log_cost():
     meta = {"date": "d", "machine": "m", "nginx": "1.22", "commit": "c", "load_before": "0"}
     meta["load_after"] = "0"
     lines = bench.build_report(rows, logs, bench.Settings(), meta).splitlines()
-    ratios = [line for line in lines if line.startswith("| **relay")]
+    # Each table has its ratio rows: two in the main one, one in the access-log one (the open-loop
+    # tables that follow each have their own, checked elsewhere).
+    open_off = next(i for i, line in enumerate(lines) if line.startswith("Open loop, access log off"))
+    log_start = next(i for i, line in enumerate(lines) if line.startswith("Access log ON"))
+    open_on = next(i for i, line in enumerate(lines) if line.startswith("Open loop, access log ON"))
+    ratios = [line for line in lines[:open_off] if line.startswith("| **relay")]
+    ratios += [line for line in lines[log_start:open_on] if line.startswith("| **relay")]
     assert len(ratios) == 3
     assert "**3.00×**" in ratios[0]
     assert "**1.20×**" in ratios[1]
     # Log cost: 14 - 10 for nginx, 33 - 30 for the relay.
     assert any(line.startswith("| nginx + access log") and "+4.0 µs" in line for line in lines)
     assert any(line.startswith("| relay, sqlite") and "+3.0 µs" in line for line in lines)
+
+
+def test_open_loop_tables_give_p99_cpu_and_how_busy_half_the_direct_rate_keeps_each_proxy():
+    half = {"half_rate": 25000, "half_p99_us": 400.0, "half_errors": 0}
+    rows = {
+        "direct": row("direct", rss_per_stream=None),
+        "nginx": row("nginx", **half, half_rps=25000.0, half_busy=0.5),
+        "relay": row("relay", **half, half_rps=24000.0, half_busy=1.0, p99_us=300.0),
+    }
+    logs = {
+        "nginx": row("nginx + access log", **half, half_rps=25000.0, half_busy=0.6),
+        "relay": row("relay + access log", **half, half_rps=25000.0, half_busy=0.9),
+    }
+    meta = {"date": "d", "machine": "m", "nginx": "1.22", "commit": "c", "load_before": "0"}
+    meta["load_after"] = "0"
+    lines = bench.build_report(rows, logs, bench.Settings(), meta).splitlines()
+    off = lines.index("Open loop, access log off (oha, latency-corrected):")
+    on = next(i for i, line in enumerate(lines) if line.startswith("Open loop, access log ON"))
+    assert "at 25000/s (half the direct max)" in lines[off + 2]
+    # The direct upstream is not a proxy: it has no row there.
+    assert not any(line.startswith("| direct") for line in lines[off:on])
+    off_ratio = next(line for line in lines[off:on] if line.startswith("| **relay"))
+    # p99 300/200, core busy 1.0/0.5.
+    assert "**1.50×**" in off_ratio
+    assert "**2.00×**" in off_ratio
+    # With the log: the same p99 (a ratio of one), core busy 0.9/0.6.
+    on_ratio = next(line for line in lines[on:] if line.startswith("| **relay"))
+    assert "**1.00×**" in on_ratio
+    assert "**1.50×**" in on_ratio
+    relay_on = next(line for line in lines[on:] if line.startswith("| relay + access log |"))
+    assert "| 90 % |" in relay_on
+
+
+def test_half_rate_errors_are_flagged():
+    rows = {"direct": row("direct", rss_per_stream=None), "nginx": row("nginx"), "relay": row("relay")}
+    rows["relay"]["half_errors"] = 12
+    meta = {"date": "d", "machine": "m", "nginx": "1.22", "commit": "c", "load_before": "0"}
+    meta["load_after"] = "0"
+    assert "relay: half_errors = 12" in bench.build_report(rows, {}, bench.Settings(), meta)
 
 
 def test_report_flags_errors_so_a_run_of_failures_is_not_read_as_fast():
