@@ -27,24 +27,31 @@ pub fn check(rest: &str) -> Result<(), &'static str> {
     if rest.is_empty() {
         return Ok(());
     }
-    let Some(segments) = rest.strip_prefix('/') else {
+    let Some(mut segments) = rest.as_bytes().strip_prefix(b"/") else {
         return Err("the path must start with '/'");
     };
-    let last = segments.split('/').count() - 1;
-    for (i, seg) in segments.split('/').enumerate() {
+    // One pass, segment by segment (this runs on every request).
+    loop {
+        let (seg, more) = match memchr::memchr(b'/', segments) {
+            Some(slash) => (&segments[..slash], Some(&segments[slash + 1..])),
+            None => (segments, None),
+        };
         if seg.is_empty() {
             // A trailing slash is legitimate; an empty inner segment ('//') is not.
-            if i == last {
-                continue;
-            }
-            return Err("empty path segment ('//')");
+            return match more {
+                None => Ok(()),
+                Some(_) => Err("empty path segment ('//')"),
+            };
         }
-        if seg.bytes().all(|b| b == b'.') {
+        if seg.iter().all(|&b| b == b'.') {
             return Err("'.' and '..' path segments are not allowed");
         }
-        check_segment(seg.as_bytes())?;
+        check_segment(seg)?;
+        match more {
+            Some(m) => segments = m,
+            None => return Ok(()),
+        }
     }
-    Ok(())
 }
 
 fn check_segment(seg: &[u8]) -> Result<(), &'static str> {

@@ -243,7 +243,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
 /// target carries a token of hundreds of bytes.
 fn may_end_head(buf: &[u8], from: usize) -> bool {
     let mut rest = &buf[from.saturating_sub(2).min(buf.len())..];
-    while let Some(lf) = rest.iter().position(|&b| b == b'\n') {
+    while let Some(lf) = memchr::memchr(b'\n', rest) {
         rest = &rest[lf + 1..];
         if matches!(rest, [b'\n', ..] | [b'\r', b'\n', ..]) {
             return true;
