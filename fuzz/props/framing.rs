@@ -3,7 +3,8 @@
 //! only; Transfer-Encoding, over all its lines, exactly the one coding `chunked` and only in
 //! HTTP/1.1; never both. For requests, the reference decides the body and the gate must agree; the
 //! other decisions (Host, Connection, Expect) are taken from the same head with the two body fields
-//! removed, so every difference is the body's. `expect_continue` only when there is a body to wait
+//! removed, so every difference is the body's; an accepted request has exactly one Host (at most one
+//! in HTTP/1.0), all ASCII. `expect_continue` only when there is a body to wait
 //! for; responses to HEAD and with 1xx/204/304 never have a body, and a body that runs to the close
 //! never lets the connection be reused.
 //!
@@ -41,7 +42,18 @@ pub fn check(data: &[u8]) {
             (Some(body), Ok(f)) => {
                 let others = others.expect("only the body fields differ");
                 assert_eq!(f.body, body);
-                assert_eq!((f.keep_alive, &f.host), (others.keep_alive, &others.host));
+                assert_eq!(f.keep_alive, others.keep_alive);
+                // Accepted means the Host rules held: exactly one Host in HTTP/1.1, at most one
+                // in HTTP/1.0, and its value ASCII (the gate admits uri-host [":" port] only).
+                let hosts: Vec<&[u8]> = head.headers_named("host").collect();
+                match head.version {
+                    Version::Http11 => assert_eq!(hosts.len(), 1, "Host count"),
+                    Version::Http10 => assert!(hosts.len() <= 1, "Host count"),
+                }
+                assert!(
+                    hosts.iter().all(|h| h.is_ascii()),
+                    "non-ASCII Host accepted"
+                );
                 let has_body = matches!(body, BodyFraming::Chunked | BodyFraming::Length(1..));
                 let wants = head.headers().any(|(name, _)| name == "expect");
                 let http11 = head.version == Version::Http11;

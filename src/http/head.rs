@@ -15,7 +15,7 @@
 use std::mem::MaybeUninit;
 
 use crate::http::fields::{self, Fields};
-use crate::text::grammar::{check_percent_encoded, PercentError};
+use crate::http::target::check_target;
 
 /// How many empty lines (CRLF) may precede a request-line. RFC 9112 §2.2 asks servers to ignore "at
 /// least one" so that a client which sends an extra CRLF after a POST body is not refused; two covers
@@ -405,11 +405,20 @@ fn skip_leading_empty_lines(buf: &[u8]) -> Result<Option<usize>, HeadError> {
 
 /// Enforces line discipline over `buf[start..]`, up to `max_head_bytes` from the start of `buf`,
 /// and finds the end of the head. Returns the offset just past the CRLFCRLF, or `None` if it is not
-/// within the window yet.
+/// within the window yet. Only CR and LF decide anything here, so the walk jumps from one to the next
+/// with `memchr2` (the first of either, as a byte-by-byte walk would meet it) instead of testing
+/// every byte of the request-target and the field values.
 fn scan_lines(buf: &[u8], start: usize, max_head_bytes: usize) -> Result<Option<usize>, HeadError> {
     let window = &buf[..buf.len().min(max_head_bytes)];
     let mut pos = start;
-    while pos < window.len() {
+    loop {
+        let Some(found) = window
+            .get(pos..)
+            .and_then(|rest| memchr::memchr2(b'\r', b'\n', rest))
+        else {
+            return Ok(None);
+        };
+        pos += found;
         match window[pos] {
             b'\r' => match window.get(pos + 1) {
                 None => return Ok(None),
@@ -437,11 +446,10 @@ fn scan_lines(buf: &[u8], start: usize, max_head_bytes: usize) -> Result<Option<
                 // one or as data.
                 Some(_) => return Err(HeadError::Malformed("bare CR")),
             },
-            b'\n' => return Err(HeadError::Malformed("bare LF line ending")),
-            _ => pos += 1,
+            // memchr2 stops only at CR or LF.
+            _ => return Err(HeadError::Malformed("bare LF line ending")),
         }
     }
-    Ok(None)
 }
 
 /// What httparse gets to see: the complete head, or the part of an incomplete one inside the size
@@ -501,46 +509,6 @@ fn map_httparse_error(e: httparse::Error, version: &[u8]) -> HeadError {
         httparse::Error::Status => HeadError::Malformed("invalid status-line"),
         // RFC 9112 §3: method SP request-target SP HTTP-version, single SPs, method a token.
         httparse::Error::Token => HeadError::Malformed("invalid request-line"),
-    }
-}
-
-/// RFC 9112 §3.2: the request-target forms we accept. Only origin-form (§3.2.1) and, for OPTIONS,
-/// asterisk-form (§3.2.4). absolute-form (§3.2.2) is refused even though §3.2.2 says servers MUST
-/// accept it: the relay is not a proxy, and a second authority in the target that could disagree
-/// with Host is one more thing for two parsers to read differently. authority-form (§3.2.3) is for
-/// CONNECT, which we do not support.
-fn check_target(method: &str, target: &str, limits: &HeadLimits) -> Result<(), HeadError> {
-    if target.len() > limits.max_uri_bytes {
-        return Err(HeadError::UriTooLong);
-    }
-    if target == "*" {
-        return if method == "OPTIONS" {
-            Ok(())
-        } else {
-            Err(HeadError::Malformed(
-                "asterisk-form request-target is only valid for OPTIONS",
-            ))
-        };
-    }
-    let bytes = target.as_bytes();
-    if bytes.first() != Some(&b'/') {
-        return Err(HeadError::Malformed(
-            "request-target must be origin-form (start with /)",
-        ));
-    }
-    // origin-form = absolute-path [ "?" query ] (RFC 9112 §3.2.1), characters per RFC 3986 §3.3 and
-    // §3.4. httparse lets through any visible ASCII and non-ASCII bytes; we do not.
-    match check_percent_encoded(bytes, |b| is_pchar(b) || b == b'/' || b == b'?') {
-        Ok(()) => Ok(()),
-        Err(PercentError::BadEscape) => Err(HeadError::Malformed(
-            "invalid percent-encoding in request-target",
-        )),
-        // A fragment is never sent (RFC 9110 §7.1); a '#' here means the target was not
-        // encoded, and servers disagree about where such a path ends.
-        Err(PercentError::Byte(b'#')) => Err(HeadError::Malformed("fragment in request-target")),
-        Err(PercentError::Byte(_)) => {
-            Err(HeadError::Malformed("invalid character in request-target"))
-        }
     }
 }
 

@@ -8,3 +8,4 @@ pub mod fields;
 pub mod framing;
 pub mod head;
 pub mod respond;
+pub mod target;

@@ -163,7 +163,6 @@ mod tests {
             body: BodyFraming::None,
             keep_alive,
             expect_continue: false,
-            host: String::new(),
         }
     }
 

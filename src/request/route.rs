@@ -87,7 +87,6 @@ pub async fn handle<S: AsyncRead + AsyncWrite + Unpin>(
                 body: BodyFraming::None,
                 keep_alive: false,
                 expect_continue: false,
-                host: String::new(),
             };
             (closing, Some(Error::from(e)))
         }
