@@ -21,6 +21,7 @@ import json
 import os
 import platform
 import re
+import resource
 import shutil
 import signal
 import socket
@@ -79,6 +80,22 @@ STREAM_PROVIDER = "openai-stream"
 PRICE = {"input": 150000, "output": 600000, "cached_input": 75000}
 # How long a freshly started server may take to accept connections.
 START_TIMEOUT_S = 20.0
+# Connections each proxy accepts at least (the relay's `max_connections`, nginx's `worker_connections`).
+MIN_PROXY_CONNECTIONS = 8192
+# Descriptors a proxy holds besides its streams' sockets (listener, epoll, logs, the SQLite files) and
+# the bench process besides its clients' sockets. A proxied stream takes two: client and provider.
+FD_RESERVE = 64
+# nginx's `worker_connections` beyond two per stream. With only `FD_RESERVE` more, nginx said "20000
+# worker_connections are not enough, reusing connections" and reset about 600 of 9,968 new connections
+# although it never held that many descriptors; the open-files limit still bounds what it can open.
+NGINX_SPARE_CONNECTIONS = 4096
+# The pace of the many-streams run: slow, so that the streams started first are still open when the
+# last of ten thousand connects (the client and the upstream share one core), and few events, so the
+# run is about holding streams, not moving events.
+MANY_EVENTS = 10
+MANY_INTERVAL_MS = 3000
+# Longest time the client may take to open every stream, on top of a stream's own duration.
+SSE_RAMP_ALLOWANCE_S = 60.0
 
 
 @dataclass
@@ -92,7 +109,11 @@ class Settings:
     sse_streams: int = 200
     sse_events: int = 20
     sse_interval_ms: int = 50
+    # Streams of the separate many-streams run (RSS per stream only, its own pace); 0 skips it.
+    sse_many: int = 10000
     rounds: int = 1
+    # The closed-loop wrk run (throughput and CPU per request); 0 skips it.
+    throughput: bool = True
     access_log_run: bool = True
     # Relay usage stores to measure, each as its own row: sqlite is what a default config runs.
     relay_stores: tuple[str, ...] = ("sqlite", "memory")
@@ -126,16 +147,19 @@ class Settings:
             "BENCH_SSE_STREAMS": "sse_streams",
             "BENCH_SSE_EVENTS": "sse_events",
             "BENCH_SSE_INTERVAL_MS": "sse_interval_ms",
+            "BENCH_SSE_MANY": "sse_many",
             "BENCH_ROUNDS": "rounds",
         }
+        # Settings where 0 means "skip" rather than nothing to measure.
+        may_be_zero = ("warmup", "sse_many")
         for var, attr in ints.items():
             if var in env:
                 try:
                     value = int(env[var])
                 except ValueError:
                     raise SystemExit(f"{var}={env[var]!r}: expected a whole number") from None
-                if value < (0 if attr == "warmup" else 1):
-                    raise SystemExit(f"{var}={value}: must be at least 1 (warm-up may be 0)")
+                if value < (0 if attr in may_be_zero else 1):
+                    raise SystemExit(f"{var}={value}: must be at least 1 (0 allowed only to skip)")
                 setattr(s, attr, value)
         if "BENCH_ACCESS_LOG" in env:
             s.access_log_run = env["BENCH_ACCESS_LOG"] not in ("0", "", "no", "false")
@@ -161,6 +185,8 @@ class Settings:
             s.latency = env["BENCH_LATENCY"] not in ("0", "", "no", "false")
         if "BENCH_HALF_RATE" in env:
             s.half_rate = env["BENCH_HALF_RATE"] not in ("0", "", "no", "false")
+        if "BENCH_THROUGHPUT" in env:
+            s.throughput = env["BENCH_THROUGHPUT"] not in ("0", "", "no", "false")
         if "BENCH_NICE" in env:
             try:
                 s.nice = int(env["BENCH_NICE"])
@@ -295,6 +321,27 @@ def rss_bytes(pids: list[int]) -> int:
     return sum(parse_vm_rss(Path(f"/proc/{p}/status").read_text()) for p in pids)
 
 
+def raise_open_files_limit() -> int:
+    """Raise this process's soft limit on open files to its hard limit (every server the bench starts
+    inherits it) and return it: ten thousand streams take twenty thousand descriptors in a proxy."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or hard > soft:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        soft = hard
+    return soft
+
+
+def streams_within(open_files: int) -> int:
+    """The most streams a proxy can hold with `open_files` descriptors: two sockets per stream."""
+    return max(0, (open_files - FD_RESERVE) // 2)
+
+
+def proxy_connections(streams: int) -> int:
+    """Client connections the relay accepts to hold `streams` streams: twice as many, since it starts
+    closing idle keep-alive connections once fewer than 10 % of its slots are free."""
+    return max(MIN_PROXY_CONNECTIONS, 2 * streams)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -334,7 +381,7 @@ class Server:
                 self.proc.wait()
 
 
-def nginx_common(work: Path, name: str) -> str:
+def nginx_common(work: Path, name: str, connections: int = MIN_PROXY_CONNECTIONS) -> str:
     temp = work / f"{name}-temp"
     temp.mkdir(exist_ok=True)
     # Workers of a root master drop to `nobody` and could not write the temp dirs made here.
@@ -342,7 +389,7 @@ def nginx_common(work: Path, name: str) -> str:
     return f"""{user}worker_processes 1;
 pid {work}/{name}.pid;
 error_log {work}/{name}-error.log warn;
-events {{ worker_connections 8192; }}
+events {{ worker_connections {connections}; }}
 """
 
 
@@ -379,12 +426,17 @@ def upstream_nginx_conf(work: Path, port: int) -> str:
     )
 
 
-def proxy_nginx_conf(work: Path, port: int, up_port: int, sse_port: int, access_log: bool) -> str:
+def proxy_nginx_conf(
+    work: Path, port: int, up_port: int, sse_port: int, access_log: bool, streams: int = 0
+) -> str:
     log = f"access_log {work}/nginx-access.log;" if access_log else "access_log off;"
+    # nginx counts the provider's connection of each stream as well as the client's, and wants room
+    # beyond both: with exactly that many it reset new connections while ten thousand streams opened.
+    connections = max(MIN_PROXY_CONNECTIONS, 2 * streams + NGINX_SPARE_CONNECTIONS)
     # The same routing the relay does: drop the token segment, map the rest onto the provider's base
     # URL, replace the client's Authorization with the provider key. Events must not wait in buffers.
     return (
-        nginx_common(work, "proxy")
+        nginx_common(work, "proxy", connections)
         + "http {"
         + nginx_http_common(work, "proxy")
         + f"""
@@ -450,17 +502,20 @@ def token_options(budget: str) -> dict:
     return {}
 
 
-def relay_config(up_port: int, sse_port: int, access_log: bool, store: dict, prices: bool = True) -> dict:
-    """The relay's config.json; `prices=False` leaves out `budgets`, which a relay from before spend
-    limits refuses as an unknown field."""
+def relay_config(
+    up_port: int, sse_port: int, access_log: bool, store: dict, prices: bool = True, streams: int = 0
+) -> dict:
+    """The relay's config.json, for holding `streams` SSE streams at once; `prices=False` leaves out
+    `budgets`, which a relay from before spend limits refuses as an unknown field."""
+    connections = proxy_connections(streams)
     cfg = {
         # Every client of the bench is 127.0.0.1: the per-address connection cap (128 by default) would
         # refuse the SSE run's 200 streams, and nginx has no such cap either.
         "server": {
             "host": "127.0.0.1",
             "port": 0,
-            "max_connections": 8192,
-            "max_connections_per_ip": 8192,
+            "max_connections": connections,
+            "max_connections_per_ip": connections,
         },
         # Limiters off: the comparison is the proxy path, and nginx has none configured either.
         "rate_limit": {
@@ -495,6 +550,8 @@ class Bench:
         self.started: list[Server] = []
         self._up: Server | None = None
         self._sse_up: Server | None = None
+        # The SSE upstream of the many-streams run, at its own slow pace.
+        self._sse_many_up: Server | None = None
         # (provider, budget) -> token.
         self.tokens: dict[tuple[str, str], str] = {}
         self.db_seq = 0
@@ -515,6 +572,13 @@ class Bench:
         if self._sse_up is None:
             raise RuntimeError("start_upstreams() first")
         return self._sse_up
+
+    @property
+    def sse_many_up(self) -> Server:
+        """The SSE upstream of the many-streams run (bench/sse.py at `MANY_EVENTS`, `MANY_INTERVAL_MS`)."""
+        if self._sse_many_up is None:
+            raise RuntimeError("start_upstreams() with sse_many set first")
+        return self._sse_many_up
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -553,20 +617,19 @@ class Bench:
     def start_upstreams(self) -> None:
         up_port = free_port()
         self._up = self.start_nginx("upstream", upstream_nginx_conf(self.work, up_port), LOAD_CORE, up_port)
-        proc_argv = [
-            sys.executable,
-            str(BENCH / "sse.py"),
-            "--events",
-            str(self.s.sse_events),
-            "--interval-ms",
-            str(self.s.sse_interval_ms),
-        ]
-        srv = self.spawn("sse-upstream", proc_argv, LOAD_CORE, 0, stdout=subprocess.PIPE, text=True)
+        self._sse_up = self.start_sse_upstream("sse-upstream", self.s.sse_events, self.s.sse_interval_ms)
+        if self.s.sse_many:
+            self._sse_many_up = self.start_sse_upstream("sse-many-upstream", MANY_EVENTS, MANY_INTERVAL_MS)
+
+    def start_sse_upstream(self, name: str, events: int, interval_ms: int) -> Server:
+        argv = [sys.executable, str(BENCH / "sse.py"), "--events", str(events)]
+        argv += ["--interval-ms", str(interval_ms)]
+        srv = self.spawn(name, argv, LOAD_CORE, 0, stdout=subprocess.PIPE, text=True)
         line = srv.proc.stdout.readline()
         if not line.startswith("listening "):
-            raise RuntimeError(f"SSE upstream did not start: {line!r}")
+            raise RuntimeError(f"{name} did not start: {line!r}")
         srv.port = int(line.split()[1])
-        self._sse_up = srv
+        return srv
 
     def make_tokens(self) -> None:
         rai = self.work / "bench.rai"
@@ -595,10 +658,14 @@ class Bench:
                     **token_options(budget),
                 )
 
-    def start_proxy(self, kind: str, access_log: bool) -> Server:
+    def start_proxy(self, kind: str, access_log: bool, many: bool = False) -> Server:
+        """A fresh proxy of `kind`; `many`: sized for the many-streams run and streaming from its
+        upstream."""
+        sse_port = self.sse_many_up.port if many else self.sse_up.port
+        streams = self.s.sse_many if many else self.s.sse_streams
         if kind == "nginx":
             port = free_port()
-            conf = proxy_nginx_conf(self.work, port, self.up.port, self.sse_up.port, access_log)
+            conf = proxy_nginx_conf(self.work, port, self.up.port, sse_port, access_log, streams)
             return self.start_nginx("proxy", conf, PROXY_CORE, port)
         base = kind_parts(kind)[0]
         if base == "relay":
@@ -610,7 +677,7 @@ class Bench:
         baseline = kind.endswith(BASELINE)
         binary = self.s.baseline_bin if baseline and self.s.baseline_bin else self.s.relay_bin
         cfg = self.work / "relay.json"
-        config = relay_config(self.up.port, self.sse_up.port, access_log, store, prices=not baseline)
+        config = relay_config(self.up.port, sse_port, access_log, store, prices=not baseline, streams=streams)
         cfg.write_text(json.dumps(config))
         err_path = self.work / "relay-stderr.log"
         # The relay's access log goes to stdout: to a file, so its cost is a real write.
@@ -688,7 +755,13 @@ class Bench:
         out = subprocess.run(argv, check=True, capture_output=True, text=True)
         return parse_oha(out.stdout)
 
-    def measure_sse(self, kind: str, port: int, srv: Server) -> dict:
+    def measure_sse(self, kind: str, port: int, srv: Server, many: bool = False) -> dict:
+        """Hold the run's streams open through `srv` (`many`: the many-streams run's, at its pace)."""
+        streams, events, interval_ms = (
+            (self.s.sse_many, MANY_EVENTS, MANY_INTERVAL_MS)
+            if many
+            else (self.s.sse_streams, self.s.sse_events, self.s.sse_interval_ms)
+        )
         idle = rss_bytes(srv.pids())
         c0 = cpu_ns(srv.pids())
         res = asyncio.run(
@@ -696,28 +769,30 @@ class Bench:
                 "127.0.0.1",
                 port,
                 self.sse_path(kind),
-                self.s.sse_streams,
+                streams,
                 lambda: rss_bytes(srv.pids()),
+                timeout=SSE_RAMP_ALLOWANCE_S + events * interval_ms / 1000,
             )
         )
         c1 = cpu_ns(srv.pids())
         per_stream = None
         if kind != "direct" and res.rss_open:
-            per_stream = (res.rss_open - idle) / self.s.sse_streams
+            per_stream = (res.rss_open - idle) / streams
         return {
             "sse_complete": res.complete,
             "sse_seconds": res.seconds,
             "sse_rss_idle": idle,
             "sse_rss_open": res.rss_open,
             "rss_per_stream": per_stream,
-            "sse_cpu_us": (c1 - c0) / 1e3 / self.s.sse_streams,
+            "sse_cpu_us": (c1 - c0) / 1e3 / streams,
             **res.timing_ms(),
             # Streams whose provider was asked for usage: every one for a budgeted relay row (the relay
             # asks), none otherwise; anything else means the row did not measure what it says.
             "sse_usage_asked": sum(1 for x in res.streams if x.usage_asked),
             # Streams that got another number of events than the provider sent: a usage chunk the relay
             # asked for and failed to take out, or lost events.
-            "sse_wrong_count": sum(1 for x in res.streams if x.done and x.events != self.s.sse_events),
+            "sse_wrong_count": sum(1 for x in res.streams if x.done and x.events != events),
+            "sse_never_all_open": res.never_all_open,
             "sse_errors": sorted(set(res.errors))[:5],
         }
 
@@ -778,8 +853,11 @@ class Bench:
             sse_srv = self.sse_up if kind == "direct" else srv
             out.update(self.measure_sse(kind, port if kind != "direct" else sse_srv.port, sse_srv))
             url = self.json_url(kind, port)
-            out.update(self.measure_throughput(url, srv))
-            if kind == "direct" and self.s.half_rate and self.half_rate is None:
+            if self.s.throughput:
+                out.update(self.measure_throughput(url, srv))
+            else:
+                out.update({"rps": None, "requests": 0, "non_2xx": 0, "socket_errors": 0, "cpu_us": None})
+            if kind == "direct" and self.s.half_rate and self.half_rate is None and out["rps"]:
                 # Fixed from the first round's direct run, so every round and target is asked the same.
                 self.half_rate = int(out["rps"] / 2)
             if self.s.latency:
@@ -793,6 +871,17 @@ class Bench:
         finally:
             if kind != "direct":
                 self.stop(srv)
+
+    def measure_many(self, kind: str) -> dict:
+        """RSS per stream with `sse_many` streams open at once, on a freshly started proxy."""
+        srv = self.start_proxy(kind, access_log=False, many=True)
+        try:
+            self.preflight(kind, srv.port)
+            out = {"target": label(kind)}
+            out.update(self.measure_sse(kind, srv.port, srv, many=True))
+            return out
+        finally:
+            self.stop(srv)
 
     def measure_access_log(self, kind: str) -> dict:
         srv = self.start_proxy(kind, access_log=True)
@@ -923,8 +1012,51 @@ def open_loop_report(rows: dict[str, dict], s: Settings, title: str) -> list[str
     return lines
 
 
-def build_report(rows: dict[str, dict], logs: dict[str, dict], s: Settings, meta: dict) -> str:
-    """Markdown: one row per target, then one ratio row (relay / nginx) per relay variant."""
+def many_report(many: dict[str, dict], s: Settings, meta: dict) -> list[str]:
+    """The many-streams table: RSS per stream with `sse_many` streams open, and relay / nginx."""
+    n = many.get("nginx", {})
+    lines = [
+        "",
+        (
+            f"Many streams: RSS per open SSE stream with {s.sse_many:,} streams held at once, each proxy "
+            f"started fresh for it; {MANY_EVENTS} events {MANY_INTERVAL_MS} ms apart"
+            f"{meta.get('sse_many_note', '')}:"
+        ),
+        "",
+        "| target | RSS per open SSE stream | relay / nginx | streams done, wall |",
+        "|---|---|---|---|",
+    ]
+    for k, row in many.items():
+        per = row["rss_per_stream"]
+        rss = "—" if per is None else f"{per / 1024:.1f} KiB"
+        versus = "" if k == "nginx" else f"**{fmt_ratio(ratio(per, n.get('rss_per_stream')))}**"
+        lines.append(
+            f"| {label(k)} | {rss} | {versus} | {fmt(row['sse_complete'])}/{s.sse_many}, "
+            f"{row['sse_seconds']:.1f} s |"
+        )
+    return lines
+
+
+def sse_problems(row: dict, streams: int) -> list[str]:
+    """What went wrong in a row's SSE run of `streams` streams."""
+    out = []
+    if "sse_complete" in row and row["sse_complete"] < streams:
+        out.append(f"{row['target']}: SSE failures {row['sse_errors']}")
+    if row.get("sse_wrong_count"):
+        out.append(f"{row['target']}: {row['sse_wrong_count']:.0f} streams with a wrong event count")
+    if row.get("sse_never_all_open"):
+        out.append(
+            f"{row['target']}: the first stream ended before the last began, so RSS was not sampled "
+            "with every stream open"
+        )
+    return out
+
+
+def build_report(
+    rows: dict[str, dict], logs: dict[str, dict], s: Settings, meta: dict, many: dict[str, dict] | None = None
+) -> str:
+    """Markdown: one row per target, then one ratio row (relay / nginx) per relay variant; the
+    metering, many-streams and access-log tables after it."""
     d, n = rows["direct"], rows["nginx"]
     proxies = [k for k in rows if k != "direct"]
     relays = [k for k in proxies if k.startswith("relay")]
@@ -987,6 +1119,8 @@ def build_report(rows: dict[str, dict], logs: dict[str, dict], s: Settings, meta
     lines += open_loop_report(proxies_only, s, "Open loop, access log off (oha, latency-corrected):")
     if "sse_ttfe_p50_ms" in n:
         lines += meter_report(rows)
+    if many:
+        lines += many_report(many, s, meta)
     if logs:
         lines += [
             "",
@@ -1016,10 +1150,9 @@ def build_report(rows: dict[str, dict], logs: dict[str, dict], s: Settings, meta
         for key in ("non_2xx", "socket_errors", "lat_errors", "half_errors"):
             if row.get(key):
                 problems.append(f"{row['target']}: {key} = {row[key]:.0f}")
-        if "sse_complete" in row and row["sse_complete"] < s.sse_streams:
-            problems.append(f"{row['target']}: SSE failures {row['sse_errors']}")
-        if row.get("sse_wrong_count"):
-            problems.append(f"{row['target']}: {row['sse_wrong_count']:.0f} streams with a wrong event count")
+        problems += sse_problems(row, s.sse_streams)
+    for row in (many or {}).values():
+        problems += [f"{p} ({s.sse_many} streams)" for p in sse_problems(row, s.sse_many)]
     for k, row in rows.items():
         # A budgeted relay must ask the provider for usage on every stream; nothing else may.
         want = s.sse_streams if k.startswith("relay") and kind_parts(k)[1] != "none" else 0
@@ -1072,6 +1205,22 @@ def main() -> int:
         print(f"RELAY_BASELINE_BIN={s.baseline_bin} is missing", file=sys.stderr)
         return 2
     meta = machine_meta()
+    # Every stream is a socket in the client (this process) and the upstream, two in the proxy.
+    open_files = raise_open_files_limit()
+    fit = streams_within(open_files)
+    if s.sse_streams > fit:
+        print(
+            f"BENCH_SSE_STREAMS={s.sse_streams} needs {2 * s.sse_streams + FD_RESERVE} open files per "
+            f"proxy; the limit here is {open_files} (ulimit -Hn)",
+            file=sys.stderr,
+        )
+        return 2
+    if s.sse_many > fit:
+        meta["sse_many_note"] = (
+            f" ({s.sse_many:,} asked: the hard limit of {open_files:,} open files allows no more, at "
+            "two per proxied stream)"
+        )
+        s.sse_many = fit
     try:
         # Absolute, not relative: inherited by every process the bench starts.
         os.nice(s.nice - os.nice(0))
@@ -1091,6 +1240,8 @@ def main() -> int:
     # store's run-to-run spread is larger than a log line).
     plain = [k for k in relays if kind_parts(k)[1] == "none"] or relays
     log_rounds: dict[str, list[dict]] = {k: [] for k in ("nginx", *plain)}
+    # The many-streams run: nginx and the same rows, memory only.
+    many_rounds: dict[str, list[dict]] = {k: [] for k in ("nginx", *plain)} if s.sse_many else {}
     try:
         b.start_upstreams()
         b.make_tokens()
@@ -1102,12 +1253,16 @@ def main() -> int:
                 for kind, done in log_rounds.items():
                     print(f"round {i + 1}/{s.rounds}: {kind} + access log", file=sys.stderr)
                     done.append(b.measure_access_log(kind))
+            for kind, done in many_rounds.items():
+                print(f"round {i + 1}/{s.rounds}: {kind}, {s.sse_many} streams", file=sys.stderr, flush=True)
+                done.append(b.measure_many(kind))
     finally:
         b.close()
     meta["load_after"] = load_avg()
     rows = {k: median_rows(v) for k, v in rounds.items()}
     logs = {k: median_rows(v) for k, v in log_rounds.items() if v}
-    report = build_report(rows, logs, s, meta)
+    many = {k: median_rows(v) for k, v in many_rounds.items() if v}
+    report = build_report(rows, logs, s, meta, many)
     print(report)
     results = BENCH / "results"
     results.mkdir(exist_ok=True)
@@ -1119,7 +1274,8 @@ def main() -> int:
                 "meta": meta,
                 "settings": {**asdict(s), "relay_bin": str(s.relay_bin), "baseline_bin": str(s.baseline_bin)},
             }
-            | {"rows": rows, "access_log": logs, "rounds": rounds, "access_log_rounds": log_rounds},
+            | {"rows": rows, "access_log": logs, "rounds": rounds, "access_log_rounds": log_rounds}
+            | {"many_streams": many, "many_streams_rounds": many_rounds},
             indent=2,
         )
     )

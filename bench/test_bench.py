@@ -106,6 +106,10 @@ def test_settings_from_env_reads_and_checks_values():
     with pytest.raises(SystemExit, match="at least 1"):
         bench.Settings.from_env({"BENCH_SSE_STREAMS": "0"})
     assert bench.Settings.from_env({"BENCH_NICE": "0"}).nice == 0
+    # The many-streams run and the wrk run can be skipped; the main SSE run cannot.
+    s = bench.Settings.from_env({"BENCH_SSE_MANY": "0", "BENCH_THROUGHPUT": "0"})
+    assert (s.sse_many, s.throughput) == (0, False)
+    assert bench.Settings().sse_many == 10000
     with pytest.raises(SystemExit, match="BENCH_NICE"):
         bench.Settings.from_env({"BENCH_NICE": "-30"})
 
@@ -123,12 +127,13 @@ def test_median_rows_takes_the_median_of_numbers_only():
 
 
 @pytest.mark.skipif(shutil.which("nginx") is None, reason="nginx is not installed")
-@pytest.mark.parametrize("which", ["upstream", "proxy", "proxy-log"])
+@pytest.mark.parametrize("which", ["upstream", "proxy", "proxy-log", "proxy-many"])
 def test_generated_nginx_configs_pass_nginx_t(tmp_path, which):
     conf = {
         "upstream": lambda: bench.upstream_nginx_conf(tmp_path, 18081),
         "proxy": lambda: bench.proxy_nginx_conf(tmp_path, 18082, 18081, 18083, access_log=False),
         "proxy-log": lambda: bench.proxy_nginx_conf(tmp_path, 18082, 18081, 18083, access_log=True),
+        "proxy-many": lambda: bench.proxy_nginx_conf(tmp_path, 18082, 18081, 18083, False, streams=10000),
     }[which]()
     path = tmp_path / "t.conf"
     path.write_text(conf)
@@ -149,6 +154,20 @@ def test_relay_config_disables_limiters_and_points_at_both_upstreams():
     assert c["providers"]["anthropic"]["base_url"] == "http://127.0.0.1:2222"
     assert c["log"]["access"] is True
     assert c["store"] == {"type": "memory"}
+
+
+def test_proxies_are_sized_for_the_streams_they_hold(tmp_path):
+    # Two descriptors per proxied stream (client and provider), plus the proxy's own.
+    assert bench.streams_within(20000) == (20000 - bench.FD_RESERVE) // 2
+    assert bench.streams_within(10) == 0
+    # The relay gets twice the slots it needs: it reclaims idle connections when 10 % are left.
+    c = bench.relay_config(1, 2, access_log=False, store={}, streams=10000)
+    assert c["server"]["max_connections"] == c["server"]["max_connections_per_ip"] == 20000
+    assert bench.relay_config(1, 2, access_log=False, store={})["server"]["max_connections"] == 8192
+    # nginx counts both legs of a stream.
+    conf = bench.proxy_nginx_conf(tmp_path, 1, 2, 3, access_log=False, streams=10000)
+    assert f"worker_connections {20000 + bench.NGINX_SPARE_CONNECTIONS};" in conf
+    assert "worker_connections 8192;" in bench.proxy_nginx_conf(tmp_path, 1, 2, 3, access_log=False)
 
 
 def test_relay_stores_come_from_the_environment_and_name_the_targets():
@@ -180,6 +199,39 @@ def test_sse_pair_delivers_every_event_and_samples_memory_while_all_streams_are_
     # One sample per event the slowest stream gets once all six have started: events 1 to 4.
     assert len(samples) == 4
     assert res.rss_open == max(samples)
+
+
+def test_sse_client_samples_nothing_when_the_first_stream_ends_before_the_last_begins():
+    async def run():
+        first_closed = asyncio.Event()
+        connections = [0]
+
+        async def serve(reader, writer):
+            connections[0] += 1
+            first = connections[0] == 1
+            await sse.read_head(reader)
+            if not first:
+                await first_closed.wait()
+            writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n")
+            for i in range(2):
+                writer.write(sse.chunk(sse.event_payload(i)))
+            writer.write(sse.chunk(b"data: [DONE]\n\n") + b"0\r\n\r\n")
+            await writer.drain()
+            if first:
+                # The client closes once it has read the whole stream: only then do the others answer.
+                await reader.read()
+                first_closed.set()
+            writer.close()
+
+        server = await asyncio.start_server(serve, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        async with server:
+            return await sse.hold_streams("127.0.0.1", port, "/x", 3, lambda: 1)
+
+    res = asyncio.run(run())
+    assert res.complete == 3, res.errors
+    assert res.never_all_open
+    assert res.rss_open == 0
 
 
 def test_sse_client_reports_a_refused_stream_instead_of_counting_it():
@@ -304,6 +356,28 @@ def test_half_rate_errors_are_flagged():
     meta = {"date": "d", "machine": "m", "nginx": "1.22", "commit": "c", "load_before": "0"}
     meta["load_after"] = "0"
     assert "relay: half_errors = 12" in bench.build_report(rows, {}, bench.Settings(), meta)
+
+
+def test_report_has_the_many_streams_table_and_flags_its_problems():
+    rows = {"direct": row("direct", rss_per_stream=None), "nginx": row("nginx"), "relay": row("relay")}
+    many = {
+        "nginx": row("nginx", rss_per_stream=16 * 1024.0, sse_complete=9968, sse_seconds=40.0),
+        "relay-memory": row(
+            "relay-memory", rss_per_stream=20 * 1024.0, sse_complete=9000, sse_seconds=41.0, sse_errors=["x"]
+        ),
+    }
+    many["relay-memory"]["sse_never_all_open"] = True
+    meta = {"date": "d", "machine": "m", "nginx": "1.22", "commit": "c", "load_before": "0"}
+    meta.update(load_after="0", sse_many_note=" (10,000 asked: limited)")
+    s = bench.Settings(sse_many=9968)
+    text = bench.build_report(rows, {}, s, meta, many)
+    assert "with 9,968 streams held at once" in text
+    assert "(10,000 asked: limited):" in text
+    line = next(x for x in text.splitlines() if x.startswith("| relay, memory store |"))
+    assert "| 20.0 KiB | **1.25×** | 9000/9968, 41.0 s |" in line
+    assert "relay-memory: SSE failures ['x'] (9968 streams)" in text
+    assert "relay-memory: the first stream ended before the last began" in text
+    assert "Many streams" not in bench.build_report(rows, {}, s, meta)
 
 
 def test_report_flags_errors_so_a_run_of_failures_is_not_read_as_fast():
