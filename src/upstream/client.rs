@@ -224,7 +224,7 @@ impl Upstream {
     /// (`upstream/retry.rs`).
     pub async fn connect_fresh(&self, key: &PoolKey) -> Result<Conn, Unreachable> {
         Ok(Conn {
-            stream: self.connect(key).await?,
+            stream: Box::pin(self.connect(key)).await?,
             key: key.clone(),
             reused: false,
         })
@@ -284,6 +284,11 @@ impl Upstream {
         None
     }
 
+    /// Resolve, connect and (for `https`) shake hands: ~1.3 KiB of state (the resolver's lookup, the
+    /// handshake). [`Upstream::checkout`] awaits it in place, before the exchange, whose state is
+    /// larger; [`Upstream::connect_fresh`] boxes it, since it runs inside the exchange's write (the
+    /// retry after a stale pooled connection), where it would add to the largest state of every
+    /// connection's task for the life of the connection.
     async fn connect(&self, key: &PoolKey) -> Result<Stream, Unreachable> {
         let addrs = self.resolve(&key.host, key.port).await?;
         let tcp = tokio::time::timeout(self.connect_timeout, connect_any(&addrs))
