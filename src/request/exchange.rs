@@ -22,7 +22,7 @@ use crate::request::admit::{self, Admitted};
 use crate::request::context::Request;
 use crate::request::forward::{self, Relayed};
 use crate::request::outcome::{closes, Cut, Outcome};
-use crate::request::pump::{self, BodyPlan, Emit, ErrorBody, Read, UPSTREAM_READ};
+use crate::request::pump::{self, BodyPlan, Emit, ErrorBody, Read, FIRST_UPSTREAM_READ};
 use crate::upstream::client::Conn;
 use crate::upstream::key_scrub::KeyFragments;
 use crate::upstream::retry::{self, Heard, SendError};
@@ -61,7 +61,7 @@ pub async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
     } = request;
     // Written, then the answer awaited; a pooled connection that went stale is retried once
     // (`upstream/retry.rs`), and the call given back when the request provably never got there.
-    let mut rbuf: Vec<u8> = Vec::with_capacity(UPSTREAM_READ);
+    let mut rbuf: Vec<u8> = Vec::with_capacity(FIRST_UPSTREAM_READ);
     let outgoing = retry::Outgoing {
         bytes,
         whole: streamed.is_none(),
@@ -258,7 +258,9 @@ async fn read_response_head<S: AsyncRead + AsyncWrite + Unpin>(
             }
             return Ok(Heard::Answer(true));
         }
-        match pump::read_upstream_or_client(req.client, conn, rbuf, deadline).await {
+        match pump::read_upstream_or_client(req.client, conn, rbuf, FIRST_UPSTREAM_READ, deadline)
+            .await
+        {
             // EOF, or a read error (a reset: `read_upstream_or_client`'s only `UpstreamProtocol`),
             // before any byte of an answer.
             Ok(Read::Upstream(0)) | Err(Error::UpstreamProtocol) if !heard => {

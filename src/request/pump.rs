@@ -20,8 +20,15 @@ use crate::request::outcome::Cut;
 use crate::upstream::client::Conn;
 use crate::upstream::key_scrub::MAX_ERROR_BODY_BYTES;
 
-/// Read size for the upstream socket; SSE events are forwarded as soon as each read returns.
+/// Read size for the upstream socket once an answer comes in bulk; SSE events are forwarded as soon as
+/// each read returns.
 pub const UPSTREAM_READ: usize = 8 * 1024;
+/// Room for each read of a provider's head and the start of its body, and of a body that arrives in
+/// small pieces (an event stream): the buffer starts with this much, so an open stream holds 2 KiB for
+/// its provider rather than 8 KiB, and a read that fills it switches the rest of the body to
+/// [`UPSTREAM_READ`]. A provider's head (about 1 KiB from the big APIs) and a small JSON answer fit in
+/// one read.
+pub const FIRST_UPSTREAM_READ: usize = 2 * 1024;
 
 /// How a response body is framed and passed on.
 #[derive(Debug, Clone, Copy)]
@@ -52,15 +59,17 @@ pub enum Read {
     ClientGone,
 }
 
-/// Read from the provider into `rbuf`, waiting until `deadline`; meanwhile, notice a client that
-/// disconnects (and cancel at once) and keep any pipelined bytes it sends for the next request.
+/// Read from the provider into `rbuf`, with room for at least `room` bytes, waiting until `deadline`;
+/// meanwhile, notice a client that disconnects (and cancel at once) and keep any pipelined bytes it
+/// sends for the next request.
 pub async fn read_upstream_or_client<S: AsyncRead + AsyncWrite + Unpin>(
     client: &mut Client<S>,
     conn: &mut Conn,
     rbuf: &mut Vec<u8>,
+    room: usize,
     deadline: Instant,
 ) -> Result<Read, Error> {
-    rbuf.reserve(UPSTREAM_READ);
+    rbuf.reserve(room);
     loop {
         let watch_client = client.may_read_ahead();
         tokio::select! {
@@ -140,6 +149,9 @@ pub async fn pump_body<S: AsyncRead + AsyncWrite + Unpin>(
     let mut decoded = Vec::new();
     let mut passed = Vec::new();
     let mut framed = Vec::new();
+    // Room for the next read: small while the body comes in small pieces, `UPSTREAM_READ` for the rest
+    // of it once a read fills the small room.
+    let mut room = FIRST_UPSTREAM_READ;
     loop {
         let mut finished = false;
         let mut take = 0;
@@ -208,14 +220,18 @@ pub async fn pump_body<S: AsyncRead + AsyncWrite + Unpin>(
         }
         let deadline = Instant::now() + idle;
         let up = conn.as_mut().expect("held until the body is complete");
-        match read_upstream_or_client(client, up, &mut pending, deadline).await {
+        match read_upstream_or_client(client, up, &mut pending, room, deadline).await {
             // The provider closing ends a body that runs until close (the next turn passes on what
             // a metering filter still holds), and cuts any other.
             Ok(Read::Upstream(0)) => {
                 dec.eof().map_err(|_| (sent, Cut::UpstreamEof))?;
                 conn = None;
             }
-            Ok(Read::Upstream(_)) => {}
+            Ok(Read::Upstream(n)) => {
+                if n >= room {
+                    room = UPSTREAM_READ;
+                }
+            }
             Ok(Read::ClientGone) => return Err((sent, Cut::ClientClosed)),
             Err(Error::UpstreamTimeout) => return Err((sent, Cut::UpstreamIdleTimeout)),
             Err(_) => return Err((sent, Cut::UpstreamReadError)),
@@ -255,7 +271,9 @@ pub async fn read_error_body<S: AsyncRead + AsyncWrite + Unpin>(
         }
         pending.clear();
         let deadline = Instant::now() + idle;
-        match read_upstream_or_client(req.client, conn, &mut pending, deadline).await? {
+        match read_upstream_or_client(req.client, conn, &mut pending, UPSTREAM_READ, deadline)
+            .await?
+        {
             // A body until close ends here, and its connection is never reused.
             Read::Upstream(0) => {
                 dec.eof().map_err(unchecked)?;

@@ -20,8 +20,14 @@ use crate::limits::conns::{Reclaim, RECLAIM_AFTER_IDLE};
 use crate::server::shutdown::ShutdownWatch;
 use input::Input;
 
-/// Read size for the client socket; one buffer per connection, grown only up to the head/body limits.
+/// Read size for a request body from the client socket; one buffer per connection, grown only up to
+/// the head/body limits.
 pub(crate) const READ_CHUNK: usize = 8 * 1024;
+/// Room for each read of a request head. The connection's buffer starts with this much (a head with a
+/// relay token and a small JSON body fit, as in nginx's 1 KiB `client_header_buffer_size`) and doubles
+/// whenever a read fills it, up to the head limit: an open stream holds 1 KiB for its client, not
+/// 8 KiB, while a client with larger heads pays a few more reads on its connection's first request.
+const HEAD_READ: usize = 1024;
 /// The one buffer a streamed request body passes through on its way to the provider.
 pub const STREAM_CHUNK: usize = 16 * 1024;
 /// How much pipelined input is read ahead from the client while its previous request is in flight.
@@ -62,7 +68,7 @@ impl<S> Client<S> {
     pub fn new(io: S, peer: SocketAddr, pace: Pace) -> Client<S> {
         Client {
             io,
-            buf: Input::with_capacity(READ_CHUNK),
+            buf: Input::with_capacity(HEAD_READ),
             peer,
             pace,
             eof: false,
@@ -86,9 +92,9 @@ impl<S> Client<S> {
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
-    /// Read more bytes into `buf`, waiting at most until `deadline`. `Ok(0)` is EOF.
+    /// Read more bytes of a head into `buf`, waiting at most until `deadline`. `Ok(0)` is EOF.
     pub async fn read_more(&mut self, deadline: Instant) -> Result<usize, Error> {
-        let buf = self.buf.spare(READ_CHUNK);
+        let buf = self.buf.spare(HEAD_READ);
         let n = match tokio::time::timeout_at(deadline, self.io.read_buf(buf)).await {
             Ok(Ok(n)) => n,
             // A reset or a TLS error ends the connection just like EOF does.
