@@ -4,6 +4,8 @@
 //! The memory is only ever a guess: the grant's `UPDATE` checks it against the stored count, and a
 //! wrong guess (a refund, a rolled-back batch, a deleted record) changes nothing and falls back to
 //! reading the count. So nothing here has to follow rollbacks, and counts stay exact whatever it holds.
+//! The checkpointer's connection (`checkpoint.rs`) shares the file but only moves pages from the WAL
+//! into the database, never a row, so it cannot make a guess wrong either.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, BuildHasherDefault, Hasher, RandomState};

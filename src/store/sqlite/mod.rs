@@ -6,7 +6,7 @@
 //! commit. The written frames sit in the OS page cache, which belongs to the kernel, not the process,
 //! so a crash or `kill -9` of the relay loses no committed reservation (`tests/store_crash.rs` kills
 //! the relay mid-load to prove it). Only a power loss or kernel crash can drop the last commits before
-//! the next checkpoint syncs them; for counters that trade is worth an order of magnitude in
+//! the next checkpoint syncs them (every few hundred transactions, `checkpoint.rs`); for counters that trade is worth an order of magnitude in
 //! throughput. Operators who need more can put the file on a battery-backed or synchronous volume.
 //!
 //! rusqlite is blocking, so no tokio worker ever touches the connection: every operation is sent as a
@@ -24,18 +24,26 @@
 //! more than one statement that writes: the common grant is one `UPDATE` (after a read of the count
 //! only when the thread does not remember it), which SQLite undoes alone if it fails.
 //!
-//! One relay owns the file: the connection runs in `locking_mode = EXCLUSIVE`, takes the file lock
-//! when it opens and keeps it until it closes. That saves the lock and unlock system calls of every
-//! transaction and keeps the WAL index in the process's memory (no `-shm` file). A second relay, or
-//! any other process, that opens the same `store.path` fails at start with an error saying the file
-//! is in use. Relays that share usage use the Redis store.
+//! One relay owns the file: opening the store takes an advisory lock (`flock`) on `<store.path>.lock`
+//! and holds it until the store is closed (`lock.rs`), and SQLite's `unix-excl` VFS holds an exclusive
+//! lock on the database itself for as long as the relay has it open (`schema.rs`). A second relay,
+//! any other process, or a second store in the same process that opens the same `store.path` fails
+//! at start with an error saying the file is in use. Relays that share usage use the Redis store.
+//! Inside the relay the file has two connections, in SQLite's normal locking mode: the store
+//! thread's, the only one that writes rows, and the checkpointer's (`checkpoint.rs`), which copies
+//! the WAL back into the database on its own thread so that the `fsync`s of a checkpoint never hold
+//! the reservations queued behind a commit. They coordinate in this process's memory, without a
+//! system call per transaction and without a `-shm` file.
 //!
 //! Files: this one holds the handle the relay calls; `writer.rs` the thread, its batches and their
-//! transactions; `schema.rs` the tables and connection settings; `statements.rs` the statements of
+//! transactions; `checkpoint.rs` the checkpointer; `lock.rs` the one-relay-per-file lock;
+//! `schema.rs` the tables and connection settings; `statements.rs` the statements of
 //! the common path, kept prepared, and `counts.rs` the counts a grant tries first; `ops.rs` the SQL
 //! of the token operations and `spend.rs` that of the spend lines (`docs/budgets.md` §4).
 
+mod checkpoint;
 mod counts;
+mod lock;
 mod ops;
 mod schema;
 mod spend;
@@ -47,6 +55,8 @@ use std::thread::JoinHandle;
 
 use tokio::sync::oneshot;
 
+use crate::store::sqlite::checkpoint::Checkpointer;
+use crate::store::sqlite::lock::Owner;
 use crate::store::sqlite::writer::{Db, Jobs, Pending};
 use crate::store::{Reservation, Spend, SpendLine, SpendReservation, StoreError, TokenRef, Usage};
 
@@ -57,18 +67,24 @@ pub struct SqliteStore {
     jobs: Option<Jobs>,
     thread: Option<JoinHandle<()>>,
     path: PathBuf,
+    /// This relay's claim on the file, let go after the thread has closed it (fields drop after
+    /// [`Drop::drop`]).
+    _owner: Owner,
 }
 
 impl SqliteStore {
-    /// Opens (or creates) the database, takes the file for this process, checks it can be written
-    /// in WAL mode, and starts the thread.
+    /// Takes the file for this process, opens (or creates) the database, checks it can be written
+    /// in WAL mode, and starts the thread and its checkpointer.
     pub(crate) fn open(path: &Path, max_token_life: u64) -> Result<SqliteStore, StoreError> {
+        let owner = lock::take(path)?;
         let conn = writer::connect(path)?;
-        let (jobs, thread) = writer::start(conn, path, max_token_life)?;
+        let checkpointer = Checkpointer::start(path)?;
+        let (jobs, thread) = writer::start(conn, checkpointer, path, max_token_life)?;
         Ok(SqliteStore {
             jobs: Some(jobs),
             thread: Some(thread),
             path: path.to_path_buf(),
+            _owner: owner,
         })
     }
 

@@ -5,21 +5,34 @@ use std::time::Duration;
 
 use rusqlite::{Connection, ErrorCode};
 
-/// How long opening waits for another process to let go of the file, in milliseconds: long enough
-/// for a relay that is still exiting, short enough that a second relay on the same file fails fast.
-const OPEN_WAIT_MS: u64 = 2_000;
+use crate::store::sqlite::lock::IN_USE;
 
-/// WAL size, in 4 KiB pages, that triggers a checkpoint (SQLite's own default). The checkpoint is
-/// the only time the store calls `fsync`, so this sets how often that happens; the WAL is replayed
-/// at start after a crash, so it also bounds that work (about 4 MiB).
+/// How long opening waits for another process to let go of the file (the lock of `lock.rs`, then
+/// SQLite's own), in milliseconds: long enough for a relay that is still exiting, short enough that a
+/// second relay on the same file fails fast.
+pub(super) const OPEN_WAIT_MS: u64 = 2_000;
+
+/// The SQLite VFS both of the store's connections open the file with: `unix` except that the first
+/// lock the process takes on the database is one exclusive `fcntl` lock, held until its last
+/// connection closes. Other processes (a second relay, the `sqlite3` shell) are kept out as
+/// `locking_mode = EXCLUSIVE` kept them out; connections of this process coordinate in memory, with
+/// the WAL index on the heap instead of a `-shm` file. With plain `unix` and normal locking, each
+/// transaction cost 6 `fcntl` calls on the `-shm` file and the database (`bench/instructions.sh`,
+/// `INSTR_SYSCALLS=1`: 18.4 system calls per request against 13.1). It does not keep a second store
+/// of the same process off the file: that is `lock.rs`'s lock.
+pub(super) const VFS: &str = "unix-excl";
+
+/// No automatic checkpoint on this connection: SQLite would run it inside the `COMMIT` that crosses
+/// the threshold, on the store thread, and its two `fsync`s (several milliseconds here) would hold
+/// every reservation queued behind it (it was the relay's p99 at 1,000 requests per second). The
+/// checkpointer's own connection does it instead (`checkpoint.rs`).
 ///
-/// Both ways cost: every commit appends a frame of the same hot page, and SQLite's WAL index finds a
-/// free hash slot by walking past every earlier frame of that page since the WAL last restarted
-/// (after a checkpoint), about 5,000 instructions per commit on average at this value
-/// (`bench/instructions.sh`, one connection). A smaller value shortens that walk but checkpoints
-/// more often, and a checkpoint's two `fsync`s (several milliseconds) hold every reservation queued
-/// behind it.
-const WAL_AUTOCHECKPOINT_PAGES: i64 = 1_000;
+/// How often it runs still matters to the commit: every commit appends a frame of the same hot page,
+/// and SQLite's WAL index finds a free hash slot by walking past every earlier frame of that page
+/// since the WAL last started over (after a complete checkpoint): about 5,000 instructions per commit
+/// on average with a restart every 1,000 frames (`bench/instructions.sh`, one connection). See
+/// `checkpoint::COMMITS_PER_CHECKPOINT`.
+const WAL_AUTOCHECKPOINT_PAGES: i64 = 0;
 
 /// Prepared statements kept by the connection: every statement of the store, with room to spare, so
 /// none is ever parsed twice.
@@ -72,9 +85,9 @@ CREATE INDEX IF NOT EXISTS spend_line_keep_until ON spend_line (keep_until);
 pub(super) fn configure(conn: &Connection) -> Result<(), String> {
     let sql = |e: rusqlite::Error| {
         if e.sqlite_error_code() == Some(ErrorCode::DatabaseBusy) {
-            "the file is in use by another process (is another relay running with this store.path?); \
-             a SQLite store belongs to one relay, relays that share usage need the redis store"
-                .to_string()
+            // Another process holds SQLite's lock on the file (`VFS`): an older relay, which had
+            // no `lock.rs` lock, or any other program. A relay would have been stopped by `lock.rs`.
+            IN_USE.to_string()
         } else {
             e.to_string()
         }
@@ -82,17 +95,9 @@ pub(super) fn configure(conn: &Connection) -> Result<(), String> {
     conn.busy_timeout(Duration::from_millis(OPEN_WAIT_MS))
         .map_err(sql)?;
     conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
-    // Set before anything reads the file: a WAL database first opened in exclusive mode keeps its
-    // index in heap memory instead of the shared `-shm` mapping, and the lock taken by the first
-    // read and write below is held until the connection closes.
-    let locking: String = conn
-        .query_row("PRAGMA locking_mode = EXCLUSIVE", [], |r| r.get(0))
-        .map_err(sql)?;
-    if !locking.eq_ignore_ascii_case("exclusive") {
-        return Err(format!(
-            "cannot take the file for this relay (locking_mode is {locking})"
-        ));
-    }
+    // Normal locking, not `locking_mode = EXCLUSIVE`: the checkpointer's connection must share the
+    // file (`checkpoint.rs`). [`VFS`] keeps what exclusive mode gave: no lock calls per transaction,
+    // the WAL index in this process's memory, other processes kept out.
     let mode: String = conn
         .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
         .map_err(sql)?;
@@ -118,7 +123,7 @@ pub(super) fn configure(conn: &Connection) -> Result<(), String> {
             "written by a newer relay (schema {version}; this relay knows {SCHEMA_VERSION})"
         ));
     }
-    // The first write: from here on the file is locked for this connection.
+    // The first write, which creates the tables of a new file.
     conn.execute_batch(&format!(
         "BEGIN IMMEDIATE; {SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
     ))

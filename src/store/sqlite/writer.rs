@@ -8,8 +8,9 @@ use rusqlite::{Connection, OpenFlags};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::store::keep_unseen_revocation_for;
+use crate::store::sqlite::checkpoint::Checkpointer;
 use crate::store::sqlite::counts::Counts;
-use crate::store::sqlite::schema::configure;
+use crate::store::sqlite::schema::{configure, VFS};
 use crate::store::sqlite::statements::Prepared;
 use crate::store::StoreError;
 
@@ -91,9 +92,12 @@ pub(super) type Jobs = mpsc::Sender<Box<dyn Job>>;
 
 /// Starts the store thread on `conn` (opened by [`connect`]): it prepares the common statements,
 /// then waits for a job, takes whatever else is already queued (up to [`MAX_BATCH`]), runs them as one
-/// batch, and stops once every sender is gone and the queue is empty, closing the connection.
+/// batch, tells `checkpointer` of the transaction, and stops once every sender is gone and the queue
+/// is empty: it stops the checkpointer, then closes its connection, the last one on the file, which
+/// checkpoints what is left of the WAL and removes it.
 pub(super) fn start(
     conn: Connection,
+    mut checkpointer: Checkpointer,
     path: &Path,
     max_token_life: u64,
 ) -> Result<(Jobs, JoinHandle<()>), StoreError> {
@@ -133,7 +137,11 @@ pub(super) fn start(
                     }
                 }
                 db.run_batch(&mut batch);
+                checkpointer.committed();
             }
+            drop(db);
+            drop(checkpointer);
+            drop(conn);
         })
         .map_err(|e| {
             StoreError(format!(
@@ -163,11 +171,12 @@ pub(super) fn connect(path: &Path) -> Result<Connection, StoreError> {
     let fail = |what: &str, e: &dyn std::fmt::Display| {
         StoreError(format!("{}: {what}: {e}", path.display()))
     };
-    let conn = Connection::open_with_flags(
+    let conn = Connection::open_with_flags_and_vfs(
         path,
         OpenFlags::SQLITE_OPEN_READ_WRITE
             | OpenFlags::SQLITE_OPEN_CREATE
             | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        VFS,
     )
     .map_err(|e| fail("cannot open the database", &e))?;
     configure(&conn).map_err(|e| fail("cannot prepare the database", &e))?;
@@ -183,6 +192,8 @@ pub(super) struct Db<'c> {
     /// A tenant may have a revocation mark: false only while `tenant_revocation` is known to be
     /// empty. Set before a mark is written and never cleared (marks are never deleted; a mark in a
     /// batch that rolled back only costs the look-up), so a grant that skips the look-up is exact.
+    /// This holds because this connection is the only one that writes rows: the checkpointer's
+    /// (`checkpoint.rs`) copies pages, and `lock.rs` keeps other relays off the file.
     pub(super) tenant_marks: bool,
     /// The file's path as shown in errors.
     pub(super) label: String,
@@ -757,7 +768,7 @@ mod tests {
     }
 
     #[test]
-    fn the_connection_owns_the_file_with_cheap_durable_settings() {
+    fn the_connection_has_cheap_durable_settings_and_leaves_checkpoints_to_its_checkpointer() {
         let (dir, conn) = open();
         let db = db(&conn);
         let pragma = |name: &str| -> String {
@@ -772,19 +783,48 @@ mod tests {
                 })
                 .unwrap()
         };
-        assert_eq!(pragma("locking_mode"), "exclusive");
+        assert_eq!(
+            pragma("locking_mode"),
+            "normal",
+            "the checkpointer shares the file"
+        );
         assert_eq!(pragma("journal_mode"), "wal");
         assert_eq!(pragma("synchronous"), "1", "NORMAL");
         assert_eq!(pragma("temp_store"), "2", "MEMORY");
-        assert_eq!(pragma("wal_autocheckpoint"), "1000");
+        assert_eq!(
+            pragma("wal_autocheckpoint"),
+            "0",
+            "no checkpoint inside a commit"
+        );
         assert!(
             !dir.path().join("usage.db-shm").exists(),
             "the WAL index lives in this process's memory"
         );
-        let e = connect(&dir.path().join("usage.db")).err().unwrap();
+    }
+
+    #[test]
+    fn the_store_holds_the_file_with_its_checkpointer_running() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("usage.db");
+        let store = crate::store::sqlite::SqliteStore::open(&path, TOKEN_LIFE).unwrap();
+        let e = crate::store::sqlite::SqliteStore::open(&path, TOKEN_LIFE)
+            .err()
+            .unwrap();
         assert!(
             e.0.contains("usage.db") && e.0.contains("in use by another process"),
             "{e}"
         );
+        let threads = std::fs::read_dir("/proc/self/task")
+            .unwrap()
+            .filter_map(|t| std::fs::read_to_string(t.unwrap().path().join("comm")).ok())
+            .filter(|name| name.starts_with("relayapi-sqlite"))
+            .count();
+        assert!(threads >= 2, "the store thread and its checkpointer");
+        drop(store);
+        assert!(
+            !dir.path().join("usage.db-wal").exists(),
+            "closed: the last connection checkpointed the WAL and removed it"
+        );
+        drop(crate::store::sqlite::SqliteStore::open(&path, TOKEN_LIFE).unwrap());
     }
 }
