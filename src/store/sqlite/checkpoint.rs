@@ -16,6 +16,11 @@
 //!    the restart the WAL file would grow without bound, and so would the WAL index's hash chains
 //!    that every commit walks (`schema.rs`).
 //!
+//! The store thread keeps one `fsync`, of almost nothing: when it starts the WAL over, SQLite syncs
+//! the new WAL header before the first frame lands behind it (its guard against out-of-order writes
+//! after a restart), once per checkpoint; right after the checkpointer's syncs it has little to
+//! write (`strace -f -T` at 1,000 requests per second: median 0.33 ms, once per 250 commits).
+//!
 //! Neither step changes what the database holds, only where the pages live, so the store thread's
 //! remembered counts and its "no tenant mark" flag (`writer.rs`) stay exact: it is still the only
 //! connection that writes rows.
@@ -71,7 +76,8 @@ impl Checkpointer {
             .map_err(|e| fail("cannot set the checkpointer's connection up", &e))?;
         let (wake, asked) = sync_channel::<()>(1);
         let thread = std::thread::Builder::new()
-            .name("relayapi-sqlite-ckpt".into())
+            // Thread names are cut at 15 bytes: `relayapi-sqlite` is the store thread.
+            .name("relayapi-ckpt".into())
             .spawn(move || {
                 // Ends once the store thread has dropped its handle; a request made before that is
                 // still served. A failed checkpoint (an I/O error, the lock not had in time) leaves

@@ -19,17 +19,11 @@ use std::time::{Duration, Instant};
 use rustix::fs::{flock, FlockOperation};
 use rustix::io::Errno;
 
-use crate::store::sqlite::schema::OPEN_WAIT_MS;
+use crate::store::sqlite::schema::{IN_USE, OPEN_WAIT_MS};
 use crate::store::StoreError;
 
 /// How often a relay waiting for the file tries the lock again.
 const RETRY_EVERY: Duration = Duration::from_millis(20);
-
-/// What a relay started on a file another one holds is told (also when another process holds
-/// SQLite's own lock on the database, `schema.rs`).
-pub(super) const IN_USE: &str =
-    "the file is in use by another process (is another relay running with this store.path?); \
-     a SQLite store belongs to one relay, relays that share usage need the redis store";
 
 /// The held lock; dropping it releases the file for the next relay.
 #[derive(Debug)]

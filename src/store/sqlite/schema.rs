@@ -5,12 +5,16 @@ use std::time::Duration;
 
 use rusqlite::{Connection, ErrorCode};
 
-use crate::store::sqlite::lock::IN_USE;
-
 /// How long opening waits for another process to let go of the file (the lock of `lock.rs`, then
 /// SQLite's own), in milliseconds: long enough for a relay that is still exiting, short enough that a
 /// second relay on the same file fails fast.
 pub(super) const OPEN_WAIT_MS: u64 = 2_000;
+
+/// What a relay started on a file another one holds is told (by `lock.rs`, or by SQLite when another
+/// process holds its lock on the database, see [`VFS`]).
+pub(super) const IN_USE: &str =
+    "the file is in use by another process (is another relay running with this store.path?); \
+     a SQLite store belongs to one relay, relays that share usage need the redis store";
 
 /// The SQLite VFS both of the store's connections open the file with: `unix` except that the first
 /// lock the process takes on the database is one exclusive `fcntl` lock, held until its last

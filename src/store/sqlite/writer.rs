@@ -814,12 +814,16 @@ mod tests {
             e.0.contains("usage.db") && e.0.contains("in use by another process"),
             "{e}"
         );
-        let threads = std::fs::read_dir("/proc/self/task")
+        let threads: Vec<String> = std::fs::read_dir("/proc/self/task")
             .unwrap()
             .filter_map(|t| std::fs::read_to_string(t.unwrap().path().join("comm")).ok())
-            .filter(|name| name.starts_with("relayapi-sqlite"))
-            .count();
-        assert!(threads >= 2, "the store thread and its checkpointer");
+            .collect();
+        for name in ["relayapi-sqlite", "relayapi-ckpt"] {
+            assert!(
+                threads.iter().any(|t| t.trim() == name),
+                "{name} runs: {threads:?}"
+            );
+        }
         drop(store);
         assert!(
             !dir.path().join("usage.db-wal").exists(),
