@@ -37,17 +37,33 @@ pub fn push_str(out: &mut Vec<u8>, s: &str) {
     out.push(b'"');
 }
 
+/// Two decimal digits for each value below 100: `push_u64` writes two digits per division, and the
+/// access line writes a dozen numbers (status, sizes, the client address's octets).
+const PAIRS: &[u8; 200] = b"\
+0001020304050607080910111213141516171819\
+2021222324252627282930313233343536373839\
+4041424344454647484950515253545556575859\
+6061626364656667686970717273747576777879\
+8081828384858687888990919293949596979899";
+
 /// Appends `v` in decimal.
 pub fn push_u64(out: &mut Vec<u8>, mut v: u64) {
     let mut digits = [0u8; 20];
     let mut at = digits.len();
-    loop {
+    while v >= 100 {
+        let pair = (v % 100) as usize * 2;
+        v /= 100;
+        at -= 2;
+        digits[at..at + 2].copy_from_slice(&PAIRS[pair..pair + 2]);
+    }
+    // `v` is below 100 now.
+    let pair = v as usize * 2;
+    if v >= 10 {
+        at -= 2;
+        digits[at..at + 2].copy_from_slice(&PAIRS[pair..pair + 2]);
+    } else {
         at -= 1;
-        digits[at] = b'0' + (v % 10) as u8;
-        v /= 10;
-        if v == 0 {
-            break;
-        }
+        digits[at] = PAIRS[pair + 1];
     }
     out.extend_from_slice(&digits[at..]);
 }
@@ -114,6 +130,16 @@ mod tests {
             let mut out = Vec::new();
             push_u64(&mut out, v);
             assert_eq!(out, serde_json::to_vec(&v).unwrap(), "{v}");
+        }
+        // Every value up to six digits, and each power of ten and its neighbours.
+        let powers = (0..20).flat_map(|k| {
+            let p = 10u64.pow(k);
+            [p - 1, p, p + 1]
+        });
+        for v in (0..1_000_000u64).chain(powers) {
+            let mut out = b"x".to_vec();
+            push_u64(&mut out, v);
+            assert_eq!(out, format!("x{v}").into_bytes(), "{v}");
         }
         for v in [
             0.0,

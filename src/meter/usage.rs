@@ -73,10 +73,16 @@ pub struct Reported {
     values: [Option<u64>; FIELDS],
 }
 
-/// Where a family's member sits in its report: at the top, or inside a details object.
-enum Place {
-    Top(&'static str),
-    Detail(&'static str, &'static str),
+/// How one family's report reads: the top-level members to look for, each listed once (a details
+/// object can hold two fields), and for each of the [`FIELDS`] members the family has, which of them
+/// holds it and, for a member inside a details object, its name there. Written out per family so that
+/// reading a report (once per answer, and once per chunk of a stream) builds nothing.
+struct Layout {
+    /// Top-level member names, each a group of one for `body_scan::scan_object`.
+    top: &'static [&'static [&'static str]],
+    /// Per field: the index in `top` of the member holding it, and the member inside that details
+    /// object (`None`: the top-level member is the count itself).
+    fields: [Option<(usize, Option<&'static str>)>; FIELDS],
 }
 
 impl UsageFamily {
@@ -97,57 +103,105 @@ impl UsageFamily {
     }
 
     /// Where each of the [`FIELDS`] members sits, if the family has it.
-    fn places(self) -> [Option<Place>; FIELDS] {
-        use Place::{Detail, Top};
+    fn layout(self) -> &'static Layout {
         match self {
-            UsageFamily::OpenAiChat => [
-                Some(Top("prompt_tokens")),
-                Some(Top("completion_tokens")),
-                Some(Detail("prompt_tokens_details", "cached_tokens")),
-                None,
-                Some(Detail("completion_tokens_details", "reasoning_tokens")),
-                None,
-            ],
-            UsageFamily::OpenAiResponses => [
-                Some(Top("input_tokens")),
-                Some(Top("output_tokens")),
-                Some(Detail("input_tokens_details", "cached_tokens")),
-                None,
-                Some(Detail("output_tokens_details", "reasoning_tokens")),
-                None,
-            ],
-            UsageFamily::OpenAiRealtime => [
-                Some(Top("input_tokens")),
-                Some(Top("output_tokens")),
-                Some(Detail("input_token_details", "cached_tokens")),
-                None,
-                None,
-                None,
-            ],
-            UsageFamily::Anthropic => [
-                Some(Top("input_tokens")),
-                Some(Top("output_tokens")),
-                Some(Top("cache_read_input_tokens")),
-                Some(Top("cache_creation_input_tokens")),
-                None,
-                None,
-            ],
-            UsageFamily::Gemini => [
-                Some(Top("promptTokenCount")),
-                Some(Top("candidatesTokenCount")),
-                Some(Top("cachedContentTokenCount")),
-                None,
-                Some(Top("thoughtsTokenCount")),
-                Some(Top("toolUsePromptTokenCount")),
-            ],
-            UsageFamily::GeminiLive => [
-                Some(Top("promptTokenCount")),
-                Some(Top("responseTokenCount")),
-                Some(Top("cachedContentTokenCount")),
-                None,
-                Some(Top("thoughtsTokenCount")),
-                Some(Top("toolUsePromptTokenCount")),
-            ],
+            UsageFamily::OpenAiChat => &Layout {
+                top: &[
+                    &["prompt_tokens"],
+                    &["completion_tokens"],
+                    &["prompt_tokens_details"],
+                    &["completion_tokens_details"],
+                ],
+                fields: [
+                    Some((0, None)),
+                    Some((1, None)),
+                    Some((2, Some("cached_tokens"))),
+                    None,
+                    Some((3, Some("reasoning_tokens"))),
+                    None,
+                ],
+            },
+            UsageFamily::OpenAiResponses => &Layout {
+                top: &[
+                    &["input_tokens"],
+                    &["output_tokens"],
+                    &["input_tokens_details"],
+                    &["output_tokens_details"],
+                ],
+                fields: [
+                    Some((0, None)),
+                    Some((1, None)),
+                    Some((2, Some("cached_tokens"))),
+                    None,
+                    Some((3, Some("reasoning_tokens"))),
+                    None,
+                ],
+            },
+            UsageFamily::OpenAiRealtime => &Layout {
+                top: &[
+                    &["input_tokens"],
+                    &["output_tokens"],
+                    &["input_token_details"],
+                ],
+                fields: [
+                    Some((0, None)),
+                    Some((1, None)),
+                    Some((2, Some("cached_tokens"))),
+                    None,
+                    None,
+                    None,
+                ],
+            },
+            UsageFamily::Anthropic => &Layout {
+                top: &[
+                    &["input_tokens"],
+                    &["output_tokens"],
+                    &["cache_read_input_tokens"],
+                    &["cache_creation_input_tokens"],
+                ],
+                fields: [
+                    Some((0, None)),
+                    Some((1, None)),
+                    Some((2, None)),
+                    Some((3, None)),
+                    None,
+                    None,
+                ],
+            },
+            UsageFamily::Gemini => &Layout {
+                top: &[
+                    &["promptTokenCount"],
+                    &["candidatesTokenCount"],
+                    &["cachedContentTokenCount"],
+                    &["thoughtsTokenCount"],
+                    &["toolUsePromptTokenCount"],
+                ],
+                fields: [
+                    Some((0, None)),
+                    Some((1, None)),
+                    Some((2, None)),
+                    None,
+                    Some((3, None)),
+                    Some((4, None)),
+                ],
+            },
+            UsageFamily::GeminiLive => &Layout {
+                top: &[
+                    &["promptTokenCount"],
+                    &["responseTokenCount"],
+                    &["cachedContentTokenCount"],
+                    &["thoughtsTokenCount"],
+                    &["toolUsePromptTokenCount"],
+                ],
+                fields: [
+                    Some((0, None)),
+                    Some((1, None)),
+                    Some((2, None)),
+                    None,
+                    Some((3, None)),
+                    Some((4, None)),
+                ],
+            },
         }
     }
 }
@@ -177,33 +231,13 @@ impl Reported {
         if raw == b"null" {
             return Ok(false);
         }
-        let places = family.places();
-        // The top-level members, then the details objects, each a group of its own (in arrays: this
-        // runs for every answer).
-        let mut top: [&str; FIELDS] = [""; FIELDS];
-        let mut n = 0;
-        for p in places.iter().flatten() {
-            let name = match p {
-                Place::Top(n) | Place::Detail(n, _) => *n,
-            };
-            if !top[..n].contains(&name) {
-                top[n] = name;
-                n += 1;
-            }
-        }
-        let groups: [&[&str]; FIELDS] = std::array::from_fn(|k| std::slice::from_ref(&top[k]));
-        let top = &top[..n];
-        let scan = body_scan::scan_object(raw, &groups[..n]).map_err(|_: ScanError| BadReport)?;
+        let layout = family.layout();
+        let scan = body_scan::scan_object(raw, layout.top).map_err(|_: ScanError| BadReport)?;
         let mut got = [None; FIELDS];
-        for (field, place) in places.iter().enumerate() {
-            let Some(place) = place else { continue };
-            let (name, detail) = match place {
-                Place::Top(n) => (*n, None),
-                Place::Detail(n, d) => (*n, Some(*d)),
-            };
-            let at = top.iter().position(|t| *t == name).expect("listed above");
+        for (slot, place) in got.iter_mut().zip(&layout.fields) {
+            let Some((at, detail)) = *place else { continue };
             let range = scan.found[at].clone();
-            got[field] = match (detail, range) {
+            *slot = match (detail, range) {
                 (None, range) => count(raw, range)?,
                 (Some(_), None) => None,
                 (Some(_), Some(r)) if &raw[r.clone()] == b"null" => None,
@@ -265,6 +299,38 @@ impl Reported {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const FAMILIES: [UsageFamily; 6] = [
+        UsageFamily::OpenAiChat,
+        UsageFamily::OpenAiResponses,
+        UsageFamily::Anthropic,
+        UsageFamily::Gemini,
+        UsageFamily::OpenAiRealtime,
+        UsageFamily::GeminiLive,
+    ];
+
+    #[test]
+    fn layouts_list_each_top_member_once_and_use_every_one() {
+        for family in FAMILIES {
+            let layout = family.layout();
+            let names: Vec<&str> = layout.top.iter().map(|g| g[0]).collect();
+            assert!(layout.top.iter().all(|g| g.len() == 1), "{family:?}");
+            for (i, n) in names.iter().enumerate() {
+                assert!(!names[..i].contains(n), "{family:?}: {n} twice");
+                assert!(
+                    layout.fields.iter().flatten().any(|&(at, _)| at == i),
+                    "{family:?}: {n} unused"
+                );
+            }
+            // Every field reads a member of its own: no two fields share a (member, detail) place.
+            let places: Vec<_> = layout.fields.iter().flatten().collect();
+            for (i, p) in places.iter().enumerate() {
+                assert!(!places[..i].contains(p), "{family:?}: {p:?} twice");
+            }
+            // Input and output are reported by every family.
+            assert!(layout.fields[INPUT].is_some() && layout.fields[OUTPUT].is_some());
+        }
+    }
 
     fn read(family: UsageFamily, reports: &[&str]) -> Result<Option<Usage>, BadReport> {
         let mut r = Reported::default();

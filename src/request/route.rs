@@ -44,7 +44,7 @@ pub enum Route<'a> {
 /// Route a request by method, path and whether it asks for a preflight (`Access-Control-Request-Method`
 /// present). `base` is `server.base_path` (ending in `/`).
 pub fn route<'a>(method: &str, target: &'a str, preflight: bool, base: &str) -> Route<'a> {
-    let (path, query) = match target.split_once('?') {
+    let (path, query) = match split_once_byte(target, b'?') {
         Some((p, q)) => (p, Some(q)),
         None => (target, None),
     };
@@ -131,7 +131,7 @@ async fn dispatch<S: AsyncRead + AsyncWrite + Unpin>(
     );
     // Every routed request spends its sender's allowance first (junk, 404s and preflights included),
     // and nothing else's: the relay-wide limit is charged only once a token is proven.
-    let path = head.target().split('?').next().unwrap_or_default();
+    let path = split_once_byte(head.target(), b'?').map_or(head.target(), |(p, _)| p);
     if admit::charges_ip(app, req.ip, path) {
         if let Err(e) = admit::charge_ip(app, req.ip).await {
             app.obs.stats.rate_limited.fetch_add(1, Ordering::Relaxed);
@@ -163,7 +163,7 @@ pub struct Located {
 /// for the `locate` fuzz target.
 pub fn locate(head: &RequestHead, after_base: &str, query: Option<&str>) -> Located {
     let mut token = None;
-    let rest = match after_base.split_once('/') {
+    let rest = match split_once_byte(after_base, b'/') {
         Some((first, rest)) if is_token_like(first) => {
             token = Some(first);
             slash_then(rest)
@@ -193,6 +193,14 @@ pub fn locate(head: &RequestHead, after_base: &str, query: Option<&str>) -> Loca
         rest,
         query: kept,
     }
+}
+
+/// `s.split_once(char::from(b))` for an ASCII `b`, found with `memchr`: a relay target carries a token
+/// of a few hundred bytes, and the request path is searched for `?` and `/` on every request.
+fn split_once_byte(s: &str, b: u8) -> Option<(&str, &str)> {
+    debug_assert!(b.is_ascii());
+    // An ASCII byte is never inside a multi-byte character, so both sides are whole characters.
+    memchr::memchr(b, s.as_bytes()).map(|at| (&s[..at], &s[at + 1..]))
 }
 
 /// `/` then `rest`, in one allocation of the exact size (this runs for every relayed request).
@@ -263,6 +271,25 @@ fn client_ip(nets: &Nets, peer: IpAddr, head: &RequestHead) -> IpAddr {
 mod tests {
     use super::*;
     use crate::http::head::Version;
+
+    #[test]
+    fn split_once_byte_is_split_once() {
+        for s in [
+            "",
+            "?",
+            "a?b",
+            "/p?q?r",
+            "é?ü",
+            "no",
+            "ab/",
+            "/x/y",
+            "rt1.é/ab",
+        ] {
+            for b in [b'?', b'/'] {
+                assert_eq!(split_once_byte(s, b), s.split_once(char::from(b)), "{s:?}");
+            }
+        }
+    }
 
     fn head(headers: &[(&str, &[u8])]) -> RequestHead {
         RequestHead::from_parts("POST", "/", Version::Http11, headers.iter().copied(), 0)

@@ -15,7 +15,9 @@
 //! give-back epoch in `remember`), so a token with a call left is never refused from memory because of
 //! a refund in this process.
 
+use std::collections::hash_map::RandomState;
 use std::collections::HashMap;
+use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
 use std::sync::{Arc, Mutex};
 
 use crate::token::format::{self, Claims, InvalidToken, ProvenBy};
@@ -42,15 +44,47 @@ pub enum Verdict {
     Revoked,
 }
 
+/// Bytes at the end of a token's text that its digest covers (with the length). A token ends in its
+/// AEAD tag or signature, bytes nobody can choose without the key; hashing the whole text (a few
+/// hundred bytes with SipHash) was the largest cost of a cache hit.
+const DIGEST_TAIL_BYTES: usize = 32;
+
 pub struct TokenCache {
-    entries: Mutex<HashMap<Box<str>, Proof>>,
+    /// Proofs by the digest of their token's text ([`TokenCache::digest`]). The digest only picks
+    /// the entry: a proof is used only for exactly its own text, and two texts with one digest take
+    /// turns in the entry (costing a verification, never a wrong answer).
+    entries: Mutex<HashMap<u64, Proof, BuildHasherDefault<Digested>>>,
+    /// The per-process random key of the digests, so nobody can choose texts whose digests collide.
+    digest_key: RandomState,
     verdicts: Mutex<Verdicts>,
     capacity: usize,
 }
 
-/// A token proven authentic: its claims, the keys that proved it (one key id, or an ecc relay key and
-/// signer) and the ring that held them.
+/// The hasher of the proof table: its keys are already keyed SipHash digests, used as they are.
+#[derive(Default)]
+struct Digested(u64);
+
+impl Hasher for Digested {
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `u64` keys are hashed (`write_u64`); this keeps the trait's contract for anything else.
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+/// A token proven authentic: its exact text, its claims, the keys that proved it (one key id, or an
+/// ecc relay key and signer) and the ring that held them.
 struct Proof {
+    text: Box<str>,
     claims: Arc<Claims>,
     by: ProvenBy,
     generation: u64,
@@ -92,7 +126,8 @@ fn with_verdict_key<R>(tenant: &str, jti: &str, f: impl FnOnce(&str) -> R) -> R 
 impl TokenCache {
     pub fn new(capacity: usize) -> TokenCache {
         TokenCache {
-            entries: Mutex::new(HashMap::new()),
+            entries: Mutex::new(HashMap::default()),
+            digest_key: RandomState::new(),
             verdicts: Mutex::new(Verdicts::default()),
             capacity,
         }
@@ -110,7 +145,8 @@ impl TokenCache {
         if self.capacity == 0 {
             return format::verify(text, keyring, now).map(Arc::new);
         }
-        if let Some(p) = self.lock().get(text) {
+        let digest = self.digest(text);
+        if let Some(p) = self.lock().get(&digest).filter(|p| *p.text == *text) {
             if p.generation == keyring.generation() {
                 return match p.by.in_force(keyring, now) {
                     true => Ok(p.claims.clone()),
@@ -125,14 +161,23 @@ impl TokenCache {
             entries.clear();
         }
         entries.insert(
-            text.into(),
+            digest,
             Proof {
+                text: text.into(),
                 claims: claims.clone(),
                 by,
                 generation: keyring.generation(),
             },
         );
         Ok(claims)
+    }
+
+    /// The key of `text` in the proof table: its length and last [`DIGEST_TAIL_BYTES`] bytes under
+    /// the process's random SipHash key.
+    fn digest(&self, text: &str) -> u64 {
+        let bytes = text.as_bytes();
+        let tail = &bytes[bytes.len().saturating_sub(DIGEST_TAIL_BYTES)..];
+        self.digest_key.hash_one((bytes.len(), tail))
     }
 
     /// A verdict remembered for this token id and still in force at `now` (Unix seconds).
@@ -209,7 +254,7 @@ impl TokenCache {
         self.len() == 0
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Box<str>, Proof>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Proof, BuildHasherDefault<Digested>>> {
         self.entries.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
@@ -300,6 +345,26 @@ mod tests {
         let off = TokenCache::new(0);
         off.remember("acme", "a", Verdict::Revoked, 1, 0);
         assert_eq!(off.verdict("acme", "a", 1), None);
+    }
+
+    #[test]
+    fn a_proof_is_used_only_for_its_own_text() {
+        let (ring, key, claims) = setup();
+        let cache = TokenCache::new(16);
+        let t = format::mint_with(&claims, "k", &key, [5; 16]);
+        cache.verify(&t, &ring, 1).unwrap();
+        // Same length and same tail, so the same digest: the entry's text is compared whole and the
+        // impostor is verified (and refused) on its own.
+        let mut impostor = t.clone().into_bytes();
+        let mid = impostor.len() / 2;
+        impostor[mid] = if impostor[mid] == b'A' { b'B' } else { b'A' };
+        let impostor = String::from_utf8(impostor).unwrap();
+        assert_eq!(cache.digest(&impostor), cache.digest(&t));
+        assert_eq!(cache.verify(&impostor, &ring, 1), Err(InvalidToken));
+        assert_eq!(*cache.verify(&t, &ring, 1).unwrap(), claims);
+        // Another cache digests with another key.
+        let other = TokenCache::new(16);
+        assert_ne!(other.digest(&t), cache.digest(&t));
     }
 
     #[test]
