@@ -979,7 +979,10 @@ def open_loop_report(rows: dict[str, dict], s: Settings, title: str) -> list[str
     """The open-loop figures of one run (the log-off rows or the access-log rows): p99 and CPU at the
     fixed rate, then the half-rate run, with relay / nginx ratios."""
     n = rows.get("nginx")
-    if n is None or not any("half_rps" in r or "p99_us" in r for r in rows.values()):
+    # Skipped runs (BENCH_LATENCY=0, BENCH_HALF_RATE=0) leave their keys at None: no table of dashes.
+    if n is None or not any(
+        r.get("half_rps") is not None or r.get("p99_us") is not None for r in rows.values()
+    ):
         return []
     half = next((r["half_rate"] for r in rows.values() if r.get("half_rate")), None)
     lines = [

@@ -350,6 +350,16 @@ def test_open_loop_tables_give_p99_cpu_and_how_busy_half_the_direct_rate_keeps_e
     assert "| 90 % |" in relay_on
 
 
+def test_an_sse_only_run_has_no_open_loop_table():
+    skipped = {"rps": None, "cpu_us": None, "cpu_us_at_rate": None, "p50_us": None, "p99_us": None}
+    rows = {k: row(k, **skipped) for k in ("direct", "nginx", "relay")}
+    meta = {"date": "d", "machine": "m", "nginx": "1.22", "commit": "c", "load_before": "0"}
+    meta["load_after"] = "0"
+    text = bench.build_report(rows, {}, bench.Settings(latency=False, half_rate=False), meta)
+    assert "Open loop" not in text
+    assert "RSS per open SSE stream" in text
+
+
 def test_half_rate_errors_are_flagged():
     rows = {"direct": row("direct", rss_per_stream=None), "nginx": row("nginx"), "relay": row("relay")}
     rows["relay"]["half_errors"] = 12
