@@ -15,7 +15,7 @@
 use std::mem::MaybeUninit;
 
 use crate::http::fields::{self, Fields};
-use crate::http::target::check_target;
+use crate::http::target::{check_target, TargetError};
 
 /// How many empty lines (CRLF) may precede a request-line. RFC 9112 §2.2 asks servers to ignore "at
 /// least one" so that a client which sends an extra CRLF after a POST body is not refused; two covers
@@ -245,7 +245,10 @@ pub fn parse_request_head_into(
 
     // The request-line is complete once httparse has filled `path`, even if the fields are not.
     if let (Some(method), Some(target)) = (req.method, req.path) {
-        check_target(method, target, limits)?;
+        check_target(method, target, limits.max_uri_bytes).map_err(|e| match e {
+            TargetError::TooLong => HeadError::UriTooLong,
+            TargetError::Malformed(why) => HeadError::Malformed(why),
+        })?;
     } else if let Some(method) = req.method {
         // The target is still arriving: refuse it as soon as it is too long rather than buffering it
         // up to max_head_bytes. httparse stops at the first byte that cannot be in a target, so every

@@ -1,10 +1,18 @@
 //! The request-target rules of a request head (RFC 9112 §3.2): which forms we accept and which bytes
 //! an origin-form target may hold. `http/head.rs` calls [`check_target`] once httparse has found the
-//! target; the walk here is the grammar's percent-encoded walk with a fast path for the long runs of
-//! plain bytes a relay target is made of (the token in the path is hundreds of bytes).
+//! target, and maps [`TargetError`] into its own error. The byte classes are one table, so the
+//! grammar's percent-encoded walk costs one load per byte of the (hundreds of bytes long) target.
 
-use crate::http::head::{HeadError, HeadLimits};
-use crate::text::grammar::PercentError;
+use crate::text::grammar::{check_percent_encoded, PercentError};
+
+/// Why a request-target was refused; `http/head.rs` turns it into its `HeadError`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TargetError {
+    /// Longer than `max_uri_bytes` (414).
+    TooLong,
+    /// Not a target we accept; the message says why (400).
+    Malformed(&'static str),
+}
 
 /// Bytes an origin-form target may hold outside a percent-escape (RFC 3986 §3.3 pchar, `/` and `?`),
 /// `%` excluded: it starts an escape, which the byte walk checks.
@@ -28,10 +36,6 @@ const fn pchar_byte(b: u8) -> bool {
         || b == b'@'
 }
 
-/// Bytes the fast path looks at in one go: every one of them plain means none of the byte walk's
-/// decisions applies to them.
-const RUN: usize = 8;
-
 /// RFC 9112 §3.2: the request-target forms we accept. Only origin-form (§3.2.1) and, for OPTIONS,
 /// asterisk-form (§3.2.4). absolute-form (§3.2.2) is refused even though §3.2.2 says servers MUST
 /// accept it: the relay is not a proxy, and a second authority in the target that could disagree
@@ -40,23 +44,23 @@ const RUN: usize = 8;
 pub(crate) fn check_target(
     method: &str,
     target: &str,
-    limits: &HeadLimits,
-) -> Result<(), HeadError> {
-    if target.len() > limits.max_uri_bytes {
-        return Err(HeadError::UriTooLong);
+    max_uri_bytes: usize,
+) -> Result<(), TargetError> {
+    if target.len() > max_uri_bytes {
+        return Err(TargetError::TooLong);
     }
     if target == "*" {
         return if method == "OPTIONS" {
             Ok(())
         } else {
-            Err(HeadError::Malformed(
+            Err(TargetError::Malformed(
                 "asterisk-form request-target is only valid for OPTIONS",
             ))
         };
     }
     let bytes = target.as_bytes();
     if bytes.first() != Some(&b'/') {
-        return Err(HeadError::Malformed(
+        return Err(TargetError::Malformed(
             "request-target must be origin-form (start with /)",
         ));
     }
@@ -64,46 +68,21 @@ pub(crate) fn check_target(
     // §3.4. httparse lets through any visible ASCII and non-ASCII bytes; we do not.
     match walk(bytes) {
         Ok(()) => Ok(()),
-        Err(PercentError::BadEscape) => Err(HeadError::Malformed(
+        Err(PercentError::BadEscape) => Err(TargetError::Malformed(
             "invalid percent-encoding in request-target",
         )),
         // A fragment is never sent (RFC 9110 §7.1); a '#' here means the target was not
         // encoded, and servers disagree about where such a path ends.
-        Err(PercentError::Byte(b'#')) => Err(HeadError::Malformed("fragment in request-target")),
-        Err(PercentError::Byte(_)) => {
-            Err(HeadError::Malformed("invalid character in request-target"))
-        }
+        Err(PercentError::Byte(b'#')) => Err(TargetError::Malformed("fragment in request-target")),
+        Err(PercentError::Byte(_)) => Err(TargetError::Malformed(
+            "invalid character in request-target",
+        )),
     }
 }
 
-/// `text::grammar::check_percent_encoded(text, |b| is_pchar(b) || b == b'/' || b == b'?')`, with the
-/// same answer for every input: that walk moves one byte on for every plain byte, so skipping a run
-/// of [`RUN`] plain bytes at once changes nothing, and any run holding a `%` or a refused byte is
-/// walked byte by byte as before. One table load per byte and no branch inside a run, instead of a
-/// compare and a branch per byte.
+/// The origin-form walk: RFC 3986 percent-encoding over [`PLAIN`].
 fn walk(text: &[u8]) -> Result<(), PercentError> {
-    let mut i = 0;
-    while i < text.len() {
-        if let Some(run) = text.get(i..i + RUN) {
-            if run.iter().fold(true, |all, &b| all & PLAIN[usize::from(b)]) {
-                i += RUN;
-                continue;
-            }
-        }
-        match text[i] {
-            b'%' => {
-                let complete = text.get(i + 1).is_some_and(u8::is_ascii_hexdigit)
-                    && text.get(i + 2).is_some_and(u8::is_ascii_hexdigit);
-                if !complete {
-                    return Err(PercentError::BadEscape);
-                }
-                i += 3;
-            }
-            b if PLAIN[usize::from(b)] => i += 1,
-            b => return Err(PercentError::Byte(b)),
-        }
-    }
-    Ok(())
+    check_percent_encoded(text, |b| PLAIN[usize::from(b)])
 }
 
 #[cfg(test)]
