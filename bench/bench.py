@@ -923,6 +923,11 @@ def fmt_ratio(v: float | None) -> str:
     return "—" if v is None else f"{v:.2f}×"
 
 
+def versus(r: dict, n: dict, key: str) -> str:
+    """`r[key] / n[key]` as a ratio cell, "—" when either is missing."""
+    return fmt_ratio(ratio(r.get(key), n.get(key)))
+
+
 def diff(a: float | None, b: float | None) -> float | None:
     return None if a is None or b is None else a - b
 
@@ -965,12 +970,12 @@ def meter_report(rows: dict[str, dict]) -> list[str]:
         lines.append(
             f"| {label(k)} | {fmt_ratio(ratio(r['rps'], n['rps']))} | "
             f"{fmt_ratio(ratio(r['cpu_us'], n['cpu_us']))} | {fmt(d_cpu, '+.1f', ' µs')} | "
-            f"{fmt_ratio(ratio(r.get('sse_cpu_us'), n.get('sse_cpu_us')))} | {fmt(d_sse, '+.0f', ' µs')} | "
-            f"{fmt_ratio(ratio(r.get('sse_ttfe_p50_ms'), n.get('sse_ttfe_p50_ms')))} | "
-            f"{fmt_ratio(ratio(r.get('sse_gap_p50_ms'), n.get('sse_gap_p50_ms')))} / "
-            f"{fmt_ratio(ratio(r.get('sse_gap_p99_ms'), n.get('sse_gap_p99_ms')))} | "
-            f"{fmt_ratio(ratio(r.get('sse_lag_p50_ms'), n.get('sse_lag_p50_ms')))} / "
-            f"{fmt_ratio(ratio(r.get('sse_lag_p99_ms'), n.get('sse_lag_p99_ms')))} |"
+            f"{versus(r, n, 'sse_cpu_us')} | {fmt(d_sse, '+.0f', ' µs')} | "
+            f"{versus(r, n, 'sse_ttfe_p50_ms')} | "
+            f"{versus(r, n, 'sse_gap_p50_ms')} / "
+            f"{versus(r, n, 'sse_gap_p99_ms')} | "
+            f"{versus(r, n, 'sse_lag_p50_ms')} / "
+            f"{versus(r, n, 'sse_lag_p99_ms')} |"
         )
     return lines
 
@@ -1005,12 +1010,12 @@ def open_loop_report(rows: dict[str, dict], s: Settings, title: str) -> list[str
     for k in (k for k in rows if k.startswith("relay")):
         r = rows[k]
         lines.append(
-            f"| **{r['target']} / nginx** | {fmt_ratio(ratio(r.get('p50_us'), n.get('p50_us')))} / "
-            f"**{fmt_ratio(ratio(r.get('p99_us'), n.get('p99_us')))}** | "
-            f"**{fmt_ratio(ratio(r.get('cpu_us_at_rate'), n.get('cpu_us_at_rate')))}** | "
-            f"{fmt_ratio(ratio(r.get('half_rps'), n.get('half_rps')))} | "
-            f"**{fmt_ratio(ratio(r.get('half_busy'), n.get('half_busy')))}** | "
-            f"{fmt_ratio(ratio(r.get('half_p99_us'), n.get('half_p99_us')))} |"
+            f"| **{r['target']} / nginx** | {versus(r, n, 'p50_us')} / "
+            f"**{versus(r, n, 'p99_us')}** | "
+            f"**{versus(r, n, 'cpu_us_at_rate')}** | "
+            f"{versus(r, n, 'half_rps')} | "
+            f"**{versus(r, n, 'half_busy')}** | "
+            f"{versus(r, n, 'half_p99_us')} |"
         )
     return lines
 
