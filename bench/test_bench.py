@@ -253,6 +253,20 @@ def test_sse_client_reports_a_refused_stream_instead_of_counting_it():
     assert all("401" in e for e in res.errors)
 
 
+def report_meta(**kw) -> dict:
+    """What `main` puts in a report's heading, with placeholder values."""
+    meta = {
+        "date": "d",
+        "machine": "m",
+        "nginx": "1.22",
+        "commit": "c",
+        "load_before": "0",
+        "load_after": "0",
+    }
+    meta.update(kw)
+    return meta
+
+
 def row(target: str, **kw) -> dict:
     base = {
         "target": target,
@@ -279,8 +293,7 @@ def test_report_gives_relay_over_nginx_ratios_and_added_latency_over_direct():
         "nginx": row("nginx", rps=60000.0, cpu_us=15.0, p50_us=130.0, p99_us=180.0),
         "relay": row("relay", rps=45000.0, cpu_us=20.0, p50_us=170.0, p99_us=260.0),
     }
-    meta = {"date": "d", "machine": "m", "nginx": "1.22", "commit": "c", "load_before": "0"}
-    meta["load_after"] = "0"
+    meta = report_meta()
     text = bench.build_report(rows, {}, bench.Settings(), meta)
     ratio_line = next(line for line in text.splitlines() if line.startswith("| **relay, sqlite"))
     # 45000/60000, 20/15, added p50 (170-50)/(130-50), added p99 (260-100)/(180-100), RSS 16/16.
@@ -301,8 +314,7 @@ def test_report_has_a_ratio_row_per_relay_variant_and_the_access_log_cost():
         "relay-memory": row("relay-memory", cpu_us=12.0),
     }
     logs = {"nginx": row("nginx + log", cpu_us=14.0), "relay": row("relay + log", cpu_us=33.0)}
-    meta = {"date": "d", "machine": "m", "nginx": "1.22", "commit": "c", "load_before": "0"}
-    meta["load_after"] = "0"
+    meta = report_meta()
     lines = bench.build_report(rows, logs, bench.Settings(), meta).splitlines()
     # Each table has its ratio rows: two in the main one, one in the access-log one (the open-loop
     # tables that follow each have their own, checked elsewhere).
@@ -330,8 +342,7 @@ def test_open_loop_tables_give_p99_cpu_and_how_busy_half_the_direct_rate_keeps_e
         "nginx": row("nginx + access log", **half, half_rps=25000.0, half_busy=0.6),
         "relay": row("relay + access log", **half, half_rps=25000.0, half_busy=0.9),
     }
-    meta = {"date": "d", "machine": "m", "nginx": "1.22", "commit": "c", "load_before": "0"}
-    meta["load_after"] = "0"
+    meta = report_meta()
     lines = bench.build_report(rows, logs, bench.Settings(), meta).splitlines()
     off = lines.index("Open loop, access log off (oha, latency-corrected):")
     on = next(i for i, line in enumerate(lines) if line.startswith("Open loop, access log ON"))
@@ -353,8 +364,7 @@ def test_open_loop_tables_give_p99_cpu_and_how_busy_half_the_direct_rate_keeps_e
 def test_an_sse_only_run_has_no_open_loop_table():
     skipped = {"rps": None, "cpu_us": None, "cpu_us_at_rate": None, "p50_us": None, "p99_us": None}
     rows = {k: row(k, **skipped) for k in ("direct", "nginx", "relay")}
-    meta = {"date": "d", "machine": "m", "nginx": "1.22", "commit": "c", "load_before": "0"}
-    meta["load_after"] = "0"
+    meta = report_meta()
     text = bench.build_report(rows, {}, bench.Settings(latency=False, half_rate=False), meta)
     assert "Open loop" not in text
     assert "RSS per open SSE stream" in text
@@ -363,8 +373,7 @@ def test_an_sse_only_run_has_no_open_loop_table():
 def test_half_rate_errors_are_flagged():
     rows = {"direct": row("direct", rss_per_stream=None), "nginx": row("nginx"), "relay": row("relay")}
     rows["relay"]["half_errors"] = 12
-    meta = {"date": "d", "machine": "m", "nginx": "1.22", "commit": "c", "load_before": "0"}
-    meta["load_after"] = "0"
+    meta = report_meta()
     assert "relay: half_errors = 12" in bench.build_report(rows, {}, bench.Settings(), meta)
 
 
@@ -377,8 +386,7 @@ def test_report_has_the_many_streams_table_and_flags_its_problems():
         ),
     }
     many["relay-memory"]["sse_never_all_open"] = True
-    meta = {"date": "d", "machine": "m", "nginx": "1.22", "commit": "c", "load_before": "0"}
-    meta.update(load_after="0", sse_many_note=" (10,000 asked: limited)")
+    meta = report_meta(sse_many_note=" (10,000 asked: limited)")
     s = bench.Settings(sse_many=9968)
     text = bench.build_report(rows, {}, s, meta, many)
     assert "with 9,968 streams held at once" in text
@@ -397,8 +405,7 @@ def test_report_flags_errors_so_a_run_of_failures_is_not_read_as_fast():
         "relay": row("relay", non_2xx=500, sse_complete=150, sse_errors=["status 401"]),
     }
     logs = {"nginx": row("nginx + access log"), "relay": row("relay + access log", socket_errors=7)}
-    meta = {"date": "d", "machine": "m", "nginx": "1.22", "commit": "c", "load_before": "0"}
-    meta["load_after"] = "0"
+    meta = report_meta()
     text = bench.build_report(rows, logs, bench.Settings(), meta)
     assert "relay: non_2xx = 500" in text
     assert "relay: SSE failures ['status 401']" in text
@@ -504,8 +511,7 @@ def test_report_has_the_metering_table_against_nginx_and_the_unbudgeted_row():
         "relay+tok": row("relay+tok", cpu_us=33.0, **{**timing, "sse_cpu_us": 340.0, "sse_usage_asked": 200}),
         "relay+uq": row("relay+uq", cpu_us=34.0, **timing),
     }
-    meta = {"date": "d", "machine": "m", "nginx": "1.22", "commit": "c", "load_before": "0"}
-    meta["load_after"] = "0"
+    meta = report_meta()
     text = bench.build_report(rows, {}, bench.Settings(), meta)
     # The metering table comes after the main one: the last line of the row.
     name = "| relay, sqlite store (default), token budget |"
@@ -531,8 +537,7 @@ def test_a_baseline_binary_gets_unbudgeted_rows_and_a_config_it_can_read():
         "relay": row("relay", cpu_us=30.0),
         "relay@baseline": row("relay@baseline", cpu_us=26.0),
     }
-    meta = {"date": "d", "machine": "m", "nginx": "1.22", "commit": "c", "load_before": "0"}
-    meta["load_after"] = "0"
+    meta = report_meta()
     lines = bench.build_report(rows, {}, bench.Settings(), meta).splitlines()
     # The unbudgeted row against the baseline binary: 30 - 26.
     plain = [line for line in lines if line.startswith("| relay, sqlite store (default) |")][-1]
