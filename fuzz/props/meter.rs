@@ -25,20 +25,11 @@ use serde_json::Value;
 
 use super::json;
 
-const FAMILIES: [UsageFamily; 6] = [
-    UsageFamily::OpenAiChat,
-    UsageFamily::OpenAiResponses,
-    UsageFamily::Anthropic,
-    UsageFamily::Gemini,
-    UsageFamily::OpenAiRealtime,
-    UsageFamily::GeminiLive,
-];
-
 pub fn check(data: &[u8]) {
     let [mode, seed, body @ ..] = data else {
         return;
     };
-    let family = FAMILIES[usize::from(mode >> 2) % FAMILIES.len()];
+    let family = UsageFamily::ALL[usize::from(mode >> 2) % UsageFamily::ALL.len()];
     match mode & 3 {
         0 => check_meter(family, BodyFormat::Json, *seed, body),
         1 => check_meter(family, BodyFormat::EventStream, *seed, body),

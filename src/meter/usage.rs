@@ -86,6 +86,16 @@ struct Layout {
 }
 
 impl UsageFamily {
+    /// Every family, for tests and fuzz targets that go through them all.
+    pub const ALL: [UsageFamily; 6] = [
+        UsageFamily::OpenAiChat,
+        UsageFamily::OpenAiResponses,
+        UsageFamily::Anthropic,
+        UsageFamily::Gemini,
+        UsageFamily::OpenAiRealtime,
+        UsageFamily::GeminiLive,
+    ];
+
     /// The paths of the report in a response body or in one stream event's data.
     pub fn paths(self) -> &'static [Path] {
         const USAGE: Path = &[Step::Member("usage")];
@@ -300,18 +310,9 @@ impl Reported {
 mod tests {
     use super::*;
 
-    const FAMILIES: [UsageFamily; 6] = [
-        UsageFamily::OpenAiChat,
-        UsageFamily::OpenAiResponses,
-        UsageFamily::Anthropic,
-        UsageFamily::Gemini,
-        UsageFamily::OpenAiRealtime,
-        UsageFamily::GeminiLive,
-    ];
-
     #[test]
     fn layouts_list_each_top_member_once_and_use_every_one() {
-        for family in FAMILIES {
+        for family in UsageFamily::ALL {
             let layout = family.layout();
             let names: Vec<&str> = layout.top.iter().map(|g| g[0]).collect();
             assert!(layout.top.iter().all(|g| g.len() == 1), "{family:?}");
