@@ -1,7 +1,9 @@
 //! The store thread: one connection, fed jobs over a bounded channel, running each batch of waiting
-//! jobs in one transaction with a savepoint per job, and answering nobody before `COMMIT` returns.
+//! jobs in one transaction with a savepoint per job, and answering nobody before `COMMIT` returns
+//! (the answers go out through `outbox.rs`).
 
 use std::path::Path;
+use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use rusqlite::{Connection, OpenFlags};
@@ -10,6 +12,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::store::keep_unseen_revocation_for;
 use crate::store::sqlite::checkpoint::Checkpointer;
 use crate::store::sqlite::counts::Counts;
+use crate::store::sqlite::outbox::Outbox;
 use crate::store::sqlite::schema::{configure, VFS};
 use crate::store::sqlite::statements::Prepared;
 use crate::store::StoreError;
@@ -27,8 +30,15 @@ pub(super) trait Job: Send {
     /// Returns the operation's own error, if any.
     fn run(&mut self, db: &mut Db) -> Result<(), StoreError>;
 
-    /// Sends the kept result, or `failed` (the batch's transaction did not commit) instead.
-    fn answer(self: Box<Self>, failed: Option<&StoreError>);
+    /// Fixes the answer once the batch has ended: the kept result, or `failed` (the batch's
+    /// transaction did not commit) instead.
+    fn settle(&mut self, failed: Option<&StoreError>);
+
+    /// False once the caller has stopped waiting for the answer (its client went away).
+    fn waiting(&self) -> bool;
+
+    /// Sends the settled answer; false if the caller had stopped waiting.
+    fn answer(self: Box<Self>) -> bool;
 
     /// True when the job opens its own savepoint ([`Db::isolate`]) before a second statement that
     /// writes, so the batch need not open one around it: a job that fails before that has either
@@ -71,15 +81,23 @@ where
         seen
     }
 
-    fn answer(self: Box<Self>, failed: Option<&StoreError>) {
-        let answer = match (failed, self.outcome) {
-            (Some(e), _) => Err(e.clone()),
-            (None, Some(outcome)) => outcome,
-            // A committed batch ran every job; this only guards against a future change breaking that.
-            (None, None) => Err(StoreError("the operation was never run".into())),
-        };
+    fn settle(&mut self, failed: Option<&StoreError>) {
+        if let Some(e) = failed {
+            self.outcome = Some(Err(e.clone()));
+        }
+    }
+
+    fn waiting(&self) -> bool {
+        !self.reply.is_closed()
+    }
+
+    fn answer(self: Box<Self>) -> bool {
+        // A committed batch ran every job; this only guards against a future change breaking that.
+        let answer = self
+            .outcome
+            .unwrap_or_else(|| Err(StoreError("the operation was never run".into())));
         // The caller may have gone (client disconnected); the work is done either way.
-        let _ = self.reply.send(answer);
+        self.reply.send(answer).is_ok()
     }
 
     fn isolates_itself(&self) -> bool {
@@ -92,12 +110,13 @@ pub(super) type Jobs = mpsc::Sender<Box<dyn Job>>;
 
 /// Starts the store thread on `conn` (opened by [`connect`]): it prepares the common statements,
 /// then waits for a job, takes whatever else is already queued (up to [`MAX_BATCH`]), runs them as one
-/// batch, tells `checkpointer` of the transaction, and stops once every sender is gone and the queue
-/// is empty: it stops the checkpointer, then closes its connection, the last one on the file, which
-/// checkpoints what is left of the WAL and removes it.
+/// batch, hands the answers to `outbox`, tells `checkpointer` of the transaction, and stops once every
+/// sender is gone and the queue is empty: it stops the checkpointer, then closes its connection, the
+/// last one on the file, which checkpoints what is left of the WAL and removes it.
 pub(super) fn start(
     conn: Connection,
     mut checkpointer: Checkpointer,
+    outbox: Arc<Outbox>,
     path: &Path,
     max_token_life: u64,
 ) -> Result<(Jobs, JoinHandle<()>), StoreError> {
@@ -137,6 +156,7 @@ pub(super) fn start(
                     }
                 }
                 db.run_batch(&mut batch);
+                outbox.deliver(&mut batch);
                 checkpointer.committed();
             }
             drop(db);
@@ -253,8 +273,8 @@ impl<'c> Db<'c> {
         Ok(())
     }
 
-    /// Runs `jobs` in one transaction, then answers every one of them and empties the list.
-    pub(super) fn run_batch(&mut self, jobs: &mut Vec<Box<dyn Job>>) {
+    /// Runs `jobs` in one transaction and settles every one's answer, to be sent by the caller.
+    pub(super) fn run_batch(&mut self, jobs: &mut [Box<dyn Job>]) {
         let outcome = self.transact(jobs);
         if outcome.is_err() && !self.conn.is_autocommit() {
             // Leave nothing half done for the next batch. Should this fail too, that batch's BEGIN
@@ -262,8 +282,8 @@ impl<'c> Db<'c> {
             let _ = self.exec("ROLLBACK");
         }
         let failed = outcome.err();
-        for job in jobs.drain(..) {
-            job.answer(failed.as_ref());
+        for job in jobs.iter_mut() {
+            job.settle(failed.as_ref());
         }
     }
 
@@ -338,6 +358,16 @@ mod tests {
         Db::new(conn, "usage.db".into(), TOKEN_LIFE).unwrap()
     }
 
+    impl Db<'_> {
+        /// Runs a batch and answers every job at once, as the outbox does once its carrier is done.
+        fn run_batch_answered(&mut self, jobs: &mut Vec<Box<dyn Job>>) {
+            self.run_batch(jobs);
+            for job in jobs.drain(..) {
+                job.answer();
+            }
+        }
+    }
+
     fn job<T, F>(f: F) -> (Box<dyn Job>, Answer<T>)
     where
         T: Send + 'static,
@@ -362,7 +392,7 @@ mod tests {
 
     fn calls_used(db: &mut Db, jti: &'static str) -> Option<u64> {
         let (j, a) = usage(jti);
-        db.run_batch(&mut vec![j]);
+        db.run_batch_answered(&mut vec![j]);
         answered(a).unwrap().map(|u| u.calls_used)
     }
 
@@ -393,7 +423,7 @@ mod tests {
         });
         jobs.insert(1, probe);
         let before = wal_len(&dir);
-        db.run_batch(&mut jobs);
+        db.run_batch_answered(&mut jobs);
         assert!(jobs.is_empty());
         let one_batch = wal_len(&dir) - before;
 
@@ -424,7 +454,7 @@ mod tests {
         for _ in 0..5 {
             let before = wal_len(&dir);
             let (j, a) = reserve("b", Some(3));
-            db.run_batch(&mut vec![j]);
+            db.run_batch_answered(&mut vec![j]);
             answered(a).unwrap();
             appended.push(wal_len(&dir) - before);
         }
@@ -445,7 +475,7 @@ mod tests {
         let mut db = db(&conn);
         let reserve_alone = |db: &mut Db| {
             let (j, a) = reserve("a", Some(5));
-            db.run_batch(&mut vec![j]);
+            db.run_batch_answered(&mut vec![j]);
             answered(a).unwrap()
         };
         for used in 1..=2 {
@@ -470,16 +500,16 @@ mod tests {
             let mut db = db(&conn);
             assert!(!db.tenant_marks, "an empty table: grants skip the look-up");
             let (j, a) = reserve("a", None);
-            db.run_batch(&mut vec![j]);
+            db.run_batch_answered(&mut vec![j]);
             assert_eq!(answered(a), Ok(Reservation::Granted { used: 1 }));
             let (mark, _) = job(|db| db.revoke_before("acme", 2_000));
-            db.run_batch(&mut vec![mark]);
+            db.run_batch_answered(&mut vec![mark]);
             assert!(db.tenant_marks);
         }
         let mut db = db(&conn);
         assert!(db.tenant_marks, "read from the file at start");
         let (j, a) = reserve("a", None);
-        db.run_batch(&mut vec![j]);
+        db.run_batch_answered(&mut vec![j]);
         assert_eq!(answered(a), Ok(Reservation::Revoked));
     }
 
@@ -519,7 +549,7 @@ mod tests {
         }
         let (u, seen) = usage("a");
         jobs.push(u);
-        db.run_batch(&mut jobs);
+        db.run_batch_answered(&mut jobs);
         let got: Vec<_> = answers.into_iter().map(answered).collect();
         assert_eq!(
             got[..3],
@@ -540,10 +570,10 @@ mod tests {
             let (j2, a2) = reserve_isolating("b", 20_000, None);
             let (j3, a3) = reserve_isolating("b", 20_000, None);
             if batched {
-                db.run_batch(&mut vec![j1, j2, j3]);
+                db.run_batch_answered(&mut vec![j1, j2, j3]);
             } else {
                 for j in [j1, j2, j3] {
-                    db.run_batch(&mut vec![j]);
+                    db.run_batch_answered(&mut vec![j]);
                 }
             }
             let base = if batched { 0 } else { 3 };
@@ -557,11 +587,11 @@ mod tests {
             }
         }
         let (j, a) = reserve_isolating("a", 10_000, Some(4));
-        db.run_batch(&mut vec![j]);
+        db.run_batch_answered(&mut vec![j]);
         assert_eq!(answered(a), Ok(Reservation::Granted { used: 4 }));
         let (mark, _) = job(|db| db.revoke_before("acme", 2_000));
         let (j, a) = reserve_isolating("a", 10_000, None);
-        db.run_batch(&mut vec![mark, j]);
+        db.run_batch_answered(&mut vec![mark, j]);
         assert_eq!(answered(a), Ok(Reservation::Revoked));
         assert_eq!(calls_used(&mut db, "a"), Some(4));
         assert!(db.conn.is_autocommit());
@@ -593,7 +623,7 @@ mod tests {
 
     fn spend_calls(db: &mut Db, key: &'static str) -> u64 {
         let (j, a) = job(move |db| db.spend_get("acme", &[key.to_string()]));
-        db.run_batch(&mut vec![j]);
+        db.run_batch_answered(&mut vec![j]);
         answered(a).unwrap()[0].calls
     }
 
@@ -612,10 +642,10 @@ mod tests {
             let (broken, failed) = spend_reserving(&["good", "bad"]);
             let (fine, granted) = spend_reserving(&["good"]);
             if batched {
-                db.run_batch(&mut vec![broken, fine]);
+                db.run_batch_answered(&mut vec![broken, fine]);
             } else {
-                db.run_batch(&mut vec![broken]);
-                db.run_batch(&mut vec![fine]);
+                db.run_batch_answered(&mut vec![broken]);
+                db.run_batch_answered(&mut vec![fine]);
             }
             assert!(answered(failed).unwrap_err().0.contains("refused"));
             assert_eq!(answered(granted), Ok(SpendReservation::Granted));
@@ -643,11 +673,11 @@ mod tests {
                 .unwrap()
         };
         let (j, a) = job(|db| db.revoke("acme", "a"));
-        db.run_batch(&mut vec![j]);
+        db.run_batch_answered(&mut vec![j]);
         answered(a).unwrap();
         let unseen = forget_at(&db);
         let (j, a) = reserve("a", Some(3));
-        db.run_batch(&mut vec![j]);
+        db.run_batch_answered(&mut vec![j]);
         assert_eq!(answered(a), Ok(Reservation::Revoked));
         let seen = 10_000 + crate::store::RETAIN_AFTER_EXPIRY;
         assert!(
@@ -675,7 +705,7 @@ mod tests {
         let (too_big, refused) = job(|db| db.reserve("acme", "y", 1_000, u64::MAX, None, 1_100));
         let (r2, a2) = reserve("a", Some(3));
         let (u, seen) = usage("x");
-        db.run_batch(&mut vec![r1, bad, too_big, r2, u]);
+        db.run_batch_answered(&mut vec![r1, bad, too_big, r2, u]);
         assert_eq!(answered(a1), Ok(Reservation::Granted { used: 1 }));
         let e = answered(failed).unwrap_err();
         assert!(
@@ -694,7 +724,7 @@ mod tests {
             db.reserve("acme", "x", 1_000, 10_000, None, 1_100)?;
             Err::<(), _>(rusqlite::Error::IntegralValueOutOfRange(0, -1))
         });
-        db.run_batch(&mut vec![bad]);
+        db.run_batch_answered(&mut vec![bad]);
         assert!(answered(failed).is_err());
         assert!(db.conn.is_autocommit());
         assert_eq!(calls_used(&mut db, "x"), None);
@@ -717,7 +747,7 @@ mod tests {
         let (r1, a1) = reserve("a", Some(3));
         let (orphan, o) = job(|db| db.exec("INSERT INTO child VALUES (1)"));
         let (r2, a2) = reserve("a", Some(3));
-        db.run_batch(&mut vec![r1, orphan, r2]);
+        db.run_batch_answered(&mut vec![r1, orphan, r2]);
         for e in [
             answered(a1).unwrap_err(),
             answered(o).unwrap_err(),
@@ -730,7 +760,7 @@ mod tests {
 
         // The connection is usable again for the next batch.
         let (r, a) = reserve("a", Some(3));
-        db.run_batch(&mut vec![r]);
+        db.run_batch_answered(&mut vec![r]);
         assert_eq!(answered(a), Ok(Reservation::Granted { used: 1 }));
     }
 
@@ -748,7 +778,7 @@ mod tests {
             ))
         });
         let (r2, a2) = reserve("a", None);
-        db.run_batch(&mut vec![r1, io, r2]);
+        db.run_batch_answered(&mut vec![r1, io, r2]);
         for e in [
             answered(a1).unwrap_err(),
             answered(i).unwrap_err(),
@@ -761,7 +791,7 @@ mod tests {
         // Lost without an error of its own: still never an answer of success.
         let (r1, a1) = reserve("a", None);
         let (quiet, q) = job(|db| db.exec("ROLLBACK"));
-        db.run_batch(&mut vec![r1, quiet]);
+        db.run_batch_answered(&mut vec![r1, quiet]);
         assert!(answered(a1).unwrap_err().0.contains("rolled back"));
         assert!(answered(q).is_err());
         assert_eq!(calls_used(&mut db, "a"), None);
