@@ -4,6 +4,7 @@
 //! targets can reach the pure parts (head parsing, framing, chunked decoding, tokens, the limiter).
 #![forbid(unsafe_code)]
 
+pub mod access_line;
 pub mod admin;
 pub mod app;
 pub mod budget;
@@ -20,6 +21,7 @@ pub mod log;
 pub mod log_writer;
 pub mod meter;
 pub mod metrics;
+pub mod redact;
 pub mod request;
 pub mod server;
 pub mod store;

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use crate::error::Side;
 use crate::limits::log_sampler::status_class;
-use crate::log::{redact_target, AccessLine};
+use crate::log::AccessLine;
 use crate::request::context::Request;
 use crate::request::outcome::Outcome;
 
@@ -54,12 +54,11 @@ pub fn record<S>(req: &Request<'_, S>, outcome: &Outcome) {
     {
         return;
     }
-    let path = redact_target(req.head.target().as_bytes());
     app.obs.log.access_line(&AccessLine {
         rid: &req.rid,
         ip: req.ip,
         method: req.head.method(),
-        path: &path,
+        target: req.head.target(),
         status,
         bytes: outcome.bytes(),
         dur_ms: ms(req.started.elapsed()),
