@@ -25,6 +25,10 @@
 //! inside its savepoint, and the others commit. A reservation opens its savepoint only when it needs
 //! more than one statement that writes: the common grant is one `UPDATE` (after a read of the count
 //! only when the thread does not remember it), which SQLite undoes alone if it fails.
+//! Within a batch, a token's first grant is that `UPDATE`; its later calls in the same batch are
+//! counted in memory against what the `UPDATE` proved and written with one more `UPDATE` before any
+//! other kind of job and before `COMMIT` (`deferred.rs`), so a batch of many calls of one token
+//! costs two statements, not one per call.
 //!
 //! One relay owns the file: opening the store takes an advisory lock (`flock`) on `<store.path>.lock`
 //! and holds it until the store is closed (`lock.rs`), and SQLite's `unix-excl` VFS holds an exclusive
@@ -38,13 +42,15 @@
 //! system call per transaction and without a `-shm` file.
 //!
 //! Files: this one holds the handle the relay calls; `writer.rs` the thread, its batches and their
-//! transactions; `outbox.rs` how their answers reach the callers; `checkpoint.rs` the checkpointer; `lock.rs` the one-relay-per-file lock;
+//! transactions; `deferred.rs` the calls a batch counts in memory; `outbox.rs` how their answers
+//! reach the callers; `checkpoint.rs` the checkpointer; `lock.rs` the one-relay-per-file lock;
 //! `schema.rs` the tables and connection settings; `statements.rs` the statements of
 //! the common path, kept prepared, and `counts.rs` the counts a grant tries first; `ops.rs` the SQL
 //! of the token operations and `spend.rs` that of the spend lines (`docs/budgets.md` §4).
 
 mod checkpoint;
 mod counts;
+mod deferred;
 mod lock;
 mod ops;
 mod outbox;
@@ -105,11 +111,11 @@ impl SqliteStore {
         T: Send + 'static,
         F: FnOnce(&mut Db) -> rusqlite::Result<T> + Send + 'static,
     {
-        self.submit(f, false).await
+        self.submit(f, JobKind::Plain).await
     }
 
     /// [`SqliteStore::run`] for a job that calls [`Db::isolate`] before its second write.
-    async fn submit<T, F>(&self, f: F, isolates_itself: bool) -> Result<T, StoreError>
+    async fn submit<T, F>(&self, f: F, kind: JobKind) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&mut Db) -> rusqlite::Result<T> + Send + 'static,
@@ -118,7 +124,8 @@ impl SqliteStore {
         let jobs = self.jobs.as_ref().ok_or_else(gone)?;
         let (reply, answer) = oneshot::channel();
         let mut job = Pending::new(f, reply);
-        job.isolates_itself = isolates_itself;
+        job.isolates_itself = kind != JobKind::Plain;
+        job.defers = kind == JobKind::Reservation;
         // Sends what the store thread left in the outbox once this call ends, however it ends.
         let _carrier = Carrier(&self.outbox);
         jobs.send(Box::new(job)).await.map_err(|_| gone())?;
@@ -144,7 +151,7 @@ impl SqliteStore {
                 db.sweep(now)?;
                 Ok(r)
             },
-            true,
+            JobKind::Reservation,
         )
         .await
     }
@@ -186,7 +193,7 @@ impl SqliteStore {
                 db.sweep(now)?;
                 Ok(r)
             },
-            true,
+            JobKind::IsolatesItself,
         )
         .await
     }
@@ -202,7 +209,7 @@ impl SqliteStore {
         let (reserved, actual) = (*reserved, *actual);
         self.submit(
             move |db| db.spend_settle(&tenant, &lines, &reserved, &actual),
-            true,
+            JobKind::IsolatesItself,
         )
         .await
     }
@@ -216,6 +223,17 @@ impl SqliteStore {
         let keys: Vec<String> = keys.iter().map(|k| (*k).to_string()).collect();
         self.run(move |db| db.spend_get(&tenant, &keys)).await
     }
+}
+
+/// How the store thread treats a job (see `Job::isolates_itself` and `Job::defers`).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum JobKind {
+    /// Runs in the savepoint the batch opens for it.
+    Plain,
+    /// Opens its own savepoint when it needs one.
+    IsolatesItself,
+    /// A call reservation: isolates itself, and may count a call in memory (`deferred.rs`).
+    Reservation,
 }
 
 impl Drop for SqliteStore {

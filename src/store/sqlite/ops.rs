@@ -6,6 +6,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use rusqlite::{params, OptionalExtension};
 
 use crate::store::sqlite::counts::Slot;
+use crate::store::sqlite::deferred::Facts;
 use crate::store::sqlite::writer::Db;
 use crate::store::{keep_token_for, Reservation, Usage};
 
@@ -39,14 +40,25 @@ impl Db<'_> {
         // no `RETURNING`, which made SQLite build and drop a temporary table on every call (about
         // 13,000 instructions, `bench/instructions.sh`); and a token granted before skips the read.
         // Both statements are kept prepared (`statements.rs`).
-        let grant = Grant {
-            tenant,
-            jti,
+        let facts = Facts {
             max_calls,
             exp_at,
             iat,
-            at,
             forget_at,
+        };
+        // A token a grant of this batch has already written: counted in memory (`deferred.rs`).
+        if let Some(used) = self.deferred.grant(tenant, jti, &facts, at) {
+            return Ok(Reservation::Granted { used: uint(used)? });
+        }
+        if self.deferred.holds(tenant, jti) {
+            // Other claims, or no call left: the statements below must see every call counted.
+            self.flush_deferred()?;
+        }
+        let grant = Grant {
+            tenant,
+            jti,
+            facts,
+            at,
         };
         let slot = self.counts.slot(tenant, jti);
         let remembered = self.counts.get(slot, tenant, jti);
@@ -118,6 +130,7 @@ impl Db<'_> {
                 ])?;
             if grant {
                 self.counts.set(slot, tenant, jti, 1);
+                self.deferred.record(tenant, jti, slot, facts, 1);
             }
             return Ok(if grant {
                 Reservation::Granted { used: 1 }
@@ -157,7 +170,9 @@ impl Db<'_> {
                 ])?;
         }
         if grant {
-            self.counts.set(slot, tenant, jti, int(used + 1)?);
+            let used = int(used + 1)?;
+            self.counts.set(slot, tenant, jti, used);
+            self.deferred.record(tenant, jti, slot, facts, used);
         }
         Ok(if revoked {
             Reservation::Revoked
@@ -184,20 +199,48 @@ impl Db<'_> {
         let counted = grant.execute(params![
             g.tenant,
             g.jti,
-            g.max_calls,
-            g.exp_at,
-            g.iat,
+            g.facts.max_calls,
+            g.facts.exp_at,
+            g.facts.iat,
             g.at,
-            g.forget_at,
+            g.facts.forget_at,
             used
         ])?;
         if counted != 1 {
             return Ok(None);
         }
-        self.counts.set(slot, g.tenant, g.jti, used + 1);
-        Ok(Some(Reservation::Granted {
+        let granted = Reservation::Granted {
             used: uint(used)? + 1,
-        }))
+        };
+        self.counts.set(slot, g.tenant, g.jti, used + 1);
+        self.deferred
+            .record(g.tenant, g.jti, slot, g.facts, used + 1);
+        Ok(Some(granted))
+    }
+
+    /// Writes the calls counted in memory during the batch (`deferred.rs`) and forgets them. Runs
+    /// before any job that may read or change token records, and before `COMMIT`. A record that is
+    /// gone (which nothing in a batch can cause) fails the statement, and with it the batch.
+    pub(super) fn flush_deferred(&mut self) -> rusqlite::Result<()> {
+        if self.deferred.is_empty() {
+            return Ok(());
+        }
+        let Db {
+            deferred,
+            prepared,
+            counts,
+            ..
+        } = self;
+        for w in deferred.take() {
+            let changed = prepared
+                .add_calls
+                .execute(params![&*w.tenant, &*w.jti, w.calls, w.last_at])?;
+            if changed != 1 {
+                return Err(rusqlite::Error::StatementChangedRows(changed));
+            }
+            counts.set(w.slot, &w.tenant, &w.jti, w.used);
+        }
+        Ok(())
     }
 
     pub(super) fn refund(&mut self, tenant: &str, jti: &str) -> rusqlite::Result<()> {
@@ -302,11 +345,8 @@ impl Db<'_> {
 struct Grant<'a> {
     tenant: &'a str,
     jti: &'a str,
-    max_calls: Option<i64>,
-    exp_at: i64,
-    iat: i64,
+    facts: Facts,
     at: i64,
-    forget_at: i64,
 }
 
 /// SQLite integers are signed 64-bit; the store only ever holds values below 2^53.

@@ -114,6 +114,9 @@ mod tests {
         fn isolates_itself(&self) -> bool {
             false
         }
+        fn defers(&self) -> bool {
+            false
+        }
     }
 
     fn settled(n: u32) -> (Box<dyn Job>, Answer) {

@@ -41,6 +41,12 @@ const GRANT: &str = grant!(
 /// closed on every call, `bench/instructions.sh`), for while `tenant_revocation` is empty.
 const GRANT_UNMARKED: &str = grant!("");
 
+/// Writes a token's calls deferred in the running batch (`deferred.rs`): the grant that proved the
+/// row wrote its facts and `first_used_at`, so only the count and the time of the last call change.
+/// Parameters: tenant, jti, calls, last_used_at.
+const ADD_CALLS: &str = "UPDATE token_usage SET calls_used = calls_used + ?3, last_used_at = ?4
+                         WHERE tenant = ?1 AND jti = ?2";
+
 /// The prepared statements, borrowing the connection they run on.
 pub(super) struct Prepared<'c> {
     /// `BEGIN IMMEDIATE`: a batch's transaction, taking the write lock at once.
@@ -52,6 +58,8 @@ pub(super) struct Prepared<'c> {
     pub(super) grant: Statement<'c>,
     /// See [`GRANT_UNMARKED`].
     pub(super) grant_unmarked: Statement<'c>,
+    /// See [`ADD_CALLS`].
+    pub(super) add_calls: Statement<'c>,
 }
 
 impl<'c> Prepared<'c> {
@@ -65,6 +73,7 @@ impl<'c> Prepared<'c> {
             count: prepare(COUNT)?,
             grant: prepare(GRANT)?,
             grant_unmarked: prepare(GRANT_UNMARKED)?,
+            add_calls: prepare(ADD_CALLS)?,
         })
     }
 }

@@ -12,6 +12,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::store::keep_unseen_revocation_for;
 use crate::store::sqlite::checkpoint::Checkpointer;
 use crate::store::sqlite::counts::Counts;
+use crate::store::sqlite::deferred::Deferred;
 use crate::store::sqlite::outbox::Outbox;
 use crate::store::sqlite::schema::{configure, VFS};
 use crate::store::sqlite::statements::Prepared;
@@ -44,6 +45,10 @@ pub(super) trait Job: Send {
     /// writes, so the batch need not open one around it: a job that fails before that has either
     /// written nothing or had its one statement undone by SQLite.
     fn isolates_itself(&self) -> bool;
+
+    /// True when the job touches token records only through [`Db::reserve`], so the batch's
+    /// deferred calls (`deferred.rs`) need not be written before it runs.
+    fn defers(&self) -> bool;
 }
 
 /// A job made of a closure and the channel its caller waits on.
@@ -53,6 +58,8 @@ pub(super) struct Pending<T, F> {
     reply: oneshot::Sender<Result<T, StoreError>>,
     /// See [`Job::isolates_itself`].
     pub(super) isolates_itself: bool,
+    /// See [`Job::defers`].
+    pub(super) defers: bool,
 }
 
 impl<T, F> Pending<T, F> {
@@ -62,6 +69,7 @@ impl<T, F> Pending<T, F> {
             outcome: None,
             reply,
             isolates_itself: false,
+            defers: false,
         }
     }
 }
@@ -102,6 +110,10 @@ where
 
     fn isolates_itself(&self) -> bool {
         self.isolates_itself
+    }
+
+    fn defers(&self) -> bool {
+        self.defers
     }
 }
 
@@ -209,6 +221,8 @@ pub(super) struct Db<'c> {
     pub(super) prepared: Prepared<'c>,
     /// The count last left on each token granted lately (a guess the grant checks).
     pub(super) counts: Counts,
+    /// Calls of the running batch counted in memory, written before it commits (`deferred.rs`).
+    pub(super) deferred: Deferred,
     /// A tenant may have a revocation mark: false only while `tenant_revocation` is known to be
     /// empty. Set before a mark is written and never cleared (marks are never deleted; a mark in a
     /// batch that rolled back only costs the look-up), so a grant that skips the look-up is exact.
@@ -245,6 +259,7 @@ impl<'c> Db<'c> {
             conn,
             prepared,
             counts: Counts::default(),
+            deferred: Deferred::default(),
             tenant_marks,
             label,
             unseen_revocation_secs: keep_unseen_revocation_for(max_token_life),
@@ -281,6 +296,8 @@ impl<'c> Db<'c> {
             // fails and reports the state of the file to its callers.
             let _ = self.exec("ROLLBACK");
         }
+        // Whatever was deferred is in the committed transaction, or nowhere.
+        self.deferred.clear();
         let failed = outcome.err();
         for job in jobs.iter_mut() {
             job.settle(failed.as_ref());
@@ -301,10 +318,18 @@ impl<'c> Db<'c> {
         self.isolating = jobs.len() > 1;
         for job in jobs.iter_mut() {
             self.in_savepoint = false;
+            if !job.defers() {
+                // Before the job's savepoint: if the job fails, its rollback must not undo them.
+                self.flush_deferred().map_err(|e| self.fail(e))?;
+            }
             if self.isolating && !job.isolates_itself() {
                 self.isolate().map_err(|e| self.fail(e))?;
             }
+            self.deferred.job_started();
             let done = job.run(self);
+            if done.is_err() {
+                self.deferred.undo_job();
+            }
             if self.conn.is_autocommit() {
                 // SQLite rolled the whole transaction back (an I/O error, a full disk, no memory):
                 // the jobs before this one lost their work too.
@@ -327,6 +352,7 @@ impl<'c> Db<'c> {
             .map_err(|e| self.fail(e))?;
         }
         self.in_savepoint = false;
+        self.flush_deferred().map_err(|e| self.fail(e))?;
         // Answers go out only after this: a granted call is in the WAL before the relay forwards it.
         self.prepared
             .commit
@@ -525,7 +551,200 @@ mod tests {
             reply,
         );
         p.isolates_itself = true;
+        p.defers = true;
         (Box::new(p), answer)
+    }
+
+    /// Runs `jobs` as one batch and returns their answers in order.
+    fn answers_of<T>(
+        db: &mut Db,
+        jobs: Vec<(Box<dyn Job>, Answer<T>)>,
+    ) -> Vec<Result<T, StoreError>> {
+        let (mut jobs, answers): (Vec<_>, Vec<_>) = jobs.into_iter().unzip();
+        db.run_batch_answered(&mut jobs);
+        answers.into_iter().map(answered).collect()
+    }
+
+    /// Reservations of one token in one batch, with other kinds of job between them: each sees
+    /// exactly the calls before it, whether those were written or counted in memory (`deferred.rs`).
+    #[test]
+    fn calls_counted_in_memory_are_seen_by_every_later_job_of_the_batch() {
+        use Reservation::{Exhausted, Granted, Revoked};
+        let (_dir, conn) = open();
+        let mut db = db(&conn);
+        let r = |max| reserve_isolating("a", 10_000, max);
+
+        // Reservations only: one written grant, the rest counted in memory, the limit exact.
+        let got = answers_of(&mut db, (0..6).map(|_| r(Some(4))).collect());
+        assert_eq!(
+            got,
+            [
+                Ok(Granted { used: 1 }),
+                Ok(Granted { used: 2 }),
+                Ok(Granted { used: 3 }),
+                Ok(Granted { used: 4 }),
+                Ok(Exhausted),
+                Ok(Exhausted)
+            ]
+        );
+        assert_eq!(calls_used(&mut db, "a"), Some(4));
+
+        // A read of the usage in the middle sees the calls before it.
+        let read = job(|db| {
+            db.usage("acme", "a").map(|u| Granted {
+                used: u.map_or(0, |u| u.calls_used),
+            })
+        });
+        let got = answers_of(&mut db, vec![r(Some(9)), r(Some(9)), read, r(Some(9))]);
+        assert_eq!(
+            got,
+            [
+                Ok(Granted { used: 5 }),
+                Ok(Granted { used: 6 }),
+                Ok(Granted { used: 6 }),
+                Ok(Granted { used: 7 })
+            ]
+        );
+        assert_eq!(calls_used(&mut db, "a"), Some(7));
+
+        // A refund, then a revocation, in the middle.
+        let refund = job(|db| db.refund("acme", "a").map(|()| Granted { used: 0 }));
+        let revoke = job(|db| {
+            db.revoke("acme", "a")
+                .map(|u| Granted { used: u.calls_used })
+        });
+        let got = answers_of(
+            &mut db,
+            vec![r(None), r(None), refund, r(None), revoke, r(None)],
+        );
+        assert_eq!(
+            got,
+            [
+                Ok(Granted { used: 8 }),
+                Ok(Granted { used: 9 }),
+                Ok(Granted { used: 0 }),
+                Ok(Granted { used: 9 }),
+                Ok(Granted { used: 9 }),
+                Ok(Revoked)
+            ]
+        );
+        assert_eq!(calls_used(&mut db, "a"), Some(9));
+    }
+
+    #[test]
+    fn a_tenant_mark_or_other_claims_in_the_middle_of_a_batch_take_effect_at_once() {
+        use Reservation::{Granted, Revoked};
+        let (_dir, conn) = open();
+        let mut db = db(&conn);
+        // Other claims for the same token (a larger limit, then a later expiry): the full path,
+        // after the calls counted before them.
+        let got = answers_of(
+            &mut db,
+            vec![
+                reserve_isolating("a", 10_000, Some(2)),
+                reserve_isolating("a", 10_000, Some(2)),
+                reserve_isolating("a", 10_000, Some(5)),
+                reserve_isolating("a", 10_000, Some(5)),
+                reserve_isolating("a", 20_000, Some(5)),
+            ],
+        );
+        assert_eq!(
+            got,
+            [
+                Ok(Granted { used: 1 }),
+                Ok(Granted { used: 2 }),
+                Ok(Granted { used: 3 }),
+                Ok(Granted { used: 4 }),
+                Ok(Granted { used: 5 })
+            ]
+        );
+        let (u, used) = usage("a");
+        db.run_batch_answered(&mut vec![u]);
+        let u = answered(used).unwrap().unwrap();
+        assert_eq!(
+            (u.calls_used, u.max_calls, u.expires_at),
+            (5, Some(5), Some(20_000))
+        );
+
+        // A mark on the tenant (tokens issued before 2,000; these were issued at 1,000).
+        let mark = job(|db| db.revoke_before("acme", 2_000).map(|_| Granted { used: 0 }));
+        let got = answers_of(
+            &mut db,
+            vec![
+                reserve_isolating("b", 10_000, None),
+                reserve_isolating("b", 10_000, None),
+                mark,
+                reserve_isolating("b", 10_000, None),
+            ],
+        );
+        assert_eq!(
+            got,
+            [
+                Ok(Granted { used: 1 }),
+                Ok(Granted { used: 2 }),
+                Ok(Granted { used: 0 }),
+                Ok(Revoked)
+            ]
+        );
+        assert_eq!(calls_used(&mut db, "b"), Some(2));
+    }
+
+    #[test]
+    fn a_job_failing_after_a_call_counted_in_memory_takes_the_call_back() {
+        use Reservation::Granted;
+        let (_dir, conn) = open();
+        let mut db = db(&conn);
+        let (reply, failed) = oneshot::channel();
+        let mut bad = Pending::new(
+            |db: &mut Db| {
+                db.reserve("acme", "a", 1_000, 10_000, None, 1_100)?;
+                Err::<Reservation, _>(rusqlite::Error::IntegralValueOutOfRange(0, -1))
+            },
+            reply,
+        );
+        (bad.isolates_itself, bad.defers) = (true, true);
+        let bad: Box<dyn Job> = Box::new(bad);
+        let got = answers_of(
+            &mut db,
+            vec![
+                reserve_isolating("a", 10_000, None),
+                reserve_isolating("a", 10_000, None),
+                (bad, failed),
+                reserve_isolating("a", 10_000, None),
+            ],
+        );
+        assert_eq!(got[..2], [Ok(Granted { used: 1 }), Ok(Granted { used: 2 })]);
+        assert!(got[2].is_err());
+        assert_eq!(
+            got[3],
+            Ok(Granted { used: 3 }),
+            "the failed job's call was taken back"
+        );
+        assert_eq!(calls_used(&mut db, "a"), Some(3));
+
+        // A batch that does not commit keeps none of its calls, counted in memory or not.
+        let (io, i) = job(|db| {
+            db.exec("ROLLBACK")?;
+            Err::<Reservation, _>(rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_IOERR),
+                None,
+            ))
+        });
+        let got = answers_of(
+            &mut db,
+            vec![
+                reserve_isolating("a", 10_000, None),
+                reserve_isolating("a", 10_000, None),
+                (io, i),
+            ],
+        );
+        assert!(got.iter().all(Result::is_err));
+        let got = answers_of(&mut db, vec![reserve_isolating("a", 10_000, None)]);
+        assert_eq!(
+            got,
+            [Ok(Granted { used: 4 })],
+            "nothing of the lost batch, nothing left over"
+        );
     }
 
     #[test]
