@@ -65,11 +65,13 @@ pub fn redact_str(target: &str, sink: &mut impl FnMut(&str)) {
             }
             let pair = &bytes[start..end];
             match memchr::memchr(b'=', pair) {
+                // The name stays (`token=[token]`) and only the value goes, unless the name is itself
+                // token-looking: then the whole member goes (below).
                 Some(e)
-                    if pair[..e].eq_ignore_ascii_case(b"token")
-                        || looks_like_token(&pair[e + 1..]) =>
+                    if (pair[..e].eq_ignore_ascii_case(b"token")
+                        || looks_like_token(&pair[e + 1..]))
+                        && !looks_like_token(&pair[..e]) =>
                 {
-                    // The name stays (`token=[token]`); only the value goes.
                     out.replace(target, &mut kept, start + e + 1, end);
                 }
                 _ if looks_like_token(pair) => out.replace(target, &mut kept, start, end),
@@ -285,7 +287,12 @@ mod tests {
                     .position(|&b| b == b'=')
                     .map(|e| (&pair[..e], &pair[e + 1..]));
                 match kv {
-                    Some((k, v)) if k.eq_ignore_ascii_case(b"token") || looks_like_token(v) => {
+                    // Before 2026-12-07 a token-looking name kept when its value was redacted
+                    // (`?rt1.x=rt1.y` logged `rt1.x=[token]`); such a member is now replaced whole.
+                    Some((k, v))
+                        if (k.eq_ignore_ascii_case(b"token") || looks_like_token(v))
+                            && !looks_like_token(k) =>
+                    {
                         out.push_str(&String::from_utf8_lossy(k));
                         out.push_str("=[token]");
                     }
@@ -339,9 +346,23 @@ mod tests {
         for t in targets() {
             for prefix in [&b""[..], b"/relayapi/"] {
                 let t = [prefix, &t].concat();
-                assert_eq!(redact_target(&t), reference(&t), "{t:?}");
+                let got = redact_target(&t);
+                assert_eq!(got, reference(&t), "{t:?}");
+                // No token spelling survives anywhere in the result.
+                assert!(!looks_like_token(got.as_bytes()), "{t:?} -> {got}");
             }
         }
+    }
+
+    #[test]
+    fn a_token_as_a_query_name_is_redacted_with_its_value() {
+        // The name once stayed when the value was redacted too.
+        assert_eq!(redact_target(b"/a?rt1.SECRET=rt1.x&b=1"), "/a?[token]&b=1");
+        assert_eq!(
+            redact_target(b"/a?x=1&RT1%2eSECRET=token"),
+            "/a?x=1&[token]"
+        );
+        assert_eq!(redact_target(b"/a?token=rt1.x"), "/a?token=[token]");
     }
 
     #[test]
