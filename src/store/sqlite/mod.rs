@@ -68,7 +68,7 @@ use tokio::sync::oneshot;
 use crate::store::sqlite::checkpoint::Checkpointer;
 use crate::store::sqlite::lock::Owner;
 use crate::store::sqlite::outbox::{Carrier, Outbox};
-use crate::store::sqlite::writer::{Db, Jobs, Pending};
+use crate::store::sqlite::writer::{Db, Job, Jobs, Pending};
 use crate::store::{Reservation, Spend, SpendLine, SpendReservation, StoreError, TokenRef, Usage};
 
 /// Handle to the store thread. Dropping it lets the thread finish the queued jobs, close the
@@ -78,7 +78,7 @@ pub struct SqliteStore {
     jobs: Option<Jobs>,
     thread: Option<JoinHandle<()>>,
     /// Answers the store thread left for its callers to send (`outbox.rs`).
-    outbox: Arc<Outbox>,
+    outbox: Arc<Outbox<dyn Job>>,
     path: PathBuf,
     /// This relay's claim on the file, let go after the thread has closed it (fields drop after
     /// [`Drop::drop`]).

@@ -19,23 +19,38 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
-use crate::store::sqlite::writer::Job;
+/// A job of a committed batch whose answer is settled (`writer::Job` is one).
+pub(super) trait Settled: Send {
+    /// False once the caller has stopped waiting for the answer (its client went away).
+    fn waiting(&self) -> bool;
+
+    /// Sends the settled answer; false if the caller had stopped waiting.
+    fn answer(self: Box<Self>) -> bool;
+}
 
 /// Answers of committed batches that no caller has sent yet.
-#[derive(Default)]
-pub(super) struct Outbox {
+pub(super) struct Outbox<J: ?Sized> {
     /// True while `jobs` may hold something: every caller looks at this flag when it finishes, so
     /// the usual case (nothing left) costs one load, not a lock.
     pending: AtomicBool,
-    jobs: Mutex<Vec<Box<dyn Job>>>,
+    jobs: Mutex<Vec<Box<J>>>,
 }
 
-impl Outbox {
+impl<J: ?Sized> Default for Outbox<J> {
+    fn default() -> Self {
+        Outbox {
+            pending: AtomicBool::new(false),
+            jobs: Mutex::new(Vec::new()),
+        }
+    }
+}
+
+impl<J: Settled + ?Sized> Outbox<J> {
     /// Store thread: sends the answers of `jobs` (a committed batch, each job settled) and empties
     /// the list. The last job whose caller still waits is answered from here and carries the others:
     /// its caller sends them when it finishes ([`Outbox::send_all`], called by [`Carrier`]). Jobs
     /// whose callers have gone are dropped unanswered; nobody reads their answer.
-    pub(super) fn deliver(&self, jobs: &mut Vec<Box<dyn Job>>) {
+    pub(super) fn deliver(&self, jobs: &mut Vec<Box<J>>) {
         while let Some(carrier) = jobs.pop() {
             if !carrier.waiting() {
                 continue;
@@ -67,7 +82,7 @@ impl Outbox {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Box<dyn Job>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Box<J>>> {
         // Nothing panics while the lock is held (moving boxes in and out), so a poisoned lock still
         // holds a consistent list.
         self.jobs.lock().unwrap_or_else(|e| e.into_inner())
@@ -76,9 +91,9 @@ impl Outbox {
 
 /// Held by every caller of the store while it waits: when the caller finishes, or its future is
 /// dropped, it sends whatever answers are left in the outbox (see the module's header).
-pub(super) struct Carrier<'a>(pub(super) &'a Outbox);
+pub(super) struct Carrier<'a, J: Settled + ?Sized>(pub(super) &'a Outbox<J>);
 
-impl Drop for Carrier<'_> {
+impl<J: Settled + ?Sized> Drop for Carrier<'_, J> {
     fn drop(&mut self) {
         self.0.send_all();
     }
@@ -87,44 +102,32 @@ impl Drop for Carrier<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::sqlite::writer::Db;
-    use crate::store::StoreError;
     use tokio::sync::oneshot;
     use tokio::sync::oneshot::error::TryRecvError;
 
     type Answer = oneshot::Receiver<u32>;
 
-    /// A job already run and settled, answering `n`.
-    struct Settled {
+    /// A job already run, answering `n`.
+    struct Job {
         n: u32,
         reply: oneshot::Sender<u32>,
     }
 
-    impl Job for Settled {
-        fn run(&mut self, _: &mut Db) -> Result<(), StoreError> {
-            unreachable!("settled jobs are only delivered")
-        }
-        fn settle(&mut self, _: Option<&StoreError>) {}
+    impl Settled for Job {
         fn waiting(&self) -> bool {
             !self.reply.is_closed()
         }
         fn answer(self: Box<Self>) -> bool {
             self.reply.send(self.n).is_ok()
         }
-        fn isolates_itself(&self) -> bool {
-            false
-        }
-        fn defers(&self) -> bool {
-            false
-        }
     }
 
-    fn settled(n: u32) -> (Box<dyn Job>, Answer) {
+    fn settled(n: u32) -> (Box<dyn Settled>, Answer) {
         let (reply, answer) = oneshot::channel();
-        (Box::new(Settled { n, reply }), answer)
+        (Box::new(Job { n, reply }), answer)
     }
 
-    fn batch(n: u32) -> (Vec<Box<dyn Job>>, Vec<Answer>) {
+    fn batch(n: u32) -> (Vec<Box<dyn Settled>>, Vec<Answer>) {
         (0..n).map(settled).unzip()
     }
 
@@ -138,7 +141,7 @@ mod tests {
 
     #[test]
     fn the_last_waiting_caller_is_answered_and_carries_the_rest() {
-        let outbox = Outbox::default();
+        let outbox = Outbox::<dyn Settled>::default();
         let (mut jobs, mut answers) = batch(4);
         outbox.deliver(&mut jobs);
         assert!(jobs.is_empty());
@@ -153,7 +156,7 @@ mod tests {
 
     #[test]
     fn a_caller_that_left_is_never_the_carrier() {
-        let outbox = Outbox::default();
+        let outbox = Outbox::<dyn Settled>::default();
         let (mut jobs, mut answers) = batch(3);
         drop(answers.pop());
         outbox.deliver(&mut jobs);
@@ -169,7 +172,7 @@ mod tests {
 
     #[test]
     fn a_batch_whose_callers_all_left_leaves_nothing_behind() {
-        let outbox = Outbox::default();
+        let outbox = Outbox::<dyn Settled>::default();
         let (mut jobs, answers) = batch(3);
         drop(answers);
         outbox.deliver(&mut jobs);
@@ -180,7 +183,7 @@ mod tests {
 
     #[test]
     fn a_lone_job_is_answered_directly() {
-        let outbox = Outbox::default();
+        let outbox = Outbox::<dyn Settled>::default();
         let (mut jobs, mut answers) = batch(1);
         outbox.deliver(&mut jobs);
         assert_eq!(got(&mut answers[0]), Some(0));
@@ -189,7 +192,7 @@ mod tests {
 
     #[test]
     fn answers_left_by_one_batch_go_out_with_the_next_carrier() {
-        let outbox = Outbox::default();
+        let outbox = Outbox::<dyn Settled>::default();
         let (mut first, mut first_answers) = batch(3);
         outbox.deliver(&mut first);
         // The first batch's carrier has not finished yet; a second batch comes.

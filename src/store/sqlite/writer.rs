@@ -13,7 +13,7 @@ use crate::store::keep_unseen_revocation_for;
 use crate::store::sqlite::checkpoint::Checkpointer;
 use crate::store::sqlite::counts::Counts;
 use crate::store::sqlite::deferred::Deferred;
-use crate::store::sqlite::outbox::Outbox;
+use crate::store::sqlite::outbox::{Outbox, Settled};
 use crate::store::sqlite::schema::{configure, VFS};
 use crate::store::sqlite::statements::Prepared;
 use crate::store::StoreError;
@@ -26,7 +26,7 @@ const QUEUE_DEPTH: usize = 1024;
 const MAX_BATCH: usize = 256;
 
 /// One operation waiting for the store thread.
-pub(super) trait Job: Send {
+pub(super) trait Job: Settled {
     /// Runs the operation inside the batch's transaction and keeps its result for [`Job::answer`].
     /// Returns the operation's own error, if any.
     fn run(&mut self, db: &mut Db) -> Result<(), StoreError>;
@@ -34,12 +34,6 @@ pub(super) trait Job: Send {
     /// Fixes the answer once the batch has ended: the kept result, or `failed` (the batch's
     /// transaction did not commit) instead.
     fn settle(&mut self, failed: Option<&StoreError>);
-
-    /// False once the caller has stopped waiting for the answer (its client went away).
-    fn waiting(&self) -> bool;
-
-    /// Sends the settled answer; false if the caller had stopped waiting.
-    fn answer(self: Box<Self>) -> bool;
 
     /// True when the job opens its own savepoint ([`Db::isolate`]) before a second statement that
     /// writes, so the batch need not open one around it: a job that fails before that has either
@@ -95,6 +89,20 @@ where
         }
     }
 
+    fn isolates_itself(&self) -> bool {
+        self.isolates_itself
+    }
+
+    fn defers(&self) -> bool {
+        self.defers
+    }
+}
+
+impl<T, F> Settled for Pending<T, F>
+where
+    T: Send,
+    F: Send,
+{
     fn waiting(&self) -> bool {
         !self.reply.is_closed()
     }
@@ -106,14 +114,6 @@ where
             .unwrap_or_else(|| Err(StoreError("the operation was never run".into())));
         // The caller may have gone (client disconnected); the work is done either way.
         self.reply.send(answer).is_ok()
-    }
-
-    fn isolates_itself(&self) -> bool {
-        self.isolates_itself
-    }
-
-    fn defers(&self) -> bool {
-        self.defers
     }
 }
 
@@ -128,7 +128,7 @@ pub(super) type Jobs = mpsc::Sender<Box<dyn Job>>;
 pub(super) fn start(
     conn: Connection,
     mut checkpointer: Checkpointer,
-    outbox: Arc<Outbox>,
+    outbox: Arc<Outbox<dyn Job>>,
     path: &Path,
     max_token_life: u64,
 ) -> Result<(Jobs, JoinHandle<()>), StoreError> {
