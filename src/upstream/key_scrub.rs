@@ -5,9 +5,10 @@
 //! bodies (status >= 400) through [`KeyFragments::scrub`]. Successful bodies stream untouched.
 //!
 //! The fragments of a key (each of its `MIN_FRAGMENT_BYTES`-byte windows, packed into a `u64`) are
-//! built once per key and kept in a bounded cache, so checking a header costs one binary search per
-//! byte and no allocation. Matching is on exact bytes: a key echoed in another encoding (base64,
-//! percent-encoding, a different letter case) is not recognised.
+//! built once per key and kept in a bounded cache, so checking a header costs no allocation: one bit
+//! test per [`BLOCK`] bytes, and a binary search only where the bit test cannot rule a run out.
+//! Matching is on exact bytes: a key echoed in another encoding (base64, percent-encoding, a
+//! different letter case) is not recognised.
 
 use std::borrow::Borrow;
 use std::collections::HashMap;
@@ -40,6 +41,15 @@ pub const REDACTED: &[u8] = b"[redacted]";
 /// of a binary search (which cost about 2,000 instructions per request, `bench/instructions.sh`).
 const FILTER_WORDS: usize = 16;
 
+/// Bytes [`KeyFragments::found_in`] looks up at a time. Any run of `MIN_FRAGMENT_BYTES` bytes covers a
+/// whole block that starts at a multiple of `BLOCK` (the first such offset is at most `BLOCK - 1`
+/// bytes into the run, and the block then ends at most `2 * BLOCK - 1` bytes in), and that block is
+/// one of the key's own `BLOCK`-byte windows. So a header whose aligned blocks are all absent from the
+/// key holds no run, and is cleared with one bit test per block instead of one per byte (the check
+/// of every response head cost about 1,000 instructions per request, `bench/instructions.sh`).
+const BLOCK: usize = 4;
+const _: () = assert!(MIN_FRAGMENT_BYTES >= 2 * BLOCK - 1);
+
 /// Every window of one key, ready to be searched for. `Debug` shows only the window length.
 pub struct KeyFragments {
     /// Window length: `min(MIN_FRAGMENT_BYTES, key length)`; 0 for an empty key (nothing to find).
@@ -49,6 +59,10 @@ pub struct KeyFragments {
     /// One bit per window at [`filter_bit`]: a window whose bit is clear is not in `windows`. It is
     /// derived from the key, so it is wiped like the windows.
     filter: Zeroizing<[u64; FILTER_WORDS]>,
+    /// One bit per [`BLOCK`]-byte window of the key at [`filter_bit`], for [`KeyFragments::found_in`];
+    /// empty when the key is shorter than `MIN_FRAGMENT_BYTES` (then every byte is looked at). Wiped
+    /// like the windows.
+    blocks: Zeroizing<[u64; FILTER_WORDS]>,
 }
 
 impl KeyFragments {
@@ -65,16 +79,41 @@ impl KeyFragments {
             let (word, bit) = filter_bit(w);
             filter[word] |= bit;
         }
+        let mut blocks = Zeroizing::new([0u64; FILTER_WORDS]);
+        if len == MIN_FRAGMENT_BYTES {
+            for block in key.windows(BLOCK) {
+                let (word, bit) = filter_bit(pack(block));
+                blocks[word] |= bit;
+            }
+        }
         KeyFragments {
             len,
             windows,
             filter,
+            blocks,
         }
     }
 
     /// Whether `hay` holds a run of the key at least `min(MIN_FRAGMENT_BYTES, key length)` long.
     pub fn found_in(&self, hay: &[u8]) -> bool {
-        self.matches(hay).next().is_some()
+        if self.len < MIN_FRAGMENT_BYTES {
+            return self.matches(hay).next().is_some();
+        }
+        // A run at `start` covers the block at `at`, the first multiple of BLOCK from `start` on
+        // (see [`BLOCK`]), so `start` is within BLOCK bytes before `at` and the run ends by
+        // `at + MIN_FRAGMENT_BYTES`: the exact search over that span finds it.
+        for (n, block) in hay.chunks_exact(BLOCK).enumerate() {
+            let block = u32::from_be_bytes([block[0], block[1], block[2], block[3]]);
+            let (word, bit) = filter_bit(u64::from(block));
+            if self.blocks[word] & bit != 0 {
+                let at = n * BLOCK;
+                let span = &hay[at.saturating_sub(BLOCK)..hay.len().min(at + MIN_FRAGMENT_BYTES)];
+                if self.matches(span).next().is_some() {
+                    return true;
+                }
+            }
+        }
+        false
     }
 
     /// `hay` with every run of the key replaced by [`REDACTED`] (overlapping or touching runs become
@@ -253,6 +292,59 @@ mod tests {
             .scrub(format!("{KEY}{KEY} {}", &KEY[5..25]).as_bytes())
             .unwrap();
         assert!(!f.found_in(&out), "{}", String::from_utf8_lossy(&out));
+    }
+
+    /// The block fast path of `found_in` against the byte-by-byte search it skips. Small alphabets make
+    /// the key's blocks and partial runs common in the haystacks, so both sides of every branch run.
+    #[test]
+    fn found_in_answers_as_the_bytewise_search() {
+        let bytewise = |f: &KeyFragments, hay: &[u8]| f.matches(hay).next().is_some();
+        // A deterministic generator (xorshift): the same cases on every run.
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move |below: u64| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state % below
+        };
+        let mut hits = 0;
+        for key_len in 1..=24 {
+            for alphabet in [2u64, 3, 26] {
+                let key: Vec<u8> = (0..key_len).map(|_| b'a' + next(alphabet) as u8).collect();
+                let f = KeyFragments::new(&key);
+                for _ in 0..400 {
+                    let hay_len = next(40) as usize;
+                    let mut hay: Vec<u8> = (0..hay_len)
+                        .map(|_| b'a' + next(alphabet + 1) as u8)
+                        .collect();
+                    // Half the time, a run of the key (maybe shorter than a fragment) somewhere in it.
+                    if next(2) == 0 && hay_len > 0 {
+                        let from = next(key_len) as usize;
+                        let run = 1 + next((key_len - from as u64).min(hay_len as u64)) as usize;
+                        let at = next((hay_len - run + 1) as u64) as usize;
+                        hay[at..at + run].copy_from_slice(&key[from..from + run]);
+                    }
+                    let expected = bytewise(&f, &hay);
+                    hits += usize::from(expected);
+                    assert_eq!(f.found_in(&hay), expected, "key {key:?} hay {hay:?}");
+                }
+            }
+        }
+        assert!(hits > 1000, "too few cases with a run: {hits}");
+        // Every run of a real key, at every offset of every alignment, with bytes either side.
+        let f = frags();
+        let key = KEY.as_bytes();
+        for from in 0..key.len() {
+            for end in from + 1..=key.len().min(from + 12) {
+                for pad in 0..2 * BLOCK {
+                    let mut hay = vec![b'#'; pad];
+                    hay.extend_from_slice(&key[from..end]);
+                    hay.extend_from_slice(b"##");
+                    assert_eq!(f.found_in(&hay), bytewise(&f, &hay), "{from}..{end} +{pad}");
+                    assert_eq!(f.found_in(&hay), end - from >= MIN_FRAGMENT_BYTES);
+                }
+            }
+        }
     }
 
     #[test]
