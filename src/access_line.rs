@@ -100,16 +100,30 @@ fn push_string_body(buf: &mut Vec<u8>, s: &str) {
 }
 
 /// Appends `ip` as its `Display` writes it (which never needs JSON escaping); an IPv4 address, the
-/// usual case, without the formatting machinery.
+/// usual case, spelt into a stack buffer and appended at once, without the formatting machinery.
 fn push_ip(buf: &mut Vec<u8>, ip: IpAddr) {
     match ip {
         IpAddr::V4(v4) => {
+            // `255.255.255.255` is the longest.
+            let mut text = [0u8; 15];
+            let mut len = 0;
             for (k, octet) in v4.octets().into_iter().enumerate() {
                 if k > 0 {
-                    buf.push(b'.');
+                    text[len] = b'.';
+                    len += 1;
                 }
-                write::push_u64(buf, u64::from(octet));
+                if octet >= 100 {
+                    text[len] = b'0' + octet / 100;
+                    len += 1;
+                }
+                if octet >= 10 {
+                    text[len] = b'0' + octet / 10 % 10;
+                    len += 1;
+                }
+                text[len] = b'0' + octet % 10;
+                len += 1;
             }
+            buf.extend_from_slice(&text[..len]);
         }
         IpAddr::V6(v6) => {
             // Writing to a `Vec` cannot fail.
@@ -339,6 +353,25 @@ mod tests {
             assert!(parsed["path"].is_string());
             assert!(!text.contains("secret"), "{text}");
             assert!(text.ends_with("}\n"));
+        }
+    }
+
+    #[test]
+    fn addresses_are_written_as_display_writes_them() {
+        // Every octet value in every position, and a few IPv6 forms.
+        let mut ips: Vec<IpAddr> = (0..=255u8)
+            .flat_map(|o| {
+                [[o, 0, 0, 0], [9, o, 10, 99], [100, 255, o, 1], [1, 2, 3, o]].map(IpAddr::from)
+            })
+            .collect();
+        ips.extend(
+            ["::1", "2001:db8::1", "::ffff:192.0.2.1", "fe80::1:2:3:4"]
+                .map(|a| a.parse::<IpAddr>().unwrap()),
+        );
+        for ip in ips {
+            let mut out = b"x".to_vec();
+            push_ip(&mut out, ip);
+            assert_eq!(out, format!("x{ip}").into_bytes());
         }
     }
 

@@ -47,17 +47,31 @@ pub fn redact_str(target: &str, sink: &mut impl FnMut(&str)) {
         full: false,
     };
     let bytes = target.as_bytes();
-    let (path_end, query) = match memchr::memchr(b'?', bytes) {
-        Some(q) => (q, Some(q + 1)),
-        None => (bytes.len(), None),
-    };
     // `kept`: where the part of the target not yet handed on begins.
     let mut kept = 0;
-    for (start, end) in pieces(bytes, 0, path_end, b'/') {
-        if looks_like_token(&bytes[start..end]) {
-            out.replace(target, &mut kept, start, end);
+    // The path in one pass: its segments end at `/`, the path at the first `?`. A segment holding a
+    // token spelling (none spans a `/` or `?`) is replaced whole, and its rest, most of a token, is
+    // skipped with `memchr2` instead of being walked byte by byte.
+    let mut segment = 0;
+    let mut at = 0;
+    let query = loop {
+        match bytes.get(at) {
+            None => break None,
+            Some(b'?') => break Some(at + 1),
+            Some(b'/') => segment = at + 1,
+            Some(b'r' | b'R') if token_at(&bytes[at..]) => {
+                let end = memchr::memchr2(b'/', b'?', &bytes[at..]).map_or(bytes.len(), |e| at + e);
+                out.replace(target, &mut kept, segment, end);
+                if out.full {
+                    return;
+                }
+                at = end;
+                continue;
+            }
+            Some(_) => {}
         }
-    }
+        at += 1;
+    };
     if let Some(q) = query {
         for (start, end) in pieces(bytes, q, bytes.len(), b'&') {
             if out.full {
@@ -140,16 +154,17 @@ fn pieces(s: &[u8], from: usize, to: usize, sep: u8) -> impl Iterator<Item = (us
 }
 
 /// Anything containing the token prefix, plain or with its dot percent-encoded, in any case. Checked
-/// on the raw bytes, so invalid UTF-8 next to the prefix cannot hide it. Runs on every path segment of
-/// every logged request, so only the places where an `r` or `R` stands are compared.
+/// on the raw bytes, so invalid UTF-8 next to the prefix cannot hide it. Only the places where an `r`
+/// or `R` stands are compared.
 fn looks_like_token(s: &[u8]) -> bool {
-    s.iter().enumerate().any(|(at, &b)| {
-        b.eq_ignore_ascii_case(&b'r') && {
-            let rest = &s[at..];
-            starts_with_ignore_ascii_case(rest, TOKEN_PREFIX)
-                || starts_with_ignore_ascii_case(rest, TOKEN_PREFIX_ENCODED)
-        }
-    })
+    (0..s.len()).any(|at| token_at(&s[at..]))
+}
+
+/// Does a token spelling (either one, any case) start `s`?
+fn token_at(s: &[u8]) -> bool {
+    s.first().is_some_and(|b| b.eq_ignore_ascii_case(&b'r'))
+        && (starts_with_ignore_ascii_case(s, TOKEN_PREFIX)
+            || starts_with_ignore_ascii_case(s, TOKEN_PREFIX_ENCODED))
 }
 
 /// Does `hay` start with `prefix` (ASCII, lower case), ignoring ASCII case?
