@@ -150,7 +150,7 @@ impl ConnLimits {
 
     /// The signal idle connections watch.
     pub fn reclaim(&self) -> Reclaim {
-        Reclaim(Some(self.pressure.subscribe()))
+        Reclaim::from_receiver(self.pressure.subscribe())
     }
 
     /// Connections counted for `peer`'s key (for tests and diagnostics).
@@ -191,12 +191,40 @@ impl Drop for Slot {
 }
 
 /// Tells a connection waiting for its next request that slots are short and it should close.
+#[derive(Clone)]
 pub struct Reclaim(Option<watch::Receiver<bool>>);
 
 impl Reclaim {
     /// A signal that never fires (listeners without slot accounting, tests).
     pub fn never() -> Reclaim {
         Reclaim(None)
+    }
+
+    /// The signal `rx` carries: true while slots are short.
+    pub(crate) fn from_receiver(rx: watch::Receiver<bool>) -> Reclaim {
+        Reclaim(Some(rx))
+    }
+
+    pub fn is_never(&self) -> bool {
+        self.0.is_none()
+    }
+
+    /// Slots are short now.
+    pub fn is_wanted(&self) -> bool {
+        self.0.as_ref().is_some_and(|rx| *rx.borrow())
+    }
+
+    /// True when the signal changed (or its sender was dropped) since this was last called, without
+    /// taking its lock; marks it seen.
+    pub fn seen_change(&mut self) -> bool {
+        let Some(rx) = &mut self.0 else {
+            return false;
+        };
+        let moved = rx.has_changed().unwrap_or(true);
+        if moved {
+            rx.mark_unchanged();
+        }
+        moved
     }
 
     /// Resolves once slots are short; pends forever otherwise.

@@ -12,7 +12,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use crate::app::App;
 use crate::http::head::{HeadLimits, RequestHead, ResponseHead};
 use crate::limits::conns::Reclaim;
-use crate::request::client::{Client, Pace};
+use crate::request::client::{Client, Closing, Pace};
 use crate::request::outcome::Next;
 use crate::request::{reply, route};
 use crate::server::shutdown::ShutdownWatch;
@@ -22,8 +22,8 @@ pub async fn serve<S>(
     app: Arc<App>,
     io: S,
     peer: SocketAddr,
-    mut shutdown: ShutdownWatch,
-    mut reclaim: Reclaim,
+    shutdown: ShutdownWatch,
+    reclaim: Reclaim,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
@@ -36,15 +36,10 @@ pub async fn serve<S>(
     // is parsed into it, reusing its buffers.
     let mut head = RequestHead::default();
     let mut answer = ResponseHead::default();
+    let mut closing = Closing::new(Some(shutdown.clone()), reclaim);
     loop {
         match client
-            .read_head(
-                &mut head,
-                &limits,
-                server.idle_timeout(),
-                Some(&mut shutdown),
-                &mut reclaim,
-            )
+            .read_head(&mut head, &limits, server.idle_timeout(), &mut closing)
             .await
         {
             Ok(true) => {}

@@ -26,9 +26,8 @@ use crate::error::Error;
 use crate::http::framing::request_framing;
 use crate::http::head::RequestHead;
 use crate::http::respond::Response;
-use crate::limits::conns::Reclaim;
 use crate::log::redact_target;
-use crate::request::client::Client;
+use crate::request::client::{Client, Closing};
 use crate::request::conn::{head_limits, pace};
 use crate::request::reply;
 
@@ -112,8 +111,7 @@ where
             &mut head,
             &limits,
             server.idle_timeout(),
-            None,
-            &mut Reclaim::never(),
+            &mut Closing::never(),
         )
         .await
     {

@@ -22,6 +22,16 @@ impl ShutdownWatch {
     pub async fn wait(&mut self) {
         let _ = self.signal.wait_for(|s| *s).await;
     }
+
+    /// True when the signal was sent (or its sender dropped) since this was last called, without
+    /// taking its lock; marks it seen.
+    pub fn seen_change(&mut self) -> bool {
+        let moved = self.signal.has_changed().unwrap_or(true);
+        if moved {
+            self.signal.mark_unchanged();
+        }
+        moved
+    }
 }
 
 /// Owned by the server: starts the shutdown and waits for the tasks.

@@ -6,6 +6,7 @@
 //! dropped, or streamed to the provider) are `body.rs`, beside this file.
 
 mod body;
+mod closing;
 mod input;
 
 use std::net::SocketAddr;
@@ -16,8 +17,7 @@ use tokio::time::Instant;
 
 use crate::error::Error;
 use crate::http::head::{parse_request_head_into, HeadLimits, RequestHead};
-use crate::limits::conns::{Reclaim, RECLAIM_AFTER_IDLE};
-use crate::server::shutdown::ShutdownWatch;
+pub use closing::Closing;
 use input::Input;
 
 /// Read size for a request body from the client socket; one buffer per connection, grown only up to
@@ -108,20 +108,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
     }
 
     /// Wait for a complete request head and parse it into `head` (the connection's own, refilled for
-    /// every request so that its buffers are reused). `Ok(false)`: the client closed (or, when a
-    /// shutdown watch is given, the relay is shutting down) between requests, which is a normal end
-    /// of the connection.
+    /// every request so that its buffers are reused). `Ok(false)`: the client closed, or `closing`
+    /// fired (the relay is shutting down, or slots ran short while nothing was buffered), between
+    /// requests, which is a normal end of the connection.
     /// Before the first byte `idle` applies; once a head has started it must complete within
     /// `read_timeout` in total, so a client dribbling bytes cannot hold the connection (slowloris).
-    /// While nothing is buffered, a `reclaim` signal (connection slots running short) also ends the
-    /// connection, once it has waited [`RECLAIM_AFTER_IDLE`].
     pub async fn read_head(
         &mut self,
         head: &mut RequestHead,
         limits: &HeadLimits,
         idle: Duration,
-        mut shutdown: Option<&mut ShutdownWatch>,
-        reclaim: &mut Reclaim,
+        closing: &mut Closing,
     ) -> Result<bool, Error> {
         let idle_since = Instant::now();
         let idle_deadline = idle_since + idle;
@@ -152,20 +149,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
             }
             let deadline = head_deadline.unwrap_or(idle_deadline);
             let n = if self.buf.is_empty() {
-                let shutting_down = async {
-                    match shutdown.as_deref_mut() {
-                        Some(sd) => sd.wait().await,
-                        None => std::future::pending().await,
-                    }
-                };
-                let reclaimed = async {
-                    reclaim.wanted().await;
-                    tokio::time::sleep_until(idle_since + RECLAIM_AFTER_IDLE).await;
-                };
+                // The read first: woken by it, the wait returns without looking at the signals.
                 tokio::select! {
+                    biased;
                     r = self.read_more(deadline) => r,
-                    _ = shutting_down => return Ok(false),
-                    _ = reclaimed => return Ok(false),
+                    () = closing.wanted(idle_since) => return Ok(false),
                 }
             } else {
                 self.read_more(deadline).await
