@@ -10,6 +10,7 @@
 //! A watched member that appears twice in one object is an error: which copy a client reads is unknown.
 
 use crate::json::body_scan::{self, MAX_DEPTH};
+use crate::json::class::{class, run_of, Class};
 pub use crate::json::path::{Path, Step, MAX_NAME_BYTES};
 use crate::json::path::{Paths, MAX_PATH_STEPS};
 use crate::json::plain::plain_run;
@@ -93,6 +94,8 @@ pub struct Skimmer {
     depth: usize,
     /// Bit `k`: the `k`-th open container (from 0) is an object.
     stack: u128,
+    /// The innermost open container is an object (its bit in `stack`, read once per `}` or `]`).
+    in_object: bool,
     /// `live[d]`: the paths whose first `d` steps lead to the open container at depth `d` (`live[0]`:
     /// every path, for the top-level value).
     live: [u32; MAX_PATH_STEPS + 1],
@@ -102,7 +105,10 @@ pub struct Skimmer {
     /// The paths that the next value's step matches.
     pending: u32,
     name: [u8; MAX_RAW_NAME_BYTES],
+    /// The bytes of the current member name kept from earlier pieces (0 while it lies in this one).
     name_len: usize,
+    /// Where the current member name starts in the piece being fed (0 when it began in an earlier one).
+    name_from: usize,
     name_escaped: bool,
     /// The current member name can be on a watched path (its container is one), so its bytes are
     /// recorded; no other name is ever compared.
@@ -133,11 +139,13 @@ impl Skimmer {
             expect: Expect::Value,
             depth: 0,
             stack: 0,
+            in_object: false,
             live: [all, 0, 0, 0],
             seen: [0; MAX_PATH_STEPS + 1],
             pending: all,
             name: [0; MAX_RAW_NAME_BYTES],
             name_len: 0,
+            name_from: 0,
             name_escaped: false,
             name_kept: false,
             capture: None,
@@ -159,50 +167,217 @@ impl Skimmer {
     /// Follow the next piece of the document. `sink(path_index, captured)` is called for each watched
     /// value as it ends.
     pub fn feed(&mut self, input: &[u8], sink: &mut dyn FnMut(usize, Captured<'_>)) {
-        // Runs of bytes that change nothing but the position (the inside of a string or name, a
-        // number, whitespace) are skipped in one search each, and a watched value is handed on as a
-        // slice of `input` when it lies within it: byte by byte, the bench's 300-byte answer cost
-        // about 9,000 instructions (`bench/instructions.sh`).
         if self.error.is_some() {
             return;
         }
         self.kept_from = 0;
-        let mut i = 0;
-        while i < input.len() {
-            let run = match self.lex {
-                Lex::Str => plain_run(&input[i..]),
-                Lex::Name => {
-                    let run = plain_run(&input[i..]);
-                    // The name's bytes are recorded as `byte` would, in one copy, when it can be
-                    // on a watched path at all.
-                    if self.name_kept {
-                        let room = MAX_RAW_NAME_BYTES.saturating_sub(self.name_len).min(run);
-                        if room > 0 {
-                            self.name[self.name_len..self.name_len + room]
-                                .copy_from_slice(&input[i..i + room]);
-                        }
-                        self.name_len = self.name_len.saturating_add(run);
-                    }
-                    run
-                }
-                Lex::Scalar => run_of(&input[i..], &SCALAR),
-                // Compact JSON has no whitespace between tokens: look before searching.
-                Lex::Outside if WHITESPACE[usize::from(input[i])] => {
-                    run_of(&input[i..], &WHITESPACE)
-                }
-                Lex::Outside | Lex::StrEscape | Lex::NameEscape => 0,
-            };
-            i += run;
-            if i == input.len() {
-                break;
-            }
-            if let Err(e) = self.byte(input, i, sink) {
-                self.error = Some(e);
-                return;
-            }
-            i += 1;
+        if let Err(e) = self.walk(input, sink) {
+            self.error = Some(e);
+            return;
         }
         self.stash(input);
+    }
+
+    /// Walk `input` token by token. Between tokens one table lookup ([`class`]) picks the token; the
+    /// inside of a string or name is crossed in the same step as its opening quote ([`Skimmer::text`]),
+    /// and runs of whitespace or scalar bytes in one search each, so no byte costs a second dispatch.
+    /// (Byte by byte over (lexer state, expected token), the bench's 290-byte answer cost about 6,700
+    /// instructions here; token by token, about 4,700: `bench/instructions.sh`.)
+    fn walk(
+        &mut self,
+        input: &[u8],
+        sink: &mut dyn FnMut(usize, Captured<'_>),
+    ) -> Result<(), SkimError> {
+        // First finish the token the previous piece ended in.
+        let mut i = match self.lex {
+            Lex::Outside => 0,
+            Lex::Scalar => {
+                let run = run_of(input, Class::Scalar);
+                if run == input.len() {
+                    return Ok(());
+                }
+                self.lex = Lex::Outside;
+                self.value_end(input, run, sink);
+                run
+            }
+            Lex::Str | Lex::StrEscape | Lex::Name | Lex::NameEscape => {
+                self.name_from = 0;
+                match self.text(input, 0, sink)? {
+                    Some(end) => end,
+                    None => return Ok(()),
+                }
+            }
+        };
+        while let Some(&b) = input.get(i) {
+            match class(b) {
+                // RFC 8259 §2: insignificant whitespace.
+                Class::Space => i += run_of(&input[i..], Class::Space),
+                Class::Quote => {
+                    if matches!(self.expect, Expect::Name | Expect::NameOrClose) {
+                        self.name_len = 0;
+                        self.name_from = i;
+                        self.name_escaped = false;
+                        self.name_kept = self.depth <= MAX_PATH_STEPS && self.live[self.depth] != 0;
+                        self.lex = Lex::Name;
+                    } else {
+                        self.value_start(i)?;
+                        self.lex = Lex::Str;
+                    }
+                    match self.text(input, i + 1, sink)? {
+                        Some(end) => i = end,
+                        None => return Ok(()),
+                    }
+                }
+                Class::Scalar => {
+                    self.value_start(i)?;
+                    i += run_of(&input[i..], Class::Scalar);
+                    if i == input.len() {
+                        self.lex = Lex::Scalar;
+                        return Ok(());
+                    }
+                    // The scalar ends before the byte at `i`, which is not part of it.
+                    self.value_end(input, i, sink);
+                }
+                Class::OpenObject | Class::OpenArray => {
+                    self.open(b == b'{', i)?;
+                    i += 1;
+                }
+                Class::CloseObject | Class::CloseArray => {
+                    let object = b == b'}';
+                    let ok = match self.expect {
+                        Expect::NameOrClose => object,
+                        Expect::ValueOrClose => !object,
+                        Expect::CommaOrClose => self.in_object == object,
+                        _ => false,
+                    };
+                    if !ok || self.depth == 0 {
+                        return Err(SkimError::Syntax);
+                    }
+                    self.depth -= 1;
+                    self.in_object = self.depth > 0 && self.stack & (1 << (self.depth - 1)) != 0;
+                    i += 1;
+                    self.value_end(input, i, sink);
+                }
+                Class::Comma => {
+                    if self.expect != Expect::CommaOrClose {
+                        return Err(SkimError::Syntax);
+                    }
+                    if self.in_object {
+                        self.expect = Expect::Name;
+                    } else {
+                        self.element_pending();
+                        self.expect = Expect::Value;
+                    }
+                    i += 1;
+                }
+                Class::Colon => {
+                    if self.expect != Expect::Colon {
+                        return Err(SkimError::Syntax);
+                    }
+                    self.expect = Expect::Value;
+                    i += 1;
+                }
+                Class::Other => return Err(SkimError::Syntax),
+            }
+        }
+        Ok(())
+    }
+
+    /// Cross the text of the string or member name being read (`lex`) from `input[from]` on: the
+    /// offset after its closing quote, or `None` when the piece ends inside it.
+    fn text(
+        &mut self,
+        input: &[u8],
+        from: usize,
+        sink: &mut dyn FnMut(usize, Captured<'_>),
+    ) -> Result<Option<usize>, SkimError> {
+        let name = matches!(self.lex, Lex::Name | Lex::NameEscape);
+        let mut j = from;
+        if matches!(self.lex, Lex::StrEscape | Lex::NameEscape) {
+            // The previous piece ended with a backslash: the byte after it is taken unread.
+            if j == input.len() {
+                return Ok(None);
+            }
+            j += 1;
+            self.lex = if name { Lex::Name } else { Lex::Str };
+        }
+        loop {
+            j += plain_run(&input[j..]);
+            match input.get(j) {
+                Some(b'"') if name => {
+                    self.lex = Lex::Outside;
+                    self.name_end(&input[self.name_from..=j])?;
+                    return Ok(Some(j + 1));
+                }
+                Some(b'"') => {
+                    self.lex = Lex::Outside;
+                    self.value_end(input, j + 1, sink);
+                    return Ok(Some(j + 1));
+                }
+                Some(b'\\') => {
+                    self.name_escaped |= name;
+                    if j + 1 == input.len() {
+                        self.lex = if name {
+                            Lex::NameEscape
+                        } else {
+                            Lex::StrEscape
+                        };
+                        j += 1;
+                        break;
+                    }
+                    j += 2;
+                }
+                // RFC 8259 §7: control characters must be escaped.
+                Some(_) => return Err(SkimError::Syntax),
+                None => break,
+            }
+        }
+        // The piece ended inside: keep what it held of a name that may be compared.
+        if name {
+            self.keep_name(&input[self.name_from..j]);
+        }
+        Ok(None)
+    }
+
+    /// Add `bytes` to the member name kept from earlier pieces, up to [`MAX_RAW_NAME_BYTES`] (a longer
+    /// name is only counted: it can never be a watched one).
+    fn keep_name(&mut self, bytes: &[u8]) {
+        if !self.name_kept {
+            return;
+        }
+        let room = MAX_RAW_NAME_BYTES
+            .saturating_sub(self.name_len)
+            .min(bytes.len());
+        self.name[self.name_len..self.name_len + room].copy_from_slice(&bytes[..room]);
+        self.name_len = self.name_len.saturating_add(bytes.len());
+    }
+
+    /// The value at the current depth starts with `{` (`object`) or `[` at `input[at]`.
+    fn open(&mut self, object: bool, at: usize) -> Result<(), SkimError> {
+        self.value_start(at)?;
+        if self.depth >= MAX_DEPTH {
+            return Err(SkimError::TooDeep);
+        }
+        let bit = 1u128 << self.depth;
+        if object {
+            self.stack |= bit;
+        } else {
+            self.stack &= !bit;
+        }
+        self.in_object = object;
+        self.depth += 1;
+        if self.depth <= MAX_PATH_STEPS {
+            let d = self.depth;
+            self.live[d] = self.pending & self.paths.longer_than(d - 1);
+            self.seen[d] = 0;
+        }
+        self.expect = if object {
+            Expect::NameOrClose
+        } else {
+            self.element_pending();
+            Expect::ValueOrClose
+        };
+        Ok(())
     }
 
     /// The piece ended inside a watched value: keep its bytes from this piece, or give up on it once
@@ -242,136 +417,6 @@ impl Skimmer {
         Ok(())
     }
 
-    /// Take the byte `input[at]`, which `feed`'s runs did not skip.
-    fn byte(
-        &mut self,
-        input: &[u8],
-        at: usize,
-        sink: &mut dyn FnMut(usize, Captured<'_>),
-    ) -> Result<(), SkimError> {
-        let b = input[at];
-        match self.lex {
-            Lex::Str | Lex::StrEscape | Lex::Name | Lex::NameEscape => {
-                let name = matches!(self.lex, Lex::Name | Lex::NameEscape);
-                if name && self.name_kept {
-                    if let Some(slot) = self.name.get_mut(self.name_len) {
-                        *slot = b;
-                    }
-                    self.name_len = self.name_len.saturating_add(1);
-                }
-                self.lex = match (self.lex, b) {
-                    (Lex::StrEscape, _) => Lex::Str,
-                    (Lex::NameEscape, _) => Lex::Name,
-                    // RFC 8259 §7: control characters must be escaped.
-                    (_, 0..=0x1f) => return Err(SkimError::Syntax),
-                    (Lex::Str, b'\\') => Lex::StrEscape,
-                    (Lex::Name, b'\\') => {
-                        self.name_escaped = true;
-                        Lex::NameEscape
-                    }
-                    (_, b'"') if name => {
-                        self.lex = Lex::Outside;
-                        return self.name_end();
-                    }
-                    (_, b'"') => {
-                        self.lex = Lex::Outside;
-                        self.value_end(input, at + 1, sink);
-                        return Ok(());
-                    }
-                    (lex, _) => lex,
-                };
-                return Ok(());
-            }
-            Lex::Scalar => {
-                if is_scalar_byte(b) {
-                    return Ok(());
-                }
-                // The scalar ends before this byte, which is not part of it.
-                self.lex = Lex::Outside;
-                self.value_end(input, at, sink);
-            }
-            Lex::Outside => {}
-        }
-        match b {
-            // RFC 8259 §2: insignificant whitespace.
-            b' ' | b'\t' | b'\n' | b'\r' => {}
-            b'{' | b'[' => {
-                self.value_start(at)?;
-                if self.depth >= MAX_DEPTH {
-                    return Err(SkimError::TooDeep);
-                }
-                let object = b == b'{';
-                self.stack = self.stack & !(1 << self.depth) | u128::from(object) << self.depth;
-                self.depth += 1;
-                if self.depth <= MAX_PATH_STEPS {
-                    let d = self.depth;
-                    self.live[d] = self.pending & self.paths.longer_than(d - 1);
-                    self.seen[d] = 0;
-                }
-                self.expect = if object {
-                    Expect::NameOrClose
-                } else {
-                    self.element_pending();
-                    Expect::ValueOrClose
-                };
-            }
-            b'}' | b']' => {
-                let object = b == b'}';
-                let ok = match self.expect {
-                    Expect::NameOrClose => object,
-                    Expect::ValueOrClose => !object,
-                    Expect::CommaOrClose => self.in_object() == object,
-                    _ => false,
-                };
-                if !ok || self.depth == 0 {
-                    return Err(SkimError::Syntax);
-                }
-                self.depth -= 1;
-                self.value_end(input, at + 1, sink);
-            }
-            b',' => {
-                if self.expect != Expect::CommaOrClose {
-                    return Err(SkimError::Syntax);
-                }
-                if self.in_object() {
-                    self.expect = Expect::Name;
-                } else {
-                    self.element_pending();
-                    self.expect = Expect::Value;
-                }
-            }
-            b':' => {
-                if self.expect != Expect::Colon {
-                    return Err(SkimError::Syntax);
-                }
-                self.expect = Expect::Value;
-            }
-            b'"' => match self.expect {
-                Expect::Name | Expect::NameOrClose => {
-                    self.name[0] = b'"';
-                    self.name_len = 1;
-                    self.name_escaped = false;
-                    self.name_kept = self.depth <= MAX_PATH_STEPS && self.live[self.depth] != 0;
-                    self.lex = Lex::Name;
-                }
-                _ => {
-                    self.value_start(at)?;
-                    self.lex = Lex::Str;
-                }
-            },
-            c if is_scalar_byte(c) => {
-                self.value_start(at)?;
-                self.lex = Lex::Scalar;
-            }
-            _ => return Err(SkimError::Syntax),
-        }
-        Ok(())
-    }
-
-    fn in_object(&self) -> bool {
-        self.depth > 0 && self.stack & (1 << (self.depth - 1)) != 0
-    }
-
     /// The next value is an element of the array at `depth`: which paths it continues.
     fn element_pending(&mut self) {
         let d = self.depth;
@@ -382,17 +427,26 @@ impl Skimmer {
         };
     }
 
-    /// A member name ended (its raw bytes are in `name`): which paths its value continues.
-    fn name_end(&mut self) -> Result<(), SkimError> {
+    /// A member name ended; `last` is what this piece held of it (its closing quote last, and its
+    /// opening quote first when it began in this piece). Which paths does its value continue?
+    fn name_end(&mut self, last: &[u8]) -> Result<(), SkimError> {
         self.expect = Expect::Colon;
-        let d = self.depth;
         self.pending = 0;
         // A name in a container that no watched path goes through was not recorded (`name_kept`,
         // decided when it started, at this same depth) and cannot match.
-        if !self.name_kept || self.name_len > MAX_RAW_NAME_BYTES {
+        if !self.name_kept {
             return Ok(());
         }
-        let raw = &self.name[..self.name_len];
+        // A name within one piece is read where it lies; one cut by a piece boundary from `name`.
+        let raw = if self.name_len == 0 {
+            last
+        } else {
+            self.keep_name(last);
+            &self.name[..self.name_len.min(MAX_RAW_NAME_BYTES)]
+        };
+        if self.name_len > MAX_RAW_NAME_BYTES || raw.len() > MAX_RAW_NAME_BYTES {
+            return Ok(());
+        }
         let decoded;
         let name: &[u8] = if self.name_escaped {
             decoded =
@@ -404,8 +458,8 @@ impl Skimmer {
         } else {
             &raw[1..raw.len() - 1]
         };
-        let live = self.live[d];
-        let hit = self.paths.members_at(d, name) & live;
+        let d = self.depth;
+        let hit = self.paths.members_at(d, name) & self.live[d];
         if hit & self.seen[d] != 0 {
             return Err(SkimError::Duplicate);
         }
@@ -415,13 +469,23 @@ impl Skimmer {
     }
 
     /// A value starts at the current depth, with the byte at `at` of the piece being fed.
+    #[inline]
     fn value_start(&mut self, at: usize) -> Result<(), SkimError> {
         match self.expect {
             Expect::Value | Expect::ValueOrClose => {}
             _ => return Err(SkimError::Syntax),
         }
         self.started = true;
-        if self.capture.is_none() && self.pending != 0 {
+        if self.pending != 0 {
+            self.watch(at);
+        }
+        Ok(())
+    }
+
+    /// A value that continues some watched paths (`pending`) starts at `input[at]`: keep it if one of
+    /// them ends here and no outer value is being kept already.
+    fn watch(&mut self, at: usize) {
+        if self.capture.is_none() {
             let d = self.depth;
             if let Some(k) = self.paths.ending_at(self.pending, d) {
                 self.buf.clear();
@@ -436,10 +500,10 @@ impl Skimmer {
         if self.depth > MAX_PATH_STEPS || self.capture.is_some() {
             self.pending = 0;
         }
-        Ok(())
     }
 
     /// The value at the current depth ended just before `input[end]`.
+    #[inline]
     fn value_end(&mut self, input: &[u8], end: usize, sink: &mut dyn FnMut(usize, Captured<'_>)) {
         self.expect = if self.depth == 0 {
             Expect::End
@@ -448,18 +512,23 @@ impl Skimmer {
         };
         self.pending = 0;
         if matches!(&self.capture, Some(c) if c.depth == self.depth) {
-            let c = self.capture.take().expect("checked above");
-            let piece = &input[self.kept_from..end];
-            if c.oversized || self.buf.len() + piece.len() > MAX_CAPTURE_BYTES {
-                sink(c.path, Captured::Oversized);
-            } else if self.buf.is_empty() {
-                sink(c.path, Captured::Value(piece));
-            } else {
-                self.buf.extend_from_slice(piece);
-                sink(c.path, Captured::Value(&self.buf));
-            }
-            self.buf.clear();
+            self.hand_on(input, end, sink);
         }
+    }
+
+    /// The kept value ended just before `input[end]`: give it to the sink.
+    fn hand_on(&mut self, input: &[u8], end: usize, sink: &mut dyn FnMut(usize, Captured<'_>)) {
+        let c = self.capture.take().expect("a value is being kept");
+        let piece = &input[self.kept_from..end];
+        if c.oversized || self.buf.len() + piece.len() > MAX_CAPTURE_BYTES {
+            sink(c.path, Captured::Oversized);
+        } else if self.buf.is_empty() {
+            sink(c.path, Captured::Value(piece));
+        } else {
+            self.buf.extend_from_slice(piece);
+            sink(c.path, Captured::Value(&self.buf));
+        }
+        self.buf.clear();
     }
 
     /// Whether any value started (a document of only whitespace has none).
@@ -471,41 +540,6 @@ impl Skimmer {
     pub fn error(&self) -> Option<SkimError> {
         self.error
     }
-}
-
-/// Bytes that may continue a number or a `true`/`false`/`null` literal (checked only loosely here).
-fn is_scalar_byte(b: u8) -> bool {
-    SCALAR[usize::from(b)]
-}
-
-/// A byte class as a table, one entry per byte value.
-type Class = [bool; 256];
-
-/// The table of the bytes `b` for which the expression holds, built at compile time.
-macro_rules! class {
-    (|$b:ident| $holds:expr) => {{
-        let mut t: Class = [false; 256];
-        let mut i = 0;
-        while i < 256 {
-            let $b = i as u8;
-            t[i] = $holds;
-            i += 1;
-        }
-        t
-    }};
-}
-
-/// `[A-Za-z0-9+.-]`: see [`is_scalar_byte`].
-const SCALAR: Class = class!(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'));
-
-/// RFC 8259 §2's insignificant whitespace.
-const WHITESPACE: Class = class!(|b| matches!(b, b' ' | b'\t' | b'\n' | b'\r'));
-
-/// How many bytes at the start of `s` are of `class`.
-fn run_of(s: &[u8], class: &Class) -> usize {
-    s.iter()
-        .position(|&b| !class[usize::from(b)])
-        .unwrap_or(s.len())
 }
 
 #[cfg(test)]
@@ -708,6 +742,159 @@ mod tests {
             skim(&[b"{\"usage\":12", b"34", b"5}"]),
             (vec![(0, Some("12345".into()))], Ok(()))
         );
+    }
+
+    /// `doc` in the strict JSON that the skimmer reads it as: each run of scalar bytes outside strings
+    /// is `0`, and each backslash in a string with the byte after it (taken unread) is `\n`.
+    fn as_skimmed(doc: &[u8]) -> Vec<u8> {
+        let (mut out, mut in_string, mut in_scalar, mut i) = (Vec::new(), false, false, 0);
+        while let Some(&b) = doc.get(i) {
+            i += 1;
+            if in_string {
+                match b {
+                    b'\\' => {
+                        out.extend_from_slice(b"\\n");
+                        i += 1;
+                    }
+                    b'"' => {
+                        in_string = false;
+                        out.push(b);
+                    }
+                    _ => out.push(b),
+                }
+                continue;
+            }
+            if class(b) == Class::Scalar {
+                if !in_scalar {
+                    out.push(b'0');
+                }
+                in_scalar = true;
+                continue;
+            }
+            in_scalar = false;
+            in_string = b == b'"';
+            out.push(b);
+        }
+        out
+    }
+
+    /// A random ASCII document: a JSON value of a few levels with whitespace, escapes and scalars that
+    /// the strict grammar refuses (`1.`, `abc`), then up to two bytes deleted, inserted or replaced.
+    fn random_doc(next: &mut impl FnMut(usize) -> usize) -> Vec<u8> {
+        fn value(next: &mut dyn FnMut(usize) -> usize, out: &mut Vec<u8>, depth: usize) {
+            const WS: [&str; 5] = ["", "", " ", "\n  ", "\t\r\n"];
+            const SCALARS: [&str; 7] = ["1", "-2.5e+3", "true", "null", "abc", "1.", "+"];
+            const STRINGS: [&str; 6] = [
+                r#""""#,
+                r#""x""#,
+                r#""a\"b""#,
+                r#""\\""#,
+                r#""\u00e9""#,
+                r#""{\"u\":1}]""#,
+            ];
+            out.extend_from_slice(WS[next(WS.len())].as_bytes());
+            match next(if depth > 4 { 2 } else { 4 }) {
+                0 => out.extend_from_slice(SCALARS[next(SCALARS.len())].as_bytes()),
+                1 => out.extend_from_slice(STRINGS[next(STRINGS.len())].as_bytes()),
+                k => {
+                    let object = k == 3;
+                    out.push(if object { b'{' } else { b'[' });
+                    for m in 0..next(4) {
+                        if m > 0 {
+                            out.push(b',');
+                        }
+                        if object {
+                            out.extend_from_slice(STRINGS[next(STRINGS.len())].as_bytes());
+                            out.extend_from_slice(WS[next(WS.len())].as_bytes());
+                            out.push(b':');
+                        }
+                        value(next, out, depth + 1);
+                    }
+                    out.extend_from_slice(WS[next(WS.len())].as_bytes());
+                    out.push(if object { b'}' } else { b']' });
+                }
+            }
+            out.extend_from_slice(WS[next(WS.len())].as_bytes());
+        }
+        let mut doc = Vec::new();
+        value(next, &mut doc, 0);
+        for _ in 0..next(3) {
+            let at = next(doc.len() + 1);
+            const BYTES: &[u8] = b"{}[],:\"\\ 1a\x01\t";
+            let b = BYTES[next(BYTES.len())];
+            match next(3) {
+                0 if at < doc.len() => drop(doc.remove(at)),
+                1 if at < doc.len() => doc[at] = b,
+                _ => doc.insert(at, b),
+            }
+        }
+        doc
+    }
+
+    #[test]
+    fn accepts_what_body_scan_accepts_once_scalars_and_escapes_are_made_strict() {
+        // Watching nothing, the skimmer's verdict is about structure alone: the document is accepted
+        // exactly when `body_scan`, which checks all of RFC 8259, accepts it with every scalar written
+        // as `0` and every escape as `\n` (the two things the skimmer does not read).
+        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut next = |n: usize| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state % n as u64) as usize
+        };
+        let (mut accepted, mut refused) = (0, 0);
+        for _ in 0..3000 {
+            let doc = random_doc(&mut next);
+            let strict = as_skimmed(&doc);
+            let want = match body_scan::scan_object(&strict, &[]) {
+                Ok(_) | Err(body_scan::ScanError::NotAnObject) => Ok(()),
+                Err(e) => Err(e),
+            };
+            let run = |pieces: &[&[u8]]| {
+                let mut s = Skimmer::new(&[]);
+                pieces.iter().for_each(|p| s.feed(p, &mut |_, _| {}));
+                s.finish(&mut |_, _| {})
+            };
+            let got = run(&[&doc]);
+            let text = String::from_utf8_lossy(&doc);
+            assert_eq!(
+                got.is_ok(),
+                want.is_ok(),
+                "{text:?}: {got:?}, body_scan {want:?}"
+            );
+            let at = next(doc.len() + 1);
+            assert_eq!(
+                run(&[&doc[..at], &doc[at..]]),
+                got,
+                "split at {at}: {text:?}"
+            );
+            let bytes: Vec<&[u8]> = doc.chunks(1).collect();
+            assert_eq!(run(&bytes), got, "bytewise: {text:?}");
+            if got.is_ok() {
+                accepted += 1;
+            } else {
+                refused += 1;
+            }
+        }
+        // Both verdicts are common, or the comparison proves little.
+        assert!(
+            accepted > 500 && refused > 500,
+            "{accepted} accepted, {refused} refused"
+        );
+        // Nesting: the same bound on both sides.
+        for depth in [MAX_DEPTH - 1, MAX_DEPTH, MAX_DEPTH + 1] {
+            let doc = format!("{}{}", "[".repeat(depth), "]".repeat(depth));
+            let mut s = Skimmer::new(&[]);
+            s.feed(doc.as_bytes(), &mut |_, _| {});
+            let got = s.finish(&mut |_, _| {});
+            let want = body_scan::scan_object(doc.as_bytes(), &[]);
+            assert_eq!(
+                got.is_ok(),
+                want == Err(body_scan::ScanError::NotAnObject),
+                "{depth}"
+            );
+        }
     }
 
     #[test]
