@@ -284,7 +284,9 @@ impl Skimmer {
     }
 
     /// Cross the text of the string or member name being read (`lex`) from `input[from]` on: the
-    /// offset after its closing quote, or `None` when the piece ends inside it.
+    /// offset after its closing quote, or `None` when the piece ends inside it. Inlined: a call per
+    /// string cost about 150 instructions per bench answer.
+    #[inline(always)]
     fn text(
         &mut self,
         input: &[u8],
