@@ -53,6 +53,23 @@ pub struct ObjectScan {
 /// groups of member names; the names in one group are spellings of the same member (Google APIs accept
 /// both `generationConfig` and `generation_config`), so two of them in one object count as a duplicate.
 pub fn scan_object(doc: &[u8], wanted: &[&[&str]]) -> Result<ObjectScan, ScanError> {
+    let mut found = vec![None; wanted.len()];
+    let (inner_start, is_empty) = scan_object_into(doc, wanted, &mut found)?;
+    Ok(ObjectScan {
+        inner_start,
+        is_empty,
+        found,
+    })
+}
+
+/// [`scan_object`] into the caller's `found` (one slot per group of `wanted`, all `None` on entry),
+/// returning `inner_start` and `is_empty`: for a caller that scans on every answer and keeps the slots
+/// on its stack (`meter/usage.rs`).
+pub fn scan_object_into(
+    doc: &[u8],
+    wanted: &[&[&str]],
+    found: &mut [Option<Range<usize>>],
+) -> Result<(usize, bool), ScanError> {
     debug_assert!(
         wanted
             .iter()
@@ -73,7 +90,7 @@ pub fn scan_object(doc: &[u8], wanted: &[&[&str]]) -> Result<ObjectScan, ScanErr
             ScanError::Syntax
         });
     }
-    let scan = s.object(1, wanted)?;
+    let scan = s.object(1, wanted, found)?;
     s.ws();
     if s.i != doc.len() {
         return Err(ScanError::Syntax);
@@ -88,6 +105,22 @@ pub fn scan_object_at(
     range: Range<usize>,
     wanted: &[&[&str]],
 ) -> Result<ObjectScan, ScanError> {
+    let mut found = vec![None; wanted.len()];
+    let (inner_start, is_empty) = scan_object_at_into(doc, range, wanted, &mut found)?;
+    Ok(ObjectScan {
+        inner_start,
+        is_empty,
+        found,
+    })
+}
+
+/// [`scan_object_at`] into the caller's `found`, as [`scan_object_into`].
+pub fn scan_object_at_into(
+    doc: &[u8],
+    range: Range<usize>,
+    wanted: &[&[&str]],
+    found: &mut [Option<Range<usize>>],
+) -> Result<(usize, bool), ScanError> {
     let b = doc.get(..range.end).ok_or(ScanError::Syntax)?;
     std::str::from_utf8(b.get(range.start..).ok_or(ScanError::Syntax)?)
         .map_err(|_| ScanError::NotUtf8)?;
@@ -100,7 +133,7 @@ pub fn scan_object_at(
             ScanError::Syntax
         });
     }
-    let scan = s.object(1, wanted)?;
+    let scan = s.object(1, wanted, found)?;
     if s.i != range.end {
         return Err(ScanError::Syntax);
     }
@@ -161,7 +194,7 @@ struct Scanner<'a> {
     i: usize,
 }
 
-impl Scanner<'_> {
+impl<'a> Scanner<'a> {
     fn peek(&self) -> Option<u8> {
         self.b.get(self.i).copied()
     }
@@ -182,53 +215,64 @@ impl Scanner<'_> {
         }
     }
 
-    /// The members of the object at the cursor (`{`), matching names against `wanted`.
-    fn object(&mut self, depth: usize, wanted: &[&[&str]]) -> Result<ObjectScan, ScanError> {
+    /// The members of the object at the cursor (`{`), matching names against `wanted` and putting the
+    /// range of each wanted value in its group's slot of `found`. Returns where the members start
+    /// (just after `{`) and whether there are none.
+    fn object(
+        &mut self,
+        depth: usize,
+        wanted: &[&[&str]],
+        found: &mut [Option<Range<usize>>],
+    ) -> Result<(usize, bool), ScanError> {
+        debug_assert_eq!(found.len(), wanted.len());
         if depth > MAX_DEPTH {
             return Err(ScanError::TooDeep);
         }
         self.eat(b'{')?;
         let inner_start = self.i;
-        let mut found = vec![None; wanted.len()];
         self.ws();
         if self.peek() == Some(b'}') {
             self.i += 1;
-            return Ok(ObjectScan {
-                inner_start,
-                is_empty: true,
-                found,
-            });
+            return Ok((inner_start, true));
         }
         loop {
-            let mut name = [0u8; MAX_NAME_BYTES];
-            let mut len = 0;
-            let mut fits = true;
             if self.peek() != Some(b'"') {
                 return Err(ScanError::Syntax);
             }
-            self.string_decoded(&mut |bytes: &[u8]| {
-                if fits && len + bytes.len() <= MAX_NAME_BYTES {
-                    name[len..len + bytes.len()].copy_from_slice(bytes);
-                    len += bytes.len();
-                } else {
-                    fits = false;
+            let mut decoded = [0u8; MAX_NAME_BYTES];
+            // A name without escapes (every name of a real body) is its raw bytes, compared in place;
+            // one with escapes is decoded into `decoded` first. `None`: too long to match.
+            let name: Option<&[u8]> = match self.plain_string() {
+                Some(raw) => (raw.len() <= MAX_NAME_BYTES).then_some(raw),
+                None => {
+                    let mut len = 0;
+                    let mut fits = true;
+                    self.string_decoded(&mut |bytes: &[u8]| {
+                        if fits && len + bytes.len() <= MAX_NAME_BYTES {
+                            decoded[len..len + bytes.len()].copy_from_slice(bytes);
+                            len += bytes.len();
+                        } else {
+                            fits = false;
+                        }
+                    })?;
+                    fits.then_some(&decoded[..len])
                 }
-            })?;
+            };
+            // The group a wanted name belongs to, found before the cursor moves on.
+            let group = name.and_then(|name| {
+                wanted
+                    .iter()
+                    .position(|group| group.iter().any(|n| n.as_bytes() == name))
+            });
             self.ws();
             self.eat(b':')?;
             self.ws();
             let value = self.skip_value(depth)?;
-            if fits {
-                let name = &name[..len];
-                if let Some(g) = wanted
-                    .iter()
-                    .position(|group| group.iter().any(|n| n.as_bytes() == name))
-                {
-                    if found[g].is_some() {
-                        return Err(ScanError::Duplicate(g));
-                    }
-                    found[g] = Some(value);
+            if let Some(g) = group {
+                if found[g].is_some() {
+                    return Err(ScanError::Duplicate(g));
                 }
+                found[g] = Some(value);
             }
             self.ws();
             match self.peek() {
@@ -238,15 +282,26 @@ impl Scanner<'_> {
                 }
                 Some(b'}') => {
                     self.i += 1;
-                    return Ok(ObjectScan {
-                        inner_start,
-                        is_empty: false,
-                        found,
-                    });
+                    return Ok((inner_start, false));
                 }
                 _ => return Err(ScanError::Syntax),
             }
         }
+    }
+
+    /// The string at the cursor (`"`) when it holds no escape and no control byte: its bytes between
+    /// the quotes, the cursor moved past it. `None` (cursor unmoved) for any other string, which
+    /// [`Scanner::string_decoded`] then reads, or refuses.
+    fn plain_string(&mut self) -> Option<&'a [u8]> {
+        let b: &'a [u8] = self.b;
+        let start = self.i + 1;
+        let rest = b.get(start..)?;
+        let run = plain_run(rest);
+        if rest.get(run) != Some(&b'"') {
+            return None;
+        }
+        self.i = start + run + 1;
+        Some(&rest[..run])
     }
 
     /// Skip one value at the cursor, validating it; `depth` is the nesting depth of its container. Returns
@@ -485,11 +540,52 @@ mod tests {
 
     fn found(doc: &str, wanted: &[&[&str]]) -> Result<Vec<Option<String>>, ScanError> {
         let scan = scan_object(doc.as_bytes(), wanted)?;
+        // The stack-slot entry point answers alike.
+        let mut slots = vec![None; wanted.len()];
+        let into = scan_object_into(doc.as_bytes(), wanted, &mut slots);
+        assert_eq!(into, Ok((scan.inner_start, scan.is_empty)), "{doc}");
+        assert_eq!(slots, scan.found, "{doc}");
         Ok(scan
             .found
             .into_iter()
             .map(|r| r.map(|r| doc[r].to_string()))
             .collect())
+    }
+
+    /// A member name is read in place when it holds no escape and decoded otherwise: every name spelled
+    /// both ways, with an escape at each position, is found alike, and a name broken at any position
+    /// is refused alike.
+    #[test]
+    fn plain_and_escaped_names_read_alike() {
+        let (longest, too_long) = ("x".repeat(MAX_NAME_BYTES), "x".repeat(MAX_NAME_BYTES + 1));
+        let wanted: &[&[&str]] = &[&["prompt_tokens"], &["n"], &[longest.as_str()]];
+        for name in ["prompt_tokens", "n", &longest, &too_long, "other"] {
+            let plain = format!(r#"{{"{name}":1, "b":2}}"#);
+            let expected = found(&plain, wanted).unwrap();
+            for at in 0..name.len() {
+                let c = name.as_bytes()[at];
+                let escaped = format!(
+                    r#"{{"{}\u{:04x}{}":1, "b":2}}"#,
+                    &name[..at],
+                    c,
+                    &name[at + 1..]
+                );
+                assert_eq!(found(&escaped, wanted).unwrap(), expected, "{escaped}");
+                for bad in ["\\x", "\\u12", "\u{1}", "\n"] {
+                    let broken = format!(r#"{{"{}{bad}":1}}"#, &name[..at]);
+                    let err = found(&broken, wanted);
+                    assert!(matches!(err, Err(ScanError::Syntax)), "{broken}: {err:?}");
+                }
+            }
+            // Unterminated at every length.
+            for end in 0..plain.len() {
+                assert!(found(&plain[..end], wanted).is_err(), "{}", &plain[..end]);
+            }
+        }
+        assert_eq!(
+            found(r#"{"n":1,"\u006e":2}"#, wanted),
+            Err(ScanError::Duplicate(1))
+        );
     }
 
     #[test]

@@ -66,6 +66,8 @@ const CACHE_CREATION: usize = 3;
 const REASONING: usize = 4;
 const TOOL_PROMPT: usize = 5;
 const FIELDS: usize = 6;
+/// Most top-level members a family's report is read from (a layout's `top`).
+const MAX_TOP: usize = FIELDS;
 
 /// The combined reports of one response: the largest value seen per member.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -242,19 +244,25 @@ impl Reported {
             return Ok(false);
         }
         let layout = family.layout();
-        let scan = body_scan::scan_object(raw, layout.top).map_err(|_: ScanError| BadReport)?;
+        // The slots live here rather than in `scan_object`'s vector: this runs on every metered
+        // answer and stream event.
+        let mut found = [const { None }; MAX_TOP];
+        let found = &mut found[..layout.top.len()];
+        body_scan::scan_object_into(raw, layout.top, found).map_err(|_: ScanError| BadReport)?;
         let mut got = [None; FIELDS];
         for (slot, place) in got.iter_mut().zip(&layout.fields) {
             let Some((at, detail)) = *place else { continue };
-            let range = scan.found[at].clone();
+            let range = found[at].clone();
             *slot = match (detail, range) {
                 (None, range) => count(raw, range)?,
                 (Some(_), None) => None,
                 (Some(_), Some(r)) if &raw[r.clone()] == b"null" => None,
                 (Some(d), Some(r)) => {
-                    let inner =
-                        body_scan::scan_object_at(raw, r, &[&[d]]).map_err(|_| BadReport)?;
-                    count(raw, inner.found[0].clone())?
+                    let mut inner = [None];
+                    body_scan::scan_object_at_into(raw, r, &[&[d]], &mut inner)
+                        .map_err(|_| BadReport)?;
+                    let [inner] = inner;
+                    count(raw, inner)?
                 }
             };
         }
@@ -316,6 +324,10 @@ mod tests {
             let layout = family.layout();
             let names: Vec<&str> = layout.top.iter().map(|g| g[0]).collect();
             assert!(layout.top.iter().all(|g| g.len() == 1), "{family:?}");
+            assert!(
+                layout.top.len() <= MAX_TOP,
+                "{family:?}: more slots than `add` keeps"
+            );
             for (i, n) in names.iter().enumerate() {
                 assert!(!names[..i].contains(n), "{family:?}: {n} twice");
                 assert!(
