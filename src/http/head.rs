@@ -544,9 +544,7 @@ fn fill(fields: &mut Fields, lead: &[&str], headers: &[httparse::Header<'_>]) {
         .iter()
         .fold((0, 0), |(n, v), h| (n + h.name.len(), v + h.value.len()));
     fields.reset(lead, names, values, headers.len());
-    for h in headers {
-        fields.push(h.name, trim_ows(h.value));
-    }
+    fields.extend(headers.iter().map(|h| (h.name, trim_ows(h.value))));
 }
 
 #[cfg(test)]
