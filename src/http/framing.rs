@@ -238,6 +238,16 @@ fn keep_alive(version: Version, fields: &Fields) -> Result<bool, FramingError> {
     let mut close = false;
     let mut keep = false;
     for value in fields.named("connection") {
+        // The usual value is one of the two options alone (values are stored without OWS): decided
+        // without splitting it into a list, as the list walk below would decide it.
+        if value.eq_ignore_ascii_case(b"keep-alive") {
+            keep = true;
+            continue;
+        }
+        if value.eq_ignore_ascii_case(b"close") {
+            close = true;
+            continue;
+        }
         // Empty elements are skipped as RFC 9110 §5.6.1 asks: they cannot change framing here.
         for option in split_list(value).filter(|o| !o.is_empty()) {
             if !option.iter().all(|&b| is_tchar(b)) {
@@ -600,6 +610,73 @@ mod tests {
             frame("GET / HTTP/1.1\r\nHost: h\r\nConnection: clo se"),
             Err(FramingError::Bad("invalid Connection option"))
         );
+    }
+
+    /// `keep_alive` without its fast path for single options: the list walk alone.
+    fn keep_alive_by_list(version: Version, fields: &Fields) -> Result<bool, FramingError> {
+        let (mut close, mut keep) = (false, false);
+        for value in fields.named("connection") {
+            for option in split_list(value).filter(|o| !o.is_empty()) {
+                if !option.iter().all(|&b| is_tchar(b)) {
+                    return Err(FramingError::Bad("invalid Connection option"));
+                }
+                close |= option.eq_ignore_ascii_case(b"close");
+                keep |= option.eq_ignore_ascii_case(b"keep-alive");
+            }
+        }
+        Ok(match version {
+            Version::Http11 => !close,
+            Version::Http10 => keep && !close,
+        })
+    }
+
+    #[test]
+    fn keep_alive_fast_path_decides_as_the_list_walk() {
+        let values = [
+            "",
+            "keep-alive",
+            "Keep-Alive",
+            "KEEP-ALIVE",
+            "close",
+            "Close",
+            "CLOSE",
+            "closed",
+            "keep-alive,",
+            ",close",
+            "keep-alive, close",
+            "clo se",
+            "keep alive",
+            "upgrade",
+            "keep-alivex",
+            "xclose",
+            "keep-alive\t",
+            "close,,",
+            "cl\u{e9}se",
+        ];
+        for version in [Version::Http10, Version::Http11] {
+            for a in values {
+                for b in [
+                    None,
+                    Some("keep-alive"),
+                    Some("close"),
+                    Some("x, y"),
+                    Some("a b"),
+                ] {
+                    let mut f = Fields::default();
+                    f.reset(&[], 0, 0, 0);
+                    f.push("x-other", b"close");
+                    f.push("connection", a.as_bytes());
+                    if let Some(b) = b {
+                        f.push("Connection", b.as_bytes());
+                    }
+                    assert_eq!(
+                        keep_alive(version, &f),
+                        keep_alive_by_list(version, &f),
+                        "{version:?} {a:?} {b:?}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]
