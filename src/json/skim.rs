@@ -350,7 +350,10 @@ impl Skimmer {
         let room = MAX_RAW_NAME_BYTES
             .saturating_sub(self.name_len)
             .min(bytes.len());
-        self.name[self.name_len..self.name_len + room].copy_from_slice(&bytes[..room]);
+        // Once the name is past the bound, `name_len` is beyond `name`: nothing more is copied.
+        if room > 0 {
+            self.name[self.name_len..self.name_len + room].copy_from_slice(&bytes[..room]);
+        }
         self.name_len = self.name_len.saturating_add(bytes.len());
     }
 
@@ -897,6 +900,20 @@ mod tests {
                 "{depth}"
             );
         }
+    }
+
+    #[test]
+    fn a_long_name_cut_into_many_pieces_is_counted_not_kept() {
+        // Found by the `meter` fuzz target: a name past MAX_RAW_NAME_BYTES that goes on over a
+        // further piece boundary must not index beyond the kept bytes.
+        let doc = format!(
+            r#"{{"{}":1,"usage":2}}"#,
+            "n".repeat(MAX_RAW_NAME_BYTES + 10)
+        );
+        let bytes: Vec<&[u8]> = doc.as_bytes().chunks(1).collect();
+        assert_eq!(skim(&bytes), (vec![(0, Some("2".into()))], Ok(())));
+        let pieces: Vec<&[u8]> = doc.as_bytes().chunks(100).collect();
+        assert_eq!(skim(&pieces), (vec![(0, Some("2".into()))], Ok(())));
     }
 
     #[test]
