@@ -29,9 +29,13 @@ pub struct UsageRecorder {
     pending: Mutex<Pending>,
 }
 
+/// Keyed by tenants and line keys, which come from authenticated claims: the fast hasher (see
+/// Cargo.toml).
+type Map<V> = HashMap<String, V, foldhash::fast::RandomState>;
+
 #[derive(Default)]
 struct Pending {
-    lines: HashMap<String, HashMap<String, (Spend, u64)>>,
+    lines: Map<Map<(Spend, u64)>>,
     /// Lines held, over all tenants.
     count: usize,
 }
@@ -67,7 +71,7 @@ impl UsageRecorder {
             .unwrap_or_default()
     }
 
-    fn take(&self) -> HashMap<String, HashMap<String, (Spend, u64)>> {
+    fn take(&self) -> Map<Map<(Spend, u64)>> {
         let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
         p.count = 0;
         std::mem::take(&mut p.lines)

@@ -165,7 +165,8 @@ struct Idle {
 pub struct Upstream {
     tls: TlsConnector,
     resolver: Option<TokioAsyncResolver>,
-    idle: Mutex<HashMap<PoolKey, Vec<Idle>>>,
+    /// Keyed by configured upstreams only, so the fast hasher (see Cargo.toml).
+    idle: Mutex<HashMap<PoolKey, Vec<Idle>, foldhash::fast::RandomState>>,
     max_idle_per_host: usize,
     pool_idle_timeout: Duration,
     connect_timeout: Duration,
@@ -194,7 +195,7 @@ impl Upstream {
         Ok(Upstream {
             tls: TlsConnector::from(Arc::new(tls)),
             resolver,
-            idle: Mutex::new(HashMap::new()),
+            idle: Mutex::new(HashMap::default()),
             max_idle_per_host: cfg.pool_max_idle_per_host,
             pool_idle_timeout: cfg.pool_idle_timeout,
             connect_timeout: cfg.connect_timeout,
