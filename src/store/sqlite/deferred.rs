@@ -76,11 +76,8 @@ impl Deferred {
     /// Counts one more call of the token if a grant of this batch wrote it with the same `facts`
     /// and it has a call left; returns the call's number (the count after it).
     pub(super) fn grant(&mut self, tenant: &str, jti: &str, facts: &Facts, at: i64) -> Option<i64> {
-        let (i, e) = self
-            .entries
-            .iter_mut()
-            .enumerate()
-            .find(|(_, e)| &*e.jti == jti && &*e.tenant == tenant)?;
+        let i = self.position(tenant, jti)?;
+        let e = &mut self.entries[i];
         let used = e.stored + e.pending;
         if e.facts != *facts || facts.max_calls.is_some_and(|m| used >= m) {
             return None;
@@ -101,10 +98,7 @@ impl Deferred {
         stored: i64,
     ) {
         // A token already here was flushed and forgotten before a full-path grant could run.
-        debug_assert!(!self
-            .entries
-            .iter()
-            .any(|e| &*e.jti == jti && &*e.tenant == tenant));
+        debug_assert!(!self.holds(tenant, jti));
         self.entries.push(Entry {
             tenant: tenant.into(),
             jti: jti.into(),
@@ -136,9 +130,14 @@ impl Deferred {
 
     /// True when a grant of this batch wrote the token (whether or not a call can be counted here).
     pub(super) fn holds(&self, tenant: &str, jti: &str) -> bool {
+        self.position(tenant, jti).is_some()
+    }
+
+    /// The token's entry, if a grant of this batch wrote it.
+    fn position(&self, tenant: &str, jti: &str) -> Option<usize> {
         self.entries
             .iter()
-            .any(|e| &*e.jti == jti && &*e.tenant == tenant)
+            .position(|e| &*e.jti == jti && &*e.tenant == tenant)
     }
 
     /// Forgets everything: the batch ended without committing.

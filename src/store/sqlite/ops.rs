@@ -129,8 +129,7 @@ impl Db<'_> {
                     forget_at
                 ])?;
             if grant {
-                self.counts.set(slot, tenant, jti, 1);
-                self.deferred.record(tenant, jti, slot, facts, 1);
+                self.granted(tenant, jti, slot, facts, 1);
             }
             return Ok(if grant {
                 Reservation::Granted { used: 1 }
@@ -171,8 +170,7 @@ impl Db<'_> {
         }
         if grant {
             let used = int(used + 1)?;
-            self.counts.set(slot, tenant, jti, used);
-            self.deferred.record(tenant, jti, slot, facts, used);
+            self.granted(tenant, jti, slot, facts, used);
         }
         Ok(if revoked {
             Reservation::Revoked
@@ -212,10 +210,19 @@ impl Db<'_> {
         let granted = Reservation::Granted {
             used: uint(used)? + 1,
         };
-        self.counts.set(slot, g.tenant, g.jti, used + 1);
-        self.deferred
-            .record(g.tenant, g.jti, slot, g.facts, used + 1);
+        self.granted(g.tenant, g.jti, slot, g.facts, used + 1);
         Ok(Some(granted))
+    }
+
+    /// After a grant wrote the token's row with `facts` and count `used`: remembers the count for the
+    /// next batch (`counts.rs`) and, when jobs of this batch follow, what later calls of the token in
+    /// it are counted against (`deferred.rs`). A batch of one job (every batch at low load) has no
+    /// later call, so it copies nothing there.
+    fn granted(&mut self, tenant: &str, jti: &str, slot: Slot, facts: Facts, used: i64) {
+        self.counts.set(slot, tenant, jti, used);
+        if self.isolating {
+            self.deferred.record(tenant, jti, slot, facts, used);
+        }
     }
 
     /// Writes the calls counted in memory during the batch (`deferred.rs`) and forgets them. Runs
