@@ -25,6 +25,7 @@ import resource
 import shutil
 import signal
 import socket
+import ssl
 import statistics
 import subprocess
 import sys
@@ -44,7 +45,8 @@ sys.path.insert(0, str(BENCH))
 sys.path.insert(0, str(ROOT / "sdk" / "python" / "src"))
 from relayapi import RelayAPIClient  # noqa: E402
 
-import sse  # noqa: E402  (a sibling module, found through the path set just above)
+import certs  # noqa: E402  (sibling modules, found through the path set just above)
+import sse  # noqa: E402
 
 PROXY_CORE = "0"
 LOAD_CORE = "1"
@@ -124,6 +126,10 @@ class Settings:
     # The open-loop run at half the direct path's maximum rate (issue 10: a proxy should sustain it
     # without saturating its core); needs oha too. 0 skips it.
     half_rate: bool = True
+    # The production case: every upstream speaks HTTPS with a certificate both proxies verify
+    # (bench/certs.py), nginx reusing TLS sessions (`proxy_ssl_session_reuse`), the relay with its
+    # defaults. Off by default: plain upstreams isolate the proxy's own cost.
+    tls: bool = False
     relay_bin: Path = ROOT / "target" / "release" / "relayapi"
     # Another relay binary measured in the same run, unbudgeted, one row per store (e.g. a build from
     # before a change, to see what the change cost); it gets the config without `budgets`.
@@ -185,6 +191,8 @@ class Settings:
             s.latency = env["BENCH_LATENCY"] not in ("0", "", "no", "false")
         if "BENCH_HALF_RATE" in env:
             s.half_rate = env["BENCH_HALF_RATE"] not in ("0", "", "no", "false")
+        if "BENCH_TLS" in env:
+            s.tls = env["BENCH_TLS"] not in ("0", "", "no", "false")
         if "BENCH_THROUGHPUT" in env:
             s.throughput = env["BENCH_THROUGHPUT"] not in ("0", "", "no", "false")
         if "BENCH_NICE" in env:
@@ -407,7 +415,14 @@ def nginx_http_common(work: Path, name: str) -> str:
 """
 
 
-def upstream_nginx_conf(work: Path, port: int) -> str:
+def upstream_nginx_conf(work: Path, port: int, tls: certs.UpstreamTls | None = None) -> str:
+    # nginx's defaults otherwise: TLS 1.2 and 1.3, session tickets on, a session cache off.
+    listen = (
+        f"listen 127.0.0.1:{port} ssl backlog=4096;\n"
+        f"        ssl_certificate {tls.chain};\n        ssl_certificate_key {tls.key};"
+        if tls
+        else f"listen 127.0.0.1:{port} backlog=4096;"
+    )
     return (
         nginx_common(work, "upstream")
         + "http {"
@@ -415,7 +430,7 @@ def upstream_nginx_conf(work: Path, port: int) -> str:
         + f"""
     access_log off;
     server {{
-        listen 127.0.0.1:{port} backlog=4096;
+        {listen}
         location / {{
             default_type application/json;
             return 200 '{RESPONSE_BODY}';
@@ -427,9 +442,26 @@ def upstream_nginx_conf(work: Path, port: int) -> str:
 
 
 def proxy_nginx_conf(
-    work: Path, port: int, up_port: int, sse_port: int, access_log: bool, streams: int = 0
+    work: Path,
+    port: int,
+    up_port: int,
+    sse_port: int,
+    access_log: bool,
+    streams: int = 0,
+    tls: certs.UpstreamTls | None = None,
 ) -> str:
     log = f"access_log {work}/nginx-access.log;" if access_log else "access_log off;"
+    scheme = "https" if tls else "http"
+    # With TLS upstreams nginx verifies the chain and name as the relay does, and reuses sessions.
+    verify = (
+        f"""
+            proxy_ssl_verify on;
+            proxy_ssl_trusted_certificate {tls.ca};
+            proxy_ssl_name {certs.HOST};
+            proxy_ssl_session_reuse on;"""
+        if tls
+        else ""
+    )
     # nginx counts the provider's connection of each stream as well as the client's, and wants room
     # beyond both: with exactly that many it reset new connections while ten thousand streams opened.
     connections = max(MIN_PROXY_CONNECTIONS, 2 * streams + NGINX_SPARE_CONNECTIONS)
@@ -446,18 +478,18 @@ def proxy_nginx_conf(
     server {{
         listen 127.0.0.1:{port} backlog=4096;
         location ~ ^/relayapi/[^/]+(/v1/messages)$ {{
-            proxy_pass http://sse$1;
+            proxy_pass {scheme}://sse$1;
             proxy_http_version 1.1;
             proxy_set_header Connection "";
             proxy_set_header Authorization "";
             proxy_set_header x-api-key "{FAKE_KEY}";
-            proxy_buffering off;
+            proxy_buffering off;{verify}
         }}
         location ~ ^/relayapi/[^/]+/(.*)$ {{
-            proxy_pass http://api/v1/$1$is_args$args;
+            proxy_pass {scheme}://api/v1/$1$is_args$args;
             proxy_http_version 1.1;
             proxy_set_header Connection "";
-            proxy_set_header Authorization "Bearer {FAKE_KEY}";
+            proxy_set_header Authorization "Bearer {FAKE_KEY}";{verify}
         }}
     }}
 }}
@@ -503,11 +535,19 @@ def token_options(budget: str) -> dict:
 
 
 def relay_config(
-    up_port: int, sse_port: int, access_log: bool, store: dict, prices: bool = True, streams: int = 0
+    up_port: int,
+    sse_port: int,
+    access_log: bool,
+    store: dict,
+    prices: bool = True,
+    streams: int = 0,
+    tls: certs.UpstreamTls | None = None,
 ) -> dict:
     """The relay's config.json, for holding `streams` SSE streams at once; `prices=False` leaves out
-    `budgets`, which a relay from before spend limits refuses as an unknown field."""
+    `budgets`, which a relay from before spend limits refuses as an unknown field; `tls`: the upstreams
+    speak HTTPS with a certificate from this CA."""
     connections = proxy_connections(streams)
+    scheme = "https" if tls else "http"
     cfg = {
         # Every client of the bench is 127.0.0.1: the per-address connection cap (128 by default) would
         # refuse the SSE run's 200 streams, and nginx has no such cap either.
@@ -524,15 +564,15 @@ def relay_config(
             "ip_limit": {"requests_per_second": 0, "burst": 0},
         },
         "providers": {
-            "openai": {"base_url": f"http://127.0.0.1:{up_port}/v1"},
-            "anthropic": {"base_url": f"http://127.0.0.1:{sse_port}"},
+            "openai": {"base_url": f"{scheme}://127.0.0.1:{up_port}/v1"},
+            "anthropic": {"base_url": f"{scheme}://127.0.0.1:{sse_port}"},
             STREAM_PROVIDER: {
-                "base_url": f"http://127.0.0.1:{sse_port}/v1",
+                "base_url": f"{scheme}://127.0.0.1:{sse_port}/v1",
                 "auth": "bearer",
                 "family": "openai",
             },
         },
-        "upstream": {"pool_max_idle_per_host": 64},
+        "upstream": {"pool_max_idle_per_host": 64, **({"extra_ca_file": str(tls.ca)} if tls else {})},
         "log": {"access": access_log},
         "store": store,
     }
@@ -555,6 +595,7 @@ class Bench:
         # (provider, budget) -> token.
         self.tokens: dict[tuple[str, str], str] = {}
         self.db_seq = 0
+        self.tls = certs.make(self.work) if settings.tls else None
         # Requests per second of the half-rate run: half the direct path's maximum, set by the first
         # direct run.
         self.half_rate: int | None = None
@@ -616,7 +657,9 @@ class Bench:
 
     def start_upstreams(self) -> None:
         up_port = free_port()
-        self._up = self.start_nginx("upstream", upstream_nginx_conf(self.work, up_port), LOAD_CORE, up_port)
+        self._up = self.start_nginx(
+            "upstream", upstream_nginx_conf(self.work, up_port, self.tls), LOAD_CORE, up_port
+        )
         self._sse_up = self.start_sse_upstream("sse-upstream", self.s.sse_events, self.s.sse_interval_ms)
         if self.s.sse_many:
             self._sse_many_up = self.start_sse_upstream("sse-many-upstream", MANY_EVENTS, MANY_INTERVAL_MS)
@@ -624,6 +667,8 @@ class Bench:
     def start_sse_upstream(self, name: str, events: int, interval_ms: int) -> Server:
         argv = [sys.executable, str(BENCH / "sse.py"), "--events", str(events)]
         argv += ["--interval-ms", str(interval_ms)]
+        if self.tls:
+            argv += ["--tls-chain", str(self.tls.chain), "--tls-key", str(self.tls.key)]
         srv = self.spawn(name, argv, LOAD_CORE, 0, stdout=subprocess.PIPE, text=True)
         line = srv.proc.stdout.readline()
         if not line.startswith("listening "):
@@ -665,7 +710,7 @@ class Bench:
         streams = self.s.sse_many if many else self.s.sse_streams
         if kind == "nginx":
             port = free_port()
-            conf = proxy_nginx_conf(self.work, port, self.up.port, sse_port, access_log, streams)
+            conf = proxy_nginx_conf(self.work, port, self.up.port, sse_port, access_log, streams, self.tls)
             return self.start_nginx("proxy", conf, PROXY_CORE, port)
         base = kind_parts(kind)[0]
         if base == "relay":
@@ -677,7 +722,9 @@ class Bench:
         baseline = kind.endswith(BASELINE)
         binary = self.s.baseline_bin if baseline and self.s.baseline_bin else self.s.relay_bin
         cfg = self.work / "relay.json"
-        config = relay_config(self.up.port, sse_port, access_log, store, prices=not baseline, streams=streams)
+        config = relay_config(
+            self.up.port, sse_port, access_log, store, prices=not baseline, streams=streams, tls=self.tls
+        )
         cfg.write_text(json.dumps(config))
         err_path = self.work / "relay-stderr.log"
         # The relay's access log goes to stdout: to a file, so its cost is a real write.
@@ -707,7 +754,7 @@ class Bench:
 
     def json_url(self, kind: str, port: int) -> str:
         if kind == "direct":
-            return f"http://127.0.0.1:{port}/v1/chat/completions"
+            return f"{'https' if self.tls else 'http'}://127.0.0.1:{port}/v1/chat/completions"
         token = self.tokens[("openai", kind_parts(kind)[1])]
         return f"http://127.0.0.1:{port}/relayapi/{token}/chat/completions"
 
@@ -722,6 +769,12 @@ class Bench:
         token = self.tokens[(STREAM_PROVIDER, kind_parts(kind)[1])]
         return f"/relayapi/{token}/chat/completions"
 
+    def client_tls(self) -> ssl.SSLContext | None:
+        """A client context trusting the run's CA, for talking to a TLS upstream directly."""
+        if not self.tls:
+            return None
+        return ssl.create_default_context(cafile=str(self.tls.ca))
+
     def preflight(self, kind: str, port: int) -> None:
         """One JSON request must come back as the upstream's body: a run of 401s would otherwise be
         measured as a fast proxy."""
@@ -731,7 +784,7 @@ class Bench:
             headers={"content-type": "application/json", "authorization": "Bearer unused"},
         )
         try:
-            with urllib.request.urlopen(req, timeout=10) as r:
+            with urllib.request.urlopen(req, timeout=10, context=self.client_tls()) as r:
                 body = r.read().decode()
         except urllib.error.HTTPError as e:
             raise RuntimeError(f"{kind}: preflight got {e.code}: {e.read().decode()}") from e
@@ -750,6 +803,9 @@ class Bench:
         argv = ["taskset", "-c", LOAD_CORE, "oha", "--no-tui", "--output-format", "json"]
         argv += ["-z", f"{self.s.latency_duration}s", "-q", str(rate)]
         argv += ["-c", str(connections), "--latency-correction", "-w"]
+        if self.tls and url.startswith("https:"):
+            # The direct row on a TLS upstream: the generator's own check of the bench CA adds nothing.
+            argv.append("--insecure")
         argv += ["-m", "POST", "-T", "application/json", "-d", REQUEST_BODY]
         argv += ["-H", "authorization: Bearer unused", url]
         out = subprocess.run(argv, check=True, capture_output=True, text=True)
@@ -772,6 +828,8 @@ class Bench:
                 streams,
                 lambda: rss_bytes(srv.pids()),
                 timeout=SSE_RAMP_ALLOWANCE_S + events * interval_ms / 1000,
+                # Direct streams go to the upstream itself, HTTPS in a TLS run.
+                tls=self.client_tls() if kind == "direct" else None,
             )
         )
         c1 = cpu_ns(srv.pids())
@@ -1080,7 +1138,13 @@ def build_report(
             f"1 worker, relay 1 tokio worker plus its store thread); wrk/oha/upstreams on core "
             f"{LOAD_CORE}. nginx {meta['nginx']}, relay {meta['commit']}. Load average before/after: "
             f"{meta['load_before']} / {meta['load_after']}. Rounds: {s.rounds} (median). "
-            f"Niceness: {meta.get('nice', '?')}."
+            f"Niceness: {meta.get('nice', '?')}. Upstreams: "
+            + (
+                "HTTPS (BENCH_TLS=1: ECDSA P-256 chain verified by both proxies, nginx with "
+                "`proxy_ssl_session_reuse`)."
+                if s.tls
+                else "plain HTTP."
+            )
         ),
         "",
         (

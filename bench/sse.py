@@ -14,6 +14,7 @@ import contextlib
 import json
 import math
 import re
+import ssl
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -143,18 +144,29 @@ async def serve_stream(
         writer.close()
 
 
-async def start_upstream(port: int, events: int, interval: float, host: str = "127.0.0.1") -> asyncio.Server:
+async def start_upstream(
+    port: int, events: int, interval: float, host: str = "127.0.0.1", tls: ssl.SSLContext | None = None
+) -> asyncio.Server:
+    """The SSE upstream on `host:port`; HTTPS with `tls` (a server context), as providers are."""
     return await asyncio.start_server(
         lambda r, w: serve_stream(r, w, events, interval),
         host,
         port,
         backlog=LISTEN_BACKLOG,
         limit=MAX_HEAD_BYTES,
+        ssl=tls,
     )
 
 
-async def _serve_forever(port: int, events: int, interval: float) -> None:
-    server = await start_upstream(port, events, interval)
+def server_tls(chain: str, key: str) -> ssl.SSLContext:
+    """A server context sending `chain` (leaf first) with `key`; session tickets on, as OpenSSL's default."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(chain, key)
+    return ctx
+
+
+async def _serve_forever(port: int, events: int, interval: float, tls: ssl.SSLContext | None) -> None:
+    server = await start_upstream(port, events, interval, tls=tls)
     # The orchestrator reads the bound port from this line (port 0 picks a free one).
     print(f"listening {server.sockets[0].getsockname()[1]}", flush=True)
     async with server:
@@ -264,10 +276,11 @@ async def one_stream(
     body: bytes,
     res: StreamResult,
     on_event,
+    tls: ssl.SSLContext | None = None,
 ) -> None:
     writer = None
     try:
-        reader, writer = await asyncio.open_connection(host, port, limit=MAX_HEAD_BYTES)
+        reader, writer = await asyncio.open_connection(host, port, limit=MAX_HEAD_BYTES, ssl=tls)
         extra = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
         res.sent_at = time.monotonic()
         writer.write(
@@ -303,11 +316,12 @@ async def hold_streams(
     sample_rss: Callable[[], int],
     headers: dict[str, str] | None = None,
     timeout: float = 60.0,
+    tls: ssl.SSLContext | None = None,
 ) -> LoadResult:
     """Open `streams` event streams at once and read them to the end. Once every stream has delivered
     its first event (so all are open end to end, unless one has already ended: see
     `LoadResult.never_all_open`), `sample_rss` is called then and at every later event milestone; the
-    largest value is kept."""
+    largest value is kept. `tls`: a client context, to hold them directly on an HTTPS upstream."""
     body = b'{"model":"bench-model","stream":true,"messages":[{"role":"user","content":"hi"}]}'
     out = LoadResult(streams=[StreamResult() for _ in range(streams)])
     # Streams by the number of events they have seen, so the slowest stream's count is known without
@@ -331,7 +345,7 @@ async def hold_streams(
 
     async def one(res: StreamResult) -> None:
         try:
-            await one_stream(host, port, path, headers or {}, body, res, on_event)
+            await one_stream(host, port, path, headers or {}, body, res, on_event, tls)
         finally:
             ended[0] += 1
 
@@ -346,10 +360,15 @@ def main() -> None:
     p.add_argument("--port", type=int, default=0)
     p.add_argument("--events", type=int, default=20)
     p.add_argument("--interval-ms", type=int, default=50)
+    p.add_argument("--tls-chain", help="serve HTTPS with this certificate chain (PEM, leaf first)")
+    p.add_argument("--tls-key", help="the private key of --tls-chain (PEM)")
     a = p.parse_args()
+    if (a.tls_chain is None) != (a.tls_key is None):
+        p.error("--tls-chain and --tls-key go together")
+    tls = server_tls(a.tls_chain, a.tls_key) if a.tls_chain else None
     # Ctrl-C in a terminal is the normal way to stop it by hand.
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_serve_forever(a.port, a.events, a.interval_ms / 1000))
+        asyncio.run(_serve_forever(a.port, a.events, a.interval_ms / 1000, tls))
 
 
 if __name__ == "__main__":

@@ -11,12 +11,14 @@ import asyncio
 import json
 import os
 import shutil
+import ssl
 import subprocess
 from pathlib import Path
 
 import pytest
 
 import bench
+import certs
 import sse
 
 WRK_OUTPUT = """Running 10s test @ http://127.0.0.1:40123/relayapi/rt1.x/chat/completions
@@ -127,13 +129,18 @@ def test_median_rows_takes_the_median_of_numbers_only():
 
 
 @pytest.mark.skipif(shutil.which("nginx") is None, reason="nginx is not installed")
-@pytest.mark.parametrize("which", ["upstream", "proxy", "proxy-log", "proxy-many"])
+@pytest.mark.parametrize(
+    "which", ["upstream", "proxy", "proxy-log", "proxy-many", "upstream-tls", "proxy-tls"]
+)
 def test_generated_nginx_configs_pass_nginx_t(tmp_path, which):
+    tls = certs.make(tmp_path) if which.endswith("-tls") else None
     conf = {
         "upstream": lambda: bench.upstream_nginx_conf(tmp_path, 18081),
         "proxy": lambda: bench.proxy_nginx_conf(tmp_path, 18082, 18081, 18083, access_log=False),
         "proxy-log": lambda: bench.proxy_nginx_conf(tmp_path, 18082, 18081, 18083, access_log=True),
         "proxy-many": lambda: bench.proxy_nginx_conf(tmp_path, 18082, 18081, 18083, False, streams=10000),
+        "upstream-tls": lambda: bench.upstream_nginx_conf(tmp_path, 18081, tls),
+        "proxy-tls": lambda: bench.proxy_nginx_conf(tmp_path, 18082, 18081, 18083, False, tls=tls),
     }[which]()
     path = tmp_path / "t.conf"
     path.write_text(conf)
@@ -154,6 +161,51 @@ def test_relay_config_disables_limiters_and_points_at_both_upstreams():
     assert c["providers"]["anthropic"]["base_url"] == "http://127.0.0.1:2222"
     assert c["log"]["access"] is True
     assert c["store"] == {"type": "memory"}
+
+
+def test_a_tls_run_points_both_proxies_at_https_upstreams_they_verify(tmp_path):
+    tls = certs.make(tmp_path)
+    c = bench.relay_config(1111, 2222, access_log=False, store={"type": "memory"}, tls=tls)
+    assert c["providers"]["openai"]["base_url"] == "https://127.0.0.1:1111/v1"
+    assert c["providers"]["anthropic"]["base_url"] == "https://127.0.0.1:2222"
+    assert c["providers"][bench.STREAM_PROVIDER]["base_url"] == "https://127.0.0.1:2222/v1"
+    assert c["upstream"]["extra_ca_file"] == str(tls.ca)
+    assert "extra_ca_file" not in bench.relay_config(1, 2, access_log=False, store={})["upstream"]
+    conf = bench.proxy_nginx_conf(tmp_path, 1, 2, 3, access_log=False, tls=tls)
+    # Both locations: HTTPS, the chain and the name checked against the run's CA, sessions reused.
+    assert conf.count("proxy_pass https://") == 2
+    assert "proxy_pass http://" not in conf
+    assert conf.count("proxy_ssl_verify on;") == 2
+    assert conf.count(f"proxy_ssl_trusted_certificate {tls.ca};") == 2
+    assert conf.count("proxy_ssl_session_reuse on;") == 2
+    assert "ssl_certificate_key" in bench.upstream_nginx_conf(tmp_path, 1, tls)
+    assert "proxy_ssl" not in bench.proxy_nginx_conf(tmp_path, 1, 2, 3, access_log=False)
+    assert bench.Settings.from_env({"BENCH_TLS": "1"}).tls
+    assert not bench.Settings.from_env({}).tls
+
+
+def test_the_bench_ca_verifies_the_tls_upstream_by_its_address_and_nothing_else_does(tmp_path):
+    """A real handshake: the SSE upstream serving the generated chain, the client trusting only the
+    generated CA and checking the name 127.0.0.1, as the relay and nginx do."""
+    tls = certs.make(tmp_path)
+    trusted = ssl.create_default_context(cafile=str(tls.ca))
+    stranger = ssl.create_default_context()
+
+    async def run(client: ssl.SSLContext):
+        server = await sse.start_upstream(
+            0, events=2, interval=0.001, tls=sse.server_tls(str(tls.chain), str(tls.key))
+        )
+        port = server.sockets[0].getsockname()[1]
+        async with server:
+            return await sse.hold_streams("127.0.0.1", port, "/v1/messages", 3, lambda: 1, tls=client)
+
+    res = asyncio.run(run(trusted))
+    assert res.complete == 3, res.errors
+    assert [s.events for s in res.streams] == [2] * 3
+    # The system's roots do not know the bench CA: the handshake fails rather than being skipped.
+    res = asyncio.run(run(stranger))
+    assert res.complete == 0
+    assert all("CERTIFICATE_VERIFY_FAILED" in (s.error or "") for s in res.streams), res.errors
 
 
 def test_proxies_are_sized_for_the_streams_they_hold(tmp_path):
