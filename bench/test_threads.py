@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 
 import bench
 import threads
@@ -60,8 +61,12 @@ def test_this_process_is_read_thread_by_thread():
         seen = threads.sample([os.getpid()])
         assert (os.getpid(), os.getpid()) in seen
         assert (os.getpid(), th.native_id) in seen
-        # It has waited at least once (for `done`), so it switched out voluntarily.
-        assert seen[(os.getpid(), th.native_id)].voluntary >= 1
+        # Once it blocks waiting for `done` it has switched out voluntarily; it may not have got there
+        # yet when `ready` is seen, so look again until it has (a thread that never counts fails here).
+        deadline = time.monotonic() + 10
+        while threads.sample([os.getpid()])[(os.getpid(), th.native_id)].voluntary < 1:
+            assert time.monotonic() < deadline, "a waiting thread shows no voluntary switch"
+            time.sleep(0.01)
     finally:
         done.set()
         th.join()
