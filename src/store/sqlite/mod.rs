@@ -294,30 +294,18 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
-    fn open(dir: &tempfile::TempDir) -> SqliteStore {
-        SqliteStore::open(&dir.path().join("usage.db"), 3600).unwrap()
-    }
-
-    /// A runtime with `workers` threads (1: the current thread only).
-    fn runtime(workers: usize) -> tokio::runtime::Runtime {
-        let mut b = if workers == 1 {
-            tokio::runtime::Builder::new_current_thread()
-        } else {
-            let mut b = tokio::runtime::Builder::new_multi_thread();
-            b.worker_threads(workers);
-            b
-        };
-        b.enable_all().build().unwrap()
-    }
-
     /// Many callers at once on a multi-threaded runtime, a third of them dropped part-way (before
     /// sending, while queued, or after their batch committed): every caller that stays is answered,
     /// a limit of N grants exactly N, and the answers carried for callers that left are not lost.
     #[test]
     fn callers_that_leave_never_strand_the_answers_of_the_others() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Arc::new(open(&dir));
-        let runtime = runtime(2);
+        let store = Arc::new(SqliteStore::open(&dir.path().join("usage.db"), 3600).unwrap());
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
         const CALLERS: u64 = 600;
         const LIMIT: u64 = 300;
         let (granted, exhausted) = runtime.block_on(async {
@@ -400,8 +388,11 @@ mod tests {
     fn quiet_reservations_run_on_the_lane_and_count_exactly() {
         const LIMIT: u64 = 20;
         let dir = tempfile::tempdir().unwrap();
-        let store = open(&dir);
-        let runtime = runtime(1);
+        let store = SqliteStore::open(&dir.path().join("usage.db"), 3600).unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
         let mut answers = Vec::new();
         for _ in 0..LIMIT + 5 {
             std::thread::sleep(Duration::from_millis(1));
@@ -430,8 +421,11 @@ mod tests {
     #[test]
     fn the_lane_is_skipped_while_the_gate_is_held() {
         let dir = tempfile::tempdir().unwrap();
-        let store = open(&dir);
-        let runtime = runtime(1);
+        let store = SqliteStore::open(&dir.path().join("usage.db"), 3600).unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
         // Lets the store thread sweep, so the lane may run.
         runtime.block_on(store.reserve(token(10), 2_000)).unwrap();
         let held = lock(&store.gate);
@@ -448,8 +442,12 @@ mod tests {
     fn the_lane_and_the_queue_together_grant_exactly_the_limit() {
         const LIMIT: u64 = 150;
         let dir = tempfile::tempdir().unwrap();
-        let store = Arc::new(open(&dir));
-        let runtime = runtime(2);
+        let store = Arc::new(SqliteStore::open(&dir.path().join("usage.db"), 3600).unwrap());
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
         let granted = runtime.block_on(async {
             let mut tasks = Vec::new();
             for t in 0..4u64 {
