@@ -1,12 +1,11 @@
-//! A writer's memory of the count it left on each token it granted lately, so the next grant
+//! The store thread's memory of the count it left on each token it granted lately, so the next grant
 //! can be written on the condition that the count is still that one, without reading it first.
 //!
 //! The memory is only ever a guess: the grant's `UPDATE` checks it against the stored count, and a
 //! wrong guess (a refund, a rolled-back batch, a deleted record) changes nothing and falls back to
 //! reading the count. So nothing here has to follow rollbacks, and counts stay exact whatever it holds.
 //! The checkpointer's connection (`checkpoint.rs`) shares the file but only moves pages from the WAL
-//! into the database, never a row; a caller's lane (`inline.rs`) does count calls, which leaves the
-//! store thread's guess for that token one read behind, and keeps a memory of its own, as inexact.
+//! into the database, never a row, so it cannot make a guess wrong either.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, BuildHasherDefault, Hasher, RandomState};

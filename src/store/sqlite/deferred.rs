@@ -9,9 +9,8 @@
 //! is checked against what that grant proved plus the calls counted here since, and costs no
 //! statement; [`Deferred::take`] hands the totals to the flush that writes them.
 //!
-//! What keeps this exact: a batch holds the gate from `BEGIN` to `COMMIT`, so no other connection
-//! writes rows meanwhile (a caller's lane runs only between batches, `inline.rs`), and the batch runs
-//! its jobs one after another. Whatever else could change the row
+//! What keeps this exact: the store thread's connection is the only one that writes rows
+//! (`writer.rs`), and the batch runs its jobs one after another. Whatever else could change the row
 //! (a refund, a revocation, a tenant's mark, a read of the usage, any job other than a reservation)
 //! runs only after the deferred calls are written (`Db::flush_deferred`, called before such a job and
 //! before its savepoint, so a failing job cannot undo them), and that flush forgets every entry. A

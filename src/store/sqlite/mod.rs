@@ -1,5 +1,5 @@
-//! The persistent default usage store: one SQLite file, owned by one relay, written by one dedicated
-//! thread, and by a caller itself for a reservation that comes alone.
+//! The persistent default usage store: one SQLite file, owned by one relay and written by one
+//! dedicated thread.
 //!
 //! Durability: the database runs in WAL mode with `synchronous = NORMAL`. A transaction is committed
 //! once its frames are appended to the `-wal` file with `write(2)`; SQLite does not `fsync` on every
@@ -9,15 +9,11 @@
 //! the next checkpoint syncs them (every few hundred transactions, `checkpoint.rs`); for counters that trade is worth an order of magnitude in
 //! throughput. Operators who need more can put the file on a battery-backed or synchronous volume.
 //!
-//! rusqlite is blocking, so under load no tokio worker touches a connection: every operation is sent
-//! as a job over a bounded channel to the store's own thread and answered on a oneshot channel. The
-//! bounded queue gives back-pressure instead of a backlog that grows with load. Of a batch's answers
-//! the store thread sends one; that caller sends the others from its runtime thread (`outbox.rs`), so
-//! a batch costs the runtime one wake-up instead of one per job. A reservation that starts when no
-//! other has for a while, and finds the store idle, is run by its caller on a connection of its own
-//! instead, the lane, without waking the store thread (`inline.rs`): one transaction on the runtime
-//! worker instead of two thread switches. Every write to rows, the store thread's batches and the
-//! lane's transactions, happens behind one mutex, the gate, so there is still one writer at a time.
+//! rusqlite is blocking, so no tokio worker ever touches the connection: every operation is sent as a
+//! job over a bounded channel to the store's own thread and answered on a oneshot channel. The bounded
+//! queue gives back-pressure instead of a backlog that grows with load. Of a batch's answers the
+//! store thread sends one; that caller sends the others from its runtime thread (`outbox.rs`), so a
+//! batch costs the runtime one wake-up instead of one per job.
 //!
 //! Group commit: the thread takes every job already waiting (up to `MAX_BATCH`) and runs them in
 //! one `BEGIN IMMEDIATE` transaction, so one WAL append carries the whole batch. Jobs run in arrival
@@ -39,25 +35,22 @@
 //! lock on the database itself for as long as the relay has it open (`schema.rs`). A second relay,
 //! any other process, or a second store in the same process that opens the same `store.path` fails
 //! at start with an error saying the file is in use. Relays that share usage use the Redis store.
-//! Inside the relay the file has three connections, in SQLite's normal locking mode: the store
-//! thread's and the lane's, which write rows (never at once: the gate), and the checkpointer's
-//! (`checkpoint.rs`), which copies the WAL back into the database on its own thread so that the
-//! `fsync`s of a checkpoint never hold the reservations queued behind a commit. They coordinate in
-//! this process's memory, without a system call per transaction and without a `-shm` file.
+//! Inside the relay the file has two connections, in SQLite's normal locking mode: the store
+//! thread's, the only one that writes rows, and the checkpointer's (`checkpoint.rs`), which copies
+//! the WAL back into the database on its own thread so that the `fsync`s of a checkpoint never hold
+//! the reservations queued behind a commit. They coordinate in this process's memory, without a
+//! system call per transaction and without a `-shm` file.
 //!
 //! Files: this one holds the handle the relay calls; `writer.rs` the thread, its batches and their
-//! transactions; `inline.rs` the lane and the gate; `deferred.rs` the calls a batch counts in memory;
-//! `outbox.rs` how their answers reach the callers; `checkpoint.rs` the checkpointer; `lock.rs` the
-//! one-relay-per-file lock; `schema.rs` the tables and connection settings; `statements.rs` the
-//! statements of the common path, kept prepared, and `counts.rs` the counts a grant tries first;
-//! `ops.rs` the SQL of the token operations and `spend.rs` that of the spend lines
-//! (`docs/budgets.md` §4).
+//! transactions; `deferred.rs` the calls a batch counts in memory; `outbox.rs` how their answers
+//! reach the callers; `checkpoint.rs` the checkpointer; `lock.rs` the one-relay-per-file lock;
+//! `schema.rs` the tables and connection settings; `statements.rs` the statements of
+//! the common path, kept prepared, and `counts.rs` the counts a grant tries first; `ops.rs` the SQL
+//! of the token operations and `spend.rs` that of the spend lines (`docs/budgets.md` §4).
 
 mod checkpoint;
 mod counts;
 mod deferred;
-mod gate;
-mod inline;
 mod lock;
 mod ops;
 mod outbox;
@@ -67,15 +60,12 @@ mod statements;
 mod writer;
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Instant;
 
 use tokio::sync::oneshot;
 
 use crate::store::sqlite::checkpoint::Checkpointer;
-use crate::store::sqlite::gate::lock;
-use crate::store::sqlite::inline::{Lane, LaneGate, Pace};
 use crate::store::sqlite::lock::Owner;
 use crate::store::sqlite::outbox::{Carrier, Outbox};
 use crate::store::sqlite::writer::{Db, Job, Jobs, Pending};
@@ -89,9 +79,6 @@ pub struct SqliteStore {
     thread: Option<JoinHandle<()>>,
     /// Answers the store thread left for its callers to send (`outbox.rs`).
     outbox: Arc<Outbox<dyn Job>>,
-    /// The lane a quiet reservation runs on, and the gate around it (`inline.rs`).
-    gate: Arc<LaneGate>,
-    pace: Pace,
     path: PathBuf,
     /// This relay's claim on the file, let go after the thread has closed it (fields drop after
     /// [`Drop::drop`]).
@@ -104,35 +91,14 @@ impl SqliteStore {
     pub(crate) fn open(path: &Path, max_token_life: u64) -> Result<SqliteStore, StoreError> {
         let owner = lock::take(path)?;
         let conn = writer::connect(path)?;
-        let lane_conn = writer::connect(path)?;
-        let gate: Arc<LaneGate> = Arc::new(Mutex::new(None));
-        let (checkpointer, nudge) = Checkpointer::start(path, gate.clone())?;
-        let label: Arc<str> = path.display().to_string().into();
-        let unseen = crate::store::keep_unseen_revocation_for(max_token_life);
-        *lock(&gate) = Some(Lane::new(lane_conn, label, unseen, nudge)?);
+        let checkpointer = Checkpointer::start(path)?;
         let outbox = Arc::new(Outbox::default());
-        let started = writer::start(
-            conn,
-            checkpointer,
-            gate.clone(),
-            outbox.clone(),
-            path,
-            max_token_life,
-        );
-        let (jobs, thread) = match started {
-            Ok(started) => started,
-            Err(e) => {
-                // The checkpointer's thread holds the gate: the lane must not stay in it.
-                drop(lock(&gate).take());
-                return Err(e);
-            }
-        };
+        let (jobs, thread) =
+            writer::start(conn, checkpointer, outbox.clone(), path, max_token_life)?;
         Ok(SqliteStore {
             jobs: Some(jobs),
             thread: Some(thread),
             outbox,
-            gate,
-            pace: Pace::new(Instant::now()),
             path: path.to_path_buf(),
             _owner: owner,
         })
@@ -176,24 +142,18 @@ impl SqliteStore {
         t: TokenRef<'_>,
         now: u64,
     ) -> Result<Reservation, StoreError> {
-        let work = || {
-            let (tenant, jti) = (t.tenant.to_string(), t.jti.to_string());
-            let (iat, exp, max) = (t.iat, t.exp, t.max);
-            // `Db::reserve` isolates itself; the sweep is one statement whose failure is ignored.
-            move |db: &mut Db| {
+        let (tenant, jti) = (t.tenant.to_string(), t.jti.to_string());
+        let (iat, exp, max) = (t.iat, t.exp, t.max);
+        // `Db::reserve` isolates itself; the sweep is one statement whose failure is ignored.
+        self.submit(
+            move |db| {
                 let r = db.reserve(&tenant, &jti, iat, exp, max, now)?;
                 db.sweep(now)?;
                 Ok(r)
-            }
-        };
-        if self.pace.quiet(Instant::now()) {
-            // Sends what the store thread left in the outbox, as every call of the store does.
-            let _carrier = Carrier(&self.outbox);
-            if let Some(r) = Lane::try_run(&self.gate, work(), now) {
-                return Ok(r);
-            }
-        }
-        self.submit(work(), JobKind::Reservation).await
+            },
+            JobKind::Reservation,
+        )
+        .await
     }
 
     pub(crate) async fn refund(&self, tenant: &str, jti: &str) -> Result<(), StoreError> {
@@ -284,8 +244,6 @@ impl Drop for SqliteStore {
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
-        // The thread closed the lane as it ended; had it panicked, the lane would still be here.
-        drop(lock(&self.gate).take());
     }
 }
 
@@ -366,123 +324,5 @@ mod tests {
         assert_eq!(sorted.len(), granted.len(), "each grant has its own number");
         assert!(granted.iter().all(|&n| (1..=LIMIT).contains(&n)));
         assert_eq!(granted.len() as u64 + exhausted, CALLERS - CALLERS / 3);
-    }
-
-    fn token(limit: u64) -> TokenRef<'static> {
-        TokenRef {
-            jti: "lane",
-            tenant: "acme",
-            iat: 1_000,
-            exp: 1_000_000,
-            max: Some(limit),
-        }
-    }
-
-    fn lane_runs(store: &SqliteStore) -> u64 {
-        lock(&store.gate).as_ref().map_or(0, |l| l.runs)
-    }
-
-    /// Calls a millisecond apart run on the caller's lane, and count exactly as on the store thread:
-    /// a limit of N grants N, numbered in order, then refuses.
-    #[test]
-    fn quiet_reservations_run_on_the_lane_and_count_exactly() {
-        const LIMIT: u64 = 20;
-        let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(&dir.path().join("usage.db"), 3600).unwrap();
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        let mut answers = Vec::new();
-        for _ in 0..LIMIT + 5 {
-            std::thread::sleep(Duration::from_millis(1));
-            answers.push(
-                runtime
-                    .block_on(store.reserve(token(LIMIT), 2_000))
-                    .unwrap(),
-            );
-        }
-        let want: Vec<Reservation> = (1..=LIMIT)
-            .map(|used| Reservation::Granted { used })
-            .chain((0..5).map(|_| Reservation::Exhausted))
-            .collect();
-        assert_eq!(answers, want);
-        // The first call goes to the store thread: no sweep has run yet. Every later one is quiet.
-        assert_eq!(lane_runs(&store), LIMIT + 4);
-        let usage = runtime
-            .block_on(store.usage("acme", "lane"))
-            .unwrap()
-            .unwrap();
-        assert_eq!(usage.calls_used, LIMIT);
-    }
-
-    /// The lane never waits: with the gate held (a batch or a checkpoint in progress), a call is not
-    /// run there and goes to the store thread.
-    #[test]
-    fn the_lane_is_skipped_while_the_gate_is_held() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(&dir.path().join("usage.db"), 3600).unwrap();
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        // Lets the store thread sweep, so the lane may run.
-        runtime.block_on(store.reserve(token(10), 2_000)).unwrap();
-        let held = lock(&store.gate);
-        let tried = Lane::try_run(&store.gate, |_db: &mut Db| Ok(()), 2_000);
-        assert!(tried.is_none());
-        drop(held);
-        let ran = Lane::try_run(&store.gate, |db: &mut Db| db.usage("acme", "lane"), 2_000);
-        assert_eq!(ran.unwrap().unwrap().calls_used, 1);
-    }
-
-    /// Calls racing on two runtime threads, paced so that some take the lane and some the queue:
-    /// a limit of N still grants exactly N, each with its own number.
-    #[test]
-    fn the_lane_and_the_queue_together_grant_exactly_the_limit() {
-        const LIMIT: u64 = 150;
-        let dir = tempfile::tempdir().unwrap();
-        let store = Arc::new(SqliteStore::open(&dir.path().join("usage.db"), 3600).unwrap());
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        let granted = runtime.block_on(async {
-            let mut tasks = Vec::new();
-            for t in 0..4u64 {
-                let store = store.clone();
-                tasks.push(tokio::spawn(async move {
-                    let mut mine = Vec::new();
-                    for i in 0..60u64 {
-                        // 0 to 450 µs apart: around the lane's quiet window.
-                        tokio::time::sleep(Duration::from_micros((i * 7 + t * 13) % 10 * 50)).await;
-                        if let Reservation::Granted { used } =
-                            store.reserve(token(LIMIT), 2_000).await.unwrap()
-                        {
-                            mine.push(used);
-                        }
-                    }
-                    mine
-                }));
-            }
-            let mut all = Vec::new();
-            for t in tasks {
-                all.extend(t.await.unwrap());
-            }
-            all
-        });
-        let mut sorted = granted.clone();
-        sorted.sort_unstable();
-        assert_eq!(
-            sorted,
-            (1..=LIMIT).collect::<Vec<_>>(),
-            "240 calls for 150: exactly 150 granted"
-        );
-        let usage = runtime
-            .block_on(store.usage("acme", "lane"))
-            .unwrap()
-            .unwrap();
-        assert_eq!(usage.calls_used, LIMIT);
     }
 }

@@ -7,7 +7,6 @@ use rusqlite::{params, OptionalExtension};
 
 use crate::store::sqlite::counts::Slot;
 use crate::store::sqlite::deferred::Facts;
-use crate::store::sqlite::statements::Which;
 use crate::store::sqlite::writer::Db;
 use crate::store::{keep_token_for, Reservation, Usage};
 
@@ -69,7 +68,8 @@ impl Db<'_> {
             }
         }
         let known: Option<i64> = self
-            .stmt(Which::Count)?
+            .prepared
+            .count
             .query_row(params![tenant, jti], |r| r.get(0))
             .optional()?;
         // `calls_used >= 0` always holds; saying it keeps the conversion to the answer from failing
@@ -190,11 +190,11 @@ impl Db<'_> {
         used: i64,
     ) -> rusqlite::Result<Option<Reservation>> {
         let grant = if self.tenant_marks {
-            Which::Grant
+            &mut self.prepared.grant
         } else {
-            Which::GrantUnmarked
+            &mut self.prepared.grant_unmarked
         };
-        let counted = self.stmt(grant)?.execute(params![
+        let counted = grant.execute(params![
             g.tenant,
             g.jti,
             g.facts.max_calls,
@@ -233,15 +233,15 @@ impl Db<'_> {
             return Ok(());
         }
         let Db {
-            conn,
             deferred,
-            statements,
+            prepared,
             counts,
             ..
         } = self;
-        let mut add_calls = statements.get(conn, Which::AddCalls)?;
         for w in deferred.take() {
-            let changed = add_calls.execute(params![&*w.tenant, &*w.jti, w.calls, w.last_at])?;
+            let changed = prepared
+                .add_calls
+                .execute(params![&*w.tenant, &*w.jti, w.calls, w.last_at])?;
             if changed != 1 {
                 return Err(rusqlite::Error::StatementChangedRows(changed));
             }

@@ -1,6 +1,5 @@
 //! The statements of the common path (a batch's `BEGIN` and `COMMIT`, a grant's read and write),
-//! prepared once when the store thread starts and kept for the connection's life, or found in the
-//! connection's statement cache on a caller's lane (`inline.rs`).
+//! prepared once when the store thread starts and kept for the connection's life.
 //!
 //! Every other statement goes through rusqlite's `prepare_cached`, which is fine for the rare ones
 //! but not for these: the cache finds a statement by its text, so each use trims the text,
@@ -8,9 +7,7 @@
 //! about 3,600 instructions per proxied request (`bench/instructions.sh`), as much as the grant's
 //! `UPDATE` itself. Held here, a use is a bind and a step.
 
-use std::ops::{Deref, DerefMut};
-
-use rusqlite::{CachedStatement, Connection, PrepFlags, Statement};
+use rusqlite::{Connection, PrepFlags, Statement};
 
 /// A token's count, read before the grant when the store thread does not remember it (`counts.rs`),
 /// so the answer needs no `RETURNING` (see `Db::reserve`). Parameters: tenant, jti.
@@ -65,103 +62,18 @@ pub(super) struct Prepared<'c> {
     pub(super) add_calls: Statement<'c>,
 }
 
-/// One statement of the common path.
-#[derive(Clone, Copy)]
-pub(super) enum Which {
-    Begin,
-    Commit,
-    Count,
-    Grant,
-    GrantUnmarked,
-    AddCalls,
-}
-
-impl Which {
-    fn sql(self) -> &'static str {
-        match self {
-            Which::Begin => "BEGIN IMMEDIATE",
-            Which::Commit => "COMMIT",
-            Which::Count => COUNT,
-            Which::Grant => GRANT,
-            Which::GrantUnmarked => GRANT_UNMARKED,
-            Which::AddCalls => ADD_CALLS,
-        }
-    }
-}
-
 impl<'c> Prepared<'c> {
     /// Prepares every statement; fails only if the schema lacks what they name.
     pub(super) fn new(conn: &'c Connection) -> rusqlite::Result<Prepared<'c>> {
         // Persistent: SQLite keeps them out of its small lookaside buffers, as it does for the cache.
-        let prepare =
-            |w: Which| conn.prepare_with_flags(w.sql(), PrepFlags::SQLITE_PREPARE_PERSISTENT);
+        let prepare = |sql| conn.prepare_with_flags(sql, PrepFlags::SQLITE_PREPARE_PERSISTENT);
         Ok(Prepared {
-            begin: prepare(Which::Begin)?,
-            commit: prepare(Which::Commit)?,
-            count: prepare(Which::Count)?,
-            grant: prepare(Which::Grant)?,
-            grant_unmarked: prepare(Which::GrantUnmarked)?,
-            add_calls: prepare(Which::AddCalls)?,
+            begin: prepare("BEGIN IMMEDIATE")?,
+            commit: prepare("COMMIT")?,
+            count: prepare(COUNT)?,
+            grant: prepare(GRANT)?,
+            grant_unmarked: prepare(GRANT_UNMARKED)?,
+            add_calls: prepare(ADD_CALLS)?,
         })
-    }
-
-    fn get(&mut self, w: Which) -> &mut Statement<'c> {
-        match w {
-            Which::Begin => &mut self.begin,
-            Which::Commit => &mut self.commit,
-            Which::Count => &mut self.count,
-            Which::Grant => &mut self.grant,
-            Which::GrantUnmarked => &mut self.grant_unmarked,
-            Which::AddCalls => &mut self.add_calls,
-        }
-    }
-}
-
-/// Where a connection's common statements come from.
-pub(super) enum Statements<'c> {
-    /// The store thread's, prepared once (see the module's header).
-    Kept(Box<Prepared<'c>>),
-    /// A caller's lane (`inline.rs`), which lives only for one call: a [`Statement`] borrows its
-    /// connection, so it cannot outlive the call, while the cache lives in the connection. Costs
-    /// a lookup per use, nothing next to the wake-ups the lane saves.
-    Cached,
-}
-
-impl<'c> Statements<'c> {
-    /// The statement `w` on `conn`, the connection these statements belong to.
-    pub(super) fn get<'a>(
-        &'a mut self,
-        conn: &'c Connection,
-        w: Which,
-    ) -> rusqlite::Result<Stmt<'a, 'c>> {
-        Ok(match self {
-            Statements::Kept(p) => Stmt::Kept(p.get(w)),
-            Statements::Cached => Stmt::Cached(conn.prepare_cached(w.sql())?),
-        })
-    }
-}
-
-/// A statement of the common path, from either source.
-pub(super) enum Stmt<'a, 'c> {
-    Kept(&'a mut Statement<'c>),
-    Cached(CachedStatement<'c>),
-}
-
-impl<'c> Deref for Stmt<'_, 'c> {
-    type Target = Statement<'c>;
-    fn deref(&self) -> &Statement<'c> {
-        match self {
-            Stmt::Kept(s) => s,
-            Stmt::Cached(s) => s,
-        }
-    }
-}
-
-impl<'c> DerefMut for Stmt<'_, 'c> {
-    fn deref_mut(&mut self) -> &mut Statement<'c> {
-        match self {
-            Stmt::Kept(s) => s,
-            Stmt::Cached(s) => s,
-        }
     }
 }

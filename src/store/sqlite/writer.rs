@@ -13,10 +13,9 @@ use crate::store::keep_unseen_revocation_for;
 use crate::store::sqlite::checkpoint::Checkpointer;
 use crate::store::sqlite::counts::Counts;
 use crate::store::sqlite::deferred::Deferred;
-use crate::store::sqlite::gate::{lock, Gate};
 use crate::store::sqlite::outbox::{Outbox, Settled};
 use crate::store::sqlite::schema::{configure, VFS};
-use crate::store::sqlite::statements::{Prepared, Statements, Stmt, Which};
+use crate::store::sqlite::statements::Prepared;
 use crate::store::StoreError;
 
 /// Jobs waiting for the store thread; callers beyond this wait for room (back-pressure).
@@ -123,14 +122,12 @@ pub(super) type Jobs = mpsc::Sender<Box<dyn Job>>;
 
 /// Starts the store thread on `conn` (opened by [`connect`]): it prepares the common statements,
 /// then waits for a job, takes whatever else is already queued (up to [`MAX_BATCH`]), runs them as one
-/// batch holding the `gate` (`inline.rs`), tells the lane behind it what it must know and its
-/// checkpointer of the transaction, hands the answers to `outbox`, and stops once every sender is
-/// gone and the queue is empty: it closes the lane and stops the checkpointer, then closes its
-/// connection, the last one on the file, which checkpoints what is left of the WAL and removes it.
-pub(super) fn start<L: Behind>(
+/// batch, hands the answers to `outbox`, tells `checkpointer` of the transaction, and stops once every
+/// sender is gone and the queue is empty: it stops the checkpointer, then closes its connection, the
+/// last one on the file, which checkpoints what is left of the WAL and removes it.
+pub(super) fn start(
     conn: Connection,
-    checkpointer: Checkpointer,
-    gate: Arc<Gate<L>>,
+    mut checkpointer: Checkpointer,
     outbox: Arc<Outbox<dyn Job>>,
     path: &Path,
     max_token_life: u64,
@@ -139,15 +136,12 @@ pub(super) fn start<L: Behind>(
     // The statements borrow the connection, so both live on the thread; whether they could be
     // prepared comes back here, to fail the start instead of every job.
     let (ready, started) = std::sync::mpsc::sync_channel(1);
-    let label: Arc<str> = path.display().to_string().into();
+    let label = path.display().to_string();
     let thread = std::thread::Builder::new()
         .name("relayapi-sqlite".into())
         .spawn(move || {
             let mut db = match Db::new(&conn, label, max_token_life) {
                 Ok(db) => {
-                    if let Some(lane) = lock(&gate).as_mut() {
-                        lane.after_batch(&db, false);
-                    }
                     let _ = ready.send(Ok(()));
                     db
                 }
@@ -173,21 +167,12 @@ pub(super) fn start<L: Behind>(
                         }
                     }
                 }
-                // Waits while a caller's lane (`inline.rs`) or the checkpointer's locked step runs.
-                let mut held = lock(&gate);
                 db.run_batch(&mut batch);
-                if let Some(lane) = held.as_mut() {
-                    lane.after_batch(&db, true);
-                }
-                drop(held);
                 outbox.deliver(&mut batch);
+                checkpointer.committed();
             }
-            // Closes the lane, then stops the checkpointer (whose last round may wait for the
-            // gate, so not while holding it), then this connection, the last one on the file.
-            let lane = lock(&gate).take();
-            drop(lane);
-            drop(checkpointer);
             drop(db);
+            drop(checkpointer);
             drop(conn);
         })
         .map_err(|e| {
@@ -212,13 +197,6 @@ pub(super) fn start<L: Behind>(
     }
 }
 
-/// What stands behind the gate (the caller's lane, `inline.rs`), as the store thread sees it.
-pub(super) trait Behind: Send + 'static {
-    /// Called holding the gate after each batch (`transaction`: one ran, to count towards the next
-    /// checkpoint) and once before the first: learns what it must know of `db`.
-    fn after_batch(&mut self, db: &Db, transaction: bool);
-}
-
 /// Opens (or creates) the database file and sets it up for the store (`schema.rs`); errors are for
 /// the person starting the relay.
 pub(super) fn connect(path: &Path) -> Result<Connection, StoreError> {
@@ -237,11 +215,10 @@ pub(super) fn connect(path: &Path) -> Result<Connection, StoreError> {
     Ok(conn)
 }
 
-/// A connection, its common statements and the bookkeeping of whoever runs jobs on it: the store
-/// thread, or a caller on its lane (`inline.rs`) for one job.
+/// The connection, its prepared statements and the store thread's own bookkeeping.
 pub(super) struct Db<'c> {
     pub(super) conn: &'c Connection,
-    pub(super) statements: Statements<'c>,
+    pub(super) prepared: Prepared<'c>,
     /// The count last left on each token granted lately (a guess the grant checks).
     pub(super) counts: Counts,
     /// Calls of the running batch counted in memory, written before it commits (`deferred.rs`).
@@ -249,13 +226,11 @@ pub(super) struct Db<'c> {
     /// A tenant may have a revocation mark: false only while `tenant_revocation` is known to be
     /// empty. Set before a mark is written and never cleared (marks are never deleted; a mark in a
     /// batch that rolled back only costs the look-up), so a grant that skips the look-up is exact.
-    /// This holds because marks are written only by the store thread: a caller's lane (`inline.rs`)
-    /// runs reservations only, and learns this flag from the store thread after each batch; the
-    /// checkpointer's connection (`checkpoint.rs`) copies pages, and `lock.rs` keeps other relays off
-    /// the file.
+    /// This holds because this connection is the only one that writes rows: the checkpointer's
+    /// (`checkpoint.rs`) copies pages, and `lock.rs` keeps other relays off the file.
     pub(super) tenant_marks: bool,
     /// The file's path as shown in errors.
-    pub(super) label: Arc<str>,
+    pub(super) label: String,
     pub(super) unseen_revocation_secs: u64,
     /// UTC seconds of the next sweep of forgotten records (0: at the first reservation).
     pub(super) next_sweep: u64,
@@ -269,7 +244,7 @@ impl<'c> Db<'c> {
     /// The store's state on a connection from [`connect`]; `label` names the file in errors.
     pub(super) fn new(
         conn: &'c Connection,
-        label: Arc<str>,
+        label: String,
         max_token_life: u64,
     ) -> Result<Db<'c>, StoreError> {
         let fail =
@@ -282,7 +257,7 @@ impl<'c> Db<'c> {
             .map_err(fail)?;
         Ok(Db {
             conn,
-            statements: Statements::Kept(Box::new(prepared)),
+            prepared,
             counts: Counts::default(),
             deferred: Deferred::default(),
             tenant_marks,
@@ -292,35 +267,6 @@ impl<'c> Db<'c> {
             isolating: false,
             in_savepoint: false,
         })
-    }
-
-    /// A caller's lane for one job (`inline.rs`): what the store thread last told the lane
-    /// (`counts`, `tenant_marks`, `next_sweep`), the statements from the connection's cache.
-    pub(super) fn lane(
-        conn: &'c Connection,
-        label: Arc<str>,
-        unseen_revocation_secs: u64,
-        counts: Counts,
-        tenant_marks: bool,
-        next_sweep: u64,
-    ) -> Db<'c> {
-        Db {
-            conn,
-            statements: Statements::Cached,
-            counts,
-            deferred: Deferred::default(),
-            tenant_marks,
-            label,
-            unseen_revocation_secs,
-            next_sweep,
-            isolating: false,
-            in_savepoint: false,
-        }
-    }
-
-    /// One of the common statements (`statements.rs`).
-    pub(super) fn stmt(&mut self, w: Which) -> rusqlite::Result<Stmt<'_, 'c>> {
-        self.statements.get(self.conn, w)
     }
 
     pub(super) fn fail(&self, e: impl std::fmt::Display) -> StoreError {
@@ -365,9 +311,7 @@ impl<'c> Db<'c> {
         if !self.conn.is_autocommit() {
             let _ = self.exec("ROLLBACK");
         }
-        self.stmt(Which::Begin)
-            .and_then(|mut s| s.execute([]))
-            .map_err(|e| self.fail(e))?;
+        self.prepared.begin.execute([]).map_err(|e| self.fail(e))?;
         // A savepoint per job lets one job fail alone. A batch of one (every batch when the relay
         // is not busy) does without: its failure is the transaction's. A job that isolates itself
         // opens its savepoint only if it needs one (see `Job::isolates_itself`).
@@ -410,8 +354,9 @@ impl<'c> Db<'c> {
         self.in_savepoint = false;
         self.flush_deferred().map_err(|e| self.fail(e))?;
         // Answers go out only after this: a granted call is in the WAL before the relay forwards it.
-        self.stmt(Which::Commit)
-            .and_then(|mut s| s.execute([]))
+        self.prepared
+            .commit
+            .execute([])
             .map(drop)
             .map_err(|e| self.fail(e))
     }
