@@ -168,7 +168,7 @@ class Settings:
                     raise SystemExit(f"{var}={value}: must be at least 1 (0 allowed only to skip)")
                 setattr(s, attr, value)
         if "BENCH_ACCESS_LOG" in env:
-            s.access_log_run = env["BENCH_ACCESS_LOG"] not in ("0", "", "no", "false")
+            s.access_log_run = switched_on(env["BENCH_ACCESS_LOG"])
         if "BENCH_RELAY_STORES" in env:
             stores = tuple(x.strip() for x in env["BENCH_RELAY_STORES"].split(",") if x.strip())
             unknown = [x for x in stores if x not in RELAY_STORES]
@@ -188,13 +188,13 @@ class Settings:
                 )
             s.budgets = budgets
         if "BENCH_LATENCY" in env:
-            s.latency = env["BENCH_LATENCY"] not in ("0", "", "no", "false")
+            s.latency = switched_on(env["BENCH_LATENCY"])
         if "BENCH_HALF_RATE" in env:
-            s.half_rate = env["BENCH_HALF_RATE"] not in ("0", "", "no", "false")
+            s.half_rate = switched_on(env["BENCH_HALF_RATE"])
         if "BENCH_TLS" in env:
-            s.tls = env["BENCH_TLS"] not in ("0", "", "no", "false")
+            s.tls = switched_on(env["BENCH_TLS"])
         if "BENCH_THROUGHPUT" in env:
-            s.throughput = env["BENCH_THROUGHPUT"] not in ("0", "", "no", "false")
+            s.throughput = switched_on(env["BENCH_THROUGHPUT"])
         if "BENCH_NICE" in env:
             try:
                 s.nice = int(env["BENCH_NICE"])
@@ -280,6 +280,11 @@ def parse_vm_rss(text: str) -> int:
     if not m:
         raise ValueError("no VmRSS line (is the process a zombie?)")
     return int(m.group(1)) * 1024
+
+
+def switched_on(value: str) -> bool:
+    """An on/off environment setting: "0", "", "no" and "false" mean off, anything else on."""
+    return value not in ("0", "", "no", "false")
 
 
 def ratio(a: float | None, b: float | None) -> float | None:

@@ -130,7 +130,7 @@ class Instr:
             if t not in ("nginx", "nginx+log") and t not in RELAY_TARGETS:
                 known = ", ".join(["nginx", "nginx+log", *RELAY_TARGETS])
                 raise SystemExit(f"INSTR_TARGETS: unknown target {t!r} (known: {known})")
-        self.syscalls = os.environ.get("INSTR_SYSCALLS", "0") not in ("0", "", "no", "false")
+        self.syscalls = bench.switched_on(os.environ.get("INSTR_SYSCALLS", "0"))
         self.relay_bin = Path(os.environ.get("RELAY_BIN", ROOT / "target" / "release" / "relayapi"))
         base = os.environ.get("RELAY_BASELINE_BIN")
         self.baseline_bin = Path(base) if base else None

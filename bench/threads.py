@@ -132,7 +132,7 @@ def main() -> int:
     rounds = int(args[3]) if len(args) > 3 else 2
     s = bench.Settings.from_env(os.environ)
     s.latency_duration = seconds
-    access_log = os.environ.get("THREADS_ACCESS_LOG", "1") not in ("0", "", "no", "false")
+    access_log = bench.switched_on(os.environ.get("THREADS_ACCESS_LOG", "1"))
     b = bench.Bench(s)
     try:
         b.start_upstreams()
