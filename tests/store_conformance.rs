@@ -1169,8 +1169,8 @@ async fn sqlite_a_file_of_schema_1_is_upgraded_in_place() {
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
     assert_eq!(
-        version, 2,
-        "a relay of schema 1 now refuses the file instead of ignoring budgets"
+        version, 3,
+        "a relay of schema 1 or 2 now refuses the file instead of ignoring budgets or the grant journal"
     );
 }
 

@@ -24,9 +24,10 @@ struct Entry {
     used: i64,
 }
 
-/// Hashes a [`Slot`] as itself: it already is a keyed hash, hashing it again would only cost time.
+/// Hashes a [`Slot`] (or `proved.rs`'s key) as itself: it already is a keyed hash, hashing it again
+/// would only cost time.
 #[derive(Default)]
-struct SlotHasher(u64);
+pub(super) struct SlotHasher(u64);
 
 impl Hasher for SlotHasher {
     fn finish(&self) -> u64 {

@@ -51,25 +51,35 @@
 mod checkpoint;
 mod counts;
 mod deferred;
+mod fold;
+mod journal;
 mod lock;
 mod ops;
 mod outbox;
+mod proved;
 mod schema;
 mod spend;
 mod statements;
 mod writer;
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use tokio::sync::oneshot;
 
 use crate::store::sqlite::checkpoint::Checkpointer;
+use crate::store::sqlite::deferred::Facts;
 use crate::store::sqlite::lock::Owner;
 use crate::store::sqlite::outbox::{Carrier, Outbox};
-use crate::store::sqlite::writer::{Db, Job, Jobs, Pending};
+use crate::store::sqlite::proved::{Asked, Proved};
+use crate::store::sqlite::writer::{Db, Job, Jobs, Pending, Rows};
 use crate::store::{Reservation, Spend, SpendLine, SpendReservation, StoreError, TokenRef, Usage};
+
+/// Seconds between sweeps asked for by calls granted without the store thread. The sweep itself
+/// runs at most hourly (`ops.rs`); this only bounds the jobs sent to ask for it.
+const SWEEP_ASK_EVERY: u64 = 60;
 
 /// Handle to the store thread. Dropping it lets the thread finish the queued jobs, close the
 /// database and release the file, and waits for that.
@@ -79,6 +89,11 @@ pub struct SqliteStore {
     thread: Option<JoinHandle<()>>,
     /// Answers the store thread left for its callers to send (`outbox.rs`).
     outbox: Arc<Outbox<dyn Job>>,
+    /// Tokens whose calls are granted here, without the store thread (`proved.rs`).
+    proved: Arc<Proved>,
+    /// UTC seconds from which a call granted here asks the store thread for a sweep of forgotten
+    /// records, which otherwise only runs with the store thread's reservations.
+    sweep_from: AtomicU64,
     path: PathBuf,
     /// This relay's claim on the file, let go after the thread has closed it (fields drop after
     /// [`Drop::drop`]).
@@ -87,18 +102,29 @@ pub struct SqliteStore {
 
 impl SqliteStore {
     /// Takes the file for this process, opens (or creates) the database, checks it can be written
-    /// in WAL mode, and starts the thread and its checkpointer.
+    /// in WAL mode, replays the grant journal into it (`fold.rs`), and starts the thread and its
+    /// checkpointer.
     pub(crate) fn open(path: &Path, max_token_life: u64) -> Result<SqliteStore, StoreError> {
         let owner = lock::take(path)?;
         let conn = writer::connect(path)?;
+        let (journal, epoch) = fold::recover(&conn, path).map_err(StoreError)?;
+        let proved = Arc::new(Proved::new(journal, epoch));
         let checkpointer = Checkpointer::start(path)?;
         let outbox = Arc::new(Outbox::default());
-        let (jobs, thread) =
-            writer::start(conn, checkpointer, outbox.clone(), path, max_token_life)?;
+        let (jobs, thread) = writer::start(
+            conn,
+            checkpointer,
+            outbox.clone(),
+            proved.clone(),
+            path,
+            max_token_life,
+        )?;
         Ok(SqliteStore {
             jobs: Some(jobs),
             thread: Some(thread),
             outbox,
+            proved,
+            sweep_from: AtomicU64::new(0),
             path: path.to_path_buf(),
             _owner: owner,
         })
@@ -106,16 +132,17 @@ impl SqliteStore {
 
     /// Runs `f` on the store thread and waits for its answer, which comes once the transaction
     /// carrying it has committed, without blocking the async worker.
-    async fn run<T, F>(&self, f: F) -> Result<T, StoreError>
+    /// `rows` says which token rows it reads or changes (see [`Rows`]).
+    async fn run<T, F>(&self, f: F, rows: Rows) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&mut Db) -> rusqlite::Result<T> + Send + 'static,
     {
-        self.submit(f, JobKind::Plain).await
+        self.submit(f, JobKind::Plain, rows).await
     }
 
     /// [`SqliteStore::run`] for a job that calls [`Db::isolate`] before its second write.
-    async fn submit<T, F>(&self, f: F, kind: JobKind) -> Result<T, StoreError>
+    async fn submit<T, F>(&self, f: F, kind: JobKind, rows: Rows) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&mut Db) -> rusqlite::Result<T> + Send + 'static,
@@ -126,6 +153,7 @@ impl SqliteStore {
         let mut job = Pending::new(f, reply);
         job.isolates_itself = kind != JobKind::Plain;
         job.defers = kind == JobKind::Reservation;
+        job.rows = rows;
         // Sends what the store thread left in the outbox once this call ends, however it ends.
         let _carrier = Carrier(&self.outbox);
         jobs.send(Box::new(job)).await.map_err(|_| gone())?;
@@ -133,15 +161,40 @@ impl SqliteStore {
     }
 
     pub(crate) async fn check(&self) -> Result<(), StoreError> {
-        self.run(|db| db.conn.query_row("SELECT 1", [], |_| Ok(())))
-            .await
+        self.run(
+            |db| db.conn.query_row("SELECT 1", [], |_| Ok(())),
+            Rows::Untouched,
+        )
+        .await
     }
 
+    /// A token the store thread has proved is granted here, on the caller's thread (`proved.rs`);
+    /// any other call takes the store thread's path.
     pub(crate) async fn reserve(
         &self,
         t: TokenRef<'_>,
         now: u64,
     ) -> Result<Reservation, StoreError> {
+        // A value SQLite cannot hold fails on the store thread's path, as before.
+        if let Ok((facts, at)) = Facts::of(t.iat, t.exp, t.max, now) {
+            let fold_due = match self.proved.grant(t.tenant, t.jti, &facts, at) {
+                Asked::Answered(r) => Some((r, false)),
+                Asked::AnsweredFoldDue(r) => Some((r, true)),
+                Asked::NotHeld | Asked::Held => None,
+            };
+            if let Some((r, fold_due)) = fold_due {
+                let sweep_due = now >= self.sweep_from.load(Ordering::Relaxed)
+                    && self
+                        .sweep_from
+                        .fetch_max(now + SWEEP_ASK_EVERY, Ordering::Relaxed)
+                        <= now;
+                if fold_due || sweep_due {
+                    self.nudge(now);
+                }
+                return Ok(r);
+            }
+        }
+        let rows = Rows::Token(t.tenant.into(), t.jti.into());
         let (tenant, jti) = (t.tenant.to_string(), t.jti.to_string());
         let (iat, exp, max) = (t.iat, t.exp, t.max);
         // `Db::reserve` isolates itself; the sweep is one statement whose failure is ignored.
@@ -152,28 +205,47 @@ impl SqliteStore {
                 Ok(r)
             },
             JobKind::Reservation,
+            rows,
         )
         .await
     }
 
+    /// Sends the store thread a job that waits for nobody: it sweeps forgotten records if an hour
+    /// has passed (`Db::sweep`), and the batch it starts folds the journal's filling half into the
+    /// rows if it is due (`Db::transact`). A full queue needs none: its batches fold, and its
+    /// reservations sweep.
+    fn nudge(&self, now: u64) {
+        if let Some(jobs) = &self.jobs {
+            let (reply, _) = oneshot::channel::<Result<(), StoreError>>();
+            let _ = jobs.try_send(Box::new(Pending::new(
+                move |db: &mut Db| db.sweep(now),
+                reply,
+            )));
+        }
+    }
+
     pub(crate) async fn refund(&self, tenant: &str, jti: &str) -> Result<(), StoreError> {
+        let rows = Rows::Token(tenant.into(), jti.into());
         let (tenant, jti) = (tenant.to_string(), jti.to_string());
-        self.run(move |db| db.refund(&tenant, &jti)).await
+        self.run(move |db| db.refund(&tenant, &jti), rows).await
     }
 
     pub(crate) async fn usage(&self, tenant: &str, jti: &str) -> Result<Option<Usage>, StoreError> {
         let (tenant, jti) = (tenant.to_string(), jti.to_string());
-        self.run(move |db| db.usage(&tenant, &jti)).await
+        self.run(move |db| db.usage(&tenant, &jti), Rows::Read)
+            .await
     }
 
     pub(crate) async fn revoke(&self, tenant: &str, jti: &str) -> Result<Usage, StoreError> {
+        let rows = Rows::Token(tenant.into(), jti.into());
         let (tenant, jti) = (tenant.to_string(), jti.to_string());
-        self.run(move |db| db.revoke(&tenant, &jti)).await
+        self.run(move |db| db.revoke(&tenant, &jti), rows).await
     }
 
     pub(crate) async fn revoke_before(&self, tenant: &str, ts: u64) -> Result<u64, StoreError> {
         let tenant = tenant.to_string();
-        self.run(move |db| db.revoke_before(&tenant, ts)).await
+        self.run(move |db| db.revoke_before(&tenant, ts), Rows::All)
+            .await
     }
 
     /// All-or-nothing reservation on spend lines (see `Store::spend_reserve`), answered only once
@@ -194,6 +266,7 @@ impl SqliteStore {
                 Ok(r)
             },
             JobKind::IsolatesItself,
+            Rows::Untouched,
         )
         .await
     }
@@ -210,6 +283,7 @@ impl SqliteStore {
         self.submit(
             move |db| db.spend_settle(&tenant, &lines, &reserved, &actual),
             JobKind::IsolatesItself,
+            Rows::Untouched,
         )
         .await
     }
@@ -221,7 +295,8 @@ impl SqliteStore {
     ) -> Result<Vec<Spend>, StoreError> {
         let tenant = tenant.to_string();
         let keys: Vec<String> = keys.iter().map(|k| (*k).to_string()).collect();
-        self.run(move |db| db.spend_get(&tenant, &keys)).await
+        self.run(move |db| db.spend_get(&tenant, &keys), Rows::Untouched)
+            .await
     }
 }
 
@@ -251,6 +326,187 @@ impl Drop for SqliteStore {
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    fn token(jti: &str, max: Option<u64>) -> TokenRef<'_> {
+        TokenRef {
+            jti,
+            tenant: "acme",
+            iat: 1_000,
+            exp: 1_000_000,
+            max,
+        }
+    }
+
+    async fn used(store: &SqliteStore, jti: &str) -> u64 {
+        store.usage("acme", jti).await.unwrap().unwrap().calls_used
+    }
+
+    /// Waits until the store thread has held what its last batch proved: a job queued behind that
+    /// batch is answered after it.
+    async fn settled(store: &SqliteStore) {
+        store.check().await.unwrap();
+    }
+
+    fn granted(n: u64) -> Reservation {
+        Reservation::Granted { used: n }
+    }
+
+    /// A token's first call proves its row on the store thread; later calls are granted on the
+    /// caller's thread, and every job that reads or changes the row sees or replaces them exactly.
+    #[tokio::test]
+    async fn a_proved_token_is_granted_here_and_every_job_sees_its_calls() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("usage.db"), 3600).unwrap();
+        let t = token("a", None);
+        assert_eq!(store.reserve(t, 2_000).await.unwrap(), granted(1));
+        settled(&store).await;
+        assert!(store.proved.holds("acme", "a"), "held once proved");
+        for n in 2..=11 {
+            assert_eq!(store.reserve(t, 2_000 + n).await.unwrap(), granted(n));
+        }
+        // A read writes the calls first; the token stays held.
+        let u = store.usage("acme", "a").await.unwrap().unwrap();
+        assert_eq!((u.calls_used, u.last_used_at), (11, Some(2_011)));
+        assert!(store.proved.holds("acme", "a"));
+        // A refund changes the row: the token is let go, and proved again by its next call.
+        store.refund("acme", "a").await.unwrap();
+        assert!(!store.proved.holds("acme", "a"));
+        assert_eq!(used(&store, "a").await, 10);
+        assert_eq!(store.reserve(t, 2_100).await.unwrap(), granted(11));
+        settled(&store).await;
+        assert!(store.proved.holds("acme", "a"));
+        assert_eq!(store.reserve(t, 2_101).await.unwrap(), granted(12));
+        // Revoked: let go, and refused from then on.
+        let u = store.revoke("acme", "a").await.unwrap();
+        assert_eq!((u.calls_used, u.revoked), (12, true));
+        assert!(!store.proved.holds("acme", "a"));
+        assert_eq!(store.reserve(t, 2_102).await.unwrap(), Reservation::Revoked);
+        settled(&store).await;
+        assert!(
+            !store.proved.holds("acme", "a"),
+            "a refused call proves nothing"
+        );
+
+        // A limit is kept here too, and other claims take the store thread's path exactly.
+        let l = token("l", Some(3));
+        for n in 1..=3 {
+            assert_eq!(store.reserve(l, 2_000).await.unwrap(), granted(n));
+            settled(&store).await;
+        }
+        assert!(store.proved.holds("acme", "l"));
+        assert_eq!(
+            store.reserve(l, 2_000).await.unwrap(),
+            Reservation::Exhausted
+        );
+        let raised = token("l", Some(5));
+        assert_eq!(store.reserve(raised, 2_000).await.unwrap(), granted(4));
+        settled(&store).await;
+        assert_eq!(store.reserve(raised, 2_000).await.unwrap(), granted(5));
+        assert_eq!(
+            store.reserve(raised, 2_000).await.unwrap(),
+            Reservation::Exhausted
+        );
+        assert_eq!(
+            store.usage("acme", "l").await.unwrap().unwrap().max_calls,
+            Some(5)
+        );
+
+        // A tenant's mark lets every token of the tenant go.
+        let b = token("b", None);
+        store.reserve(b, 2_000).await.unwrap();
+        settled(&store).await;
+        assert!(store.proved.holds("acme", "b"));
+        store.revoke_before("acme", 1_001).await.unwrap();
+        assert!(!store.proved.holds("acme", "b"));
+        assert_eq!(store.reserve(b, 2_000).await.unwrap(), Reservation::Revoked);
+    }
+
+    /// Calls granted here survive closing and reopening: a clean stop writes them into the rows.
+    #[tokio::test]
+    async fn calls_granted_here_are_in_the_rows_after_a_clean_stop() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("usage.db");
+        {
+            let store = SqliteStore::open(&path, 3600).unwrap();
+            store.reserve(token("a", None), 2_000).await.unwrap();
+            settled(&store).await;
+            for _ in 0..99 {
+                store.reserve(token("a", None), 2_000).await.unwrap();
+            }
+        }
+        let c = rusqlite::Connection::open(&path).unwrap();
+        let n: i64 = c
+            .query_row("SELECT calls_used FROM token_usage", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(n, 100);
+    }
+
+    /// Grants here racing with refunds and reads on the store thread, across the journal's folds
+    /// (far more calls than half a journal holds): every refund and every grant counted once.
+    #[test]
+    fn grants_here_race_refunds_and_reads_exactly() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(SqliteStore::open(&dir.path().join("usage.db"), 3600).unwrap());
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        const CALLERS: u64 = 40;
+        const CALLS: u64 = 500;
+        const LIMIT: u64 = 100_000;
+        let (grants, refunds) = runtime.block_on(async {
+            let mut tasks = Vec::new();
+            for i in 0..CALLERS {
+                let store = store.clone();
+                tasks.push(tokio::spawn(async move {
+                    let (mut grants, mut refunds) = (Vec::new(), 0u64);
+                    for k in 0..CALLS {
+                        let r = store
+                            .reserve(token("hot", Some(LIMIT)), 2_000)
+                            .await
+                            .unwrap();
+                        let Reservation::Granted { used } = r else {
+                            panic!("{r:?}")
+                        };
+                        grants.push(used);
+                        // Some callers give their call back, some read: both go through the
+                        // store thread while the others are granted here.
+                        if i % 4 == 0 && k % 50 == 0 {
+                            store.refund("acme", "hot").await.unwrap();
+                            refunds += 1;
+                        } else if i % 4 == 1 && k % 100 == 0 {
+                            let u = store.usage("acme", "hot").await.unwrap().unwrap();
+                            assert!(u.calls_used <= LIMIT);
+                        }
+                    }
+                    (grants, refunds)
+                }));
+            }
+            let (mut grants, mut refunds) = (Vec::new(), 0);
+            for t in tasks {
+                let (g, r) = t.await.unwrap();
+                grants.extend(g);
+                refunds += r;
+            }
+            (grants, refunds)
+        });
+        let total = CALLERS * CALLS;
+        assert_eq!(grants.len() as u64, total);
+        let used = runtime.block_on(used(&store, "hot"));
+        assert_eq!(
+            used,
+            total - refunds,
+            "every grant and every refund counted once"
+        );
+        // Without refunds every number would be handed out once; with them a number comes back at
+        // most once per refund.
+        let mut sorted = grants.clone();
+        sorted.sort_unstable();
+        sorted.dedup();
+        assert!(sorted.len() as u64 >= total - refunds);
+        assert!(grants.iter().all(|&n| (1..=LIMIT).contains(&n)));
+    }
 
     /// Many callers at once on a multi-threaded runtime, a third of them dropped part-way (before
     /// sending, while queued, or after their batch committed): every caller that stays is answered,

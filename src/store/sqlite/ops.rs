@@ -14,6 +14,25 @@ use crate::store::{keep_token_for, Reservation, Usage};
 /// past their `keep_until`).
 const SWEEP_INTERVAL: u64 = 3_600;
 
+impl Facts {
+    /// A reservation's facts as the row holds them, with the call's time; converted before anything
+    /// is read or written, so a value SQLite cannot hold fails the job without side effects.
+    pub(super) fn of(
+        iat: u64,
+        exp: u64,
+        max: Option<u64>,
+        now: u64,
+    ) -> rusqlite::Result<(Facts, i64)> {
+        let facts = Facts {
+            max_calls: max.map(int).transpose()?,
+            exp_at: int(exp)?,
+            iat: int(iat)?,
+            forget_at: int(now.saturating_add(keep_token_for(exp, now)))?,
+        };
+        Ok((facts, int(now)?))
+    }
+}
+
 impl Db<'_> {
     /// Checks and counts one call. Reads first and writes only what changed: an exhausted or
     /// revoked token usually writes nothing, and the `forget_at` index is touched only when the
@@ -27,11 +46,13 @@ impl Db<'_> {
         max: Option<u64>,
         now: u64,
     ) -> rusqlite::Result<Reservation> {
-        // Converted before anything is read or written: a value SQLite cannot hold fails the job
-        // without side effects.
-        let (iat, exp_at, at) = (int(iat)?, int(exp)?, int(now)?);
-        let max_calls = max.map(int).transpose()?;
-        let forget_at = int(now.saturating_add(keep_token_for(exp, now)))?;
+        let (facts, at) = Facts::of(iat, exp, max, now)?;
+        let Facts {
+            max_calls,
+            exp_at,
+            iat,
+            forget_at,
+        } = facts;
         // The common case: a known token, not revoked (by id or by its tenant's mark), with a call
         // left and an unchanged retention, gets its call counted and its facts refreshed exactly as
         // the full path below would, by one `UPDATE` made on the condition that the count is still
@@ -40,12 +61,6 @@ impl Db<'_> {
         // no `RETURNING`, which made SQLite build and drop a temporary table on every call (about
         // 13,000 instructions, `bench/instructions.sh`); and a token granted before skips the read.
         // Both statements are kept prepared (`statements.rs`).
-        let facts = Facts {
-            max_calls,
-            exp_at,
-            iat,
-            forget_at,
-        };
         // A token a grant of this batch has already written: counted in memory (`deferred.rs`).
         if let Some(used) = self.deferred.grant(tenant, jti, &facts, at) {
             return Ok(Reservation::Granted { used: uint(used)? });
@@ -215,14 +230,16 @@ impl Db<'_> {
     }
 
     /// After a grant wrote the token's row with `facts` and count `used`: remembers the count for the
-    /// next batch (`counts.rs`) and, when jobs of this batch follow, what later calls of the token in
-    /// it are counted against (`deferred.rs`). A batch of one job (every batch at low load) has no
-    /// later call, so it copies nothing there.
+    /// next batch (`counts.rs`), when jobs of this batch follow, what later calls of the token in
+    /// it are counted against (`deferred.rs`), and that the token may be held once the batch commits
+    /// (`proved.rs`). A batch of one job (every batch at low load) has no later call, so it copies
+    /// nothing to `deferred.rs`.
     fn granted(&mut self, tenant: &str, jti: &str, slot: Slot, facts: Facts, used: i64) {
         self.counts.set(slot, tenant, jti, used);
         if self.isolating {
             self.deferred.record(tenant, jti, slot, facts, used);
         }
+        self.candidate(tenant, jti, facts);
     }
 
     /// Writes the calls counted in memory during the batch (`deferred.rs`) and forgets them. Runs

@@ -44,9 +44,10 @@ const STATEMENT_CACHE: usize = 32;
 
 /// The schema this code writes (`PRAGMA user_version`). A file from a newer relay is refused rather
 /// than misread. Version 2 added `spend_line`: an older relay would count calls on such a file but
-/// never see its budgets, so it must refuse it instead. Every table is created `IF NOT EXISTS`, which
+/// never see its budgets, so it must refuse it instead. Version 3 added `grant_journal`: an older
+/// relay would not replay the grant journal (`journal.rs`) and could count fewer calls than were made. Every table is created `IF NOT EXISTS`, which
 /// is the whole migration from an older file: opening it adds what it lacks and keeps what it holds.
-pub(super) const SCHEMA_VERSION: i64 = 2;
+pub(super) const SCHEMA_VERSION: i64 = 3;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS token_usage (
@@ -83,6 +84,12 @@ CREATE TABLE IF NOT EXISTS spend_line (
     PRIMARY KEY (tenant, key)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS spend_line_keep_until ON spend_line (keep_until);
+-- From where the grant journal (`<file>.grants`) may hold calls the rows lack (store/sqlite/fold.rs).
+CREATE TABLE IF NOT EXISTS grant_journal (
+    id           INTEGER PRIMARY KEY CHECK (id = 0),
+    epoch        INTEGER NOT NULL,
+    offset_bytes INTEGER NOT NULL
+);
 ";
 
 /// Sets the connection up for this store; errors are for the person starting the relay.

@@ -12,8 +12,10 @@ use tokio::sync::{mpsc, oneshot};
 use crate::store::keep_unseen_revocation_for;
 use crate::store::sqlite::checkpoint::Checkpointer;
 use crate::store::sqlite::counts::Counts;
-use crate::store::sqlite::deferred::Deferred;
+use crate::store::sqlite::deferred::{Deferred, Facts};
+use crate::store::sqlite::fold;
 use crate::store::sqlite::outbox::{Outbox, Settled};
+use crate::store::sqlite::proved::{Capture, Freeze, Proved};
 use crate::store::sqlite::schema::{configure, VFS};
 use crate::store::sqlite::statements::Prepared;
 use crate::store::StoreError;
@@ -43,6 +45,27 @@ pub(super) trait Job: Settled {
     /// True when the job touches token records only through [`Db::reserve`], so the batch's
     /// deferred calls (`deferred.rs`) need not be written before it runs.
     fn defers(&self) -> bool;
+
+    /// The token rows the job reads or changes, so the calls granted from the proved counts
+    /// (`proved.rs`) are written into them first.
+    fn rows(&self) -> &Rows;
+}
+
+/// What a job does with token rows, as far as the proved counts (`proved.rs`) are concerned.
+#[derive(Debug, Default)]
+pub(super) enum Rows {
+    /// Nothing (a check, spend lines).
+    #[default]
+    Untouched,
+    /// Reads them (the usage of a token): every call granted from the proved counts is written
+    /// first.
+    Read,
+    /// Reserves a call of this token on the store thread's path, or changes its row (a refund, a
+    /// revocation): if the token is held, its count is written and it is frozen first.
+    Token(Box<str>, Box<str>),
+    /// Changes what every token's grant depends on (a tenant's mark): every count is written and
+    /// every token frozen first.
+    All,
 }
 
 /// A job made of a closure and the channel its caller waits on.
@@ -54,6 +77,8 @@ pub(super) struct Pending<T, F> {
     pub(super) isolates_itself: bool,
     /// See [`Job::defers`].
     pub(super) defers: bool,
+    /// See [`Job::rows`].
+    pub(super) rows: Rows,
 }
 
 impl<T, F> Pending<T, F> {
@@ -64,6 +89,7 @@ impl<T, F> Pending<T, F> {
             reply,
             isolates_itself: false,
             defers: false,
+            rows: Rows::Untouched,
         }
     }
 }
@@ -96,6 +122,10 @@ where
     fn defers(&self) -> bool {
         self.defers
     }
+
+    fn rows(&self) -> &Rows {
+        &self.rows
+    }
 }
 
 impl<T, F> Settled for Pending<T, F>
@@ -122,13 +152,15 @@ pub(super) type Jobs = mpsc::Sender<Box<dyn Job>>;
 
 /// Starts the store thread on `conn` (opened by [`connect`]): it prepares the common statements,
 /// then waits for a job, takes whatever else is already queued (up to [`MAX_BATCH`]), runs them as one
-/// batch, hands the answers to `outbox`, tells `checkpointer` of the transaction, and stops once every
-/// sender is gone and the queue is empty: it stops the checkpointer, then closes its connection, the
-/// last one on the file, which checkpoints what is left of the WAL and removes it.
+/// batch, hands the answers to `outbox`, holds the tokens the batch proved (`proved.rs`), tells
+/// `checkpointer` of the transaction, and stops once every sender is gone and the queue is empty: it
+/// writes the proved counts, stops the checkpointer, then closes its connection, the last one on the
+/// file, which checkpoints what is left of the WAL and removes it.
 pub(super) fn start(
     conn: Connection,
     mut checkpointer: Checkpointer,
     outbox: Arc<Outbox<dyn Job>>,
+    proved: Arc<Proved>,
     path: &Path,
     max_token_life: u64,
 ) -> Result<(Jobs, JoinHandle<()>), StoreError> {
@@ -140,7 +172,7 @@ pub(super) fn start(
     let thread = std::thread::Builder::new()
         .name("relayapi-sqlite".into())
         .spawn(move || {
-            let mut db = match Db::new(&conn, label, max_token_life) {
+            let mut db = match Db::new(&conn, label, max_token_life, proved) {
                 Ok(db) => {
                     let _ = ready.send(Ok(()));
                     db
@@ -169,8 +201,11 @@ pub(super) fn start(
                 }
                 db.run_batch(&mut batch);
                 outbox.deliver(&mut batch);
+                // After the answers: holding a token proved by this batch can wait for them.
+                db.hold_proved();
                 checkpointer.committed();
             }
+            db.close();
             drop(db);
             drop(checkpointer);
             drop(conn);
@@ -234,6 +269,12 @@ pub(super) struct Db<'c> {
     pub(super) unseen_revocation_secs: u64,
     /// UTC seconds of the next sweep of forgotten records (0: at the first reservation).
     pub(super) next_sweep: u64,
+    /// The tokens whose calls runtime threads grant, and the grant journal (`proved.rs`).
+    pub(super) proved: Arc<Proved>,
+    /// Folds of the running transaction: told to `proved` when it ends.
+    captures: Vec<Capture>,
+    /// Tokens a grant of the running batch proved, held once it commits if their rows still agree.
+    candidates: Vec<(Box<str>, Box<str>, Facts)>,
     /// Jobs of the running batch need savepoints (it has more than one job).
     pub(super) isolating: bool,
     /// The running job's savepoint is open.
@@ -246,6 +287,7 @@ impl<'c> Db<'c> {
         conn: &'c Connection,
         label: String,
         max_token_life: u64,
+        proved: Arc<Proved>,
     ) -> Result<Db<'c>, StoreError> {
         let fail =
             |e: rusqlite::Error| StoreError(format!("{label}: cannot prepare the statements: {e}"));
@@ -264,6 +306,9 @@ impl<'c> Db<'c> {
             label,
             unseen_revocation_secs: keep_unseen_revocation_for(max_token_life),
             next_sweep: 0,
+            proved,
+            captures: Vec::new(),
+            candidates: Vec::new(),
             isolating: false,
             in_savepoint: false,
         })
@@ -298,6 +343,13 @@ impl<'c> Db<'c> {
         }
         // Whatever was deferred is in the committed transaction, or nowhere.
         self.deferred.clear();
+        let captures = std::mem::take(&mut self.captures);
+        if outcome.is_ok() {
+            self.proved.committed(&captures);
+        } else {
+            self.proved.failed(captures);
+            self.candidates.clear();
+        }
         let failed = outcome.err();
         for job in jobs.iter_mut() {
             job.settle(failed.as_ref());
@@ -322,6 +374,8 @@ impl<'c> Db<'c> {
                 // Before the job's savepoint: if the job fails, its rollback must not undo them.
                 self.flush_deferred().map_err(|e| self.fail(e))?;
             }
+            // The same for the proved counts the job's rows need.
+            self.fold_for(job.rows())?;
             if self.isolating && !job.isolates_itself() {
                 self.isolate().map_err(|e| self.fail(e))?;
             }
@@ -353,12 +407,133 @@ impl<'c> Db<'c> {
         }
         self.in_savepoint = false;
         self.flush_deferred().map_err(|e| self.fail(e))?;
+        if self.proved.fold_due() {
+            // The journal's half is filling: its calls go into the rows so the other half is free.
+            self.fold(Freeze::Nothing)?;
+        }
         // Answers go out only after this: a granted call is in the WAL before the relay forwards it.
         self.prepared
             .commit
             .execute([])
             .map(drop)
             .map_err(|e| self.fail(e))
+    }
+
+    /// Before a job: writes the proved counts its rows need and freezes what it changes (see
+    /// [`Rows`]), in the transaction and outside the job's savepoint.
+    fn fold_for(&mut self, rows: &Rows) -> Result<(), StoreError> {
+        let freeze = match rows {
+            Rows::Untouched => return Ok(()),
+            Rows::Read => Freeze::Nothing,
+            Rows::Token(tenant, jti) if self.proved.holds(tenant, jti) => {
+                Freeze::Token(tenant, jti)
+            }
+            Rows::Token(..) => return Ok(()),
+            Rows::All => {
+                // A grant earlier in the batch proved a row the mark may now refuse.
+                self.candidates.clear();
+                Freeze::All
+            }
+        };
+        self.fold(freeze)
+    }
+
+    /// Writes the counts granted from the proved counts since the last fold, and the journal
+    /// position they cover (`fold.rs`), inside the running transaction. A failure fails the batch.
+    fn fold(&mut self, freeze: Freeze<'_>) -> Result<(), StoreError> {
+        let Some(capture) = self.proved.capture(freeze) else {
+            return Ok(());
+        };
+        let written = fold::write(self.conn, &capture);
+        // Kept even if the write failed: the batch fails, and `Proved::failed` takes it back.
+        self.captures.push(capture);
+        written.map_err(|e| self.fail(e))
+    }
+
+    /// Remembers that a grant of the running batch proved the token's row with `facts`.
+    pub(super) fn candidate(&mut self, tenant: &str, jti: &str, facts: Facts) {
+        if !self
+            .candidates
+            .iter()
+            .any(|(t, j, _)| &**t == tenant && &**j == jti)
+        {
+            self.candidates.push((tenant.into(), jti.into(), facts));
+        }
+    }
+
+    /// After a committed batch: holds each token a grant of it proved (`proved.rs`), with the count
+    /// and time its committed row holds, unless that row no longer shows those facts unrevoked (a
+    /// later job of the batch changed it). A row that cannot be read is simply not held.
+    pub(super) fn hold_proved(&mut self) {
+        for (tenant, jti, facts) in std::mem::take(&mut self.candidates) {
+            type Row = (
+                i64,
+                bool,
+                Option<i64>,
+                Option<i64>,
+                Option<i64>,
+                i64,
+                Option<i64>,
+            );
+            let row: rusqlite::Result<Row> = self
+                .conn
+                .prepare_cached(
+                    "SELECT calls_used, revoked, max_calls, expires_at, issued_at, forget_at,
+                            last_used_at
+                     FROM token_usage WHERE tenant = ?1 AND jti = ?2",
+                )
+                .and_then(|mut s| {
+                    s.query_row(rusqlite::params![&*tenant, &*jti], |r| {
+                        Ok((
+                            r.get(0)?,
+                            r.get(1)?,
+                            r.get(2)?,
+                            r.get(3)?,
+                            r.get(4)?,
+                            r.get(5)?,
+                            r.get(6)?,
+                        ))
+                    })
+                });
+            let Ok((used, revoked, max_calls, exp_at, iat, forget_at, last_at)) = row else {
+                continue;
+            };
+            let shown = Facts {
+                max_calls,
+                exp_at: exp_at.unwrap_or(-1),
+                iat: iat.unwrap_or(-1),
+                forget_at,
+            };
+            if !revoked && shown == facts {
+                self.proved
+                    .hold(&tenant, &jti, facts, used, last_at.unwrap_or(0));
+            }
+        }
+    }
+
+    /// When the store closes: writes every count granted from the proved counts, so a clean stop
+    /// leaves nothing to replay, and the journal's pages out. Should it fail, the next start
+    /// replays the journal instead.
+    fn close(&mut self) {
+        let outcome = (|| {
+            self.prepared.begin.execute([]).map_err(|e| self.fail(e))?;
+            self.fold(Freeze::Nothing)?;
+            self.prepared
+                .commit
+                .execute([])
+                .map(drop)
+                .map_err(|e| self.fail(e))
+        })();
+        if outcome.is_err() && !self.conn.is_autocommit() {
+            let _ = self.exec("ROLLBACK");
+        }
+        let captures = std::mem::take(&mut self.captures);
+        if outcome.is_ok() {
+            self.proved.committed(&captures);
+        } else {
+            self.proved.failed(captures);
+        }
+        let _ = self.proved.flush();
     }
 }
 
@@ -381,7 +556,10 @@ mod tests {
     }
 
     fn db(conn: &Connection) -> Db<'_> {
-        Db::new(conn, "usage.db".into(), TOKEN_LIFE).unwrap()
+        let path = std::path::PathBuf::from(conn.path().unwrap());
+        let (journal, epoch) = fold::recover(conn, &path).unwrap();
+        let proved = Arc::new(Proved::new(journal, epoch));
+        Db::new(conn, "usage.db".into(), TOKEN_LIFE, proved).unwrap()
     }
 
     impl Db<'_> {
