@@ -41,12 +41,20 @@
 //! the reservations queued behind a commit. They coordinate in this process's memory, without a
 //! system call per transaction and without a `-shm` file.
 //!
+//! The calls of a token whose first call has committed skip all of this: the store thread holds the
+//! token, and the runtime thread that asks grants the call under one lock and records it in the
+//! grant journal, a file mapped into memory (`proved.rs`, `journal.rs`); the held counts are
+//! written into the rows in batches and the journal replayed at start (`fold.rs`). A record there
+//! survives `kill -9` as a commit with `synchronous = NORMAL` does.
+//!
 //! Files: this one holds the handle the relay calls; `writer.rs` the thread, its batches and their
-//! transactions; `deferred.rs` the calls a batch counts in memory; `outbox.rs` how their answers
-//! reach the callers; `checkpoint.rs` the checkpointer; `lock.rs` the one-relay-per-file lock;
-//! `schema.rs` the tables and connection settings; `statements.rs` the statements of
-//! the common path, kept prepared, and `counts.rs` the counts a grant tries first; `ops.rs` the SQL
-//! of the token operations and `spend.rs` that of the spend lines (`docs/budgets.md` §4).
+//! transactions; `deferred.rs` the calls a batch counts in memory; `proved.rs`, `journal.rs` and
+//! `fold.rs` the calls granted without the store thread, their record, and how they reach the rows;
+//! `outbox.rs` how answers reach the callers; `checkpoint.rs` the checkpointer; `lock.rs` the
+//! one-relay-per-file lock; `schema.rs` the tables and connection settings; `statements.rs` the
+//! statements of the common path, kept prepared, and `counts.rs` the counts a grant tries first;
+//! `ops.rs` the SQL of the token operations and `spend.rs` that of the spend lines
+//! (`docs/budgets.md` §4).
 
 mod checkpoint;
 mod counts;
