@@ -44,11 +44,23 @@ pub fn check(data: &[u8]) {
     if apply(&claims, Some(ct), &mut loc, body).is_err() {
         return;
     }
-    let ct = String::from_utf8_lossy(ct).to_ascii_lowercase();
-    let Some(b) = ct.split("boundary=").nth(1) else {
+    // The parameter named exactly `boundary` (a name that only ends in it is another parameter).
+    // Splitting on `;` misreads a quoted boundary holding one; such a form is not judged here.
+    // Names are case-insensitive, the boundary itself is not.
+    let ct = String::from_utf8_lossy(ct);
+    let mut values = ct.split(';').skip(1).filter_map(|p| {
+        let (name, value) = p.split_once('=')?;
+        name.trim()
+            .eq_ignore_ascii_case("boundary")
+            .then(|| value.trim())
+    });
+    let Some(b) = values.next() else {
         return;
     };
-    let b = b.split(';').next().unwrap_or("").trim().trim_matches('"');
+    if b.starts_with('"') != (b.ends_with('"') && b.len() > 1) {
+        return;
+    }
+    let b = b.trim_matches('"');
     let delim = format!("--{b}");
     let text = String::from_utf8_lossy(body);
     for part in text.split(delim.as_str()) {

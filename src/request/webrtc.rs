@@ -16,6 +16,7 @@ use crate::json::body_scan;
 use crate::request::query_model;
 use crate::request::route::Located;
 use crate::request::secrets::SESSION_SECONDS;
+use crate::text::grammar::is_tchar;
 use crate::token::format::Claims;
 use crate::upstream::provider::ApiFamily;
 
@@ -116,27 +117,69 @@ pub fn apply(
     }
 }
 
-/// The `boundary` parameter of a multipart content type (quoted or not).
+/// The `boundary` parameter of a multipart content type, from the parameters after its first `;`
+/// (quoted or not). The parameters must follow RFC 9110 §5.6.6 (`*( OWS ";" OWS [ token "=" ( token /
+/// quoted-string ) ] )`) and name `boundary` once: a provider could read another boundary from
+/// anything else (a duplicate, a stray word, an empty value), and with it other parts, so the relay
+/// refuses instead of guessing. A quoted boundary with a backslash is refused too (a quoted-pair
+/// would make its value differ from its bytes).
 fn boundary(params: &[u8]) -> Option<&[u8]> {
-    for p in params.split(|&b| b == b';') {
-        let p = trim_ows(p);
-        let Some(eq) = p.iter().position(|&b| b == b'=') else {
-            continue;
+    let trim_start =
+        |b: &[u8]| -> usize { b.iter().take_while(|&&c| c == b' ' || c == b'\t').count() };
+    let mut rest = params;
+    let mut found = None;
+    loop {
+        rest = &rest[trim_start(rest)..];
+        let Some(&first) = rest.first() else {
+            break;
         };
-        if !p[..eq].eq_ignore_ascii_case(b"boundary") {
-            continue;
+        if first != b';' {
+            let n = rest.iter().take_while(|&&b| is_tchar(b)).count();
+            if n == 0 || rest.get(n) != Some(&b'=') {
+                return None;
+            }
+            let name = &rest[..n];
+            rest = &rest[n + 1..];
+            let value = if rest.first() == Some(&b'"') {
+                let len = rest[1..].iter().position(|&b| b == b'"')?;
+                let v = &rest[1..1 + len];
+                if v.iter()
+                    .any(|&b| b == b'\\' || !(b == b'\t' || (b' '..=b'~').contains(&b)))
+                {
+                    return None;
+                }
+                rest = &rest[len + 2..];
+                v
+            } else {
+                let m = rest.iter().take_while(|&&b| is_tchar(b)).count();
+                if m == 0 {
+                    return None;
+                }
+                let v = &rest[..m];
+                rest = &rest[m..];
+                v
+            };
+            if name.eq_ignore_ascii_case(b"boundary") {
+                if found.is_some() {
+                    return None;
+                }
+                found = Some(value);
+            }
+            rest = &rest[trim_start(rest)..];
+            match rest.first() {
+                None => break,
+                Some(b';') => {}
+                Some(_) => return None,
+            }
         }
-        let v = &p[eq + 1..];
-        let v = v
-            .strip_prefix(b"\"")
-            .and_then(|v| v.strip_suffix(b"\""))
-            .unwrap_or(v);
-        // RFC 2046 §5.1.1: 1 to 70 characters, no trailing space.
-        return (1..=70).contains(&v.len()).then_some(v).filter(|v| {
-            v.last() != Some(&b' ') && v.iter().all(|&b| b.is_ascii_graphic() || b == b' ')
-        });
+        rest = &rest[1..];
     }
-    None
+    // RFC 2046 §5.1.1: 1 to 70 characters, no trailing space.
+    found.filter(|v| {
+        (1..=70).contains(&v.len())
+            && v.last() != Some(&b' ')
+            && v.iter().all(|&b| b.is_ascii_graphic() || b == b' ')
+    })
 }
 
 /// The content of the one part named `session`, if any. The body must be exactly parts, each opened by
@@ -327,6 +370,47 @@ mod tests {
         assert!(apply(&c, Some(b"application/json"), &mut loc(""), b"{}").is_err());
         assert_eq!(boundary(b" boundary=\"a b\""), Some(&b"a b"[..]));
         assert_eq!(boundary(b" boundary="), None);
+    }
+
+    /// Parameters a provider could read another boundary from are refused, not guessed at (the
+    /// `webrtc` fuzz target found a form the relay read with one boundary and a naive reader with
+    /// another: `fuzz/regressions/webrtc/`).
+    #[test]
+    fn a_boundary_is_read_only_from_well_formed_parameters() {
+        for ok in [
+            &b" boundary=XyZ"[..],
+            b"boundary=XyZ ; charset=utf-8",
+            b";; BOUNDARY=\"XyZ\";",
+            b" charset=utf-8;boundary=\"a;b=c\"",
+        ] {
+            assert!(boundary(ok).is_some(), "{}", String::from_utf8_lossy(ok));
+        }
+        assert_eq!(
+            boundary(b" charset=x; boundary=\"a;b=c\""),
+            Some(&b"a;b=c"[..])
+        );
+        for bad in [
+            &b" ultipart/form-data; boundary=B"[..],
+            b" bou,dary; boundary=B",
+            b" %Dboundary=; boundary=B",
+            b" boundary=A; boundary=B",
+            b" boundary=A boundary=B",
+            b" boundary=\"A",
+            b" boundary=\"A\\\"B\"",
+            b" boundary=A\"",
+            b" =A; boundary=B",
+            b" boundary",
+        ] {
+            assert_eq!(boundary(bad), None, "{}", String::from_utf8_lossy(bad));
+        }
+        let ct =
+            b"multipart/form-data; ultipart/form-data; bou,dary;;;;%Dboundary=;;;;;;boundary=B";
+        let c = claims(Some(&["m"]), None);
+        let body = form(r#"{"model":"m"}"#);
+        assert_eq!(
+            apply(&c, Some(ct), &mut loc(""), &body),
+            Err(Error::InvalidBody("a multipart boundary"))
+        );
     }
 
     #[test]
