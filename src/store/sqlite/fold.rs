@@ -49,8 +49,8 @@ fn set_position(conn: &Connection, p: Position) -> rusqlite::Result<()> {
 }
 
 /// When the store opens, before any job: opens the journal, writes the calls it holds past the
-/// stored position into the rows, and returns it with the epoch to write next (two past the one
-/// read, whose half's leftovers are then two epochs old and never read as current). A database that
+/// stored position into the rows, clears it (`Journal::clear`) and returns it with the epoch to write
+/// next (two past the one read, so even a leftover record would never be read as current). A database that
 /// has no position yet (new, or from before the journal) starts a fresh journal.
 pub(super) fn recover(conn: &Connection, db: &std::path::Path) -> Result<(Journal, u64), String> {
     let label = db.display();
@@ -90,6 +90,8 @@ pub(super) fn recover(conn: &Connection, db: &std::path::Path) -> Result<(Journa
     )
     .map_err(sql)?;
     tx.commit().map_err(sql)?;
+    let mut journal = journal;
+    journal.clear();
     Ok((journal, next))
 }
 
@@ -149,8 +151,17 @@ mod tests {
         assert!(journal.append("acme", "gone", 3, 41), "a forgotten row");
         drop(journal);
 
-        let (_journal, epoch) = recover(&conn, &db).unwrap();
+        let (journal, epoch) = recover(&conn, &db).unwrap();
         assert_eq!(epoch, 4);
+        assert!(
+            journal
+                .read_from(Position {
+                    epoch: 2,
+                    offset: 0
+                })
+                .is_empty(),
+            "replayed, then cleared"
+        );
         assert_eq!(
             count(&conn),
             (6, 41),

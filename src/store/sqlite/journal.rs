@@ -184,6 +184,14 @@ impl Journal {
         }
     }
 
+    /// Zeroes the whole file, once its calls are in the rows (at start, after the replay has
+    /// committed). Every page is written here, on the thread opening the store, so none is first
+    /// touched by a runtime thread's grant (a page fault, and the process's memory growing by the
+    /// journal while it serves), and no older record is left behind the next epoch's last one.
+    pub(super) fn clear(&mut self) {
+        self.map.fill(0);
+    }
+
     /// Asks the kernel to write the journal's dirty pages out (`msync`), on the store thread when it
     /// closes, so a clean stop leaves it on the disk.
     pub(super) fn flush(&self) -> std::io::Result<()> {
