@@ -105,25 +105,16 @@ impl Db<'_> {
             // Refused without a record, as every backend does.
             return Ok(Reservation::Revoked);
         }
-        type Row = (i64, bool, Option<i64>, Option<i64>, Option<i64>, i64);
-        let row: Option<Row> = self
-            .conn
-            .prepare_cached(
-                "SELECT calls_used, revoked, max_calls, expires_at, issued_at, forget_at
-                 FROM token_usage WHERE tenant = ?1 AND jti = ?2",
-            )?
-            .query_row(params![tenant, jti], |r| {
-                Ok((
-                    r.get(0)?,
-                    r.get(1)?,
-                    r.get(2)?,
-                    r.get(3)?,
-                    r.get(4)?,
-                    r.get(5)?,
-                ))
-            })
-            .optional()?;
-        let Some((used, revoked, old_max, old_exp, old_iat, old_forget_at)) = row else {
+        let Some(TokenRow {
+            used,
+            revoked,
+            max_calls: old_max,
+            exp_at: old_exp,
+            iat: old_iat,
+            forget_at: old_forget_at,
+            ..
+        }) = self.token_row(tenant, jti)?
+        else {
             // First call of this token: the record is kept even when a limit of 0 refuses it.
             let grant = max != Some(0);
             let first = grant.then_some(at);
@@ -267,6 +258,28 @@ impl Db<'_> {
         Ok(())
     }
 
+    /// The token's row, if it has one.
+    pub(super) fn token_row(&self, tenant: &str, jti: &str) -> rusqlite::Result<Option<TokenRow>> {
+        self.conn
+            .prepare_cached(
+                "SELECT calls_used, revoked, max_calls, expires_at, issued_at, forget_at,
+                        last_used_at
+                 FROM token_usage WHERE tenant = ?1 AND jti = ?2",
+            )?
+            .query_row(params![tenant, jti], |r| {
+                Ok(TokenRow {
+                    used: r.get(0)?,
+                    revoked: r.get(1)?,
+                    max_calls: r.get(2)?,
+                    exp_at: r.get(3)?,
+                    iat: r.get(4)?,
+                    forget_at: r.get(5)?,
+                    last_at: r.get(6)?,
+                })
+            })
+            .optional()
+    }
+
     pub(super) fn refund(&mut self, tenant: &str, jti: &str) -> rusqlite::Result<()> {
         // Not needed for exactness (a wrong remembered count only costs a read), but saves it.
         self.counts.forget(tenant, jti);
@@ -363,6 +376,17 @@ impl Db<'_> {
         }
         Ok(())
     }
+}
+
+/// What a token's row holds, as the full path of a grant and the holding of a proved token read it.
+pub(super) struct TokenRow {
+    pub(super) used: i64,
+    pub(super) revoked: bool,
+    pub(super) max_calls: Option<i64>,
+    pub(super) exp_at: Option<i64>,
+    pub(super) iat: Option<i64>,
+    pub(super) forget_at: i64,
+    pub(super) last_at: Option<i64>,
 }
 
 /// A reservation's values as the grant statement takes them.

@@ -466,47 +466,17 @@ impl<'c> Db<'c> {
     /// later job of the batch changed it). A row that cannot be read is simply not held.
     pub(super) fn hold_proved(&mut self) {
         for (tenant, jti, facts) in std::mem::take(&mut self.candidates) {
-            type Row = (
-                i64,
-                bool,
-                Option<i64>,
-                Option<i64>,
-                Option<i64>,
-                i64,
-                Option<i64>,
-            );
-            let row: rusqlite::Result<Row> = self
-                .conn
-                .prepare_cached(
-                    "SELECT calls_used, revoked, max_calls, expires_at, issued_at, forget_at,
-                            last_used_at
-                     FROM token_usage WHERE tenant = ?1 AND jti = ?2",
-                )
-                .and_then(|mut s| {
-                    s.query_row(rusqlite::params![&*tenant, &*jti], |r| {
-                        Ok((
-                            r.get(0)?,
-                            r.get(1)?,
-                            r.get(2)?,
-                            r.get(3)?,
-                            r.get(4)?,
-                            r.get(5)?,
-                            r.get(6)?,
-                        ))
-                    })
-                });
-            let Ok((used, revoked, max_calls, exp_at, iat, forget_at, last_at)) = row else {
+            let Ok(Some(row)) = self.token_row(&tenant, &jti) else {
                 continue;
             };
-            let shown = Facts {
-                max_calls,
-                exp_at: exp_at.unwrap_or(-1),
-                iat: iat.unwrap_or(-1),
-                forget_at,
-            };
-            if !revoked && shown == facts {
+            let proves = !row.revoked
+                && row.max_calls == facts.max_calls
+                && row.exp_at == Some(facts.exp_at)
+                && row.iat == Some(facts.iat)
+                && row.forget_at == facts.forget_at;
+            if proves {
                 self.proved
-                    .hold(&tenant, &jti, facts, used, last_at.unwrap_or(0));
+                    .hold(&tenant, &jti, facts, row.used, row.last_at.unwrap_or(0));
             }
         }
     }
