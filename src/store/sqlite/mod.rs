@@ -185,12 +185,12 @@ impl SqliteStore {
     ) -> Result<Reservation, StoreError> {
         // A value SQLite cannot hold fails on the store thread's path, as before.
         if let Ok((facts, at)) = Facts::of(t.iat, t.exp, t.max, now) {
-            let fold_due = match self.proved.grant(t.tenant, t.jti, &facts, at) {
+            let answered = match self.proved.grant(t.tenant, t.jti, &facts, at) {
                 Asked::Answered(r) => Some((r, false)),
                 Asked::AnsweredFoldDue(r) => Some((r, true)),
                 Asked::NotHeld | Asked::Held => None,
             };
-            if let Some((r, fold_due)) = fold_due {
+            if let Some((r, fold_due)) = answered {
                 let sweep_due = now >= self.sweep_from.load(Ordering::Relaxed)
                     && self
                         .sweep_from
@@ -335,6 +335,18 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
+    /// A store on a new file, shared by the tasks of a two-worker runtime.
+    fn shared_store() -> (tempfile::TempDir, Arc<SqliteStore>, tokio::runtime::Runtime) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(SqliteStore::open(&dir.path().join("usage.db"), 3600).unwrap());
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        (dir, store, runtime)
+    }
+
     fn token(jti: &str, max: Option<u64>) -> TokenRef<'_> {
         TokenRef {
             jti,
@@ -453,13 +465,7 @@ mod tests {
     /// (far more calls than half a journal holds): every refund and every grant counted once.
     #[test]
     fn grants_here_race_refunds_and_reads_exactly() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Arc::new(SqliteStore::open(&dir.path().join("usage.db"), 3600).unwrap());
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
+        let (_dir, store, runtime) = shared_store();
         const CALLERS: u64 = 40;
         const CALLS: u64 = 500;
         const LIMIT: u64 = 100_000;
@@ -521,13 +527,7 @@ mod tests {
     /// a limit of N grants exactly N, and the answers carried for callers that left are not lost.
     #[test]
     fn callers_that_leave_never_strand_the_answers_of_the_others() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Arc::new(SqliteStore::open(&dir.path().join("usage.db"), 3600).unwrap());
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
+        let (_dir, store, runtime) = shared_store();
         const CALLERS: u64 = 600;
         const LIMIT: u64 = 300;
         let (granted, exhausted) = runtime.block_on(async {
