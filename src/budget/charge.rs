@@ -151,16 +151,17 @@ pub async fn reserve(
     ))
 }
 
-/// The charge of a call whose token has no budget: usage is recorded on the token's line, priced
-/// when the body named a priced model. Its body is forwarded as it is.
+/// The charge of a call whose token has no budget, admitted at `now` (Unix seconds): usage is
+/// recorded on the token's line, priced when the body named a priced model. Its body is forwarded as
+/// it is.
 pub fn unbudgeted(
     app: &App,
     claims: &Claims,
     provider: &Provider,
     rest: &str,
     model: Option<&str>,
+    now: u64,
 ) -> Charge {
-    let now = app.clock.unix_now();
     Charge {
         // The token's line only: a user's quota lines are for budgeted calls.
         lines: vec![token_line(claims, now)],

@@ -34,7 +34,8 @@ pub fn record<S>(req: &Request<'_, S>, outcome: &Outcome) {
     if let Some(kind) = outcome.upstream_failure() {
         app.obs.metrics.upstream_error(kind);
     }
-    app.obs.metrics.latency.observe(req.started.elapsed());
+    let elapsed = req.started.elapsed();
+    app.obs.metrics.latency.observe(elapsed);
     if let Some(t) = req.ttfb {
         app.obs.metrics.ttfb.observe(t);
     }
@@ -61,7 +62,7 @@ pub fn record<S>(req: &Request<'_, S>, outcome: &Outcome) {
         target: req.head.target(),
         status,
         bytes: outcome.bytes(),
-        dur_ms: ms(req.started.elapsed()),
+        dur_ms: ms(elapsed),
         ttfb_ms: req.ttfb.map(ms),
         tenant: req.who.tenant(),
         jti: claims.map(|c| c.jti.as_str()),

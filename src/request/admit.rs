@@ -46,6 +46,8 @@ pub struct Admitted {
     pub loc: Located,
     /// The token's concurrency slot, held until the answer ends.
     pub _slot: ConcurrencyGuard,
+    /// The Unix second the token was checked at, for what else the call needs of the wall clock.
+    pub at: u64,
 }
 
 /// Admit a relayed request (`after_base`: its path after the base path; `query` without its `?`).
@@ -124,6 +126,9 @@ pub async fn admit<S>(
     } else {
         String::new()
     };
+    // One reading of the monotonic clock for both limits (a clock read is ~25 ns, and a proxied
+    // request made 17 of them).
+    let mono = app.clock.mono_now();
     let slot = app
         .limits
         .tokens
@@ -131,7 +136,7 @@ pub async fn admit<S>(
             &key,
             claims.rate.as_ref().map(|r| (r.n, r.s)),
             claims.conc,
-            app.clock.mono_now(),
+            mono,
         )
         .map_err(|r| match r {
             TokenRejection::RateLimited(d) => Error::RateLimited(LimitScope::Token, d),
@@ -139,7 +144,7 @@ pub async fn admit<S>(
         })?;
     // 5. The relay-wide limit: spent by authenticated calls within their token's limits only, before
     // any store work.
-    if let Err(e) = charge_global(app).await {
+    if let Err(e) = charge_global(app, mono).await {
         app.obs.stats.rate_limited.fetch_add(1, Ordering::Relaxed);
         return Err(e);
     }
@@ -155,6 +160,7 @@ pub async fn admit<S>(
         api_key,
         loc,
         _slot: slot,
+        at: now,
     })
 }
 
@@ -283,9 +289,9 @@ pub async fn charge_ip(app: &App, ip: IpAddr) -> Result<(), Error> {
         .map_err(|d| Error::RateLimited(LimitScope::Ip, d))
 }
 
-/// Charge one authenticated call to the relay-wide bucket: only requests whose token is proven
-/// authentic get here, before any store work.
-pub async fn charge_global(app: &App) -> Result<(), Error> {
+/// Charge one authenticated call, at `now` (the monotonic clock), to the relay-wide bucket: only
+/// requests whose token is proven authentic get here, before any store work.
+pub async fn charge_global(app: &App, now: std::time::Instant) -> Result<(), Error> {
     let rl = &app.cfg.rate_limit;
     if rl.shared {
         let limit = SharedScope {
@@ -296,7 +302,7 @@ pub async fn charge_global(app: &App) -> Result<(), Error> {
     }
     app.limits
         .rate
-        .check_global(app.clock.mono_now())
+        .check_global(now)
         .map_err(|d| Error::RateLimited(LimitScope::Global, d))
 }
 

@@ -175,7 +175,14 @@ async fn forward_call<S: AsyncRead + AsyncWrite + Unpin>(
             }
         }
     } else {
-        charge::unbudgeted(app, claims, &admitted.provider, &admitted.loc.rest, None)
+        charge::unbudgeted(
+            app,
+            claims,
+            &admitted.provider,
+            &admitted.loc.rest,
+            None,
+            admitted.at,
+        )
     };
     let body_state = if streamed.is_none() {
         Body::Done

@@ -277,7 +277,9 @@ pub struct MemoryStore {
 
 #[derive(Default)]
 struct MemoryInner {
-    tokens: HashMap<(String, String), Usage>,
+    /// By tenant and token id, from authenticated claims only: foldhash, not SipHash (the lookup is on
+    /// every call).
+    tokens: HashMap<(String, String), Usage, foldhash::fast::RandomState>,
     revoked_before: HashMap<String, u64>,
 }
 

@@ -122,11 +122,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
     ) -> Result<bool, Error> {
         let idle_since = Instant::now();
         let idle_deadline = idle_since + idle;
-        let mut head_deadline = if self.buf.is_empty() {
-            None
-        } else {
-            Some(Instant::now() + self.pace.read_timeout)
-        };
+        // The head's own deadline is set when its first bytes are in and it must be waited for: read
+        // from the clock only then, since most heads arrive whole in their first read (a clock read
+        // per request saved; the deadline starts at most one parse later than the bytes came).
+        let mut head_started = !self.buf.is_empty();
+        let mut head_deadline = None;
         // Bytes already searched for the end of the head. The parser is only run once a blank line may
         // have arrived (or the size limit is reached, or the client is gone), so a client dripping a head
         // byte by byte costs one pass over its bytes, not one parse per byte.
@@ -147,7 +147,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
                     Err(Error::BadRequest("incomplete request head"))
                 };
             }
-            let deadline = head_deadline.unwrap_or(idle_deadline);
+            let deadline = match head_deadline {
+                Some(d) => d,
+                None if head_started => {
+                    *head_deadline.insert(Instant::now() + self.pace.read_timeout)
+                }
+                None => idle_deadline,
+            };
             let n = if self.buf.is_empty() {
                 // The read first: woken by it, the wait returns without looking at the signals.
                 tokio::select! {
@@ -160,9 +166,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
             };
             match n {
                 Ok(0) => {}
-                Ok(_) => {
-                    head_deadline.get_or_insert_with(|| Instant::now() + self.pace.read_timeout);
-                }
+                Ok(_) => head_started = true,
                 Err(_) if self.buf.is_empty() => return Ok(false),
                 Err(e) => return Err(e),
             }
